@@ -1,0 +1,58 @@
+"""Exception classes. Every error drgsim raises on bad input is one of these."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DrgsimError(Exception):
+    """Base class of all drgsim errors."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found while validating a file: ``file:line: field: message``."""
+
+    file: str
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class ValidationError(DrgsimError):
+    """A data file (scheme table, policy, mapping, scenario) failed validation.
+
+    ``problems`` lists every problem found, not only the first.
+    """
+
+    kind = "file"
+
+    def __init__(self, problems: list[Problem], title: str | None = None):
+        self.problems = list(problems)
+        head = title or f"{len(self.problems)} problem(s) in {self.kind}"
+        lines = [head] + [f"  {p}" for p in self.problems[:200]]
+        if len(self.problems) > 200:
+            lines.append(f"  ... and {len(self.problems) - 200} more")
+        super().__init__("\n".join(lines))
+
+
+class SchemeError(ValidationError):
+    """Scheme tables are missing, malformed or inconsistent."""
+
+    kind = "scheme tables"
+
+
+class SchemeNotFoundError(DrgsimError):
+    """A scheme name or path does not resolve to a folder of tables."""
+
+
+class RecordsError(DrgsimError):
+    """Input records cannot be read at all (missing required column, unreadable file)."""
+
+
+class MissingColumnError(RecordsError):
+    """A required input column is absent."""
