@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 # public name -> "module:attribute"
 _LAZY = {
     "group": "drgsim.grouper:group",
-    "load_scheme": "drgsim.scheme:load_scheme",
+    "load_scheme": "drgsim.grouper:load_scheme",
     "read_records": "drgsim.records:read_records",
     "synth": "drgsim.synth:__module__",
 }

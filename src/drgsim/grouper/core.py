@@ -1,0 +1,174 @@
+"""Group records: read fields -> encode codes -> run the kernel -> attach labelled columns."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from drgsim.codes import encode_field
+from drgsim.errors import DrgsimError
+from drgsim.records import (
+    OUTPUT_COLUMNS,
+    RecordFields,
+    check_columns,
+    dataframe_record_table,
+    fields_from_table,
+    read_records,
+)
+from drgsim.scheme.compiled import CompiledScheme, compile_scheme
+from drgsim.scheme.paths import DEFAULT_SCHEME, resolve_scheme_dir
+
+T = TypeVar("T")
+
+
+def load_scheme(scheme: str | os.PathLike[str] | CompiledScheme = DEFAULT_SCHEME) -> CompiledScheme:
+    """A compiled scheme from a bundled name, a folder path, or an already compiled one."""
+    if isinstance(scheme, CompiledScheme):
+        return scheme
+    return compile_scheme(resolve_scheme_dir(scheme))
+
+
+def default_threads() -> int:
+    return max(1, min(os.cpu_count() or 1, int(os.environ.get("DRGSIM_THREADS", "0") or 0) or 64))
+
+
+@dataclass
+class GroupResult:
+    """Kernel output for one batch: indices into the scheme's label tables."""
+
+    mdc: np.ndarray
+    adrg: np.ndarray
+    drg: np.ndarray
+    status: np.ndarray
+
+    def arrow_columns(self, scheme: CompiledScheme) -> dict[str, pa.Array]:
+        """Dictionary-encoded label columns (cheap to build, written as plain strings)."""
+        out = {}
+        for name, idx, labels in (
+            ("mdc", self.mdc, scheme.out_mdc),
+            ("adrg", self.adrg, scheme.out_adrg),
+            ("drg", self.drg, scheme.out_drg),
+            ("status", self.status, scheme.out_status),
+        ):
+            d = pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32()), pa.array(labels, pa.string()))
+            out[name] = d.cast(pa.string())
+        return out
+
+
+def group_fields(fields: RecordFields, scheme: CompiledScheme, translate: bool = False,
+                 threads: int | None = None) -> GroupResult:
+    """Group already-read record fields (the kernel entry point for every input type)."""
+    from drgsim.grouper.kernels import group_kernel
+
+    if translate and not scheme.has_translation:
+        raise DrgsimError(f"scheme {scheme.name} has no dx_map.csv/proc_map.csv: cannot translate")
+    threads = threads or default_threads()
+    dx_ptr, dx_ids = encode_field(fields.diagnoses, scheme, keep_empty_field=translate, threads=threads)
+    px_ptr, px_ids = encode_field(fields.procedures, scheme, keep_empty_field=False, threads=threads)
+    return run_kernel(scheme, dx_ptr, dx_ids, px_ptr, px_ids, fields.ints, translate, threads)
+
+
+def run_kernel(scheme: CompiledScheme, dx_ptr, dx_ids, px_ptr, px_ids, ints: dict[str, np.ndarray],
+               translate: bool, threads: int) -> GroupResult:
+    """Run the numba kernel over encoded arrays."""
+    import numba
+
+    from drgsim.grouper.kernels import group_kernel
+
+    n = len(dx_ptr) - 1
+    out = GroupResult(*(np.empty(n, dtype=np.int32) for _ in range(4)))
+    prev = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        n_chunks = max(1, min(n, threads * 16))
+        group_kernel(scheme.kt, dx_ptr, dx_ids, px_ptr, px_ids, ints["sex"], ints["age_years"],
+                     ints["age_days"], ints["birth_weight_g"], ints["los_days"], bool(translate),
+                     n_chunks, out.mdc, out.adrg, out.drg, out.status)
+    finally:
+        numba.set_num_threads(prev)
+    return out
+
+
+def output_name_map(names: list[str]) -> dict[str, str]:
+    """Input columns that collide with our outputs are kept as ``input_<name>``."""
+    return {c: f"input_{c}" for c in names if c in OUTPUT_COLUMNS}
+
+
+def group_arrow(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme, translate: bool = False,
+                threads: int | None = None) -> pa.Table:
+    """Group an Arrow table: every input column passes through, outputs appended."""
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    res = group_fields(fields_from_table(table), scheme, translate, threads)
+    renames = output_name_map(table.schema.names)
+    if renames:
+        table = table.rename_columns([renames.get(c, c) for c in table.schema.names])
+    for name, arr in res.arrow_columns(scheme).items():
+        table = table.append_column(name, arr)
+    meta = dict(table.schema.metadata or {})
+    meta.update({k.encode(): v.encode() for k, v in provenance(scheme, translate).items()})
+    return table.replace_schema_metadata(meta)
+
+
+def group_dataframe(df: pd.DataFrame, scheme: CompiledScheme, translate: bool = False,
+                    threads: int | None = None) -> pd.DataFrame:
+    """Group a DataFrame; pass-through columns are the caller's own objects, untouched."""
+    check_columns([str(c) for c in df.columns])
+    rec = dataframe_record_table(df)
+    res = group_fields(fields_from_table(rec), scheme, translate, threads)
+    out = df.rename(columns=output_name_map(list(df.columns)))
+    cols = res.arrow_columns(scheme)
+    new = pd.DataFrame({k: v.to_pandas() for k, v in cols.items()})
+    new.index = df.index
+    out = pd.concat([out, new], axis=1)
+    out.attrs = {**df.attrs, **provenance(scheme, translate)}
+    return out
+
+
+def provenance(scheme: CompiledScheme, translate: bool) -> dict[str, str]:
+    return {**scheme.provenance, "drgsim.translate": "on" if translate else "off"}
+
+
+def group(records: T, scheme: str | os.PathLike[str] | CompiledScheme = DEFAULT_SCHEME,
+          translate: bool = False, threads: int | None = None) -> Any:
+    """Group discharge records into CHS-DRG groups.
+
+    ``records``: a pandas DataFrame (returns a DataFrame), an Arrow table or batch (returns
+    an Arrow table) or a path to parquet/CSV/a folder of parquet (returns a DataFrame).
+    Adds ``mdc``, ``adrg``, ``drg`` and ``status``; every input row comes back, in order.
+    """
+    cs = load_scheme(scheme)
+    if isinstance(records, pd.DataFrame):
+        return group_dataframe(records, cs, translate, threads)
+    if isinstance(records, (pa.Table, pa.RecordBatch)):
+        check_columns(records.schema.names)
+        return group_arrow(records, cs, translate, threads)
+    table = read_records(records)
+    check_columns(table.schema.names)
+    return group_arrow(table, cs, translate, threads).to_pandas()
+
+
+@dataclass
+class GroupSummary:
+    """Counts over a grouping run, for the CLI and reports."""
+
+    rows: int = 0
+    status_counts: dict[str, int] = field(default_factory=dict)
+    missing_columns: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    def add(self, status: np.ndarray, labels: list[str]) -> None:
+        self.rows += len(status)
+        counts = np.bincount(status, minlength=len(labels))
+        for lab, c in zip(labels, counts):
+            if c:
+                self.status_counts[lab] = self.status_counts.get(lab, 0) + int(c)
+
+    @property
+    def grouped_share(self) -> float:
+        return self.status_counts.get("ok", 0) / self.rows if self.rows else 0.0
