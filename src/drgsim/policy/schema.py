@@ -1,0 +1,225 @@
+"""The policy schema: every parameter a payment policy may set, its type and allowed values.
+
+A policy file is a tree of sections whose leaves are dated parameters
+(``values: {YYYY-MM-DD: value}``, like OpenFisca). The tree below is the whole
+vocabulary: a key that is not here is an error, so a typo never silently means "default".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Param:
+    """One dated leaf: its kind, whether it may be null, and what the value may be."""
+
+    kind: str  # float, int, bool, str, enum, list_enum, list_float, list_str, map_float, tiers
+    doc: str = ""
+    nullable: bool = False
+    choices: tuple[str, ...] = ()
+    lo: float | None = None
+    hi: float | None = None
+    tier_keys: tuple[str, ...] = field(default=())
+
+
+def ratio(doc: str, nullable: bool = False) -> Param:
+    return Param("float", doc, nullable, lo=0.0, hi=1.0)
+
+
+def pos(doc: str, nullable: bool = False) -> Param:
+    return Param("float", doc, nullable, lo=0.0)
+
+
+STATUS_RULES = ("discounted", "review", "zero")
+CASE_TYPES = (
+    "per_diem",
+    "special_review",
+    "ungroupable",
+    "readmission",
+    "short_stay",
+    "high_cost",
+    "low_cost",
+    "normal",
+)
+FUNDS = ("employee", "resident")
+
+_BUDGET = {
+    "source": Param(
+        "enum",
+        "rule: last year's drg_spending x (1 + growth); amount: amount_yuan",
+        choices=("rule", "amount"),
+    ),
+    "amount_yuan": pos("the DRG fund budget in yuan when source = amount", nullable=True),
+    "growth": Param("float", "growth of last year's DRG spending (rule source)", lo=-0.5, hi=1.0),
+    "reserve_share": ratio(
+        "share of the gross budget set aside as the adjustment reserve (调剂金)"
+    ),
+    "reserve_yuan": pos("explicit reserve amount in yuan (overrides reserve_share)", nullable=True),
+    "carve_out_yuan": pos("amount paid outside DRG (FFS, out-of-region) taken off the budget"),
+}
+
+SCHEMA: dict[str, Any] = {
+    "calibration": {
+        "history_years": Param(
+            "int", "number of history years before the simulated year", lo=1, hi=10
+        ),
+        "year_weights": Param(
+            "list_float", "weights of the history years, oldest to newest (e.g. 1:2:7)"
+        ),
+        "inflation": Param(
+            "float",
+            "yearly cost inflation used to bring older years to the simulated year",
+            lo=-0.5,
+            hi=1.0,
+        ),
+        "trimming": {
+            "method": Param(
+                "enum", "outlier trimming inside each group", choices=("percentile", "sd", "none")
+            ),
+            "lower": ratio("lower percentile kept (percentile method)"),
+            "upper": ratio("upper percentile kept (percentile method)"),
+            "sd": pos("mean +- sd x SD kept (sd method)"),
+        },
+        "min_cases": Param("int", "minimum cases for a group to get its own weight", lo=1),
+        "fallback": Param(
+            "list_enum",
+            "pooled levels tried, in order, for thin or missing groups",
+            choices=("adrg", "mdc", "all"),
+        ),
+        "all_case_mean_yuan": pos(
+            "all-case mean cost m_all; null = computed from history", nullable=True
+        ),
+    },
+    "points": {
+        "scale": Param("int", "base points = RW x scale (100 or 1000)", lo=1),
+    },
+    "coefficients": {
+        "method": Param("enum", "hospital coefficient c_h", choices=("level", "hospital", "blend")),
+        "by_level": Param("map_float", "coefficient per hospital level"),
+        "default": pos("coefficient of a hospital whose level is not listed"),
+        "hospital_weight": ratio("weight of the hospital's own coefficient in a blend"),
+        "band_lower": pos("lowest coefficient allowed", nullable=True),
+        "band_upper": pos("highest coefficient allowed", nullable=True),
+        "phase_to_one": ratio("share of the way from the coefficient to 1.0 (同病同价 phase-in)"),
+    },
+    "case_types": {
+        "precedence": Param(
+            "list_enum", "ordered case types: the first that applies wins", choices=CASE_TYPES
+        ),
+    },
+    "statuses": {
+        s: Param("enum", f"how a `{s}` case is paid", choices=STATUS_RULES)
+        for s in (
+            "ungroupable",
+            "ambiguous_qy",
+            "check_failed",
+            "dx_not_mappable",
+            "proc_not_mappable",
+        )
+    },
+    "high_cost": {
+        "tiers": Param(
+            "tiers", "k by RW tier: cost > k x m is high-cost", tier_keys=("rw_upto", "k")
+        ),
+        "beta": ratio("premium factor beta on the excess"),
+    },
+    "low_cost": {
+        "factor": ratio("cost < factor x m is low-cost"),
+    },
+    "ungroupable": {
+        "discount": ratio("discount d on cost / m_all x scale"),
+    },
+    "per_diem": {
+        "enabled": Param("bool"),
+        "mdcs": Param("list_str", "MDC labels paid per diem (e.g. MDCT psychiatry)"),
+        "adrgs": Param("list_str", "ADRGs paid per diem"),
+        "min_los": Param("int", "any case with LOS >= this is paid per diem", nullable=True, lo=1),
+        "max_days": Param("int", "days paid per diem at most (cap)", lo=1),
+        "inside_budget": Param(
+            "bool", "true: priced in points inside the budget; false: paid outside and carved out"
+        ),
+    },
+    "special_review": {
+        "enabled": Param("bool"),
+        "share": ratio("at most this share of each hospital's cases"),
+        "min_cost_ratio": pos("candidates: cost / m at least this"),
+        "selection": Param(
+            "enum",
+            "top_cost_ratio: highest cost ratios; flag: the cases' special_review column",
+            choices=("top_cost_ratio", "flag"),
+        ),
+    },
+    "readmission": {
+        "enabled": Param("bool"),
+        "days": Param("int", "admitted within this many days of the previous discharge", lo=0),
+        "same": Param(
+            "enum", "same patient, hospital and ...", choices=("adrg", "drg", "mdc", "any")
+        ),
+        "points_factor": ratio("the later case's points are multiplied by this"),
+    },
+    "short_stay": {
+        "enabled": Param("bool"),
+        "max_los": Param("int", "LOS <= this is a short stay", lo=0),
+        "pricing": Param("enum", "low_cost: P x c x min(cost/m, 1)", choices=("low_cost", "zero")),
+    },
+    "caps": {
+        "max_points_multiple": pos(
+            "points capped at this multiple of the group's base points", nullable=True
+        ),
+    },
+    "budget": {f: dict(_BUDGET) for f in FUNDS},
+    "point_value": {
+        "basis": Param(
+            "enum",
+            "total_cost: (budget + patients' share) / points; fund: budget / points",
+            choices=("total_cost", "fund"),
+        ),
+        "floor_yuan": pos("lowest point value in yuan", nullable=True),
+        "ceiling_yuan": pos("highest point value in yuan", nullable=True),
+    },
+    "presettlement": {
+        "prepay_share": ratio("share of each month's provisional payment prepaid"),
+        "provisional_pv": Param(
+            "enum",
+            "monthly_budget: the month's budget/12 over its points; fixed: provisional_pv_yuan",
+            choices=("monthly_budget", "fixed"),
+        ),
+        "provisional_pv_yuan": pos("provisional point value in yuan (fixed)", nullable=True),
+    },
+    "assessment": {
+        "enabled": Param("bool"),
+        "withhold_share": ratio(
+            "share of each monthly prepayment withheld for the annual assessment"
+        ),
+        "default_score": Param("float", "score of a hospital without one", lo=0, hi=100),
+        "full_release_score": Param(
+            "float", "score at or above which all of the withheld is released", lo=0, hi=100
+        ),
+        "zero_release_score": Param(
+            "float", "score at or below which all of the withheld is forfeited", lo=0, hi=100
+        ),
+    },
+    "hospital_corridor": {
+        "enabled": Param("bool"),
+        "lower": pos("received / cost below this: the fund shares the loss (超支分担)"),
+        "upper": pos(
+            "received / cost above this: the surplus beyond is partly recovered (结余留用)"
+        ),
+        "loss_share": ratio("share of the loss below lower x cost the reserve refunds"),
+        "loss_floor": pos("no sharing of the loss below this ratio x cost", nullable=True),
+        "surplus_keep": ratio("share of the surplus beyond upper x cost the hospital keeps"),
+    },
+    "region_corridor": {
+        "enabled": Param("bool"),
+        "surplus_keep": ratio(
+            "share of the region's under-spend (budget - fund cost) hospitals keep"
+        ),
+        "overspend_band": ratio("overspend up to this share of the budget is shared"),
+        "overspend_fund_share": ratio("share of the overspend inside the band the fund pays"),
+    },
+}
+
+TOP_META = ("name", "description", "scheme", "extends")
+LEAF_META = ("values", "description", "unit", "reference")
