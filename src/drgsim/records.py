@@ -68,7 +68,7 @@ def int_field(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
         out = np.where(small.to_numpy(zero_copy_only=False), vals, ABSENT)
         if pc.any(big).as_py():
             bigm = big.to_numpy(zero_copy_only=False)
-            neg = pc.starts_with(s, "-").to_numpy(zero_copy_only=False)
+            neg = pc.fill_null(pc.starts_with(s, "-"), False).to_numpy(zero_copy_only=False)
             out[bigm & neg] = -_SATURATE
             out[bigm & ~neg] = _SATURATE
         return out.astype(np.int64)
@@ -277,8 +277,7 @@ def iter_batches(path: str | os.PathLike[str], batch_rows: int = 1 << 20,
         read, convert = _csv_options(p, encoding)
         try:
             reader = pacsv.open_csv(p, read_options=read, convert_options=convert)
-            for batch in reader:
-                yield batch
+            yield from reader
         except pa.ArrowInvalid as exc:
             raise RecordsError(f"{p}: {exc}") from exc
 

@@ -63,7 +63,6 @@ class GroupResult:
 def group_fields(fields: RecordFields, scheme: CompiledScheme, translate: bool = False,
                  threads: int | None = None) -> GroupResult:
     """Group already-read record fields (the kernel entry point for every input type)."""
-    from drgsim.grouper.kernels import group_kernel
 
     if translate and not scheme.has_translation:
         raise DrgsimError(f"scheme {scheme.name} has no dx_map.csv/proc_map.csv: cannot translate")
@@ -102,6 +101,13 @@ def output_name_map(names: list[str]) -> dict[str, str]:
 def group_arrow(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme, translate: bool = False,
                 threads: int | None = None) -> pa.Table:
     """Group an Arrow table: every input column passes through, outputs appended."""
+    return group_arrow_result(table, scheme, translate, threads)[0]
+
+
+def group_arrow_result(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme,
+                       translate: bool = False,
+                       threads: int | None = None) -> tuple[pa.Table, GroupResult]:
+    """Like :func:`group_arrow`, also returning the kernel's raw result (for summaries)."""
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
     res = group_fields(fields_from_table(table), scheme, translate, threads)
@@ -112,7 +118,7 @@ def group_arrow(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme, transl
         table = table.append_column(name, arr)
     meta = dict(table.schema.metadata or {})
     meta.update({k.encode(): v.encode() for k, v in provenance(scheme, translate).items()})
-    return table.replace_schema_metadata(meta)
+    return table.replace_schema_metadata(meta), res
 
 
 def group_dataframe(df: pd.DataFrame, scheme: CompiledScheme, translate: bool = False,

@@ -299,7 +299,7 @@ def _check_references(t: dict[str, Table], meta: dict[str, str], problems: list[
     drg = t["drg.csv"]
     adrgs = set(adrg.get("adrg"))
     seen_drg_order: dict[tuple[str, str], int] = {}
-    for code, a, o, line in zip(drg.get("drg"), drg.get("adrg"), drg.get("order"), drg.lines):
+    for a, o, line in zip(drg.get("adrg"), drg.get("order"), drg.lines):
         if a not in adrgs:
             problems.append(Problem(drg.file, line, "adrg", f"ADRG {a!r} is not in adrg.csv"))
         if (a, o) in seen_drg_order:

@@ -1,0 +1,32 @@
+"""Options and output helpers shared by every command (one CLI style across commands)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from drgsim.errors import DrgsimError
+
+scheme_option = click.option(
+    "--scheme", default="chs_drg_11", show_default=True, metavar="NAME|PATH",
+    help="Bundled scheme name (see 'drgsim scheme list') or a folder of scheme tables.",
+)
+out_option = click.option("-o", "--out", "out", required=True, type=click.Path(),
+                          help="Output path.")
+seed_option = click.option("--seed", default=1, show_default=True, type=int,
+                           help="Random seed (same seed, same output).")
+threads_option = click.option("--threads", default=None, type=click.IntRange(1, 256),
+                              help="Worker threads (default: all cores).")
+
+
+def fail(exc: Exception) -> None:
+    """Print a drgsim error for a person and exit non-zero (no traceback for bad input)."""
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(2 if isinstance(exc, DrgsimError) else 1)
+
+
+def console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
