@@ -245,7 +245,7 @@ def _walk(
             _walk(child, spec, path, file, problems, params)
         else:
             _leaf(child, spec, path, file, line, problems, params)
-    for key, spec in schema.items():
+    for key in schema:
         if key not in node:
             path = f"{prefix}.{key}" if prefix else str(key)
             problems.append(Problem(file, _line(node, None), path, "missing"))

@@ -1,0 +1,431 @@
+"""Vectorized pricing: cases + weights + policy -> per-case case type, points and components.
+
+No Python loop runs over cases: the case type is the first predicate in the policy's
+precedence list that holds (``np.select``), and each type's points formula is an array
+expression (DOMAIN.md section 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from drgsim.errors import DrgsimError
+from drgsim.pricing.cases import PAY_STATUSES, STATUSES, Cases
+
+CASE_TYPES = (
+    "none",
+    "normal",
+    "high_cost",
+    "low_cost",
+    "ungroupable",
+    "per_diem",
+    "special_review",
+    "readmission",
+    "short_stay",
+)
+WEIGHT_LEVELS = ("none", "drg", "adrg", "mdc", "all")
+
+
+class PricingError(DrgsimError):
+    """Weights or hospitals cannot be used for pricing (e.g. a weights table without m_all)."""
+
+
+@dataclass
+class Weights:
+    """A weights table as arrays: one row per key (DRG, ADRG, MDC or all)."""
+
+    table: pd.DataFrame
+    m_all_fen: float
+    scale: float
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, scale: float | None = None) -> Weights:
+        m_all = df.attrs.get("m_all_fen")
+        if m_all is None and "level" in df and (df["level"] == "all").any():
+            m_all = float(df.loc[df["level"] == "all", "mean_cost_fen"].iloc[0])
+        if m_all is None or not np.isfinite(m_all) or m_all <= 0:
+            raise PricingError(
+                "weights carry no all-case mean cost (attrs m_all_fen or an 'all' row)"
+            )
+        sc = float(scale or df.attrs.get("scale") or 100)
+        t = df.copy()
+        if "level" not in t:
+            t["level"] = "drg"
+        for c in ("per_diem_points", "per_diem_rate_fen"):
+            if c not in t:
+                t[c] = np.nan
+        t = t.reset_index(drop=True)
+        return cls(t, float(m_all), sc)
+
+    def lookup(self, cases: Cases, fallback: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Per case: row index into the table (-1 none) and the level it was found at."""
+        t = self.table
+        index = {
+            (lv, str(k)): i for i, (lv, k) in enumerate(zip(t["level"], t["key"], strict=True))
+        }
+        combo = (cases.drg.astype(np.int64) * (len(cases.adrg_names) + 1) + cases.adrg) * (
+            len(cases.mdc_names) + 1
+        ) + cases.mdc
+        uniq, inv = np.unique(combo, return_inverse=True)
+        row = np.full(len(uniq), -1, dtype=np.int64)
+        lev = np.zeros(len(uniq), dtype=np.int8)
+        na, nm = len(cases.adrg_names) + 1, len(cases.mdc_names) + 1
+        for j, c in enumerate(uniq):
+            m = int(c % nm)
+            a = int((c // nm) % na)
+            d = int(c // nm // na)
+            drg = str(cases.drg_names[d])
+            adrg = str(cases.adrg_names[a]) or (drg[:3] if len(drg) >= 3 and drg != "0000" else "")
+            mdc = str(cases.mdc_names[m])
+            tries = [("drg", drg)] + [
+                (f, {"adrg": adrg, "mdc": mdc, "all": "all"}[f]) for f in fallback
+            ]
+            for lv, key in tries:
+                i = index.get((lv, key))
+                if i is None and lv == "adrg":
+                    i = index.get(("drg", key))  # an ADRG-code DRG priced at its ADRG's level
+                if i is not None and key:
+                    row[j] = i
+                    lev[j] = WEIGHT_LEVELS.index(lv)
+                    break
+        return row[inv], lev[inv]
+
+
+def hospital_coefficients(
+    hospital_ids: np.ndarray,
+    hospitals: pd.DataFrame | None,
+    pv: dict,
+    cost_index: np.ndarray | None = None,
+) -> np.ndarray:
+    """c_h per hospital: by level, own (table column or cost index), or a blend; band; phase-in."""
+    cp = pv["coefficients"]
+    n = len(hospital_ids)
+    level_c = np.full(n, cp["default"], dtype=np.float64)
+    own = np.full(n, np.nan)
+    if hospitals is not None and len(hospitals):
+        h = hospitals.copy()
+        h["hospital_id"] = h["hospital_id"].astype("string")
+        h = (
+            h.drop_duplicates("hospital_id")
+            .set_index("hospital_id")
+            .reindex(pd.Index(hospital_ids, dtype="string"))
+        )
+        if "level" in h:
+            lv = h["level"].astype("string").str.extract(r"(\d)")[0]
+            level_c = (
+                lv.map({k: v for k, v in cp["by_level"].items()})
+                .astype("float64")
+                .fillna(cp["default"])
+                .to_numpy()
+            )
+        if "coefficient" in h:
+            own = pd.to_numeric(h["coefficient"], errors="coerce").to_numpy(dtype=np.float64)
+    if cost_index is not None:
+        own = np.where(np.isnan(own), cost_index, own)
+    method = cp["method"]
+    if method == "level":
+        c = level_c
+    elif method == "hospital":
+        c = np.where(np.isnan(own), level_c, own)
+    else:
+        w = cp["hospital_weight"]
+        c = np.where(np.isnan(own), level_c, w * own + (1 - w) * level_c)
+    if cp["band_lower"] is not None:
+        c = np.maximum(c, cp["band_lower"])
+    if cp["band_upper"] is not None:
+        c = np.minimum(c, cp["band_upper"])
+    return c + (1.0 - c) * cp["phase_to_one"]
+
+
+def link_readmissions(cases: Cases, days: int, same: str, eligible: np.ndarray) -> np.ndarray:
+    """True for a case admitted within ``days`` of the same patient's previous discharge
+    from the same hospital (and the same ADRG/DRG/MDC, per ``same``); the later case is flagged.
+
+    One sort over a packed int64 key; no loop over cases.
+    """
+    n = cases.n
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    grp = {"adrg": cases.adrg, "drg": cases.drg, "mdc": cases.mdc, "any": np.zeros(n, np.int32)}[
+        same
+    ]
+    keys = [cases.patient, cases.hosp.astype(np.int64) + 1, grp.astype(np.int64)]
+    day0 = int(cases.admit_day.min())
+    day = (cases.admit_day - day0).astype(np.int64)
+    sizes = [int(k.max()) + 1 for k in keys] + [int(day.max()) + 1, n]
+    bits = [max(1, int(s - 1).bit_length()) for s in sizes]
+    if sum(bits) <= 63:
+        packed = np.zeros(n, dtype=np.int64)
+        for k, b in zip([*keys, day, cases.tie], bits, strict=True):
+            packed = (packed << b) | k.astype(np.int64)
+        order = np.argsort(packed, kind="stable")
+    else:
+        order = np.lexsort((cases.tie, day, *reversed(keys)))
+    el = eligible[order]
+    same_prev = np.ones(n - 1, dtype=bool)
+    for k in keys:
+        ks = k[order]
+        same_prev &= ks[1:] == ks[:-1]
+    gap = cases.admit_day[order][1:].astype(np.int64) - cases.disch_day[order][:-1]
+    hit = same_prev & (gap >= 0) & (gap <= days) & el[1:] & el[:-1]
+    out = np.zeros(n, dtype=bool)
+    out[order[1:][hit]] = True
+    return out
+
+
+def select_special_review(
+    cases: Cases, ratio: np.ndarray, candidate: np.ndarray, share: float
+) -> np.ndarray:
+    """Per hospital, the highest cost ratios among candidates, at most ``share`` of its cases."""
+    n_h = np.bincount(np.maximum(cases.hosp, 0), minlength=len(cases.hospital_ids))
+    limit = np.floor(n_h * share + 1e-9).astype(np.int64)
+    idx = np.flatnonzero(candidate)
+    if len(idx) == 0:
+        return np.zeros(cases.n, dtype=bool)
+    h = cases.hosp[idx]
+    order = np.lexsort((cases.tie[idx], -ratio[idx], h))
+    hs = h[order]
+    starts = np.r_[0, np.flatnonzero(hs[1:] != hs[:-1]) + 1]
+    rank = np.arange(len(hs)) - np.repeat(starts, np.diff(np.r_[starts, len(hs)]))
+    chosen = rank < limit[hs]
+    out = np.zeros(cases.n, dtype=bool)
+    out[idx[order][chosen]] = True
+    return out
+
+
+@dataclass
+class Priced:
+    """Per-case pricing results (arrays aligned with the Cases) plus the inputs used."""
+
+    cases: Cases
+    case_type: np.ndarray  # int8 index into CASE_TYPES
+    points: np.ndarray  # float64
+    base_points: np.ndarray
+    coefficient: np.ndarray
+    mean_cost_fen: np.ndarray
+    cost_ratio: np.ndarray
+    k: np.ndarray
+    premium_points: np.ndarray
+    factor: np.ndarray
+    weight_row: np.ndarray
+    weight_level: np.ndarray
+    pay_status: np.ndarray  # int8 index into PAY_STATUSES
+    in_budget: np.ndarray  # bool: priced in points inside the fund's budget
+    outside_fen: np.ndarray  # int64: paid outside the budget (per diem carved out)
+    hosp_coef: np.ndarray  # per hospital
+    rw: np.ndarray = None  # type: ignore[assignment]
+    mean_los: np.ndarray = None  # type: ignore[assignment]
+
+    @property
+    def payable(self) -> np.ndarray:
+        return self.pay_status == 0
+
+    def frame(self) -> pd.DataFrame:
+        """The per-case table a hospital reconciles line by line (money in fen)."""
+        c = self.cases
+        return pd.DataFrame(
+            {
+                "case_id": c.case_id,
+                "hospital_id": pd.Categorical.from_codes(
+                    np.maximum(c.hosp, 0), c.hospital_ids
+                ).astype(object)
+                if len(c.hospital_ids)
+                else None,
+                "fund": np.where(c.fund >= 0, np.array(["employee", "resident", ""])[c.fund], ""),
+                "year": c.year,
+                "month": c.month.astype(np.int16) + 1,
+                "drg": c.drg_names[c.drg],
+                "status": np.asarray(STATUSES + ("?",), dtype=object)[c.status],
+                "case_type": np.asarray(CASE_TYPES, dtype=object)[self.case_type],
+                "pay_status": np.asarray(PAY_STATUSES, dtype=object)[self.pay_status],
+                "weight_level": np.asarray(WEIGHT_LEVELS, dtype=object)[self.weight_level],
+                "base_points": self.base_points,
+                "coefficient": self.coefficient,
+                "mean_cost_fen": self.mean_cost_fen,
+                "cost_ratio": self.cost_ratio,
+                "k": self.k,
+                "premium_points": self.premium_points,
+                "factor": self.factor,
+                "points": self.points,
+                "rw": self.rw,
+                "los_days": c.los,
+                "mean_los": self.mean_los,
+                "in_budget": self.in_budget,
+                "cost_fen": c.cost_fen,
+                "patient_share_fen": c.share_fen,
+            }
+        )
+
+
+def price(
+    cases: Cases,
+    weights: Weights,
+    pv: dict,
+    hospitals: pd.DataFrame | None = None,
+) -> Priced:
+    """Price every case (``pv``: the policy resolved at the simulated date)."""
+    n = cases.n
+    pay = cases.pay_status.copy()
+    scale = float(pv["points"]["scale"])
+    m_all = weights.m_all_fen
+    st_rule = pv["statuses"]
+    status_name = np.asarray(STATUSES + ("?",), dtype=object)
+    s = cases.status
+    discounted_ids = [
+        i for i, nm in enumerate(STATUSES) if i > 0 and st_rule.get(nm) == "discounted"
+    ]
+    review_ids = [i for i, nm in enumerate(STATUSES) if i > 0 and st_rule.get(nm) == "review"]
+    zero_ids = [i for i, nm in enumerate(STATUSES) if i > 0 and st_rule.get(nm) == "zero"]
+    is_ok = s == 0
+    is_disc = np.isin(s, discounted_ids)
+    held = np.isin(s, review_ids)
+    pay[(pay == 0) & held] = PAY_STATUSES.index("held_for_review")
+    del status_name
+
+    row, lev = weights.lookup(cases, pv["calibration"]["fallback"])
+    t = weights.table
+    has_w = row >= 0
+    pay[(pay == 0) & is_ok & ~has_w] = PAY_STATUSES.index("no_weight")
+    r = np.maximum(row, 0)
+    P = np.where(has_w, t["points"].to_numpy(dtype=np.float64)[r], 0.0)
+    rw = np.where(has_w, t["rw"].to_numpy(dtype=np.float64)[r], 0.0)
+    m = np.where(has_w, t["mean_cost_fen"].to_numpy(dtype=np.float64)[r], np.nan)
+    pdp = np.where(has_w, t["per_diem_points"].to_numpy(dtype=np.float64)[r], np.nan)
+    pdr = np.where(has_w, t["per_diem_rate_fen"].to_numpy(dtype=np.float64)[r], np.nan)
+    all_rows = t.index[t["level"] == "all"]
+    if len(all_rows):  # per-diem rate of a group without its own: the all-case one
+        a = all_rows[0]
+        pdp = np.where(np.isnan(pdp), float(t.at[a, "per_diem_points"]), pdp)
+        pdr = np.where(np.isnan(pdr), float(t.at[a, "per_diem_rate_fen"]), pdr)
+
+    coef_h = hospital_coefficients(cases.hospital_ids, hospitals, pv)
+    c = (
+        np.where(cases.hosp >= 0, coef_h[np.maximum(cases.hosp, 0)], 1.0)
+        if len(coef_h)
+        else np.ones(n)
+    )
+    cost = cases.cost_fen.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(has_w & (m > 0), cost / m, np.nan)
+
+    hc = pv["high_cost"]
+    edges = np.array([tr["rw_upto"] for tr in hc["tiers"][:-1]], dtype=np.float64)
+    ks = np.array([tr["k"] for tr in hc["tiers"]], dtype=np.float64)
+    k = ks[np.searchsorted(edges, rw, side="left")]
+    beta = hc["beta"]
+    low_f = pv["low_cost"]["factor"]
+    drg_ok = is_ok & has_w
+
+    # predicates
+    pdm = pv["per_diem"]
+    mdc_names = np.asarray(cases.mdc_names, dtype=object)
+    adrg_names = np.asarray(cases.adrg_names, dtype=object)
+    per_diem = np.zeros(n, dtype=bool)
+    if pdm["enabled"]:
+        in_mdc = np.isin(mdc_names, pdm["mdcs"])[cases.mdc] if len(mdc_names) else np.zeros(n, bool)
+        in_adrg = (
+            np.isin(adrg_names, pdm["adrgs"])[cases.adrg] if len(adrg_names) else np.zeros(n, bool)
+        )
+        long = cases.los >= pdm["min_los"] if pdm["min_los"] is not None else np.zeros(n, bool)
+        per_diem = drg_ok & (in_mdc | in_adrg | long) & ~np.isnan(pdp)
+    sr = pv["special_review"]
+    special = np.zeros(n, dtype=bool)
+    if sr["enabled"]:
+        if sr["selection"] == "flag":
+            special = drg_ok & cases.special_flag
+        else:
+            cand = drg_ok & (ratio >= sr["min_cost_ratio"]) & ~per_diem & (pay == 0)
+            special = select_special_review(cases, np.nan_to_num(ratio), cand, sr["share"])
+    ra = pv["readmission"]
+    readmit = np.zeros(n, dtype=bool)
+    if ra["enabled"]:
+        readmit = link_readmissions(cases, ra["days"], ra["same"], drg_ok & (pay == 0)) & drg_ok
+    ss = pv["short_stay"]
+    short = (
+        drg_ok & (cases.los <= ss["max_los"]) & (cases.los >= 0)
+        if ss["enabled"]
+        else np.zeros(n, bool)
+    )
+    high = drg_ok & (ratio > k)
+    low = drg_ok & (ratio < low_f)
+    preds = {
+        "per_diem": per_diem,
+        "special_review": special,
+        "ungroupable": is_disc,
+        "readmission": readmit,
+        "short_stay": short,
+        "high_cost": high,
+        "low_cost": low,
+        "normal": drg_ok,
+    }
+
+    # points per type
+    pdays = np.minimum(np.maximum(cases.los, 0), pdm["max_days"]).astype(np.float64)
+    premium = np.where(high, P * (np.nan_to_num(ratio) - k) * beta, 0.0)
+    cap = pv["caps"]["max_points_multiple"]
+    normal_pts = P * c
+    factor = np.ones(n)
+    pts = {
+        "per_diem": np.nan_to_num(pdp) * pdays,
+        "special_review": cost / m_all * scale,
+        "ungroupable": cost / m_all * scale * pv["ungroupable"]["discount"],
+        "readmission": normal_pts * ra["points_factor"],
+        "short_stay": (normal_pts * np.minimum(np.nan_to_num(ratio), 1.0))
+        if ss["pricing"] == "low_cost"
+        else np.zeros(n),
+        "high_cost": normal_pts + premium,
+        "low_cost": normal_pts * np.nan_to_num(ratio),
+        "normal": normal_pts,
+    }
+    order = pv["case_types"]["precedence"]
+    conds = [preds[t_] for t_ in order]
+    case_type = np.select(conds, [CASE_TYPES.index(t_) for t_ in order], default=0).astype(np.int8)
+    points = np.select(conds, [pts[t_] for t_ in order], default=0.0)
+    if cap is not None:
+        capped = np.isin(
+            case_type,
+            [
+                CASE_TYPES.index(x)
+                for x in ("normal", "high_cost", "low_cost", "readmission", "short_stay")
+            ],
+        )
+        points = np.where(capped, np.minimum(points, cap * P), points)
+    factor = np.where(case_type == CASE_TYPES.index("readmission"), ra["points_factor"], factor)
+    premium = np.where(case_type == CASE_TYPES.index("high_cost"), premium, 0.0)
+    zero_st = np.isin(s, zero_ids)
+    points = np.where((pay == 0) & ~zero_st, points, 0.0)
+    case_type = np.where(pay == 0, case_type, 0).astype(np.int8)
+
+    in_budget = pay == 0
+    outside = np.zeros(n, dtype=np.int64)
+    if pdm["enabled"] and not pdm["inside_budget"]:
+        pdc = (case_type == CASE_TYPES.index("per_diem")) & (pay == 0)
+        due = np.floor(np.nan_to_num(pdr) * pdays + 0.5).astype(np.int64) - cases.share_fen
+        outside = np.where(pdc, np.maximum(due, 0), 0)
+        in_budget &= ~pdc
+        points = np.where(pdc, 0.0, points)
+    return Priced(
+        cases=cases,
+        case_type=case_type,
+        points=points,
+        base_points=P,
+        coefficient=c,
+        mean_cost_fen=np.nan_to_num(m),
+        cost_ratio=np.nan_to_num(ratio),
+        k=k,
+        premium_points=premium,
+        factor=factor,
+        weight_row=row,
+        weight_level=lev,
+        pay_status=pay,
+        in_budget=in_budget,
+        outside_fen=outside,
+        hosp_coef=coef_h,
+        rw=rw,
+        mean_los=np.where(has_w, t["mean_los"].to_numpy(dtype=np.float64)[r], np.nan)
+        if "mean_los" in t
+        else np.full(n, np.nan),
+    )

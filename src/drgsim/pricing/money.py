@@ -1,0 +1,159 @@
+"""Integer-fen money: reading yuan once (half-up), exact ratios, largest-remainder splits.
+
+Money is read from yuan into integer fen once and stays integer. Totals are split
+top-down by largest remainder (ties broken by id) so the parts add up exactly; half-up
+is used only for single amounts (a refund, a withheld share).
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+import numba as nb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+PPM = 1_000_000
+
+
+def yuan_to_fen(values: object) -> tuple[np.ndarray, np.ndarray]:
+    """Yuan amounts (decimal, float, int or text) -> (int64 fen half-up, valid mask).
+
+    Missing or unparsable values are invalid (fen 0). Negative amounts are returned as
+    they are (the caller decides); decimals are converted exactly.
+    """
+    if isinstance(values, pd.Series):
+        s = values
+        try:
+            arr = pa.array(s, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            arr = pa.array(s.astype("string"), from_pandas=True)
+    elif isinstance(values, (pa.Array, pa.ChunkedArray)):
+        arr = values
+    else:
+        arr = pa.array(np.asarray(values))
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    t = arr.type
+    if pa.types.is_decimal(t):
+        scaled = pc.multiply(
+            arr.cast(pa.decimal128(38, t.scale)), pa.scalar(Decimal(100), pa.decimal128(38, 0))
+        )
+        rounded = pc.round(scaled, 0, round_mode="half_up")
+        valid = np.asarray(rounded.is_valid())
+        fen = np.asarray(rounded.cast(pa.int64()).fill_null(0))
+        return fen.astype(np.int64), valid
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_null(t):
+        x = np.asarray(arr.cast(pa.float64()).fill_null(np.nan), dtype=np.float64)
+        return _float_yuan_to_fen(x)
+    # text: exact decimal parse of each distinct string
+    strs = arr.cast(pa.string())
+    uniq, inv = np.unique(np.asarray(strs.fill_null("")).astype(object), return_inverse=True)
+    fen_u = np.zeros(len(uniq), dtype=np.int64)
+    ok_u = np.zeros(len(uniq), dtype=bool)
+    for i, u in enumerate(uniq):
+        text = str(u).strip().replace(",", "")
+        if not text:
+            continue
+        try:
+            d = Decimal(text)
+        except InvalidOperation:
+            continue
+        if not d.is_finite():
+            continue
+        fen_u[i] = int((d * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        ok_u[i] = True
+    return fen_u[inv], ok_u[inv]
+
+
+def _float_yuan_to_fen(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    valid = np.isfinite(x) & (np.abs(x) < 1e15)
+    # round to 6 decimals of fen first so 1.005 (stored as 1.00499...) reads as 100.5 fen
+    f = np.round(np.where(valid, x, 0.0) * 100.0, 6)
+    fen = np.sign(f) * np.floor(np.abs(f) + 0.5)
+    return fen.astype(np.int64), valid
+
+
+def ratio_ppm(r: float) -> int:
+    """A ratio as exact integer parts per million (policy ratios have at most 6 decimals)."""
+    return int(Decimal(repr(float(r))).scaleb(6).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def mul_ratio_half_up(x: np.ndarray | int, r: float) -> np.ndarray:
+    """``x × r`` for integer fen ``x``, rounded half away from zero, in exact integers."""
+    ppm = ratio_ppm(r)
+    xa = np.asarray(x, dtype=np.int64)
+    num = np.abs(xa) * ppm
+    q = (2 * num + PPM) // (2 * PPM)
+    return np.sign(xa) * q
+
+
+def half_up(x: np.ndarray | float) -> np.ndarray:
+    """Round float fen half away from zero (for single amounts, never for sums)."""
+    xa = np.round(np.asarray(x, dtype=np.float64), 6)
+    return (np.sign(xa) * np.floor(np.abs(xa) + 0.5)).astype(np.int64)
+
+
+def largest_remainder(quotas: np.ndarray, total: int, ids: np.ndarray | None = None) -> np.ndarray:
+    """Integers summing exactly to ``total``, each the floor of its quota or one more.
+
+    The remaining units go to the largest fractional parts; ties go to the smaller id
+    (``ids`` default: position). Quotas should sum to about ``total``; any float slack
+    is absorbed so the sum is always exact.
+    """
+    q = np.asarray(quotas, dtype=np.float64)
+    n = len(q)
+    if n == 0:
+        if total != 0:
+            raise ValueError(f"cannot split {total} over no parts")
+        return np.zeros(0, dtype=np.int64)
+    ids = np.arange(n) if ids is None else np.asarray(ids)
+    groups = np.zeros(n, dtype=np.int64)
+    order = np.lexsort((ids,))
+    return grouped_largest_remainder(q, groups, np.array([total], dtype=np.int64), order)
+
+
+def grouped_largest_remainder(
+    quotas: np.ndarray, groups: np.ndarray, totals: np.ndarray, order: np.ndarray
+) -> np.ndarray:
+    """Largest-remainder split of ``totals[g]`` over the rows of each group ``g``.
+
+    ``order`` is a permutation of the rows in tie-break order (smaller id first); it need
+    not be grouped. Every group with a non-zero total must have rows.
+    """
+    out = np.empty(len(quotas), dtype=np.int64)
+    fl = np.floor(np.round(quotas, 6))
+    frac = quotas - fl
+    # rank rows inside each group by (-frac, tie order)
+    tie = np.empty(len(order), dtype=np.int64)
+    tie[order] = np.arange(len(order))
+    perm = np.lexsort((tie, -np.round(frac, 9), groups))
+    _lr_kernel(fl.astype(np.int64), groups, totals.astype(np.int64), perm, out)
+    return out
+
+
+@nb.njit(cache=True)
+def _lr_kernel(fl, groups, totals, perm, out):  # pragma: no cover - numba
+    ng = len(totals)
+    base = np.zeros(ng, dtype=np.int64)
+    cnt = np.zeros(ng, dtype=np.int64)
+    for i in range(len(fl)):
+        base[groups[i]] += fl[i]
+        cnt[groups[i]] += 1
+    rem = totals - base
+    # spread whole multiples first (only if quotas were far off), then one unit each
+    pos = np.zeros(ng, dtype=np.int64)
+    for j in range(len(perm)):
+        i = perm[j]
+        g = groups[i]
+        c = cnt[g]
+        r = rem[g]
+        whole = r // c
+        extra = r - whole * c
+        out[i] = fl[i] + whole + (1 if pos[g] < extra else 0)
+        pos[g] += 1
+    for g in range(ng):
+        if cnt[g] == 0 and totals[g] != 0:
+            raise ValueError("a non-zero total has no rows to go to")

@@ -1,0 +1,240 @@
+"""Settle priced cases per fund and assemble the output tables and the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from drgsim.pricing.cases import FUNDS
+from drgsim.pricing.core import CASE_TYPES, Priced
+from drgsim.pricing.money import grouped_largest_remainder
+from drgsim.settlement.core import Budget, FundSettlement, FundTotals, ledger, settle_fund
+
+
+def fund_totals(pr: Priced, f: int) -> FundTotals:
+    """Hospital × month sums of one fund's payable in-budget cases (bincount, no loops)."""
+    c = pr.cases
+    H = len(c.hospital_ids)
+    sel = pr.payable & (c.fund == f)
+    inb = sel & pr.in_budget
+    cell = c.hosp.astype(np.int64) * 12 + c.month
+    size = H * 12
+
+    def bc(w: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return np.bincount(cell[mask], weights=w[mask], minlength=size).reshape(H, 12)
+
+    pts = bc(pr.points, inb)
+    share = np.bincount(cell[inb], weights=c.share_fen[inb], minlength=size).reshape(H, 12)
+    cost = np.bincount(cell[inb], weights=c.cost_fen[inb], minlength=size).reshape(H, 12)
+    n = np.bincount(cell[inb], minlength=size).reshape(H, 12)
+    out_sel = sel & ~pr.in_budget
+    outside = np.bincount(c.hosp[out_sel], weights=pr.outside_fen[out_sel], minlength=H)
+    # fen sums stay exact in float64 below 2**53 fen (90 trillion yuan)
+    return FundTotals(
+        FUNDS[f],
+        pts,
+        np.rint(share).astype(np.int64),
+        np.rint(cost).astype(np.int64),
+        n.astype(np.int64),
+        np.rint(outside).astype(np.int64),
+    )
+
+
+@dataclass
+class Settlement:
+    """All funds' settlements of one year plus the per-case payments."""
+
+    priced: Priced
+    funds: list[FundSettlement]
+    payment_fen: np.ndarray  # per case
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return build_tables(self)
+
+
+def case_payments(pr: Priced, fs_list: list[FundSettlement]) -> np.ndarray:
+    """Split each hospital-month payment over its cases by largest remainder (ties by case id)."""
+    c = pr.cases
+    pay = np.where(pr.payable & ~pr.in_budget, pr.outside_fen, 0).astype(np.int64)
+    H = len(c.hospital_ids)
+    for fs in fs_list:
+        f = FUNDS.index(fs.fund)
+        sel = np.flatnonzero(pr.payable & pr.in_budget & (c.fund == f))
+        if len(sel) == 0:
+            continue
+        cell = c.hosp[sel].astype(np.int64) * 12 + c.month[sel]
+        pv_fen = fs.pv * 100.0
+        share = c.share_fen[sel] if _basis(fs) == "total_cost" else 0
+        q = pr.points[sel] * pv_fen - share
+        totals = fs.payment_hm.reshape(H * 12)
+        tie_order = np.argsort(c.tie[sel], kind="stable")
+        pay[sel] = grouped_largest_remainder(q, cell, totals, tie_order)
+    return pay
+
+
+def _basis(fs: FundSettlement) -> str:
+    return fs.basis if hasattr(fs, "basis") else "total_cost"
+
+
+def settle(
+    pr: Priced, pv: dict, budgets: dict[str, Budget], year: int, scores: np.ndarray | None = None
+) -> Settlement:
+    """Settle every fund that has a budget; per-case payments split from the hospital-months."""
+    out = []
+    for f, name in enumerate(FUNDS):
+        if name not in budgets:
+            continue
+        tot = fund_totals(pr, f)
+        fs = settle_fund(tot, budgets[name], pv, year, scores)
+        fs.basis = pv["point_value"]["basis"]  # type: ignore[attr-defined]
+        out.append(fs)
+    return Settlement(pr, out, case_payments(pr, out))
+
+
+def build_tables(st: Settlement) -> dict[str, pd.DataFrame]:
+    """Per-case, per-hospital, per-month, per-DRG, per-fund tables and the ledger."""
+    pr = st.priced
+    c = pr.cases
+    hids = c.hospital_ids
+    cases = pr.frame()
+    cases["payment_fen"] = st.payment_fen
+
+    hosp_rows, month_rows, fund_rows, ledgers = [], [], [], []
+    for fs in st.funds:
+        t = fs.totals
+        H = len(hids)
+        P_h, C_h, S_h = t.points.sum(1), t.cost_fen.sum(1), t.share_fen.sum(1)
+        hosp_rows.append(
+            pd.DataFrame(
+                {
+                    "fund": fs.fund,
+                    "year": fs.year,
+                    "hospital_id": hids,
+                    "cases": t.cases.sum(1),
+                    "points": P_h,
+                    "cost_fen": C_h,
+                    "patient_share_fen": S_h,
+                    "payment_fen": fs.payment,
+                    "withheld_fen": fs.withheld_hm.sum(1),
+                    "released_fen": fs.released,
+                    "forfeited_fen": fs.forfeited,
+                    "annual_payment_fen": fs.annual,
+                    "prepaid_fen": fs.prepaid_hm.sum(1),
+                    "balance_fen": fs.balance,
+                    "corridor_refund_fen": fs.refund,
+                    "corridor_clawback_fen": fs.clawback,
+                    "per_diem_outside_fen": t.outside_fen,
+                    "received_fen": fs.received + fs.refund - fs.clawback,
+                }
+            )
+        )
+        hosp_rows[-1]["surplus_fen"] = hosp_rows[-1]["received_fen"] - hosp_rows[-1]["cost_fen"]
+        hh, mm = np.meshgrid(np.arange(H), np.arange(12), indexing="ij")
+        month_rows.append(
+            pd.DataFrame(
+                {
+                    "fund": fs.fund,
+                    "year": fs.year,
+                    "hospital_id": hids[hh.ravel()] if H else [],
+                    "month": mm.ravel() + 1,
+                    "cases": t.cases.ravel(),
+                    "points": t.points.ravel(),
+                    "provisional_pv": fs.provisional_pv[mm.ravel()],
+                    "gross_prepayment_fen": fs.gross_prepay_hm.ravel(),
+                    "withheld_fen": fs.withheld_hm.ravel(),
+                    "prepaid_fen": fs.prepaid_hm.ravel(),
+                    "final_payment_fen": fs.payment_hm.ravel(),
+                }
+            )
+        )
+        fund_rows.append(
+            {
+                "fund": fs.fund,
+                "year": fs.year,
+                "budget_fen": fs.budget.budget_fen,
+                "budget_source": fs.budget.source,
+                "reserve_fen": fs.budget.reserve_fen,
+                "carve_out_fen": fs.budget.carve_out_fen,
+                "distributable_fen": fs.distributable_fen,
+                "region_draw_fen": fs.region_draw_fen,
+                "points": float(t.points.sum()),
+                "patient_share_fen": int(t.share_fen.sum()),
+                "cost_fen": int(t.cost_fen.sum()),
+                "pv_total_cost_basis": fs.pv_total_cost,
+                "pv_fund_basis": fs.pv_fund,
+                "pv_used": fs.pv,
+                "paid_by_points_fen": fs.total_fen,
+                "corridor_refunds_fen": int(fs.refund.sum()),
+                "corridor_clawbacks_fen": int(fs.clawback.sum()),
+                "forfeited_fen": int(fs.forfeited.sum()),
+            }
+        )
+        ledgers.append(ledger(fs, hids))
+    hospitals = pd.concat(hosp_rows, ignore_index=True) if hosp_rows else pd.DataFrame()
+    if len(hospitals):
+        hospitals = hospitals[
+            (hospitals["cases"] > 0) | (hospitals["per_diem_outside_fen"] != 0)
+        ].reset_index(drop=True)
+        hospitals = _indices(hospitals, cases)
+    months = pd.concat(month_rows, ignore_index=True) if month_rows else pd.DataFrame()
+    if len(months):
+        months = months[months["cases"] > 0].reset_index(drop=True)
+    drgs = (
+        cases[cases["pay_status"] == "ok"]
+        .groupby(["fund", "drg"], observed=True)
+        .agg(
+            cases=("case_id", "size"),
+            points=("points", "sum"),
+            payment_fen=("payment_fen", "sum"),
+            cost_fen=("cost_fen", "sum"),
+            base_points=("base_points", "first"),
+            high_cost=("case_type", lambda s: int((s == "high_cost").sum())),
+            low_cost=("case_type", lambda s: int((s == "low_cost").sum())),
+        )
+        .reset_index()
+    )
+    return {
+        "cases": cases,
+        "hospitals": hospitals,
+        "months": months,
+        "drgs": drgs,
+        "funds": pd.DataFrame(fund_rows),
+        "ledger": pd.concat(ledgers, ignore_index=True) if ledgers else pd.DataFrame(),
+        "pay_status": summarize_pay_status(cases),
+    }
+
+
+def _indices(hosp: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
+    """CMI (mean RW), 费用消耗指数 (cost over the group means) and 时间消耗指数 (LOS over
+    the group mean LOS), over each hospital's DRG-priced cases."""
+    ok = cases[(cases["pay_status"] == "ok") & (cases["rw"] > 0)]
+    cols = ["cmi", "cost_index", "time_index"]
+    if not len(ok):
+        for col in cols:
+            hosp[col] = np.nan
+        return hosp
+    ok = ok.assign(
+        exp_los=ok["mean_los"].where(ok["mean_los"] > 0),
+        los=ok["los_days"].where(ok["mean_los"] > 0),
+    )
+    agg = ok.groupby(["fund", "hospital_id"]).agg(
+        cmi=("rw", "mean"),
+        cost=("cost_fen", "sum"),
+        expected=("mean_cost_fen", "sum"),
+        los=("los", "sum"),
+        exp_los=("exp_los", "sum"),
+    )
+    agg["cost_index"] = agg["cost"] / agg["expected"]
+    agg["time_index"] = agg["los"] / agg["exp_los"].where(agg["exp_los"] > 0)
+    return hosp.merge(agg[cols].reset_index(), on=["fund", "hospital_id"], how="left")
+
+
+def summarize_pay_status(cases: pd.DataFrame) -> pd.DataFrame:
+    """One line per pay_status: cases and cost, so nothing leaves the money unseen."""
+    g = cases.groupby("pay_status").agg(cases=("case_id", "size"), cost_fen=("cost_fen", "sum"))
+    return g.reset_index().sort_values("pay_status").reset_index(drop=True)
+
+
+__all__ = ["CASE_TYPES", "Settlement", "build_tables", "case_payments", "fund_totals", "settle"]
