@@ -119,3 +119,42 @@ def test_group_file_streams_parquet_in_batches(tmp_path):
     s = group_file(tmp_path / "in.parquet", tmp_path / "out.csv", batch_rows=1000)
     back = pd.read_csv(tmp_path / "out.csv", dtype=str)
     assert len(back) == n and (back["drg"] == out.column("drg").to_pandas()).all()
+
+
+# ---- the byte kernels agree with the obvious Python reading (scheme README section 3)
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from drgsim.grouper.reference import parse_int, split_codes  # noqa: E402
+
+_int_text = st.one_of(
+    st.text(alphabet=" \t-0123456789.x\u3000\xa0", max_size=10),
+    st.integers(-(10**17), 10**17).map(str),
+    st.integers(-999, 999).map(lambda i: f" {i}.0 "),
+    st.text(max_size=6),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), _int_text), min_size=1, max_size=40))
+def test_text_integer_kernel_matches_reference(values):
+    got = int_field(pa.array(values, pa.string())).tolist()
+    want = [parse_int(v) for v in values]
+    assert got == [A if w is None else w for w in want]
+
+
+@settings(max_examples=200, deadline=None)
+@given(fields=st.lists(st.one_of(st.none(), st.lists(
+    st.sampled_from(["I50.900", "J18.900", "", " ", "i50.900", "中文", "00.5500"]), max_size=5
+).map("|".join), st.text(alphabet="|,AI5.0 ", max_size=8)), min_size=1, max_size=30),
+    keep_empty=st.booleans())
+def test_code_encoding_matches_split_and_lookup(chs, fields, keep_empty):
+    from drgsim.codes import encode_field
+
+    arr = code_field(pa.array(fields, pa.string()))
+    ptr, ids = encode_field(arr, chs, keep_empty_field=keep_empty, threads=2)
+    vocab = {c: i for i, c in enumerate(chs.codes)}
+    for i, f in enumerate(arr.to_pylist()):
+        want = [vocab.get(c, 0) for c in split_codes(f, keep_empty)]
+        assert ids[ptr[i]:ptr[i + 1]].tolist() == want

@@ -2,59 +2,49 @@
 
 Splitting follows the scheme README section 3 (``|`` or ``,``; empty pieces kept; an
 empty field is no code at all, or one empty piece when translation is on). Id 0 is "in
-no table". Lookup is exact: no trimming or case folding.
+no table". Lookup is exact, byte for byte: no trimming or case folding.
+
+The work runs in numba kernels straight over the Arrow string buffers: one pass counts
+the pieces, one pass hashes each piece into an open-addressing table of the vocabulary.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from drgsim.scheme.compiled import CompiledScheme
-
-_PARALLEL_MIN = 200_000
-
-
-def _split(field: pa.Array, keep_empty_field: bool) -> tuple[np.ndarray, pa.Array]:
-    """Offsets (int64[n+1]) and flat pieces of a text field."""
-    text = pc.replace_substring(field, ",", "|")
-    lists = pc.split_pattern(text, "|")
-    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
-    flat = pc.list_flatten(lists)
-    if not keep_empty_field:
-        empty = pc.equal(field, "").to_numpy(zero_copy_only=False)
-        if empty.any():
-            # an empty field split into one "" piece: drop it
-            keep = np.repeat(~empty, lengths)
-            flat = pc.filter(flat, pa.array(keep))
-            lengths = np.where(empty, 0, lengths)
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    return offsets, flat
+from drgsim.textkernels import build_table, count_pieces, fill_ids, string_buffers
 
 
-def _lookup(flat: pa.Array, scheme: CompiledScheme) -> np.ndarray:
-    idx = pc.index_in(flat, value_set=scheme.code_lookup())
-    return (pc.fill_null(idx, -1).to_numpy(zero_copy_only=False) + 1).astype(np.int32)
+def vocab_index(scheme: CompiledScheme) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hash table, vocabulary offsets, vocabulary bytes), built once per scheme."""
+    cached = getattr(scheme, "_vocab_index", None)
+    if cached is None:
+        arr = pa.array(scheme.codes, type=pa.string())
+        voff, vdata = string_buffers(arr)
+        cached = (build_table(voff, vdata), voff, vdata)
+        scheme._vocab_index = cached
+    return cached
 
 
 def encode_field(field: pa.Array, scheme: CompiledScheme, keep_empty_field: bool = False,
                  threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Encode a code field into CSR (offsets, ids). Large inputs are split across threads."""
+    """Encode a text code field into CSR (offsets int64[n+1], ids int32)."""
+    import numba
+
+    table, voff, vdata = vocab_index(scheme)
+    offsets, data = string_buffers(field)
     n = len(field)
-    if threads <= 1 or n < _PARALLEL_MIN:
-        offsets, flat = _split(field, keep_empty_field)
-        return offsets, _lookup(flat, scheme)
-    bounds = np.linspace(0, n, threads + 1).astype(int)
-    parts = [field.slice(bounds[i], bounds[i + 1] - bounds[i]) for i in range(threads)]
-    with ThreadPoolExecutor(threads) as ex:
-        results = list(ex.map(lambda f: encode_field(f, scheme, keep_empty_field, 1), parts))
-    offsets = [results[0][0]]
-    base = results[0][0][-1]
-    for off, _ in results[1:]:
-        offsets.append(off[1:] + base)
-        base += off[-1]
-    return np.concatenate(offsets), np.concatenate([ids for _, ids in results])
+    prev = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        n_chunks = max(1, min(n, threads * 8))
+        counts = count_pieces(offsets, data, keep_empty_field, n_chunks)
+        ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(counts, out=ptr[1:])
+        ids = np.empty(ptr[-1], dtype=np.int32)
+        fill_ids(offsets, data, ptr, table, voff, vdata, n_chunks, ids)
+    finally:
+        numba.set_num_threads(prev)
+    return ptr, ids

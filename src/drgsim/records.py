@@ -18,8 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from drgsim.constants import ABSENT, SATURATE
 from drgsim.errors import MissingColumnError, RecordsError
-from drgsim.scheme.compiled import ABSENT
 
 RECORD_FIELDS = (
     "case_id", "sex", "age_years", "age_days", "birth_weight_g", "dept", "los_days",
@@ -31,8 +31,7 @@ CODE_FIELDS = ("diagnoses", "procedures")
 TEXT_FIELDS = ("case_id", "dept", *CODE_FIELDS)
 OUTPUT_COLUMNS = ("mdc", "adrg", "drg", "status")
 
-# Integers beyond this saturate: still present, still outside every table bound.
-_SATURATE = 2**62
+_SATURATE = SATURATE
 
 
 def _is_text_column(name: str) -> bool:
@@ -60,18 +59,7 @@ def int_field(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
         arr = arr.cast(t.value_type)
         t = arr.type
     if pa.types.is_string(t) or pa.types.is_large_string(t):
-        s = pc.utf8_trim_whitespace(arr)
-        s = pc.replace_substring_regex(s, r"^(-?[0-9]+)\.0+$", r"\1")
-        small = pc.fill_null(pc.match_substring_regex(s, r"^-?[0-9]{1,18}$"), False)
-        big = pc.fill_null(pc.match_substring_regex(s, r"^-?[0-9]{19,}$"), False)
-        vals = pc.cast(pc.if_else(small, s, "0"), pa.int64()).to_numpy(zero_copy_only=False)
-        out = np.where(small.to_numpy(zero_copy_only=False), vals, ABSENT)
-        if pc.any(big).as_py():
-            bigm = big.to_numpy(zero_copy_only=False)
-            neg = pc.fill_null(pc.starts_with(s, "-"), False).to_numpy(zero_copy_only=False)
-            out[bigm & neg] = -_SATURATE
-            out[bigm & ~neg] = _SATURATE
-        return out.astype(np.int64)
+        return _int_text(arr)
     if pa.types.is_integer(t):
         vals = pc.fill_null(arr, 0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         if pa.types.is_uint64(t):
@@ -88,6 +76,38 @@ def int_field(arr: pa.Array | pa.ChunkedArray) -> np.ndarray:
         clipped = np.clip(np.where(whole, x, 0.0), -_SATURATE, _SATURATE)
         return np.where(whole, clipped.astype(np.int64), ABSENT).astype(np.int64)
     return np.full(n, ABSENT, dtype=np.int64)  # booleans, dates, nulls, ...: not integers
+
+
+def _int_text(arr: pa.Array) -> np.ndarray:
+    """Text integers via the byte kernel; non-ASCII fields (Unicode spaces) via Arrow."""
+    from drgsim.textkernels import parse_ints, string_buffers
+
+    n = len(arr)
+    offsets, data = string_buffers(arr)
+    valid = arr.is_valid().to_numpy(zero_copy_only=False) if arr.null_count else np.ones(n, bool)
+    out = np.empty(n, dtype=np.int64)
+    slow = np.zeros(n, dtype=np.bool_)
+    parse_ints(offsets, data, valid, max(1, min(n, 16)), out, slow)
+    if slow.any():
+        idx = np.flatnonzero(slow)
+        out[idx] = _int_text_arrow(arr.take(pa.array(idx)))
+    return out
+
+
+def _int_text_arrow(arr: pa.Array) -> np.ndarray:
+    """Unicode-aware slow path of :func:`_int_text` (Python's notion of whitespace)."""
+    s = pc.utf8_trim_whitespace(arr)
+    s = pc.replace_substring_regex(s, r"^(-?[0-9]+)\.0+$", r"\1")
+    small = pc.fill_null(pc.match_substring_regex(s, r"^-?[0-9]{1,18}$"), False)
+    big = pc.fill_null(pc.match_substring_regex(s, r"^-?[0-9]{19,}$"), False)
+    vals = pc.cast(pc.if_else(small, s, "0"), pa.int64()).to_numpy(zero_copy_only=False)
+    out = np.where(small.to_numpy(zero_copy_only=False), vals, ABSENT)
+    if pc.any(big).as_py():
+        bigm = big.to_numpy(zero_copy_only=False)
+        neg = pc.fill_null(pc.starts_with(s, "-"), False).to_numpy(zero_copy_only=False)
+        out[bigm & neg] = -_SATURATE
+        out[bigm & ~neg] = _SATURATE
+    return out.astype(np.int64)
 
 
 def code_field(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -204,10 +224,12 @@ def dataframe_record_table(df: pd.DataFrame) -> pa.Table:
 
 # ---------------------------------------------------------------- files
 
-def _csv_options(path: Path, encoding: str | None):
+def _csv_options(path: Path, encoding: str | None, all_text: bool = False):
     import pyarrow.csv as pacsv
 
-    enc = encoding or "utf-8"
+    from drgsim.inputs.encoding import arrow_encoding, detect_encoding
+
+    enc = encoding or detect_encoding(path)
     with open(path, "rb") as fh:
         head = fh.read(1 << 16)
     text = head.decode(enc, errors="replace")
@@ -217,8 +239,8 @@ def _csv_options(path: Path, encoding: str | None):
     import io
 
     header = next(csv.reader(io.StringIO(text)), [])
-    types = {c: pa.string() for c in header if _is_text_column(c)}
-    read = pacsv.ReadOptions(encoding=enc, block_size=1 << 24)
+    types = {c: pa.string() for c in header if all_text or _is_text_column(c)}
+    read = pacsv.ReadOptions(encoding=arrow_encoding(enc), block_size=1 << 24)
     convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False,
                                    quoted_strings_can_be_null=False)
     return read, convert
@@ -232,7 +254,10 @@ def _kind(path: Path) -> str:
         return "parquet"
     if suffixes.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
         return "csv"
-    raise RecordsError(f"{path}: unknown file type (expected .parquet, .csv or a folder of parquet)")
+    if suffixes.endswith(".xlsx"):
+        return "xlsx"
+    raise RecordsError(f"{path}: unknown file type (expected .parquet, .csv, .xlsx or a folder "
+                       "of parquet)")
 
 
 def _dataset(path: Path):
@@ -258,13 +283,37 @@ def count_rows(path: str | os.PathLike[str]) -> int | None:
 
 
 def iter_batches(path: str | os.PathLike[str], batch_rows: int = 1 << 20,
-                 encoding: str | None = None) -> Iterator[pa.RecordBatch]:
-    """Stream a parquet file, a folder of parquet files or a CSV file as record batches."""
+                 encoding: str | None = None, column_map: Any = None,
+                 all_text: bool = False) -> Iterator[pa.RecordBatch]:
+    """Stream a parquet file, a folder of parquet files, a CSV or an .xlsx file as batches.
+
+    CSV encoding is detected (UTF-8 or GB18030) unless given. ``column_map`` (a path,
+    a shipped map name or a :class:`drgsim.inputs.ColumnMap`) is applied to each batch.
+    """
+    if column_map is not None:
+        from drgsim.inputs.colmap import apply_map, load_map
+
+        cm = load_map(column_map)
+        if _kind(Path(path)) == "xlsx":
+            from drgsim.inputs.excel import read_xlsx
+
+            table, numeric = read_xlsx(path)
+            yield from apply_map(table, cm, numeric).to_batches(max_chunksize=batch_rows)
+            return
+        for batch in iter_batches(path, batch_rows, encoding, all_text=True):
+            yield from apply_map(pa.Table.from_batches([batch]), cm).to_batches()
+        return
     p = Path(path)
     if not p.exists():
         raise RecordsError(f"{p}: no such file or folder")
     kind = _kind(p)
-    if kind == "parquet":
+    if kind == "xlsx":
+        from drgsim.inputs.colmap import numeric_code_mask
+        from drgsim.inputs.excel import read_xlsx
+
+        table, numeric = read_xlsx(p)
+        yield from numeric_code_mask(table, numeric).to_batches(max_chunksize=batch_rows)
+    elif kind == "parquet":
         import pyarrow.parquet as pq
 
         pf = pq.ParquetFile(p)
@@ -274,7 +323,7 @@ def iter_batches(path: str | os.PathLike[str], batch_rows: int = 1 << 20,
     else:
         import pyarrow.csv as pacsv
 
-        read, convert = _csv_options(p, encoding)
+        read, convert = _csv_options(p, encoding, all_text)
         try:
             reader = pacsv.open_csv(p, read_options=read, convert_options=convert)
             yield from reader
@@ -282,8 +331,26 @@ def iter_batches(path: str | os.PathLike[str], batch_rows: int = 1 << 20,
             raise RecordsError(f"{p}: {exc}") from exc
 
 
-def read_records(source: Any, encoding: str | None = None) -> pa.Table:
-    """Read a whole input (path, DataFrame or Arrow table) into one Arrow table."""
+def read_records(source: Any, encoding: str | None = None, column_map: Any = None) -> pa.Table:
+    """Read a whole input (path, DataFrame or Arrow table) into one Arrow table.
+
+    ``column_map`` (path, shipped name or ColumnMap) renames/joins/maps columns first.
+    """
+    if column_map is not None:
+        from drgsim.inputs.colmap import apply_map, load_map
+
+        cm = load_map(column_map)
+        if isinstance(source, (str, os.PathLike)):
+            p = Path(source)
+            if p.exists() and _kind(p) == "xlsx":
+                from drgsim.inputs.excel import read_xlsx
+
+                table, numeric = read_xlsx(p)
+                return apply_map(table, cm, numeric)
+            if p.exists() and _kind(p) == "csv":
+                return apply_map(pa.Table.from_batches(list(iter_batches(p, encoding=encoding,
+                                                                         all_text=True))), cm)
+        return apply_map(read_records(source, encoding), cm)
     if isinstance(source, pa.Table):
         return source
     if isinstance(source, pa.RecordBatch):
@@ -291,6 +358,12 @@ def read_records(source: Any, encoding: str | None = None) -> pa.Table:
     if isinstance(source, pd.DataFrame):
         return pa.Table.from_pandas(source, preserve_index=False)
     p = Path(source)
+    if p.exists() and _kind(p) == "xlsx":
+        from drgsim.inputs.colmap import numeric_code_mask
+        from drgsim.inputs.excel import read_xlsx
+
+        table, numeric = read_xlsx(p)
+        return numeric_code_mask(table, numeric)
     batches = list(iter_batches(p, encoding=encoding))
     if not batches:
         if _kind(p) == "csv":

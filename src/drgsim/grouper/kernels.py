@@ -63,7 +63,7 @@ def _translate(target, lst, n):
             lst[j] = t
 
 
-@njit
+@njit(inline="always")
 def group_one(kt, dx, nd, px, npx, sex, age_y, age_d, weight, los, translate, flags, gmask,
               touched, out):
     """Group one record; writes (mdc index+1, adrg index+1, drg out id, status) into out."""

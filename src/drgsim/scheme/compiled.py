@@ -16,11 +16,11 @@ from typing import NamedTuple
 import numpy as np
 
 from drgsim import __version__
+from drgsim.constants import ABSENT  # noqa: F401  (re-exported for the kernels)
 from drgsim.scheme.spec import STATUSES
 from drgsim.scheme.tables import SchemeTables, load_tables
 
-# Integer fields: an absent value, and "no bound".
-ABSENT = np.iinfo(np.int64).min
+# Integer fields: an absent value (drgsim.constants.ABSENT), and "no bound".
 NO_MIN = np.iinfo(np.int64).min
 NO_MAX = np.iinfo(np.int64).max
 
