@@ -46,3 +46,12 @@ def sampled_records(n: int, seed: int = 1, scheme: str = "chs_drg_11") -> pa.Tab
         "diagnoses": pa.array(dx_pieces.tolist(), pa.string()),
         "procedures": pa.array(px_pieces.tolist(), pa.string()),
     })
+
+
+def benchmark_records(n: int, seed: int = 1) -> tuple[pa.Table, str]:
+    """Records for grouping benchmarks: the synthetic region when present, else sampled codes."""
+    try:
+        from drgsim.synth import benchmark_table  # type: ignore[attr-defined]
+    except ImportError:
+        return sampled_records(n, seed), "codes sampled from the chs_drg_11 tables"
+    return benchmark_table(n, seed), "synthetic region generator"
