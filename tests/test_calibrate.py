@@ -1,0 +1,114 @@
+"""Weights calibration: hand-computed RW, year weights, inflation, trimming and fallbacks."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from drgsim.calibrate import WeightsError, calibrate, quality_summary, read_weights, scheme_drgs
+from drgsim.policy import load_policy
+
+PLAIN = {
+    "calibration.history_years": 2,
+    "calibration.year_weights": [1.0, 3.0],
+    "calibration.inflation": 0.0,
+    "calibration.trimming.method": "none",
+    "calibration.min_cases": 2,
+}
+
+
+def hist(rows):
+    df = pd.DataFrame(rows, columns=["drg", "adrg", "mdc", "year", "cost"])
+    n = len(df)
+    return pd.DataFrame(
+        {
+            "case_id": range(n),
+            "hospital_id": "H1",
+            "fund": "employee",
+            "discharge_date": df["year"].astype(str) + "-06-01",
+            "los_days": 5,
+            "total_cost": df["cost"],
+            "drg": df["drg"],
+            "adrg": df["adrg"],
+            "mdc": df["mdc"],
+            "status": "ok",
+        }
+    )
+
+
+def test_year_weighted_means_and_fallback():
+    h = hist(
+        [
+            ("GB11", "GB1", "MDCG", 2022, 1000),
+            ("GB11", "GB1", "MDCG", 2022, 3000),
+            ("GB11", "GB1", "MDCG", 2023, 2000),
+            ("GB11", "GB1", "MDCG", 2023, 4000),
+            ("GB13", "GB1", "MDCG", 2023, 10000),  # thin: takes GB1's pooled weight
+        ]
+    )
+    pv = load_policy().with_values(PLAIN).at(2024)
+    w = calibrate(h, pv, 2024, scheme=None)
+    # year 2022 has 2 cases (weight 1/2 each), 2023 has 3 (weight 3/3 each)
+    # all-case mean = (0.5*1000 + 0.5*3000 + 2000 + 4000 + 10000) / (1 + 3) = 4,500 yuan
+    assert w.attrs["m_all_fen"] == pytest.approx(450_000)
+    d = w[w["level"] == "drg"].set_index("key")
+    # GB11 = (0.5*1000 + 0.5*3000 + 2000 + 4000) / 3 = 2,666.67 -> RW 0.5926
+    assert d.at["GB11", "mean_cost_fen"] == 266_667
+    assert d.at["GB11", "rw"] == pytest.approx(266_667 / 450_000)
+    assert d.at["GB11", "points"] == pytest.approx(266_667 / 450_000 * 100)
+    # GB13 has 1 case < min_cases 2: ADRG GB1's pooled mean = all of them = 4,500
+    assert d.at["GB13", "source"] == "adrg"
+    assert d.at["GB13", "mean_cost_fen"] == 450_000
+    q = quality_summary(w)
+    assert q["drgs_fallback"] == 1
+
+
+def test_inflation_and_trimming():
+    rows = [("GB11", "GB1", "MDCG", 2023, c) for c in (100, 200, 300, 400, 100000)]
+    h = hist(rows)
+    pv = (
+        load_policy()
+        .with_values(
+            {
+                **PLAIN,
+                "calibration.inflation": 0.1,
+                "calibration.trimming.method": "percentile",
+                "calibration.trimming.lower": 0.0,
+                "calibration.trimming.upper": 0.8,
+            }
+        )
+        .at(2024)
+    )
+    w = calibrate(h, pv, 2024, scheme=None)
+    d = w[w["level"] == "drg"].set_index("key")
+    # 80th percentile of (110,220,330,440,110000) cuts the 110000; mean of the rest x 1.1 = 275
+    assert d.at["GB11", "mean_cost_fen"] == 27_500
+    assert d.at["GB11", "n"] == 4
+
+
+def test_scheme_drgs_all_get_weights():
+    sd = scheme_drgs("chs_drg_11")
+    assert {"drg", "adrg", "mdc"} <= set(sd.columns)
+    h = hist([("GB11", "GB1", "MDCG", 2023, 1000 + i) for i in range(3)])
+    pv = load_policy().with_values(PLAIN).at(2024)
+    w = calibrate(h, pv, 2024)
+    keys = set(w.loc[w["level"] == "drg", "key"])
+    assert set(sd["drg"]) <= keys  # every DRG the grouper can emit, via the 'all' fallback
+    assert "GB1" in keys  # ADRG-code DRGs too
+
+
+def test_published_weights(tmp_path):
+    f = tmp_path / "w.csv"
+    f.write_text("drg,rw\nGB11,1.5\nGB13,0.5\n")
+    pv = load_policy().with_values({"calibration.all_case_mean_yuan": 10000.0}).at(2024)
+    w = read_weights(f, pv)
+    d = w.set_index(["level", "key"])
+    assert d.loc[("drg", "GB11"), "mean_cost_fen"] == 1_500_000
+    assert d.loc[("adrg", "GB1"), "rw"] == pytest.approx(1.0)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("drg,rw\nGB11,x\nGB11,-1\n")
+    with pytest.raises(WeightsError) as e:
+        read_weights(bad, pv)
+    s = str(e.value)
+    assert "bad.csv:2: rw: 'x' is not a positive number" in s
+    assert "bad.csv:3: drg: 'GB11' is listed twice" in s
