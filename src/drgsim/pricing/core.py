@@ -114,7 +114,13 @@ def hospital_coefficients(
             .reindex(pd.Index(hospital_ids, dtype="string"))
         )
         if "level" in h:
-            lv = h["level"].astype("string").str.extract(r"(\d)")[0]
+            lv = (
+                h["level"]
+                .astype("string")
+                .str.replace("三", "3")
+                .str.replace("二", "2")
+                .str.replace("一", "1")
+            ).str.extract(r"(\d)")[0]
             level_c = (
                 lv.map({k: v for k, v in cp["by_level"].items()})
                 .astype("float64")

@@ -1,0 +1,213 @@
+"""``drgsim.simulate``: grouped (or raw) cases + policy -> priced, settled tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from drgsim import __version__
+from drgsim.calibrate import calibrate, read_weights
+from drgsim.errors import RecordsError
+from drgsim.policy import Policy, load_policy
+from drgsim.pricing.cases import FUNDS, prepare_cases
+from drgsim.pricing.core import Weights, price
+from drgsim.settlement.core import fund_budget
+from drgsim.settlement.run import settle
+
+GROUPER_COLUMNS = ("mdc", "adrg", "drg", "status")
+
+
+def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
+    """A DataFrame, or a parquet/CSV file or folder of them -> (frame, key-value metadata)."""
+    if isinstance(source, pd.DataFrame):
+        return source, {str(k): str(v) for k, v in source.attrs.items()}
+    p = Path(source)
+    if not p.exists():
+        raise RecordsError(f"{p}: no such file or folder")
+    import pyarrow.dataset as ds
+
+    files = sorted(p.glob("*.parquet")) + sorted(p.glob("*.csv")) if p.is_dir() else [p]
+    if not files:
+        raise RecordsError(f"{p}: no parquet or CSV files")
+    fmt = "csv" if files[0].suffix.lower() == ".csv" else "parquet"
+    d = ds.dataset([str(f) for f in files], format=fmt)
+    tab = d.to_table()
+    meta = {}
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        md = pq.read_schema(files[0]).metadata or {}
+        meta = {k.decode(): v.decode() for k, v in md.items() if not k.startswith(b"pandas")}
+    return tab.to_pandas(), meta
+
+
+def file_hash(path: str | os.PathLike[str] | None) -> str:
+    """Short sha256 of a file (or of a folder's files), '' without one."""
+    if path is None:
+        return ""
+    p = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
+        if f.is_file():
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _weights_hash(w: pd.DataFrame) -> str:
+    return hashlib.sha256(pd.util.hash_pandas_object(w, index=False).values.tobytes()).hexdigest()[
+        :16
+    ]
+
+
+def simulate(
+    cases: Any,
+    policy: Policy | str | os.PathLike[str] | None = None,
+    weights: pd.DataFrame | str | os.PathLike[str] | None = None,
+    hospitals: pd.DataFrame | str | os.PathLike[str] | None = None,
+    region: pd.DataFrame | str | os.PathLike[str] | None = None,
+    year: int | None = None,
+    grouped: bool | None = None,
+    columns: dict[str, str] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """Price and settle one year of cases; the years before it are history.
+
+    ``cases``: grouped cases (``drgsim group`` output, recognised by its provenance or
+    ``grouped=True``; a DataFrame with ``drg`` and ``status`` counts as grouped) or raw
+    records, grouped here with the policy's scheme. Without ``weights`` they are
+    calibrated on the history years. Returns tables: cases, hospitals, months, drgs,
+    funds, ledger, pay_status, weights, summary (money in integer fen).
+    """
+    pol = policy if isinstance(policy, Policy) else load_policy(policy)
+    df, meta = read_table(cases)
+    is_grouped = grouped
+    if is_grouped is None:
+        if isinstance(cases, pd.DataFrame):
+            is_grouped = "drgsim.scheme" in meta or {"drg", "status"} <= set(df.columns)
+        else:
+            is_grouped = "drgsim.scheme" in meta
+    if not is_grouped:
+        from drgsim.grouper import group
+
+        own = {c: f"hospital_{c}" for c in GROUPER_COLUMNS if c in df.columns}
+        df = group(df.rename(columns=own), scheme=pol.scheme)
+        meta.update({str(k): str(v) for k, v in df.attrs.items()})
+    hosp_df = read_table(hospitals)[0] if hospitals is not None else None
+    region_df = read_table(region)[0] if region is not None else None
+
+    dcol = next((c for c in ("discharge_date", "discharge", "disch_date") if c in df.columns), None)
+    if columns and "discharge_date" in columns:
+        dcol = columns["discharge_date"]
+    if dcol is None:
+        raise RecordsError("cases lack a discharge_date column")
+    years = pd.to_datetime(df[dcol], errors="coerce").dt.year
+    if year is None:
+        if years.isna().all():
+            raise RecordsError("no valid discharge dates to find the simulated year")
+        year = int(years.max())
+    cur_mask = (years == year).to_numpy()
+    history = df[(years < year).to_numpy()]
+    current = df[cur_mask].reset_index(drop=True)
+    bad_year = df[years.isna().to_numpy()]
+    if len(bad_year):  # kept in the output with pay_status bad_date, never dropped
+        current = pd.concat([current, bad_year], ignore_index=True)
+    pv = pol.at(dt.date(year, 1, 1))
+
+    hist_cases = prepare_cases(history, columns=columns) if len(history) else None
+    if weights is None:
+        if hist_cases is None:
+            raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
+        w_df = calibrate(history, pv, year, scheme=pol.scheme, columns=columns)
+        w_src = "calibrated"
+    elif isinstance(weights, pd.DataFrame):
+        w_df, w_src = weights, "given"
+    else:
+        m_all = None
+        if hist_cases is not None:
+            ok = (hist_cases.status == 0) & (hist_cases.pay_status == 0)
+            m_all = float(hist_cases.cost_fen[ok].mean()) if ok.any() else None
+        w_df, w_src = read_weights(weights, pv, m_all), str(weights)
+    W = Weights.from_frame(w_df, pv["points"]["scale"])
+
+    hids = hosp_df["hospital_id"] if hosp_df is not None else None
+    c = prepare_cases(current, hids, columns=columns)
+    pr = price(c, W, pv, hosp_df)
+
+    budgets = {}
+    for f, name in enumerate(FUNDS):
+        if not ((c.fund == f).any()):
+            continue
+        spend = None
+        if hist_cases is not None:
+            hm = (
+                (hist_cases.fund == f)
+                & (hist_cases.year == year - 1)
+                & (hist_cases.pay_status == 0)
+            )
+            spend = int((hist_cases.cost_fen[hm] - hist_cases.share_fen[hm]).sum())
+        outside = int(pr.outside_fen[(c.fund == f) & pr.payable & ~pr.in_budget].sum())
+        budgets[name] = fund_budget(pv["budget"][name], name, year, region_df, spend, outside)
+
+    scores = None
+    if hosp_df is not None:
+        sc_col = next((x for x in ("assessment_score", "score") if x in hosp_df.columns), None)
+        if sc_col:
+            s = hosp_df.assign(hospital_id=hosp_df["hospital_id"].astype(str)).set_index(
+                "hospital_id"
+            )[sc_col]
+            scores = (
+                pd.to_numeric(s, errors="coerce")
+                .reindex(c.hospital_ids.astype(str))
+                .to_numpy(dtype=np.float64)
+            )
+    st = settle(pr, pv, budgets, year, scores)
+    tables = st.tables()
+    tables["weights"] = w_df
+    prov = {
+        "drgsim.version": __version__,
+        "drgsim.policy": pol.name,
+        "drgsim.policy_hash": pol.text_hash,
+        "drgsim.weights_hash": _weights_hash(w_df),
+        "drgsim.weights_source": w_src,
+        "drgsim.scheme": meta.get("drgsim.scheme", pol.scheme),
+        "drgsim.scheme_hash": meta.get("drgsim.scheme_hash", ""),
+        "drgsim.year": str(year),
+    }
+    tables["summary"] = summary_table(tables, prov)
+    for t in tables.values():
+        t.attrs = {**{k: v for k, v in t.attrs.items() if isinstance(v, (str, int, float))}, **prov}
+    return tables
+
+
+def summary_table(t: dict[str, pd.DataFrame], prov: dict[str, str]) -> pd.DataFrame:
+    """Key figures as (item, value) rows, one place to read a run's result."""
+    rows = [(k, v) for k, v in prov.items()]
+    cases = t["cases"]
+    rows.append(("cases", len(cases)))
+    for _, r in t["pay_status"].iterrows():
+        rows.append(
+            (
+                f"pay_status {r['pay_status']}",
+                f"{r['cases']} cases, cost {r['cost_fen'] / 100:,.2f} yuan",
+            )
+        )
+    for _, f in t["funds"].iterrows():
+        rows.append(
+            (f"{f['fund']} budget (yuan)", f"{f['budget_fen'] / 100:,.2f} ({f['budget_source']})")
+        )
+        rows.append((f"{f['fund']} point value (yuan/point)", f"{f['pv_used']:.4f}"))
+        rows.append(
+            (
+                f"{f['fund']} PV total-cost / fund basis",
+                f"{f['pv_total_cost_basis']:.4f} / {f['pv_fund_basis']:.4f}",
+            )
+        )
+    led = t["ledger"]
+    if len(led):
+        rows.append(("ledger balance (fen, must be 0)", int(led["amount_fen"].sum())))
+    return pd.DataFrame(rows, columns=["item", "value"]).astype({"value": str})
