@@ -38,10 +38,11 @@ def yuan_to_fen(values: object) -> tuple[np.ndarray, np.ndarray]:
         arr = arr.combine_chunks()
     t = arr.type
     if pa.types.is_decimal(t):
+        prec = min(t.precision + 2, 34)
         scaled = pc.multiply(
-            arr.cast(pa.decimal128(38, t.scale)), pa.scalar(Decimal(100), pa.decimal128(38, 0))
+            arr.cast(pa.decimal128(prec, t.scale)), pa.scalar(Decimal(100), pa.decimal128(3, 0))
         )
-        rounded = pc.round(scaled, 0, round_mode="half_up")
+        rounded = pc.round(scaled, 0, round_mode="half_towards_infinity")
         valid = np.asarray(rounded.is_valid())
         fen = np.asarray(rounded.cast(pa.int64()).fill_null(0))
         return fen.astype(np.int64), valid
