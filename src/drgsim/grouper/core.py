@@ -99,15 +99,19 @@ def output_name_map(names: list[str]) -> dict[str, str]:
 
 
 def group_arrow(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme, translate: bool = False,
-                threads: int | None = None) -> pa.Table:
+                threads: int | None = None, flags: bool = False, names: bool = False) -> pa.Table:
     """Group an Arrow table: every input column passes through, outputs appended."""
-    return group_arrow_result(table, scheme, translate, threads)[0]
+    return group_arrow_result(table, scheme, translate, threads, flags, names)[0]
 
 
 def group_arrow_result(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme,
                        translate: bool = False,
-                       threads: int | None = None) -> tuple[pa.Table, GroupResult]:
-    """Like :func:`group_arrow`, also returning the kernel's raw result (for summaries)."""
+                       threads: int | None = None, flags: bool = False,
+                       names: bool = False) -> tuple[pa.Table, GroupResult]:
+    """Like :func:`group_arrow`, also returning the kernel's raw result (for summaries).
+
+    ``flags``/``names`` add the ``flags`` list column and the title columns (issue 13).
+    """
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
     res = group_fields(fields_from_table(table), scheme, translate, threads)
@@ -116,19 +120,29 @@ def group_arrow_result(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme,
         table = table.rename_columns([renames.get(c, c) for c in table.schema.names])
     for name, arr in res.arrow_columns(scheme).items():
         table = table.append_column(name, arr)
+    if flags or names or "__drgsim_numeric_code" in table.schema.names:
+        from drgsim.grouper.extras import decorate
+
+        table = decorate(table, fields, scheme, flags, names)
     meta = dict(table.schema.metadata or {})
     meta.update({k.encode(): v.encode() for k, v in provenance(scheme, translate).items()})
     return table.replace_schema_metadata(meta), res
 
 
 def group_dataframe(df: pd.DataFrame, scheme: CompiledScheme, translate: bool = False,
-                    threads: int | None = None) -> pd.DataFrame:
+                    threads: int | None = None, flags: bool = False,
+                    names: bool = False) -> pd.DataFrame:
     """Group a DataFrame; pass-through columns are the caller's own objects, untouched."""
     check_columns([str(c) for c in df.columns])
     rec = dataframe_record_table(df)
     res = group_fields(fields_from_table(rec), scheme, translate, threads)
     out = df.rename(columns=output_name_map(list(df.columns)))
     cols = res.arrow_columns(scheme)
+    if flags or names:
+        from drgsim.grouper.extras import decorate
+
+        extra = decorate(pa.table(cols), fields, scheme, flags, names)
+        cols = {c: extra.column(c) for c in extra.schema.names}
     new = pd.DataFrame({k: v.to_pandas() for k, v in cols.items()})
     new.index = df.index
     out = pd.concat([out, new], axis=1)
@@ -141,22 +155,36 @@ def provenance(scheme: CompiledScheme, translate: bool) -> dict[str, str]:
 
 
 def group(records: T, scheme: str | os.PathLike[str] | CompiledScheme = DEFAULT_SCHEME,
-          translate: bool = False, threads: int | None = None) -> Any:
+          translate: bool = False, threads: int | None = None, *, flags: bool = False,
+          names: bool = False, column_map: Any = None, encoding: str | None = None) -> Any:
     """Group discharge records into CHS-DRG groups.
 
     ``records``: a pandas DataFrame (returns a DataFrame), an Arrow table or batch (returns
-    an Arrow table) or a path to parquet/CSV/a folder of parquet (returns a DataFrame).
+    an Arrow table) or a path to parquet/CSV (UTF-8 or GBK/GB18030, detected)/.xlsx/a folder
+    of parquet (returns a DataFrame).
     Adds ``mdc``, ``adrg``, ``drg`` and ``status``; every input row comes back, in order.
+    ``flags=True`` adds a ``flags`` list column, ``names=True`` the tables' titles;
+    ``column_map`` (a YAML path or a shipped map name) renames/joins/maps input columns.
     """
     cs = load_scheme(scheme)
+    if column_map is not None:
+        was_arrow = isinstance(records, (pa.Table, pa.RecordBatch))
+        if isinstance(records, pa.RecordBatch):
+            records = pa.Table.from_batches([records])
+        if isinstance(records, pd.DataFrame):
+            records = pa.Table.from_pandas(records, preserve_index=False)
+        table = read_records(records, encoding=encoding, column_map=column_map)
+        check_columns(table.schema.names)
+        out = group_arrow(table, cs, translate, threads, flags, names)
+        return out if was_arrow else out.to_pandas()
     if isinstance(records, pd.DataFrame):
-        return group_dataframe(records, cs, translate, threads)
+        return group_dataframe(records, cs, translate, threads, flags, names)
     if isinstance(records, (pa.Table, pa.RecordBatch)):
         check_columns(records.schema.names)
-        return group_arrow(records, cs, translate, threads)
-    table = read_records(records)
+        return group_arrow(records, cs, translate, threads, flags, names)
+    table = read_records(records, encoding=encoding)
     check_columns(table.schema.names)
-    return group_arrow(table, cs, translate, threads).to_pandas()
+    return group_arrow(table, cs, translate, threads, flags, names).to_pandas()
 
 
 @dataclass
