@@ -123,7 +123,7 @@ def group_arrow_result(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme,
     if flags or names or "__drgsim_numeric_code" in table.schema.names:
         from drgsim.grouper.extras import decorate
 
-        table = decorate(table, fields, scheme, flags, names)
+        table = decorate(table, fields_from_table(table), scheme, flags, names)
     meta = dict(table.schema.metadata or {})
     meta.update({k.encode(): v.encode() for k, v in provenance(scheme, translate).items()})
     return table.replace_schema_metadata(meta), res
@@ -141,7 +141,8 @@ def group_dataframe(df: pd.DataFrame, scheme: CompiledScheme, translate: bool = 
     if flags or names:
         from drgsim.grouper.extras import decorate
 
-        extra = decorate(pa.table(cols), fields, scheme, flags, names)
+        extra = decorate(pa.table(cols), fields_from_table(dataframe_record_table(df)), scheme,
+                         flags, names)
         cols = {c: extra.column(c) for c in extra.schema.names}
     new = pd.DataFrame({k: v.to_pandas() for k, v in cols.items()})
     new.index = df.index
