@@ -14,6 +14,18 @@ from drgsim.grouper.core import GroupSummary, group_arrow_result, load_scheme
 from drgsim.records import RECORD_FIELDS, check_columns, count_rows, iter_batches
 
 
+def _lists_as_text(table: pa.Table) -> pa.Table:
+    """CSV has no list type: list columns (``flags``) are written joined by ``|``."""
+    import pyarrow.compute as pc
+
+    for i, f in enumerate(table.schema):
+        if pa.types.is_list(f.type) or pa.types.is_large_list(f.type):
+            col = table.column(i)
+            col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+            table = table.set_column(i, f.name, pc.fill_null(pc.binary_join(col, "|"), ""))
+    return table
+
+
 class _Writer:
     """Parquet or CSV output chosen by the file extension."""
 
@@ -30,6 +42,8 @@ class _Writer:
         self.schema: pa.Schema | None = None
 
     def write(self, table: pa.Table) -> None:
+        if self.kind == "csv":
+            table = _lists_as_text(table)
         if self._w is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.schema = table.schema
@@ -61,6 +75,9 @@ def group_file(
     threads: int | None = None,
     encoding: str | None = None,
     progress: Callable[[int], None] | None = None,
+    column_map=None,
+    flags: bool = False,
+    names: bool = False,
 ) -> GroupSummary:
     """Stream ``src`` (parquet, folder of parquet, CSV) through the grouper into ``dst``.
 
@@ -72,11 +89,12 @@ def group_file(
     t0 = time.perf_counter()
     first = True
     try:
-        for batch in iter_batches(src, batch_rows=batch_rows, encoding=encoding):
+        for batch in iter_batches(src, batch_rows=batch_rows, encoding=encoding,
+                                  column_map=column_map):
             if first:
                 summary.missing_columns = check_columns(batch.schema.names)
                 first = False
-            out, res = group_arrow_result(batch, cs, translate, threads)
+            out, res = group_arrow_result(batch, cs, translate, threads, flags, names)
             summary.add(res.status, cs.out_status)
             writer.write(out)
             if progress:
