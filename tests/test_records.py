@@ -158,3 +158,22 @@ def test_code_encoding_matches_split_and_lookup(chs, fields, keep_empty):
     for i, f in enumerate(arr.to_pylist()):
         want = [vocab.get(c, 0) for c in split_codes(f, keep_empty)]
         assert ids[ptr[i]:ptr[i + 1]].tolist() == want
+
+
+def test_header_only_input_gives_an_empty_output_with_the_schema(tmp_path):
+    from drgsim.grouper.stream import group_file
+
+    (tmp_path / "e.csv").write_text("case_id,sex,age_years,diagnoses\n", encoding="utf-8")
+    s = group_file(tmp_path / "e.csv", tmp_path / "e.parquet")
+    t = pq.read_table(tmp_path / "e.parquet")
+    assert s.rows == 0 and t.num_rows == 0
+    assert t.column_names[-4:] == ["mdc", "adrg", "drg", "status"]
+    assert "procedures" in s.missing_columns
+
+
+def test_absent_columns_are_recorded():
+    df = pd.DataFrame({"case_id": ["a"], "sex": [1], "age_years": [60], "diagnoses": ["I50.900"]})
+    out = drgsim.group(df)
+    assert "los_days" in out.attrs["drgsim.absent_columns"].split(",")
+    t = drgsim.group(pa.Table.from_pandas(df))
+    assert b"procedures" in t.schema.metadata[b"drgsim.absent_columns"]

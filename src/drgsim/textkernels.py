@@ -61,7 +61,7 @@ def build_table(voff, vdata):
     return table
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def count_pieces(offsets, data, keep_empty_field, n_chunks):
     n = offsets.shape[0] - 1
     counts = np.zeros(n, dtype=np.int64)
@@ -81,7 +81,7 @@ def count_pieces(offsets, data, keep_empty_field, n_chunks):
     return counts
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def fill_ids(offsets, data, ptr, table, voff, vdata, n_chunks, out):
     n = offsets.shape[0] - 1
     step = (n + n_chunks - 1) // n_chunks
@@ -111,7 +111,7 @@ def _is_space(b):
     return b == 32 or (9 <= b <= 13)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def parse_ints(offsets, data, valid, n_chunks, out, slow):
     """Scheme README section 3 integers: trimmed ``-?[0-9]+`` (or ``N.0``) else ABSENT.
 

@@ -16,12 +16,27 @@ from drgsim.errors import DrgsimError
 @scheme_option
 @click.option("--translate/--no-translate", default=False, show_default=True,
               help="Apply the scheme's optional code translation (dx_map/proc_map) first.")
-@click.option("--encoding", default=None, help="Text encoding of a CSV input (default UTF-8).")
+@click.option("--encoding", default=None,
+              help="Text encoding of a CSV input (default: detected, UTF-8 or GB18030/GBK).")
+@click.option("--map", "column_map", default=None, metavar="FILE|NAME",
+              help="Column map (YAML) for Chinese headers and wide code columns; shipped: "
+                   "bingan_shouye (病案首页), settlement_list (医保结算清单).")
+@click.option("--flags", "with_flags", is_flag=True,
+              help="Add a 'flags' column (suspect codes and fields) and print a summary.")
+@click.option("--names", "with_names", is_flag=True,
+              help="Add mdc_name, adrg_name, drg_name (the tables' titles).")
+@click.option("--compare", "compare_col", default=None, metavar="COLUMN",
+              help="Report agreement of our DRG with the input's own group column.")
+@click.option("--hospital-column", default="hospital_id", show_default=True,
+              help="Column that names the hospital (flag and agreement summaries).")
+@click.option("--cost-column", default=None,
+              help="Cost column for --compare (default: total_cost, 住院总费用, ... if present).")
 @click.option("--batch-rows", default=1 << 20, show_default=True, type=click.IntRange(1000),
               help="Rows per streamed batch (bounds memory).")
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def group(input_path, out, scheme, translate, encoding, batch_rows, threads, quiet):
+def group(input_path, out, scheme, translate, encoding, column_map, with_flags, with_names,
+          compare_col, hospital_column, cost_column, batch_rows, threads, quiet):
     """Group discharge records (parquet, a folder of parquet, or CSV) into CHS-DRG groups.
 
     Every input row comes out, in order, with mdc, adrg, drg and status; the other
@@ -31,6 +46,7 @@ def group(input_path, out, scheme, translate, encoding, batch_rows, threads, qui
     Example:
       drgsim group discharges.parquet -o grouped.parquet
       drgsim group month.csv -o grouped.csv --scheme beijing_2022
+      drgsim group 首页.csv --map bingan_shouye --flags --names --compare drg -o out.csv
     """
     from drgsim.grouper.core import load_scheme
     from drgsim.grouper.stream import group_file, input_rows
@@ -40,7 +56,8 @@ def group(input_path, out, scheme, translate, encoding, batch_rows, threads, qui
         cs = load_scheme(scheme)
         total = input_rows(input_path)
         if quiet:
-            summary = group_file(input_path, out, cs, translate, batch_rows, threads, encoding)
+            summary = group_file(input_path, out, cs, translate, batch_rows, threads, encoding,
+                                 column_map=column_map, flags=with_flags, names=with_names)
         else:
             from rich.progress import (
                 BarColumn,
@@ -54,7 +71,9 @@ def group(input_path, out, scheme, translate, encoding, batch_rows, threads, qui
                           TimeElapsedColumn(), console=con, transient=True) as bar:
                 task = bar.add_task("group", total=total)
                 summary = group_file(input_path, out, cs, translate, batch_rows, threads,
-                                     encoding, progress=lambda k: bar.advance(task, k))
+                                     encoding, progress=lambda k: bar.advance(task, k),
+                                     column_map=column_map, flags=with_flags,
+                                     names=with_names)
     except DrgsimError as exc:
         fail(exc)
         return
@@ -70,3 +89,74 @@ def group(input_path, out, scheme, translate, encoding, batch_rows, threads, qui
               f"{cs.version} (tables {cs.content_hash}), translation "
               f"{'on' if translate else 'off'}"
               + ("" if Path(out).suffix.lower() == ".csv" else "; stored in parquet metadata"))
+    try:
+        if with_flags:
+            _flag_report(con, out, hospital_column)
+        if compare_col:
+            _compare_report(con, out, compare_col, hospital_column, cost_column)
+    except DrgsimError as exc:
+        fail(exc)
+
+
+def _read_back(out: str, wanted: list[str]):
+    """Only the named columns of the grouped output (summaries need a few columns)."""
+    import pyarrow as pa
+
+    p = Path(out)
+    if p.suffix.lower() == ".csv":
+        import pyarrow.csv as pacsv
+
+        with p.open(encoding="utf-8") as fh:
+            import csv
+
+            header = next(csv.reader(fh))
+        cols = [c for c in wanted if c in header]
+        t = pacsv.read_csv(p, convert_options=pacsv.ConvertOptions(
+            include_columns=cols, column_types={c: pa.string() for c in cols},
+            strings_can_be_null=False))
+    else:
+        import pyarrow.parquet as pq
+
+        names = pq.ParquetFile(p).schema_arrow.names
+        t = pq.read_table(p, columns=[c for c in wanted if c in names])
+    return t.to_pandas()
+
+
+def _sidecar(out: str, suffix: str) -> Path:
+    p = Path(out)
+    return p.with_name(p.with_suffix("").name + suffix)
+
+
+def _flag_report(con, out: str, hospital: str) -> None:
+    from drgsim.flags import flag_summary
+
+    df = _read_back(out, ["flags", hospital])
+    by_flag, by_hosp = flag_summary(df, hospital)
+    con.print("[bold]flags[/] (a flag never changes a group):")
+    for r in by_flag.itertuples(index=False):
+        if r.records:
+            con.print(f"  {r.flag:<20} {r.records:>10,}  {r.share:7.2%}")
+    by_flag.to_csv(_sidecar(out, ".flags_by_flag.csv"), index=False)
+    written = [str(_sidecar(out, ".flags_by_flag.csv"))]
+    if by_hosp is not None:
+        by_hosp.to_csv(_sidecar(out, ".flags_by_hospital.csv"), index=False)
+        written.append(str(_sidecar(out, ".flags_by_hospital.csv")))
+        con.print(f"  by {hospital}: " + ", ".join(
+            f"{r['hospital']} {r['flagged']}/{r['records']}" for _, r in by_hosp.head(10).iterrows()))
+    con.print("  summary -> " + ", ".join(written))
+
+
+def _compare_report(con, out: str, column: str, hospital: str, cost: str | None) -> None:
+    from drgsim.compare import COST_COLUMNS, compare_groups
+
+    wanted = [column, f"input_{column}", "mdc", "adrg", "drg", hospital,
+              *([cost] if cost else COST_COLUMNS)]
+    df = _read_back(out, wanted)
+    ag = compare_groups(df, column, hospital=hospital, cost=cost)
+    text = ag.text()
+    click.echo(text)
+    _sidecar(out, ".compare.txt").write_text(text + "\n", encoding="utf-8")
+    ag.moves.to_csv(_sidecar(out, ".compare_moves.csv"), index=False)
+    if ag.by_hospital is not None:
+        ag.by_hospital.to_csv(_sidecar(out, ".compare_hospitals.csv"), index=False)
+    con.print(f"  agreement report -> {_sidecar(out, '.compare.txt')} (+ _moves/_hospitals .csv)")

@@ -114,7 +114,8 @@ def group_arrow_result(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme,
     """
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
-    res = group_fields(fields_from_table(table), scheme, translate, threads)
+    fields = fields_from_table(table)
+    res = group_fields(fields, scheme, translate, threads)
     renames = output_name_map(table.schema.names)
     if renames:
         table = table.rename_columns([renames.get(c, c) for c in table.schema.names])
@@ -126,6 +127,7 @@ def group_arrow_result(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme,
         table = decorate(table, fields_from_table(table), scheme, flags, names)
     meta = dict(table.schema.metadata or {})
     meta.update({k.encode(): v.encode() for k, v in provenance(scheme, translate).items()})
+    meta[b"drgsim.absent_columns"] = ",".join(fields.missing).encode()
     return table.replace_schema_metadata(meta), res
 
 
@@ -134,8 +136,8 @@ def group_dataframe(df: pd.DataFrame, scheme: CompiledScheme, translate: bool = 
                     names: bool = False) -> pd.DataFrame:
     """Group a DataFrame; pass-through columns are the caller's own objects, untouched."""
     check_columns([str(c) for c in df.columns])
-    rec = dataframe_record_table(df)
-    res = group_fields(fields_from_table(rec), scheme, translate, threads)
+    fields = fields_from_table(dataframe_record_table(df))
+    res = group_fields(fields, scheme, translate, threads)
     out = df.rename(columns=output_name_map(list(df.columns)))
     cols = res.arrow_columns(scheme)
     if flags or names:
@@ -147,7 +149,8 @@ def group_dataframe(df: pd.DataFrame, scheme: CompiledScheme, translate: bool = 
     new = pd.DataFrame({k: v.to_pandas() for k, v in cols.items()})
     new.index = df.index
     out = pd.concat([out, new], axis=1)
-    out.attrs = {**df.attrs, **provenance(scheme, translate)}
+    out.attrs = {**df.attrs, **provenance(scheme, translate),
+                 "drgsim.absent_columns": ",".join(fields.missing)}
     return out
 
 

@@ -278,7 +278,7 @@ def group_one(kt, dx, nd, px, npx, sex, age_y, age_d, weight, los, translate, fl
     out[3] = UNGROUPABLE
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def group_kernel(kt, dx_ptr, dx_ids, px_ptr, px_ids, sex, age_y, age_d, weight, los,
                  translate, n_chunks, out_mdc, out_adrg, out_drg, out_status):
     """Group every record; outputs are indices into the scheme's label tables."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
 
 from drgsim.errors import RecordsError
 from drgsim.grouper.core import GroupSummary, group_arrow_result, load_scheme
-from drgsim.records import RECORD_FIELDS, check_columns, count_rows, iter_batches
+from drgsim.records import check_columns, count_rows, iter_batches, read_records
 
 
 def _lists_as_text(table: pa.Table) -> pa.Table:
@@ -88,22 +89,33 @@ def group_file(
     writer = _Writer(Path(dst))
     t0 = time.perf_counter()
     first = True
-    try:
-        for batch in iter_batches(src, batch_rows=batch_rows, encoding=encoding,
+    # Writing batch k (pyarrow, GIL released) overlaps grouping batch k+1 (numba, nogil).
+    with ThreadPoolExecutor(1) as pool:
+        pending: Future | None = None
+        try:
+            for batch in iter_batches(src, batch_rows=batch_rows, encoding=encoding,
                                   column_map=column_map):
-            if first:
-                summary.missing_columns = check_columns(batch.schema.names)
-                first = False
-            out, res = group_arrow_result(batch, cs, translate, threads, flags, names)
-            summary.add(res.status, cs.out_status)
-            writer.write(out)
-            if progress:
-                progress(out.num_rows)
-        if first:
-            raise RecordsError(f"{src}: no records (empty input); expected columns "
-                               f"{', '.join(RECORD_FIELDS)}")
-    finally:
-        writer.close()
+                if first:
+                    summary.missing_columns = check_columns(batch.schema.names)
+                    first = False
+                out, res = group_arrow_result(batch, cs, translate, threads, flags, names)
+                summary.add(res.status, cs.out_status)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(writer.write, out)
+                if progress:
+                    progress(out.num_rows)
+            if pending is not None:
+                pending.result()
+                pending = None
+            if first:  # a header-only file: an empty output with the full schema
+                empty = read_records(src, encoding=encoding)
+                summary.missing_columns = check_columns(empty.schema.names)
+                writer.write(group_arrow_result(empty, cs, translate, threads)[0])
+        finally:
+            if pending is not None:
+                pending.exception()
+            writer.close()
     summary.seconds = time.perf_counter() - t0
     return summary
 
