@@ -1,0 +1,262 @@
+"""Settlement by hand: each corridor branch, region corridor, assessment, PV floor; properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from drgsim.policy import load_policy
+from drgsim.pricing import Weights, prepare_cases, price
+from drgsim.pricing.fake import fake_cases, fake_hospitals, fake_weights
+from drgsim.settlement import Budget, FundTotals, ledger, settle, settle_fund
+
+FUND_BASIS = {
+    "point_value.basis": "fund",
+    "assessment.enabled": False,
+    "hospital_corridor.enabled": False,
+    "hospital_corridor.loss_floor": None,
+}
+
+
+def totals(points, cost, share=(0, 0)) -> FundTotals:
+    """Two hospitals, everything in January."""
+    H = len(points)
+    z = np.zeros((H, 12))
+    p, c, s = z.copy(), z.copy().astype(np.int64), z.copy().astype(np.int64)
+    p[:, 0], c[:, 0], s[:, 0] = points, cost, share
+    return FundTotals("employee", p, s, c, np.ones((H, 12), np.int64), np.zeros(H, np.int64))
+
+
+def pv(**over):
+    return load_policy().with_values({**FUND_BASIS, **over}).at(2024)
+
+
+def check_ledger(fs):
+    led = ledger(fs, np.array(["H1", "H2"]))
+    assert led["amount_fen"].sum() == 0
+    return led.groupby("line")["amount_fen"].sum()
+
+
+def test_fund_basis_split():
+    # B = 1,000,000 fen over 600 + 400 points: PV = 1,000 fen = 10 yuan a point
+    fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(1_000_000, 100_000), pv(), 2024)
+    assert fs.pv == pytest.approx(10.0)
+    assert fs.payment.tolist() == [600_000, 400_000]
+    check_ledger(fs)
+
+
+def test_hospital_corridor_branches():
+    p = pv(**{"hospital_corridor.enabled": True, "hospital_corridor.surplus_keep": 0.6})
+    fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(1_000_000, 100_000), p, 2024)
+    # H1 receives 600,000 for 500,000 (120%): beyond 110% it keeps 60%:
+    #   clawback = (600,000 - 550,000) x 0.4 = 20,000
+    # H2 receives 400,000 (80%): below 90% the reserve refunds half of 450,000 - 400,000 = 25,000
+    assert fs.clawback.tolist() == [20_000, 0]
+    assert fs.refund.tolist() == [0, 25_000]
+    lines = check_ledger(fs)
+    # reserve left: 100,000 - 25,000 + 20,000
+    assert lines["reserve_remaining"] == -95_000
+    # with a loss floor at 85%: only 450,000 - 425,000 is shared: 12,500
+    p2 = pv(**{"hospital_corridor.enabled": True, "hospital_corridor.loss_floor": 0.85})
+    fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(1_000_000, 100_000), p2, 2024)
+    assert fs.refund.tolist() == [0, 12_500]
+    # inside the band (H1 at 100% of a 600,000 cost): nothing moves
+    fs = settle_fund(totals([600, 400], [600_000, 400_000]), Budget(1_000_000, 100_000), p2, 2024)
+    assert fs.refund.tolist() == [0, 0] and fs.clawback.tolist() == [0, 0]
+
+
+def test_region_corridor_overspend_and_surplus():
+    p = pv(**{"region_corridor.enabled": True})
+    # fund cost E = 1,000,000 > B = 800,000: 200,000 over; the band is 10% x 800,000 = 80,000,
+    # of which the fund pays 50% = 40,000 from the reserve: 840,000 is distributed
+    fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(800_000, 100_000), p, 2024)
+    assert fs.region_draw_fen == 40_000 and fs.payment.sum() == 840_000
+    lines = check_ledger(fs)
+    assert lines["reserve_remaining"] == -60_000
+    # under-spend: B = 1,200,000 > E: hospitals keep 50% of 200,000: 1,100,000 distributed
+    fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(1_200_000, 0), p, 2024)
+    assert fs.payment.sum() == 1_100_000
+    lines = check_ledger(fs)
+    assert lines["budget_remaining"] == -100_000
+
+
+def test_total_cost_basis_and_floor():
+    p = pv(**{"point_value.basis": "total_cost"})
+    # PV = (1,000,000 + 200,000) / 1,000 points = 1,200 fen; H1 600 x 1,200 - 150,000 = 570,000
+    fs = settle_fund(
+        totals([600, 400], [500_000, 500_000], [150_000, 50_000]), Budget(1_000_000, 0), p, 2024
+    )
+    assert fs.payment.tolist() == [570_000, 430_000]
+    # a floor of 13 yuan a point: 1,000 x 1,300 - 200,000 = 1,100,000 paid; the budget overdrawn by 100,000
+    p = pv(**{"point_value.basis": "total_cost", "point_value.floor_yuan": 13.0})
+    fs = settle_fund(
+        totals([600, 400], [500_000, 500_000], [150_000, 50_000]), Budget(1_000_000, 0), p, 2024
+    )
+    assert fs.payment.tolist() == [630_000, 470_000]
+    assert check_ledger(fs)["budget_remaining"] == 100_000
+
+
+def test_assessment_withholding():
+    p = pv(**{"assessment.enabled": True, "presettlement.prepay_share": 1.0})
+    # January's provisional PV = (B / 12) / 1,000 points; H1 due = 600 x that = 50,000; 5% withheld = 2,500
+    fs = settle_fund(
+        totals([600, 400], [500_000, 500_000]),
+        Budget(1_000_000, 0),
+        p,
+        2024,
+        scores=np.array([75.0, 95.0]),
+    )
+    assert fs.withheld_hm[:, 0].tolist() == [2_500, 1_667]
+    # score 75 between 60 (nothing) and 90 (all): half released, half forfeited
+    assert fs.released.tolist() == [1_250, 1_667] and fs.forfeited.tolist() == [1_250, 0]
+    assert (fs.withheld_hm.sum(1) == fs.released + fs.forfeited).all()
+    assert fs.annual.tolist() == [600_000 - 1_250, 400_000]
+    assert (fs.prepaid_hm.sum(1) + fs.balance == fs.annual).all()
+    lines = check_ledger(fs)
+    assert lines["assessment_forfeit"] == -1_250
+
+
+# ---- properties -------------------------------------------------------------------------
+
+
+def _run(df, policy, budget_e, budget_r, hospitals):
+    p = policy.at(2024)
+    pr = price(
+        prepare_cases(df, hospitals["hospital_id"]),
+        Weights.from_frame(fake_weights()),
+        p,
+        hospitals,
+    )
+    b = {"employee": Budget(budget_e, 1_000_000), "resident": Budget(budget_r, 1_000_000)}
+    return settle(pr, p, b, 2024, hospitals["assessment_score"].to_numpy())
+
+
+PROP = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+bases = st.sampled_from(["total_cost", "fund"])
+
+
+@PROP
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(5, 300),
+    b=st.integers(10_000_000, 10**10),
+    basis=bases,
+    corridors=st.booleans(),
+)
+def test_budget_paid_exactly(seed, n, b, basis, corridors):
+    pol = load_policy().with_values(
+        {
+            "point_value.basis": basis,
+            "assessment.enabled": False,
+            "hospital_corridor.enabled": corridors,
+        }
+    )
+    h = fake_hospitals(5)
+    s = _run(fake_cases(n, seed=seed), pol, b, b // 2, h)
+    t = s.tables()
+    for fs in s.funds:
+        paid = (
+            fs.budget.budget_fen if fs.totals.points.sum() > 0 else 0
+        )  # a fund without cases pays nothing
+        assert fs.payment.sum() == paid
+        assert fs.payment_hm.sum() == paid
+    per_case = t["cases"].groupby(["fund", "hospital_id"])["payment_fen"].sum()
+    per_h = t["hospitals"].set_index(["fund", "hospital_id"])["payment_fen"]
+    assert (per_case.reindex(per_h.index, fill_value=0) == per_h).all()
+    led = t["ledger"]
+    assert (led.groupby(["fund", "year"])["amount_fen"].sum() == 0).all()
+    # hospital lines equal the per-hospital table
+    hl = (
+        led[led["line"].isin(["prepayment", "annual_balance"])]
+        .groupby(["fund", "hospital_id"])["amount_fen"]
+        .sum()
+    )
+    assert (
+        -hl.reindex(per_h.index, fill_value=0)
+        == t["hospitals"].set_index(["fund", "hospital_id"])["annual_payment_fen"]
+    ).all()
+
+
+@PROP
+@given(seed=st.integers(0, 10_000), n=st.integers(5, 300), b=st.integers(10_000_000, 10**10))
+def test_with_assessment_everything_still_adds_up(seed, n, b):
+    pol = load_policy()
+    s = _run(fake_cases(n, seed=seed), pol, b, b, fake_hospitals(5))
+    for fs in s.funds:
+        # paid to hospitals + forfeited by assessment = the budget
+        paid = fs.budget.budget_fen if fs.totals.points.sum() > 0 else 0
+        assert fs.annual.sum() + fs.forfeited.sum() == paid
+        assert (fs.withheld_hm.sum(1) == fs.released + fs.forfeited).all()
+        assert (fs.prepaid_hm.sum(1) + fs.balance == fs.annual).all()
+        led = ledger(fs, s.priced.cases.hospital_ids)
+        assert led["amount_fen"].sum() == 0
+        lines = led.groupby("line")["amount_fen"].sum()
+        refunds = -lines.get("corridor_refund", 0)
+        claws = lines.get("corridor_clawback", 0)
+        assert (
+            lines["reserve"] + lines["reserve_remaining"] + claws == refunds
+        )  # reserve draws = refunds
+
+
+@PROP
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(5, 200),
+    b=st.integers(10_000_000, 10**9),
+    extra=st.integers(1, 10**8),
+    basis=bases,
+)
+def test_more_budget_never_lowers_a_payment(seed, n, b, extra, basis):
+    pol = load_policy().with_values(
+        {
+            "point_value.basis": basis,
+            "hospital_corridor.enabled": False,
+            "assessment.enabled": False,
+        }
+    )
+    h = fake_hospitals(5)
+    df = fake_cases(n, seed=seed)
+    a = _run(df, pol, b, b, h)
+    c = _run(df, pol, b + extra, b + extra, h)
+    for fa, fc in zip(a.funds, c.funds, strict=True):
+        assert (fc.payment >= fa.payment - 1).all()
+
+
+@PROP
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(5, 200),
+    b=st.integers(10_000_000, 10**9),
+    basis=bases,
+)
+def test_duplicating_cases_and_budget_keeps_point_value(seed, n, b, basis):
+    pol = load_policy().with_values({"point_value.basis": basis, "special_review.enabled": False})
+    h = fake_hospitals(5)
+    df = fake_cases(n, seed=seed)
+    dup = df.copy()
+    dup["case_id"] = dup["case_id"] + 10**7
+    dup["patient_id"] = dup["patient_id"] + 10**7
+    a = _run(df, pol, b, b, h)
+    c = _run(pd.concat([df, dup], ignore_index=True), pol, 2 * b, 2 * b, h)
+    for fa, fc in zip(a.funds, c.funds, strict=True):
+        assert fc.pv == pytest.approx(fa.pv, rel=1e-12)
+
+
+@PROP
+@given(seed=st.integers(0, 10_000), n=st.integers(5, 200), perm_seed=st.integers(0, 1000))
+def test_permuting_rows_changes_nothing(seed, n, perm_seed):
+    pol = load_policy()
+    h = fake_hospitals(5)
+    df = fake_cases(n, seed=seed)
+    perm = df.sample(frac=1.0, random_state=perm_seed).reset_index(drop=True)
+    a = _run(df, pol, 10**9, 10**9, h).tables()
+    c = _run(perm, pol, 10**9, 10**9, h).tables()
+    pa_ = a["cases"].set_index("case_id").sort_index()
+    pc_ = c["cases"].set_index("case_id").sort_index()
+    assert (pa_["payment_fen"] == pc_["payment_fen"]).all()
+    assert (pa_["case_type"] == pc_["case_type"]).all()
+    pd.testing.assert_frame_equal(a["hospitals"], c["hospitals"])
+    pd.testing.assert_frame_equal(a["ledger"], c["ledger"])
