@@ -110,7 +110,7 @@ def _read_back(out: str, wanted: list[str]):
             import csv
 
             header = next(csv.reader(fh))
-        cols = [c for c in wanted if c in header]
+        cols = [c for c in dict.fromkeys(wanted) if c in header]
         t = pacsv.read_csv(p, convert_options=pacsv.ConvertOptions(
             include_columns=cols, column_types={c: pa.string() for c in cols},
             strings_can_be_null=False))
@@ -118,7 +118,7 @@ def _read_back(out: str, wanted: list[str]):
         import pyarrow.parquet as pq
 
         names = pq.ParquetFile(p).schema_arrow.names
-        t = pq.read_table(p, columns=[c for c in wanted if c in names])
+        t = pq.read_table(p, columns=[c for c in dict.fromkeys(wanted) if c in names])
     return t.to_pandas()
 
 
