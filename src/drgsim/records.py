@@ -34,11 +34,6 @@ OUTPUT_COLUMNS = ("mdc", "adrg", "drg", "status")
 _SATURATE = SATURATE
 
 
-def _is_text_column(name: str) -> bool:
-    """Columns read as text from CSV: record text fields and ids (never inferred as numbers)."""
-    return name in TEXT_FIELDS or name in INT_FIELDS or name == "id" or name.endswith("_id")
-
-
 # ---------------------------------------------------------------- field parsing
 
 def _chunks(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -224,7 +219,7 @@ def dataframe_record_table(df: pd.DataFrame) -> pa.Table:
 
 # ---------------------------------------------------------------- files
 
-def _csv_options(path: Path, encoding: str | None, all_text: bool = False):
+def _csv_options(path: Path, encoding: str | None, all_text: bool = True):
     import pyarrow.csv as pacsv
 
     from drgsim.inputs.encoding import arrow_encoding, detect_encoding
@@ -239,7 +234,10 @@ def _csv_options(path: Path, encoding: str | None, all_text: bool = False):
     import io
 
     header = next(csv.reader(io.StringIO(text)), [])
-    types = {c: pa.string() for c in header if all_text or _is_text_column(c)}
+    # Every CSV column is read as text: record fields are parsed by the README's rules, and
+    # pass-through columns come out exactly as they went in ("1234.50" stays "1234.50");
+    # type inference would also fail a whole batch on one odd value deep in the file.
+    types = {c: pa.string() for c in header}
     read = pacsv.ReadOptions(encoding=arrow_encoding(enc), block_size=1 << 24)
     convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False,
                                    quoted_strings_can_be_null=False)
