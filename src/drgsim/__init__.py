@@ -16,6 +16,7 @@ _LAZY = {
     "group": "drgsim.grouper:group",
     "load_scheme": "drgsim.grouper:load_scheme",
     "read_records": "drgsim.records:read_records",
+    "simulate": "drgsim.settlement.simulate:simulate",
     "synth": "drgsim.synth:__module__",
 }
 

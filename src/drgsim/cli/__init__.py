@@ -14,9 +14,12 @@ from drgsim import __version__
 
 # command name -> ("module", "click command attribute", "one-line help")
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "calibrate": ("drgsim.cli.calibrate_cmd", "calibrate", "Calibrate DRG weights and base points from history."),
     "demo": ("drgsim.cli.demo_cmd", "demo", "Run the whole pipeline on built-in demo data."),
     "group": ("drgsim.cli.group_cmd", "group", "Group discharge records into CHS-DRG groups."),
+    "policy": ("drgsim.cli.policy_cmd", "policy", "Validate and show payment policies."),
     "scheme": ("drgsim.cli.scheme_cmd", "scheme", "Validate and inspect scheme tables."),
+    "simulate": ("drgsim.cli.simulate_cmd", "simulate", "Price and settle a year of cases under a policy."),
     "synth": ("drgsim.cli.synth_cmd", "synth", "Generate a synthetic region (discharges, hospitals, funds)."),
 }
 

@@ -1,0 +1,129 @@
+"""simulate() and the calibrate / simulate / policy commands end to end on small data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+import drgsim
+from drgsim.cli import main
+from drgsim.pricing.fake import fake_cases, fake_hospitals
+
+
+@pytest.fixture(scope="module")
+def region_cases():
+    parts = [
+        fake_cases(1500, n_hosp=6, seed=y, year=y).assign(
+            case_id=lambda d, y=y: d["case_id"] + y * 10**6
+        )
+        for y in (2021, 2022, 2023, 2024)
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_simulate_api(region_cases):
+    t = drgsim.simulate(region_cases, hospitals=fake_hospitals(6))
+    assert set(t) >= {
+        "cases",
+        "hospitals",
+        "months",
+        "drgs",
+        "funds",
+        "ledger",
+        "pay_status",
+        "weights",
+        "summary",
+    }
+    assert len(t["cases"]) == (pd.to_datetime(region_cases["discharge_date"]).dt.year == 2024).sum()
+    assert (t["ledger"].groupby(["fund", "year"])["amount_fen"].sum() == 0).all()
+    f = t["funds"].set_index("fund")
+    h = t["hospitals"].groupby("fund")[["payment_fen"]].sum()
+    assert (h["payment_fen"] == f.loc[h.index, "budget_fen"]).all()
+    assert (
+        f["budget_source"].str.contains("history cases").all()
+    )  # the rule, from last year's spending
+    assert t["cases"].attrs["drgsim.policy_hash"]
+    assert {"cmi", "cost_index", "time_index"} <= set(t["hospitals"].columns)
+
+
+def test_region_table_budget(region_cases):
+    region = pd.DataFrame(
+        {
+            "fund": ["employee", "resident"],
+            "year": [2023, 2023],
+            "drg_spending": ["1000000.00", "2000000.00"],
+        }
+    )
+    t = drgsim.simulate(region_cases, hospitals=fake_hospitals(6), region=region)
+    f = t["funds"].set_index("fund")
+    # 1,000,000 x 1.05 = 1,050,000; less 5% reserve = 997,500 yuan
+    assert f.loc["employee", "budget_fen"] == 99_750_000
+    assert f.loc["employee", "reserve_fen"] == 5_250_000
+
+
+def test_cli_end_to_end(tmp_path, region_cases):
+    cases = tmp_path / "cases.parquet"
+    region_cases.to_parquet(cases)
+    hosp = tmp_path / "hospitals.csv"
+    fake_hospitals(6).to_csv(hosp, index=False)
+    r = CliRunner()
+    res = r.invoke(
+        main,
+        ["calibrate", str(cases), "--grouped", "--year", "2024", "-o", str(tmp_path / "w.parquet")],
+    )
+    assert res.exit_code == 0, res.output
+    meta = pq.read_schema(tmp_path / "w.parquet").metadata
+    assert b"drgsim.version" in meta and b"drgsim.m_all_fen" in meta
+    out = tmp_path / "out"
+    res = r.invoke(
+        main,
+        [
+            "simulate",
+            str(cases),
+            "--grouped",
+            "--weights",
+            str(tmp_path / "w.parquet"),
+            "--hospitals",
+            str(hosp),
+            "-o",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    for name in ("cases", "hospitals", "months", "drgs", "funds", "ledger", "summary"):
+        md = pq.read_schema(out / f"{name}.parquet").metadata
+        for k in (
+            b"drgsim.version",
+            b"drgsim.policy_hash",
+            b"drgsim.weights_hash",
+            b"drgsim.scheme",
+        ):
+            assert k in md, (name, k)
+    assert (out / "summary.xlsx").exists()
+    assert (out / "point_value_by_month.png").exists() and (out / "payment_vs_cost.png").exists()
+    led = pd.read_parquet(out / "ledger.parquet")
+    assert led["amount_fen"].sum() == 0
+
+
+def test_policy_commands(tmp_path):
+    r = CliRunner()
+    res = r.invoke(main, ["policy", "validate"])
+    assert res.exit_code == 0 and "ok:" in res.output
+    bad = str(Path(__file__).parent / "fixtures" / "policies" / "unknown_key.yaml")
+    res = r.invoke(main, ["policy", "validate", bad])
+    assert res.exit_code == 2
+    assert "unknown_key.yaml:88: high_cost.betta: unknown key" in res.output
+    res = r.invoke(main, ["policy", "show", "--date", "2024-01-01"])
+    assert res.exit_code == 0 and "point_value" in res.output
+
+
+@pytest.mark.parametrize(
+    "cmd", [["calibrate"], ["simulate"], ["policy"], ["policy", "show"], ["policy", "validate"]]
+)
+def test_help_has_example(cmd):
+    res = CliRunner().invoke(main, [*cmd, "--help"])
+    assert res.exit_code == 0 and "Example" in res.output
