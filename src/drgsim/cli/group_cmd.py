@@ -31,7 +31,7 @@ from drgsim.errors import DrgsimError
               help="Column that names the hospital (flag and agreement summaries).")
 @click.option("--cost-column", default=None,
               help="Cost column for --compare (default: total_cost, 住院总费用, ... if present).")
-@click.option("--batch-rows", default=1 << 20, show_default=True, type=click.IntRange(1000),
+@click.option("--batch-rows", default=1 << 18, show_default=True, type=click.IntRange(1000),
               help="Rows per streamed batch (bounds memory).")
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")

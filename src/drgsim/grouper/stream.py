@@ -27,6 +27,11 @@ def _lists_as_text(table: pa.Table) -> pa.Table:
     return table
 
 
+# Rows per streamed batch: small enough that writing one batch overlaps grouping the next
+# (and memory stays low), large enough that per-batch overhead is negligible.
+DEFAULT_BATCH_ROWS = 1 << 18
+
+
 class _Writer:
     """Parquet or CSV output chosen by the file extension."""
 
@@ -72,7 +77,7 @@ def group_file(
     dst: str | os.PathLike[str],
     scheme="chs_drg_11",
     translate: bool = False,
-    batch_rows: int = 1 << 20,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
     threads: int | None = None,
     encoding: str | None = None,
     progress: Callable[[int], None] | None = None,
