@@ -16,6 +16,7 @@ from drgsim import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "calibrate": ("drgsim.cli.calibrate_cmd", "calibrate", "Calibrate DRG weights and base points from history."),
     "demo": ("drgsim.cli.demo_cmd", "demo", "Run the whole pipeline on built-in demo data."),
+    "explain": ("drgsim.cli.explain_cmd", "explain", "Explain how one record is grouped (the decision path)."),
     "group": ("drgsim.cli.group_cmd", "group", "Group discharge records into CHS-DRG groups."),
     "policy": ("drgsim.cli.policy_cmd", "policy", "Validate and show payment policies."),
     "scheme": ("drgsim.cli.scheme_cmd", "scheme", "Validate and inspect scheme tables."),
