@@ -64,3 +64,45 @@ def list_schemes() -> None:
                     (root / name / "scheme.csv").open(encoding="utf-8").readlines()[1:]
                     if "," in line)
         click.echo(f"{name:<16} {meta.get('name', '')} {meta.get('version', '')}")
+
+
+@scheme.command("diff")
+@click.argument("a", metavar="A")
+@click.argument("b", metavar="B")
+@click.option("--records", "records", default=None, type=click.Path(exists=True),
+              help="Group these records with both schemes: cases that change group, top moves.")
+@click.option("--map", "column_map", default=None, metavar="FILE|NAME",
+              help="Column map for --records (see 'drgsim group --help').")
+@click.option("-o", "--out", "out", default=None, type=click.Path(),
+              help="Write every difference as a table (.csv or .json).")
+@click.option("--per-area", default=15, show_default=True, help="Detail lines per area in the report.")
+def diff(a: str, b: str, records: str | None, column_map: str | None, out: str | None,
+         per_area: int) -> None:
+    """What two schemes' tables differ in: MDCs, ADRGs, DRGs, code lists, CC/MCC, exclusions.
+
+    \b
+    Example:
+      drgsim scheme diff chs_drg_11 beijing_2022
+      drgsim scheme diff chs_drg_11 my_city/ --records cases.parquet -o diff.csv
+    """
+    import json
+    from pathlib import Path
+
+    from drgsim.cli.common import fail
+    from drgsim.errors import DrgsimError
+    from drgsim.scheme.diff import diff_records, diff_schemes
+
+    try:
+        d = diff_schemes(a, b)
+        click.echo(d.text(per_area=per_area))
+        if out:
+            p = Path(out)
+            if p.suffix.lower() == ".json":
+                p.write_text(json.dumps(d.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+            else:
+                d.table().to_csv(p, index=False)
+            click.echo(f"table of {len(d.changes):,} differences -> {p}")
+        if records:
+            click.echo(diff_records(a, b, records, column_map=column_map).text())
+    except DrgsimError as exc:
+        fail(exc)
