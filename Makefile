@@ -15,7 +15,7 @@ demo: $(BIN)/.installed  ## set up, then run the whole pipeline on built-in demo
 
 test: $(BIN)/.installed  ## set up, then lint and run the test suite
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/pytest -q tests
+	$(BIN)/pytest -q --nbmake tests notebooks
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
