@@ -358,7 +358,7 @@ def build_catalogue(scheme: str | os.PathLike[str] = "chs_drg_11") -> Catalogue:
         if pool_l:
             pool_idx = rng.permutation(len(pool_l))[:60]
             principal_pools.append(np.array([dx_id[pool_l[i]] for i in pool_idx]))
-            principal_w.append(_zipf(len(pool_idx), 1.25))
+            principal_w.append(_zipf(len(pool_idx), 1.45))
         else:
             principal_pools.append(np.zeros(0, np.int64))
             principal_w.append(np.zeros(0))
