@@ -258,3 +258,22 @@ def test_largest_remainder_and_half_up():
     ]
     assert largest_remainder(np.array([0.6, 0.4, 1.0]), 2).tolist() == [1, 0, 1]
     assert mul_ratio_half_up(np.array([283_361, 3, -3]), 0.5).tolist() == [141_681, 2, -2]
+
+
+def test_grouped_largest_remainder_matches_reference():
+    from drgsim.pricing.money import grouped_largest_remainder, largest_remainder_reference
+
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        g = int(rng.integers(1, 6))
+        n = int(rng.integers(g, 60))
+        groups = rng.integers(0, g, n)
+        groups[:g] = np.arange(g)
+        q = np.round(rng.uniform(-50, 500, n), int(rng.integers(0, 3)))  # rounding makes ties
+        totals = np.array(
+            [int(round(q[groups == k].sum())) + int(rng.integers(-2, 3)) for k in range(g)]
+        )
+        order = rng.permutation(n)
+        got = grouped_largest_remainder(q, groups, totals, order)
+        assert (got == largest_remainder_reference(q, groups, totals, order)).all()
+        assert (np.bincount(groups, weights=got, minlength=g) == totals).all()

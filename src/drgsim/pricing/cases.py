@@ -126,6 +126,8 @@ class Cases:
     disch_day: np.ndarray
     special_flag: np.ndarray
     pay_status: np.ndarray  # int8 index into PAY_STATUSES (input problems only)
+    tie_order: np.ndarray = None  # type: ignore[assignment]  # rows by case id
+    by_patient: np.ndarray = None  # type: ignore[assignment]  # rows by (patient, admit day, case id)
     extra: dict = field(default_factory=dict)
 
     def take(self, mask: np.ndarray) -> Cases:
@@ -141,7 +143,14 @@ class Cases:
             else:
                 kw[k] = v
         kw["n"] = int(np.count_nonzero(mask))
-        return Cases(**kw)
+        out = Cases(**kw)
+        out.index()
+        return out
+
+    def index(self) -> None:
+        """Orders used by the kernels, computed once at load (case id; patient, admit day)."""
+        self.tie_order = np.argsort(self.tie, kind="stable")
+        self.by_patient = np.lexsort((self.tie, self.admit_day, self.patient))
 
 
 def _codes(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -239,13 +248,17 @@ def prepare_cases(
     mdc, mdc_names = _codes(df[mcol] if mcol else pd.Series([""] * n))
 
     pcol = _col(df, "patient_id", columns)
-    patient = (
-        pd.factorize(df[pcol].astype("string").fillna(""))[0] if pcol else np.arange(n)
-    ).astype(np.int64)
+    if pcol:  # a missing patient id links to nothing
+        pser = df[pcol]
+        if pser.dtype.kind not in "iu":
+            pser = pser.astype("string").str.strip().replace("", pd.NA)
+        patient = pd.factorize(pser, use_na_sentinel=True)[0].astype(np.int64)
+    else:
+        patient = np.full(n, -1, dtype=np.int64)
     scol = _col(df, "special_review", columns)
     special = df[scol].fillna(False).astype(bool).to_numpy() if scol else np.zeros(n, dtype=bool)
 
-    return Cases(
+    out = Cases(
         n=n,
         case_id=case_id,
         tie=tie,
@@ -270,3 +283,5 @@ def prepare_cases(
         special_flag=special,
         pay_status=pay,
     )
+    out.index()
+    return out

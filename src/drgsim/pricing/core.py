@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 import pandas as pd
 
@@ -147,39 +148,53 @@ def hospital_coefficients(
 
 
 def link_readmissions(cases: Cases, days: int, same: str, eligible: np.ndarray) -> np.ndarray:
-    """True for a case admitted within ``days`` of the same patient's previous discharge
-    from the same hospital (and the same ADRG/DRG/MDC, per ``same``); the later case is flagged.
-
-    One sort over a packed int64 key; no loop over cases.
+    """True for a case admitted within ``days`` of the previous discharge of the same
+    patient from the same hospital (and the same ADRG/DRG/MDC, per ``same``): the later
+    case is flagged. Uses the by-patient order computed once at load; one numba pass.
     """
-    n = cases.n
-    if n == 0:
+    if cases.n == 0:
         return np.zeros(0, dtype=bool)
-    grp = {"adrg": cases.adrg, "drg": cases.drg, "mdc": cases.mdc, "any": np.zeros(n, np.int32)}[
-        same
-    ]
-    keys = [cases.patient, cases.hosp.astype(np.int64) + 1, grp.astype(np.int64)]
-    day0 = int(cases.admit_day.min())
-    day = (cases.admit_day - day0).astype(np.int64)
-    sizes = [int(k.max()) + 1 for k in keys] + [int(day.max()) + 1, n]
-    bits = [max(1, int(s - 1).bit_length()) for s in sizes]
-    if sum(bits) <= 63:
-        packed = np.zeros(n, dtype=np.int64)
-        for k, b in zip([*keys, day, cases.tie], bits, strict=True):
-            packed = (packed << b) | k.astype(np.int64)
-        order = np.argsort(packed, kind="stable")
-    else:
-        order = np.lexsort((cases.tie, day, *reversed(keys)))
-    el = eligible[order]
-    same_prev = np.ones(n - 1, dtype=bool)
-    for k in keys:
-        ks = k[order]
-        same_prev &= ks[1:] == ks[:-1]
-    gap = cases.admit_day[order][1:].astype(np.int64) - cases.disch_day[order][:-1]
-    hit = same_prev & (gap >= 0) & (gap <= days) & el[1:] & el[:-1]
-    out = np.zeros(n, dtype=bool)
-    out[order[1:][hit]] = True
+    grp = {
+        "adrg": cases.adrg,
+        "drg": cases.drg,
+        "mdc": cases.mdc,
+        "any": np.zeros(cases.n, np.int32),
+    }[same]
+    out = np.zeros(cases.n, dtype=bool)
+    _readmit_kernel(
+        cases.by_patient,
+        cases.patient,
+        cases.hosp,
+        grp.astype(np.int32),
+        cases.admit_day,
+        cases.disch_day,
+        eligible,
+        int(days),
+        out,
+    )
     return out
+
+
+@nb.njit(cache=True)
+def _readmit_kernel(
+    order, patient, hosp, grp, admit, disch, eligible, days, out
+):  # pragma: no cover
+    n = len(order)
+    for j in range(1, n):
+        i = order[j]
+        if patient[i] < 0 or not eligible[i]:
+            continue
+        k = j - 1
+        while k >= 0:  # the same patient's earlier admissions, latest first
+            p = order[k]
+            if patient[p] != patient[i]:
+                break
+            if hosp[p] == hosp[i] and grp[p] == grp[i] and eligible[p]:
+                gap = admit[i] - disch[p]
+                if 0 <= gap <= days:
+                    out[i] = True
+                break
+            k -= 1
 
 
 def select_special_review(

@@ -122,39 +122,83 @@ def grouped_largest_remainder(
     """Largest-remainder split of ``totals[g]`` over the rows of each group ``g``.
 
     ``order`` is a permutation of the rows in tie-break order (smaller id first); it need
-    not be grouped. Every group with a non-zero total must have rows.
+    not be grouped. Every group with a non-zero total must have rows. Fractional parts
+    equal to 1e-9 count as ties.
     """
-    out = np.empty(len(quotas), dtype=np.int64)
-    fl = np.floor(np.round(quotas, 6))
-    frac = quotas - fl
-    # rank rows inside each group by (-frac, tie order)
+    q = np.round(np.asarray(quotas, dtype=np.float64), 6)
+    out = np.empty(len(q), dtype=np.int64)
+    _lr_kernel(
+        q,
+        np.asarray(groups, dtype=np.int64),
+        np.asarray(totals, dtype=np.int64),
+        np.asarray(order, dtype=np.int64),
+        out,
+    )
+    return out
+
+
+def largest_remainder_reference(
+    quotas: np.ndarray, groups: np.ndarray, totals: np.ndarray, order: np.ndarray
+) -> np.ndarray:
+    """Slow, obvious version of :func:`grouped_largest_remainder` (for tests)."""
+    q = np.round(np.asarray(quotas, dtype=np.float64), 6)
     tie = np.empty(len(order), dtype=np.int64)
     tie[order] = np.arange(len(order))
-    perm = np.lexsort((tie, -np.round(frac, 9), groups))
-    _lr_kernel(fl.astype(np.int64), groups, totals.astype(np.int64), perm, out)
+    out = np.zeros(len(q), dtype=np.int64)
+    for g in range(len(totals)):
+        rows = [i for i in range(len(q)) if groups[i] == g]
+        if not rows:
+            continue
+        fl = {i: int(np.floor(q[i])) for i in rows}
+        rem = int(totals[g]) - sum(fl.values())
+        whole, extra = divmod(rem, len(rows))
+        ranked = sorted(rows, key=lambda i: (-round(q[i] - fl[i], 9), tie[i]))
+        for r, i in enumerate(ranked):
+            out[i] = fl[i] + whole + (1 if r < extra else 0)
     return out
 
 
 @nb.njit(cache=True)
-def _lr_kernel(fl, groups, totals, perm, out):  # pragma: no cover - numba
+def _lr_kernel(q, groups, totals, order, out):  # pragma: no cover - numba
+    n = len(q)
     ng = len(totals)
-    base = np.zeros(ng, dtype=np.int64)
-    cnt = np.zeros(ng, dtype=np.int64)
-    for i in range(len(fl)):
-        base[groups[i]] += fl[i]
-        cnt[groups[i]] += 1
-    rem = totals - base
-    # spread whole multiples first (only if quotas were far off), then one unit each
-    pos = np.zeros(ng, dtype=np.int64)
-    for j in range(len(perm)):
-        i = perm[j]
-        g = groups[i]
-        c = cnt[g]
-        r = rem[g]
-        whole = r // c
-        extra = r - whole * c
-        out[i] = fl[i] + whole + (1 if pos[g] < extra else 0)
-        pos[g] += 1
+    cnt = np.zeros(ng + 1, dtype=np.int64)
+    for i in range(n):
+        cnt[groups[i] + 1] += 1
     for g in range(ng):
-        if cnt[g] == 0 and totals[g] != 0:
-            raise ValueError("a non-zero total has no rows to go to")
+        cnt[g + 1] += cnt[g]
+    start = cnt.copy()
+    rows = np.empty(n, dtype=np.int64)
+    for j in range(n):  # counting sort by group, stable in tie order
+        i = order[j]
+        g = groups[i]
+        rows[start[g]] = i
+        start[g] += 1
+    for g in range(ng):
+        a, b = cnt[g], cnt[g + 1]
+        m = b - a
+        if m == 0:
+            if totals[g] != 0:
+                raise ValueError("a non-zero total has no rows to go to")
+            continue
+        base = 0
+        for k in range(a, b):
+            i = rows[k]
+            f = np.floor(q[i])
+            out[i] = np.int64(f)
+            base += np.int64(f)
+        rem = totals[g] - base
+        whole = rem // m
+        extra = rem - whole * m
+        if whole != 0:
+            for k in range(a, b):
+                out[rows[k]] += whole
+        if extra == 0:
+            continue
+        key = np.empty(m, dtype=np.float64)
+        for k in range(a, b):
+            i = rows[k]
+            key[k - a] = -np.round(q[i] - np.floor(q[i]), 9)
+        srt = np.argsort(key, kind="mergesort")  # stable: ties keep the tie order
+        for r in range(extra):
+            out[rows[a + srt[r]]] += 1

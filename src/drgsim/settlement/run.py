@@ -13,33 +13,45 @@ from drgsim.pricing.money import grouped_largest_remainder
 from drgsim.settlement.core import Budget, FundSettlement, FundTotals, ledger, settle_fund
 
 
-def fund_totals(pr: Priced, f: int) -> FundTotals:
-    """Hospital × month sums of one fund's payable in-budget cases (bincount, no loops)."""
+def all_fund_totals(pr: Priced) -> list[FundTotals]:
+    """Hospital × month sums per fund of payable in-budget cases (one bincount per sum)."""
     c = pr.cases
     H = len(c.hospital_ids)
-    sel = pr.payable & (c.fund == f)
-    inb = sel & pr.in_budget
-    cell = c.hosp.astype(np.int64) * 12 + c.month
-    size = H * 12
+    F = len(FUNDS)
+    ok = pr.payable & (c.fund >= 0)
+    inb = ok & pr.in_budget
+    cell = ((c.fund.astype(np.int64) * H + c.hosp) * 12 + c.month)[inb]
+    size = F * H * 12
 
-    def bc(w: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return np.bincount(cell[mask], weights=w[mask], minlength=size).reshape(H, 12)
+    def bc(w: np.ndarray | None) -> np.ndarray:
+        return np.bincount(cell, weights=None if w is None else w[inb], minlength=size).reshape(
+            F, H, 12
+        )
 
-    pts = bc(pr.points, inb)
-    share = np.bincount(cell[inb], weights=c.share_fen[inb], minlength=size).reshape(H, 12)
-    cost = np.bincount(cell[inb], weights=c.cost_fen[inb], minlength=size).reshape(H, 12)
-    n = np.bincount(cell[inb], minlength=size).reshape(H, 12)
-    out_sel = sel & ~pr.in_budget
-    outside = np.bincount(c.hosp[out_sel], weights=pr.outside_fen[out_sel], minlength=H)
+    pts, share, cost, n = bc(pr.points), bc(c.share_fen), bc(c.cost_fen), bc(None)
+    out_sel = ok & ~pr.in_budget
+    outside = np.bincount(
+        c.fund[out_sel].astype(np.int64) * H + c.hosp[out_sel],
+        weights=pr.outside_fen[out_sel],
+        minlength=F * H,
+    ).reshape(F, H)
     # fen sums stay exact in float64 below 2**53 fen (90 trillion yuan)
-    return FundTotals(
-        FUNDS[f],
-        pts,
-        np.rint(share).astype(np.int64),
-        np.rint(cost).astype(np.int64),
-        n.astype(np.int64),
-        np.rint(outside).astype(np.int64),
-    )
+    return [
+        FundTotals(
+            FUNDS[f],
+            pts[f],
+            np.rint(share[f]).astype(np.int64),
+            np.rint(cost[f]).astype(np.int64),
+            n[f].astype(np.int64),
+            np.rint(outside[f]).astype(np.int64),
+        )
+        for f in range(F)
+    ]
+
+
+def fund_totals(pr: Priced, f: int) -> FundTotals:
+    """Hospital × month sums of one fund's payable in-budget cases."""
+    return all_fund_totals(pr)[f]
 
 
 @dataclass
@@ -59,18 +71,26 @@ def case_payments(pr: Priced, fs_list: list[FundSettlement]) -> np.ndarray:
     c = pr.cases
     pay = np.where(pr.payable & ~pr.in_budget, pr.outside_fen, 0).astype(np.int64)
     H = len(c.hospital_ids)
-    for fs in fs_list:
-        f = FUNDS.index(fs.fund)
-        sel = np.flatnonzero(pr.payable & pr.in_budget & (c.fund == f))
-        if len(sel) == 0:
-            continue
-        cell = c.hosp[sel].astype(np.int64) * 12 + c.month[sel]
-        pv_fen = fs.pv * 100.0
-        share = c.share_fen[sel] if _basis(fs) == "total_cost" else 0
-        q = pr.points[sel] * pv_fen - share
-        totals = fs.payment_hm.reshape(H * 12)
-        tie_order = np.argsort(c.tie[sel], kind="stable")
-        pay[sel] = grouped_largest_remainder(q, cell, totals, tie_order)
+    if not fs_list or H == 0:
+        return pay
+    fidx = np.array([FUNDS.index(fs.fund) for fs in fs_list])
+    slot = np.full(len(FUNDS), -1, dtype=np.int64)
+    slot[fidx] = np.arange(len(fs_list))
+    fsl = np.where(c.fund >= 0, slot[np.maximum(c.fund, 0)], -1)
+    mask = pr.payable & pr.in_budget & (fsl >= 0)
+    sel = np.flatnonzero(mask)
+    if len(sel) == 0:
+        return pay
+    pv_fen = np.array([fs.pv * 100.0 for fs in fs_list])
+    sub = np.array([_basis(fs) == "total_cost" for fs in fs_list])
+    fs_row = fsl[sel]
+    q = pr.points[sel] * pv_fen[fs_row] - np.where(sub[fs_row], c.share_fen[sel], 0)
+    cell = (fs_row * H + c.hosp[sel]) * 12 + c.month[sel]
+    totals = np.concatenate([fs.payment_hm.reshape(H * 12) for fs in fs_list])
+    pos = np.full(c.n, -1, dtype=np.int64)
+    pos[sel] = np.arange(len(sel))
+    order = pos[c.tie_order]
+    pay[sel] = grouped_largest_remainder(q, cell, totals, order[order >= 0])
     return pay
 
 
@@ -83,10 +103,11 @@ def settle(
 ) -> Settlement:
     """Settle every fund that has a budget; per-case payments split from the hospital-months."""
     out = []
+    all_tot = all_fund_totals(pr)
     for f, name in enumerate(FUNDS):
         if name not in budgets:
             continue
-        tot = fund_totals(pr, f)
+        tot = all_tot[f]
         fs = settle_fund(tot, budgets[name], pv, year, scores)
         fs.basis = pv["point_value"]["basis"]  # type: ignore[attr-defined]
         out.append(fs)

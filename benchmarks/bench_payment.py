@@ -1,0 +1,125 @@
+"""Benchmark: pricing + settlement of 1M cases for 1,000 hospitals, and re-settlement.
+
+Targets (issue 12): pricing + settlement <= 0.5 s after load on 2 cores, readmission
+linking included; re-settling after a settlement-parameter change <= 50 ms. Prints
+figures and the machine; not a test.
+
+    python benchmarks/bench_payment.py [--cases 1000000] [--hospitals 1000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def best(fn, repeat):
+    ts = []
+    out = None
+    for _ in range(repeat):
+        t = time.perf_counter()
+        out = fn()
+        ts.append(time.perf_counter() - t)
+    return min(ts), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", type=int, default=1_000_000)
+    ap.add_argument("--hospitals", type=int, default=1000)
+    ap.add_argument("--drgs", type=int, default=600)
+    ap.add_argument("--repeat", type=int, default=3)
+    a = ap.parse_args()
+
+    import numba
+
+    from drgsim.policy import load_policy
+    from drgsim.pricing import Weights, prepare_cases, price
+    from drgsim.pricing.cells import build_cells, cell_points, hfm_points
+    from drgsim.pricing.fake import fake_cases, fake_hospitals, fake_weights
+    from drgsim.settlement import Budget, fund_totals, settle, settle_fund
+    from drgsim.settlement.run import case_payments
+
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
+        f"numba threads={numba.get_num_threads()} python {platform.python_version()} numpy {np.__version__}"
+    )
+    t = time.perf_counter()
+    df = fake_cases(a.cases, n_hosp=a.hospitals, n_drg=a.drgs, seed=1)
+    hosp = fake_hospitals(a.hospitals)
+    w = Weights.from_frame(fake_weights(a.drgs))
+    t_gen = time.perf_counter() - t
+    t = time.perf_counter()
+    cases = prepare_cases(df, hosp["hospital_id"])
+    t_load = time.perf_counter() - t
+    print(
+        f"{a.cases:,} cases, {a.hospitals:,} hospitals, {a.drgs} DRGs; generate {t_gen:.2f} s, "
+        f"load (code columns, yuan -> fen) {t_load:.2f} s"
+    )
+
+    pv = load_policy().at(2024)
+    budgets = {
+        "employee": Budget(40_000_000_000, 2_000_000_000),
+        "resident": Budget(60_000_000_000, 3_000_000_000),
+    }
+    scores = hosp["assessment_score"].to_numpy()
+    price(cases, w, pv, hosp)  # warm numba and caches
+    t_price, pr = best(lambda: price(cases, w, pv, hosp), a.repeat)
+    t_settle, st = best(lambda: settle(pr, pv, budgets, 2024, scores), a.repeat)
+    print(f"pricing (all case types, readmission linking): {t_price * 1e3:7.1f} ms")
+    print(
+        f"settlement (2 funds: PV, pre-settlement, annual, corridors, per-case split): {t_settle * 1e3:7.1f} ms"
+    )
+    print(
+        f"pricing + settlement after load: {(t_price + t_settle) * 1e3:7.1f} ms  (target <= 500 ms)"
+    )
+    n_read = int((pr.case_type == 7).sum())
+    print(f"  case types: readmissions {n_read:,}, pay_status ok {int(pr.payable.sum()):,}")
+
+    # re-settlement after a settlement-parameter change: hospital x month totals only
+    tots = [fund_totals(pr, f) for f in (0, 1)]
+    pv2 = (
+        load_policy()
+        .with_values(
+            {
+                "point_value.basis": "fund",
+                "hospital_corridor.lower": 0.85,
+                "region_corridor.enabled": True,
+            }
+        )
+        .at(2024)
+    )
+    b2 = {k: Budget(int(v.budget_fen * 1.03), v.reserve_fen) for k, v in budgets.items()}
+
+    def resettle():
+        return [settle_fund(t, b2[t.fund], pv2, 2024, scores) for t in tots]
+
+    resettle()
+    t_re, fss = best(resettle, max(a.repeat, 5))
+    print(
+        f"re-settlement (budget +3%, fund basis, corridors changed; hospital x month): {t_re * 1e3:7.1f} ms "
+        "(target <= 50 ms)"
+    )
+    t_cp, _ = best(lambda: case_payments(pr, fss), a.repeat)
+    print(f"  + re-splitting payments to the {a.cases:,} cases: {t_cp * 1e3:7.1f} ms")
+
+    # scenario sweep building block: cells re-priced by binary search
+    t_cells, cells = best(lambda: build_cells(pr), 1)
+    hc = pv["high_cost"]
+    tiers = [{"rw_upto": 1.0, "k": 2.5}, {"rw_upto": None, "k": 1.8}]
+    t_rep, _ = best(
+        lambda: hfm_points(cells, cell_points(cells, tiers, 0.5, hc["beta"], 10.0)),
+        max(a.repeat, 5),
+    )
+    print(
+        f"cells: build {t_cells * 1e3:.1f} ms ({len(cells.P):,} cells); re-price new thresholds "
+        f"{t_rep * 1e3:.2f} ms per scenario"
+    )
+
+
+if __name__ == "__main__":
+    main()
