@@ -16,9 +16,9 @@ BROKEN = {
     "unknown_key.yaml": (88, "high_cost.betta", "unknown key"),
     "wrong_type.yaml": (93, "low_cost.factor", "expected a number"),
     "date_out_of_order.yaml": (18, "calibration.inflation.values", "out of order"),
-    "bad_enum.yaml": (175, "point_value.basis", "is not one of total_cost, fund"),
+    "bad_enum.yaml": (178, "point_value.basis", "is not one of total_cost, fund"),
     "duplicate_key.yaml": (98, None, "duplicate key"),
-    "out_of_range.yaml": (183, "presettlement.prepay_share", "above the maximum"),
+    "out_of_range.yaml": (186, "presettlement.prepay_share", "above the maximum"),
     "bad_date.yaml": (21, None, "is not a date"),
 }
 

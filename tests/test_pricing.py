@@ -277,3 +277,27 @@ def test_grouped_largest_remainder_matches_reference():
         got = grouped_largest_remainder(q, groups, totals, order)
         assert (got == largest_remainder_reference(q, groups, totals, order)).all()
         assert (np.bincount(groups, weights=got, minlength=g) == totals).all()
+
+
+def test_per_diem_fixed_rate():
+    ov = {"per_diem.enabled": True, "per_diem.rate_yuan": 500.0}
+    _, pts, _ = run([{"drg": "G2", "mdc": "MDCT", "los_days": 20, "total_cost": 9000}], ov)
+    # 500 yuan a day = 500 / 10,000 x 100 = 5 points a day; x 20 days
+    assert pts == pytest.approx([100])
+
+
+def test_coefficient_blend_band_phase():
+    hosp = HOSP.assign(coefficient=[1.2, np.nan])
+    ov = {
+        "coefficients.method": "blend",
+        "coefficients.hospital_weight": 0.5,
+        "coefficients.band_upper": 1.05,
+        "coefficients.phase_to_one": 0.5,
+    }
+    pv = load_policy().with_values({**OFF, **ov}).at(2024)
+    rows = [{"total_cost": 12000}, {"hospital_id": "H2", "total_cost": 12000}]
+    pr = price(prepare_cases(cases(rows), hosp["hospital_id"]), weights(), pv, hosp)
+    # H1: 0.5 x 1.2 + 0.5 x 1.0 = 1.1 -> band 1.05 -> halfway to 1: 1.025 -> 120 x 1.025 = 123
+    # H2 has no coefficient of its own: its cost index 12,000/12,000 = 1.0 blended with 0.85
+    #   = 0.925 -> halfway to 1: 0.9625 -> 115.5
+    assert pr.points == pytest.approx([123, 115.5])

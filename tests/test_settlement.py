@@ -260,3 +260,60 @@ def test_permuting_rows_changes_nothing(seed, n, perm_seed):
     assert (pa_["case_type"] == pc_["case_type"]).all()
     pd.testing.assert_frame_equal(a["hospitals"], c["hospitals"])
     pd.testing.assert_frame_equal(a["ledger"], c["ledger"])
+
+
+def test_per_diem_outside_budget_is_carved_out():
+    from drgsim.settlement import fund_budget
+
+    p = (
+        load_policy()
+        .with_values(
+            {
+                "per_diem.enabled": True,
+                "per_diem.inside_budget": False,
+                "per_diem.rate_yuan": 500.0,
+                "special_review.enabled": False,
+                "readmission.enabled": False,
+                "short_stay.enabled": False,
+                "assessment.enabled": False,
+                "hospital_corridor.enabled": False,
+            }
+        )
+        .at(2024)
+    )
+    w = pd.DataFrame(
+        {
+            "key": ["G2", "all"],
+            "level": ["drg", "all"],
+            "rw": [1.2, 1.0],
+            "points": [120.0, 100.0],
+            "mean_cost_fen": [1_200_000, 1_000_000],
+        }
+    )
+    w.attrs["m_all_fen"] = 1_000_000
+    df = pd.DataFrame(
+        {
+            "case_id": [1, 2],
+            "hospital_id": "H1",
+            "fund": "employee",
+            "discharge_date": "2024-05-01",
+            "los_days": [70, 7],
+            "total_cost": [40000, 12000],
+            "patient_share": [3000, 3600],
+            "drg": "G2",
+            "adrg": "G2",
+            "mdc": "MDCX",
+            "status": "ok",
+        }
+    )
+    pr = price(prepare_cases(df), Weights.from_frame(w), p)
+    # per diem: 500 x 70 days - 3,000 patients' share = 32,000 yuan, paid outside the points
+    assert pr.outside_fen.tolist() == [3_200_000, 0]
+    p_amt = {**p["budget"]["employee"], "source": "amount", "amount_yuan": 100000.0}
+    b = fund_budget(p_amt, "employee", 2024, outside_fen=int(pr.outside_fen.sum()))
+    assert b.budget_fen == 10_000_000 - 3_200_000 and b.carve_out_fen == 3_200_000  # never both
+    s = settle(pr, p, {"employee": b}, 2024)
+    assert s.payment_fen.tolist() == [3_200_000, 6_800_000]
+    led = ledger(s.funds[0], pr.cases.hospital_ids)
+    assert led["amount_fen"].sum() == 0
+    assert led.groupby("line")["amount_fen"].sum()["carve_out"] == 3_200_000

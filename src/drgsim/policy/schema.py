@@ -140,6 +140,10 @@ SCHEMA: dict[str, Any] = {
         "inside_budget": Param(
             "bool", "true: priced in points inside the budget; false: paid outside and carved out"
         ),
+        "rate_yuan": pos(
+            "fixed daily rate in yuan for every per-diem group; null = calibrated per group",
+            nullable=True,
+        ),
     },
     "special_review": {
         "enabled": Param("bool"),

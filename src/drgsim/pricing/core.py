@@ -322,7 +322,19 @@ def price(
         pdp = np.where(np.isnan(pdp), float(t.at[a, "per_diem_points"]), pdp)
         pdr = np.where(np.isnan(pdr), float(t.at[a, "per_diem_rate_fen"]), pdr)
 
-    coef_h = hospital_coefficients(cases.hospital_ids, hospitals, pv)
+    if pv["per_diem"]["rate_yuan"] is not None:
+        pdr = np.full(n, float(pv["per_diem"]["rate_yuan"]) * 100.0)
+        pdp = pdr / m_all * scale
+    cost_index = None
+    if pv["coefficients"]["method"] != "level" and len(cases.hospital_ids):
+        # the hospital's own coefficient when the table gives none: its cost over the group means
+        ok_c = is_ok & has_w & (pay == 0) & (cases.hosp >= 0)
+        H = len(cases.hospital_ids)
+        num = np.bincount(cases.hosp[ok_c], weights=cases.cost_fen[ok_c], minlength=H)
+        den = np.bincount(cases.hosp[ok_c], weights=m[ok_c], minlength=H)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cost_index = np.where(den > 0, num / den, np.nan)
+    coef_h = hospital_coefficients(cases.hospital_ids, hospitals, pv, cost_index)
     c = (
         np.where(cases.hosp >= 0, coef_h[np.maximum(cases.hosp, 0)], 1.0)
         if len(coef_h)
