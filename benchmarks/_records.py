@@ -48,10 +48,10 @@ def sampled_records(n: int, seed: int = 1, scheme: str = "chs_drg_11") -> pa.Tab
     })
 
 
-def benchmark_records(n: int, seed: int = 1) -> tuple[pa.Table, str]:
-    """Records for grouping benchmarks: the synthetic region when present, else sampled codes."""
-    try:
-        from drgsim.synth import benchmark_table  # type: ignore[attr-defined]
-    except ImportError:
-        return sampled_records(n, seed), "codes sampled from the chs_drg_11 tables"
-    return benchmark_table(n, seed), "synthetic region generator"
+def benchmark_records(n: int, seed: int = 1, text: bool = False) -> tuple[pa.Table, str]:
+    """Records for grouping benchmarks: the synthetic region generator (typed parquet-style
+    columns, or CSV-style text with ``text=True``)."""
+    from drgsim.synth import discharges
+
+    kind = "text" if text else "typed"
+    return discharges(n, seed=seed, text=text), f"synthetic region generator, {kind} columns"
