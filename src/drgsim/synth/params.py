@@ -46,9 +46,9 @@ DISCHARGE_MODES = np.array([1, 2, 3, 4, 5, 9])
 DISCHARGE_P = np.array([0.905, 0.022, 0.010, 0.030, 0.008, 0.025])
 DEATH_EXTRA_MCC = 0.03
 #: shares of low-cost (short stay, early discharge) and high-cost outliers injected
-LOW_SHARE = 0.025
-LOW_SHARE_EARLY_EXIT = 0.6  # of transfers, against-advice discharges and deaths
-HIGH_SHARE = 0.011
+LOW_SHARE = 0.015
+LOW_SHARE_EARLY_EXIT = 0.5  # of transfers, against-advice discharges and deaths
+HIGH_SHARE = 0.008
 #: per-diem candidates: share of psychiatric/rehab cases that are long stays; yuan a day
 LONG_STAY_SHARE = 0.3
 PER_DIEM_COST = (300.0, 650.0)
