@@ -177,3 +177,16 @@ def test_absent_columns_are_recorded():
     assert "los_days" in out.attrs["drgsim.absent_columns"].split(",")
     t = drgsim.group(pa.Table.from_pandas(df))
     assert b"procedures" in t.schema.metadata[b"drgsim.absent_columns"]
+
+
+def test_concurrent_calls_from_threads_are_safe():
+    """A threaded scheduler (Dask, a thread pool) may call group() from several threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    df = pd.DataFrame({"case_id": [str(i) for i in range(3000)], "sex": [1, 2, 1] * 1000,
+                       "age_years": [60, 30, 5] * 1000,
+                       "diagnoses": ["I50.900|J18.900", "O80.000", "J18.900"] * 1000})
+    want = drgsim.group(df)["drg"].tolist()
+    with ThreadPoolExecutor(4) as ex:
+        results = list(ex.map(lambda _: drgsim.group(df)["drg"].tolist(), range(8)))
+    assert all(r == want for r in results)

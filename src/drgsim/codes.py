@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from drgsim.parallel import parallel_section
 from drgsim.scheme.compiled import CompiledScheme
 from drgsim.textkernels import build_table, count_pieces, fill_ids, string_buffers
 
@@ -31,20 +32,14 @@ def vocab_index(scheme: CompiledScheme) -> tuple[np.ndarray, np.ndarray, np.ndar
 def encode_field(field: pa.Array, scheme: CompiledScheme, keep_empty_field: bool = False,
                  threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Encode a text code field into CSR (offsets int64[n+1], ids int32)."""
-    import numba
-
     table, voff, vdata = vocab_index(scheme)
     offsets, data = string_buffers(field)
     n = len(field)
-    prev = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-    try:
-        n_chunks = max(1, min(n, threads * 8))
+    with parallel_section(threads) as used:
+        n_chunks = max(1, min(n, used * 8))
         counts = count_pieces(offsets, data, keep_empty_field, n_chunks)
         ptr = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(counts, out=ptr[1:])
         ids = np.empty(ptr[-1], dtype=np.int32)
         fill_ids(offsets, data, ptr, table, voff, vdata, n_chunks, ids)
-    finally:
-        numba.set_num_threads(prev)
     return ptr, ids

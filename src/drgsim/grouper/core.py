@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from drgsim.codes import encode_field
 from drgsim.errors import DrgsimError
+from drgsim.parallel import parallel_section
 from drgsim.records import (
     OUTPUT_COLUMNS,
     RecordFields,
@@ -75,21 +76,15 @@ def group_fields(fields: RecordFields, scheme: CompiledScheme, translate: bool =
 def run_kernel(scheme: CompiledScheme, dx_ptr, dx_ids, px_ptr, px_ids, ints: dict[str, np.ndarray],
                translate: bool, threads: int) -> GroupResult:
     """Run the numba kernel over encoded arrays."""
-    import numba
-
     from drgsim.grouper.kernels import group_kernel
 
     n = len(dx_ptr) - 1
     out = GroupResult(*(np.empty(n, dtype=np.int32) for _ in range(4)))
-    prev = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        n_chunks = max(1, min(n, threads * 16))
+    with parallel_section(threads) as used:
+        n_chunks = max(1, min(n, used * 16))
         group_kernel(scheme.kt, dx_ptr, dx_ids, px_ptr, px_ids, ints["sex"], ints["age_years"],
                      ints["age_days"], ints["birth_weight_g"], ints["los_days"], bool(translate),
                      n_chunks, out.mdc, out.adrg, out.drg, out.status)
-    finally:
-        numba.set_num_threads(prev)
     return out
 
 
