@@ -317,3 +317,15 @@ def test_per_diem_outside_budget_is_carved_out():
     led = ledger(s.funds[0], pr.cases.hospital_ids)
     assert led["amount_fen"].sum() == 0
     assert led.groupby("line")["amount_fen"].sum()["carve_out"] == 3_200_000
+
+
+def test_refunds_limited_to_the_reserve():
+    p = pv(**{"hospital_corridor.enabled": True})
+    # H2 would get 25,000 back (see above) but the reserve holds 10,000: it gets 10,000
+    fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(1_000_000, 10_000), p, 2024)
+    assert fs.refund.tolist() == [0, 10_000]
+    assert check_ledger(fs)["reserve_remaining"] == 0
+    p = pv(**{"hospital_corridor.enabled": True, "hospital_corridor.refunds_within_reserve": False})
+    fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(1_000_000, 10_000), p, 2024)
+    assert fs.refund.tolist() == [0, 25_000]
+    assert check_ledger(fs)["reserve_remaining"] == 15_000  # the reserve overdrawn, shown as such

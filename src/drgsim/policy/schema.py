@@ -214,6 +214,10 @@ SCHEMA: dict[str, Any] = {
         "loss_share": ratio("share of the loss below lower x cost the reserve refunds"),
         "loss_floor": pos("no sharing of the loss below this ratio x cost", nullable=True),
         "surplus_keep": ratio("share of the surplus beyond upper x cost the hospital keeps"),
+        "refunds_within_reserve": Param(
+            "bool",
+            "true: refunds are scaled down pro rata to what the reserve holds (plus clawbacks)",
+        ),
     },
     "region_corridor": {
         "enabled": Param("bool"),

@@ -42,14 +42,25 @@ def fake_cases(
     disch = admit + los
     disch = np.minimum(disch, np.datetime64(f"{year}-12-31"))
     ungroup = rng.random(n) < 0.02
+    hosp = rng.integers(0, n_hosp, n)
+    patient = rng.integers(0, max(1, n // 3), n)
+    # about 5% are follow-ups of an earlier case: same patient, hospital and DRG, 0-30 days later
+    fu = np.flatnonzero(rng.random(n) < 0.05)
+    src = rng.integers(0, n, len(fu))
+    keep = src != fu
+    fu, src = fu[keep], src[keep]
+    patient[fu], hosp[fu], d[fu], ungroup[fu] = patient[src], hosp[src], d[src], ungroup[src]
+    admit[fu] = np.minimum(
+        disch[src] + rng.integers(0, 31, len(fu)), np.datetime64(f"{year}-12-31")
+    )
+    disch[fu] = np.minimum(admit[fu] + los[fu], np.datetime64(f"{year}-12-31"))
     drg = np.asarray(w["key"].to_numpy()[d], dtype=object)
     drg[ungroup] = "0000"
     status = np.where(ungroup, "ungroupable", "ok")
-    hosp = rng.integers(0, n_hosp, n)
     return pd.DataFrame(
         {
             "case_id": np.arange(1, n + 1),
-            "patient_id": rng.integers(0, max(1, n // 3), n),
+            "patient_id": patient,
             "hospital_id": np.char.add("H", np.char.zfill(hosp.astype(str), 4)),
             "fund": np.where(rng.random(n) < 0.4, "employee", "resident"),
             "admit_date": admit,

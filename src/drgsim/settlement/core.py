@@ -237,6 +237,13 @@ def settle_fund(
         refund = np.where(below, mul_ratio_half_up(np.maximum(loss, 0), hc["loss_share"]), 0)
         above = received > hi_amt
         claw = np.where(above, mul_ratio_half_up(received - hi_amt, 1.0 - hc["surplus_keep"]), 0)
+        avail = max(budget.reserve_fen - region_draw + int(claw.sum()), 0)
+        want = int(refund.sum())
+        if hc["refunds_within_reserve"] and want > avail:
+            # scale down pro rata, split by largest remainder (ties by hospital order)
+            refund = grouped_largest_remainder(
+                refund * (avail / want), np.zeros(H, np.int64), np.array([avail]), np.arange(H)
+            )
     return FundSettlement(
         fund=tot.fund,
         year=year,
