@@ -301,3 +301,15 @@ def test_coefficient_blend_band_phase():
     # H2 has no coefficient of its own: its cost index 12,000/12,000 = 1.0 blended with 0.85
     #   = 0.925 -> halfway to 1: 0.9625 -> 115.5
     assert pr.points == pytest.approx([123, 115.5])
+
+
+def test_implausible_cost_and_los_held():
+    rows = [
+        {"total_cost": 12000 * 51},
+        {"los_days": 400, "total_cost": 12000},
+        {"total_cost": 12000 * 49},
+    ]
+    _, pts, f = run(rows, {"caps.max_points_multiple": None})
+    assert f["pay_status"].tolist() == ["implausible_cost", "implausible_los", "ok"]
+    # 49 x m is still paid: 120 + 120 x (49 - 2) = 5,760
+    assert pts == pytest.approx([0, 0, 5760])

@@ -58,7 +58,10 @@ def scheme_drgs(scheme: str | os.PathLike[str] = "chs_drg_11") -> pd.DataFrame:
 
 
 def _stats(key: np.ndarray, cost: np.ndarray, w: np.ndarray, los: np.ndarray) -> pd.DataFrame:
-    """Weighted n, mean, CV, mean LOS and daily cost per key."""
+    """Weighted n, mean, CV, mean LOS and daily cost per key (LOS NaN = not counted)."""
+    lv = ~np.isnan(los)
+    l0 = np.where(lv, los, 0.0)
+    pdv = lv & (l0 > 0)
     df = pd.DataFrame(
         {
             "key": key,
@@ -66,9 +69,10 @@ def _stats(key: np.ndarray, cost: np.ndarray, w: np.ndarray, los: np.ndarray) ->
             "w": w,
             "wc": w * cost,
             "wcc": w * cost * cost,
-            "wl": w * los,
-            "wd": np.where(los > 0, w * cost / np.maximum(los, 1), 0.0),
-            "wdn": np.where(los > 0, w, 0.0),
+            "wl": np.where(lv, w * l0, 0.0),
+            "wln": np.where(lv, w, 0.0),
+            "wd": np.where(pdv, w * cost / np.maximum(l0, 1), 0.0),
+            "wdn": np.where(pdv, w, 0.0),
         }
     )
     g = df.groupby("key", sort=True).agg(
@@ -77,6 +81,7 @@ def _stats(key: np.ndarray, cost: np.ndarray, w: np.ndarray, los: np.ndarray) ->
         swc=("wc", "sum"),
         swcc=("wcc", "sum"),
         swl=("wl", "sum"),
+        swln=("wln", "sum"),
         swd=("wd", "sum"),
         swdn=("wdn", "sum"),
     )
@@ -87,7 +92,7 @@ def _stats(key: np.ndarray, cost: np.ndarray, w: np.ndarray, los: np.ndarray) ->
             "n": g["n"],
             "mean_cost_fen": mean,
             "cv": np.sqrt(var) / mean,
-            "mean_los": g["swl"] / g["sw"],
+            "mean_los": (g["swl"] / g["swln"]).where(g["swln"] > 0),
             "per_diem_rate_fen": (g["swd"] / g["swdn"]).where(g["swdn"] > 0),
         }
     )
@@ -141,6 +146,10 @@ def calibrate(
     adrg = np.where(adrg == "", pd.Series(drg).str[:3].to_numpy(), adrg)
     mdc = c.mdc_names[c.mdc[use]].astype(str)
     los = c.los[use].astype(np.float64)
+    max_los = pv["plausibility"]["max_los_days"]
+    los[(los < 0) | ((los > max_los) if max_los is not None else False)] = (
+        np.nan
+    )  # absurd LOS: not counted
 
     keep = _trim_mask(drg, cost, cp["trimming"])
     cost_t, w_t, los_t = cost[keep], wy[keep], los[keep]

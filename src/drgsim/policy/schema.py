@@ -219,6 +219,13 @@ SCHEMA: dict[str, Any] = {
             "true: refunds are scaled down pro rata to what the reserve holds (plus clawbacks)",
         ),
     },
+    "plausibility": {
+        "max_cost_ratio": pos(
+            "cost above this multiple of the group's mean (m_all when ungrouped): held for review",
+            nullable=True,
+        ),
+        "max_los_days": Param("int", "LOS above this: held for review", nullable=True, lo=1),
+    },
     "region_corridor": {
         "enabled": Param("bool"),
         "surplus_keep": ratio(

@@ -48,6 +48,8 @@ PAY_STATUSES = (
     "held_for_review",
     "no_weight",
     "unknown_status",
+    "implausible_cost",
+    "implausible_los",
 )
 
 ALIASES: dict[str, tuple[str, ...]] = {

@@ -344,6 +344,13 @@ def price(
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(has_w & (m > 0), cost / m, np.nan)
 
+    pl = pv["plausibility"]
+    if pl["max_cost_ratio"] is not None:
+        ref = np.where(has_w & (m > 0), m, m_all)
+        bad = (pay == 0) & (cost > pl["max_cost_ratio"] * ref)
+        pay[bad] = PAY_STATUSES.index("implausible_cost")
+    if pl["max_los_days"] is not None:
+        pay[(pay == 0) & (cases.los > pl["max_los_days"])] = PAY_STATUSES.index("implausible_los")
     hc = pv["high_cost"]
     edges = np.array([tr["rw_upto"] for tr in hc["tiers"][:-1]], dtype=np.float64)
     ks = np.array([tr["k"] for tr in hc["tiers"]], dtype=np.float64)

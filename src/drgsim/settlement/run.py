@@ -237,8 +237,8 @@ def _indices(hosp: pd.DataFrame, cases: pd.DataFrame) -> pd.DataFrame:
             hosp[col] = np.nan
         return hosp
     ok = ok.assign(
-        exp_los=ok["mean_los"].where(ok["mean_los"] > 0),
-        los=ok["los_days"].where(ok["mean_los"] > 0),
+        exp_los=ok["mean_los"].where((ok["mean_los"] > 0) & (ok["los_days"] >= 0)),
+        los=ok["los_days"].where((ok["mean_los"] > 0) & (ok["los_days"] >= 0)),
     )
     agg = ok.groupby(["fund", "hospital_id"]).agg(
         cmi=("rw", "mean"),
