@@ -127,3 +127,25 @@ def test_policy_commands(tmp_path):
 def test_help_has_example(cmd):
     res = CliRunner().invoke(main, [*cmd, "--help"])
     assert res.exit_code == 0 and "Example" in res.output
+
+
+def test_raw_synthetic_region_end_to_end(tmp_path):
+    """Raw records (no drgsim provenance) are grouped on the way; every row is accounted for."""
+    synth = pytest.importorskip("drgsim.synth")
+    made = tmp_path / "region"
+    synth.region(made, discharges=8000, hospitals=6, seed=3)
+    raw = pd.read_parquet(made / "discharges")
+    t = drgsim.simulate(
+        made / "discharges", hospitals=made / "hospitals.parquet", region=made / "region.parquet"
+    )
+    last = pd.to_datetime(raw["discharge_date"], errors="coerce").dt.year.max()
+    n_last = int((pd.to_datetime(raw["discharge_date"], errors="coerce").dt.year == last).sum())
+    n_bad = int(pd.to_datetime(raw["discharge_date"], errors="coerce").isna().sum())
+    assert len(t["cases"]) == n_last + n_bad  # nothing silently dropped
+    assert t["pay_status"]["cases"].sum() == len(t["cases"])
+    assert t["cases"].attrs["drgsim.scheme_hash"]  # grouped here, with the scheme's provenance
+    assert (t["ledger"].groupby(["fund", "year"])["amount_fen"].sum() == 0).all()
+    f = t["funds"].set_index("fund")
+    assert f["budget_source"].str.contains("region drg_spending").all()
+    h = t["hospitals"].groupby("fund")["payment_fen"].sum()
+    assert (h == f.loc[h.index, "paid_by_points_fen"]).all()

@@ -32,12 +32,14 @@ def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
         raise RecordsError(f"{p}: no such file or folder")
     import pyarrow.dataset as ds
 
-    files = sorted(p.glob("*.parquet")) + sorted(p.glob("*.csv")) if p.is_dir() else [p]
+    files = (sorted(p.rglob("*.parquet")) or sorted(p.rglob("*.csv"))) if p.is_dir() else [p]
     if not files:
         raise RecordsError(f"{p}: no parquet or CSV files")
     fmt = "csv" if files[0].suffix.lower() == ".csv" else "parquet"
-    d = ds.dataset([str(f) for f in files], format=fmt)
-    tab = d.to_table()
+    part = "hive" if p.is_dir() else None
+    tab = ds.dataset(
+        str(p) if p.is_dir() else [str(f) for f in files], format=fmt, partitioning=part
+    ).to_table()
     meta = {}
     if fmt == "parquet":
         import pyarrow.parquet as pq
