@@ -120,21 +120,13 @@ class Segments:
 
     def sample(self, seg: np.ndarray, u: np.ndarray) -> np.ndarray:
         """One value from pool ``seg[i]`` for each ``u[i]`` in [0, 1); -1 for empty pools."""
-        seg = np.asarray(seg, dtype=np.int64)
-        safe = np.maximum(seg, 0)
-        ok = (seg >= 0) & (self.start[safe + 1] > self.start[safe])
-        if not ok.all():
-            out = np.full(len(seg), -1, dtype=np.int64)
-            if ok.any():
-                out[ok] = self.sample(seg[ok], u[ok])
-            return out
-        x = seg + u
-        pos = self.guide[seg * GUIDE + (u * GUIDE).astype(np.int64)]
-        adv = np.flatnonzero(self.cdf[pos] <= x)
-        while len(adv):
-            pos[adv] += 1
-            adv = adv[self.cdf[pos[adv]] <= x[adv]]
-        return self.values[pos]
+        from drgsim.synth.kernels import sample
+
+        seg = np.ascontiguousarray(seg, dtype=np.int64)
+        out = np.empty(len(seg), np.int64)
+        sample(self.values, self.cdf, self.guide, self.start, GUIDE, seg,
+               np.ascontiguousarray(u, dtype=np.float64), out)
+        return out
 
 
 @dataclass

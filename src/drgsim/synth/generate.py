@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from drgsim.synth import kernels as K
 from drgsim.synth import params as P
 from drgsim.synth.casemix import (
     AGE_ADULT,
@@ -22,6 +23,7 @@ from drgsim.synth.casemix import (
     AGE_MALE_OLD,
     AGE_NEONATE,
     AGE_OBSTETRIC,
+    GUIDE,
     KIND_SURGICAL,
     PER_DIEM_MIN_LOS,
     SEX_ANY,
@@ -69,8 +71,8 @@ class Block:
     spec: BlockSpec
     arrays: dict[str, np.ndarray]
     nulls: dict[str, np.ndarray]
-    dx_slots: np.ndarray  # (n, S) dx ids, -1 empty
-    proc_slots: np.ndarray  # (n, 2 + N_FILL_PROC) proc ids, -1 empty
+    dx_slots: np.ndarray  # (S, n) dx ids, -1 empty (slot-major)
+    proc_slots: np.ndarray  # (2 + N_FILL_PROC, n) proc ids, -1 empty
     fund_fen: np.ndarray
     per_diem: np.ndarray
     is_employee: np.ndarray
@@ -209,23 +211,17 @@ def generate_block(cat: Catalogue, hosp: Hospitals, spec: BlockSpec, seed: int) 
     reg = a_cat.dx_region[np.maximum(pdx[w2], 0)]
     second[w2] = a_cat.zone_second.sample(np.where(reg >= 0, reg, -1), u_r[w2])
     lam = np.clip(1.3 + 0.025 * (age - 40), 0.3, 3.5)
-    n_fill = np.minimum(rng.poisson(lam), N_FILL_DX)
-    # filler slots (slot-major, contiguous): drawn only where a row has that many fillers
-    fill = np.full((N_FILL_DX, n), -1, np.int64)
-    have = np.arange(N_FILL_DX)[:, None] < n_fill[None, :]
-    n_have = int(have.sum())
-    fill[have] = a_cat.filler_dx.sample(np.broadcast_to(dom, (N_FILL_DX, n))[have],
-                                        rng.random(n_have))
-    # a filler never repeats the principal, the rule's second code or an earlier filler
-    for k in range(N_FILL_DX):
-        row = fill[k]
-        dup = (row == pdx) | (row == second)
-        for j in range(k):
-            dup |= row == fill[j]
-        row[dup & (row >= 0)] = -1
+    n_fill = np.empty(n, np.int64)
+    K.poisson(lam, rng.random(n), N_FILL_DX, n_fill)
+    # filler slots (slot-major): never a repeat of the principal, the rule's second code or
+    # an earlier filler
+    fill = np.empty((N_FILL_DX, n), np.int64)
+    fd = a_cat.filler_dx
+    K.fill_codes(n_fill, dom, pdx, second, rng.random((N_FILL_DX, n)), fd.values, fd.cdf,
+                 fd.guide, GUIDE, fill)
     second = np.where(second == pdx, -1, second)
     sev = np.where((sev == pdx) | (sev == second), -1, sev)
-    dx_slots = np.column_stack([pdx, second, sev, fill.T])
+    dx_slots = np.vstack([pdx, second, sev, fill])  # slot-major (S, n)
     # effective CC/MCC as the grouper sees it (fillers are never CC/MCC)
     eff = np.zeros(n, np.int64)
     for code in (second, sev):
@@ -241,11 +237,11 @@ def generate_block(cat: Catalogue, hosp: Hospitals, spec: BlockSpec, seed: int) 
     has_main = cp[:, 0] >= 0
     n_fp = np.where(rng.random(n) < np.where(has_main, 0.55, 0.4),
                     1 + (rng.random(n) < 0.3), 0)
-    fp = a_cat.filler_proc.sample(np.zeros(n * N_FILL_PROC, np.int64),
-                                  rng.random(n * N_FILL_PROC)).reshape(n, N_FILL_PROC)
-    fp[np.arange(N_FILL_PROC)[None, :] >= n_fp[:, None]] = -1
-    fp[:, 1] = np.where(fp[:, 1] == fp[:, 0], -1, fp[:, 1])
-    proc_slots = np.column_stack([cp, fp])
+    fp = np.empty((N_FILL_PROC, n), np.int64)
+    fpool = a_cat.filler_proc
+    K.fill_codes(n_fp, np.zeros(n, np.int64), cp[:, 0], cp[:, 1], rng.random((N_FILL_PROC, n)),
+                 fpool.values, fpool.cdf, fpool.guide, GUIDE, fp)
+    proc_slots = np.vstack([cp[:, 0], cp[:, 1], fp])
     surgical = has_main & (mdc_kind == KIND_SURGICAL)
 
     # ---- discharge mode, LOS, cost ------------------------------------------------------
@@ -301,22 +297,12 @@ def generate_block(cat: Catalogue, hosp: Hospitals, spec: BlockSpec, seed: int) 
     admit = discharge - los
 
     # ---- money (fen) ---------------------------------------------------------------------
-    total = np.maximum(np.rint(cost * 100), 10_000).astype(np.int64)
-    base = P.COST_SHARES[np.minimum(mdc_kind, 2)]
-    noise = np.exp(0.25 * rng.standard_normal((n, 3)))
-    shares = base * noise
-    rest = np.maximum(1 - base.sum(axis=1), 0.05)[:, None]
-    shares = shares / (shares.sum(axis=1, keepdims=True) + rest)
-    parts = np.floor(total[:, None] * shares).astype(np.int64)
-    service = total - parts.sum(axis=1)
-    self_share = np.clip(P.SELF_PAY_SHARE * np.exp(0.6 * rng.standard_normal(n) - 0.18)
-                         + 0.1 * shares[:, 1], 0, 0.45)
-    self_pay = np.rint(total * self_share).astype(np.int64)
-    in_pol = total - self_pay
-    fund_i = np.where(employee, 0, 1)
-    ded = np.minimum(P.DEDUCTIBLE[fund_i, level] * 100, in_pol)
-    coins = np.rint((in_pol - ded) * (1 - P.REIMBURSE[fund_i, level])).astype(np.int64)
-    fund_fen = in_pol - ded - coins
+    total = np.empty(n, np.int64)
+    parts = np.empty((n, 3), np.int64)
+    service, self_pay, ded, coins, fund_fen = (np.empty(n, np.int64) for _ in range(5))
+    K.money(cost, mdc_kind, P.COST_SHARES, rng.standard_normal((3, n)), rng.standard_normal(n),
+            P.SELF_PAY_SHARE, employee, level, P.DEDUCTIBLE, P.REIMBURSE,
+            total, parts, service, self_pay, ded, coins, fund_fen)
     per_diem = a_cat.adrg_per_diem[a] & (los >= PER_DIEM_MIN_LOS)
 
     dept_col = a * 2 + surgical.astype(np.int64)
@@ -349,8 +335,8 @@ def generate_block(cat: Catalogue, hosp: Hospitals, spec: BlockSpec, seed: int) 
         "followup_of": np.where(fu, month_base + spec.row0 + idx, 0),
         "newborn": newborn & (age_days <= 28),
         "age0": age0,
-        "n_dx": (dx_slots >= 0).sum(axis=1),
-        "n_proc": (proc_slots >= 0).sum(axis=1),
+        "n_dx": (dx_slots >= 0).sum(axis=0),
+        "n_proc": (proc_slots >= 0).sum(axis=0),
     }
     nulls = {
         "age_days": ~age0,

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from drgsim.synth import dirt as D
+from drgsim.synth import kernels as K
 from drgsim.synth.casemix import SEX_ANY, Catalogue
 from drgsim.synth.generate import (
     COLUMNS,
@@ -74,6 +75,34 @@ def _join(codes: pa.Array, slots: np.ndarray, rows: np.ndarray, target: np.ndarr
         flat = pc.replace_with_mask(flat, _mask(mask), new)  # pos is increasing
     lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), flat)
     return pc.binary_join(lists, "|")
+
+
+def _buffers(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and data of a string array (built with offset 0)."""
+    _, off, data = strings.buffers()
+    return (np.frombuffer(off, np.int32)[: len(strings) + 1],
+            np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8))
+
+
+def _strings(off: np.ndarray, data: np.ndarray) -> pa.Array:
+    return pa.StringArray.from_buffers(len(off) - 1, pa.py_buffer(off), pa.py_buffer(data))
+
+
+def join_fast(codes: pa.Array, slots: np.ndarray, rows: np.ndarray, target: np.ndarray,
+              kind: np.ndarray, lead: np.ndarray) -> pa.Array:
+    """Like :func:`_join` but for slot-major ``slots`` (S, n); clean rows are joined by a
+    numba kernel, the few ``rows`` with code dirt by :func:`_join`."""
+    off, data = _buffers(codes)
+    out = _strings(*K.join_codes(np.ascontiguousarray(slots), off, data, ord("|")))
+    if len(rows):
+        dirty = _join(codes, slots[:, rows].T, np.arange(len(rows)), target, kind, lead)
+        out = _put(out, rows, dirty)
+    return out
+
+
+def format_ids(values: np.ndarray) -> pa.Array:
+    """int64 ids -> their decimal strings."""
+    return _strings(*K.format_ints(np.ascontiguousarray(values, dtype=np.int64)))
 
 
 def _put(arr: pa.Array, rows: np.ndarray, values: pa.Array | str) -> pa.Array:
@@ -150,13 +179,13 @@ def block_table(cat: Catalogue, hosp: Hospitals, block: Block, seed: int, dirty_
         -1 - (u[0][sel("age_days_negative")] * 30).astype(np.int64))
 
     # ---- codes: flat lists of code ids, code dirt on the few hit positions, join ------
-    n_dx_slots = dx.shape[1]
+    n_dx_slots = dx.shape[0]
     code_dirt = sel("code_lowercase") | sel("code_padded") | sel("code_unknown")
     crow = rows[code_dirt]
     ck = k[code_dirt]
     cu = u[:, code_dirt]
-    dx_f = dx[crow] >= 0
-    px_f = px[crow] >= 0
+    dx_f = dx[:, crow].T >= 0
+    px_f = px[:, crow].T >= 0
     n_p = px_f.sum(axis=1)
     use_proc = (ck != _K["code_lowercase"]) & (n_p > 0) & (cu[2] < 0.35)
     r = np.floor(cu[1] * np.where(use_proc, n_p, dx_f.sum(axis=1))).astype(np.int64)
@@ -164,19 +193,19 @@ def block_table(cat: Catalogue, hosp: Hospitals, block: Block, seed: int, dirty_
     px_target = np.argmax(np.cumsum(px_f, axis=1) > r[:, None], axis=1)
     lead = cu[3] < 0.5
     empty_id = len(cat.dx_codes)  # index of "" in dx_arrow_ext
-    slots = np.full((n, n_dx_slots + 1), -1, np.int64)
-    slots[:, :n_dx_slots] = dx
-    slots[at("principal_empty"), 0] = empty_id
+    slots = np.full((n_dx_slots + 1, n), -1, np.int64)
+    slots[:n_dx_slots] = dx
+    slots[0, at("principal_empty")] = empty_id
     dup = at("dx_duplicated")
     if len(dup):
-        f = dx[dup] >= 0
+        f = dx[:, dup].T >= 0
         last_sec = n_dx_slots - 1 - np.argmax(f[:, ::-1], axis=1)
-        slots[dup, n_dx_slots] = dx[dup, last_sec]
-    slots[at("dx_trailing_separator"), n_dx_slots] = empty_id
+        slots[n_dx_slots, dup] = dx[last_sec, dup]
+    slots[n_dx_slots, at("dx_trailing_separator")] = empty_id
     d = ~use_proc
-    diagnoses = _join(cat.dx_arrow_ext, slots, crow[d], dx_target[d], ck[d], lead[d])
+    diagnoses = join_fast(cat.dx_arrow_ext, slots, crow[d], dx_target[d], ck[d], lead[d])
     diagnoses = _put(diagnoses, at("dx_empty"), "")
-    procedures = _join(cat.proc_arrow, px, crow[use_proc], px_target[use_proc],
+    procedures = join_fast(cat.proc_arrow, px, crow[use_proc], px_target[use_proc],
                        ck[use_proc], lead[use_proc])
 
     dept = _take(cat.dept_arrow, src["dept"])
@@ -186,8 +215,8 @@ def block_table(cat: Catalogue, hosp: Hospitals, block: Block, seed: int, dirty_
             pa.array((u[0][sel("dept_invalid")] * 3).astype(np.int32))))
 
     cols: dict[str, pa.Array] = {}
-    cols["case_id"] = pc.cast(pa.array(src["case_id"], pa.int64()), pa.string())
-    cols["patient_id"] = pc.cast(pa.array(src["patient_id"], pa.int64()), pa.string())
+    cols["case_id"] = format_ids(src["case_id"])
+    cols["patient_id"] = format_ids(src["patient_id"])
     cols["hospital_id"] = _take(hosp.arrow_ids, src["hospital"])
     cols["fund"] = _take(_FUNDS, np.where(src["employee"], 0, 1))
     for c, t in INT_COLUMNS.items():

@@ -1,0 +1,189 @@
+"""Numba kernels for the per-row parts of block generation that numpy does slowly.
+
+They consume random numbers drawn beforehand by numpy (so the block's random streams, and
+hence the data, stay defined by :mod:`drgsim.synth.generate`), and loop once over the rows
+instead of making dozens of passes over temporary arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, inline="always")
+def _draw(values, cdf, guide, res, seg, u):
+    pos = guide[seg * res + int(u * res)]
+    x = seg + u
+    while cdf[pos] <= x:
+        pos += 1
+    return values[pos]
+
+
+@njit(cache=True)
+def poisson(lam, u, cap, out):
+    """Poisson counts by inverse CDF (one uniform each), capped at ``cap``."""
+    for i in range(len(lam)):
+        p = np.exp(-lam[i])
+        f = p
+        k = 0
+        while u[i] >= f and k < cap:
+            k += 1
+            p *= lam[i] / k
+            f += p
+        out[i] = k
+
+
+@njit(cache=True)
+def fill_codes(n_fill, pool, avoid1, avoid2, u, values, cdf, guide, res, out):
+    """``out[k, i]``: the k-th filler code of row i from pool ``pool[i]``, or -1.
+
+    A filler that repeats ``avoid1[i]``, ``avoid2[i]`` or an earlier filler is dropped.
+    """
+    n_slots, n = out.shape
+    for i in range(n):
+        for k in range(n_slots):
+            out[k, i] = -1
+            if k >= n_fill[i]:
+                continue
+            c = _draw(values, cdf, guide, res, pool[i], u[k, i])
+            if c == avoid1[i] or c == avoid2[i]:
+                continue
+            dup = False
+            for j in range(k):
+                if out[j, i] == c:
+                    dup = True
+            if not dup:
+                out[k, i] = c
+
+
+@njit(cache=True)
+def money(cost, kind, shares_base, z, zself, self_mean, employee, level, deductible, reimburse,
+          total, parts, service, self_pay, ded, coins, fund):
+    """Split each case's cost (yuan) into fen: parts, patient share and fund share.
+
+    ``parts[i]`` = drugs, consumables, exams (floored); services take the rest, so the parts
+    always add up to the total exactly.
+    """
+    n = len(cost)
+    for i in range(n):
+        t = np.rint(cost[i] * 100.0)
+        if t < 10_000.0:
+            t = 10_000.0
+        tot = np.int64(t)
+        total[i] = tot
+        k = kind[i]
+        if k > 2:
+            k = 2
+        rest = 1.0 - (shares_base[k, 0] + shares_base[k, 1] + shares_base[k, 2])
+        if rest < 0.05:
+            rest = 0.05
+        s0 = shares_base[k, 0] * np.exp(0.25 * z[0, i])
+        s1 = shares_base[k, 1] * np.exp(0.25 * z[1, i])
+        s2 = shares_base[k, 2] * np.exp(0.25 * z[2, i])
+        norm = s0 + s1 + s2 + rest
+        s0 /= norm
+        s1 /= norm
+        s2 /= norm
+        p0 = np.int64(np.floor(tot * s0))
+        p1 = np.int64(np.floor(tot * s1))
+        p2 = np.int64(np.floor(tot * s2))
+        parts[i, 0] = p0
+        parts[i, 1] = p1
+        parts[i, 2] = p2
+        service[i] = tot - p0 - p1 - p2
+        sh = self_mean * np.exp(0.6 * zself[i] - 0.18) + 0.1 * s1
+        if sh > 0.45:
+            sh = 0.45
+        sp = np.int64(np.rint(tot * sh))
+        self_pay[i] = sp
+        inpol = tot - sp
+        f = 0 if employee[i] else 1
+        d = deductible[f, level[i]] * 100
+        if d > inpol:
+            d = inpol
+        ded[i] = d
+        c = np.int64(np.rint((inpol - d) * (1.0 - reimburse[f, level[i]])))
+        coins[i] = c
+        fund[i] = inpol - d - c
+
+
+@njit(cache=True)
+def join_codes(slots, code_off, code_data, sep):
+    """``sep``-join each row's codes as Arrow buffers; ``slots[k, i]`` is row i's k-th code
+    id into a string dictionary (-1: none)."""
+    s, n = slots.shape
+    off = np.empty(n + 1, np.int32)
+    off[0] = 0
+    for i in range(n):
+        length = 0
+        first = True
+        for k in range(s):
+            c = slots[k, i]
+            if c >= 0:
+                if not first:
+                    length += 1
+                length += code_off[c + 1] - code_off[c]
+                first = False
+        off[i + 1] = off[i] + length
+    data = np.empty(off[n], np.uint8)
+    for i in range(n):
+        p = off[i]
+        first = True
+        for k in range(s):
+            c = slots[k, i]
+            if c >= 0:
+                if not first:
+                    data[p] = sep
+                    p += 1
+                for b in range(code_off[c], code_off[c + 1]):
+                    data[p] = code_data[b]
+                    p += 1
+                first = False
+    return off, data
+
+
+@njit(cache=True)
+def format_ints(values):
+    """Non-negative integers (< 10**18) as decimal strings, as Arrow offset and data buffers."""
+    n = len(values)
+    off = np.empty(n + 1, np.int32)
+    off[0] = 0
+    for i in range(n):
+        v = values[i]
+        d = 1
+        p = 10
+        while d < 18 and v >= p:
+            p *= 10
+            d += 1
+        off[i + 1] = off[i] + d
+    data = np.empty(off[n], np.uint8)
+    for i in range(n):
+        v = values[i]
+        p = off[i + 1] - 1
+        lo = np.int32(v % 1_000_000_000)  # nine digits in 32-bit arithmetic
+        hi = v // 1_000_000_000
+        end = off[i]
+        for _ in range(9):
+            if p < end:
+                break
+            data[p] = 48 + lo % 10
+            lo //= 10
+            p -= 1
+        while p >= end:
+            data[p] = 48 + hi % 10
+            hi //= 10
+            p -= 1
+    return off, data
+
+
+@njit(cache=True)
+def sample(values, cdf, guide, start, res, seg, u, out):
+    """``out[i]``: a draw from pool ``seg[i]`` (inverse CDF with a guide table); -1 when the
+    pool is empty or ``seg[i] < 0``."""
+    for i in range(len(seg)):
+        s = seg[i]
+        if s < 0 or start[s + 1] == start[s]:
+            out[i] = -1
+        else:
+            out[i] = _draw(values, cdf, guide, res, s, u[i])
