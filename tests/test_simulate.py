@@ -149,3 +149,12 @@ def test_raw_synthetic_region_end_to_end(tmp_path):
     assert f["budget_source"].str.contains("region drg_spending").all()
     h = t["hospitals"].groupby("fund")["payment_fen"].sum()
     assert (h == f.loc[h.index, "paid_by_points_fen"]).all()
+
+
+def test_bad_side_tables(region_cases):
+    from drgsim.errors import DrgsimError
+
+    with pytest.raises(DrgsimError, match="lacks column"):
+        drgsim.simulate(region_cases, region=pd.DataFrame({"fund": ["employee"], "year": [2023]}))
+    with pytest.raises(DrgsimError, match="hospital_id"):
+        drgsim.simulate(region_cases, hospitals=pd.DataFrame({"id": ["H0000"]}))

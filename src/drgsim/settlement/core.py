@@ -60,6 +60,13 @@ def fund_budget(
     src = ""
     if region is not None and len(region):
         col = next((c for c in ("drg_spending", "drg_spending_yuan") if c in region), None)
+        missing = [c for c in ("fund", "year") if c not in region] + (
+            [] if col else ["drg_spending"]
+        )
+        if missing:
+            raise BudgetError(
+                f"budget.{fund}: the region table lacks column(s) {', '.join(missing)}"
+            )
         if col is not None:
             r = region[
                 (region["fund"].astype(str) == fund) & (region["year"].astype(int) == year - 1)

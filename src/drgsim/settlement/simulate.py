@@ -100,6 +100,8 @@ def simulate(
         df = group(df.rename(columns=own), scheme=pol.scheme)
         meta.update({str(k): str(v) for k, v in df.attrs.items()})
     hosp_df = read_table(hospitals)[0] if hospitals is not None else None
+    if hosp_df is not None and "hospital_id" not in hosp_df.columns:
+        raise RecordsError("the hospitals table lacks a hospital_id column")
     region_df = read_table(region)[0] if region is not None else None
 
     dcol = next((c for c in ("discharge_date", "discharge", "disch_date") if c in df.columns), None)
