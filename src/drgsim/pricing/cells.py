@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from drgsim.pricing.core import CASE_TYPES, Priced
@@ -78,46 +79,50 @@ def cell_points(
     cells: Cells, tiers: list[dict], low_factor: float, beta: float, cap: float | None
 ) -> np.ndarray:
     """Points of every cell under outlier thresholds, by binary search (no case rows)."""
-    ncell = len(cells.P)
-    cid = np.arange(ncell, dtype=np.int64) << SHIFT
     edges = np.array([t["rw_upto"] for t in tiers[:-1]], dtype=np.float64)
     ks = np.array([t["k"] for t in tiers], dtype=np.float64)
     k = ks[np.searchsorted(edges, cells.rw, side="left")]
-    s0, s1 = cells.start[:-1], cells.start[1:]
+    cost = cells.key & ((1 << SHIFT) - 1)
+    out = np.empty(len(cells.P), dtype=np.float64)
+    _cell_kernel(
+        cost,
+        cells.cum,
+        cells.start,
+        cells.P,
+        cells.c,
+        cells.m,
+        k,
+        float(low_factor),
+        float(beta),
+        -1.0 if cap is None else float(cap),
+        out,
+    )
+    return out
 
-    def count_le(x: np.ndarray) -> np.ndarray:  # cases with cost <= x (x integer fen)
-        x = np.clip(x, -1, (1 << SHIFT) - 1)
-        return np.where(
-            x < 0,
-            s0,
-            np.searchsorted(cells.key, cid | np.maximum(x, 0).astype(np.int64), side="right"),
-        )
 
-    m = cells.m
-    lo_end = count_le(np.ceil(low_factor * m).astype(np.int64) - 1)  # cost < l m
-    hi_start = count_le(np.floor(k * m).astype(np.int64))  # cost > k m from here
-    lo_end = np.minimum(lo_end, hi_start)
-    Pc = cells.P * cells.c
-    n_mid = hi_start - lo_end
-    sum_low = cells.cum[lo_end] - cells.cum[s0]
-    pts = Pc * n_mid + Pc * sum_low / m
-    if cap is None:
-        n_high = s1 - hi_start
-        sum_high = cells.cum[s1] - cells.cum[hi_start]
-        pts += Pc * n_high + cells.P * beta * (sum_high / m - k * n_high)
-    else:
-        # a high-cost case reaches the cap when P c + P (cost/m - k) beta >= cap P
-        cap_cost = np.where(
-            beta > 0, (k + (cap * cells.P - Pc) / np.maximum(cells.P * beta, 1e-300)) * m, np.inf
-        )
-        cap_start = np.maximum(
-            count_le(np.floor(np.minimum(cap_cost, 2.0**SHIFT)).astype(np.int64)), hi_start
-        )
-        n_high = cap_start - hi_start
-        sum_high = cells.cum[cap_start] - cells.cum[hi_start]
-        pts += Pc * n_high + cells.P * beta * (sum_high / m - k * n_high)
-        pts += cap * cells.P * (s1 - cap_start)
-    return pts
+@nb.njit(cache=True)
+def _cell_kernel(cost, cum, start, P, c, m, k, low, beta, cap, out):  # pragma: no cover - numba
+    for j in range(len(P)):
+        a, b = start[j], start[j + 1]
+        seg = cost[a:b]
+        mj = m[j]
+        lo_end = a + np.searchsorted(seg, np.ceil(low * mj) - 1, side="right")  # cost < l m
+        hi_start = a + np.searchsorted(seg, np.floor(k[j] * mj), side="right")  # cost > k m
+        if lo_end > hi_start:
+            lo_end = hi_start
+        Pc = P[j] * c[j]
+        pts = Pc * (hi_start - lo_end) + Pc * (cum[lo_end] - cum[a]) / mj
+        end = b
+        if cap >= 0.0 and beta > 0.0:
+            # a high-cost case reaches the cap when P c + P (cost/m - k) beta >= cap P
+            cap_cost = (k[j] + (cap * P[j] - Pc) / (P[j] * beta)) * mj
+            end = a + np.searchsorted(seg, np.floor(cap_cost), side="right")
+            if end < hi_start:
+                end = hi_start
+            pts += cap * P[j] * (b - end)
+        nh = end - hi_start
+        pts += Pc * nh + P[j] * beta * ((cum[end] - cum[hi_start]) / mj - k[j] * nh)
+        out[j] = pts
 
 
 def hfm_points(cells: Cells, pts: np.ndarray) -> np.ndarray:
