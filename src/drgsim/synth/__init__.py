@@ -53,5 +53,7 @@ def region(
     ``discharges`` is the total over all ``years``. Same arguments, same bytes; another
     ``chunk_size`` (parquet row-group size) or ``workers`` gives the same rows in the same order.
     """
+    if workers is None:  # one core generates, the other encodes and compresses
+        workers = max(1, (os.cpu_count() or 1) - 1)
     reg = SyntheticRegion(discharges, hospitals, years, seed, dirty_rate, scheme, workers)
     return write_region(reg, out, format, encoding, chunk_size, progress)

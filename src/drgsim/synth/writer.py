@@ -16,7 +16,9 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,9 @@ from drgsim.synth.region import FundTotals, MonthPlan, SynthError, SyntheticRegi
 
 FORMATS = ("parquet", "csv")
 PARQUET_COMPRESSION = "zstd"
+#: dictionary-encode only the low-cardinality columns (the others cost time for nothing)
+DICTIONARY_COLUMNS = ["hospital_id", "fund", "dept", "procedures", "synth_drg",
+                      "synth_followup", "synth_dirt"]
 
 
 @dataclass
@@ -67,7 +72,8 @@ class _MonthWriter:
         if self.fmt == "parquet":
             if self.writer is None:
                 self.writer = pq.ParquetWriter(self.path, table.schema,
-                                               compression=PARQUET_COMPRESSION)
+                                               compression=PARQUET_COMPRESSION,
+                                               use_dictionary=DICTIONARY_COLUMNS)
             self.writer.write_table(table, row_group_size=self.chunk_size)
         else:
             first = self.fh is None
@@ -137,22 +143,36 @@ def write_region(
         files.append(path)
         return _MonthWriter(path, fmt, encoding, chunk_size)
 
-    for month, table in region.iter_blocks(text=text, totals=totals):
-        if current is None or current[0] is not month:
-            if current is not None:
-                current[1].close()
-            current = (month, open_month(month))
-        current[1].add(table)
-        rows += table.num_rows
-        key = f"{month.year}-{month.month:02d}"
-        month_rows[key] = month_rows.get(key, 0) + table.num_rows
-        counts = pc.value_counts(table.column("synth_dirt").drop_null())
-        for item in counts.to_pylist():
-            dirt[item["values"]] = dirt.get(item["values"], 0) + item["counts"]
-        if progress is not None:
-            progress(table.num_rows)
-    if current is not None:
-        current[1].close()
+    # encoding and compression run on a writer thread (pyarrow releases the GIL), in order
+    pending: deque[Future] = deque()
+    pool = ThreadPoolExecutor(1)
+
+    def submit(fn: Callable, *args) -> None:
+        pending.append(pool.submit(fn, *args))
+        while len(pending) > 3 or (pending and pending[0].done()):
+            pending.popleft().result()
+
+    try:
+        for month, table in region.iter_blocks(text=text, totals=totals):
+            if current is None or current[0] is not month:
+                if current is not None:
+                    submit(current[1].close)
+                current = (month, open_month(month))
+            submit(current[1].add, table)
+            rows += table.num_rows
+            key = f"{month.year}-{month.month:02d}"
+            month_rows[key] = month_rows.get(key, 0) + table.num_rows
+            counts = pc.value_counts(table.column("synth_dirt").drop_null())
+            for item in counts.to_pylist():
+                dirt[item["values"]] = dirt.get(item["values"], 0) + item["counts"]
+            if progress is not None:
+                progress(table.num_rows)
+        if current is not None:
+            submit(current[1].close)
+        while pending:
+            pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True)
 
     region_tbl = region.region_table(totals)
     hosp_path = out / f"hospitals.{ext}"
