@@ -158,3 +158,21 @@ def test_bad_side_tables(region_cases):
         drgsim.simulate(region_cases, region=pd.DataFrame({"fund": ["employee"], "year": [2023]}))
     with pytest.raises(DrgsimError, match="hospital_id"):
         drgsim.simulate(region_cases, hospitals=pd.DataFrame({"id": ["H0000"]}))
+
+
+def test_plots_warn_once_without_cjk_font(tmp_path, region_cases, monkeypatch):
+    import warnings
+
+    import drgsim.report as rep
+
+    t = drgsim.simulate(region_cases, hospitals=fake_hospitals(6))
+    monkeypatch.setattr(rep, "find_cjk_font", lambda: None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = rep.write_plots(t, tmp_path)
+    assert len([w for w in caught if issubclass(w.category, rep.CJKFontWarning)]) == 1
+    assert all(p.exists() for p in paths)
+    monkeypatch.setattr(rep, "find_cjk_font", lambda: "DejaVu Sans")  # the Chinese-label branch runs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert len(rep.write_plots(t, tmp_path)) == 2
