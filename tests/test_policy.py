@@ -90,3 +90,18 @@ def test_missing_key_and_bad_tiers():
     msgs = str(exc.value)
     assert "high_cost.beta: missing" in msgs
     assert "last tier must have rw_upto null" in msgs
+
+
+def test_cross_check_names_a_line():
+    src = (
+        Path(load_policy().source)
+        .read_text()
+        .replace(
+            "  lower:\n    values: {2019-01-01: 0.9}", "  lower:\n    values: {2019-01-01: 1.3}"
+        )
+    )
+    with pytest.raises(PolicyError) as exc:
+        parse_policy(src, "x.yaml")
+    p = exc.value.problems[0]
+    assert p.field == "hospital_corridor" and "lower must not exceed upper" in p.message
+    assert p.line is not None and "upper:" in src.splitlines()[p.line - 1]

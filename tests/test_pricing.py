@@ -313,3 +313,17 @@ def test_implausible_cost_and_los_held():
     assert f["pay_status"].tolist() == ["implausible_cost", "implausible_los", "ok"]
     # 49 x m is still paid: 120 + 120 x (49 - 2) = 5,760
     assert pts == pytest.approx([0, 0, 5760])
+
+
+@pytest.mark.parametrize("same", ["adrg", "drg", "mdc", "any"])
+def test_readmission_kernel_matches_reference(same):
+    from drgsim.pricing.core import link_readmissions, link_readmissions_reference
+    from drgsim.pricing.fake import fake_cases
+
+    df = fake_cases(4000, n_hosp=3, n_drg=8, seed=11)
+    df.loc[df.index[::97], "patient_id"] = None  # missing ids link to nothing
+    c = prepare_cases(df)
+    el = np.random.default_rng(1).random(c.n) < 0.9
+    got = link_readmissions(c, 15, same, el)
+    assert got.any()
+    assert (got == link_readmissions_reference(c, 15, same, el)).all()

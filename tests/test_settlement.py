@@ -181,14 +181,34 @@ def test_budget_paid_exactly(seed, n, b, basis, corridors):
 
 
 @PROP
-@given(seed=st.integers(0, 10_000), n=st.integers(5, 300), b=st.integers(10_000_000, 10**10))
-def test_with_assessment_everything_still_adds_up(seed, n, b):
-    pol = load_policy()
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(5, 300),
+    b=st.integers(10_000_000, 10**10),
+    floor=st.none() | st.floats(20, 200),
+    ceiling=st.none() | st.floats(20, 200),
+    region=st.booleans(),
+)
+def test_with_assessment_everything_still_adds_up(seed, n, b, floor, ceiling, region):
+    pol = load_policy().with_values(
+        {
+            "point_value.floor_yuan": floor,
+            "point_value.ceiling_yuan": ceiling,
+            "region_corridor.enabled": region,
+        }
+    )
     s = _run(fake_cases(n, seed=seed), pol, b, b, fake_hospitals(5))
     for fs in s.funds:
-        # paid to hospitals + forfeited by assessment = the budget
-        paid = fs.budget.budget_fen if fs.totals.points.sum() > 0 else 0
-        assert fs.annual.sum() + fs.forfeited.sum() == paid
+        led = ledger(fs, s.priced.cases.hospital_ids)
+        lines = led.groupby("line")["amount_fen"].sum()
+        # paid to hospitals + forfeited by assessment + what the budget keeps = budget + region draw
+        assert (
+            fs.annual.sum() + fs.forfeited.sum() - lines["budget_remaining"]
+            == fs.budget.budget_fen + fs.region_draw_fen
+        )
+        if floor is None and ceiling is None and not region:
+            paid = fs.budget.budget_fen if fs.totals.points.sum() > 0 else 0
+            assert fs.annual.sum() + fs.forfeited.sum() == paid
         assert (fs.withheld_hm.sum(1) == fs.released + fs.forfeited).all()
         assert (fs.prepaid_hm.sum(1) + fs.balance == fs.annual).all()
         led = ledger(fs, s.priced.cases.hospital_ids)
@@ -196,9 +216,8 @@ def test_with_assessment_everything_still_adds_up(seed, n, b):
         lines = led.groupby("line")["amount_fen"].sum()
         refunds = -lines.get("corridor_refund", 0)
         claws = lines.get("corridor_clawback", 0)
-        assert (
-            lines["reserve"] + lines["reserve_remaining"] + claws == refunds
-        )  # reserve draws = refunds
+        # reserve draws = corridor refunds (+ the region corridor's draw when it is on)
+        assert lines["reserve"] + lines["reserve_remaining"] + claws == refunds + fs.region_draw_fen
 
 
 @PROP

@@ -172,7 +172,22 @@ def test_plots_warn_once_without_cjk_font(tmp_path, region_cases, monkeypatch):
         paths = rep.write_plots(t, tmp_path)
     assert len([w for w in caught if issubclass(w.category, rep.CJKFontWarning)]) == 1
     assert all(p.exists() for p in paths)
-    monkeypatch.setattr(rep, "find_cjk_font", lambda: "DejaVu Sans")  # the Chinese-label branch runs
+    monkeypatch.setattr(
+        rep, "find_cjk_font", lambda: "DejaVu Sans"
+    )  # the Chinese-label branch runs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert len(rep.write_plots(t, tmp_path)) == 2
+
+
+def test_bad_rows_get_a_summary_line(region_cases):
+    df = region_cases.copy()
+    last = df.index[pd.to_datetime(df["discharge_date"]).dt.year == 2024]
+    df.loc[last[:3], "total_cost"] = None
+    df.loc[last[3:5], "hospital_id"] = "NOPE"
+    t = drgsim.simulate(df, hospitals=fake_hospitals(6))
+    ps = t["pay_status"].set_index("pay_status")["cases"]
+    assert ps["missing_cost"] == 3 and ps["unknown_hospital"] == 2
+    items = t["summary"]["item"].tolist()
+    assert "pay_status missing_cost" in items and "pay_status unknown_hospital" in items
+    assert len(t["cases"]) == len(last)

@@ -23,6 +23,7 @@ from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
 
 from drgsim.errors import Problem, ValidationError
+from drgsim.errors import Problem as _Problem
 from drgsim.policy.schema import LEAF_META, SCHEMA, TOP_META, Param
 
 
@@ -313,6 +314,7 @@ def _leaf(
         prev = day
         out.append((day, _check_value(spec, _plain(v), file, dline, path, problems)))
     params[path] = sorted(out, key=lambda x: x[0])
+    params.setdefault(LINES, {})[path] = line
 
 
 def _plain(v: Any) -> Any:
@@ -324,8 +326,16 @@ def _plain(v: Any) -> Any:
     return v
 
 
+LINES = "\x00lines"  # path -> line, kept beside the parameters while validating
+
+
 def _cross_checks(params: dict, file: str, problems: list[Problem]) -> None:
     """Rules that involve several parameters, checked on every dated value."""
+    lines = params.get(LINES, {})
+
+    def Problem(file: str, _line: int | None, key: str, msg: str) -> _Problem:  # noqa: N802
+        at = lines.get(f"{key}.upper") or lines.get(key)
+        return _Problem(file, at, key, msg)
 
     def vals(k: str) -> list:
         return [v for _, v in params.get(k, [])]
@@ -404,6 +414,7 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
         )
     _walk(doc, SCHEMA, "", file, problems, params, skip=TOP_META)
     _cross_checks(params, file, problems)
+    params.pop(LINES, None)
     if problems:
         raise PolicyError(problems, title=f"{len(problems)} problem(s) in policy {file}")
     name = str(doc.get("name", Path(file).stem))

@@ -175,6 +175,30 @@ def link_readmissions(cases: Cases, days: int, same: str, eligible: np.ndarray) 
     return out
 
 
+def link_readmissions_reference(
+    cases: Cases, days: int, same: str, eligible: np.ndarray
+) -> np.ndarray:
+    """Slow, obvious version of :func:`link_readmissions` (for tests): per patient,
+    hospital and group, cases by (admit day, case id); a case within ``days`` of the
+    previous one's discharge is a readmission."""
+    grp = {
+        "adrg": cases.adrg,
+        "drg": cases.drg,
+        "mdc": cases.mdc,
+        "any": np.zeros(cases.n, np.int32),
+    }[same]
+    chains: dict[tuple, list[int]] = {}
+    for i in range(cases.n):
+        if cases.patient[i] >= 0 and eligible[i]:
+            chains.setdefault((cases.patient[i], cases.hosp[i], grp[i]), []).append(i)
+    out = np.zeros(cases.n, dtype=bool)
+    for rows in chains.values():
+        rows.sort(key=lambda i: (cases.admit_day[i], cases.tie[i]))
+        for prev, cur in zip(rows, rows[1:], strict=False):
+            out[cur] = 0 <= cases.admit_day[cur] - cases.disch_day[prev] <= days
+    return out
+
+
 @nb.njit(cache=True)
 def _readmit_kernel(
     order, patient, hosp, grp, admit, disch, eligible, days, out
