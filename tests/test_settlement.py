@@ -348,3 +348,15 @@ def test_refunds_limited_to_the_reserve():
     fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(1_000_000, 10_000), p, 2024)
     assert fs.refund.tolist() == [0, 25_000]
     assert check_ledger(fs)["reserve_remaining"] == 15_000  # the reserve overdrawn, shown as such
+
+
+def test_fund_without_budget_is_an_error():
+    from drgsim.settlement import BudgetError
+
+    h = fake_hospitals(5)
+    p = load_policy().at(2024)
+    pr = price(
+        prepare_cases(fake_cases(50), h["hospital_id"]), Weights.from_frame(fake_weights()), p, h
+    )
+    with pytest.raises(BudgetError, match="no budget"):
+        settle(pr, p, {"employee": Budget(10**8, 0)}, 2024)

@@ -10,7 +10,14 @@ import pandas as pd
 from drgsim.pricing.cases import FUNDS
 from drgsim.pricing.core import CASE_TYPES, Priced
 from drgsim.pricing.money import grouped_largest_remainder
-from drgsim.settlement.core import Budget, FundSettlement, FundTotals, ledger, settle_fund
+from drgsim.settlement.core import (
+    Budget,
+    BudgetError,
+    FundSettlement,
+    FundTotals,
+    ledger,
+    settle_fund,
+)
 
 
 def all_fund_totals(pr: Priced) -> list[FundTotals]:
@@ -104,6 +111,11 @@ def settle(
     """Settle every fund that has a budget; per-case payments split from the hospital-months."""
     out = []
     all_tot = all_fund_totals(pr)
+    for f, name in enumerate(FUNDS):
+        if name not in budgets and all_tot[f].cases.sum() > 0:
+            raise BudgetError(
+                f"fund {name} has {int(all_tot[f].cases.sum())} payable cases but no budget"
+            )
     for f, name in enumerate(FUNDS):
         if name not in budgets:
             continue
