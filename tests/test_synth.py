@@ -252,3 +252,36 @@ def test_cli_writes_a_region(tmp_path):
     assert "Example" in help_text and "--dirty-rate" in help_text
     bad = runner.invoke(main, ["synth", "-o", str(out), "--years", "2025-2023"])
     assert bad.exit_code != 0 and "years" in bad.output
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=50),
+       st.lists(st.booleans(), min_size=50, max_size=50))
+def test_money_is_exact_decimal(fen, null):
+    from drgsim.synth.generate import money
+
+    arr = money(np.array(fen, np.int64), np.array(null[: len(fen)]))
+    want = [None if m else Decimal(v).scaleb(-2) for v, m in zip(fen, null, strict=False)]
+    assert arr.type == pa.decimal128(14, 2) or len(fen) == 0
+    assert arr.to_pylist() == want
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.lists(st.floats(0.01, 100), min_size=0, max_size=6), min_size=1,
+                max_size=5), st.integers(0, 2**32 - 1))
+def test_segment_sampling_stays_in_pool_and_follows_weights(weights, seed):
+    from drgsim.synth.casemix import Segments
+
+    pools = [np.arange(len(w)) + 100 * s for s, w in enumerate(weights)]
+    seg = Segments.build(pools, [np.array(w) for w in weights])
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, len(weights), 20_000)
+    got = seg.sample(which, rng.random(20_000))
+    for s, w in enumerate(weights):
+        g = got[which == s]
+        if not w:
+            assert (g == -1).all()
+            continue
+        assert set(g.tolist()) <= set(pools[s].tolist())
+        share = np.bincount(g - 100 * s, minlength=len(w)) / max(len(g), 1)
+        assert np.abs(share - np.array(w) / sum(w)).max() < 0.05

@@ -248,30 +248,18 @@ def generate_block(cat: Catalogue, hosp: Hospitals, spec: BlockSpec, seed: int) 
     zc = rng.standard_normal(n)
     ze = rng.standard_normal(n)
     um = rng.random((9, n))
-    mode_i = np.searchsorted(np.cumsum(P.DISCHARGE_P), um[0], side="right")
-    # deaths are likelier with an MCC
-    mode_i = np.where((eff == 2) & (um[8] < P.DEATH_EXTRA_MCC), 4, mode_i)
-    mode = P.DISCHARGE_MODES[np.minimum(mode_i, len(P.DISCHARGE_MODES) - 1)]
-    eff_h = hosp.efficiency[h]
-    sigma = a_cat.adrg_sigma[a]
+    ls_exp = rng.exponential(45.0, n)
     infl = (1 + P.INFLATION) ** spec.year_index
-    cost = (a_cat.adrg_cost[a] * P.SEVERITY_COST[eff] * P.LEVEL_COST[level] * eff_h * infl
-            * np.exp(sigma * zc - sigma**2 / 2) * a_cat.cost_scale)
-    los = (a_cat.adrg_los[a] * P.SEVERITY_LOS[eff] * P.LEVEL_LOS[level] * np.sqrt(eff_h)
-           * np.exp(0.42 * (0.75 * zc + 0.66 * ze) - 0.09) * a_cat.los_scale)
-    early = ((mode == 2) | (mode == 4) | (mode == 5)) & (um[2] < P.LOW_SHARE_EARLY_EXIT)
-    low = early | (um[1] < P.LOW_SHARE)
-    high = ~low & (um[3] < P.HIGH_SHARE)
-    cost = np.where(low, cost * (0.1 + 0.32 * um[4]), cost)
-    los = np.where(low, los * (0.15 + 0.35 * um[5]), los)
-    cost = np.where(high, cost * (2.3 + 2.5 * um[4]), cost)
-    los = np.where(high, los * (1.5 + um[5]), los)
-    long_stay = a_cat.adrg_per_diem[a] & (um[6] < P.LONG_STAY_SHARE) & ~low
-    ls_los = PER_DIEM_MIN_LOS + np.floor(rng.exponential(45.0, n))
-    los = np.where(long_stay, ls_los, los)
-    per_day = P.PER_DIEM_COST[0] + (P.PER_DIEM_COST[1] - P.PER_DIEM_COST[0]) * um[7]
-    cost = np.where(long_stay, ls_los * per_day * P.LEVEL_COST[level] * infl, cost)
-    los = np.maximum(1, np.rint(los)).astype(np.int64)
+    mode = np.empty(n, np.int64)
+    cost = np.empty(n, np.float64)
+    los = np.empty(n, np.int64)
+    K.cost_los(a, eff, level, h, zc, ze, um, ls_exp, a_cat.adrg_cost, a_cat.adrg_los,
+               a_cat.adrg_sigma, a_cat.adrg_per_diem, hosp.efficiency, P.SEVERITY_COST,
+               P.SEVERITY_LOS, P.LEVEL_COST, P.LEVEL_LOS, np.cumsum(P.DISCHARGE_P),
+               P.DISCHARGE_MODES, P.DEATH_EXTRA_MCC, P.LOW_SHARE_EARLY_EXIT, P.LOW_SHARE,
+               P.HIGH_SHARE, P.LONG_STAY_SHARE, P.PER_DIEM_COST[0], P.PER_DIEM_COST[1],
+               float(PER_DIEM_MIN_LOS), infl, a_cat.cost_scale, a_cat.los_scale,
+               mode, cost, los)
 
     # ---- dates: discharge in this month; a follow-up's admission after its index case ----
     first = dt.date(spec.year, spec.month, 1)

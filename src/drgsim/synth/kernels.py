@@ -143,9 +143,16 @@ def join_codes(slots, code_off, code_data, sep):
     return off, data
 
 
-@njit(cache=True)
+_PAIRS = np.array([ord(c) for i in range(100) for c in f"{i:02d}"], np.uint8)
+
+
 def format_ints(values):
     """Non-negative integers (< 10**18) as decimal strings, as Arrow offset and data buffers."""
+    return _format_ints(values, _PAIRS)
+
+
+@njit(cache=True)
+def _format_ints(values, pairs):
     n = len(values)
     off = np.empty(n + 1, np.int32)
     off[0] = 0
@@ -161,19 +168,15 @@ def format_ints(values):
     for i in range(n):
         v = values[i]
         p = off[i + 1] - 1
-        lo = np.int32(v % 1_000_000_000)  # nine digits in 32-bit arithmetic
-        hi = v // 1_000_000_000
         end = off[i]
-        for _ in range(9):
-            if p < end:
-                break
-            data[p] = 48 + lo % 10
-            lo //= 10
-            p -= 1
-        while p >= end:
-            data[p] = 48 + hi % 10
-            hi //= 10
-            p -= 1
+        while p - 1 >= end:  # two digits at a time
+            r = v % 100
+            v //= 100
+            data[p] = pairs[2 * r + 1]
+            data[p - 1] = pairs[2 * r]
+            p -= 2
+        if p >= end:
+            data[p] = 48 + v % 10
     return off, data
 
 
@@ -187,3 +190,43 @@ def sample(values, cdf, guide, start, res, seg, u, out):
             out[i] = -1
         else:
             out[i] = _draw(values, cdf, guide, res, s, u[i])
+
+
+@njit(cache=True)
+def cost_los(a, eff, level, h, zc, ze, um, ls_exp, adrg_cost, adrg_los, adrg_sigma,
+             adrg_per_diem, efficiency, sev_cost, sev_los, level_cost, level_los, mode_cdf,
+             modes, death_extra, low_early, low_share, high_share, long_share, per_day_lo,
+             per_day_hi, min_long, infl, cost_scale, los_scale, mode_out, cost_out, los_out):
+    """Discharge mode, cost (yuan) and LOS (days) of each case; see generate.py for the model."""
+    n = len(a)
+    n_modes = len(modes)
+    for i in range(n):
+        m = 0
+        while m < n_modes - 1 and um[0, i] >= mode_cdf[m]:
+            m += 1
+        if eff[i] == 2 and um[8, i] < death_extra:
+            m = 4
+        mode = modes[m]
+        mode_out[i] = mode
+        ai = a[i]
+        e = efficiency[h[i]]
+        s = adrg_sigma[ai]
+        cost = (adrg_cost[ai] * sev_cost[eff[i]] * level_cost[level[i]] * e * infl
+                * np.exp(s * zc[i] - s * s / 2) * cost_scale)
+        los = (adrg_los[ai] * sev_los[eff[i]] * level_los[level[i]] * np.sqrt(e)
+               * np.exp(0.42 * (0.75 * zc[i] + 0.66 * ze[i]) - 0.09) * los_scale)
+        early = (mode == 2 or mode == 4 or mode == 5) and um[2, i] < low_early
+        low = early or um[1, i] < low_share
+        if low:
+            cost *= 0.1 + 0.32 * um[4, i]
+            los *= 0.15 + 0.35 * um[5, i]
+        elif um[3, i] < high_share:
+            cost *= 2.3 + 2.5 * um[4, i]
+            los *= 1.5 + um[5, i]
+        if adrg_per_diem[ai] and um[6, i] < long_share and not low:
+            los = min_long + np.floor(ls_exp[i])
+            cost = los * (per_day_lo + (per_day_hi - per_day_lo) * um[7, i]) \
+                * level_cost[level[i]] * infl
+        cost_out[i] = cost
+        r = np.rint(los)
+        los_out[i] = np.int64(r) if r > 1 else 1
