@@ -152,7 +152,22 @@ class Cases:
     def index(self) -> None:
         """Orders used by the kernels, computed once at load (case id; patient, admit day)."""
         self.tie_order = np.argsort(self.tie, kind="stable")
-        self.by_patient = np.lexsort((self.tie, self.admit_day, self.patient))
+        self.by_patient = patient_order(self.patient, self.admit_day, self.tie)
+
+
+def patient_order(patient: np.ndarray, day: np.ndarray, tie: np.ndarray) -> np.ndarray:
+    """Rows by (patient, admit day, case id): one int64 argsort when the keys pack in 63 bits."""
+    n = len(patient)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    p = patient.astype(np.int64) + 1
+    d = day.astype(np.int64) - int(day.min())
+    t = tie.astype(np.int64)
+    bits = [max(1, int(x.max()).bit_length()) for x in (p, d, t)]
+    if sum(bits) > 63:
+        return np.lexsort((tie, day, patient))
+    key = (p << (bits[1] + bits[2])) | (d << bits[2]) | t
+    return np.argsort(key, kind="stable")
 
 
 def _codes(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:

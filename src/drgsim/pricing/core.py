@@ -1,7 +1,7 @@
 """Vectorized pricing: cases + weights + policy -> per-case case type, points and components.
 
 No Python loop runs over cases: the case type is the first predicate in the policy's
-precedence list that holds (``np.select``), and each type's points formula is an array
+precedence list that holds, and each type's points formula is an array
 expression (DOMAIN.md section 3).
 """
 
@@ -367,6 +367,7 @@ def price(
     cost = cases.cost_fen.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(has_w & (m > 0), cost / m, np.nan)
+    r0 = np.where(np.isnan(ratio), 0.0, ratio)  # NaN-free ratio for the formulas
 
     pl = pv["plausibility"]
     if pl["max_cost_ratio"] is not None:
@@ -402,7 +403,7 @@ def price(
             special = drg_ok & cases.special_flag
         else:
             cand = drg_ok & (ratio >= sr["min_cost_ratio"]) & ~per_diem & (pay == 0)
-            special = select_special_review(cases, np.nan_to_num(ratio), cand, sr["share"])
+            special = select_special_review(cases, r0, cand, sr["share"])
     ra = pv["readmission"]
     readmit = np.zeros(n, dtype=bool)
     if ra["enabled"]:
@@ -428,26 +429,30 @@ def price(
 
     # points per type
     pdays = np.minimum(np.maximum(cases.los, 0), pdm["max_days"]).astype(np.float64)
-    premium = np.where(high, P * (np.nan_to_num(ratio) - k) * beta, 0.0)
+    premium = np.where(high, P * (r0 - k) * beta, 0.0)
     cap = pv["caps"]["max_points_multiple"]
     normal_pts = P * c
     factor = np.ones(n)
     pts = {
-        "per_diem": np.nan_to_num(pdp) * pdays,
+        "per_diem": np.where(np.isnan(pdp), 0.0, pdp) * pdays,
         "special_review": cost / m_all * scale,
         "ungroupable": cost / m_all * scale * pv["ungroupable"]["discount"],
         "readmission": normal_pts * ra["points_factor"],
-        "short_stay": (normal_pts * np.minimum(np.nan_to_num(ratio), 1.0))
+        "short_stay": (normal_pts * np.minimum(r0, 1.0))
         if ss["pricing"] == "low_cost"
         else np.zeros(n),
         "high_cost": normal_pts + premium,
-        "low_cost": normal_pts * np.nan_to_num(ratio),
+        "low_cost": normal_pts * r0,
         "normal": normal_pts,
     }
     order = pv["case_types"]["precedence"]
     conds = [preds[t_] for t_ in order]
-    case_type = np.select(conds, [CASE_TYPES.index(t_) for t_ in order], default=0).astype(np.int8)
-    points = np.select(conds, [pts[t_] for t_ in order], default=0.0)
+    # the first type in precedence order wins: write from the last to the first
+    case_type = np.zeros(n, dtype=np.int8)
+    points = np.zeros(n, dtype=np.float64)
+    for t_, cond in zip(reversed(order), reversed(conds), strict=True):
+        case_type[cond] = CASE_TYPES.index(t_)
+        np.copyto(points, pts[t_], where=cond)
     if cap is not None:
         capped = np.isin(
             case_type,
@@ -467,7 +472,10 @@ def price(
     outside = np.zeros(n, dtype=np.int64)
     if pdm["enabled"] and not pdm["inside_budget"]:
         pdc = (case_type == CASE_TYPES.index("per_diem")) & (pay == 0)
-        due = np.floor(np.nan_to_num(pdr) * pdays + 0.5).astype(np.int64) - cases.share_fen
+        due = (
+            np.floor(np.where(np.isnan(pdr), 0.0, pdr) * pdays + 0.5).astype(np.int64)
+            - cases.share_fen
+        )
         outside = np.where(pdc, np.maximum(due, 0), 0)
         in_budget &= ~pdc
         points = np.where(pdc, 0.0, points)
@@ -477,8 +485,8 @@ def price(
         points=points,
         base_points=P,
         coefficient=c,
-        mean_cost_fen=np.nan_to_num(m),
-        cost_ratio=np.nan_to_num(ratio),
+        mean_cost_fen=np.where(np.isnan(m), 0.0, m),
+        cost_ratio=r0,
         k=k,
         premium_points=premium,
         factor=factor,
