@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _draw(values, cdf, guide, res, seg, u):
     pos = guide[seg * res + int(u * res)]
     x = seg + u
@@ -20,7 +20,7 @@ def _draw(values, cdf, guide, res, seg, u):
     return values[pos]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def poisson(lam, u, cap, out):
     """Poisson counts by inverse CDF (one uniform each), capped at ``cap``."""
     for i in range(len(lam)):
@@ -34,7 +34,7 @@ def poisson(lam, u, cap, out):
         out[i] = k
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_codes(n_fill, pool, avoid1, avoid2, u, values, cdf, guide, res, out):
     """``out[k, i]``: the k-th filler code of row i from pool ``pool[i]``, or -1.
 
@@ -57,7 +57,7 @@ def fill_codes(n_fill, pool, avoid1, avoid2, u, values, cdf, guide, res, out):
                 out[k, i] = c
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def money(cost, kind, shares_base, z, zself, self_mean, employee, level, deductible, reimburse,
           total, parts, service, self_pay, ded, coins, fund):
     """Split each case's cost (yuan) into fen: parts, patient share and fund share.
@@ -108,7 +108,7 @@ def money(cost, kind, shares_base, z, zself, self_mean, employee, level, deducti
         fund[i] = inpol - d - c
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def join_codes(slots, code_off, code_data, sep):
     """``sep``-join each row's codes as Arrow buffers; ``slots[k, i]`` is row i's k-th code
     id into a string dictionary (-1: none)."""
@@ -151,7 +151,7 @@ def format_ints(values):
     return _format_ints(values, _PAIRS)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _format_ints(values, pairs):
     n = len(values)
     off = np.empty(n + 1, np.int32)
@@ -180,7 +180,7 @@ def _format_ints(values, pairs):
     return off, data
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sample(values, cdf, guide, start, res, seg, u, out):
     """``out[i]``: a draw from pool ``seg[i]`` (inverse CDF with a guide table); -1 when the
     pool is empty or ``seg[i] < 0``."""
@@ -192,7 +192,7 @@ def sample(values, cdf, guide, start, res, seg, u, out):
             out[i] = _draw(values, cdf, guide, res, s, u[i])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cost_los(a, eff, level, h, zc, ze, um, ls_exp, adrg_cost, adrg_los, adrg_sigma,
              adrg_per_diem, efficiency, sev_cost, sev_los, level_cost, level_los, mode_cdf,
              modes, death_extra, low_early, low_share, high_share, long_share, per_day_lo,

@@ -54,7 +54,9 @@ class MonthPlan:
 def plan_months(discharges: int, years: Sequence[int]) -> list[MonthPlan]:
     """Split ``discharges`` over years (volume growth) and months (seasonality, days)."""
     w = []
-    for yi, y in enumerate(years):
+    first = min(years)
+    for y in years:
+        yi = y - first
         for m in range(1, 13):
             days = calendar.monthrange(y, m)[1]
             w.append((1 + P.VOLUME_GROWTH) ** yi * P.SEASONALITY[m - 1] * days)
@@ -64,9 +66,9 @@ def plan_months(discharges: int, years: Sequence[int]) -> list[MonthPlan]:
     short = discharges - int(rows.sum())
     rows[np.argsort(-(exact - rows), kind="stable")[:short]] += 1
     out, gi = [], 0
-    for i, (yi, y) in enumerate((yi, y) for yi, y in enumerate(years) for _ in range(12)):
+    for i, y in enumerate(y for y in years for _ in range(12)):
         m = i % 12 + 1
-        out.append(MonthPlan(y, yi, m, int(rows[i]), gi))
+        out.append(MonthPlan(y, y - first, m, int(rows[i]), gi))
         gi += int(rows[i])
     return out
 
@@ -120,7 +122,7 @@ class SyntheticRegion:
             raise SynthError(f"hospitals must be >= 1, got {hospitals}")
         if not 0.0 <= dirty_rate <= 1.0:
             raise SynthError(f"dirty_rate must be within [0, 1], got {dirty_rate}")
-        years = tuple(int(y) for y in years)
+        years = tuple(sorted(int(y) for y in years))
         if not years or len(set(years)) != len(years) or any(y < 1900 or y > 9999 for y in years):
             raise SynthError(f"years must be distinct calendar years, got {years}")
         if seed < 0 or seed >= 2**64:
@@ -236,7 +238,8 @@ class SyntheticRegion:
             "year", "fund", "insured", "cases", "fund_income", "fund_spending", "drg_spending",
             "per_diem_spending", "other_spending")}
         per_year = self.discharges / max(len(self.years), 1)
-        for yi, y in enumerate(self.years):
+        for y in self.years:
+            yi = y - self.years[0]
             insured_all = per_year * P.INSURED_PER_DISCHARGE * (1 + P.INSURED_GROWTH) ** yi
             for f, name in enumerate(P.FUNDS):
                 share = P.EMPLOYEE_INSURED_SHARE if f == 0 else 1 - P.EMPLOYEE_INSURED_SHARE
