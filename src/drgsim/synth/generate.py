@@ -18,11 +18,8 @@ from drgsim.synth import kernels as K
 from drgsim.synth import params as P
 from drgsim.synth.casemix import (
     AGE_ADULT,
-    AGE_FEMALE,
     AGE_INFANT,
-    AGE_MALE_OLD,
     AGE_NEONATE,
-    AGE_OBSTETRIC,
     GUIDE,
     KIND_SURGICAL,
     PER_DIEM_MIN_LOS,
@@ -140,38 +137,16 @@ def generate_block(cat: Catalogue, hosp: Hospitals, spec: BlockSpec, seed: int) 
     fkind = np.where(fu, fkind, -1)
 
     mdc_kind = a_cat.adrg_kind[a]
-    age_prof = a_cat.adrg_age[a]
 
     # ---- demographics -------------------------------------------------------------------
     u = rng.random((6, n))
-    sex = np.where(a_cat.adrg_sex[a] == SEX_ANY, np.where(u[0] < 0.52, 1, 2),
-                   a_cat.adrg_sex[a]).astype(np.int64)
     zn = rng.standard_normal((2, n))
-    age = np.clip(57 + 17 * zn[0], 18, 98)
-    child = u[1] < 0.09
-    age = np.where(child, 1 + 17 * u[2], age)
-    infant = (age_prof == AGE_ADULT) & (u[1] > 0.985)
-    age = np.where(age_prof == AGE_OBSTETRIC, np.clip(29 + 5 * zn[1], 16, 48), age)
-    age = np.where(age_prof == AGE_MALE_OLD, np.clip(62 + 14 * zn[0], 18, 95), age)
-    age = np.where(age_prof == AGE_FEMALE, np.clip(46 + 14 * zn[0], 16, 90), age)
-    newborn = age_prof == AGE_NEONATE
-    age0 = newborn | (age_prof == AGE_INFANT) | infant
-    age = np.where(age0, 0, age).astype(np.int64)
-    dmax = np.where(a_cat.adrg_days_max[a] >= 0, a_cat.adrg_days_max[a], 28)
-    nb_days = np.minimum(np.floor(rng.exponential(2.5, n)), dmax)
-    age_days = np.where(newborn, nb_days, 29 + np.floor(u[3] * 336)).astype(np.int64)
-    band = a_cat.adrg_weight_band[a]
-    lo = np.where(band[:, 0] > 0, band[:, 0], np.where(band[:, 1] > 0, 600, 2500))
-    hi = np.where(band[:, 1] > 0, band[:, 1], np.where(band[:, 0] > 0, 4300, 4300))
-    weight = (lo + (hi - lo + 1) * u[4]).astype(np.int64)
-    # follow-ups are the same patient
-    sex = np.where(fu, sex[src], sex)
-    age = np.where(fu, age[src], age)
-    age0 = np.where(fu, age0[src], age0)
-    age_days = np.where(fu, age_days[src], age_days)
-    newborn = np.where(fu, newborn[src], newborn)
-    employee = (age >= 18) & (u[5] < P.EMPLOYEE_ADULT_SHARE) & ~age0
-    employee = np.where(fu, employee[src], employee)
+    nb_exp = rng.exponential(2.5, n)
+    sex, age, age_days, weight = (np.empty(n, np.int64) for _ in range(4))
+    age0, newborn, employee = (np.empty(n, np.bool_) for _ in range(3))
+    K.demographics(a, fu, a_cat.adrg_sex, a_cat.adrg_age, a_cat.adrg_days_max,
+                   a_cat.adrg_weight_band, u, zn, nb_exp, P.EMPLOYEE_ADULT_SHARE,
+                   sex, age, age0, age_days, newborn, weight, employee)
     gi = spec.gi0 + idx
     pid_num = np.where(fu, gi - 1, gi)
     pid_num = (pid_num * 7_919_113 + 1_234_567) % 10_000_000_000 + 10_000_000_000
@@ -212,7 +187,7 @@ def generate_block(cat: Catalogue, hosp: Hospitals, spec: BlockSpec, seed: int) 
     second[w2] = a_cat.zone_second.sample(np.where(reg >= 0, reg, -1), u_r[w2])
     lam = np.clip(1.3 + 0.025 * (age - 40), 0.3, 3.5)
     n_fill = np.empty(n, np.int64)
-    K.poisson(lam, rng.random(n), N_FILL_DX, n_fill)
+    K.poisson(lam, np.exp(-lam), rng.random(n), N_FILL_DX, n_fill)
     # filler slots (slot-major): never a repeat of the principal, the rule's second code or
     # an earlier filler
     fill = np.empty((N_FILL_DX, n), np.int64)
@@ -253,7 +228,10 @@ def generate_block(cat: Catalogue, hosp: Hospitals, spec: BlockSpec, seed: int) 
     mode = np.empty(n, np.int64)
     cost = np.empty(n, np.float64)
     los = np.empty(n, np.int64)
-    K.cost_los(a, eff, level, h, zc, ze, um, ls_exp, a_cat.adrg_cost, a_cat.adrg_los,
+    sigma = a_cat.adrg_sigma[a]
+    ez = np.exp(sigma * zc - sigma**2 / 2)
+    el = np.exp(0.42 * (0.75 * zc + 0.66 * ze) - 0.09)
+    K.cost_los(a, eff, level, h, ez, el, um, ls_exp, a_cat.adrg_cost, a_cat.adrg_los,
                a_cat.adrg_sigma, a_cat.adrg_per_diem, hosp.efficiency, P.SEVERITY_COST,
                P.SEVERITY_LOS, P.LEVEL_COST, P.LEVEL_LOS, np.cumsum(P.DISCHARGE_P),
                P.DISCHARGE_MODES, P.DEATH_EXTRA_MCC, P.LOW_SHARE_EARLY_EXIT, P.LOW_SHARE,

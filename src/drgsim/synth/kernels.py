@@ -21,10 +21,11 @@ def _draw(values, cdf, guide, res, seg, u):
 
 
 @njit(cache=True, nogil=True)
-def poisson(lam, u, cap, out):
-    """Poisson counts by inverse CDF (one uniform each), capped at ``cap``."""
+def poisson(lam, p0, u, cap, out):
+    """Poisson counts by inverse CDF (one uniform each), capped at ``cap``; ``p0`` is
+    ``exp(-lam)`` (computed by numpy, which vectorizes it)."""
     for i in range(len(lam)):
-        p = np.exp(-lam[i])
+        p = p0[i]
         f = p
         k = 0
         while u[i] >= f and k < cap:
@@ -193,11 +194,13 @@ def sample(values, cdf, guide, start, res, seg, u, out):
 
 
 @njit(cache=True, nogil=True)
-def cost_los(a, eff, level, h, zc, ze, um, ls_exp, adrg_cost, adrg_los, adrg_sigma,
+def cost_los(a, eff, level, h, ez, el, um, ls_exp, adrg_cost, adrg_los, adrg_sigma,
              adrg_per_diem, efficiency, sev_cost, sev_los, level_cost, level_los, mode_cdf,
              modes, death_extra, low_early, low_share, high_share, long_share, per_day_lo,
              per_day_hi, min_long, infl, cost_scale, los_scale, mode_out, cost_out, los_out):
-    """Discharge mode, cost (yuan) and LOS (days) of each case; see generate.py for the model."""
+    """Discharge mode, cost (yuan) and LOS (days) of each case; see generate.py for the model.
+
+    ``ez`` and ``el`` are the lognormal factors of cost and LOS (numpy computes the exps)."""
     n = len(a)
     n_modes = len(modes)
     for i in range(n):
@@ -210,11 +213,10 @@ def cost_los(a, eff, level, h, zc, ze, um, ls_exp, adrg_cost, adrg_los, adrg_sig
         mode_out[i] = mode
         ai = a[i]
         e = efficiency[h[i]]
-        s = adrg_sigma[ai]
         cost = (adrg_cost[ai] * sev_cost[eff[i]] * level_cost[level[i]] * e * infl
-                * np.exp(s * zc[i] - s * s / 2) * cost_scale)
+                * ez[i] * cost_scale)
         los = (adrg_los[ai] * sev_los[eff[i]] * level_los[level[i]] * np.sqrt(e)
-               * np.exp(0.42 * (0.75 * zc[i] + 0.66 * ze[i]) - 0.09) * los_scale)
+               * el[i] * los_scale)
         early = (mode == 2 or mode == 4 or mode == 5) and um[2, i] < low_early
         low = early or um[1, i] < low_share
         if low:
@@ -230,3 +232,52 @@ def cost_los(a, eff, level, h, zc, ze, um, ls_exp, adrg_cost, adrg_los, adrg_sig
         cost_out[i] = cost
         r = np.rint(los)
         los_out[i] = np.int64(r) if r > 1 else 1
+
+
+@njit(cache=True, nogil=True)
+def demographics(a, fu, adrg_sex, adrg_age, adrg_days_max, band, u, zn, nb_exp, emp_share,
+                 sex, age, age0, age_days, newborn, weight, employee):
+    """Sex, age, age in days, birth weight and fund of each case by its ADRG's profile
+    (profiles: 0 adult, 1 obstetric, 2 neonate, 3 infant, 4 male, 5 female); a follow-up
+    row (``fu[i]``) is the patient of row i - 1."""
+    for i in range(len(a)):
+        ai = a[i]
+        prof = adrg_age[ai]
+        s = adrg_sex[ai]
+        if s == 0:
+            s = 1 if u[0, i] < 0.52 else 2
+        g = min(max(57.0 + 17.0 * zn[0, i], 18.0), 98.0)
+        if u[1, i] < 0.09:
+            g = 1.0 + 17.0 * u[2, i]
+        if prof == 1:
+            g = min(max(29.0 + 5.0 * zn[1, i], 16.0), 48.0)
+        elif prof == 4:
+            g = min(max(62.0 + 14.0 * zn[0, i], 18.0), 95.0)
+        elif prof == 5:
+            g = min(max(46.0 + 14.0 * zn[0, i], 16.0), 90.0)
+        nb = prof == 2
+        zero = nb or prof == 3 or (prof == 0 and u[1, i] > 0.985)
+        if zero:
+            g = 0.0
+        if nb:
+            dmax = adrg_days_max[ai] if adrg_days_max[ai] >= 0 else 28
+            d = min(np.floor(nb_exp[i]), dmax)
+        else:
+            d = 29.0 + np.floor(u[3, i] * 336.0)
+        lo = band[ai, 0] if band[ai, 0] > 0 else (600 if band[ai, 1] > 0 else 2500)
+        hi = band[ai, 1] if band[ai, 1] > 0 else 4300
+        weight[i] = np.int64(lo + (hi - lo + 1) * u[4, i])
+        if fu[i] and i > 0:
+            sex[i] = sex[i - 1]
+            age[i] = age[i - 1]
+            age0[i] = age0[i - 1]
+            age_days[i] = age_days[i - 1]
+            newborn[i] = newborn[i - 1]
+            employee[i] = employee[i - 1]
+        else:
+            sex[i] = s
+            age[i] = np.int64(g)
+            age0[i] = zero
+            age_days[i] = np.int64(d)
+            newborn[i] = nb
+            employee[i] = age[i] >= 18 and u[5, i] < emp_share and not zero
