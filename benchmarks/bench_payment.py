@@ -109,6 +109,38 @@ def main() -> None:
         f"re-settlement (budget +3%, fund basis, corridors changed; hospital x month): {t_re * 1e3:7.1f} ms "
         "(target <= 50 ms)"
     )
+    from drgsim.settlement.scenarios import ScenarioParams, settle_scenarios
+
+    sp1 = ScenarioParams.from_policies([pv2])
+    t1 = tots[1]
+
+    def one():
+        return settle_scenarios(
+            t1.points,
+            t1.share_fen,
+            t1.cost_fen,
+            np.array([b2["resident"].budget_fen]),
+            np.array([b2["resident"].reserve_fen]),
+            sp1,
+            scores,
+        )
+
+    one()
+    t_one, _ = best(one, max(a.repeat, 5))
+    print(f"  vectorized settlement, one scenario of one fund: {t_one * 1e3:.1f} ms")
+    for S in (100, 1000):
+        spS = ScenarioParams.from_policies([pv2] * S)
+        bS = (b2["resident"].budget_fen * np.linspace(0.9, 1.1, S)).astype(np.int64)
+        rS = np.full(S, b2["resident"].reserve_fen)
+        tS, _ = best(
+            lambda spS=spS, bS=bS, rS=rS: settle_scenarios(
+                t1.points, t1.share_fen, t1.cost_fen, bS, rS, spS, scores
+            ),
+            1,
+        )
+        print(
+            f"  {S:,} budget scenarios x {a.hospitals:,} hospitals x 12 months at once: {tS * 1e3:.0f} ms"
+        )
     t_cp, _ = best(lambda: case_payments(pr, fss), a.repeat)
     print(f"  + re-splitting payments to the {a.cases:,} cases: {t_cp * 1e3:7.1f} ms")
 

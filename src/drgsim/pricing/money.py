@@ -91,6 +91,15 @@ def mul_ratio_half_up(x: np.ndarray | int, r: float) -> np.ndarray:
     return np.sign(xa) * q
 
 
+def seqsum(x: np.ndarray, axis: int) -> np.ndarray:
+    """Float sum along ``axis`` in a fixed sequential order (a running sum), so the result
+    never depends on the array's shape or on how many scenarios are computed together."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[axis] == 0:
+        return np.zeros(x.shape[:axis] + x.shape[axis + 1 :])
+    return np.take(np.cumsum(x, axis=axis), -1, axis=axis)
+
+
 def half_up(x: np.ndarray | float) -> np.ndarray:
     """Round float fen half away from zero (for single amounts, never for sums)."""
     xa = np.round(np.asarray(x, dtype=np.float64), 6)

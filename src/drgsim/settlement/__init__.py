@@ -10,12 +10,14 @@ from drgsim.settlement.core import (
     settle_fund,
 )
 from drgsim.settlement.run import Settlement, build_tables, fund_totals, settle
+from drgsim.settlement.scenarios import ScenarioParams, settle_scenarios
 
 __all__ = [
     "Budget",
     "BudgetError",
     "FundSettlement",
     "FundTotals",
+    "ScenarioParams",
     "Settlement",
     "build_tables",
     "fund_budget",
@@ -23,4 +25,5 @@ __all__ = [
     "ledger",
     "settle",
     "settle_fund",
+    "settle_scenarios",
 ]

@@ -15,7 +15,13 @@ import pandas as pd
 
 from drgsim.errors import DrgsimError
 from drgsim.pricing.cases import FUNDS
-from drgsim.pricing.money import grouped_largest_remainder, half_up, mul_ratio_half_up, yuan_to_fen
+from drgsim.pricing.money import (
+    grouped_largest_remainder,
+    half_up,
+    mul_ratio_half_up,
+    seqsum,
+    yuan_to_fen,
+)
 
 
 class BudgetError(DrgsimError):
@@ -142,12 +148,16 @@ def _release_fraction(score: np.ndarray, ap: dict) -> np.ndarray:
 def settle_fund(
     tot: FundTotals, budget: Budget, pv: dict, year: int, scores: np.ndarray | None = None
 ) -> FundSettlement:
-    """Settle one fund-year from its hospital × month totals (DOMAIN.md section 4)."""
+    """Settle one fund-year from its hospital × month totals (DOMAIN.md section 4).
+
+    The slow, obvious reference of :func:`drgsim.settlement.scenarios.settle_scenarios`
+    (which ``settle`` uses, one scenario at a time or many at once).
+    """
     H = tot.points.shape[0]
-    P_h = tot.points.sum(axis=1)
+    P_h = seqsum(tot.points, 1)
     S_h = tot.share_fen.sum(axis=1)
     C_h = tot.cost_fen.sum(axis=1)
-    P, S, C = float(P_h.sum()), int(S_h.sum()), int(C_h.sum())
+    P, S, C = float(seqsum(P_h, 0)), int(S_h.sum()), int(C_h.sum())
     B = budget.budget_fen
     basis = pv["point_value"]["basis"]
 
@@ -184,7 +194,7 @@ def settle_fund(
     # fund -> hospital -> month
     share_hm = tot.share_fen if basis == "total_cost" else np.zeros_like(tot.share_fen)
     q_hm = tot.points * pv_fen - share_hm
-    q_h = q_hm.sum(axis=1)
+    q_h = seqsum(q_hm, 1)
     hid = np.arange(H)
     A = (
         grouped_largest_remainder(q_h, np.zeros(H, np.int64), np.array([T]), hid)
@@ -197,7 +207,7 @@ def settle_fund(
 
     # monthly pre-settlement
     ps = pv["presettlement"]
-    P_m = tot.points.sum(axis=0)
+    P_m = seqsum(tot.points, 0)
     S_m = tot.share_fen.sum(axis=0)
     if ps["provisional_pv"] == "fixed" and ps["provisional_pv_yuan"] is not None:
         prov = np.full(12, float(ps["provisional_pv_yuan"]))

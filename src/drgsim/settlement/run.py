@@ -16,8 +16,8 @@ from drgsim.settlement.core import (
     FundSettlement,
     FundTotals,
     ledger,
-    settle_fund,
 )
+from drgsim.settlement.scenarios import settle_fund_fast
 
 
 def all_fund_totals(pr: Priced) -> list[FundTotals]:
@@ -35,7 +35,11 @@ def all_fund_totals(pr: Priced) -> list[FundTotals]:
             F, H, 12
         )
 
-    pts, share, cost, n = bc(pr.points), bc(c.share_fen), bc(c.cost_fen), bc(None)
+    share, cost, n = bc(c.share_fen), bc(c.cost_fen), bc(None)  # integer sums: exact in any order
+    # float points summed in case-id order, so permuting the rows cannot move a last bit
+    o = c.tie_order[inb[c.tie_order]]
+    cell_o = ((c.fund.astype(np.int64) * H + c.hosp) * 12 + c.month)[o]
+    pts = np.bincount(cell_o, weights=pr.points[o], minlength=size).reshape(F, H, 12)
     out_sel = ok & ~pr.in_budget
     outside = np.bincount(
         c.fund[out_sel].astype(np.int64) * H + c.hosp[out_sel],
@@ -120,7 +124,7 @@ def settle(
         if name not in budgets:
             continue
         tot = all_tot[f]
-        fs = settle_fund(tot, budgets[name], pv, year, scores)
+        fs = settle_fund_fast(tot, budgets[name], pv, year, scores)
         fs.basis = pv["point_value"]["basis"]  # type: ignore[attr-defined]
         out.append(fs)
     return Settlement(pr, out, case_payments(pr, out))

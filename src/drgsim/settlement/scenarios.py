@@ -1,0 +1,285 @@
+"""Settlement over scenario × hospital × month totals, all scenarios at once.
+
+The single simulation is the one-scenario case of this code (``settle`` calls it with
+S = 1); :func:`drgsim.settlement.core.settle_fund` is the slow, obvious reference it is
+tested against. Every per-scenario parameter (budget, reserve, point-value basis and
+bounds, pre-settlement, assessment, corridors) is an array over scenarios.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from drgsim.pricing.money import PPM, grouped_largest_remainder, half_up, seqsum
+from drgsim.settlement.core import Budget, FundSettlement, FundTotals
+
+CHUNK = 64  # scenarios settled together
+
+
+def _ppm(r: np.ndarray) -> np.ndarray:
+    return np.rint(np.asarray(r, dtype=np.float64) * PPM).astype(np.int64)
+
+
+def mul_half_up(x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``x × r`` (integer fen × ratio, broadcast), half away from zero, exact integers."""
+    xa = np.asarray(x, dtype=np.int64)
+    num = np.abs(xa) * _ppm(r)
+    return np.sign(xa) * ((2 * num + PPM) // (2 * PPM))
+
+
+@dataclass
+class ScenarioParams:
+    """Settlement parameters of S scenarios, one array entry per scenario."""
+
+    total_cost: np.ndarray  # bool: total-cost basis (else fund basis)
+    floor: np.ndarray  # yuan per point, NaN = none
+    ceiling: np.ndarray
+    rc_on: np.ndarray
+    rc_keep: np.ndarray
+    rc_band: np.ndarray
+    rc_fund: np.ndarray
+    prepay: np.ndarray
+    prov_fixed: np.ndarray  # yuan per point, NaN = monthly budget
+    as_on: np.ndarray
+    withhold: np.ndarray
+    default_score: np.ndarray
+    full_score: np.ndarray
+    zero_score: np.ndarray
+    hc_on: np.ndarray
+    hc_lower: np.ndarray
+    hc_upper: np.ndarray
+    hc_share: np.ndarray
+    hc_floor: np.ndarray  # NaN = none
+    hc_keep: np.ndarray
+    hc_cap: np.ndarray
+
+    @classmethod
+    def from_policies(cls, pvs: list[dict]) -> ScenarioParams:
+        def arr(f, dtype=np.float64):
+            return np.array([f(p) for p in pvs], dtype=dtype)
+
+        def opt(v):
+            return np.nan if v is None else float(v)
+
+        return cls(
+            total_cost=arr(lambda p: p["point_value"]["basis"] == "total_cost", bool),
+            floor=arr(lambda p: opt(p["point_value"]["floor_yuan"])),
+            ceiling=arr(lambda p: opt(p["point_value"]["ceiling_yuan"])),
+            rc_on=arr(lambda p: p["region_corridor"]["enabled"], bool),
+            rc_keep=arr(lambda p: p["region_corridor"]["surplus_keep"]),
+            rc_band=arr(lambda p: p["region_corridor"]["overspend_band"]),
+            rc_fund=arr(lambda p: p["region_corridor"]["overspend_fund_share"]),
+            prepay=arr(lambda p: p["presettlement"]["prepay_share"]),
+            prov_fixed=arr(
+                lambda p: (
+                    opt(p["presettlement"]["provisional_pv_yuan"])
+                    if p["presettlement"]["provisional_pv"] == "fixed"
+                    else np.nan
+                )
+            ),
+            as_on=arr(lambda p: p["assessment"]["enabled"], bool),
+            withhold=arr(lambda p: p["assessment"]["withhold_share"]),
+            default_score=arr(lambda p: p["assessment"]["default_score"]),
+            full_score=arr(lambda p: p["assessment"]["full_release_score"]),
+            zero_score=arr(lambda p: p["assessment"]["zero_release_score"]),
+            hc_on=arr(lambda p: p["hospital_corridor"]["enabled"], bool),
+            hc_lower=arr(lambda p: p["hospital_corridor"]["lower"]),
+            hc_upper=arr(lambda p: p["hospital_corridor"]["upper"]),
+            hc_share=arr(lambda p: p["hospital_corridor"]["loss_share"]),
+            hc_floor=arr(lambda p: opt(p["hospital_corridor"]["loss_floor"])),
+            hc_keep=arr(lambda p: p["hospital_corridor"]["surplus_keep"]),
+            hc_cap=arr(lambda p: p["hospital_corridor"]["refunds_within_reserve"], bool),
+        )
+
+
+def settle_scenarios(
+    points: np.ndarray,
+    share_fen: np.ndarray,
+    cost_fen: np.ndarray,
+    budget_fen: np.ndarray,
+    reserve_fen: np.ndarray,
+    sp: ScenarioParams,
+    scores: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """Settle S scenarios of one fund-year at once.
+
+    ``points``, ``share_fen``, ``cost_fen``: (S, H, 12) or (H, 12) (shared by all
+    scenarios); ``budget_fen``, ``reserve_fen``: (S,). Returns arrays with a leading S.
+    """
+    S_ = len(budget_fen)
+    if S_ > CHUNK:  # bounded memory: blocks of scenarios, results stacked
+        parts = []
+        for a in range(0, S_, CHUNK):
+            sl = slice(a, a + CHUNK)
+            sub = ScenarioParams(**{k: v[sl] for k, v in sp.__dict__.items()})
+            pick = lambda x, sl=sl: x[sl] if np.ndim(x) == 3 else x  # noqa: E731
+            sc = scores[sl] if scores is not None and np.ndim(scores) == 2 else scores
+            parts.append(
+                settle_scenarios(
+                    pick(points),
+                    pick(share_fen),
+                    pick(cost_fen),
+                    budget_fen[sl],
+                    reserve_fen[sl],
+                    sub,
+                    sc,
+                )
+            )
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    pts = np.broadcast_to(points, (S_, *points.shape[-2:])).astype(np.float64)
+    shr = np.broadcast_to(share_fen, pts.shape).astype(np.int64)
+    cst = np.broadcast_to(cost_fen, pts.shape).astype(np.int64)
+    H = pts.shape[1]
+    B = np.asarray(budget_fen, dtype=np.int64)
+    R = np.asarray(reserve_fen, dtype=np.int64)
+    P_h, S_h, C_h = seqsum(pts, 2), shr.sum(2), cst.sum(2)
+    P, S, C = seqsum(P_h, 1), S_h.sum(1), C_h.sum(1)
+    tc = sp.total_cost
+
+    # region corridor
+    E = C - S
+    under = sp.rc_on & (E < B)
+    over = sp.rc_on & (E > B)
+    D_under = E + mul_half_up(np.maximum(B - E, 0), sp.rc_keep)
+    shared = np.minimum(np.maximum(E - B, 0), mul_half_up(B, sp.rc_band))
+    draw = np.where(over, mul_half_up(shared, sp.rc_fund), 0)
+    D = np.where(under, D_under, B + draw)
+
+    # point value, both bases; floor and ceiling
+    pos = P > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pv_tc = np.where(pos, (D + S) / P / 100.0, 0.0)
+        pv_f = np.where(pos, D / P / 100.0, 0.0)
+    pv = np.where(tc, pv_tc, pv_f)
+    lo_hit = pos & ~np.isnan(sp.floor) & (pv < np.nan_to_num(sp.floor, nan=-np.inf))
+    pv = np.where(lo_hit, sp.floor, pv)
+    hi_hit = pos & ~np.isnan(sp.ceiling) & (pv > np.nan_to_num(sp.ceiling, nan=np.inf))
+    pv = np.where(hi_hit, sp.ceiling, pv)
+    clamped = lo_hit | hi_hit
+    sub = np.where(tc, S, 0)
+    T = np.where(~pos, 0, np.where(clamped, half_up(P * pv * 100.0 - sub), D)).astype(np.int64)
+
+    # fund -> hospital -> month, per scenario
+    share_hm = np.where(tc[:, None, None], shr, 0)
+    q_hm = pts * (pv * 100.0)[:, None, None] - share_hm
+    q_h = seqsum(q_hm, 2)
+    n_sh = S_ * H
+    A = grouped_largest_remainder(
+        q_h.ravel(), np.repeat(np.arange(S_), H), T, np.arange(n_sh)
+    ).reshape(S_, H)
+    A_hm = grouped_largest_remainder(
+        q_hm.ravel(), np.repeat(np.arange(n_sh), 12), A.ravel(), np.arange(n_sh * 12)
+    ).reshape(S_, H, 12)
+
+    # monthly pre-settlement
+    P_m, S_m = seqsum(pts, 1), shr.sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        num = B[:, None] / 12.0 + np.where(tc[:, None], S_m, 0)
+        prov_b = np.where(P_m > 0, num / P_m / 100.0, 0.0)
+    prov = np.where(np.isnan(sp.prov_fixed)[:, None], prov_b, sp.prov_fixed[:, None])
+    due = pts * prov[:, None, :] * 100.0 - share_hm
+    gross = half_up(np.maximum(due, 0.0) * sp.prepay[:, None, None])
+    withheld = np.where(sp.as_on[:, None, None], mul_half_up(gross, sp.withhold[:, None, None]), 0)
+    sc = np.broadcast_to(np.nan if scores is None else scores, (S_, H)).astype(np.float64)
+    sc = np.where(np.isnan(sc), sp.default_score[:, None], sc)
+    full, zero = sp.full_score[:, None], sp.zero_score[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(
+            full <= zero,
+            (sc >= full).astype(np.float64),
+            np.clip((sc - zero) / (full - zero), 0.0, 1.0),
+        )
+    W = withheld.sum(2)
+    released = np.where(sp.as_on[:, None], half_up(W * frac), 0)
+    forfeited = W - released
+    prepaid = gross - withheld
+    annual = A - forfeited
+    balance = annual - prepaid.sum(2)
+
+    # hospital corridor
+    received = annual + S_h
+    on = sp.hc_on[:, None]
+    lo_amt = mul_half_up(C_h, sp.hc_lower[:, None])
+    hi_amt = mul_half_up(C_h, sp.hc_upper[:, None])
+    floor_amt = np.where(
+        np.isnan(sp.hc_floor)[:, None], 0, mul_half_up(C_h, np.nan_to_num(sp.hc_floor)[:, None])
+    )
+    below = on & (received < lo_amt)
+    loss = np.where(below, lo_amt - np.maximum(received, floor_amt), 0)
+    refund = np.where(below, mul_half_up(np.maximum(loss, 0), sp.hc_share[:, None]), 0)
+    above = on & (received > hi_amt)
+    claw = np.where(above, mul_half_up(received - hi_amt, 1.0 - sp.hc_keep[:, None]), 0)
+    avail = np.maximum(R - draw + claw.sum(1), 0)
+    want = refund.sum(1)
+    cut = sp.hc_on & sp.hc_cap & (want > avail)
+    if cut.any():
+        rows = np.flatnonzero(cut)
+        q = (refund[rows] * (avail[rows] / want[rows])[:, None]).ravel()
+        refund[rows] = grouped_largest_remainder(
+            q, np.repeat(np.arange(len(rows)), H), avail[rows], np.arange(len(rows) * H)
+        ).reshape(len(rows), H)
+    return {
+        "distributable": D,
+        "region_draw": draw,
+        "pv_total_cost": pv_tc,
+        "pv_fund": pv_f,
+        "pv": pv,
+        "total": T,
+        "payment": A,
+        "payment_hm": A_hm,
+        "provisional_pv": prov,
+        "gross_prepay_hm": gross,
+        "withheld_hm": withheld,
+        "prepaid_hm": prepaid,
+        "released": released,
+        "forfeited": forfeited,
+        "annual": annual,
+        "balance": balance,
+        "refund": refund.astype(np.int64),
+        "clawback": claw.astype(np.int64),
+        "received": received,
+        "quota_hm": q_hm,
+    }
+
+
+def settle_fund_fast(
+    tot: FundTotals, budget: Budget, pv: dict, year: int, scores: np.ndarray | None = None
+) -> FundSettlement:
+    """One fund-year as the one-scenario case of :func:`settle_scenarios`."""
+    r = settle_scenarios(
+        tot.points,
+        tot.share_fen,
+        tot.cost_fen,
+        np.array([budget.budget_fen]),
+        np.array([budget.reserve_fen]),
+        ScenarioParams.from_policies([pv]),
+        scores,
+    )
+    return FundSettlement(
+        fund=tot.fund,
+        year=year,
+        budget=budget,
+        distributable_fen=int(r["distributable"][0]),
+        region_draw_fen=int(r["region_draw"][0]),
+        pv_total_cost=float(r["pv_total_cost"][0]),
+        pv_fund=float(r["pv_fund"][0]),
+        pv=float(r["pv"][0]),
+        total_fen=int(r["total"][0]),
+        payment=r["payment"][0],
+        payment_hm=r["payment_hm"][0],
+        provisional_pv=r["provisional_pv"][0],
+        gross_prepay_hm=r["gross_prepay_hm"][0],
+        withheld_hm=r["withheld_hm"][0],
+        prepaid_hm=r["prepaid_hm"][0],
+        released=r["released"][0],
+        forfeited=r["forfeited"][0],
+        annual=r["annual"][0],
+        balance=r["balance"][0],
+        refund=r["refund"][0],
+        clawback=r["clawback"][0],
+        received=r["received"][0],
+        totals=tot,
+        quota_hm=r["quota_hm"][0],
+    )

@@ -1,0 +1,132 @@
+"""Scenario-vectorized settlement equals the scalar reference, scenario by scenario."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from drgsim.policy import load_policy
+from drgsim.settlement import Budget, FundTotals, settle_fund
+from drgsim.settlement.scenarios import ScenarioParams, settle_fund_fast, settle_scenarios
+
+FIELDS = (
+    "payment",
+    "payment_hm",
+    "gross_prepay_hm",
+    "withheld_hm",
+    "prepaid_hm",
+    "released",
+    "forfeited",
+    "annual",
+    "balance",
+    "refund",
+    "clawback",
+    "received",
+)
+
+overlays = st.fixed_dictionaries(
+    {
+        "point_value.basis": st.sampled_from(["total_cost", "fund"]),
+        "point_value.floor_yuan": st.none() | st.floats(30, 150),
+        "point_value.ceiling_yuan": st.none() | st.floats(30, 150),
+        "region_corridor.enabled": st.booleans(),
+        "region_corridor.surplus_keep": st.sampled_from([0.0, 0.3, 0.5, 1.0]),
+        "presettlement.prepay_share": st.sampled_from([0.85, 0.9, 1.0]),
+        "presettlement.provisional_pv": st.sampled_from(["monthly_budget", "fixed"]),
+        "presettlement.provisional_pv_yuan": st.sampled_from([None, 95.5]),
+        "assessment.enabled": st.booleans(),
+        "hospital_corridor.enabled": st.booleans(),
+        "hospital_corridor.lower": st.sampled_from([0.8, 0.9]),
+        "hospital_corridor.loss_floor": st.none() | st.sampled_from([0.5, 0.7]),
+        "hospital_corridor.surplus_keep": st.sampled_from([0.4, 1.0]),
+        "hospital_corridor.refunds_within_reserve": st.booleans(),
+    }
+)
+
+
+def random_totals(seed: int, H: int) -> FundTotals:
+    rng = np.random.default_rng(seed)
+    pts = rng.gamma(2.0, 500.0, (H, 12)) * (rng.random((H, 12)) < 0.9)
+    cost = np.rint(pts * rng.uniform(60, 140, (H, 1)) * 100).astype(np.int64)
+    share = np.rint(cost * 0.3).astype(np.int64)
+    return FundTotals(
+        "employee", pts, share, cost, np.ones((H, 12), np.int64), np.zeros(H, np.int64)
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ov=overlays,
+    seed=st.integers(0, 10_000),
+    H=st.integers(1, 12),
+    b=st.integers(10**6, 10**10),
+    r=st.integers(0, 10**8),
+)
+def test_fast_equals_reference(ov, seed, H, b, r):
+    if (
+        ov["presettlement.provisional_pv"] == "fixed"
+        and ov["presettlement.provisional_pv_yuan"] is None
+    ):
+        ov["presettlement.provisional_pv"] = "monthly_budget"
+    pv = load_policy().with_values(ov).at(2024)
+    tot = random_totals(seed, H)
+    scores = np.random.default_rng(seed).uniform(50, 100, H)
+    ref = settle_fund(tot, Budget(b, r), pv, 2024, scores)
+    got = settle_fund_fast(tot, Budget(b, r), pv, 2024, scores)
+    for f in FIELDS:
+        assert np.array_equal(getattr(ref, f), getattr(got, f)), f
+    assert (
+        ref.pv == got.pv
+        and ref.total_fen == got.total_fen
+        and ref.region_draw_fen == got.region_draw_fen
+    )
+
+
+def test_many_scenarios_at_once_equal_one_by_one():
+    tot = random_totals(3, 20)
+    base = load_policy()
+    pvs = [
+        base.with_values({"point_value.basis": basis, "hospital_corridor.lower": lo}).at(2024)
+        for basis in ("total_cost", "fund")
+        for lo in (0.8, 0.9)
+    ]
+    budgets = np.array([5 * 10**8, 6 * 10**8, 7 * 10**8, 8 * 10**8])
+    reserves = np.full(4, 10**7)
+    many = settle_scenarios(
+        tot.points,
+        tot.share_fen,
+        tot.cost_fen,
+        budgets,
+        reserves,
+        ScenarioParams.from_policies(pvs),
+    )
+    for s, pv in enumerate(pvs):
+        one = settle_fund(tot, Budget(int(budgets[s]), int(reserves[s])), pv, 2024)
+        assert np.array_equal(many["payment"][s], one.payment)
+        assert np.array_equal(many["refund"][s], one.refund)
+        assert many["payment"][s].sum() == budgets[s]
+
+
+def test_chunked_scenarios_equal_unchunked(monkeypatch):
+    import drgsim.settlement.scenarios as sc
+
+    tot = random_totals(5, 7)
+    pvs = [
+        load_policy().with_values({"hospital_corridor.lower": lo}).at(2024)
+        for lo in np.linspace(0.7, 0.95, 9)
+    ]
+    budgets = np.linspace(10**8, 2 * 10**8, 9).astype(np.int64)
+    args = (
+        tot.points,
+        tot.share_fen,
+        tot.cost_fen,
+        budgets,
+        np.full(9, 10**6),
+        sc.ScenarioParams.from_policies(pvs),
+    )
+    whole = sc.settle_scenarios(*args)
+    monkeypatch.setattr(sc, "CHUNK", 2)
+    chunked = sc.settle_scenarios(*args)
+    for k in whole:
+        assert np.array_equal(whole[k], chunked[k]), k
