@@ -170,3 +170,12 @@ def test_numeric_xlsx_code_cell_is_flagged_not_hidden(tmp_path):
     assert "__drgsim_numeric_code" not in g.columns
     # without flags the private mask never reaches the output either
     assert "__drgsim_numeric_code" not in drgsim.group(p).columns
+
+
+@pytest.mark.parametrize("name", ["bingan_shouye", "settlement_list"])
+def test_shipped_example_files_group_through_their_maps(name):
+    from importlib import resources
+
+    ex = Path(str(resources.files("drgsim") / "data" / "maps" / f"{name}.example.csv"))
+    g = drgsim.group(ex, column_map=name)
+    assert g["drg"].tolist() == g["input_drg"].tolist() == ["RA19", "ZC15", "PR13"]

@@ -119,7 +119,7 @@ def _read_back(out: str, wanted: list[str]):
 
         names = pq.ParquetFile(p).schema_arrow.names
         t = pq.read_table(p, columns=[c for c in dict.fromkeys(wanted) if c in names])
-    return t.to_pandas()
+    return t
 
 
 def _sidecar(out: str, suffix: str) -> Path:
@@ -151,7 +151,7 @@ def _compare_report(con, out: str, column: str, hospital: str, cost: str | None)
 
     wanted = [column, f"input_{column}", "mdc", "adrg", "drg", hospital,
               *([cost] if cost else COST_COLUMNS)]
-    df = _read_back(out, wanted)
+    df = _read_back(out, wanted).to_pandas()
     ag = compare_groups(df, column, hospital=hospital, cost=cost)
     text = ag.text()
     click.echo(text)

@@ -311,33 +311,56 @@ def flags_for_record(record: dict, scheme: CompiledScheme) -> list[str]:
     return [f for f, m in masks.items() if m[0]]
 
 
-def flag_summary(df: pd.DataFrame, hospital: str | None = "hospital_id"
+def _flags_lists(col) -> pa.Array:
+    """The flags column as list<string>: from Arrow lists, pandas lists or |-joined text."""
+    if isinstance(col, pd.Series):
+        try:
+            col = pa.array(col, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            col = pa.array([list(v) if v is not None and not isinstance(v, str) else v
+                            for v in col], from_pandas=True)
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        text = pc.fill_null(col.cast(pa.string()), "")
+        col = pc.if_else(pc.equal(text, ""), pa.scalar([], pa.list_(pa.string())),
+                         pc.split_pattern(text, "|"))
+    return col
+
+
+def flag_summary(df: pd.DataFrame | pa.Table, hospital: str | None = "hospital_id"
                  ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """(records per flag with its description, flags × hospital counts) of a grouped frame."""
-    n = len(df)
-    flags = df["flags"].map(lambda v: list(v) if v is not None and not isinstance(v, str)
-                            else [x for x in (v or "").split("|") if x])
-    exploded = flags.explode().dropna()
+    """(records per flag with its description, flags × hospital counts) of a grouped table.
+
+    Column-wise (Arrow flatten + counts), so it scales with the grouped file.
+    """
+    names = list(df.columns) if isinstance(df, pd.DataFrame) else df.schema.names
+    n = len(df) if isinstance(df, pd.DataFrame) else df.num_rows
+    lists = _flags_lists(df["flags"] if isinstance(df, pd.DataFrame) else df.column("flags"))
+    flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False).astype(object)
+    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    has_any = pc.greater(pc.fill_null(pc.list_value_length(lists), 0), 0).to_numpy(
+        zero_copy_only=False)
     desc = {r.flag: r.description for r in flag_rules()}
-    counts = exploded.value_counts()
-    by_flag = pd.DataFrame({
-        "flag": list(desc),
-        "records": [int(counts.get(f, 0)) for f in desc],
-    })
+    # a flag counts once per record
+    pairs = pd.DataFrame({"rec": parent, "flag": flat}).drop_duplicates()
+    counts = pairs["flag"].value_counts()
+    by_flag = pd.DataFrame({"flag": list(desc), "records": [int(counts.get(f, 0)) for f in desc]})
     by_flag["share"] = by_flag["records"] / n if n else 0.0
     by_flag["description"] = by_flag["flag"].map(desc)
     by_flag = pd.concat([by_flag, pd.DataFrame([{
-        "flag": "(any)", "records": int((flags.str.len() > 0).sum()),
-        "share": float((flags.str.len() > 0).mean()) if n else 0.0,
+        "flag": "(any)", "records": int(has_any.sum()),
+        "share": float(has_any.mean()) if n else 0.0,
         "description": "records with at least one flag"}])], ignore_index=True)
     by_hosp = None
-    if hospital and hospital in df.columns:
-        h = df[hospital].astype(str)
-        ex = pd.DataFrame({"hospital": h.loc[exploded.index].values, "flag": exploded.values})
-        by_hosp = ex.pivot_table(index="hospital", columns="flag", aggfunc="size", fill_value=0)
-        tot = h.value_counts().rename("records")
-        anyf = h[flags.str.len() > 0].value_counts().rename("flagged")
-        by_hosp = pd.concat([tot, anyf], axis=1).join(by_hosp).fillna(0).astype(int)
+    if hospital and hospital in names:
+        hcol = df[hospital] if isinstance(df, pd.DataFrame) else df.column(hospital).to_pandas()
+        h = pd.Series(hcol).fillna("").astype(str).to_numpy(dtype=object)
+        ex = pd.DataFrame({"hospital": h[pairs["rec"].to_numpy()], "flag": pairs["flag"].to_numpy()})
+        piv = ex.pivot_table(index="hospital", columns="flag", aggfunc="size", fill_value=0)
+        tot = pd.Series(h).value_counts().rename("records")
+        anyf = pd.Series(h[has_any]).value_counts().rename("flagged")
+        by_hosp = pd.concat([tot, anyf], axis=1).join(piv).fillna(0).astype(int)
         by_hosp.index.name = "hospital"
         by_hosp = by_hosp.reset_index().sort_values("hospital", ignore_index=True)
     return by_flag, by_hosp
