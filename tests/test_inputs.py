@@ -179,3 +179,12 @@ def test_shipped_example_files_group_through_their_maps(name):
     ex = Path(str(resources.files("drgsim") / "data" / "maps" / f"{name}.example.csv"))
     g = drgsim.group(ex, column_map=name)
     assert g["drg"].tolist() == g["input_drg"].tolist() == ["RA19", "ZC15", "PR13"]
+
+
+def test_encoding_detected_past_an_ascii_start(tmp_path):
+    p = tmp_path / "late.csv"
+    p.write_bytes(b"case_id,sex,age_years,diagnoses,dept\n" + b"1,1,50,I10.x10,A\n" * 70000
+                  + "2,2,40,I10.x10,心内科\n".encode("gbk"))
+    assert detect_encoding(p) == "gb18030"
+    g = drgsim.group(p)
+    assert g["dept"].iloc[-1] == "心内科" and g["drg"].iloc[-1] == g["drg"].iloc[0]

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 _SAMPLE = 1 << 20
+_SCAN = 64 << 20  # an all-ASCII file is read at most this far before calling it UTF-8
 
 
 def detect_encoding(path: str | os.PathLike[str], sample: int = _SAMPLE) -> str:
@@ -25,8 +26,14 @@ def detect_encoding(path: str | os.PathLike[str], sample: int = _SAMPLE) -> str:
     """
     with open(Path(path), "rb") as fh:
         head = fh.read(sample)
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
+        if head.startswith(codecs.BOM_UTF8):
+            return "utf-8-sig"
+        # a pure-ASCII start says nothing: look further (up to _SCAN) for the first
+        # non-ASCII byte; chunks of ASCII end on a character boundary
+        scanned = len(head)
+        while head.isascii() and len(head) == sample and scanned < _SCAN:
+            head = fh.read(sample)
+            scanned += len(head)
     dec = codecs.getincrementaldecoder("utf-8")("strict")
     try:
         # final=False: a multi-byte character cut at the sample's end is not an error
