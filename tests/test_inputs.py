@@ -169,7 +169,8 @@ def test_numeric_xlsx_code_cell_is_flagged_not_hidden(tmp_path):
     assert "code_numeric" in list(g["flags"][0]) and "code_numeric" not in list(g["flags"][1])
     assert "__drgsim_numeric_code" not in g.columns
     # without flags the private mask never reaches the output either
-    assert "__drgsim_numeric_code" not in drgsim.group(p).columns
+    with pytest.warns(UserWarning, match="code_numeric"):
+        assert "__drgsim_numeric_code" not in drgsim.group(p).columns
 
 
 @pytest.mark.parametrize("name", ["bingan_shouye", "settlement_list"])
@@ -188,3 +189,14 @@ def test_encoding_detected_past_an_ascii_start(tmp_path):
     assert detect_encoding(p) == "gb18030"
     g = drgsim.group(p)
     assert g["dept"].iloc[-1] == "心内科" and g["drg"].iloc[-1] == g["drg"].iloc[0]
+
+
+def test_numeric_code_cells_warn_without_flags(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    wb = openpyxl.Workbook()
+    wb.active.append(["case_id", "sex", "age_years", "diagnoses", "procedures"])
+    wb.active.append(["n1", 1, 60, "I10.x10", 38.5])
+    p = tmp_path / "n.xlsx"
+    wb.save(p)
+    with pytest.warns(UserWarning, match="stored as a number"):
+        drgsim.group(p)

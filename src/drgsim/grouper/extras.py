@@ -69,6 +69,12 @@ def decorate(table: pa.Table, fields: RecordFields, scheme: CompiledScheme,
         i = table.schema.get_field_index(NUMERIC_CODE_COLUMN)
         numeric = np.asarray(table.column(i).to_numpy(zero_copy_only=False), bool)
         table = table.remove_column(i)
+        if not flags and numeric.any():
+            import warnings
+
+            warnings.warn(f"{int(numeric.sum()):,} record(s) have a diagnosis/procedure cell stored "
+                          "as a number in the .xlsx (its text may have lost zeros); group with "
+                          "flags (--flags) to see which: flag code_numeric", stacklevel=3)
     if flags:
         from drgsim.flags.engine import compute_flags, flags_column
 
