@@ -13,7 +13,7 @@ from conftest import SHARED, shared_path
 
 import drgsim
 from drgsim.cli import main
-from drgsim.explain import _explainer, explain
+from drgsim.grouper.explain import _explainer, explain
 from drgsim.scheme.paths import resolve_scheme_dir
 
 GOLDEN = Path(__file__).parent / "fixtures" / "explain"
@@ -151,3 +151,12 @@ def test_cli_explain_fields_and_file(tmp_path):
                                   "--case-id", "nope"])
     assert r.exit_code == 2 and "no record with case_id 'nope'" in r.output
     assert "Example:" in CliRunner().invoke(main, ["explain", "--help"]).output
+
+
+def test_public_api_name():
+    """drgsim.explain is the function, also after the module has been imported."""
+    import drgsim.grouper.explain  # noqa: F401
+
+    e = drgsim.explain(sex=1, age_years=56, diagnoses="I10.x10|K07.008")
+    assert e.result["drg"] == "FV25"
+    assert "drgsim.explain" not in __import__("sys").modules

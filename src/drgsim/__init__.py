@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 # public name -> "module:attribute"
 _LAZY = {
-    "explain": "drgsim.explain:explain",
+    "explain": "drgsim.grouper.explain:explain",
     "group": "drgsim.grouper:group",
     "load_scheme": "drgsim.grouper:load_scheme",
     "read_records": "drgsim.records:read_records",

@@ -38,7 +38,7 @@ def explain(input_path, case_id, diagnoses, procedures, sex, age_years, age_days
       drgsim explain grouped.parquet --case-id pub-000145 --json
       drgsim explain 首页.csv --map bingan_shouye --case-id 2024000123
     """
-    from drgsim.explain import explain as run
+    from drgsim.grouper.explain import explain as run
 
     fields = {k: v for k, v in dict(diagnoses=diagnoses, procedures=procedures, sex=sex,
                                      age_years=age_years, age_days=age_days,
