@@ -327,3 +327,13 @@ def test_readmission_kernel_matches_reference(same):
     got = link_readmissions(c, 15, same, el)
     assert got.any()
     assert (got == link_readmissions_reference(c, 15, same, el)).all()
+
+
+def test_statuses_have_one_source():
+    """Pricing, the policy schema and the grouper share the grouper's status list."""
+    from drgsim.policy.schema import SCHEMA
+    from drgsim.pricing import cases as pc
+    from drgsim.scheme.spec import STATUSES
+
+    assert pc.STATUSES is STATUSES
+    assert tuple(SCHEMA["statuses"]) == STATUSES[1:]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from drgsim.scheme.spec import STATUSES
+
 
 @dataclass(frozen=True)
 class Param:
@@ -111,13 +113,7 @@ SCHEMA: dict[str, Any] = {
     },
     "statuses": {
         s: Param("enum", f"how a `{s}` case is paid", choices=STATUS_RULES)
-        for s in (
-            "ungroupable",
-            "ambiguous_qy",
-            "check_failed",
-            "dx_not_mappable",
-            "proc_not_mappable",
-        )
+        for s in STATUSES[1:]  # every grouper status but ok
     },
     "high_cost": {
         "tiers": Param(

@@ -14,6 +14,7 @@ import pandas as pd
 
 from drgsim.errors import MissingColumnError
 from drgsim.pricing.money import yuan_to_fen
+from drgsim.scheme.spec import STATUSES  # the grouper's statuses: one source of truth
 
 FUNDS = ("employee", "resident")
 FUND_ALIASES = {
@@ -30,14 +31,6 @@ FUND_ALIASES = {
     "r": 1,
     "2": 1,
 }
-STATUSES = (
-    "ok",
-    "ungroupable",
-    "ambiguous_qy",
-    "check_failed",
-    "dx_not_mappable",
-    "proc_not_mappable",
-)
 PAY_STATUSES = (
     "ok",
     "missing_cost",

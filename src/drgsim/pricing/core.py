@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from drgsim.errors import DrgsimError
-from drgsim.pricing.cases import PAY_STATUSES, STATUSES, Cases
+from drgsim.pricing.cases import PAY_STATUSES, Cases
+from drgsim.scheme.spec import STATUSES
 
 CASE_TYPES = (
     "none",
