@@ -31,4 +31,6 @@ def machine_lines() -> list[str]:
         f"machine: {cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.machine()}",
         f"python {platform.python_version()}, numpy {numpy.__version__}, numba {numba.__version__},"
         f" pyarrow {pyarrow.__version__}",
+        "load average at start: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+        + " (other work on the machine skews the figures)",
     ]

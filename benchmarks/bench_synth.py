@@ -11,37 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
-
-def _machine() -> dict[str, str]:
-    import numba
-    import numpy
-    import pyarrow
-
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "pyarrow": pyarrow.__version__,
-        "numba": numba.__version__,
-        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
+sys.path.insert(0, str(Path(__file__).parent))
+from _machine import machine_lines  # noqa: E402
 
 
 def _child(mode: str, rows: int, workers: int, out: str) -> None:
@@ -86,7 +64,8 @@ def main() -> None:
         _child(mode, int(rows), int(workers), out)
         return
     workers = args.workers if args.workers is not None else 0
-    print("machine:", json.dumps(_machine(), ensure_ascii=False))
+    for line in machine_lines():
+        print(line)
     for rows in args.rows:
         for mode in args.modes:
             out = tempfile.mkdtemp(prefix="bench_synth_")
