@@ -1,7 +1,8 @@
 """Benchmark: pricing + settlement of 1M cases for 1,000 hospitals, and re-settlement.
 
 Targets (issue 12): pricing + settlement <= 0.5 s after load on 2 cores, readmission
-linking included; re-settling after a settlement-parameter change <= 50 ms. Prints
+linking included (pricing = the rows, which explain each case, and the cells whose totals
+the settlement consumes); re-settling after a settlement-parameter change <= 50 ms. Prints
 figures and the machine; not a test.
 
     python benchmarks/bench_payment.py [--cases 1000000] [--hospitals 1000] [--repeat 3]
@@ -67,26 +68,31 @@ def main() -> None:
         "resident": Budget(60_000_000_000, 3_000_000_000),
     }
     scores = hosp["assessment_score"].to_numpy()
-    price(cases, w, pv, hosp)  # warm numba and caches
+    settle(price(cases, w, pv, hosp), pv, budgets, 2024, scores)  # warm numba and caches
     t_price, pr = best(lambda: price(cases, w, pv, hosp), a.repeat)
-    t_settle, st = best(lambda: settle(pr, pv, budgets, 2024, scores), a.repeat)
-    print(f"pricing (all case types, readmission linking): {t_price * 1e3:7.1f} ms")
+    t_cells, cells = best(lambda: build_cells(pr), a.repeat)
+    t_settle, st = best(lambda: settle(pr, pv, budgets, 2024, scores, cells=cells), a.repeat)
+    print(f"pricing rows (all case types, readmission linking): {t_price * 1e3:7.1f} ms")
     print(
-        f"settlement (2 funds: PV, pre-settlement, annual, corridors, per-case split): {t_settle * 1e3:7.1f} ms"
+        f"cells (hospital x DRG x fund x month, one sort) and per-hfm totals: {t_cells * 1e3:7.1f} ms "
+        f"({len(cells.P):,} cells)"
     )
     print(
-        f"pricing + settlement after load: {(t_price + t_settle) * 1e3:7.1f} ms  (target <= 500 ms)"
+        "settlement (2 funds: cell points, PV, pre-settlement, annual, corridors, per-case split): "
+        f"{t_settle * 1e3:7.1f} ms"
     )
+    total = t_price + t_cells + t_settle
+    print(f"pricing + cells + settlement after load: {total * 1e3:7.1f} ms  (target <= 500 ms)")
     t_index, _ = best(cases.index, a.repeat)
     print(
         f"  orders built at load (case id; patient, admit day for readmissions): {t_index * 1e3:.1f} ms; "
-        f"counting them too: {(t_price + t_settle + t_index) * 1e3:.1f} ms"
+        f"counting them too: {(total + t_index) * 1e3:.1f} ms"
     )
     n_read = int((pr.case_type == 7).sum())
     print(f"  case types: readmissions {n_read:,}, pay_status ok {int(pr.payable.sum()):,}")
 
     # re-settlement after a settlement-parameter change: hospital x month totals only
-    tots = [fund_totals(pr, f) for f in (0, 1)]
+    tots = [fund_totals(pr, f, cells) for f in (0, 1)]
     pv2 = (
         load_policy()
         .with_values(
@@ -144,18 +150,14 @@ def main() -> None:
     t_cp, _ = best(lambda: case_payments(pr, fss), a.repeat)
     print(f"  + re-splitting payments to the {a.cases:,} cases: {t_cp * 1e3:7.1f} ms")
 
-    # scenario sweep building block: cells re-priced by binary search
-    t_cells, cells = best(lambda: build_cells(pr), 1)
+    # scenario sweep building block: the same cells re-priced by binary search
     hc = pv["high_cost"]
     tiers = [{"rw_upto": 1.0, "k": 2.5}, {"rw_upto": None, "k": 1.8}]
     t_rep, _ = best(
         lambda: hfm_points(cells, cell_points(cells, tiers, 0.5, hc["beta"], 10.0)),
         max(a.repeat, 5),
     )
-    print(
-        f"cells: build {t_cells * 1e3:.1f} ms ({len(cells.P):,} cells); re-price new thresholds "
-        f"{t_rep * 1e3:.2f} ms per scenario"
-    )
+    print(f"cells: re-price new outlier thresholds {t_rep * 1e3:.2f} ms per scenario")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,15 @@ def test_simulate_api(region_cases):
     )  # the rule, from last year's spending
     assert t["cases"].attrs["drgsim.policy_hash"]
     assert {"cmi", "cost_index", "time_index"} <= set(t["hospitals"].columns)
+    # settled on the cells' totals; the per-case points add up to them (up to float rounding)
+    c = t["cases"][(t["cases"]["pay_status"] == "ok") & t["cases"]["in_budget"]]
+    assert c.groupby("fund")["points"].sum().to_dict() == pytest.approx(f["points"].to_dict())
+    hp = t["hospitals"].set_index(["fund", "hospital_id"])["points"]
+    assert c.groupby(["fund", "hospital_id"])["points"].sum().reindex(hp.index).to_numpy() == (
+        pytest.approx(hp.to_numpy(), rel=1e-9)
+    )
+    summ = dict(zip(t["summary"]["item"], t["summary"]["value"], strict=True))
+    assert "employee points settled (cells) / sum of case points" in summ
 
 
 def test_region_table_budget(region_cases):

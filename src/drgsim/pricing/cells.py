@@ -1,10 +1,29 @@
-"""Cells for scenario sweeps: cases priced once into hospital × DRG × fund × month cells.
+"""Cells: cases priced once into hospital × DRG × fund × month cells; totals from the cells.
 
-A cell keeps its cases' costs sorted with running sums, so a changed outlier threshold
-(k, the low-cost factor, β, the cap) re-prices the cell by binary search without
-touching case rows. Cases whose type does not depend on those thresholds (per diem,
-special review, ungroupable, readmission, short stay) are kept as fixed points per
-hospital × fund × month. Settlement then runs on hospital × fund × month totals.
+This is how every settlement gets its points, the single simulation (``settle``) as the
+one-scenario case and the scenario sweeps alike; row pricing (:func:`~drgsim.pricing.core.price`)
+stays the per-case explanation and the slow reference the cells are tested against.
+
+- **Threshold cases** (case type normal, high-cost or low-cost): what they are depends on
+  the outlier thresholds. A cell keeps its cases' costs sorted with running sums, so the
+  cell's points under any thresholds (k by RW tier, the low-cost factor, β, the cap) are
+  found by binary search with the very predicates row pricing uses (``cost / m > k``,
+  ``cost / m < l``, points above ``cap × P``) and a few sums, without touching case rows.
+- **Fixed cases** (per diem inside the budget, special review, ungroupable/ambiguous,
+  readmission, short stay, statuses paid zero): their points do not depend on those
+  thresholds. They enter as one adjustment per hospital × fund × month, computed once
+  from the row points (summed in case-id order, so row order never moves a last bit).
+  Re-pricing is exact for them as long as (a) every such type comes before high_cost and
+  low_cost in the precedence (else a changed k or l could move a case between a fixed type
+  and a threshold type) and (b) a changed cap does not reach a readmission's or short
+  stay's points; :func:`cell_points` raises :class:`CellsError` instead of differing
+  silently when either is violated.
+- Per-diem cases paid **outside** the budget carry no points; their fen are kept per
+  hospital × fund (``outside_fen``) for the carve-out. Rows that are not payable carry
+  nothing.
+
+The integer sums the settlement needs beside the points (cost, patients' share, cases)
+are kept per hospital × fund × month too, so settlement runs on these totals alone.
 """
 
 from __future__ import annotations
@@ -14,117 +33,304 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from drgsim.errors import DrgsimError
 from drgsim.pricing.core import CASE_TYPES, Priced
 
-SHIFT = 40  # cost fen below 2**40 (11 billion yuan) per case
 THRESHOLD_TYPES = [CASE_TYPES.index(t) for t in ("normal", "high_cost", "low_cost")]
+FIXED_TYPES = ("per_diem", "special_review", "ungroupable", "readmission", "short_stay")
+FIXED_CAPPED = [CASE_TYPES.index(t) for t in ("readmission", "short_stay")]  # capped, fixed
+N_FUNDS = 2
+MONTHS = 12
+
+
+class CellsError(DrgsimError):
+    """Cells cannot re-price these thresholds exactly (re-price the rows instead)."""
 
 
 @dataclass
 class Cells:
-    """Sorted per-cell costs and what re-pricing a cell needs."""
+    """Sorted per-cell costs and what re-pricing a cell needs, plus per-hfm totals.
 
-    hfm: np.ndarray  # per cell: (hospital * 2 + fund) * 12 + month
+    ``hfm`` = (hospital × 2 + fund) × 12 + month indexes the per-hospital-fund-month arrays.
+    """
+
+    hfm: np.ndarray  # per cell
     P: np.ndarray  # base points
     c: np.ndarray  # hospital coefficient
     m: np.ndarray  # reference mean cost (fen)
     rw: np.ndarray
-    start: np.ndarray  # offsets into key/cum (len cells + 1)
-    key: np.ndarray  # (cell << SHIFT) | cost, sorted
-    cum: np.ndarray  # running sum of sorted costs, with a leading 0
-    fixed_points: np.ndarray  # per hospital × fund × month: points of threshold-free cases
-    n_hfm: int
+    start: np.ndarray  # offsets into cost/cum (len cells + 1)
+    cost: np.ndarray  # int64 fen, sorted inside each cell
+    cum: np.ndarray  # running sum of ``cost`` (float64, exact below 2**53 fen), leading 0
+    fixed_points: np.ndarray  # per hfm: points of the fixed cases
+    share_fen: np.ndarray  # per hfm, int64: patients' share of payable in-budget cases
+    cost_fen: np.ndarray  # per hfm, int64
+    cases: np.ndarray  # per hfm, int64
+    outside_fen: np.ndarray  # per hospital × fund, int64: per diem paid outside the budget
+    n_hosp: int
+    built: dict  # the thresholds the cases were priced with: tiers, low, beta, cap
+    low_first: bool  # low_cost before high_cost in the precedence
+    has_high: bool
+    has_low: bool
+    fixed_before_thresholds: bool  # every fixed type precedes high_cost and low_cost
+    fixed_cap_ratio: float  # largest points / P among fixed capped cases (readmission...)
+    fixed_cap_bound: bool  # some fixed capped case sits at the built cap
 
     @property
     def n(self) -> np.ndarray:
         return np.diff(self.start)
 
+    @property
+    def n_hfm(self) -> int:
+        return self.n_hosp * N_FUNDS * MONTHS
+
+
+def _thresholds(pv: dict) -> dict:
+    return {
+        "tiers": [dict(t) for t in pv["high_cost"]["tiers"]],
+        "low": float(pv["low_cost"]["factor"]),
+        "beta": float(pv["high_cost"]["beta"]),
+        "cap": pv["caps"]["max_points_multiple"],
+    }
+
 
 def build_cells(pr: Priced) -> Cells:
-    """Group payable in-budget cases into cells once (one sort)."""
+    """Group payable in-budget cases into cells once (one sort) and sum the rest per hfm."""
+    if pr.pv is None:
+        raise CellsError("cells need the policy the cases were priced with (Priced.pv)")
     c = pr.cases
     H = len(c.hospital_ids)
-    n_hfm = H * 2 * 12
-    ok = pr.payable & pr.in_budget
+    n_hfm = H * N_FUNDS * MONTHS
+    ok = pr.payable & pr.in_budget & (c.hosp >= 0) & (c.fund >= 0)
+    hfm_all = (c.hosp.astype(np.int64) * N_FUNDS + c.fund) * MONTHS + c.month
     thr = ok & np.isin(pr.case_type, THRESHOLD_TYPES)
-    hfm_all = (c.hosp.astype(np.int64) * 2 + c.fund) * 12 + c.month
-    fixed = np.bincount(hfm_all[ok & ~thr], weights=pr.points[ok & ~thr], minlength=n_hfm)
+    fixed = ok & ~thr
+
+    def per_hfm(mask: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+        return np.bincount(hfm_all[mask], weights=None if w is None else w[mask], minlength=n_hfm)
+
+    o = c.tie_order[fixed[c.tie_order]]  # fixed points summed in case-id order
+    fixed_points = np.bincount(hfm_all[o], weights=pr.points[o], minlength=n_hfm)
+    # integer sums: exact in float64 below 2**53 fen (90 trillion yuan)
+    share = np.rint(per_hfm(ok, c.share_fen)).astype(np.int64)
+    cost_t = np.rint(per_hfm(ok, c.cost_fen)).astype(np.int64)
+    n_cases = per_hfm(ok, None).astype(np.int64)
+    out_sel = pr.payable & ~pr.in_budget & (c.hosp >= 0) & (c.fund >= 0)
+    outside = np.rint(
+        np.bincount(
+            c.hosp[out_sel].astype(np.int64) * N_FUNDS + c.fund[out_sel],
+            weights=pr.outside_fen[out_sel],
+            minlength=H * N_FUNDS,
+        )
+    ).astype(np.int64)
+
     idx = np.flatnonzero(thr)
-    W = int(pr.weight_row.max()) + 1 if len(idx) else 1
-    raw = hfm_all[idx] * W + pr.weight_row[idx]
-    cell_keys, cell = np.unique(raw, return_inverse=True)
-    key = (cell.astype(np.int64) << SHIFT) | c.cost_fen[idx]
-    order = np.argsort(key, kind="stable")
-    key = key[order]
-    srt = idx[order]
-    first = np.r_[0, np.flatnonzero(np.diff(key >> SHIFT)) + 1]
-    start = np.r_[first, len(key)]
-    cum = np.r_[0.0, np.cumsum(c.cost_fen[srt].astype(np.float64))]
-    f = srt[first]
+    if len(idx):
+        wr = pr.weight_row[idx].astype(np.int64)
+        W = int(wr.max()) + 1
+        raw = hfm_all[idx] * W + wr
+        cst = c.cost_fen[idx].astype(np.int64)
+        shift = max(1, int(cst.max()).bit_length())
+        if shift + max(1, int(raw.max()).bit_length()) <= 63:
+            key = np.sort((raw << shift) | cst)  # one sort of packed (cell, cost) keys
+            raw_s, cost_s = key >> shift, key & ((1 << shift) - 1)
+        else:
+            order = np.lexsort((cst, raw))
+            raw_s, cost_s = raw[order], cst[order]
+        first = np.r_[0, np.flatnonzero(np.diff(raw_s)) + 1]
+        start = np.r_[first, len(raw_s)].astype(np.int64)
+        cell_raw = raw_s[first]
+        wrow = cell_raw % W
+        # per weight row and per hospital: the same for every case of a cell
+        Pw, mw, rww = np.zeros(W), np.zeros(W), np.zeros(W)
+        Pw[wr], mw[wr], rww[wr] = pr.base_points[idx], pr.mean_cost_fen[idx], pr.rw[idx]
+        ch = np.ones(max(H, 1))
+        ch[c.hosp[idx]] = pr.coefficient[idx]
+        hfm = cell_raw // W
+        P, m, rw, cc = Pw[wrow], mw[wrow], rww[wrow], ch[hfm // (N_FUNDS * MONTHS)]
+    else:
+        cost_s = np.zeros(0, np.int64)
+        start = np.zeros(1, np.int64)
+        hfm = np.zeros(0, np.int64)
+        P = m = rw = cc = np.zeros(0)
+    cum = np.r_[0.0, np.cumsum(cost_s.astype(np.float64))]
+
+    pv = pr.pv
+    prec = list(pv["case_types"]["precedence"])
+    th = [prec.index(t) for t in ("high_cost", "low_cost") if t in prec]
+    first_thr = min(th) if th else len(prec)
+    fixed_before = all(prec.index(t) < first_thr for t in FIXED_TYPES if t in prec)
+    built = _thresholds(pv)
+    fc = fixed & np.isin(pr.case_type, FIXED_CAPPED) & (pr.base_points > 0)
+    ratio = pr.points[fc] / pr.base_points[fc] if fc.any() else np.zeros(0)
+    cap = built["cap"]
     return Cells(
-        hfm=(cell_keys // W).astype(np.int64),
-        P=pr.base_points[f],
-        c=pr.coefficient[f],
-        m=pr.mean_cost_fen[f],
-        rw=pr.rw[f],
+        hfm=hfm.astype(np.int64),
+        P=np.asarray(P, np.float64),
+        c=np.asarray(cc, np.float64),
+        m=np.asarray(m, np.float64),
+        rw=np.asarray(rw, np.float64),
         start=start,
-        key=key,
+        cost=cost_s.astype(np.int64),
         cum=cum,
-        fixed_points=fixed,
-        n_hfm=n_hfm,
+        fixed_points=fixed_points,
+        share_fen=share,
+        cost_fen=cost_t,
+        cases=n_cases,
+        outside_fen=outside,
+        n_hosp=H,
+        built=built,
+        low_first="low_cost" in prec
+        and "high_cost" in prec
+        and prec.index("low_cost") < prec.index("high_cost"),
+        has_high="high_cost" in prec,
+        has_low="low_cost" in prec,
+        fixed_before_thresholds=fixed_before,
+        fixed_cap_ratio=float(ratio.max()) if len(ratio) else 0.0,
+        fixed_cap_bound=bool(cap is not None and len(ratio) and ratio.max() >= cap * (1 - 1e-12)),
     )
 
 
+def _check_repriceable(cells: Cells, tiers: list[dict], low: float, cap: float | None) -> None:
+    b = cells.built
+    moved = [dict(t) for t in tiers] != b["tiers"] or float(low) != b["low"]
+    if moved and not cells.fixed_before_thresholds:
+        raise CellsError(
+            "the precedence puts high_cost or low_cost before a fixed case type, so a changed "
+            "k or low-cost factor can move cases between types: re-price the rows"
+        )
+    if cap != b["cap"]:
+        lo = np.inf if cap is None else float(cap)
+        if cells.fixed_cap_bound or lo < cells.fixed_cap_ratio:
+            raise CellsError(
+                f"a cap of {cap} changes readmission or short-stay points, which cells keep "
+                f"fixed (largest is {cells.fixed_cap_ratio:.4g} x P, built with cap {b['cap']}): "
+                "re-price the rows"
+            )
+
+
 def cell_points(
-    cells: Cells, tiers: list[dict], low_factor: float, beta: float, cap: float | None
+    cells: Cells,
+    tiers: list[dict] | None = None,
+    low_factor: float | None = None,
+    beta: float | None = None,
+    cap: float | None | str = "built",
 ) -> np.ndarray:
-    """Points of every cell under outlier thresholds, by binary search (no case rows)."""
+    """Points of every cell under outlier thresholds, by binary search (no case rows).
+
+    Arguments left out keep the thresholds the cases were priced with (``cells.built``);
+    ``cap=None`` means no cap. Raises :class:`CellsError` when the fixed cases would not
+    stay fixed under the new thresholds.
+    """
+    b = cells.built
+    tiers = b["tiers"] if tiers is None else tiers
+    low = b["low"] if low_factor is None else float(low_factor)
+    beta = b["beta"] if beta is None else float(beta)
+    cap = b["cap"] if isinstance(cap, str) else cap
+    _check_repriceable(cells, tiers, low, cap)
     edges = np.array([t["rw_upto"] for t in tiers[:-1]], dtype=np.float64)
     ks = np.array([t["k"] for t in tiers], dtype=np.float64)
     k = ks[np.searchsorted(edges, cells.rw, side="left")]
-    cost = cells.key & ((1 << SHIFT) - 1)
     out = np.empty(len(cells.P), dtype=np.float64)
     _cell_kernel(
-        cost,
+        cells.cost,
         cells.cum,
         cells.start,
         cells.P,
         cells.c,
         cells.m,
         k,
-        float(low_factor),
-        float(beta),
+        low,
+        beta,
         -1.0 if cap is None else float(cap),
+        cells.has_high,
+        cells.has_low,
+        cells.low_first,
         out,
     )
     return out
 
 
+def cell_points_at(cells: Cells, pv: dict) -> np.ndarray:
+    """:func:`cell_points` under the thresholds of a resolved policy ``pv``."""
+    t = _thresholds(pv)
+    return cell_points(cells, t["tiers"], t["low"], t["beta"], t["cap"])
+
+
 @nb.njit(cache=True)
-def _cell_kernel(cost, cum, start, P, c, m, k, low, beta, cap, out):  # pragma: no cover - numba
+def _first(cost, a, b, m, mode, thr, Pc, P, k, beta):  # pragma: no cover - numba
+    """First index in [a, b) whose case satisfies the (monotone in cost) predicate.
+
+    mode 0: cost / m > thr (high-cost); 1: cost / m >= thr (not low-cost);
+    2: Pc × (cost / m) > thr (a low-cost case above the cap);
+    3: Pc + P × (cost / m − k) × β > thr (a high-cost case above the cap).
+    The expressions are those of row pricing, so both classify every case alike.
+    """
+    lo, hi = a, b
+    while lo < hi:
+        mid = (lo + hi) // 2
+        r = cost[mid] / m
+        if mode == 0:
+            hit = r > thr
+        elif mode == 1:
+            hit = r >= thr
+        elif mode == 2:
+            hit = Pc * r > thr
+        else:
+            hit = Pc + P * (r - k) * beta > thr
+        if hit:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@nb.njit(cache=True)
+def _cell_kernel(
+    cost, cum, start, P, c, m, k, low, beta, cap, has_high, has_low, low_first, out
+):  # pragma: no cover - numba
     for j in range(len(P)):
         a, b = start[j], start[j + 1]
-        seg = cost[a:b]
-        mj = m[j]
-        lo_end = a + np.searchsorted(seg, np.ceil(low * mj) - 1, side="right")  # cost < l m
-        hi_start = a + np.searchsorted(seg, np.floor(k[j] * mj), side="right")  # cost > k m
-        if lo_end > hi_start:
-            lo_end = hi_start
-        Pc = P[j] * c[j]
-        pts = Pc * (hi_start - lo_end) + Pc * (cum[lo_end] - cum[a]) / mj
-        end = b
-        if cap >= 0.0 and beta > 0.0:
-            # a high-cost case reaches the cap when P c + P (cost/m - k) beta >= cap P
-            cap_cost = (k[j] + (cap * P[j] - Pc) / (P[j] * beta)) * mj
-            end = a + np.searchsorted(seg, np.floor(cap_cost), side="right")
-            if end < hi_start:
-                end = hi_start
-            pts += cap * P[j] * (b - end)
-        nh = end - hi_start
-        pts += Pc * nh + P[j] * beta * ((cum[end] - cum[hi_start]) / mj - k[j] * nh)
+        Pj, mj = P[j], m[j]
+        Pc = Pj * c[j]
+        capP = cap * Pj
+        if not (mj > 0.0):  # no reference cost: every case is normal (as in row pricing)
+            pn = min(Pc, capP) if cap >= 0.0 else Pc
+            out[j] = pn * (b - a)
+            continue
+        lo_end = _first(cost, a, b, mj, 1, low, Pc, Pj, k[j], beta) if has_low else a
+        hi_start = _first(cost, a, b, mj, 0, k[j], Pc, Pj, k[j], beta) if has_high else b
+        if lo_end > hi_start:  # both predicates hold: the first in the precedence wins
+            if low_first:
+                hi_start = lo_end
+            else:
+                lo_end = hi_start
+        # normal
+        pn = Pc
+        if cap >= 0.0 and capP < Pc:
+            pn = capP
+        pts = pn * (hi_start - lo_end)
+        # low-cost: Pc × cost / m, capped
+        lc = lo_end
+        if cap >= 0.0:
+            lc = _first(cost, a, lo_end, mj, 2, capP, Pc, Pj, k[j], beta)
+            pts += capP * (lo_end - lc)
+        pts += Pc * (cum[lc] - cum[a]) / mj
+        # high-cost: Pc + P (cost / m - k) β, capped
+        hc = b
+        if cap >= 0.0:
+            hc = _first(cost, hi_start, b, mj, 3, capP, Pc, Pj, k[j], beta)
+            pts += capP * (b - hc)
+        nh = hc - hi_start
+        pts += Pc * nh + Pj * beta * ((cum[hc] - cum[hi_start]) / mj - k[j] * nh)
         out[j] = pts
 
 
 def hfm_points(cells: Cells, pts: np.ndarray) -> np.ndarray:
-    """Hospital × fund × month points: cell points summed plus the fixed ones."""
+    """Hospital × fund × month points: cell points summed (in cell order) plus the fixed ones."""
     return np.bincount(cells.hfm, weights=pts, minlength=cells.n_hfm) + cells.fixed_points
+
+
+def by_fund(cells: Cells, per_hfm: np.ndarray) -> np.ndarray:
+    """A per-hfm array as (fund, hospital, month)."""
+    return per_hfm.reshape(cells.n_hosp, N_FUNDS, MONTHS).transpose(1, 0, 2)

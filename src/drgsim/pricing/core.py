@@ -264,6 +264,7 @@ class Priced:
     hosp_coef: np.ndarray  # per hospital
     rw: np.ndarray = None  # type: ignore[assignment]
     mean_los: np.ndarray = None  # type: ignore[assignment]
+    pv: dict | None = None  # the resolved policy the cases were priced with
 
     @property
     def payable(self) -> np.ndarray:
@@ -501,4 +502,5 @@ def price(
         mean_los=np.where(has_w, t["mean_los"].to_numpy(dtype=np.float64)[r], np.nan)
         if "mean_los" in t
         else np.full(n, np.nan),
+        pv=pv,
     )

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from drgsim.pricing.cases import FUNDS
+from drgsim.pricing.cells import Cells, build_cells, by_fund, cell_points, hfm_points
 from drgsim.pricing.core import CASE_TYPES, Priced
 from drgsim.pricing.money import grouped_largest_remainder
 from drgsim.settlement.core import (
@@ -20,8 +21,37 @@ from drgsim.settlement.core import (
 from drgsim.settlement.scenarios import settle_fund_fast
 
 
+def cell_fund_totals(cells: Cells, points_hfm: np.ndarray | None = None) -> list[FundTotals]:
+    """Hospital × month totals per fund from the cells (the settlement's input).
+
+    ``points_hfm``: hospital × fund × month points of a scenario
+    (``hfm_points(cells, cell_points(cells, ...))``); default: the thresholds the cases
+    were priced with. The integer sums (cost, patients' share, cases, per diem outside the
+    budget) are the cells' own.
+    """
+    if points_hfm is None:
+        points_hfm = hfm_points(cells, cell_points(cells))
+    pts, share = by_fund(cells, points_hfm), by_fund(cells, cells.share_fen)
+    cost, n = by_fund(cells, cells.cost_fen), by_fund(cells, cells.cases)
+    outside = cells.outside_fen.reshape(cells.n_hosp, len(FUNDS)).T
+    return [
+        FundTotals(
+            FUNDS[f],
+            np.ascontiguousarray(pts[f]),
+            np.ascontiguousarray(share[f]),
+            np.ascontiguousarray(cost[f]),
+            np.ascontiguousarray(n[f]),
+            np.ascontiguousarray(outside[f]),
+        )
+        for f in range(len(FUNDS))
+    ]
+
+
 def all_fund_totals(pr: Priced) -> list[FundTotals]:
-    """Hospital × month sums per fund of payable in-budget cases (one bincount per sum)."""
+    """Hospital × month sums per fund of the per-case points and amounts, row by row.
+
+    The slow, obvious reference of :func:`cell_fund_totals` (which ``settle`` uses).
+    """
     c = pr.cases
     H = len(c.hospital_ids)
     F = len(FUNDS)
@@ -60,9 +90,9 @@ def all_fund_totals(pr: Priced) -> list[FundTotals]:
     ]
 
 
-def fund_totals(pr: Priced, f: int) -> FundTotals:
-    """Hospital × month sums of one fund's payable in-budget cases."""
-    return all_fund_totals(pr)[f]
+def fund_totals(pr: Priced, f: int, cells: Cells | None = None) -> FundTotals:
+    """Hospital × month totals of one fund, from the cells (built here when not given)."""
+    return cell_fund_totals(build_cells(pr) if cells is None else cells)[f]
 
 
 @dataclass
@@ -72,6 +102,7 @@ class Settlement:
     priced: Priced
     funds: list[FundSettlement]
     payment_fen: np.ndarray  # per case
+    cells: Cells | None = None
 
     def tables(self) -> dict[str, pd.DataFrame]:
         return build_tables(self)
@@ -110,11 +141,24 @@ def _basis(fs: FundSettlement) -> str:
 
 
 def settle(
-    pr: Priced, pv: dict, budgets: dict[str, Budget], year: int, scores: np.ndarray | None = None
+    pr: Priced,
+    pv: dict,
+    budgets: dict[str, Budget],
+    year: int,
+    scores: np.ndarray | None = None,
+    cells: Cells | None = None,
 ) -> Settlement:
-    """Settle every fund that has a budget; per-case payments split from the hospital-months."""
+    """Settle every fund that has a budget; per-case payments split from the hospital-months.
+
+    The one-scenario case of the sweeps: the cases' points reach the settlement as
+    hospital × fund × month totals of the cells (:mod:`drgsim.pricing.cells`, built here
+    unless given), priced with the thresholds the cases were priced with; ``pv`` gives
+    the settlement parameters. The per-case points only split each hospital-month's
+    payment over its cases.
+    """
     out = []
-    all_tot = all_fund_totals(pr)
+    cells = build_cells(pr) if cells is None else cells
+    all_tot = cell_fund_totals(cells)
     for f, name in enumerate(FUNDS):
         if name not in budgets and all_tot[f].cases.sum() > 0:
             raise BudgetError(
@@ -127,7 +171,7 @@ def settle(
         fs = settle_fund_fast(tot, budgets[name], pv, year, scores)
         fs.basis = pv["point_value"]["basis"]  # type: ignore[attr-defined]
         out.append(fs)
-    return Settlement(pr, out, case_payments(pr, out))
+    return Settlement(pr, out, case_payments(pr, out), cells)
 
 
 def build_tables(st: Settlement) -> dict[str, pd.DataFrame]:
@@ -274,4 +318,13 @@ def summarize_pay_status(cases: pd.DataFrame) -> pd.DataFrame:
     return g.reset_index().sort_values("pay_status").reset_index(drop=True)
 
 
-__all__ = ["CASE_TYPES", "Settlement", "build_tables", "case_payments", "fund_totals", "settle"]
+__all__ = [
+    "CASE_TYPES",
+    "Settlement",
+    "all_fund_totals",
+    "build_tables",
+    "case_payments",
+    "cell_fund_totals",
+    "fund_totals",
+    "settle",
+]

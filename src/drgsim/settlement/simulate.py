@@ -200,9 +200,18 @@ def summary_table(t: dict[str, pd.DataFrame], prov: dict[str, str]) -> pd.DataFr
                 f"{r['cases']} cases, cost {r['cost_fen'] / 100:,.2f} yuan",
             )
         )
+    inb = cases[(cases["pay_status"] == "ok") & cases["in_budget"]]
     for _, f in t["funds"].iterrows():
         rows.append(
             (f"{f['fund']} budget (yuan)", f"{f['budget_fen'] / 100:,.2f} ({f['budget_source']})")
+        )
+        # settled on the cells' totals; the per-case points explain them (equal up to float)
+        row_pts = float(inb.loc[inb["fund"] == f["fund"], "points"].sum())
+        rows.append(
+            (
+                f"{f['fund']} points settled (cells) / sum of case points",
+                f"{f['points']:,.4f} / {row_pts:,.4f}",
+            )
         )
         rows.append((f"{f['fund']} point value (yuan/point)", f"{f['pv_used']:.4f}"))
         rows.append(
