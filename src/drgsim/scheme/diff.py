@@ -19,6 +19,10 @@ import pandas as pd
 from drgsim.scheme.paths import resolve_scheme_dir
 from drgsim.scheme.tables import SchemeTables, Table, load_tables
 
+_RULE_COLS = ["dx_match", "dx2_match", "proc_match", "proc2_match", "or_proc", "proc_groups",
+              "has_proc", "age_days_required", "age_days_min", "age_days_max", "weight_required",
+              "weight_g_min", "weight_g_max", "age_years_min", "age_years_max", "los_days_min",
+              "los_days_max"]
 _BOUND_COLS = ("age_years_min", "age_years_max", "los_days_min", "los_days_max", "min_dx_count")
 
 
@@ -183,7 +187,12 @@ def diff_schemes(a: str | os.PathLike[str] | SchemeTables,
         for i in range(max(len(ra), len(rb))):
             x = ra[i] if i < len(ra) else None
             y = rb[i] if i < len(rb) else None
-            if x is None or y is None:
+            if y is None:
+                out.append(Change("adrg", x["rule_id"], "removed", "rule: " + _fmt(x, _RULE_COLS)))
+                continue
+            if x is None:
+                out.append(Change("adrg", y["rule_id"], "added",
+                                  f"rule at order {y['order']}: " + _fmt(y, _RULE_COLS)))
                 continue
             ch = _row_changes(x, y, {"rule_id", "kind"})
             if ch:
