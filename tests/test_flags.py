@@ -126,3 +126,16 @@ def test_summary_by_flag_and_hospital():
     assert set(by_hosp["hospital"]) == {"H01", "H02", "H03"}
     assert by_hosp["records"].sum() == len(g)
     assert by_hosp["cc_excluded"].sum() == by_flag.set_index("flag").loc["cc_excluded", "records"]
+
+
+def test_plain_grouping_never_loads_flags():
+    """Flags cost nothing unless asked: plain grouping does not even import them."""
+    import subprocess
+    import sys
+
+    src = Path(__file__).parent / "fixtures" / "exports" / "cases_utf8.csv"
+    code = ("import sys, drgsim; drgsim.group(sys.argv[1]); "
+            "print('drgsim.flags' in sys.modules, 'drgsim.grouper.extras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(src)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]
