@@ -18,8 +18,20 @@ BROKEN = {
     "date_out_of_order.yaml": (18, "calibration.inflation.values", "out of order"),
     "bad_enum.yaml": (178, "point_value.basis", "is not one of total_cost, fund"),
     "duplicate_key.yaml": (98, None, "duplicate key"),
-    "out_of_range.yaml": (186, "presettlement.prepay_share", "above the maximum"),
+    "out_of_range.yaml": (209, "presettlement.prepay_share", "above the maximum"),
     "bad_date.yaml": (21, None, "is not a date"),
+    # relative mode: 90 (a percent) where a share of the budgeted point value (0.9) is meant
+    "bad_pv_bounds.yaml": (
+        190,
+        "point_value.bounds.floor",
+        "90 is not a share of the budgeted point value",
+    ),
+    "pv_bounds_crossed.yaml": (190, "point_value.bounds.floor", "floor 1.1 is above ceiling 0.9"),
+    "pv_budgeted_missing.yaml": (
+        205,
+        "point_value.bounds.budgeted_pv_yuan",
+        "budgeted_pv: given need budgeted_pv_yuan per fund",
+    ),
 }
 
 
@@ -105,3 +117,30 @@ def test_cross_check_names_a_line():
     p = exc.value.problems[0]
     assert p.field == "hospital_corridor" and "lower must not exceed upper" in p.message
     assert p.line is not None and "upper:" in src.splitlines()[p.line - 1]
+
+
+def test_point_value_bounds_resolve_and_overlays_are_cross_checked():
+    v = load_policy().at(2024)["point_value"]["bounds"]
+    assert v == {
+        "mode": "relative",
+        "floor": None,
+        "ceiling": None,
+        "budgeted_pv": "budget",
+        "budgeted_pv_yuan": None,
+    }
+    p = load_policy().with_values(
+        {
+            "point_value.bounds.floor": 0.9,
+            "point_value.bounds.ceiling": 1.1,
+            "point_value.bounds.budgeted_pv": "given",
+            "point_value.bounds.budgeted_pv_yuan": {"employee": 118.5, "resident": 96.0},
+        }
+    )
+    assert p.at(2024)["point_value"]["bounds"]["budgeted_pv_yuan"]["resident"] == 96.0
+    # a scenario overlay obeys the rules across parameters too
+    with pytest.raises(PolicyError, match="floor 1.1 is above ceiling 0.9"):
+        load_policy().with_values(
+            {"point_value.bounds.floor": 1.1, "point_value.bounds.ceiling": 0.9}
+        )
+    with pytest.raises(PolicyError, match="'staff' is not a fund"):
+        load_policy().with_values({"point_value.bounds.budgeted_pv_yuan": {"staff": 100.0}})

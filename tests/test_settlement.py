@@ -90,13 +90,113 @@ def test_total_cost_basis_and_floor():
         totals([600, 400], [500_000, 500_000], [150_000, 50_000]), Budget(1_000_000, 0), p, 2024
     )
     assert fs.payment.tolist() == [570_000, 430_000]
-    # a floor of 13 yuan a point: 1,000 x 1,300 - 200,000 = 1,100,000 paid; the budget overdrawn by 100,000
-    p = pv(**{"point_value.basis": "total_cost", "point_value.floor_yuan": 13.0})
+    # an absolute floor of 13 yuan a point: 1,000 x 1,300 - 200,000 = 1,100,000 paid; the
+    # fund adds 100,000 beyond the budget, its own ledger line
+    p = pv(
+        **{
+            "point_value.basis": "total_cost",
+            "point_value.bounds.mode": "absolute",
+            "point_value.bounds.floor": 13.0,
+        }
+    )
     fs = settle_fund(
         totals([600, 400], [500_000, 500_000], [150_000, 50_000]), Budget(1_000_000, 0), p, 2024
     )
     assert fs.payment.tolist() == [630_000, 470_000]
-    assert check_ledger(fs)["budget_remaining"] == 100_000
+    lines = check_ledger(fs)
+    assert lines["pv_floor_topup"] == 100_000 and lines["budget_remaining"] == 0
+
+
+# ---- point value bounds relative to the budgeted point value ---------------------------
+
+
+def relative(lo=0.9, hi=1.1, given=None, **over):
+    """Bounds within -10% / +10% of the budgeted PV (given per fund, or the budget's)."""
+    ov = {
+        "point_value.bounds.mode": "relative",
+        "point_value.bounds.floor": lo,
+        "point_value.bounds.ceiling": hi,
+    }
+    if given is not None:
+        ov["point_value.bounds.budgeted_pv"] = "given"
+        ov["point_value.bounds.budgeted_pv_yuan"] = {"employee": given}
+    return pv(**ov, **over)
+
+
+def test_relative_floor_binds():
+    # total-cost basis: PV = (B + S) / P = (1,000,000 + 200,000) / 1,000 = 1,200 fen = 12 yuan.
+    # Budgeted PV given: 14 yuan (e.g. last year's final PV); floor 0.9 x 14 = 12.6 yuan > 12,
+    # so the final PV is 12.6 yuan = 1,260 fen a point:
+    #   H1 600 x 1,260 - 150,000 = 606,000; H2 400 x 1,260 - 50,000 = 454,000; 1,060,000 in all
+    p = relative(given=14.0, **{"point_value.basis": "total_cost"})
+    fs = settle_fund(
+        totals([600, 400], [500_000, 500_000], [150_000, 50_000]), Budget(1_000_000, 0), p, 2024
+    )
+    assert fs.pv_budgeted == 14.0 and fs.pv_floor == pytest.approx(12.6)
+    assert fs.pv == pytest.approx(12.6) and fs.pv_bound == "floor"
+    assert fs.payment.tolist() == [606_000, 454_000]
+    lines = check_ledger(fs)
+    # the floor adds 1,060,000 - 1,000,000 = 60,000 beyond the budget: a line of its own
+    assert lines["pv_floor_topup"] == 60_000
+    assert lines["budget_remaining"] == 0  # 1,000,000 + 60,000 - 1,060,000
+    assert "pv_ceiling_withheld" not in lines
+
+
+def test_relative_ceiling_binds():
+    # fund basis: PV = B / P = 1,000,000 / 1,000 = 1,000 fen = 10 yuan. Budgeted PV given:
+    # 8 yuan; ceiling 1.1 x 8 = 8.8 yuan < 10: final PV 8.8 yuan = 880 fen a point:
+    #   H1 600 x 880 = 528,000; H2 400 x 880 = 352,000; 880,000 in all
+    p = relative(given=8.0)
+    fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(1_000_000, 0), p, 2024)
+    assert fs.pv == pytest.approx(8.8) and fs.pv_bound == "ceiling"
+    assert fs.payment.tolist() == [528_000, 352_000]
+    lines = check_ledger(fs)
+    # the ceiling withholds 1,000,000 - 880,000 = 120,000: kept by the fund, its own line
+    assert lines["pv_ceiling_withheld"] == -120_000
+    assert lines["budget_remaining"] == 0  # 1,000,000 - 120,000 - 880,000
+    assert "pv_floor_topup" not in lines
+
+
+def test_relative_neither_binds():
+    # PV 10 yuan; budgeted 10.5: floor 9.45, ceiling 11.55 yuan; 10 lies between them
+    p = relative(given=10.5)
+    fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(1_000_000, 0), p, 2024)
+    assert fs.pv == pytest.approx(10.0) and fs.pv_bound == ""
+    assert (fs.pv_floor, fs.pv_ceiling) == pytest.approx((9.45, 11.55))
+    assert fs.payment.tolist() == [600_000, 400_000]
+    lines = check_ledger(fs)
+    assert "pv_floor_topup" not in lines and "pv_ceiling_withheld" not in lines
+    assert lines["budget_remaining"] == 0
+
+
+def test_relative_to_the_budget_with_the_region_corridor():
+    # budgeted PV = the budget over the points (fund basis): 1,200,000 / 1,000 = 1,200 fen.
+    # The region under-spends: fund cost E = 1,000,000 < B = 1,200,000; hospitals keep 50% of
+    # the 200,000: D = 1,100,000 and PV = 1,100 fen. The floor 0.95 x 1,200 = 1,140 fen binds:
+    #   H1 600 x 1,140 = 684,000; H2 400 x 1,140 = 456,000; 1,140,000 in all
+    p = relative(lo=0.95, hi=None, **{"region_corridor.enabled": True})
+    fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(1_200_000, 0), p, 2024)
+    assert fs.distributable_fen == 1_100_000
+    assert fs.pv_budgeted == pytest.approx(12.0) and fs.pv == pytest.approx(11.4)
+    assert fs.payment.tolist() == [684_000, 456_000]
+    lines = check_ledger(fs)
+    assert lines["pv_floor_topup"] == 1_140_000 - 1_100_000
+    # the budget keeps what the region corridor keeps: 1,200,000 + 40,000 - 1,140,000
+    assert lines["budget_remaining"] == -100_000
+    # without the region corridor the budget's own PV is the budgeted one: nothing binds
+    p = relative(lo=0.95, hi=1.05)
+    fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(1_200_000, 0), p, 2024)
+    assert fs.pv_bound == "" and fs.payment.sum() == 1_200_000
+
+
+def test_relative_bounds_need_a_budgeted_pv_for_the_fund():
+    from drgsim.settlement import BudgetError
+
+    p = relative(given=10.0)
+    t = totals([600, 400], [500_000, 500_000])
+    t.fund = "resident"  # the policy gives a budgeted PV for employee only
+    with pytest.raises(BudgetError, match="no budgeted point value for fund resident"):
+        settle_fund(t, Budget(1_000_000, 0), p, 2024)
 
 
 def test_assessment_withholding():
@@ -187,13 +287,19 @@ def test_budget_paid_exactly(seed, n, b, basis, corridors):
     b=st.integers(10_000_000, 10**10),
     floor=st.none() | st.floats(20, 200),
     ceiling=st.none() | st.floats(20, 200),
+    mode=st.sampled_from(["absolute", "relative"]),
     region=st.booleans(),
 )
-def test_with_assessment_everything_still_adds_up(seed, n, b, floor, ceiling, region):
+def test_with_assessment_everything_still_adds_up(seed, n, b, floor, ceiling, mode, region):
+    if floor is not None and ceiling is not None and floor > ceiling:
+        floor, ceiling = ceiling, floor
+    if mode == "relative":  # shares of the budgeted PV: 20..200 -> 0.2..2
+        floor, ceiling = (None if x is None else x / 100 for x in (floor, ceiling))
     pol = load_policy().with_values(
         {
-            "point_value.floor_yuan": floor,
-            "point_value.ceiling_yuan": ceiling,
+            "point_value.bounds.mode": mode,
+            "point_value.bounds.floor": floor,
+            "point_value.bounds.ceiling": ceiling,
             "region_corridor.enabled": region,
         }
     )
@@ -201,11 +307,12 @@ def test_with_assessment_everything_still_adds_up(seed, n, b, floor, ceiling, re
     for fs in s.funds:
         led = ledger(fs, s.priced.cases.hospital_ids)
         lines = led.groupby("line")["amount_fen"].sum()
-        # paid to hospitals + forfeited by assessment + what the budget keeps = budget + region draw
-        assert (
-            fs.annual.sum() + fs.forfeited.sum() - lines["budget_remaining"]
-            == fs.budget.budget_fen + fs.region_draw_fen
-        )
+        # paid to hospitals + forfeited by assessment + withheld by the ceiling + what the
+        # budget keeps = budget + region draw + what the floor adds
+        assert fs.annual.sum() + fs.forfeited.sum() - lines.get("pv_ceiling_withheld", 0) - lines[
+            "budget_remaining"
+        ] == fs.budget.budget_fen + fs.region_draw_fen + lines.get("pv_floor_topup", 0)
+        assert lines.get("pv_floor_topup", 0) >= 0 and lines.get("pv_ceiling_withheld", 0) <= 0
         if floor is None and ceiling is None and not region:
             paid = fs.budget.budget_fen if fs.totals.points.sum() > 0 else 0
             assert fs.annual.sum() + fs.forfeited.sum() == paid

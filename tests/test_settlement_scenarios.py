@@ -25,11 +25,40 @@ FIELDS = (
     "received",
 )
 
+
+def _bounds(draw_mode: str, lo: float | None, hi: float | None, given: float | None) -> dict:
+    if lo is not None and hi is not None and lo > hi:
+        lo, hi = hi, lo
+    ov = {
+        "point_value.bounds.mode": draw_mode,
+        "point_value.bounds.floor": lo,
+        "point_value.bounds.ceiling": hi,
+    }
+    if draw_mode == "relative" and given is not None:
+        ov["point_value.bounds.budgeted_pv"] = "given"
+        ov["point_value.bounds.budgeted_pv_yuan"] = {"employee": given}
+    return ov
+
+
+bounds = st.one_of(
+    st.builds(
+        _bounds,
+        st.just("absolute"),
+        st.none() | st.floats(30, 150),
+        st.none() | st.floats(30, 150),
+        st.none(),
+    ),
+    st.builds(
+        _bounds,
+        st.just("relative"),
+        st.none() | st.floats(0.5, 1.2),
+        st.none() | st.floats(0.8, 1.5),
+        st.none() | st.floats(30, 150),
+    ),
+)
 overlays = st.fixed_dictionaries(
     {
         "point_value.basis": st.sampled_from(["total_cost", "fund"]),
-        "point_value.floor_yuan": st.none() | st.floats(30, 150),
-        "point_value.ceiling_yuan": st.none() | st.floats(30, 150),
         "region_corridor.enabled": st.booleans(),
         "region_corridor.surplus_keep": st.sampled_from([0.0, 0.3, 0.5, 1.0]),
         "presettlement.prepay_share": st.sampled_from([0.85, 0.9, 1.0]),
@@ -58,12 +87,14 @@ def random_totals(seed: int, H: int) -> FundTotals:
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     ov=overlays,
+    bd=bounds,
     seed=st.integers(0, 10_000),
     H=st.integers(1, 12),
     b=st.integers(10**6, 10**10),
     r=st.integers(0, 10**8),
 )
-def test_fast_equals_reference(ov, seed, H, b, r):
+def test_fast_equals_reference(ov, bd, seed, H, b, r):
+    ov = {**ov, **bd}
     if (
         ov["presettlement.provisional_pv"] == "fixed"
         and ov["presettlement.provisional_pv_yuan"] is None
@@ -80,6 +111,11 @@ def test_fast_equals_reference(ov, seed, H, b, r):
         ref.pv == got.pv
         and ref.total_fen == got.total_fen
         and ref.region_draw_fen == got.region_draw_fen
+        and ref.pv_bound == got.pv_bound
+    )
+    np.testing.assert_array_equal(
+        [ref.pv_budgeted, ref.pv_floor, ref.pv_ceiling],
+        [got.pv_budgeted, got.pv_floor, got.pv_ceiling],
     )
 
 
@@ -129,4 +165,4 @@ def test_chunked_scenarios_equal_unchunked(monkeypatch):
     monkeypatch.setattr(sc, "CHUNK", 2)
     chunked = sc.settle_scenarios(*args)
     for k in whole:
-        assert np.array_equal(whole[k], chunked[k]), k
+        assert np.array_equal(whole[k], chunked[k], equal_nan=whole[k].dtype.kind == "f"), k

@@ -200,3 +200,33 @@ def test_bad_rows_get_a_summary_line(region_cases):
     items = t["summary"]["item"].tolist()
     assert "pay_status missing_cost" in items and "pay_status unknown_hospital" in items
     assert len(t["cases"]) == len(last)
+
+
+def test_relative_point_value_floor_end_to_end(region_cases):
+    """Budgeted PV given as 1.2 x last run's PV, floor 0.9 of it: the floor binds, the fund
+    adds the difference on its own ledger line and the hospitals get budget + top-up."""
+    from drgsim.policy import load_policy
+
+    h = fake_hospitals(6)
+    base = drgsim.simulate(region_cases, hospitals=h)["funds"].set_index("fund")
+    given = {f: float(base.loc[f, "pv_used"]) * 1.2 for f in base.index}
+    pol = load_policy().with_values(
+        {
+            "point_value.bounds.mode": "relative",
+            "point_value.bounds.floor": 0.9,
+            "point_value.bounds.budgeted_pv": "given",
+            "point_value.bounds.budgeted_pv_yuan": given,
+        }
+    )
+    t = drgsim.simulate(region_cases, policy=pol, hospitals=h)
+    f = t["funds"].set_index("fund")
+    assert (f["pv_bound"] == "floor").all()
+    assert f["pv_used"].to_dict() == pytest.approx({k: v * 0.9 for k, v in given.items()})
+    led = t["ledger"]
+    assert (led.groupby(["fund", "year"])["amount_fen"].sum() == 0).all()
+    up = led[led["line"] == "pv_floor_topup"].set_index("fund")["amount_fen"]
+    assert (up > 0).all() and (up == f.loc[up.index, "pv_floor_topup_fen"]).all()
+    paid = t["hospitals"].groupby("fund")["payment_fen"].sum()
+    assert (paid == f.loc[paid.index, "budget_fen"] + up.loc[paid.index]).all()
+    summ = dict(zip(t["summary"]["item"], t["summary"]["value"], strict=True))
+    assert "employee point value held at its floor (yuan)" in summ

@@ -24,7 +24,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from drgsim.errors import Problem, ValidationError
 from drgsim.errors import Problem as _Problem
-from drgsim.policy.schema import LEAF_META, SCHEMA, TOP_META, Param
+from drgsim.policy.schema import FUNDS, LEAF_META, SCHEMA, TOP_META, Param
 
 
 class PolicyError(ValidationError):
@@ -85,6 +85,8 @@ class Policy:
             v = _check_value(spec, value, "<overlay>", None, key, problems)
             kept = [(d, x) for d, x in params.get(key, []) if d < day]
             params[key] = kept + [(day, v)]
+        if not problems:  # rules across parameters hold for the overlaid policy too
+            _cross_checks(params, "<overlay>", problems)
         if problems:
             raise PolicyError(problems)
         return Policy(self.name + "+overlay", self.source, params, self.scheme, self.digest(params))
@@ -313,6 +315,7 @@ def _leaf(
             )
         prev = day
         out.append((day, _check_value(spec, _plain(v), file, dline, path, problems)))
+        params.setdefault(VALUE_LINES, {}).setdefault(path, []).append((day, dline))
     params[path] = sorted(out, key=lambda x: x[0])
     params.setdefault(LINES, {})[path] = line
 
@@ -327,6 +330,7 @@ def _plain(v: Any) -> Any:
 
 
 LINES = "\x00lines"  # path -> line, kept beside the parameters while validating
+VALUE_LINES = "\x00value_lines"  # path -> [(date, line of that dated value)]
 
 
 def _cross_checks(params: dict, file: str, problems: list[Problem]) -> None:
@@ -355,6 +359,67 @@ def _cross_checks(params: dict, file: str, problems: list[Problem]) -> None:
     for prec in vals("case_types.precedence"):
         if prec and prec[-1] != "normal":
             problems.append(Problem(file, None, "case_types.precedence", "must end with 'normal'"))
+    _bounds_checks(params, file, problems)
+
+
+def _in_force(params: dict, keys: list[str]) -> list[tuple[dt.date, list]]:
+    """For every date on which one of ``keys`` changes: the values of all of them then."""
+    days = sorted({d for k in keys for d, _ in params.get(k, [])})
+    out = []
+    for day in days:
+        row = []
+        for k in keys:
+            v = None
+            for d, x in params.get(k, []):
+                if d <= day:
+                    v = x
+            row.append(v)
+        out.append((day, row))
+    return out
+
+
+def _bounds_checks(params: dict, file: str, problems: list[Problem]) -> None:
+    """Point-value floor and ceiling: units by mode, order, and the budgeted point value.
+
+    Each problem names the line of the dated value in force on the date it arises.
+    """
+    b = "point_value.bounds."
+    keys = [b + k for k in ("mode", "floor", "ceiling", "budgeted_pv", "budgeted_pv_yuan")]
+    seen: set[tuple[str, str]] = set()
+    day = dt.date.min
+
+    def bad(key: str, msg: str) -> None:
+        at = params.get(LINES, {}).get(key)
+        for d, ln in params.get(VALUE_LINES, {}).get(key, []):
+            if d <= day:
+                at = ln
+        if (key, msg) not in seen:
+            seen.add((key, msg))
+            problems.append(Problem(file, at, key, msg))
+
+    for day, (mode, lo, hi, src, given) in _in_force(params, keys):  # bad() reads day
+        on = f" (in force on {day.isoformat()})"
+        if mode == "relative":
+            for name, v in (("floor", lo), ("ceiling", hi)):
+                if v is not None and not 0 < v <= 2:
+                    bad(
+                        b + name,
+                        f"{v:g} is not a share of the budgeted point value: in relative mode "
+                        f"floor and ceiling lie between 0 and 2 (0.9 = 10% below it){on}",
+                    )
+            if src == "given" and (lo is not None or hi is not None) and not given:
+                bad(
+                    b + "budgeted_pv_yuan",
+                    "relative bounds with budgeted_pv: given need budgeted_pv_yuan per fund "
+                    f"(e.g. {{employee: 118.5, resident: 96.0}}){on}",
+                )
+        if lo is not None and hi is not None and lo > hi:
+            bad(b + "floor", f"floor {lo:g} is above ceiling {hi:g}{on}")
+        for fund, v in (given or {}).items():
+            if fund not in FUNDS:
+                bad(b + "budgeted_pv_yuan", f"{fund!r} is not a fund ({', '.join(FUNDS)})")
+            elif v <= 0:
+                bad(b + "budgeted_pv_yuan", f"{fund}: {v:g} is not a positive point value")
 
 
 def load_policy(source: str | os.PathLike[str] | None = None) -> Policy:
@@ -415,6 +480,7 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
     _walk(doc, SCHEMA, "", file, problems, params, skip=TOP_META)
     _cross_checks(params, file, problems)
     params.pop(LINES, None)
+    params.pop(VALUE_LINES, None)
     if problems:
         raise PolicyError(problems, title=f"{len(problems)} problem(s) in policy {file}")
     name = str(doc.get("name", Path(file).stem))

@@ -176,8 +176,29 @@ SCHEMA: dict[str, Any] = {
             "total_cost: (budget + patients' share) / points; fund: budget / points",
             choices=("total_cost", "fund"),
         ),
-        "floor_yuan": pos("lowest point value in yuan", nullable=True),
-        "ceiling_yuan": pos("highest point value in yuan", nullable=True),
+        "bounds": {
+            "mode": Param(
+                "enum",
+                "absolute: floor and ceiling in yuan per point; relative: shares of the "
+                "budgeted point value (floor 0.9, ceiling 1.1 = within +-10% of it)",
+                choices=("absolute", "relative"),
+            ),
+            "floor": pos("lowest final point value (yuan, or share of the budgeted)", True),
+            "ceiling": pos("highest final point value (yuan, or share of the budgeted)", True),
+            "budgeted_pv": Param(
+                "enum",
+                "what relative bounds are relative to: budget = the fund's DRG budget (after "
+                "reserve and carve-out) over the year's points on the policy's basis, before "
+                "the region corridor; given = budgeted_pv_yuan, fixed in advance",
+                choices=("budget", "given"),
+            ),
+            "budgeted_pv_yuan": Param(
+                "map_float",
+                "budgeted point value per fund in yuan (budgeted_pv: given), e.g. last year's "
+                "final point value or the published annual budgeted point value",
+                nullable=True,
+            ),
+        },
     },
     "presettlement": {
         "prepay_share": ratio("share of each month's provisional payment prepaid"),

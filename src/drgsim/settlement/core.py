@@ -136,6 +136,55 @@ class FundSettlement:
     received: np.ndarray
     totals: FundTotals
     quota_hm: np.ndarray = field(repr=False, default=None)
+    pv_budgeted: float = np.nan  # yuan per point; NaN when no relative bound needs it
+    pv_floor: float = np.nan  # the floor and ceiling in force, yuan per point (NaN: none)
+    pv_ceiling: float = np.nan
+    pv_bound: str = ""  # "floor" or "ceiling" when one binds
+
+    @property
+    def floor_topup_fen(self) -> int:
+        """What the floor pays beyond the amount distributable by points (>= 0)."""
+        return self.total_fen - self.distributable_fen if self.pv_bound == "floor" else 0
+
+    @property
+    def ceiling_withheld_fen(self) -> int:
+        """What the ceiling keeps back of the amount distributable by points (>= 0)."""
+        return self.distributable_fen - self.total_fen if self.pv_bound == "ceiling" else 0
+
+
+def budgeted_pv(bounds: dict, fund: str, budget_fen: int, share_fen: int, points: float) -> float:
+    """The budgeted point value (yuan per point) that relative bounds refer to.
+
+    ``budgeted_pv: budget``: the fund's DRG budget B (after reserve and carve-out) over the
+    year's points P on the policy's basis, before the region corridor: (B + patients'
+    share) / P on the total-cost basis, B / P on the fund basis (``share_fen`` is passed
+    as 0 for the fund basis). ``given``: ``budgeted_pv_yuan[fund]``, fixed in advance.
+    """
+    if bounds["budgeted_pv"] == "given":
+        v = (bounds["budgeted_pv_yuan"] or {}).get(fund)
+        if v is None:
+            raise BudgetError(
+                f"point_value.bounds.budgeted_pv_yuan gives no budgeted point value for fund {fund}"
+            )
+        return float(v)
+    return (budget_fen + share_fen) / points / 100.0 if points > 0 else 0.0
+
+
+def pv_bounds(
+    pvp: dict, fund: str, budget_fen: int, share_fen: int, points: float
+) -> tuple[float, float | None, float | None]:
+    """(budgeted PV or NaN, floor, ceiling) in yuan per point for one fund-year.
+
+    ``pvp``: the policy's ``point_value`` section. Absolute bounds are taken as they are;
+    relative ones are shares of :func:`budgeted_pv`.
+    """
+    bd = pvp["bounds"]
+    lo, hi = bd["floor"], bd["ceiling"]
+    if bd["mode"] != "relative" or (lo is None and hi is None):
+        return np.nan, lo, hi
+    sub = share_fen if pvp["basis"] == "total_cost" else 0
+    b = budgeted_pv(bd, fund, budget_fen, sub, points)
+    return b, (None if lo is None else lo * b), (None if hi is None else hi * b)
 
 
 def _release_fraction(score: np.ndarray, ap: dict) -> np.ndarray:
@@ -176,12 +225,12 @@ def settle_fund(
     pv_tc = (D + S) / P / 100.0 if P > 0 else 0.0
     pv_f = D / P / 100.0 if P > 0 else 0.0
     pv_used = pv_tc if basis == "total_cost" else pv_f
-    lo, hi = pv["point_value"]["floor_yuan"], pv["point_value"]["ceiling_yuan"]
-    clamped = False
+    pv_b, lo, hi = pv_bounds(pv["point_value"], tot.fund, B, S, P)
+    clamped, bound = False, ""
     if P > 0 and lo is not None and pv_used < lo:
-        pv_used, clamped = lo, True
+        pv_used, clamped, bound = lo, True, "floor"
     if P > 0 and hi is not None and pv_used > hi:
-        pv_used, clamped = hi, True
+        pv_used, clamped, bound = hi, True, "ceiling"
     pv_fen = pv_used * 100.0
     sub = S if basis == "total_cost" else 0
     if P <= 0:
@@ -286,6 +335,10 @@ def settle_fund(
         received=received,
         totals=tot,
         quota_hm=q_hm,
+        pv_budgeted=pv_b,
+        pv_floor=np.nan if lo is None else lo,
+        pv_ceiling=np.nan if hi is None else hi,
+        pv_bound=bound,
     )
 
 
@@ -295,9 +348,13 @@ def ledger(fs: FundSettlement, hospital_ids: np.ndarray) -> pd.DataFrame:
     Lines: ``budget`` (+B), ``reserve`` (+R), ``carve_out`` (+X) are sources; each
     hospital's monthly ``prepayment`` and ``annual_balance``, its ``assessment_forfeit``
     (kept by the fund), ``corridor_refund`` (from the reserve) and ``corridor_clawback`` (+,
-    back to the reserve), ``per_diem_outside`` payments, ``budget_remaining`` (B less the
-    final PV × all points, less the patients' share on the total-cost basis; less region
-    draws) and ``reserve_remaining`` (R less refunds and region draws, plus clawbacks).
+    back to the reserve), ``per_diem_outside`` payments; ``pv_floor_topup`` (+, from the
+    fund beyond the DRG budget: what paying at the point-value floor costs over the amount
+    distributable by points) or ``pv_ceiling_withheld`` (−, kept by the fund: what the
+    ceiling holds back of it); ``budget_remaining`` (B plus region draws and the floor's
+    top-up, less the ceiling's withholding, less the final PV × all points, less the
+    patients' share on the total-cost basis) and ``reserve_remaining`` (R less refunds and
+    region draws, plus clawbacks).
     """
     rows: list[tuple] = []
     f, y = fs.fund, fs.year
@@ -331,8 +388,13 @@ def ledger(fs: FundSettlement, hospital_ids: np.ndarray) -> pd.DataFrame:
     if fs.region_draw_fen:  # a transfer: out of the reserve, into the DRG budget
         add("region_corridor_draw", "reserve", -fs.region_draw_fen)
         add("region_corridor_draw", "drg_budget", fs.region_draw_fen)
+    up, held = fs.floor_topup_fen, fs.ceiling_withheld_fen
+    if fs.pv_bound == "floor":  # the fund pays beyond the DRG budget to hold the floor
+        add("pv_floor_topup", "fund", up)
+    if fs.pv_bound == "ceiling":  # the fund keeps what the ceiling withholds
+        add("pv_ceiling_withheld", "fund", -held)
     # what remains, each from its own parts
-    add("budget_remaining", "drg_budget", -(B + fs.region_draw_fen - fs.total_fen))
+    add("budget_remaining", "drg_budget", -(B + fs.region_draw_fen + up - held - fs.total_fen))
     add(
         "reserve_remaining",
         "reserve",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from drgsim.pricing.money import PPM, grouped_largest_remainder, half_up, seqsum
-from drgsim.settlement.core import Budget, FundSettlement, FundTotals
+from drgsim.settlement.core import Budget, FundSettlement, FundTotals, budgeted_pv
 
 CHUNK = 64  # scenarios settled together
 
@@ -34,7 +34,7 @@ class ScenarioParams:
     """Settlement parameters of S scenarios, one array entry per scenario."""
 
     total_cost: np.ndarray  # bool: total-cost basis (else fund basis)
-    floor: np.ndarray  # yuan per point, NaN = none
+    floor: np.ndarray  # yuan per point, or a share of the budgeted PV if relative; NaN = none
     ceiling: np.ndarray
     rc_on: np.ndarray
     rc_keep: np.ndarray
@@ -54,19 +54,42 @@ class ScenarioParams:
     hc_floor: np.ndarray  # NaN = none
     hc_keep: np.ndarray
     hc_cap: np.ndarray
+    relative: np.ndarray = None  # type: ignore[assignment]  # bool: bounds are shares
+    budgeted_pv: np.ndarray = None  # type: ignore[assignment]  # given, yuan; NaN = B / P
+
+    def __post_init__(self) -> None:
+        S_ = len(self.total_cost)
+        if self.relative is None:
+            self.relative = np.zeros(S_, dtype=bool)
+        if self.budgeted_pv is None:
+            self.budgeted_pv = np.full(S_, np.nan)
 
     @classmethod
-    def from_policies(cls, pvs: list[dict]) -> ScenarioParams:
+    def from_policies(cls, pvs: list[dict], fund: str | None = None) -> ScenarioParams:
+        """Parameters of the policies ``pvs`` (resolved), for the fund ``fund`` (which
+        picks the given budgeted point value of relative bounds)."""
+
         def arr(f, dtype=np.float64):
             return np.array([f(p) for p in pvs], dtype=dtype)
 
         def opt(v):
             return np.nan if v is None else float(v)
 
+        def rel(p):
+            b = p["point_value"]["bounds"]
+            return b["mode"] == "relative" and (b["floor"] is not None or b["ceiling"] is not None)
+
+        def given(p):
+            if not rel(p) or p["point_value"]["bounds"]["budgeted_pv"] != "given":
+                return np.nan
+            return budgeted_pv(p["point_value"]["bounds"], str(fund), 0, 0, 0.0)
+
         return cls(
             total_cost=arr(lambda p: p["point_value"]["basis"] == "total_cost", bool),
-            floor=arr(lambda p: opt(p["point_value"]["floor_yuan"])),
-            ceiling=arr(lambda p: opt(p["point_value"]["ceiling_yuan"])),
+            floor=arr(lambda p: opt(p["point_value"]["bounds"]["floor"])),
+            ceiling=arr(lambda p: opt(p["point_value"]["bounds"]["ceiling"])),
+            relative=arr(rel, bool),
+            budgeted_pv=arr(given),
             rc_on=arr(lambda p: p["region_corridor"]["enabled"], bool),
             rc_keep=arr(lambda p: p["region_corridor"]["surplus_keep"]),
             rc_band=arr(lambda p: p["region_corridor"]["overspend_band"]),
@@ -153,10 +176,18 @@ def settle_scenarios(
         pv_tc = np.where(pos, (D + S) / P / 100.0, 0.0)
         pv_f = np.where(pos, D / P / 100.0, 0.0)
     pv = np.where(tc, pv_tc, pv_f)
-    lo_hit = pos & ~np.isnan(sp.floor) & (pv < np.nan_to_num(sp.floor, nan=-np.inf))
-    pv = np.where(lo_hit, sp.floor, pv)
-    hi_hit = pos & ~np.isnan(sp.ceiling) & (pv > np.nan_to_num(sp.ceiling, nan=np.inf))
-    pv = np.where(hi_hit, sp.ceiling, pv)
+    # relative bounds: shares of the budgeted PV (given, or the budget over the points on
+    # the basis, before the region corridor)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pv_b = np.where(pos, (B + np.where(tc, S, 0)) / P / 100.0, 0.0)
+    pv_b = np.where(np.isnan(sp.budgeted_pv), pv_b, sp.budgeted_pv)
+    pv_b = np.where(sp.relative, pv_b, np.nan)
+    floor = np.where(sp.relative, sp.floor * pv_b, sp.floor)
+    ceiling = np.where(sp.relative, sp.ceiling * pv_b, sp.ceiling)
+    lo_hit = pos & ~np.isnan(floor) & (pv < np.nan_to_num(floor, nan=-np.inf))
+    pv = np.where(lo_hit, floor, pv)
+    hi_hit = pos & ~np.isnan(ceiling) & (pv > np.nan_to_num(ceiling, nan=np.inf))
+    pv = np.where(hi_hit, ceiling, pv)
     clamped = lo_hit | hi_hit
     sub = np.where(tc, S, 0)
     T = np.where(~pos, 0, np.where(clamped, half_up(P * pv * 100.0 - sub), D)).astype(np.int64)
@@ -241,6 +272,10 @@ def settle_scenarios(
         "clawback": claw.astype(np.int64),
         "received": received,
         "quota_hm": q_hm,
+        "pv_budgeted": pv_b,
+        "pv_floor": floor,
+        "pv_ceiling": ceiling,
+        "pv_bound": np.where(hi_hit, 2, np.where(lo_hit, 1, 0)).astype(np.int8),
     }
 
 
@@ -254,7 +289,7 @@ def settle_fund_fast(
         tot.cost_fen,
         np.array([budget.budget_fen]),
         np.array([budget.reserve_fen]),
-        ScenarioParams.from_policies([pv]),
+        ScenarioParams.from_policies([pv], tot.fund),
         scores,
     )
     return FundSettlement(
@@ -282,4 +317,8 @@ def settle_fund_fast(
         received=r["received"][0],
         totals=tot,
         quota_hm=r["quota_hm"][0],
+        pv_budgeted=float(r["pv_budgeted"][0]),
+        pv_floor=float(r["pv_floor"][0]),
+        pv_ceiling=float(r["pv_ceiling"][0]),
+        pv_bound=("", "floor", "ceiling")[int(r["pv_bound"][0])],
     )

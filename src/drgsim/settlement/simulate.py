@@ -220,6 +220,14 @@ def summary_table(t: dict[str, pd.DataFrame], prov: dict[str, str]) -> pd.DataFr
                 f"{f['pv_total_cost_basis']:.4f} / {f['pv_fund_basis']:.4f}",
             )
         )
+        if f["pv_bound"]:
+            moved = f["pv_floor_topup_fen"] or -f["pv_ceiling_withheld_fen"]
+            rows.append(
+                (
+                    f"{f['fund']} point value held at its {f['pv_bound']} (yuan)",
+                    f"{moved / 100:+,.2f} (budgeted PV {f['pv_budgeted']:.4f})",
+                )
+            )
     led = t["ledger"]
     if len(led):
         rows.append(("ledger balance (fen, must be 0)", int(led["amount_fen"].sum())))
