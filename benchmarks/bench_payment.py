@@ -11,11 +11,15 @@ figures and the machine; not a test.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _machine import machine_lines  # noqa: E402
 
 
 def best(fn, repeat):
@@ -36,8 +40,6 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
 
-    import numba
-
     from drgsim.policy import load_policy
     from drgsim.pricing import Weights, prepare_cases, price
     from drgsim.pricing.cells import build_cells, cell_points, hfm_points
@@ -45,10 +47,8 @@ def main() -> None:
     from drgsim.settlement import Budget, fund_totals, settle, settle_fund
     from drgsim.settlement.run import case_payments
 
-    print(
-        f"machine: {platform.machine()} {platform.processor() or ''} cpus={os.cpu_count()} "
-        f"numba threads={numba.get_num_threads()} python {platform.python_version()} numpy {np.__version__}"
-    )
+    for line in machine_lines():
+        print(line)
     t = time.perf_counter()
     df = fake_cases(a.cases, n_hosp=a.hospitals, n_drg=a.drgs, seed=1)
     hosp = fake_hospitals(a.hospitals)

@@ -9,7 +9,14 @@ from drgsim.settlement.core import (
     ledger,
     settle_fund,
 )
-from drgsim.settlement.run import Settlement, build_tables, fund_totals, settle
+from drgsim.settlement.run import (
+    Settlement,
+    all_fund_totals,
+    build_tables,
+    cell_fund_totals,
+    fund_totals,
+    settle,
+)
 from drgsim.settlement.scenarios import ScenarioParams, settle_scenarios
 
 __all__ = [
@@ -19,7 +26,9 @@ __all__ = [
     "FundTotals",
     "ScenarioParams",
     "Settlement",
+    "all_fund_totals",
     "build_tables",
+    "cell_fund_totals",
     "fund_budget",
     "fund_totals",
     "ledger",
