@@ -97,7 +97,7 @@ def main() -> None:
 
     def io_floor() -> None:
         # read the same input and write an output of the same shape, without grouping
-        pf = pq.ParquetFile(src)
+        pf = pq.ParquetFile(src, pre_buffer=False)  # as drgsim reads it
         writer = None
         start = 0
         for batch in pf.iter_batches(batch_size=DEFAULT_BATCH_ROWS):

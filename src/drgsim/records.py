@@ -314,10 +314,15 @@ def iter_batches(path: str | os.PathLike[str], batch_rows: int = 1 << 20,
     elif kind == "parquet":
         import pyarrow.parquet as pq
 
-        pf = pq.ParquetFile(p)
+        # pre_buffer=False: with pre-buffering pyarrow keeps every row group's read buffers
+        # until the file is closed, so memory grew with the file (1.8 GiB for 25M rows).
+        pf = pq.ParquetFile(p, pre_buffer=False)
         yield from pf.iter_batches(batch_size=batch_rows)
     elif kind == "dataset":
-        yield from _dataset(p).to_batches(batch_size=batch_rows)
+        import pyarrow.dataset as ds
+
+        opts = ds.ParquetFragmentScanOptions(pre_buffer=False)
+        yield from _dataset(p).to_batches(batch_size=batch_rows, fragment_scan_options=opts)
     else:
         import pyarrow.csv as pacsv
 
