@@ -21,7 +21,9 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
 
 bench: $(BIN)/.installed  ## performance figures for this machine (not part of the tests)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/bench_grouper.py
+	$(BIN)/python benchmarks/bench_synth.py
+	$(BIN)/python benchmarks/bench_payment.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
