@@ -200,3 +200,19 @@ def test_numeric_code_cells_warn_without_flags(tmp_path):
     wb.save(p)
     with pytest.warns(UserWarning, match="stored as a number"):
         drgsim.group(p)
+
+
+def test_header_only_export_through_a_map_gives_an_empty_output(tmp_path):
+    """A header-only file still goes through the map: an empty output with mapped columns."""
+    import pyarrow.parquet as pq
+
+    from drgsim.grouper.stream import group_file
+    from drgsim.inputs.colmap import shipped_maps
+
+    example = shipped_maps()["bingan_shouye"].with_name("bingan_shouye.example.csv")
+    header = example.read_text(encoding="utf-8").splitlines()[0]
+    (tmp_path / "empty.csv").write_text(header + "\n", encoding="utf-8")
+    s = group_file(tmp_path / "empty.csv", tmp_path / "out.parquet", column_map="bingan_shouye")
+    t = pq.read_table(tmp_path / "out.parquet")
+    assert s.rows == 0 and t.num_rows == 0
+    assert {"diagnoses", "procedures", "drg", "status"} <= set(t.column_names)

@@ -351,8 +351,9 @@ def read_records(source: Any, encoding: str | None = None, column_map: Any = Non
                 table, numeric = read_xlsx(p)
                 return apply_map(table, cm, numeric)
             if p.exists() and _kind(p) == "csv":
-                return apply_map(pa.Table.from_batches(list(iter_batches(p, encoding=encoding,
-                                                                         all_text=True))), cm)
+                batches = list(iter_batches(p, encoding=encoding, all_text=True))
+                if batches:  # a header-only file falls through to the empty read below
+                    return apply_map(pa.Table.from_batches(batches), cm)
         return apply_map(read_records(source, encoding), cm)
     if isinstance(source, pa.Table):
         return source

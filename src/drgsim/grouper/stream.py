@@ -114,9 +114,9 @@ def group_file(
                 pending.result()
                 pending = None
             if first:  # a header-only file: an empty output with the full schema
-                empty = read_records(src, encoding=encoding)
+                empty = read_records(src, encoding=encoding, column_map=column_map)
                 summary.missing_columns = check_columns(empty.schema.names)
-                writer.write(group_arrow_result(empty, cs, translate, threads)[0])
+                writer.write(group_arrow_result(empty, cs, translate, threads, flags, names)[0])
         finally:
             if pending is not None:
                 pending.exception()
