@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from drgsim.cli.common import console, fail, out_option
+from drgsim.cli.common import console, fail, out_option, policy_option
 from drgsim.errors import DrgsimError
 
 
@@ -17,13 +17,7 @@ from drgsim.errors import DrgsimError
     default=None,
     help="Year the weights are for (default: the year after the latest in HISTORY).",
 )
-@click.option(
-    "--policy",
-    "policy_file",
-    default=None,
-    type=click.Path(exists=True),
-    help="Policy YAML (default: bundled baseline).",
-)
+@policy_option
 @click.option(
     "--weights",
     "weights_file",

@@ -16,6 +16,10 @@ out_option = click.option("-o", "--out", "out", required=True, type=click.Path()
                           help="Output path.")
 seed_option = click.option("--seed", default=1, show_default=True, type=int,
                            help="Random seed (same seed, same output).")
+policy_option = click.option(
+    "--policy", "policy_file", default=None, type=click.Path(exists=True), metavar="FILE",
+    help="Policy YAML (default: the bundled baseline; see 'drgsim policy show').",
+)
 threads_option = click.option("--threads", default=None, type=click.IntRange(1, 256),
                               help="Worker threads (default: all cores).")
 

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from drgsim.cli.common import console, fail, scheme_option, seed_option, threads_option
+from drgsim.cli.common import (
+    console,
+    fail,
+    policy_option,
+    scheme_option,
+    seed_option,
+    threads_option,
+)
 from drgsim.errors import DrgsimError
 
 
@@ -20,8 +27,7 @@ from drgsim.errors import DrgsimError
 @seed_option
 @scheme_option
 @threads_option
-@click.option("--policy", "policy_file", default=None, type=click.Path(exists=True),
-              help="Policy YAML for the simulation (default: the bundled baseline).")
+@policy_option
 def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
     """Synthetic region -> group -> calibrate on the history years -> simulate the last year.
 

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import click
 
-from drgsim.cli.common import console, fail, out_option
+from drgsim.cli.common import console, fail, out_option, policy_option
 from drgsim.errors import DrgsimError
 
 
 @click.command("simulate")
 @click.argument("cases", type=click.Path(exists=True))
 @out_option
-@click.option(
-    "--policy",
-    "policy_file",
-    default=None,
-    type=click.Path(exists=True),
-    help="Policy YAML (default: bundled baseline).",
-)
+@policy_option
 @click.option(
     "--weights",
     "weights_file",
