@@ -25,9 +25,8 @@ from drgsim.errors import DrgsimError
               help="Column map for FILE (see 'drgsim group --help').")
 @click.option("--encoding", default=None, help="Text encoding of a CSV FILE (default: detected).")
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
-@click.option("--all-mdcs", is_flag=True, help="List every MDC tried, not only up to the decision.")
 def explain(input_path, case_id, diagnoses, procedures, sex, age_years, age_days,
-            birth_weight_g, los_days, scheme, translate, column_map, encoding, as_json, all_mdcs):
+            birth_weight_g, los_days, scheme, translate, column_map, encoding, as_json):
     """Explain how one record is grouped: checks, MDCs tried, ADRG rules, MCC/CC, DRG, flags.
 
     Give the record's fields as options, or a FILE and --case-id.
@@ -57,4 +56,4 @@ def explain(input_path, case_id, diagnoses, procedures, sex, age_years, age_days
     except DrgsimError as exc:
         fail(exc)
         return
-    click.echo(e.to_json() if as_json else e.text(all_mdcs=all_mdcs))
+    click.echo(e.to_json() if as_json else e.text())

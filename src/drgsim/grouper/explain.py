@@ -300,9 +300,9 @@ class Explanation:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
 
-    def text(self, all_mdcs: bool = False) -> str:
-        """Terminal text. Skipped MDCs are listed only up to the one that decided
-        (``all_mdcs`` lists every MDC tried)."""
+    def text(self) -> str:
+        """Terminal text. The trail stops at the MDC that decided, as the grouper does, so
+        every MDC listed was tried."""
         d = self.data
         f = d["fields"]
         show = lambda v: "—" if v is None else str(v)  # noqa: E731
@@ -325,16 +325,11 @@ class Explanation:
         if d["checks"]:
             lines.append("checks: " + "  ".join(f"{c['check']} {c['rule']} {'✓' if c['passed'] else '✗'}"
                                                 for c in d["checks"]))
-        last_entered = max((i for i, m in enumerate(d["mdcs"]) if m["entered"]), default=-1)
         if d["mdcs"]:
             lines.append("MDCs in order:")
-        skipped = 0
-        for i, m in enumerate(d["mdcs"]):
+        for m in d["mdcs"]:
             if not m["entered"]:
-                if all_mdcs or i < last_entered or d["result"]["status"] != "ok":
-                    lines.append(f"  {m['mdc']} {m['name']}: skipped — {m['why']}")
-                else:
-                    skipped += 1
+                lines.append(f"  {m['mdc']} {m['name']}: skipped — {m['why']}")
                 continue
             lines.append(f"  {m['mdc']} {m['name']}: entered — {m['why']}")
             for r in m["rules"]:
@@ -348,8 +343,6 @@ class Explanation:
                     lines.append(f"    {r['rule_id']} {r['name']}: no — {r['failed']}")
             if m["outcome"].startswith("no ADRG"):
                 lines.append(f"    → {m['outcome']}")
-        if skipped:
-            lines.append(f"  ({skipped} later MDCs not tried)")
         if d["drgs"]:
             lines.append(f"DRGs of {d['result']['adrg']} in order:")
             for g in d["drgs"]:
