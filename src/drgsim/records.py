@@ -222,9 +222,9 @@ def dataframe_record_table(df: pd.DataFrame) -> pa.Table:
 def _csv_options(path: Path, encoding: str | None, all_text: bool = True):
     import pyarrow.csv as pacsv
 
-    from drgsim.inputs.encoding import arrow_encoding, detect_encoding
+    from drgsim.inputs.encoding import arrow_encoding, check_encoding, detect_encoding
 
-    enc = encoding or detect_encoding(path)
+    enc = check_encoding(encoding) if encoding else detect_encoding(path)
     with open(path, "rb") as fh:
         head = fh.read(1 << 16)
     text = head.decode(enc, errors="replace")

@@ -43,6 +43,18 @@ def detect_encoding(path: str | os.PathLike[str], sample: int = _SAMPLE) -> str:
         return "gb18030"
 
 
+def check_encoding(name: str) -> str:
+    """``name`` if Python knows the encoding; else a one-line :class:`RecordsError`."""
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        from drgsim.errors import RecordsError
+
+        raise RecordsError(f"unknown encoding {name!r} (e.g. utf-8, gb18030)") from None
+    return name
+
+
 def arrow_encoding(name: str) -> str:
     """The name pyarrow's CSV reader accepts for an encoding (it strips no BOM itself)."""
+    check_encoding(name)
     return "utf-8" if name.lower().replace("_", "-") in ("utf-8-sig", "utf8-sig") else name
