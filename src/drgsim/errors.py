@@ -54,6 +54,10 @@ class SchemeNotFoundError(DrgsimError):
     """A scheme name or path does not resolve to a folder of tables."""
 
 
+class SchemeWarning(UserWarning):
+    """Scheme tables are valid but have something worth a look (an ADRG without DRGs)."""
+
+
 class RecordsError(DrgsimError):
     """Input records cannot be read at all (missing required column, unreadable file)."""
 

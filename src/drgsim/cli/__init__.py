@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from importlib import import_module
 
 import click
@@ -48,6 +49,8 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         """Run the command; every error reaches the person as one line (see :func:`_report`)."""
         debug = bool(ctx.params.get("debug")) or _debug_env()
+        if not debug:
+            warnings.showwarning = _one_line_warning
         try:
             return super().invoke(ctx)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
@@ -61,6 +64,11 @@ class LazyGroup(click.Group):
 
 
 ISSUES = "the drgsim issue tracker"
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on the command line: ``warning: message``, one line, no source excerpt."""
+    click.echo(f"warning: {message}", err=True)
 
 
 def _debug_env() -> bool:
