@@ -78,11 +78,15 @@ class SchemeDraw:
                 if r.get(b):
                     weights.update({int(r[b]) - 1, int(r[b]), int(r[b]) + 1})
         self.weights = sorted(weights)
-        self.sources: dict[str, list[str]] = {}  # translation: target -> other source codes
-        if "dx_map.csv" in t:
-            for c, tg in zip(t["dx_map.csv"].get("code"), t["dx_map.csv"].get("target")):
-                if c != tg:
-                    self.sources.setdefault(tg, []).append(c)
+        # translation: target -> the other source codes that map to it
+        self.sources: dict[str, list[str]] = {}
+        self.px_sources: dict[str, list[str]] = {}
+        for file, into in (("dx_map.csv", self.sources), ("proc_map.csv", self.px_sources)):
+            if file in t:
+                for c, tg in zip(t[file].get("code"), t[file].get("target")):
+                    if c != tg:
+                        into.setdefault(tg, []).append(c)
+        self.px_targets = sorted(self.px_sources)
 
     def record(self, rnd: random.Random, translate: bool = False) -> dict:
         want_self = self.sensitive and rnd.random() < 0.06
@@ -157,6 +161,11 @@ class SchemeDraw:
         if translate:
             dx = [rnd.choice(self.sources[c]) if c in self.sources and rnd.random() < 0.4 else c
                   for c in dx]
+            px = [rnd.choice(self.px_sources[c]) if c in self.px_sources and rnd.random() < 0.5
+                  else c for c in px]
+            if self.px_sources and rnd.random() < 0.3:  # a procedure that translates
+                px.insert(rnd.randint(0, len(px)),
+                          rnd.choice(self.px_sources[rnd.choice(self.px_targets)]))
         rec = {"case_id": "r", "sex": sex, "age_years": str(age_y), "age_days": age_d,
                "birth_weight_g": weight, "los_days": str(rnd.choice([1, 3, 8, 30, 90])),
                "diagnoses": "|".join(dx), "procedures": "|".join(px)}
@@ -257,6 +266,15 @@ def _without_exclusions(ref: ReferenceGrouper, row: dict):
 
 def test_kernel_matches_reference_on_scheme_sample(ref, sample):
     _compare(sample, ref, translate=False)
+
+
+def test_kernel_matches_reference_with_translation(ref, draw):
+    """Codes swapped for sources that dx_map/proc_map translate to them, then grouped."""
+    rows = draw.sample(800, seed=7, translate=True)
+    results = _compare(rows, ref, translate=True)
+    assert sum(r.status == "ok" for r in results) >= 0.5 * len(rows)
+    assert sum(ref.px_map.get(p, p) != p for row in rows
+               for p in split_codes(row["procedures"], False)) >= 30
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -197,3 +197,19 @@ def test_cli_validate_lists_warnings_and_exits_zero(tmp_path):
     res = CliRunner().invoke(main, ["scheme", "validate", str(folder)])
     assert res.exit_code == 0, res.output
     assert f"warning: {folder}/adrg.csv:2: adrg: ADRG AA1 has no row in drg.csv" in res.output
+
+
+def test_cli_group_says_the_scheme_warning_once(tmp_path, monkeypatch):
+    from drgsim.cli import main
+    from drgsim.scheme import compiled
+
+    monkeypatch.setattr(compiled, "_MEMO", {})  # as in a fresh process
+    folder = _break(tmp_path, "drg.csv", 2, "")
+    src = tmp_path / "in.csv"
+    src.write_text("case_id,sex,age_years,diagnoses,procedures\n"
+                   "a,1,60,I50.900,37.5100\nb,2,50,I50.900,37.5100\n", encoding="utf-8")
+    res = CliRunner().invoke(main, ["group", str(src), "-o", str(tmp_path / "out.csv"),
+                                    "--scheme", str(folder)])
+    assert res.exit_code == 0, res.output
+    said = [x for x in res.output.splitlines() if x.startswith("warning: scheme")]
+    assert len(said) == 1 and "ADRG AA1 has no row in drg.csv" in said[0], res.output

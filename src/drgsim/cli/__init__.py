@@ -49,6 +49,7 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context):
         """Run the command; every error reaches the person as one line (see :func:`_report`)."""
         debug = bool(ctx.params.get("debug")) or _debug_env()
+        shown = warnings.showwarning
         if not debug:
             warnings.showwarning = _one_line_warning
         try:
@@ -57,10 +58,14 @@ class LazyGroup(click.Group):
             raise  # click prints these itself (usage errors: one line, exit 2)
         except SystemExit:
             raise
+        except BrokenPipeError:
+            raise  # `drgsim ... | head`: click quiets it
         except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into lines
             if debug:
                 raise
             _report(exc)
+        finally:
+            warnings.showwarning = shown
 
 
 ISSUES = "the drgsim issue tracker"
@@ -94,7 +99,7 @@ def _report(exc: BaseException) -> None:
         click.echo(f"error: {where}: {exc.strerror or exc}", err=True)
         sys.exit(2)
     if isinstance(exc, MemoryError):
-        click.echo("error: out of memory (try a smaller --batch-rows)", err=True)
+        click.echo("error: out of memory (for group: try a smaller --batch-rows)", err=True)
         sys.exit(1)
     what = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
     click.echo(f"internal error (a bug in drgsim {__version__}): {what} — please report it on "
