@@ -87,6 +87,10 @@ class SchemeDraw:
                     if c != tg:
                         into.setdefault(tg, []).append(c)
         self.px_targets = sorted(self.px_sources)
+        # chains y -> x -> z: README 4.1's in-place translation writes z where x first stood
+        dmap = dict(zip(t["dx_map.csv"].get("code"), t["dx_map.csv"].get("target"))) \
+            if "dx_map.csv" in t else {}
+        self.chains = sorted((y, x) for y, x in dmap.items() if y != x and dmap.get(x, x) != x)
 
     def record(self, rnd: random.Random, translate: bool = False) -> dict:
         want_self = self.sensitive and rnd.random() < 0.06
@@ -103,7 +107,10 @@ class SchemeDraw:
             pdx = rnd.choice(self.all_dx)
         dx = [pdx]
         if r.get("dx_match") in ("any", "secondary") and dx_list:
-            dx.append(rnd.choice(dx_list))
+            if rnd.random() < 0.3:  # the listed code as principal: "secondary" must not match
+                dx.insert(0, rnd.choice(dx_list))
+            else:
+                dx.append(rnd.choice(dx_list))
         for key in ("dx2",):
             if self.lists.get((rid, key)):
                 dx.append(rnd.choice(self.lists[(rid, key)]))
@@ -163,6 +170,9 @@ class SchemeDraw:
                   for c in dx]
             px = [rnd.choice(self.px_sources[c]) if c in self.px_sources and rnd.random() < 0.5
                   else c for c in px]
+            if self.chains and rnd.random() < 0.15:
+                at = 0 if rnd.random() < 0.5 else rnd.randint(1, len(dx))
+                dx[at:at] = list(rnd.choice(self.chains))
             if self.px_sources and rnd.random() < 0.3:  # a procedure that translates
                 px.insert(rnd.randint(0, len(px)),
                           rnd.choice(self.px_sources[rnd.choice(self.px_targets)]))
@@ -190,9 +200,10 @@ def draw(chs_tables):
     return SchemeDraw(chs_tables)
 
 
-def _compare(rows: list[dict], ref: ReferenceGrouper, translate: bool) -> list:
+def _compare(rows: list[dict], ref: ReferenceGrouper, translate: bool,
+             scheme: str = "chs_drg_11") -> list:
     """Group with the kernel and the reference; assert every output of every row agrees."""
-    out = drgsim.group(pd.DataFrame(rows), translate=translate)
+    out = drgsim.group(pd.DataFrame(rows), scheme=scheme, translate=translate)
     assert len(out) == len(rows)
     kernel = out[OUTPUTS].to_numpy().tolist()
     results = []
@@ -266,6 +277,25 @@ def _without_exclusions(ref: ReferenceGrouper, row: dict):
 
 def test_kernel_matches_reference_on_scheme_sample(ref, sample):
     _compare(sample, ref, translate=False)
+
+
+def test_kernel_matches_reference_on_beijing_sample():
+    """The localisation tests what the national scheme does not (dx_match secondary, dx2)."""
+    from drgsim.scheme.paths import resolve_scheme_dir
+    from drgsim.scheme.tables import load_tables
+
+    tables = load_tables(resolve_scheme_dir("beijing_2022"))
+    ref = ReferenceGrouper(tables)
+    draw = SchemeDraw(tables)
+    secondary = [r for r in draw.rules if "secondary" in (r.get("dx_match"), r.get("dx2_match"))]
+    assert secondary, "beijing_2022 no longer has dx_match=secondary rules: pick another"
+    rnd = random.Random(11)
+    rows = [draw.record(rnd) for _ in range(600)]
+    draw.rules = secondary  # and a share built for exactly those rules
+    rows += [draw.record(rnd) for _ in range(300)]
+    results = _compare(rows, ref, translate=False, scheme="beijing_2022")
+    assert sum(r.status == "ok" for r in results) >= 0.5 * len(rows)
+    assert sum(r.adrg in {x["adrg"] for x in secondary} for r in results) >= 30
 
 
 def test_kernel_matches_reference_with_translation(ref, draw):
