@@ -111,9 +111,11 @@ class SchemeDraw:
                 dx.insert(0, rnd.choice(dx_list))
             else:
                 dx.append(rnd.choice(dx_list))
-        for key in ("dx2",):
-            if self.lists.get((rid, key)):
-                dx.append(rnd.choice(self.lists[(rid, key)]))
+        dx2 = self.lists.get((rid, "dx2"))
+        if dx2 and r.get("dx2_match") != "principal" and rnd.random() < 0.3:
+            dx.insert(0, rnd.choice(dx2))  # as principal: "secondary" must not match
+        elif dx2:
+            dx.append(rnd.choice(dx2))
         if mdc.get("min_trauma_regions") and m in self.region:  # MDC Z: enough regions
             regions = rnd.sample(sorted(self.region[m]), k=min(len(self.region[m]),
                                                                rnd.choice((1, 2, 2, 3))))
