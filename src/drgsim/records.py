@@ -8,18 +8,21 @@ become text, never numbers; every other column passes through untouched.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from drgsim.constants import ABSENT, SATURATE
 from drgsim.errors import MissingColumnError, RecordsError
+
+if TYPE_CHECKING:  # pandas loads only when a DataFrame comes in (a faster CLI start)
+    import pandas as pd
 
 RECORD_FIELDS = (
     "case_id", "sex", "age_years", "age_days", "birth_weight_g", "dept", "los_days",
@@ -359,7 +362,7 @@ def read_records(source: Any, encoding: str | None = None, column_map: Any = Non
         return source
     if isinstance(source, pa.RecordBatch):
         return pa.Table.from_batches([source])
-    if isinstance(source, pd.DataFrame):
+    if "pandas" in sys.modules and isinstance(source, sys.modules["pandas"].DataFrame):
         return pa.Table.from_pandas(source, preserve_index=False)
     p = Path(source)
     if p.exists() and _kind(p) == "xlsx":

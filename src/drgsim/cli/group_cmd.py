@@ -51,6 +51,10 @@ def group(input_path, out, scheme, translate, encoding, column_map, with_flags, 
     from drgsim.grouper.core import load_scheme
     from drgsim.grouper.stream import group_file, input_rows
 
+    if not (with_flags or compare_col):  # their summaries use pandas; plain grouping does not
+        from drgsim.grouper.tiny import arrow_without_pandas
+
+        arrow_without_pandas()
     con = console()
     try:
         cs = load_scheme(scheme)
