@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from drgsim.errors import RecordsError
+from drgsim.grouper.batchio import read_ahead
 from drgsim.grouper.core import GroupSummary, group_arrow_result, load_scheme
 from drgsim.records import check_columns, count_rows, iter_batches, read_records
 
@@ -56,7 +57,9 @@ class _Writer:
             if self.kind == "parquet":
                 import pyarrow.parquet as pq
 
-                self._w = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+                from drgsim.grouper.batchio import parquet_write_options
+
+                self._w = pq.ParquetWriter(self.path, table.schema, **parquet_write_options(table))
             else:
                 import pyarrow.csv as pacsv
 
@@ -98,8 +101,8 @@ def group_file(
     with ThreadPoolExecutor(1) as pool:
         pending: Future | None = None
         try:
-            for batch in iter_batches(src, batch_rows=batch_rows, encoding=encoding,
-                                  column_map=column_map):
+            for batch in read_ahead(iter_batches(src, batch_rows=batch_rows, encoding=encoding,
+                                             column_map=column_map)):
                 if first:
                     summary.missing_columns = check_columns(batch.schema.names)
                     first = False
