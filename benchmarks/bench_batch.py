@@ -50,11 +50,12 @@ def drgsim_cmd() -> list[str]:
     return [sys.executable, "-c", "from drgsim.cli import main; main()"]
 
 
-def timed_child(cmd: list[str]) -> tuple[float, float]:
-    """(wall seconds, user+sys CPU seconds) of one subprocess run."""
+def timed_child(cmd: list[str], src: str | None = None) -> tuple[float, float]:
+    """(wall seconds, user+sys CPU seconds) of one subprocess run (``src``: PYTHONPATH)."""
+    env = {**os.environ, "PYTHONPATH": src} if src else None
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if proc.returncode:
         sys.exit(f"failed: {' '.join(cmd)}\n{proc.stderr}")
@@ -84,7 +85,26 @@ def mib(p: Path) -> str:
 
 # ---------------------------------------------------------------- a. tiny CSV, warm start
 
-def bench_tiny(tmp: Path, rows: int, repeat: int) -> None:
+def cli_figure(label: str, cmd: list[str], repeat: int, rows: int, src: str | None = None,
+               target: str = "", warm_cmd: list[str] | None = None) -> float:
+    """Median of ``repeat`` warm runs of a CLI command (after one untimed run of
+    ``warm_cmd``, default the command itself)."""
+    timed_child(warm_cmd or cmd, src)  # untimed: warms numba's, the scheme's, the reference's caches
+    cpus: list[float] = []
+
+    def run():
+        wall, cpu = timed_child(cmd, src)
+        cpus.append(cpu)
+        return (wall,)
+
+    med, walls, loads = median_runs(run, repeat)
+    rate = f"  ({rows / med / 1e6:.2f} M records/s)" if rows > 10_000 else ""
+    print(f"  {label:<22} {med:6.2f} s wall, {statistics.median(cpus):6.2f} s cpu{rate}  {target}")
+    print(f"  {'':<22} {fmt_runs(walls, loads)}")
+    return med
+
+
+def bench_tiny(tmp: Path, rows: int, repeat: int, baseline: str | None) -> None:
     from drgsim.synth import discharges
 
     print(f"\n== a. CLI warm start: {rows} rows CSV -> CSV, end to end as a subprocess ==")
@@ -95,18 +115,9 @@ def bench_tiny(tmp: Path, rows: int, repeat: int) -> None:
     out = tmp / "tiny_out.csv"
     cmd = [*drgsim_cmd(), "group", str(tiny), "-o", str(out)]
     print(f"  command: drgsim group tiny.csv -o tiny_out.csv   ({load()})")
-    timed_child(cmd)  # untimed: warms the numba, compiled-scheme and reference caches
-    cpus: list[float] = []
-
-    def run():
-        wall, cpu = timed_child(cmd)
-        cpus.append(cpu)
-        return (wall,)
-
-    med, walls, loads = median_runs(run, repeat)
-    print(f"  warm start:  {med:5.2f} s wall, {statistics.median(cpus):5.2f} s cpu   "
-          f"(target <= 0.5 s wall)")
-    print(f"  {fmt_runs(walls, loads)}")
+    cli_figure("warm start:", cmd, repeat, rows, target="(target <= 0.5 s wall)")
+    if baseline:
+        cli_figure(f"baseline {baseline}:", cmd, repeat, rows, baseline)
     help_med, _, _ = median_runs(lambda: timed_child([*drgsim_cmd(), "--help"]), repeat)
     print(f"  drgsim --help: {help_med:5.2f} s   ({load()})")
 
@@ -200,7 +211,8 @@ def floor_stream(src: Path, extra: pa.Table, dst: Path, batch_rows: int,
     return settings
 
 
-def bench_big(tmp: Path, rows: int, seed: int, repeat: int, cache: Path, codecs: list[str]) -> None:
+def bench_big(tmp: Path, rows: int, seed: int, repeat: int, cache: Path, codecs: list[str],
+              baseline: str | None) -> None:
     print(f"\n== b. {rows:,} rows parquet -> parquet through the CLI, start included ==")
     src = make_input(rows, seed, cache)
     print(f"  input: {mib(src)}, {pq.ParquetFile(src).metadata.num_row_groups} row groups, "
@@ -209,16 +221,14 @@ def bench_big(tmp: Path, rows: int, seed: int, repeat: int, cache: Path, codecs:
     out = tmp / "grouped.parquet"
     cmd = [*drgsim_cmd(), "group", str(src), "-o", str(out), "--quiet"]
     print(f"  command: drgsim group in.parquet -o grouped.parquet --quiet   ({load()})")
-    cpus: list[float] = []
-
-    def run():
-        wall, cpu = timed_child(cmd)
-        cpus.append(cpu)
-        return (wall,)
-
-    t_cli, walls, loads = median_runs(run, repeat)
-    print(f"  drgsim group:        {t_cli:6.2f} s wall, {statistics.median(cpus):6.2f} s cpu  "
-          f"({rows / t_cli / 1e6:.2f} M records/s)   {fmt_runs(walls, loads)}")
+    small = tmp / "warm.parquet"  # the untimed warm-up run: a slice beyond the tiny path
+    pq.write_table(pq.ParquetFile(src).read_row_group(0).slice(0, 5000), small)
+    warm = [*drgsim_cmd(), "group", str(small), "-o", str(tmp / "warm_out.parquet"), "--quiet"]
+    t_cli = cli_figure("drgsim group:", cmd, repeat, rows, warm_cmd=warm)
+    out_base = tmp / "grouped_baseline.parquet"
+    if baseline:
+        cli_figure(f"baseline {baseline}:", [*cmd[:-3], str(out_base), "--quiet"], repeat, rows,
+                   baseline, warm_cmd=warm)
 
     extra = pq.read_table(out, columns=list(OUTPUTS))  # the four string columns to append
     from drgsim.grouper.stream import DEFAULT_BATCH_ROWS
@@ -241,7 +251,7 @@ def bench_big(tmp: Path, rows: int, seed: int, repeat: int, cache: Path, codecs:
     print(f"  ratio to (i):  {t_cli / t_f1:5.2f}x   (target <= 1.3x)")
     print(f"  ratio to (ii): {t_cli / t_f2:5.2f}x")
     print(f"  output sizes: drgsim {mib(out)}, floor (i) {mib(f1)}, floor (ii) {mib(f2)}; "
-          f"input {mib(src)}")
+          f"input {mib(src)}" + (f"; baseline {mib(out_base)}" if baseline else ""))
     if codecs:
         print(f"  writer compression, streaming floor (ii) with each codec, median of {repeat}:")
         for codec in codecs:
@@ -251,7 +261,7 @@ def bench_big(tmp: Path, rows: int, seed: int, repeat: int, cache: Path, codecs:
                     src, extra, dst, DEFAULT_BATCH_ROWS, settings, codec), repeat)
             print(f"    {codec:<8} {t:6.2f} s  {mib(dst):>12}   {fmt_runs(walls, loads)}")
             dst.unlink()
-    for p in (out, f1, f2):
+    for p in (out, f1, f2, out_base):
         p.unlink(missing_ok=True)
 
 
@@ -266,16 +276,18 @@ def main() -> None:
     ap.add_argument("--cache-dir", type=Path,
                     default=Path(tempfile.gettempdir()) / "drgsim-bench-cache",
                     help="where the generated input is kept between runs")
+    ap.add_argument("--baseline-src", default=None, metavar="DIR",
+                    help="also time the CLI with PYTHONPATH=DIR (e.g. another checkout's src)")
     args = ap.parse_args()
     for line in machine_lines():
         print(line)
     tmp = Path(tempfile.mkdtemp(prefix="drgsim-bench-batch-"))
     try:
         if args.tiny_rows:
-            bench_tiny(tmp, args.tiny_rows, args.repeat)
+            bench_tiny(tmp, args.tiny_rows, args.repeat, args.baseline_src)
         if args.rows:
             bench_big(tmp, args.rows, args.seed, args.repeat, args.cache_dir,
-                      [c for c in args.codecs.split(",") if c])
+                      [c for c in args.codecs.split(",") if c], args.baseline_src)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nload average at end: {load()}")

@@ -1,5 +1,5 @@
 """The tiny-input path (reference grouper, no numba) gives what the kernel path gives, and
-the batch-path helpers (read-ahead, writer settings) keep every row in order."""
+the streaming writer's settings keep every row and value."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drgsim.grouper import tiny
-from drgsim.grouper.batchio import dictionary_columns, read_ahead
+from drgsim.grouper.batchio import dictionary_columns
 from drgsim.grouper.core import group_arrow_result, load_scheme
 from drgsim.records import fields_from_table
 
@@ -169,36 +169,6 @@ def test_cli_tiny_input_loads_neither_numba_nor_pandas_and_matches_the_kernel(tm
 
 
 # ---------------------------------------------------------------- batch-path helpers
-
-def test_read_ahead_keeps_order_and_raises_in_place():
-    assert list(read_ahead(range(100), depth=3)) == list(range(100))
-
-    def failing():
-        yield 1
-        yield 2
-        raise ValueError("bad line 3")
-
-    got = []
-    with pytest.raises(ValueError, match="bad line 3"):
-        for x in read_ahead(failing()):
-            got.append(x)
-    assert got == [1, 2]
-
-
-def test_read_ahead_stops_and_closes_the_source_when_the_consumer_stops():
-    closed = []
-
-    def source():
-        try:
-            yield from range(10**9)
-        finally:
-            closed.append(True)
-
-    for x in read_ahead(source()):
-        if x == 5:
-            break
-    assert closed == [True]
-
 
 def test_dictionary_only_for_few_distinct_values():
     n = 10_000

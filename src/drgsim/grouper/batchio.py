@@ -1,4 +1,4 @@
-"""Throughput helpers for the streaming path: parquet writer settings and read-ahead.
+"""Parquet writer settings for the streaming path (``drgsim group`` parquet -> parquet).
 
 The writer is the slowest stage of ``drgsim group`` parquet -> parquet (it encodes every
 pass-through column again), so its settings matter more than anything the grouper does:
@@ -14,14 +14,7 @@ pass-through column again), so its settings matter more than anything the groupe
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
-
 import pyarrow as pa
-
-T = TypeVar("T")
 
 PARQUET_COMPRESSION = "zstd"
 # A column is dictionary-encoded when its first batch has at most this share of distinct
@@ -57,56 +50,3 @@ def dictionary_columns(table: pa.Table) -> list[str]:
 def parquet_write_options(first: pa.Table) -> dict:
     """``pq.ParquetWriter`` keyword arguments for a stream whose first batch is ``first``."""
     return {"compression": PARQUET_COMPRESSION, "use_dictionary": dictionary_columns(first)}
-
-
-_DONE = object()
-
-
-def read_ahead(items: Iterable[T], depth: int = 1) -> Iterator[T]:
-    """Iterate ``items`` with the next ``depth`` items produced by a background thread.
-
-    Reading batch k+1 (pyarrow decoding, GIL released) overlaps grouping batch k; memory
-    grows by ``depth`` batches. An exception in the producer is raised here, in order; a
-    consumer that stops early (or fails) stops the producer and closes ``items``.
-    """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    it = iter(items)
-
-    def produce() -> None:
-        try:
-            for item in it:
-                while not stop.is_set():
-                    try:
-                        q.put((True, item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            q.put((True, _DONE))
-        except BaseException as exc:  # handed to the consumer, raised there
-            q.put((False, exc))
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None and stop.is_set():
-                close()
-
-    worker = threading.Thread(target=produce, name="drgsim-read-ahead", daemon=True)
-    worker.start()
-    try:
-        while True:
-            ok, item = q.get()
-            if not ok:
-                raise item
-            if item is _DONE:
-                return
-            yield item
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                pass
-            worker.join(timeout=0.05)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pyarrow as pa
 
 from drgsim.errors import RecordsError
-from drgsim.grouper.batchio import read_ahead
 from drgsim.grouper.core import GroupSummary, group_arrow_result, load_scheme
 from drgsim.records import check_columns, count_rows, iter_batches, read_records
 
@@ -101,8 +100,8 @@ def group_file(
     with ThreadPoolExecutor(1) as pool:
         pending: Future | None = None
         try:
-            for batch in read_ahead(iter_batches(src, batch_rows=batch_rows, encoding=encoding,
-                                             column_map=column_map)):
+            for batch in iter_batches(src, batch_rows=batch_rows, encoding=encoding,
+                                  column_map=column_map):
                 if first:
                     summary.missing_columns = check_columns(batch.schema.names)
                     first = False
