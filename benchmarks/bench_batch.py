@@ -227,7 +227,7 @@ def bench_big(tmp: Path, rows: int, seed: int, repeat: int, cache: Path, codecs:
     t_cli = cli_figure("drgsim group:", cmd, repeat, rows, warm_cmd=warm)
     out_base = tmp / "grouped_baseline.parquet"
     if baseline:
-        cli_figure(f"baseline {baseline}:", [*cmd[:-3], str(out_base), "--quiet"], repeat, rows,
+        cli_figure(f"baseline {baseline}:", [*cmd[:-2], str(out_base), "--quiet"], repeat, rows,
                    baseline, warm_cmd=warm)
 
     extra = pq.read_table(out, columns=list(OUTPUTS))  # the four string columns to append
