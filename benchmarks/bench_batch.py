@@ -85,8 +85,23 @@ def mib(p: Path) -> str:
 
 # ---------------------------------------------------------------- a. tiny CSV, warm start
 
+def inproc_figure(fn, repeat: int) -> tuple[float, float, str]:
+    """(median wall, median process CPU, runs text) of an in-process function."""
+    cpus: list[float] = []
+
+    def run():
+        c = time.process_time()
+        t0 = time.perf_counter()
+        fn()
+        cpus.append(time.process_time() - c)
+        return (time.perf_counter() - t0,)
+
+    med, walls, loads = median_runs(run, repeat)
+    return med, statistics.median(cpus), fmt_runs(walls, loads)
+
+
 def cli_figure(label: str, cmd: list[str], repeat: int, rows: int, src: str | None = None,
-               target: str = "", warm_cmd: list[str] | None = None) -> float:
+               target: str = "", warm_cmd: list[str] | None = None) -> tuple[float, float]:
     """Median of ``repeat`` warm runs of a CLI command (after one untimed run of
     ``warm_cmd``, default the command itself)."""
     timed_child(warm_cmd or cmd, src)  # untimed: warms numba's, the scheme's, the reference's caches
@@ -98,10 +113,11 @@ def cli_figure(label: str, cmd: list[str], repeat: int, rows: int, src: str | No
         return (wall,)
 
     med, walls, loads = median_runs(run, repeat)
+    cpu = statistics.median(cpus)
     rate = f"  ({rows / med / 1e6:.2f} M records/s)" if rows > 10_000 else ""
-    print(f"  {label:<22} {med:6.2f} s wall, {statistics.median(cpus):6.2f} s cpu{rate}  {target}")
+    print(f"  {label:<22} {med:6.2f} s wall, {cpu:6.2f} s cpu{rate}  {target}")
     print(f"  {'':<22} {fmt_runs(walls, loads)}")
-    return med
+    return med, cpu
 
 
 def bench_tiny(tmp: Path, rows: int, repeat: int, baseline: str | None) -> None:
@@ -224,7 +240,7 @@ def bench_big(tmp: Path, rows: int, seed: int, repeat: int, cache: Path, codecs:
     small = tmp / "warm.parquet"  # the untimed warm-up run: a slice beyond the tiny path
     pq.write_table(pq.ParquetFile(src).read_row_group(0).slice(0, 5000), small)
     warm = [*drgsim_cmd(), "group", str(small), "-o", str(tmp / "warm_out.parquet"), "--quiet"]
-    t_cli = cli_figure("drgsim group:", cmd, repeat, rows, warm_cmd=warm)
+    t_cli, c_cli = cli_figure("drgsim group:", cmd, repeat, rows, warm_cmd=warm)
     out_base = tmp / "grouped_baseline.parquet"
     if baseline:
         cli_figure(f"baseline {baseline}:", [*cmd[:-2], str(out_base), "--quiet"], repeat, rows,
@@ -234,32 +250,32 @@ def bench_big(tmp: Path, rows: int, seed: int, repeat: int, cache: Path, codecs:
     from drgsim.grouper.stream import DEFAULT_BATCH_ROWS
 
     f1 = tmp / "floor_table.parquet"
-    t_f1, walls, loads = median_runs(lambda: floor_table(src, extra, f1), repeat)
-    print(f"  (i) physical floor:  {t_f1:6.2f} s   read_table + 4 string columns + "
-          f"write_table, pyarrow defaults   {fmt_runs(walls, loads)}")
+    t_f1, c_f1, runs = inproc_figure(lambda: floor_table(src, extra, f1), repeat)
+    print(f"  (i) physical floor:  {t_f1:6.2f} s wall, {c_f1:6.2f} s cpu   read_table + 4 string "
+          f"columns + write_table, pyarrow defaults   {runs}")
     f2 = tmp / "floor_stream.parquet"
     first = pa.Table.from_batches(
         [next(pq.ParquetFile(src).iter_batches(batch_size=DEFAULT_BATCH_ROWS))])
     for name in extra.column_names:
         first = first.append_column(name, extra.column(name).slice(0, first.num_rows))
     settings = drgsim_writer_settings(first)
-    t_f2, walls, loads = median_runs(
+    t_f2, c_f2, runs = inproc_figure(
         lambda: floor_stream(src, extra, f2, DEFAULT_BATCH_ROWS, settings), repeat)
-    print(f"  (ii) streaming floor: {t_f2:5.2f} s   batches of {DEFAULT_BATCH_ROWS:,}, "
-          f"background writer, drgsim's writer settings ({describe(settings)})   "
-          f"{fmt_runs(walls, loads)}")
-    print(f"  ratio to (i):  {t_cli / t_f1:5.2f}x   (target <= 1.3x)")
-    print(f"  ratio to (ii): {t_cli / t_f2:5.2f}x")
+    print(f"  (ii) streaming floor: {t_f2:5.2f} s wall, {c_f2:6.2f} s cpu   batches of "
+          f"{DEFAULT_BATCH_ROWS:,}, background writer, drgsim's writer settings "
+          f"({describe(settings)})   {runs}")
+    print(f"  ratio to (i):  {t_cli / t_f1:5.2f}x wall, {c_cli / c_f1:5.2f}x cpu   (target <= 1.3x)")
+    print(f"  ratio to (ii): {t_cli / t_f2:5.2f}x wall, {c_cli / c_f2:5.2f}x cpu")
     print(f"  output sizes: drgsim {mib(out)}, floor (i) {mib(f1)}, floor (ii) {mib(f2)}; "
           f"input {mib(src)}" + (f"; baseline {mib(out_base)}" if baseline else ""))
     if codecs:
         print(f"  writer compression, streaming floor (ii) with each codec, median of {repeat}:")
         for codec in codecs:
             dst = tmp / f"codec_{codec}.parquet"
-            t, walls, loads = median_runs(
+            t, c, runs = inproc_figure(
                 lambda codec=codec, dst=dst: floor_stream(
                     src, extra, dst, DEFAULT_BATCH_ROWS, settings, codec), repeat)
-            print(f"    {codec:<8} {t:6.2f} s  {mib(dst):>12}   {fmt_runs(walls, loads)}")
+            print(f"    {codec:<8} {t:6.2f} s wall, {c:6.2f} s cpu  {mib(dst):>12}   {runs}")
             dst.unlink()
     for p in (out, f1, f2, out_base):
         p.unlink(missing_ok=True)
