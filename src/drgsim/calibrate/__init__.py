@@ -39,7 +39,11 @@ WEIGHT_COLUMNS = [
     "mean_los",
     "per_diem_rate_fen",
     "per_diem_points",
+    "per_diem_case_rate_fen",
+    "m_all_fen",
 ]
+PER_DIEM_LEVEL = "per_diem"  # rows of per-diem categories: key = MDC label, ADRG or LONG_STAY
+LONG_STAY = "long_stay"
 
 
 def scheme_drgs(scheme: str | os.PathLike[str] = "chs_drg_11") -> pd.DataFrame:
@@ -98,6 +102,57 @@ def _stats(key: np.ndarray, cost: np.ndarray, w: np.ndarray, los: np.ndarray) ->
     )
 
 
+def per_diem_category(
+    adrg: np.ndarray, mdc: np.ndarray, los: np.ndarray, pdm: dict
+) -> np.ndarray:
+    """Per-diem category of each case (object array; '' = not per-diem eligible): its ADRG
+    when listed, else its MDC when listed, else ``long_stay`` when LOS >= ``min_los``."""
+    out = np.full(len(adrg), "", dtype=object)
+    long = (los >= pdm["min_los"]) if pdm["min_los"] is not None else np.zeros(len(los), bool)
+    out[long] = LONG_STAY
+    in_mdc = np.isin(mdc, list(pdm["mdcs"]))
+    out[in_mdc] = mdc[in_mdc]
+    in_adrg = np.isin(adrg, list(pdm["adrgs"]))
+    out[in_adrg] = adrg[in_adrg]
+    return out
+
+
+def per_diem_rates(
+    adrg: np.ndarray, mdc: np.ndarray, cost: np.ndarray, los: np.ndarray, w: np.ndarray, pdm: dict
+) -> pd.DataFrame:
+    """Daily rates per per-diem category from its eligible cases (``cost`` inflated, ``w``
+    the year weights; cases without a valid LOS of at least a day are left out):
+    ``per_diem_rate_fen`` = sum of w x cost / sum of w x bed-days (ratio of sums),
+    ``per_diem_case_rate_fen`` = weighted mean of cost / bed-days, and the mean cost."""
+    ok = ~np.isnan(los) & (np.nan_to_num(los) >= 1)
+    cat = per_diem_category(adrg, mdc, np.where(ok, los, -1), pdm)
+    sel = ok & (cat != "")
+    if not sel.any():
+        return pd.DataFrame(
+            columns=["n", "mean_cost_fen", "per_diem_rate_fen", "per_diem_case_rate_fen"]
+        )
+    d = pd.DataFrame(
+        {
+            "key": cat[sel],
+            "w": w[sel],
+            "wc": w[sel] * cost[sel],
+            "wd": w[sel] * los[sel],
+            "wr": w[sel] * cost[sel] / los[sel],
+        }
+    )
+    g = d.groupby("key", sort=True).agg(
+        n=("w", "size"), sw=("w", "sum"), swc=("wc", "sum"), swd=("wd", "sum"), swr=("wr", "sum")
+    )
+    return pd.DataFrame(
+        {
+            "n": g["n"],
+            "mean_cost_fen": g["swc"] / g["sw"],
+            "per_diem_rate_fen": g["swc"] / g["swd"],
+            "per_diem_case_rate_fen": g["swr"] / g["sw"],
+        }
+    )
+
+
 def _trim_mask(group: np.ndarray, cost: np.ndarray, tp: dict) -> np.ndarray:
     """Keep cases inside each group's percentile range (or mean ± k SD)."""
     if tp["method"] == "none" or len(cost) == 0:
@@ -151,6 +206,9 @@ def calibrate(
         np.nan
     )  # absurd LOS: not counted
 
+    # per-diem rates per category, from the eligible cases (untrimmed: long stays are
+    # exactly what a cost trim would cut)
+    pd_rates = per_diem_rates(adrg, mdc, cost, los, wy, pv["per_diem"])
     keep = _trim_mask(drg, cost, cp["trimming"])
     cost_t, w_t, los_t = cost[keep], wy[keep], los[keep]
     d_t, a_t, m_t = drg[keep], adrg[keep], mdc[keep]
@@ -223,12 +281,32 @@ def calibrate(
                     **{k: st[k] for k in ("mean_cost_fen", "cv", "mean_los", "per_diem_rate_fen")},
                 }
             )
+    for key, st in pd_rates.iterrows():
+        rows.append(
+            {
+                "key": key,
+                "level": PER_DIEM_LEVEL,
+                "source": PER_DIEM_LEVEL,
+                "adrg": "",
+                "mdc": "",
+                "n": int(st["n"]),
+                "mean_cost_fen": st["mean_cost_fen"],
+                "cv": np.nan,
+                "mean_los": np.nan,
+                "per_diem_rate_fen": st["per_diem_rate_fen"],
+                "per_diem_case_rate_fen": st["per_diem_case_rate_fen"],
+            }
+        )
     out = pd.DataFrame(rows)
     out["n"] = out["n"].astype(np.int64)
     out["mean_cost_fen"] = np.floor(out["mean_cost_fen"] + 0.5).astype(np.int64)
     out["rw"] = out["mean_cost_fen"] / m_all
     out["points"] = out["rw"] * scale
     out["per_diem_points"] = out["per_diem_rate_fen"] / m_all * scale
+    if "per_diem_case_rate_fen" not in out:
+        out["per_diem_case_rate_fen"] = np.nan
+    # the all-case mean, unrounded, in a column: the table alone reproduces the payments
+    out["m_all_fen"] = float(m_all)
     out = out[WEIGHT_COLUMNS]
     out.attrs.update({"m_all_fen": m_all, "scale": scale, "riv": riv, "years": years, "year": year})
     return out
@@ -267,7 +345,20 @@ def read_weights(
         meta = {k.decode(): v.decode() for k, v in (tab.schema.metadata or {}).items()}
         df = tab.to_pandas()
         if "level" in df.columns and "mean_cost_fen" in df.columns:
-            df.attrs["m_all_fen"] = float(meta.get("drgsim.m_all_fen", "nan"))
+            m = _table_m_all(df, meta)
+            if m is None:
+                raise WeightsError(
+                    [
+                        Problem(
+                            file,
+                            None,
+                            "m_all_fen",
+                            "a weights table without its all-case mean cost (column m_all_fen "
+                            "or metadata drgsim.m_all_fen): write it with drgsim calibrate",
+                        )
+                    ]
+                )
+            df.attrs["m_all_fen"] = m
             df.attrs["scale"] = float(meta.get("drgsim.scale", pv["points"]["scale"]))
             return df
         first_line = None
@@ -341,6 +432,8 @@ def read_weights(
             "mean_los": np.nan,
             "per_diem_rate_fen": np.nan,
             "per_diem_points": np.nan,
+            "per_diem_case_rate_fen": np.nan,
+            "m_all_fen": float(m_all_fen),
         }
     )
     ad = (
@@ -359,11 +452,27 @@ def read_weights(
         mean_los=np.nan,
         per_diem_rate_fen=np.nan,
         per_diem_points=np.nan,
+        per_diem_case_rate_fen=np.nan,
+        m_all_fen=float(m_all_fen),
     )
     ad["mean_cost_fen"] = np.floor(ad["mean_cost_fen"] + 0.5).astype(np.int64)
     out = pd.concat([out, ad[WEIGHT_COLUMNS]], ignore_index=True)[WEIGHT_COLUMNS]
     out.attrs.update({"m_all_fen": float(m_all_fen), "scale": scale})
     return out
+
+
+def _table_m_all(df: pd.DataFrame, meta: dict[str, str]) -> float | None:
+    """The unrounded all-case mean of a drgsim weights table: its m_all_fen column, else
+    the parquet metadata (older files); never the rounded 'all' row."""
+    if "m_all_fen" in df.columns:
+        v = pd.to_numeric(df["m_all_fen"], errors="coerce").dropna()
+        if len(v) and np.isfinite(v.iloc[0]) and v.iloc[0] > 0:
+            return float(v.iloc[0])
+    try:
+        m = float(meta.get("drgsim.m_all_fen", "nan"))
+    except ValueError:
+        return None
+    return m if np.isfinite(m) and m > 0 else None
 
 
 def write_weights(

@@ -8,11 +8,17 @@ from drgsim.policy.loader import (
     load_policy,
     parse_policy,
 )
-from drgsim.policy.schema import SCHEMA, Param
+from drgsim.policy.dated import YearPolicy, as_year_policy, resolve_year
+from drgsim.policy.schema import LEVELS, SCHEMA, Param, level_of
 
 __all__ = [
     "BASELINE",
+    "LEVELS",
     "SCHEMA",
+    "YearPolicy",
+    "as_year_policy",
+    "level_of",
+    "resolve_year",
     "Param",
     "Policy",
     "PolicyError",

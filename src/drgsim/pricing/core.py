@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from drgsim.errors import DrgsimError
+from drgsim.policy.dated import YearPolicy, as_year_policy, constant_year
 from drgsim.pricing.cases import PAY_STATUSES, Cases
 from drgsim.scheme.spec import STATUSES
 
@@ -46,17 +47,21 @@ class Weights:
     @classmethod
     def from_frame(cls, df: pd.DataFrame, scale: float | None = None) -> Weights:
         m_all = df.attrs.get("m_all_fen")
-        if m_all is None and "level" in df and (df["level"] == "all").any():
-            m_all = float(df.loc[df["level"] == "all", "mean_cost_fen"].iloc[0])
+        if (m_all is None or not np.isfinite(m_all)) and "m_all_fen" in df:
+            col = pd.to_numeric(df["m_all_fen"], errors="coerce").dropna()
+            m_all = float(col.iloc[0]) if len(col) else None
+        if (m_all is None or not np.isfinite(m_all)) and "level" in df:
+            if (df["level"] == "all").any():  # a table from elsewhere: its rounded 'all' row
+                m_all = float(df.loc[df["level"] == "all", "mean_cost_fen"].iloc[0])
         if m_all is None or not np.isfinite(m_all) or m_all <= 0:
             raise PricingError(
-                "weights carry no all-case mean cost (attrs m_all_fen or an 'all' row)"
+                "weights carry no all-case mean cost (column or attrs m_all_fen, or an 'all' row)"
             )
         sc = float(scale or df.attrs.get("scale") or 100)
         t = df.copy()
         if "level" not in t:
             t["level"] = "drg"
-        for c in ("per_diem_points", "per_diem_rate_fen"):
+        for c in ("per_diem_points", "per_diem_rate_fen", "per_diem_case_rate_fen"):
             if c not in t:
                 t[c] = np.nan
         t = t.reset_index(drop=True)
@@ -264,7 +269,19 @@ class Priced:
     hosp_coef: np.ndarray  # per hospital
     rw: np.ndarray = None  # type: ignore[assignment]
     mean_los: np.ndarray = None  # type: ignore[assignment]
-    pv: dict | None = None  # the resolved policy the cases were priced with
+    pv: dict | None = None  # the resolved policy the cases were priced with (1 January)
+    readmit: np.ndarray = None  # type: ignore[assignment]  # bool: the readmission cut applied
+    segment: np.ndarray = None  # type: ignore[assignment]  # int16: index into policy.segments
+    policy: YearPolicy | None = None  # case-level values per segment (dated values)
+
+    def __post_init__(self) -> None:
+        n = self.cases.n
+        if self.readmit is None:
+            self.readmit = np.zeros(n, dtype=bool)
+        if self.segment is None:
+            self.segment = np.zeros(n, dtype=np.int16)
+        if self.policy is None and self.pv is not None:
+            self.policy = constant_year(self.pv)
 
     @property
     def payable(self) -> np.ndarray:
@@ -296,6 +313,7 @@ class Priced:
                 "k": self.k,
                 "premium_points": self.premium_points,
                 "factor": self.factor,
+                "readmission": self.readmit,
                 "points": self.points,
                 "rw": self.rw,
                 "los_days": c.los,
@@ -307,13 +325,67 @@ class Priced:
         )
 
 
+PRICED_PER_CASE = (
+    "case_type",
+    "points",
+    "base_points",
+    "coefficient",
+    "mean_cost_fen",
+    "cost_ratio",
+    "k",
+    "premium_points",
+    "factor",
+    "weight_row",
+    "weight_level",
+    "pay_status",
+    "in_budget",
+    "outside_fen",
+    "rw",
+    "mean_los",
+    "readmit",
+)
+CUT_TYPES = ("normal", "high_cost", "low_cost", "short_stay")  # the readmission modifier's
+
+
 def price(
     cases: Cases,
     weights: Weights,
-    pv: dict,
+    pv: dict | YearPolicy,
     hospitals: pd.DataFrame | None = None,
 ) -> Priced:
-    """Price every case (``pv``: the policy resolved at the simulated date)."""
+    """Price every case.
+
+    ``pv``: a :class:`~drgsim.policy.dated.YearPolicy` (each case priced with the
+    case-level values in force on its discharge date) or one resolved policy dict (in
+    force all year). Rows marked ``cases.link_only`` (last year's discharges) only serve
+    readmission linking and are not priced or returned.
+    """
+    yp = as_year_policy(pv)
+    full = None
+    lo = cases.link_only
+    if lo is not None and lo.any():
+        full, cases = cases, cases.take(~lo)
+    seg = yp.segment_of(cases.disch_day) if yp.dated else np.zeros(cases.n, np.int16)
+    parts = [_price_segment(cases, weights, p, hospitals, full) for p in yp.segments]
+    out = parts[0]
+    for s_, part in enumerate(parts[1:], start=1):  # each case from its segment's pricing
+        sel = seg == s_
+        for name in PRICED_PER_CASE:
+            a = getattr(out, name)
+            setattr(out, name, np.where(sel, getattr(part, name), a).astype(a.dtype))
+    out.pv, out.policy, out.segment = yp.pv, yp, seg
+    return out
+
+
+def _price_segment(
+    cases: Cases,
+    weights: Weights,
+    pv: dict,
+    hospitals: pd.DataFrame | None,
+    full: Cases | None,
+) -> Priced:
+    """Price every case with one resolved policy; ``full``: the cases plus last year's
+    link-only rows, for readmission linking."""
     n = cases.n
     pay = cases.pay_status.copy()
     scale = float(pv["points"]["scale"])
@@ -348,6 +420,10 @@ def price(
         pdp = np.where(np.isnan(pdp), float(t.at[a, "per_diem_points"]), pdp)
         pdr = np.where(np.isnan(pdr), float(t.at[a, "per_diem_rate_fen"]), pdr)
 
+    cat_rate = _per_diem_category_rates(cases, t, pv["per_diem"])
+    has_cat = ~np.isnan(cat_rate)  # the category's calibrated rate wins over the group's
+    pdr = np.where(has_cat, cat_rate, pdr)
+    pdp = np.where(has_cat, cat_rate / m_all * scale, pdp)
     if pv["per_diem"]["rate_yuan"] is not None:
         pdr = np.full(n, float(pv["per_diem"]["rate_yuan"]) * 100.0)
         pdp = pdr / m_all * scale
@@ -407,9 +483,18 @@ def price(
             cand = drg_ok & (ratio >= sr["min_cost_ratio"]) & ~per_diem & (pay == 0)
             special = select_special_review(cases, r0, cand, sr["share"])
     ra = pv["readmission"]
+    modifier = ra.get("mode", "case_type") == "modifier"
     readmit = np.zeros(n, dtype=bool)
     if ra["enabled"]:
-        readmit = link_readmissions(cases, ra["days"], ra["same"], drg_ok & (pay == 0)) & drg_ok
+        el = drg_ok & (pay == 0)
+        if full is None:
+            readmit = link_readmissions(cases, ra["days"], ra["same"], el) & drg_ok
+        else:  # last year's discharges (link-only rows) can be the earlier stay
+            lo = full.link_only
+            prow, _ = weights.lookup(full, pv["calibration"]["fallback"])
+            el_full = (full.status == 0) & (full.pay_status == 0) & (prow >= 0)
+            el_full[~lo] = el
+            readmit = link_readmissions(full, ra["days"], ra["same"], el_full)[~lo] & drg_ok
     ss = pv["short_stay"]
     short = (
         drg_ok & (cases.los <= ss["max_los"]) & (cases.los >= 0)
@@ -422,7 +507,7 @@ def price(
         "per_diem": per_diem,
         "special_review": special,
         "ungroupable": is_disc,
-        "readmission": readmit,
+        "readmission": readmit & (not modifier),
         "short_stay": short,
         "high_cost": high,
         "low_cost": low,
@@ -464,7 +549,12 @@ def price(
             ],
         )
         points = np.where(capped, np.minimum(points, cap * P), points)
-    factor = np.where(case_type == CASE_TYPES.index("readmission"), ra["points_factor"], factor)
+    if modifier:  # the cut applies to the points the case otherwise gets (after the cap)
+        cut = readmit & np.isin(case_type, [CASE_TYPES.index(x) for x in CUT_TYPES])
+        points = np.where(cut, points * ra["points_factor"], points)
+    else:
+        cut = case_type == CASE_TYPES.index("readmission")
+    factor = np.where(cut, ra["points_factor"], factor)
     premium = np.where(case_type == CASE_TYPES.index("high_cost"), premium, 0.0)
     zero_st = np.isin(s, zero_ids)
     points = np.where((pay == 0) & ~zero_st, points, 0.0)
@@ -503,4 +593,29 @@ def price(
         if "mean_los" in t
         else np.full(n, np.nan),
         pv=pv,
+        readmit=cut & (pay == 0),
+    )
+
+
+def _per_diem_category_rates(cases: Cases, t: pd.DataFrame, pdm: dict) -> np.ndarray:
+    """Per case: the calibrated daily rate (fen) of its per-diem category (listed ADRG, else
+    listed MDC, else long stay), on the policy's rate basis; NaN without a category row."""
+    n = cases.n
+    rows = t.index[t["level"] == "per_diem"]
+    if n == 0 or not len(rows):
+        return np.full(n, np.nan)
+    col = "per_diem_rate_fen" if pdm.get("rate_basis") != "mean_of_case_rates" else (
+        "per_diem_case_rate_fen"
+    )
+    rate = dict(zip(t.loc[rows, "key"].astype(str), t.loc[rows, col].astype(float), strict=True))
+    adrg_names = np.asarray(cases.adrg_names, dtype=object).astype(str)
+    mdc_names = np.asarray(cases.mdc_names, dtype=object).astype(str)
+    a_rate = np.array([rate.get(a, np.nan) for a in adrg_names], dtype=np.float64)
+    m_rate = np.array([rate.get(m, np.nan) for m in mdc_names], dtype=np.float64)
+    a_in = np.isin(adrg_names, list(pdm["adrgs"]))[cases.adrg]
+    m_in = np.isin(mdc_names, list(pdm["mdcs"]))[cases.mdc]
+    long = cases.los >= pdm["min_los"] if pdm["min_los"] is not None else np.zeros(n, bool)
+    long_rate = rate.get("long_stay", np.nan)
+    return np.where(
+        a_in, a_rate[cases.adrg], np.where(m_in, m_rate[cases.mdc], np.where(long, long_rate, np.nan))
     )
