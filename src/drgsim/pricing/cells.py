@@ -29,13 +29,14 @@ are kept per hospital × fund × month too, so settlement runs on these totals a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba as nb
 import numpy as np
 
 from drgsim.errors import DrgsimError
-from drgsim.policy.dated import YearPolicy
-from drgsim.pricing.core import CASE_TYPES, Priced
+from drgsim.policy.dated import YearPolicy, as_year_policy
+from drgsim.pricing.core import CASE_TYPES, Priced, PricingError, reprice_thresholds
 
 THRESHOLD_TYPES = [CASE_TYPES.index(t) for t in ("normal", "high_cost", "low_cost")]
 FIXED_TYPES = ("per_diem", "special_review", "ungroupable", "readmission", "short_stay")
@@ -396,3 +397,94 @@ def hfm_points(cells: Cells, pts: np.ndarray) -> np.ndarray:
 def by_fund(cells: Cells, per_hfm: np.ndarray) -> np.ndarray:
     """A per-hfm array as (fund, hospital, month)."""
     return per_hfm.reshape(cells.n_hosp, N_FUNDS, MONTHS).transpose(1, 0, 2)
+
+
+# Pricing parameters a settlement must not silently ignore. The outlier thresholds are
+# re-priced through the cells; any other difference means pricing the cases again.
+PRICING_SECTIONS = (
+    "points",
+    "coefficients",
+    "case_types",
+    "statuses",
+    "high_cost",
+    "low_cost",
+    "ungroupable",
+    "per_diem",
+    "special_review",
+    "readmission",
+    "short_stay",
+    "caps",
+    "plausibility",
+    "calibration.fallback",
+)
+REPRICED = {
+    "high_cost.tiers": "tiers",
+    "high_cost.beta": "beta",
+    "low_cost.factor": "low",
+    "caps.max_points_multiple": "cap",
+}
+
+
+def _flat(tree: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(tree, dict) and not (prefix and _is_leaf_map(prefix)):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: tree}
+
+
+def _is_leaf_map(key: str) -> bool:
+    return key in ("coefficients.by_level",)
+
+
+def pricing_differences(built: dict, new: dict) -> list[str]:
+    """Dotted pricing keys whose values differ between two resolved policies."""
+    out = []
+    for sec in PRICING_SECTIONS:
+        a = _flat(_get(built, sec), sec)
+        b = _flat(_get(new, sec), sec)
+        out += [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return out
+
+
+def _get(tree: dict, key: str) -> Any:
+    node: Any = tree
+    for p in key.split("."):
+        node = node.get(p) if isinstance(node, dict) else None
+    return node
+
+
+def points_under(cells: Cells, pr: Priced, policy: dict | YearPolicy) -> np.ndarray:
+    """Hospital × fund × month points of the cases under ``policy``'s pricing parameters.
+
+    Outlier thresholds (k tiers, β, low-cost factor, cap) that differ from those the cases
+    were priced with are re-priced through the cells; any other pricing parameter that
+    differs raises :class:`~drgsim.pricing.core.PricingError` naming it, never ignored.
+    """
+    new = segments_on(cells, as_year_policy(policy))
+    built = pr.policy.segments if pr.policy is not None else [pr.pv]
+    seg_built = [built[min(i, len(built) - 1)] for i in range(len(cells.built_segments))]
+    other = sorted(
+        {k for b, n in zip(seg_built, new, strict=True) for k in pricing_differences(b, n)}
+        - set(REPRICED)
+    )
+    if other:
+        raise PricingError(
+            "the policy's pricing parameter(s) "
+            + ", ".join(other)
+            + " differ from those the cases were priced with, and only outlier thresholds "
+            "(high_cost.tiers, high_cost.beta, low_cost.factor, caps.max_points_multiple) "
+            "re-price through the cells: price the cases with this policy"
+        )
+    return hfm_points(cells, _cell_points_segments(cells, [_thresholds(p) for p in new]))
+
+
+def priced_under(pr: Priced, cells: Cells, policy: dict | YearPolicy) -> Priced:
+    """The per-case rows under ``policy``'s outlier thresholds (the same ones
+    :func:`points_under` gives the cells), so case points still explain the money."""
+    new = segments_on(cells, as_year_policy(policy))
+    built = pr.policy.segments if pr.policy is not None else [pr.pv]
+    if all(_thresholds(a) == _thresholds(b) for a, b in zip(built, new, strict=False)):
+        return pr
+    return reprice_thresholds(pr, new)

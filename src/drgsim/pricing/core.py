@@ -619,3 +619,59 @@ def _per_diem_category_rates(cases: Cases, t: pd.DataFrame, pdm: dict) -> np.nda
     return np.where(
         a_in, a_rate[cases.adrg], np.where(m_in, m_rate[cases.mdc], np.where(long, long_rate, np.nan))
     )
+
+
+def reprice_thresholds(pr: Priced, segments: list[dict]) -> Priced:
+    """The rows re-priced under other outlier thresholds (k tiers, low-cost factor, β, cap;
+    ``segments[s]`` for the cases of dated-value segment ``s``): normal, high- and low-cost
+    cases change type and points by the formulas of :func:`price`; every other case stays.
+    The row twin of re-pricing the cells."""
+    import copy
+
+    out = copy.copy(pr)
+    n = pr.cases.n
+    thr = pr.payable & np.isin(pr.case_type, [CASE_TYPES.index(x) for x in CUT_TYPES[:3]])
+    seg = pr.segment if pr.segment is not None else np.zeros(n, np.int16)
+    k = pr.k.copy()
+    low_f, beta, cap = np.zeros(n), np.zeros(n), np.full(n, np.inf)
+    for s_, p in enumerate(segments):
+        sel = seg == s_
+        tiers = p["high_cost"]["tiers"]
+        edges = np.array([t["rw_upto"] for t in tiers[:-1]], dtype=np.float64)
+        ks = np.array([t["k"] for t in tiers], dtype=np.float64)
+        k[sel] = ks[np.searchsorted(edges, pr.rw[sel], side="left")]
+        low_f[sel], beta[sel] = p["low_cost"]["factor"], p["high_cost"]["beta"]
+        c_ = p["caps"]["max_points_multiple"]
+        cap[sel] = np.inf if c_ is None else c_
+    prec = list(pr.pv["case_types"]["precedence"])
+    valid = pr.mean_cost_fen > 0
+    r0 = pr.cost_ratio
+    high = valid & (r0 > k) & ("high_cost" in prec)
+    low = valid & (r0 < low_f) & ("low_cost" in prec)
+    if "high_cost" in prec and "low_cost" in prec:
+        if prec.index("low_cost") < prec.index("high_cost"):
+            high &= ~low
+        else:
+            low &= ~high
+    P, c = pr.base_points, pr.coefficient
+    normal_pts = P * c
+    premium = np.where(high, P * (r0 - k) * beta, 0.0)
+    pts = np.where(high, normal_pts + premium, np.where(low, normal_pts * r0, normal_pts))
+    pts = np.where(np.isfinite(cap), np.minimum(pts, cap * P), pts) * pr.factor
+    ct = np.where(
+        high,
+        CASE_TYPES.index("high_cost"),
+        np.where(low, CASE_TYPES.index("low_cost"), CASE_TYPES.index("normal")),
+    )
+    out.case_type = np.where(thr, ct, pr.case_type).astype(np.int8)
+    out.points = np.where(thr, pts, pr.points)
+    out.premium_points = np.where(thr, premium, pr.premium_points)
+    out.k = np.where(thr, k, pr.k)
+    segs = [copy.deepcopy(x) for x in (pr.policy.segments if pr.policy else [pr.pv])]
+    for a, b in zip(segs, segments, strict=False):
+        for sec in ("high_cost", "low_cost", "caps"):
+            a[sec] = copy.deepcopy(b[sec])
+    if pr.policy is not None:
+        out.policy = YearPolicy(pr.policy.year, segs[0], pr.policy.starts, segs, pr.policy.months)
+        out.pv = segs[0]
+    return out
