@@ -377,3 +377,34 @@ def test_statuses_have_one_source():
 
     assert pc.STATUSES is STATUSES
     assert tuple(SCHEMA["statuses"]) == STATUSES[1:]
+
+
+def test_per_diem_priced_at_its_category_rate():
+    w = weights().table.copy()
+    cat = pd.DataFrame(
+        {
+            "key": ["MDCT", "long_stay"],
+            "level": ["per_diem", "per_diem"],
+            "rw": np.nan,
+            "points": np.nan,
+            "mean_cost_fen": 0,
+            "per_diem_rate_fen": [40_000.0, 30_000.0],  # 400 and 300 yuan a day (ratio of sums)
+            "per_diem_case_rate_fen": [70_000.0, 35_000.0],  # the mean of case rates
+        }
+    )
+    t = pd.concat([w, cat], ignore_index=True)
+    t.attrs["m_all_fen"] = 1_000_000
+    W = Weights.from_frame(t)
+    rows = [
+        {"drg": "G1", "adrg": "G1", "mdc": "MDCT", "los_days": 20, "total_cost": 9000},
+        {"drg": "G2", "adrg": "G2", "los_days": 70, "total_cost": 9000},
+    ]
+    for basis, per_day in (("total_over_days", [4.0, 3.0]), ("mean_of_case_rates", [7.0, 3.5])):
+        pv = (
+            load_policy()
+            .with_values({**OFF, "per_diem.enabled": True, "per_diem.rate_basis": basis})
+            .at(2024)
+        )
+        pr = price(prepare_cases(cases(rows), HOSP["hospital_id"]), W, pv, HOSP)
+        # 400 yuan / 10,000 x 100 = 4 points a day x 20 days; the long stay 3 x 70
+        assert pr.points == pytest.approx([per_day[0] * 20, per_day[1] * 70]), basis
