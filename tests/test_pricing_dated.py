@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from test_pricing import HOSP, OFF, cases, weights  # noqa: I001
 
 from drgsim.policy import load_policy, resolve_year
 from drgsim.pricing import PricingError, Weights, prepare_cases, price
@@ -14,8 +15,6 @@ from drgsim.pricing.fake import fake_cases, fake_hospitals, fake_weights
 from drgsim.settlement import Budget, settle, settle_fund
 from drgsim.settlement.run import all_fund_totals, case_payments
 from drgsim.settlement.scenarios import settle_fund_fast
-
-from test_pricing import HOSP, OFF, cases, weights  # noqa: I001
 
 JULY = {
     "high_cost.tiers": [{"rw_upto": 1.0, "k": 2.5}, {"rw_upto": None, "k": 1.8}],

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from drgsim.pricing.cases import FUNDS
 from drgsim.policy.dated import YearPolicy, as_year_policy
+from drgsim.pricing.cases import FUNDS
 from drgsim.pricing.cells import (
     Cells,
     build_cells,
