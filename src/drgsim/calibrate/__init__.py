@@ -44,6 +44,7 @@ WEIGHT_COLUMNS = [
 ]
 PER_DIEM_LEVEL = "per_diem"  # rows of per-diem categories: key = MDC label, ADRG or LONG_STAY
 LONG_STAY = "long_stay"
+PER_DIEM_RATES = ("per_diem_rate_fen", "per_diem_case_rate_fen")
 
 
 def scheme_drgs(scheme: str | os.PathLike[str] = "chs_drg_11") -> pd.DataFrame:
@@ -77,6 +78,8 @@ def _stats(key: np.ndarray, cost: np.ndarray, w: np.ndarray, los: np.ndarray) ->
             "wln": np.where(lv, w, 0.0),
             "wd": np.where(pdv, w * cost / np.maximum(l0, 1), 0.0),
             "wdn": np.where(pdv, w, 0.0),
+            "wdc": np.where(pdv, w * cost, 0.0),
+            "wdd": np.where(pdv, w * l0, 0.0),
         }
     )
     g = df.groupby("key", sort=True).agg(
@@ -88,6 +91,8 @@ def _stats(key: np.ndarray, cost: np.ndarray, w: np.ndarray, los: np.ndarray) ->
         swln=("wln", "sum"),
         swd=("wd", "sum"),
         swdn=("wdn", "sum"),
+        swdc=("wdc", "sum"),
+        swdd=("wdd", "sum"),
     )
     mean = g["swc"] / g["sw"]
     var = np.maximum(g["swcc"] / g["sw"] - mean * mean, 0.0)
@@ -97,7 +102,10 @@ def _stats(key: np.ndarray, cost: np.ndarray, w: np.ndarray, los: np.ndarray) ->
             "mean_cost_fen": mean,
             "cv": np.sqrt(var) / mean,
             "mean_los": (g["swl"] / g["swln"]).where(g["swln"] > 0),
-            "per_diem_rate_fen": (g["swd"] / g["swdn"]).where(g["swdn"] > 0),
+            # a group's own daily rate (used only when its per-diem category has none):
+            # on both bases, like the category rates
+            "per_diem_rate_fen": (g["swdc"] / g["swdd"]).where(g["swdd"] > 0),
+            "per_diem_case_rate_fen": (g["swd"] / g["swdn"]).where(g["swdn"] > 0),
         }
     )
 
@@ -263,7 +271,7 @@ def calibrate(
                 "adrg": r.adrg,
                 "mdc": r.mdc,
                 "n": n_own,
-                **{k: st[k] for k in ("mean_cost_fen", "cv", "mean_los", "per_diem_rate_fen")},
+                **{k: st[k] for k in ("mean_cost_fen", "cv", "mean_los", *PER_DIEM_RATES)},
             }
         )
     for lvl, tab in (("adrg", by_adrg), ("mdc", by_mdc), ("all", by_all)):
@@ -278,7 +286,7 @@ def calibrate(
                     "adrg": key if lvl == "adrg" else "",
                     "mdc": key if lvl == "mdc" else "",
                     "n": int(st["n"]),
-                    **{k: st[k] for k in ("mean_cost_fen", "cv", "mean_los", "per_diem_rate_fen")},
+                    **{k: st[k] for k in ("mean_cost_fen", "cv", "mean_los", *PER_DIEM_RATES)},
                 }
             )
     for key, st in pd_rates.iterrows():

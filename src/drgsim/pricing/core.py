@@ -412,13 +412,20 @@ def _price_segment(
     P = np.where(has_w, t["points"].to_numpy(dtype=np.float64)[r], 0.0)
     rw = np.where(has_w, t["rw"].to_numpy(dtype=np.float64)[r], 0.0)
     m = np.where(has_w, t["mean_cost_fen"].to_numpy(dtype=np.float64)[r], np.nan)
-    pdp = np.where(has_w, t["per_diem_points"].to_numpy(dtype=np.float64)[r], np.nan)
-    pdr = np.where(has_w, t["per_diem_rate_fen"].to_numpy(dtype=np.float64)[r], np.nan)
+    # a group's own daily rate (when its per-diem category has none), on the policy's basis
+    pd_pts = t["per_diem_points"].to_numpy(dtype=np.float64)
+    pd_rate = t["per_diem_rate_fen"].to_numpy(dtype=np.float64)
+    if pv["per_diem"].get("rate_basis") == "mean_of_case_rates":
+        own = t["per_diem_case_rate_fen"].to_numpy(dtype=np.float64)
+        pd_pts = np.where(np.isnan(own), pd_pts, own / m_all * scale)
+        pd_rate = np.where(np.isnan(own), pd_rate, own)
+    pdp = np.where(has_w, pd_pts[r], np.nan)
+    pdr = np.where(has_w, pd_rate[r], np.nan)
     all_rows = t.index[t["level"] == "all"]
     if len(all_rows):  # per-diem rate of a group without its own: the all-case one
         a = all_rows[0]
-        pdp = np.where(np.isnan(pdp), float(t.at[a, "per_diem_points"]), pdp)
-        pdr = np.where(np.isnan(pdr), float(t.at[a, "per_diem_rate_fen"]), pdr)
+        pdp = np.where(np.isnan(pdp), pd_pts[a], pdp)
+        pdr = np.where(np.isnan(pdr), pd_rate[a], pdr)
 
     cat_rate = _per_diem_category_rates(cases, t, pv["per_diem"])
     has_cat = ~np.isnan(cat_rate)  # the category's calibrated rate wins over the group's
