@@ -152,3 +152,14 @@ def test_drgsim_weights_table_without_m_all_refused(tmp_path):
     w.to_parquet(f)
     with pytest.raises(WeightsError, match="all-case mean cost"):
         read_weights(f, pv)
+
+
+def test_per_diem_rates_leave_out_implausible_costs():
+    # 60 psychiatric stays of 100 yuan a day and one of 1,000,000 yuan: 60.6 x the group's
+    # mean (16,491 yuan), above plausibility.max_cost_ratio 50 -- pricing would hold it
+    rows = [("TR11", "TR1", "MDCT", 2023, 100)] * 60 + [("TR11", "TR1", "MDCT", 2023, 1_000_000)]
+    h = hist(rows).assign(los_days=[1] * 60 + [10])
+    pv = load_policy().with_values(PLAIN).at(2024)
+    w = calibrate(h, pv, 2024, scheme=None).set_index(["level", "key"])
+    assert w.loc[("per_diem", "MDCT"), "per_diem_rate_fen"] == pytest.approx(10_000)
+    assert w.loc[("per_diem", "MDCT"), "n"] == 60

@@ -214,9 +214,6 @@ def calibrate(
         np.nan
     )  # absurd LOS: not counted
 
-    # per-diem rates per category, from the eligible cases (untrimmed: long stays are
-    # exactly what a cost trim would cut)
-    pd_rates = per_diem_rates(adrg, mdc, cost, los, wy, pv["per_diem"])
     keep = _trim_mask(drg, cost, cp["trimming"])
     cost_t, w_t, los_t = cost[keep], wy[keep], los[keep]
     d_t, a_t, m_t = drg[keep], adrg[keep], mdc[keep]
@@ -226,6 +223,17 @@ def calibrate(
         m_all = float((w_t * cost_t).sum() / w_t.sum())
 
     by_drg = _stats(d_t, cost_t, w_t, los_t)
+    # per-diem rates per category, from the eligible cases: not cost-trimmed (long stays are
+    # what a trim cuts), but without the cases pricing would hold as implausible (cost above
+    # max_cost_ratio x the group's mean, LOS above max_los_days)
+    plaus = np.ones(len(cost), dtype=bool)
+    if pv["plausibility"]["max_cost_ratio"] is not None:
+        ref = by_drg["mean_cost_fen"].reindex(drg).to_numpy()
+        ref = np.where(np.isnan(ref), m_all, ref)
+        plaus = cost <= pv["plausibility"]["max_cost_ratio"] * ref
+    pd_rates = per_diem_rates(
+        adrg[plaus], mdc[plaus], cost[plaus], los[plaus], wy[plaus], pv["per_diem"]
+    )
     by_adrg = _stats(a_t, cost_t, w_t, los_t)
     by_mdc = _stats(m_t, cost_t, w_t, los_t)
     by_all = _stats(np.array(["all"] * len(cost_t)), cost_t, w_t, los_t)

@@ -1,5 +1,9 @@
 """Cells: cases priced once into hospital × DRG × fund × month cells; totals from the cells.
 
+A cell is also keyed by the dated-value period of its cases (case-level values change on
+the day a policy dates them, :mod:`drgsim.policy.dated`) and by the readmission flag, so
+its coefficient, readmission factor and thresholds are one per cell.
+
 This is how every settlement gets its points, the single simulation (``settle``) as the
 one-scenario case and the scenario sweeps alike; row pricing (:func:`~drgsim.pricing.core.price`)
 stays the per-case explanation and the slow reference the cells are tested against.
@@ -9,8 +13,10 @@ stays the per-case explanation and the slow reference the cells are tested again
   cell's points under any thresholds (k by RW tier, the low-cost factor, β, the cap) are
   found by binary search with the very predicates row pricing uses (``cost / m > k``,
   ``cost / m < l``, points above ``cap × P``) and a few sums, without touching case rows.
+- **Readmissions** (``readmission.mode: modifier``) stay threshold cases: the cell's
+  points are multiplied by its factor after the cap, as row pricing does.
 - **Fixed cases** (per diem inside the budget, special review, ungroupable/ambiguous,
-  readmission, short stay, statuses paid zero): their points do not depend on those
+  short stay, readmission as a case type, statuses paid zero): their points do not depend on those
   thresholds. They enter as one adjustment per hospital × fund × month, computed once
   from the row points (summed in case-id order, so row order never moves a last bit).
   Re-pricing is exact for them as long as (a) every such type comes before high_cost and
