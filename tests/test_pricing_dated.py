@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_pricing import HOSP, OFF, cases, weights  # noqa: I001
 
 from drgsim.policy import load_policy, resolve_year
@@ -194,3 +196,49 @@ def test_simulate_picks_last_years_discharges_for_linking():
     yp = resolve_year(load_policy(), 2024)  # a 15-day window: from 17 December
     back = readmission_lookback(hist, "discharge_date", 2024, yp)
     assert back["discharge_date"].tolist() == ["2023-12-17"]
+
+
+def test_every_key_has_a_level():
+    from drgsim.policy import level_of
+
+    levels = {k: level_of(k) for k in load_policy().params}
+    assert set(levels.values()) == {"case", "month", "year"}
+    assert levels["high_cost.beta"] == "case" and levels["presettlement.prepay_share"] == "month"
+    assert levels["point_value.bounds.floor"] == "year"
+
+
+# ---- random dated changes: cells and rows agree (hypothesis) ------------------------------
+
+dated_overlay = st.fixed_dictionaries(
+    {
+        "high_cost.beta": st.sampled_from([0.0, 0.5, 1.0]),
+        "low_cost.factor": st.sampled_from([0.3, 0.4, 0.6]),
+        "caps.max_points_multiple": st.none() | st.sampled_from([3.0, 10.0]),
+        "readmission.points_factor": st.sampled_from([0.3, 0.5, 1.0]),
+        "coefficients.by_level": st.sampled_from(
+            [{"3": 1.0, "2": 0.85, "1": 0.7}, {"3": 1.1, "2": 0.95, "1": 0.8}]
+        ),
+        "per_diem.inside_budget": st.booleans(),
+    }
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ov=dated_overlay,
+    day=st.sampled_from(["2024-02-01", "2024-07-01", "2024-07-15", "2024-12-31"]),
+    seed=st.integers(0, 10_000),
+    n=st.integers(1, 500),
+)
+def test_dated_cells_equal_rows(ov, day, seed, n):
+    """For a random case-level change on a random day, the cells' hospital × fund × month
+    points are the rows' points summed (each case priced with the values of its date)."""
+    h = fake_hospitals(4, seed)
+    c = prepare_cases(fake_cases(n, n_hosp=4, seed=seed), h["hospital_id"])
+    w = Weights.from_frame(fake_weights())
+    yp = resolve_year(load_policy().with_values(ov, date=day), 2024)
+    pr = price(c, w, yp, h)
+    cells = build_cells(pr)
+    got = hfm_points(cells, cell_points_at(cells, yp)).reshape(-1, 2, 12).transpose(1, 0, 2)
+    for f, t in enumerate(all_fund_totals(pr)):
+        assert got[f] == pytest.approx(t.points, rel=1e-9, abs=1e-9)
