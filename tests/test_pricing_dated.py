@@ -242,3 +242,23 @@ def test_dated_cells_equal_rows(ov, day, seed, n):
     got = hfm_points(cells, cell_points_at(cells, yp)).reshape(-1, 2, 12).transpose(1, 0, 2)
     for f, t in enumerate(all_fund_totals(pr)):
         assert got[f] == pytest.approx(t.points, rel=1e-9, abs=1e-9)
+
+
+def test_special_review_share_is_one_selection_over_the_year():
+    """Psychiatry stops being per diem on 1 July: a March MDCT case is per diem (no special
+    review candidate), an August case is the hospital's one special review (5% of 20)."""
+    pol = (
+        load_policy()
+        .with_values({**OFF, "special_review.enabled": True, "per_diem.enabled": True})
+        .with_values({"per_diem.mdcs": []}, date="2024-07-01")
+    )
+    rows = [
+        {"drg": "G1", "adrg": "G1", "mdc": "MDCT", "admit_date": "2024-03-01",
+         "total_cost": 45000},
+        {"admit_date": "2024-08-01", "total_cost": 72000},
+    ] + [{"admit_date": "2024-05-01", "total_cost": 12000}] * 18
+    pr = price(prepare_cases(cases(rows)), weights(), resolve_year(pol, 2024), HOSP)
+    types = pr.frame()["case_type"].tolist()
+    assert types[:2] == ["per_diem", "special_review"]
+    # 72,000 / 10,000 x 100 = 720 points
+    assert pr.points[1] == pytest.approx(720)

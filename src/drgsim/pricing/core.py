@@ -273,6 +273,7 @@ class Priced:
     readmit: np.ndarray = None  # type: ignore[assignment]  # bool: the readmission cut applied
     segment: np.ndarray = None  # type: ignore[assignment]  # int16: index into policy.segments
     policy: YearPolicy | None = None  # case-level values per segment (dated values)
+    sr_candidate: np.ndarray = None  # type: ignore[assignment]  # special-review candidates
 
     def __post_init__(self) -> None:
         n = self.cases.n
@@ -280,6 +281,8 @@ class Priced:
             self.readmit = np.zeros(n, dtype=bool)
         if self.segment is None:
             self.segment = np.zeros(n, dtype=np.int16)
+        if self.sr_candidate is None:
+            self.sr_candidate = np.zeros(n, dtype=bool)
         if self.policy is None and self.pv is not None:
             self.policy = constant_year(self.pv)
 
@@ -343,6 +346,7 @@ PRICED_PER_CASE = (
     "rw",
     "mean_los",
     "readmit",
+    "sr_candidate",
 )
 CUT_TYPES = ("normal", "high_cost", "low_cost", "short_stay")  # the readmission modifier's
 
@@ -367,6 +371,14 @@ def price(
         full, cases = cases, cases.take(~lo)
     seg = yp.segment_of(cases.disch_day) if yp.dated else np.zeros(cases.n, np.int16)
     parts = [_price_segment(cases, weights, p, hospitals, full) for p in yp.segments]
+    sr = yp.pv["special_review"]
+    if len(parts) > 1 and sr["enabled"] and sr["selection"] == "top_cost_ratio":
+        # the share is per hospital and year: select once among every case's own candidates
+        cand = np.zeros(cases.n, bool)
+        for s_, part in enumerate(parts):
+            cand |= (seg == s_) & part.sr_candidate
+        special = select_special_review(cases, parts[0].cost_ratio, cand, sr["share"])
+        parts = [_price_segment(cases, weights, p, hospitals, full, special) for p in yp.segments]
     out = parts[0]
     for s_, part in enumerate(parts[1:], start=1):  # each case from its segment's pricing
         sel = seg == s_
@@ -383,9 +395,11 @@ def _price_segment(
     pv: dict,
     hospitals: pd.DataFrame | None,
     full: Cases | None,
+    special_given: np.ndarray | None = None,
 ) -> Priced:
     """Price every case with one resolved policy; ``full``: the cases plus last year's
-    link-only rows, for readmission linking."""
+    link-only rows, for readmission linking; ``special_given``: the special-review
+    selection made over the whole year (dated values)."""
     n = cases.n
     pay = cases.pay_status.copy()
     scale = float(pv["points"]["scale"])
@@ -483,12 +497,17 @@ def _price_segment(
         per_diem = drg_ok & (in_mdc | in_adrg | long) & ~np.isnan(pdp)
     sr = pv["special_review"]
     special = np.zeros(n, dtype=bool)
+    cand = np.zeros(n, dtype=bool)
     if sr["enabled"]:
         if sr["selection"] == "flag":
             special = drg_ok & cases.special_flag
         else:
             cand = drg_ok & (ratio >= sr["min_cost_ratio"]) & ~per_diem & (pay == 0)
-            special = select_special_review(cases, r0, cand, sr["share"])
+            special = (
+                select_special_review(cases, r0, cand, sr["share"])
+                if special_given is None
+                else special_given
+            )
     ra = pv["readmission"]
     modifier = ra.get("mode", "case_type") == "modifier"
     readmit = np.zeros(n, dtype=bool)
@@ -601,6 +620,7 @@ def _price_segment(
         else np.full(n, np.nan),
         pv=pv,
         readmit=cut & (pay == 0),
+        sr_candidate=cand,
     )
 
 
