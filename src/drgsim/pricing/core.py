@@ -7,6 +7,7 @@ expression (DOMAIN.md section 3).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numba as nb
@@ -53,6 +54,11 @@ class Weights:
         if (m_all is None or not np.isfinite(m_all)) and "level" in df:
             if (df["level"] == "all").any():  # a table from elsewhere: its rounded 'all' row
                 m_all = float(df.loc[df["level"] == "all", "mean_cost_fen"].iloc[0])
+                warnings.warn(
+                    "weights carry no unrounded all-case mean (m_all_fen): using the 'all' "
+                    "row's mean cost, rounded to the fen",
+                    stacklevel=2,
+                )
         if m_all is None or not np.isfinite(m_all) or m_all <= 0:
             raise PricingError(
                 "weights carry no all-case mean cost (column or attrs m_all_fen, or an 'all' row)"
