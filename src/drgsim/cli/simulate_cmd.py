@@ -56,11 +56,15 @@ def simulate(
     """
     import warnings
 
-    from drgsim.report import write_outputs
+    from drgsim.output import check_output, fingerprint
+    from drgsim.report import OUTPUT_FILES, write_outputs
     from drgsim.settlement.simulate import simulate as run
 
     con = console()
+    inputs = [cases, policy_file, weights_file, hospitals_file, region_file]
     try:
+        check_output(out, inputs, folder=True, writes=OUTPUT_FILES)
+        fp = fingerprint(inputs, {"command": "simulate", "year": year, "grouped": grouped})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             tables = run(
@@ -72,7 +76,7 @@ def simulate(
                 year,
                 True if grouped else None,
             )
-            paths = write_outputs(tables, out)
+            paths = write_outputs(tables, out, fp)
         for w in {str(w.message) for w in caught}:
             con.print(f"warning: {w}")
     except DrgsimError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -44,13 +45,15 @@ def check_output(
     formats: Sequence[str] | None = None,
     *,
     folder: bool = False,
+    writes: Sequence[str] = (),
 ) -> Path:
     """Refuse an output that would harm an input or fail late; return it resolved.
 
     ``-o`` may not be an input file nor lie inside an input folder; a file output's folder
     must exist and be writable and its extension be one of ``formats`` (e.g.
     ``(".parquet", ".csv")``); a folder output (``folder=True``) may not be a file and is
-    created under an existing, writable folder. Raises :class:`OutputError`, before any work.
+    created under an existing, writable folder, and no input may be one of the files it
+    ``writes`` there (glob patterns relative to the folder). Raises :class:`OutputError`, before any work.
     """
     raw = Path(out)
     target = raw.expanduser().resolve()
@@ -64,6 +67,11 @@ def check_output(
         if s.is_dir() and target.is_relative_to(s):
             raise OutputError(f"-o {raw} is inside the input folder {src}: it would be read "
                               "as input on the next run; write somewhere else")
+        if folder and s.is_relative_to(target):
+            rel = s.relative_to(target).as_posix()
+            if any(fnmatch.fnmatchcase(rel, pat) for pat in writes):
+                raise OutputError(f"-o {raw}: the input {src} is a file this command writes "
+                                  "there; write somewhere else")
     if folder:
         if target.exists() and not target.is_dir():
             raise OutputError(f"-o {raw}: exists and is not a folder")

@@ -196,6 +196,14 @@ class OutputFolder:
         self._journal()
         return f.target
 
+    def record(self, name: str) -> Path:
+        """Record ``name`` as written by this run, when a writer already put it in place
+        atomically itself (e.g. through :func:`drgsim.output.atomic_path`)."""
+        f = self.path / name
+        self.files[name] = {"size": f.stat().st_size, "sha256": _sha256(f)}
+        self._journal()
+        return f
+
     @contextlib.contextmanager
     def file(self, name: str) -> Iterator[Path]:
         """Yield a temporary path for ``name`` (relative to the folder); committed on success."""
