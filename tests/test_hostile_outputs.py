@@ -396,3 +396,29 @@ def test_simulate_outputs_interrupted_have_no_manifest(tmp_path, monkeypatch):
     m = OutputFolder.complete(out, "fp2")
     assert m is not None and {"cases.parquet", "summary.parquet"} <= set(m["files"])
     assert "weights.parquet" not in m["files"]
+
+
+def test_output_folder_rerun_drops_earlier_files_keeps_others(tmp_path):
+    """The generic mechanism, without ``owned`` patterns: only the manifest/journal say
+    which files an earlier run wrote."""
+    out = tmp_path / "out"
+    with OutputFolder(out, "fp1") as f:
+        for name in ("a.txt", "sub/b.txt"):
+            with f.file(name) as tmp:
+                tmp.write_text(name)
+        f.commit()
+    (out / "mine.txt").write_text("not drgsim's")
+    with pytest.raises(RuntimeError, match="stop"), OutputFolder(out, "fp2") as f:
+        assert not (out / MANIFEST).exists()  # incomplete from the start
+        assert not (out / "a.txt").exists() and not (out / "sub").exists()  # other run's files
+        with f.file("a.txt") as tmp:
+            tmp.write_text("new a")
+        raise RuntimeError("stop")
+    assert not (out / MANIFEST).exists() and leftovers(out) == []
+    with OutputFolder(out, "fp2") as f:
+        assert f.reusable("a.txt") and not f.reusable("sub/b.txt")
+        f.keep("a.txt")
+        m = json.loads(f.commit().read_text())
+    assert sorted(m["files"]) == ["a.txt"] and m["fingerprint"] == "fp2"
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", MANIFEST, "mine.txt"]
+    assert (out / "a.txt").read_text() == "new a"
