@@ -8,6 +8,7 @@ interruption tests send real signals to a real ``drgsim group`` subprocess.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import json
@@ -97,8 +98,9 @@ def _interrupt(sig: int, src: Path, out: Path) -> subprocess.CompletedProcess:
     # wait until batches are being written to the temporary file, then signal
     while time.monotonic() < deadline and proc.poll() is None:
         parts = [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]
-        if parts and parts[0].exists() and parts[0].stat().st_size > 0:
-            break
+        with contextlib.suppress(FileNotFoundError):
+            if parts and parts[0].stat().st_size > 0:
+                break
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(sig)
@@ -422,3 +424,23 @@ def test_output_folder_rerun_drops_earlier_files_keeps_others(tmp_path):
     assert sorted(m["files"]) == ["a.txt"] and m["fingerprint"] == "fp2"
     assert sorted(p.name for p in out.iterdir()) == ["a.txt", MANIFEST, "mine.txt"]
     assert (out / "a.txt").read_text() == "new a"
+
+
+def test_synth_disk_full_one_line_error_no_manifest(tmp_path, monkeypatch):
+    from drgsim.synth import writer
+
+    real = writer._MonthWriter._write
+    calls = []
+
+    def write(self, table):
+        calls.append(1)
+        if len(calls) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(self, table)
+
+    monkeypatch.setattr(writer._MonthWriter, "_write", write)
+    out = tmp_path / "region"
+    res = run("synth", "-o", str(out), "--discharges", "3000", "--hospitals", "5",
+              "--years", "2024", "--chunk-size", "100", "-q")
+    one_line_error(res, "disk full", "no manifest.json")
+    assert not (out / MANIFEST).exists() and leftovers(out) == []

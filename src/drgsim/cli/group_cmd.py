@@ -54,7 +54,7 @@ def group(input_path, out, scheme, translate, encoding, column_map, with_flags, 
 
     con = console()
     try:
-        check_output(out, [input_path], OUTPUT_FORMATS)
+        check_output(out, [input_path, column_map, scheme], OUTPUT_FORMATS)
         cs = load_scheme(scheme)
         total = input_rows(input_path)
         if quiet:

@@ -31,7 +31,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from drgsim import __version__
-from drgsim.output import AtomicFile, OutputFolder, fingerprint
+from drgsim.errors import OutputError
+from drgsim.output import AtomicFile, OutputFolder, fingerprint, is_disk_full
 from drgsim.synth.region import FundTotals, MonthPlan, SynthError, SyntheticRegion
 
 FORMATS = ("parquet", "csv")
@@ -236,10 +237,13 @@ def write_region(
             submit(current[1].close)
         while pending:
             pending.popleft().result()
-    except BaseException:
+    except BaseException as exc:
         pool.shutdown(wait=True, cancel_futures=True)
         for w in writers:
             w.abort()
+        if is_disk_full(exc):
+            raise OutputError(f"{out}: disk full ({exc}); the folder is incomplete "
+                              "(no manifest.json)") from exc
         raise
     finally:
         pool.shutdown(wait=True)
