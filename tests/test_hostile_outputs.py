@@ -444,3 +444,17 @@ def test_synth_disk_full_one_line_error_no_manifest(tmp_path, monkeypatch):
               "--years", "2024", "--chunk-size", "100", "-q")
     one_line_error(res, "disk full", "no manifest.json")
     assert not (out / MANIFEST).exists() and leftovers(out) == []
+
+
+def test_output_folder_never_reuses_a_damaged_file(tmp_path):
+    out = tmp_path / "out"
+    with OutputFolder(out, "fp") as f:
+        with f.file("a.txt") as tmp:
+            tmp.write_text("aaaa")
+        f.commit()
+    assert OutputFolder.complete(out, "fp") is not None
+    (out / "a.txt").write_text("aaab")  # same size, other bytes
+    assert OutputFolder.complete(out, "fp") is None
+    with OutputFolder(out, "fp") as f:
+        assert not f.reusable("a.txt") and not (out / "a.txt").exists()
+        f.commit()

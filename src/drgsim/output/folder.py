@@ -57,6 +57,16 @@ def fingerprint(inputs: Iterable[str | os.PathLike[str] | None] = (),
     return h.hexdigest()[:32]
 
 
+def _intact(f: Path, entry: dict) -> bool:
+    """``f`` is the file ``entry`` recorded: same size, same sha256."""
+    try:
+        if not f.is_file() or f.stat().st_size != entry.get("size"):
+            return False
+    except OSError:
+        return False
+    return _sha256(f) == entry.get("sha256")
+
+
 def _read_json(p: Path) -> dict | None:
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
@@ -93,7 +103,8 @@ class OutputFolder:
     def complete(path: str | os.PathLike[str], fingerprint: str | None = None) -> dict | None:
         """The manifest of a complete folder (with ``fingerprint``, if given), else None.
 
-        Complete means: ``manifest.json`` present and every file it lists there with its size.
+        Complete means: ``manifest.json`` present and every file it lists there, intact
+        (size and sha256).
         """
         root = Path(path)
         m = _read_json(root / MANIFEST)
@@ -102,8 +113,7 @@ class OutputFolder:
         if fingerprint is not None and m.get("fingerprint") != fingerprint:
             return None
         for name, e in m["files"].items():
-            f = root / name
-            if not f.is_file() or f.stat().st_size != e.get("size"):
+            if not _intact(root / name, e):
                 return None
         return m
 
@@ -132,9 +142,7 @@ class OutputFolder:
             (self.path / MANIFEST).unlink()  # from now on the folder is incomplete
         for name, e in prev.items():
             f = self.path / name
-            ok = (e.get("fingerprint") == self.fingerprint and f.is_file()
-                  and f.stat().st_size == e.get("size"))
-            if ok:
+            if e.get("fingerprint") == self.fingerprint and _intact(f, e):
                 self._reusable[name] = {"size": e["size"], "sha256": e.get("sha256")}
             else:
                 self._remove(name)
