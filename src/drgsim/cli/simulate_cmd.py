@@ -44,7 +44,8 @@ def simulate(
     cases, out, policy_file, weights_file, hospitals_file, region_file, year, grouped
 ) -> None:
     """Price every case in points, derive the point value from the budget and settle each
-    hospital per month and year; write parquet tables, an Excel workbook and plots to DIR.
+    hospital per month and year; write parquet tables, an Excel workbook and plots to DIR,
+    and DIR/manifest.json last (a folder without it is incomplete).
 
     CASES: output of 'drgsim group' (recognised by its provenance, or --grouped) or raw
     records (grouped with the policy's scheme), a file or a folder.

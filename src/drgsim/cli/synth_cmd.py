@@ -58,7 +58,8 @@ def synth(out: str, n: int, hospitals: int, years: str, seed: int, dirty_rate: f
 
     \b
     Writes OUT/discharges/year=YYYY/month=MM/part-0.parquet (or .csv),
-    OUT/hospitals.*, OUT/region.* and OUT/manifest.json.
+    OUT/hospitals.*, OUT/region.* and, last, OUT/manifest.json (a folder without it is
+    incomplete). Re-running with the same arguments reuses what is already there.
 
     \b
     Example:
