@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from drgsim.output import OutputFolder, atomic_path, fingerprint
+
 PARQUET_TABLES = (
     "cases",
     "hospitals",
@@ -59,7 +61,8 @@ def write_parquet(
     t = pa.Table.from_pandas(d, preserve_index=False)
     meta = dict(t.schema.metadata or {})
     meta.update({k.encode(): str(v).encode() for k, v in provenance.items()})
-    pq.write_table(t.replace_schema_metadata(meta), path)
+    with atomic_path(path) as tmp:
+        pq.write_table(t.replace_schema_metadata(meta), tmp)
 
 
 def _yuan(df: pd.DataFrame) -> pd.DataFrame:
@@ -81,7 +84,7 @@ def write_workbook(tables: dict[str, pd.DataFrame], path: str | os.PathLike[str]
         )
         return None
     p = Path(path)
-    with pd.ExcelWriter(p, engine="xlsxwriter") as xw:
+    with atomic_path(p) as tmp, pd.ExcelWriter(tmp, engine="xlsxwriter") as xw:
         for name in WORKBOOK_SHEETS:
             t = tables.get(name)
             if t is None or not len(t):
@@ -171,7 +174,8 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
         ax.legend(fontsize=8)
         fig.tight_layout()
         p = out / "point_value_by_month.png"
-        fig.savefig(p, dpi=120)
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, dpi=120)
         plt.close(fig)
         paths.append(p)
 
@@ -203,19 +207,30 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
         ax.legend(fontsize=8)
         fig.tight_layout()
         p = out / "payment_vs_cost.png"
-        fig.savefig(p, dpi=120)
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, dpi=120)
         plt.close(fig)
         paths.append(p)
     return paths
 
 
+#: every file write_outputs may write (an earlier run's file not rewritten now is removed)
+OUTPUT_FILES = (*(f"{t}.parquet" for t in PARQUET_TABLES), "summary.xlsx",
+                "point_value_by_month.png", "payment_vs_cost.png")
+
+
 def write_outputs(
-    tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
+    tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str], run_fingerprint: str = ""
 ) -> dict[str, Path]:
-    """Every table as parquet, the workbook and the plots into ``out_dir``; returns the paths."""
+    """Every table as parquet, the workbook and the plots into ``out_dir``; returns the paths.
+
+    Written as one unit (:class:`drgsim.output.OutputFolder`): each file atomically,
+    ``manifest.json`` last with ``run_fingerprint`` (default: a hash of the provenance).
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     prov = {k: str(v) for k, v in tables["summary"].attrs.items() if str(k).startswith("drgsim.")}
+    folder = OutputFolder(out, run_fingerprint or fingerprint(options=prov), owned=OUTPUT_FILES)
+    folder.open()
     written: dict[str, Path] = {}
     for name in PARQUET_TABLES:
         if name in tables:
@@ -227,6 +242,9 @@ def write_outputs(
         written["workbook"] = wb
     for p in write_plots(tables, out):
         written[p.stem] = p
+    for p in written.values():
+        folder.record(p.name)
+    folder.commit({"command": "simulate", "provenance": prov})
     return written
 
 
