@@ -37,6 +37,8 @@ def _bounds(draw_mode: str, lo: float | None, hi: float | None, given: float | N
     if draw_mode == "relative" and given is not None:
         ov["point_value.bounds.budgeted_pv"] = "given"
         ov["point_value.bounds.budgeted_pv_yuan"] = {"employee": given}
+    else:
+        ov["point_value.bounds.budgeted_pv"] = "budget"
     return ov
 
 
@@ -69,7 +71,8 @@ overlays = st.fixed_dictionaries(
         "hospital_corridor.lower": st.sampled_from([0.8, 0.9]),
         "hospital_corridor.loss_floor": st.none() | st.sampled_from([0.5, 0.7]),
         "hospital_corridor.surplus_keep": st.sampled_from([0.4, 1.0]),
-        "hospital_corridor.refunds_within_reserve": st.booleans(),
+        "reserve.overdraw": st.sampled_from(["refuse", "fund_pays"]),
+        "assessment.order": st.sampled_from(["after_corridor", "before_corridor"]),
     }
 )
 
@@ -112,6 +115,7 @@ def test_fast_equals_reference(ov, bd, seed, H, b, r):
         and ref.total_fen == got.total_fen
         and ref.region_draw_fen == got.region_draw_fen
         and ref.pv_bound == got.pv_bound
+        and ref.overdraw_fen == got.overdraw_fen
     )
     np.testing.assert_array_equal(
         [ref.pv_budgeted, ref.pv_floor, ref.pv_ceiling],

@@ -147,6 +147,7 @@ def settle(
     year: int,
     scores: np.ndarray | None = None,
     cells: Cells | None = None,
+    reference_pv: dict[str, float] | None = None,
 ) -> Settlement:
     """Settle every fund that has a budget; per-case payments split from the hospital-months.
 
@@ -154,7 +155,8 @@ def settle(
     hospital × fund × month totals of the cells (:mod:`drgsim.pricing.cells`, built here
     unless given), priced with the thresholds the cases were priced with; ``pv`` gives
     the settlement parameters. The per-case points only split each hospital-month's
-    payment over its cases.
+    payment over its cases. ``reference_pv``: last year's point value per fund, for
+    ``budgeted_pv: last_year`` (:func:`drgsim.settlement.simulate.last_year_pv`).
     """
     out = []
     cells = build_cells(pr) if cells is None else cells
@@ -168,7 +170,8 @@ def settle(
         if name not in budgets:
             continue
         tot = all_tot[f]
-        fs = settle_fund_fast(tot, budgets[name], pv, year, scores)
+        ref = None if reference_pv is None else reference_pv.get(name)
+        fs = settle_fund_fast(tot, budgets[name], pv, year, scores, ref)
         fs.basis = pv["point_value"]["basis"]  # type: ignore[attr-defined]
         out.append(fs)
     return Settlement(pr, out, case_payments(pr, out), cells)
@@ -236,6 +239,11 @@ def build_tables(st: Settlement) -> dict[str, pd.DataFrame]:
                 "year": fs.year,
                 "budget_fen": fs.budget.budget_fen,
                 "budget_source": fs.budget.source,
+                "budget_arithmetic": fs.budget.arithmetic(),
+                "budget_gross_fen": fs.budget.budget_fen
+                + fs.budget.reserve_fen
+                + fs.budget.carve_out_fen,
+                "cases": int(t.cases.sum()),
                 "reserve_fen": fs.budget.reserve_fen,
                 "carve_out_fen": fs.budget.carve_out_fen,
                 "distributable_fen": fs.distributable_fen,
@@ -256,6 +264,7 @@ def build_tables(st: Settlement) -> dict[str, pd.DataFrame]:
                 "corridor_refunds_fen": int(fs.refund.sum()),
                 "corridor_clawbacks_fen": int(fs.clawback.sum()),
                 "forfeited_fen": int(fs.forfeited.sum()),
+                "reserve_overdraw_fen": fs.overdraw_fen,
             }
         )
         ledgers.append(ledger(fs, hids))
