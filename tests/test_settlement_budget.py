@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from test_settlement_golden import EXAMPLE_OVERLAY, HOSPITALS, example_cases
 
 import drgsim
 from drgsim.cli import main
@@ -20,8 +21,6 @@ from drgsim.pricing.fake import fake_cases, fake_hospitals, fake_weights
 from drgsim.settlement import Budget, BudgetError, FundTotals, fund_budget, ledger, settle_fund
 from drgsim.settlement.core import EmptyFundWarning
 from drgsim.settlement.simulate import SettlementInputError, last_year_pv
-
-from test_settlement_golden import EXAMPLE_OVERLAY, HOSPITALS, example_cases, example_weights
 
 
 def bp(**over) -> dict:
@@ -55,7 +54,9 @@ def test_amount_is_the_gross_before_the_reserve():
     # amount_yuan 80,000 is the gross: reserve 5% = 4,000 (or 5,000 given) comes off it
     b = fund_budget(bp(source="amount", amount_yuan=80_000.0), "employee", 2024)
     assert (b.budget_fen, b.reserve_fen) == (7_600_000, 400_000)
-    b = fund_budget(bp(source="amount", amount_yuan=80_000.0, reserve_yuan=5_000.0), "employee", 2024)
+    b = fund_budget(
+        bp(source="amount", amount_yuan=80_000.0, reserve_yuan=5_000.0), "employee", 2024
+    )
     assert (b.budget_fen, b.reserve_fen) == (7_500_000, 500_000)
     assert b.arithmetic() == (
         "amount_yuan 80,000.00 − reserve given 5,000.00 − carve-out 0 = 75,000.00"
@@ -65,8 +66,13 @@ def test_amount_is_the_gross_before_the_reserve():
 @pytest.mark.parametrize(
     "over, region, hist, words",
     [
-        ({}, None, 10**9, "budget.employee 2024: source region_table needs drg_spending of fund "
-         "employee for 2023: give --region"),
+        (
+            {},
+            None,
+            10**9,
+            "budget.employee 2024: source region_table needs drg_spending of fund "
+            "employee for 2023: give --region",
+        ),
         # the region table lacks the fund: no fallback to the history cases
         ({}, REGION[REGION["fund"] == "resident"], 10**9, "needs drg_spending of fund employee"),
         ({"source": "history"}, REGION, None, "source history needs the 2023 cases"),
@@ -162,14 +168,18 @@ def test_unknown_hospital_levels_are_listed(two_years):
 def test_non_positive_fund_figures(two_years, bad):
     region = REGION.assign(drg_spending=[bad, 2.0e8])
     with pytest.raises(SettlementInputError, match="fund employee, year 2023 is"):
-        drgsim.simulate(two_years, hospitals=fake_hospitals(4), region=region, weights=fake_weights())
+        drgsim.simulate(
+            two_years, hospitals=fake_hospitals(4), region=region, weights=fake_weights()
+        )
 
 
 def test_a_year_without_cases_writes_nothing(tmp_path, two_years):
     cases = tmp_path / "cases.parquet"
     two_years.to_parquet(cases)
     out = tmp_path / "out"
-    res = CliRunner().invoke(main, ["simulate", str(cases), "--grouped", "--year", "2026", "-o", str(out)])
+    res = CliRunner().invoke(
+        main, ["simulate", str(cases), "--grouped", "--year", "2026", "-o", str(out)]
+    )
     assert res.exit_code != 0
     assert "no cases discharged in 2026 (cases are discharged in 2023, 2024)" in res.output
     assert "Traceback" not in res.output
@@ -330,7 +340,9 @@ def growing_region():
     """2023: 600 cases; 2024: 900 (volume up 50%); the region table's drg_spending of
     2023 is what the fund paid for 2023's clean cases."""
     parts = [
-        fake_cases(n, n_hosp=5, seed=y, year=y).assign(case_id=lambda d, y=y: d["case_id"] + y * 10**6)
+        fake_cases(n, n_hosp=5, seed=y, year=y).assign(
+            case_id=lambda d, y=y: d["case_id"] + y * 10**6
+        )
         for y, n in ((2023, 600), (2024, 900))
     ]
     df = pd.concat(parts, ignore_index=True)

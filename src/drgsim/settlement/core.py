@@ -521,13 +521,7 @@ def ledger(fs: FundSettlement, hospital_ids: np.ndarray) -> pd.DataFrame:
     add(
         "reserve_remaining",
         "reserve",
-        -(
-            R
-            - int(fs.refund.sum())
-            - fs.region_draw_fen
-            + int(fs.clawback.sum())
-            + fs.overdraw_fen
-        ),
+        -(R - int(fs.refund.sum()) - fs.region_draw_fen + int(fs.clawback.sum()) + fs.overdraw_fen),
     )
     return pd.DataFrame(
         rows, columns=["fund", "year", "month", "line", "account", "hospital_id", "amount_fen"]
