@@ -96,7 +96,9 @@ def test_tier_edges_and_thresholds_row_by_row(priced):
 
 def test_tier_edges_and_thresholds_through_the_cells(priced):
     """The settlement's cells (binary search over sorted costs) put each case on the same
-    side of every threshold as the rows."""
+    side of every threshold as the rows. (At exactly k × m the high-cost formula gives the
+    normal points, so only the row test above can see that side of the high threshold; the
+    low-cost threshold moves money and is pinned here too.)"""
     cells = build_cells(priced)
     by_cells = cell_fund_totals(cells)[0].points[0]
     by_rows = all_fund_totals(priced)[0].points[0]
