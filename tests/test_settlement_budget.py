@@ -89,6 +89,21 @@ def test_a_budget_that_cannot_be_made_stops(over, region, hist, words):
     assert "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize("b, r", [(0, 0), (-1_000_000, 0), (1_000_000, -1)])
+def test_settle_refuses_a_non_positive_budget(b, r):
+    from drgsim.pricing.fake import fake_weights as fw
+    from drgsim.settlement import settle
+
+    h = fake_hospitals(4)
+    pv = load_policy().at(2024)
+    pr = price(
+        prepare_cases(fake_cases(50, n_hosp=4), h["hospital_id"]), Weights.from_frame(fw()), pv, h
+    )
+    budgets = {"employee": Budget(b, r), "resident": Budget(10**8, 0)}
+    with pytest.raises(BudgetError, match="budget.employee 2024: the budget must be positive"):
+        settle(pr, pv, budgets, 2024)
+
+
 def test_history_source_counts_only_clean_cases():
     """Last year's spending: cases that pass the record checks, group and are plausible."""
     w = fake_weights(5)

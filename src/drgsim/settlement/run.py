@@ -161,6 +161,12 @@ def settle(
     out = []
     cells = build_cells(pr) if cells is None else cells
     all_tot = cell_fund_totals(cells)
+    for name, b in budgets.items():
+        if b.budget_fen <= 0 or b.reserve_fen < 0:
+            raise BudgetError(
+                f"budget.{name} {year}: the budget must be positive and the reserve not "
+                f"negative (budget {b.budget_fen} fen, reserve {b.reserve_fen} fen)"
+            )
     for f, name in enumerate(FUNDS):
         if name not in budgets and all_tot[f].cases.sum() > 0:
             raise BudgetError(
