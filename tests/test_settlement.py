@@ -224,7 +224,7 @@ def test_assessment_withholding():
 # ---- properties -------------------------------------------------------------------------
 
 
-def _run(df, policy, budget_e, budget_r, hospitals):
+def _run(df, policy, budget_e, budget_r, hospitals, reserve=1_000_000):
     p = policy.at(2024)
     pr = price(
         prepare_cases(df, hospitals["hospital_id"]),
@@ -232,7 +232,7 @@ def _run(df, policy, budget_e, budget_r, hospitals):
         p,
         hospitals,
     )
-    b = {"employee": Budget(budget_e, 1_000_000), "resident": Budget(budget_r, 1_000_000)}
+    b = {"employee": Budget(budget_e, reserve), "resident": Budget(budget_r, reserve)}
     return settle(pr, p, b, 2024, hospitals["assessment_score"].to_numpy())
 
 
@@ -291,8 +291,12 @@ def test_budget_paid_exactly(seed, n, b, basis, corridors):
     ceiling=st.none() | st.floats(20, 200),
     mode=st.sampled_from(["absolute", "relative"]),
     region=st.booleans(),
+    overdraw=st.sampled_from(["refuse", "fund_pays"]),
+    reserve=st.sampled_from([0, 10_000, 1_000_000]),
 )
-def test_with_assessment_everything_still_adds_up(seed, n, b, floor, ceiling, mode, region):
+def test_with_assessment_everything_still_adds_up(
+    seed, n, b, floor, ceiling, mode, region, overdraw, reserve
+):
     if floor is not None and ceiling is not None and floor > ceiling:
         floor, ceiling = ceiling, floor
     if mode == "relative":  # shares of the budgeted PV: 20..200 -> 0.2..2
@@ -304,9 +308,10 @@ def test_with_assessment_everything_still_adds_up(seed, n, b, floor, ceiling, mo
             "point_value.bounds.ceiling": ceiling,
             "point_value.bounds.budgeted_pv": "budget",
             "region_corridor.enabled": region,
+            "reserve.overdraw": overdraw,
         }
     )
-    s = _run(fake_cases(n, seed=seed), pol, b, b, fake_hospitals(5))
+    s = _run(fake_cases(n, seed=seed), pol, b, b, fake_hospitals(5), reserve)
     for fs in s.funds:
         led = ledger(fs, s.priced.cases.hospital_ids)
         lines = led.groupby("line")["amount_fen"].sum()
@@ -326,8 +331,17 @@ def test_with_assessment_everything_still_adds_up(seed, n, b, floor, ceiling, mo
         lines = led.groupby("line")["amount_fen"].sum()
         refunds = -lines.get("corridor_refund", 0)
         claws = lines.get("corridor_clawback", 0)
-        # reserve draws = corridor refunds (+ the region corridor's draw when it is on)
-        assert lines["reserve"] + lines["reserve_remaining"] + claws == refunds + fs.region_draw_fen
+        over = lines.get("reserve_overdraw", 0)
+        # reserve draws = corridor refunds (+ the region corridor's draw when it is on),
+        # beyond the reserve paid by the fund
+        assert (
+            lines["reserve"] + lines["reserve_remaining"] + claws + over
+            == refunds + fs.region_draw_fen
+        )
+        # the reserve is never left below zero; only fund_pays lets the fund pay beyond it
+        assert lines["reserve_remaining"] <= 0 and over >= 0
+        if overdraw == "refuse":
+            assert over == 0 and fs.region_draw_fen <= reserve
 
 
 @PROP

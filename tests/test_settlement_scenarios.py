@@ -170,3 +170,30 @@ def test_chunked_scenarios_equal_unchunked(monkeypatch):
     chunked = sc.settle_scenarios(*args)
     for k in whole:
         assert np.array_equal(whole[k], chunked[k], equal_nan=whole[k].dtype.kind == "f"), k
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    H=st.integers(1, 12),
+    b=st.integers(10**6, 10**10),
+    lower=st.sampled_from([0.8, 0.9, 1.0]),
+    keep=st.sampled_from([0.4, 1.0]),
+)
+def test_a_forfeit_is_never_refunded(seed, H, b, lower, keep):
+    """after_corridor: the corridor's refunds and clawbacks are those of the same year
+    without the assessment, whatever the scores; the forfeit comes off after them."""
+    tot = random_totals(seed, H)
+    scores = np.random.default_rng(seed).uniform(0, 100, H)
+    over = {
+        "hospital_corridor.enabled": True,
+        "hospital_corridor.lower": lower,
+        "hospital_corridor.surplus_keep": keep,
+        "reserve.overdraw": "fund_pays",  # no cap: the refunds are the corridor's own
+    }
+    on = load_policy().with_values({**over, "assessment.enabled": True}).at(2024)
+    off = load_policy().with_values({**over, "assessment.enabled": False}).at(2024)
+    a = settle_fund_fast(tot, Budget(b, 10**6), on, 2024, scores)
+    z = settle_fund_fast(tot, Budget(b, 10**6), off, 2024, scores)
+    assert np.array_equal(a.refund, z.refund) and np.array_equal(a.clawback, z.clawback)
+    assert np.array_equal(a.annual, z.annual - a.forfeited)
