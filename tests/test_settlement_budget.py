@@ -20,6 +20,7 @@ from drgsim.pricing import Weights, prepare_cases, price
 from drgsim.pricing.fake import fake_cases, fake_hospitals, fake_weights
 from drgsim.settlement import Budget, BudgetError, FundTotals, fund_budget, ledger, settle_fund
 from drgsim.settlement.core import EmptyFundWarning
+from drgsim.settlement.scenarios import settle_fund_fast
 from drgsim.settlement.simulate import SettlementInputError, last_year_pv
 
 
@@ -276,18 +277,19 @@ def pv(**over):
     return load_policy().with_values({**base, **over}).at(2024)
 
 
-def test_region_draw_capped_at_the_reserve():
+@pytest.mark.parametrize("settle_one", [settle_fund, settle_fund_fast])
+def test_region_draw_capped_at_the_reserve(settle_one):
     # fund cost E = 1,000,000 > B = 800,000; the fund's share of the band is 40,000, but the
     # reserve holds 10,000: refuse -> 10,000 drawn, 810,000 distributed
     t = totals([600, 400], [500_000, 500_000])
     p = pv(**{"region_corridor.enabled": True})
-    fs = settle_fund(t, Budget(800_000, 10_000), p, 2024)
+    fs = settle_one(t, Budget(800_000, 10_000), p, 2024)
     assert fs.region_draw_fen == 10_000 and fs.payment.sum() == 810_000 and fs.overdraw_fen == 0
     lines = ledger(fs, np.array(["H1", "H2"])).groupby("line")["amount_fen"].sum()
     assert lines["reserve_remaining"] == 0 and "reserve_overdraw" not in lines
     # fund_pays -> all 40,000 drawn; the fund pays the 30,000 beyond the reserve on its line
     p = pv(**{"region_corridor.enabled": True, "reserve.overdraw": "fund_pays"})
-    fs = settle_fund(t, Budget(800_000, 10_000), p, 2024)
+    fs = settle_one(t, Budget(800_000, 10_000), p, 2024)
     assert fs.region_draw_fen == 40_000 and fs.payment.sum() == 840_000
     led = ledger(fs, np.array(["H1", "H2"]))
     assert led["amount_fen"].sum() == 0
@@ -295,12 +297,13 @@ def test_region_draw_capped_at_the_reserve():
     assert lines["reserve_overdraw"] == 30_000 and lines["reserve_remaining"] == 0
 
 
-def test_region_draw_then_refunds_share_the_reserve():
+@pytest.mark.parametrize("settle_one", [settle_fund, settle_fund_fast])
+def test_region_draw_then_refunds_share_the_reserve(settle_one):
     # reserve 50,000: the region draw takes 40,000, H2's refund (half of 450,000 - 420,000
     # received) would be 15,000 but only 10,000 is left
     t = totals([600, 400], [500_000, 500_000])
     p = pv(**{"region_corridor.enabled": True, "hospital_corridor.enabled": True})
-    fs = settle_fund(t, Budget(800_000, 50_000), p, 2024)
+    fs = settle_one(t, Budget(800_000, 50_000), p, 2024)
     assert fs.region_draw_fen == 40_000
     assert fs.payment.tolist() == [504_000, 336_000]
     # H2 received 336,000: loss 450,000 - 336,000 = 114,000, half = 57,000 wanted; 10,000 left
@@ -310,7 +313,7 @@ def test_region_draw_then_refunds_share_the_reserve():
 # ---- assessment after the corridor ---------------------------------------------------------
 
 
-def assessed(order: str):
+def assessed(order: str, settle_one=settle_fund):
     p = pv(
         **{
             "assessment.enabled": True,
@@ -321,7 +324,7 @@ def assessed(order: str):
     )
     # A = 600,000 and 400,000 fen for 500,000 of cost each; January's prepayments due
     # 50,000 and 33,333 fen, 5% withheld: 2,500 and 1,667. H2 scores 60: all 1,667 forfeited.
-    return settle_fund(
+    return settle_one(
         totals([600, 400], [500_000, 500_000]),
         Budget(1_000_000, 100_000),
         p,
@@ -330,8 +333,9 @@ def assessed(order: str):
     )
 
 
-def test_assessment_after_the_corridor():
-    fs = assessed("after_corridor")
+@pytest.mark.parametrize("settle_one", [settle_fund, settle_fund_fast])
+def test_assessment_after_the_corridor(settle_one):
+    fs = assessed("after_corridor", settle_one)
     assert fs.forfeited.tolist() == [0, 1_667]
     # the corridor judges H2's 400,000 before the forfeit: loss 450,000 - 400,000 = 50,000,
     # half refunded = 25,000; the forfeit is taken after and never comes back
@@ -339,8 +343,9 @@ def test_assessment_after_the_corridor():
     assert fs.annual.tolist() == [600_000, 398_333]
 
 
-def test_assessment_before_the_corridor_keeps_the_old_order():
-    fs = assessed("before_corridor")
+@pytest.mark.parametrize("settle_one", [settle_fund, settle_fund_fast])
+def test_assessment_before_the_corridor_keeps_the_old_order(settle_one):
+    fs = assessed("before_corridor", settle_one)
     # the corridor judges 400,000 - 1,667 = 398,333: loss 51,667, half = 25,833.5 -> 25,834
     # (half-up): 834 fen of the 1,667 forfeit come back as a refund
     assert fs.refund.tolist() == [0, 25_834]
