@@ -425,6 +425,15 @@ def test_baseline_uses_last_year_and_a_relative_floor_binds(growing_region):
         reference_pv={k: v * 0.5 for k, v in ref.items()},
     )
     assert (t3["funds"]["pv_bound"] == "").all()
+    # a reference the policy does not use is refused, not ignored
+    given = floor.with_values(
+        {
+            "point_value.bounds.budgeted_pv": "given",
+            "point_value.bounds.budgeted_pv_yuan": {"employee": 100.0, "resident": 100.0},
+        }
+    )
+    with pytest.raises(BudgetError, match="but the policy's budgeted_pv is given"):
+        drgsim.simulate(df, policy=given, weights=w, hospitals=h, region=region, reference_pv=ref)
 
 
 def test_last_year_needs_the_region_row(growing_region):

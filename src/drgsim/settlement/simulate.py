@@ -278,6 +278,18 @@ def simulate(
         w_df, w_src = read_weights(weights, pv, m_all), str(weights)
     W = Weights.from_frame(w_df, pv["points"]["scale"])
 
+    if reference_pv is not None:  # never silently unused
+        if pv["point_value"]["bounds"]["budgeted_pv"] != "last_year":
+            raise BudgetError(
+                "reference_pv is last year's point value for point_value.bounds.budgeted_pv: "
+                f"last_year, but the policy's budgeted_pv is "
+                f"{pv['point_value']['bounds']['budgeted_pv']}"
+            )
+        if set(reference_pv) - set(FUNDS):
+            raise BudgetError(
+                f"reference_pv: {', '.join(sorted(set(reference_pv) - set(FUNDS)))} is not a "
+                f"fund ({', '.join(FUNDS)})"
+            )
     hids = hosp_df["hospital_id"] if hosp_df is not None else None
     prev = None
     need_hist = any(pv["budget"][f]["source"] == "history" for f in FUNDS)
