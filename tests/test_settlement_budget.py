@@ -399,6 +399,11 @@ def test_baseline_uses_last_year_and_a_relative_floor_binds(growing_region):
         assert f1.loc[fund, "pv_budgeted"] == pytest.approx(ref[fund], rel=1e-12)
         assert f1.loc[fund, "pv_used"] == pytest.approx(0.9 * ref[fund], rel=1e-12)
         assert f1.loc[fund, "pv_floor_topup_fen"] > 0
+        assert f1.loc[fund, "pv_budgeted_source"] == "last_year"
+    summ = dict(zip(t1["summary"]["item"], t1["summary"]["value"], strict=True))
+    assert summ["employee budgeted point value, bounds refer to it (yuan/point)"] == (
+        f"{ref['employee']:.4f} (last_year)"
+    )
     # last year's PV by hand: (drg_spending 2023 + patients' share) / points of 2023's cases
     pr = price(
         prepare_cases(df[pd.to_datetime(df["discharge_date"]).dt.year == 2023], h["hospital_id"]),

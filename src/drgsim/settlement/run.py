@@ -179,6 +179,7 @@ def settle(
         ref = None if reference_pv is None else reference_pv.get(name)
         fs = settle_fund_fast(tot, budgets[name], pv, year, scores, ref)
         fs.basis = pv["point_value"]["basis"]  # type: ignore[attr-defined]
+        fs.budgeted_kind = pv["point_value"]["bounds"]["budgeted_pv"]  # type: ignore[attr-defined]
         out.append(fs)
     return Settlement(pr, out, case_payments(pr, out), cells)
 
@@ -261,6 +262,10 @@ def build_tables(st: Settlement) -> dict[str, pd.DataFrame]:
                 "pv_fund_basis": fs.pv_fund,
                 "pv_used": fs.pv,
                 "pv_budgeted": fs.pv_budgeted,
+                # what the budgeted PV is (budget, given, last_year); "" when no bound uses it
+                "pv_budgeted_source": ""
+                if np.isnan(fs.pv_budgeted)
+                else getattr(fs, "budgeted_kind", ""),
                 "pv_floor": fs.pv_floor,
                 "pv_ceiling": fs.pv_ceiling,
                 "pv_bound": fs.pv_bound,

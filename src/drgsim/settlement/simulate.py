@@ -392,6 +392,13 @@ def summary_table(t: dict[str, pd.DataFrame], prov: dict[str, str]) -> pd.DataFr
                 f"{f['pv_total_cost_basis']:.4f} / {f['pv_fund_basis']:.4f}",
             )
         )
+        if f["pv_budgeted_source"]:
+            rows.append(
+                (
+                    f"{f['fund']} budgeted point value, bounds refer to it (yuan/point)",
+                    f"{f['pv_budgeted']:.4f} ({f['pv_budgeted_source']})",
+                )
+            )
         if f["pv_bound"]:
             moved = f["pv_floor_topup_fen"] or -f["pv_ceiling_withheld_fen"]
             rows.append(
