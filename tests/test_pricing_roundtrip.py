@@ -28,6 +28,12 @@ def region_cases():
     return df
 
 
+# the budget source is explicit: the region table's spending of the year before
+REGION = pd.DataFrame(
+    {"fund": ["employee", "resident"], "year": 2023, "drg_spending": [9.0e6, 6.0e6]}
+)
+
+
 def _pay(t: dict) -> pd.Series:
     return t["cases"].set_index("case_id")["payment_fen"]
 
@@ -36,19 +42,19 @@ def test_weights_round_trip_api_and_pandas(tmp_path, region_cases):
     from drgsim.report import write_parquet
 
     h = fake_hospitals(4)
-    first = drgsim.simulate(region_cases, hospitals=h)
+    first = drgsim.simulate(region_cases, region=REGION, hospitals=h)
     w = first["weights"]
     assert (w["level"] == "per_diem").any() and w["m_all_fen"].notna().all()
     f = tmp_path / "weights.parquet"
     write_parquet(w, f, {"drgsim.version": "x"})  # as simulate and demo write it
-    again = drgsim.simulate(region_cases, hospitals=h, weights=f)
+    again = drgsim.simulate(region_cases, region=REGION, hospitals=h, weights=f)
     assert _pay(again).equals(_pay(first))
-    via_pandas = drgsim.simulate(region_cases, hospitals=h, weights=pd.read_parquet(f))
+    via_pandas = drgsim.simulate(region_cases, region=REGION, hospitals=h, weights=pd.read_parquet(f))
     assert _pay(via_pandas).equals(_pay(first))
     # the in-memory table itself, with its attrs dropped (a copy, a CSV-free hand-off)
     bare = w.copy()
     bare.attrs = {}
-    assert _pay(drgsim.simulate(region_cases, hospitals=h, weights=bare)).equals(_pay(first))
+    assert _pay(drgsim.simulate(region_cases, region=REGION, hospitals=h, weights=bare)).equals(_pay(first))
 
 
 def test_weights_round_trip_cli(tmp_path, region_cases):
@@ -56,8 +62,10 @@ def test_weights_round_trip_cli(tmp_path, region_cases):
     region_cases.to_parquet(cases)
     hosp = tmp_path / "hospitals.csv"
     fake_hospitals(4).to_csv(hosp, index=False)
+    region = tmp_path / "region.csv"
+    REGION.to_csv(region, index=False)
     r = CliRunner()
-    common = ["--hospitals", str(hosp), "--grouped"]
+    common = ["--hospitals", str(hosp), "--region", str(region), "--grouped"]
     res = r.invoke(main, ["simulate", str(cases), "-o", str(tmp_path / "a"), *common])
     assert res.exit_code == 0, res.output
     res = r.invoke(
