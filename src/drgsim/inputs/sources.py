@@ -192,11 +192,19 @@ def _parquet_source(p: Path) -> InputSource:
     return InputSource(p, "parquet", schema, pf.metadata.num_rows, _gen=gen)
 
 
-def list_folder(root: Path, glob: str | None = None) -> list[Path]:
+def _stray_error(root: Path, q: Path, glob: str | None) -> RecordsError:
+    how = (f"--glob {glob!r} selects it" if glob else
+           "remove it, or select files with --glob '*.parquet'")
+    return RecordsError(f"{q}: not a parquet file, in the input folder {root} ({how})")
+
+
+def list_folder(root: Path, glob: str | None = None,
+                strays: list[Path] | None = None) -> list[Path]:
     """The parquet files of a folder (sorted; hidden ``.``/``_`` names skipped).
 
-    Any other file is an error naming it, unless ``glob`` (matched against the path
-    relative to the folder, from the right, like :meth:`PurePath.match`) leaves it out.
+    Any other file is an error naming it (or, given ``strays``, appended there), unless
+    ``glob`` (matched against the path relative to the folder, from the right, like
+    :meth:`PurePath.match`) leaves it out.
     """
     files = []
     for q in sorted(root.rglob("*")):
@@ -206,10 +214,13 @@ def list_folder(root: Path, glob: str | None = None) -> list[Path]:
         if glob is not None and not PurePosixPath(rel.as_posix()).match(glob):
             continue
         if q.suffix.lower() not in (".parquet", ".pq"):
-            how = (f"--glob {glob!r} selects it" if glob else
-                   "remove it, or select files with --glob '*.parquet'")
-            raise RecordsError(f"{q}: not a parquet file, in the input folder {root} ({how})")
+            if strays is None:
+                raise _stray_error(root, q, glob)
+            strays.append(q)
+            continue
         files.append(q)
+    if not files and strays:
+        raise _stray_error(root, strays[0], glob)
     if not files:
         raise RecordsError(f"{root}: folder holds no .parquet files"
                            + (f" matching --glob {glob!r}" if glob else ""))
@@ -238,7 +249,8 @@ def _few(paths: list[Path], root: Path) -> str:
 def _folder_source(root: Path, glob: str | None, cm: Any, require: bool) -> InputSource:
     from drgsim.records import RECORD_FIELDS, REQUIRED_FIELDS
 
-    files = list_folder(root, glob)
+    strays: list[Path] = []
+    files = list_folder(root, glob, strays)
     schemas: dict[Path, pa.Schema] = {}
     parts: dict[Path, dict[str, str]] = {}
     rows = 0
@@ -271,6 +283,10 @@ def _folder_source(root: Path, glob: str | None, cm: Any, require: bool) -> Inpu
                 hint = ""
                 if good:
                     common = Path(os.path.commonpath([str(f.parent) for f in good]))
+                    rel = common.relative_to(root).parts
+                    top = root / rel[0] if rel else root
+                    if not any(top in f.parents for f in strangers):
+                        common = top  # keep the hive levels below it (year=..., month=...)
                     hint = f"; the discharge records are under {common}: point at that folder"
                 elif (root / "discharges").is_dir():
                     hint = f"; did you mean {root / 'discharges'}?"
@@ -284,6 +300,8 @@ def _folder_source(root: Path, glob: str | None, cm: Any, require: bool) -> Inpu
                 f"{', '.join(REQUIRED_FIELDS)}; found: {', '.join(names_of(f)) or 'none'})"
                 + (f"; {len(lacking) - 1} more file(s) lack required columns"
                    if len(lacking) > 1 else ""))
+    if strays:  # after the footers: "not a discharge dataset" says more than a stray file
+        raise _stray_error(root, strays[0], glob)
     # the unified schema: columns in order of first appearance, types unified
     order: dict[str, list[pa.DataType]] = {}
     for f in files:
@@ -416,6 +434,11 @@ def _csv_source(p: Path, encoding: str | None, bad_lines: str) -> InputSource:
                          "is valid UTF-8")
         if is_utf8(enc) and scan.bom:
             enc = "utf-8-sig"
+        if spec.replace:
+            bad_txt = (f"; {scan.non_utf8_lines:,} line(s) are not valid UTF-8"
+                       if is_utf8(enc) else "")
+            notes.append(f"--encoding {spec.name}:replace: undecodable bytes become U+FFFD; "
+                         f"rows holding one are marked in column {REPLACED_COLUMN}{bad_txt}")
     if scan.bad and scan.bad[0].index < 0:
         raise RecordsError(f"{p}:1: unterminated quote in the header line")
     names = _header(p, scan, enc)
