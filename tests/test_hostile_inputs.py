@@ -218,12 +218,18 @@ def test_bad_lines_keep_keeps_every_row_in_order_with_its_raw_text(tmp_path):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.sampled_from(["a", ",", '"', "\n", "\r\n", "é"]), max_size=40))
+@given(st.lists(st.sampled_from(["a", ",", '"', "\n", "\r\n", "\r", "é", " "]), max_size=40))
 def test_scan_finds_the_records_pyarrow_reads(tmp_path_factory, pieces):
     """The pre-scan and pyarrow agree on every record of random quote/comma/newline soup."""
     p = tmp_path_factory.mktemp("soup") / "s.csv"
     p.write_bytes(("x,y\n" + "".join(pieces)).encode())
     scan = scan_csv(p)
+    # kept malformed rows and good rows together: every record, once, in file order
+    src = open_input(p, bad_lines="keep", require=False)
+    rows = [r for b in src.batches(7) for r in b.to_pylist()]
+    assert len(rows) == scan.data_rows
+    kept = [i for i, r in enumerate(rows) if r.get("__drgsim_malformed")]
+    assert kept == [b.index for b in scan.bad]
     if any(b.fields < 0 for b in scan.bad):
         return  # an unterminated quote: never handed to pyarrow
     bad_lines = []
