@@ -318,3 +318,20 @@ def test_malformed_row_is_paid_like_check_failed_by_default():
     assert "malformed_row" in STATUSES
     rules = load_policy().at("2024-06-30")["statuses"]
     assert rules["malformed_row"] == rules["check_failed"] == "review"
+
+
+def test_xlsx_table_may_start_right_of_column_a(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    for j, (h, v) in enumerate(zip(ROWS, ["c1", 1, 50, "I50.900", ""])):
+        ws.cell(3, j + 2, h)
+        ws.cell(4, j + 2, v)
+    p = tmp_path / "b.xlsx"
+    wb.save(p)
+    r = _group(p, tmp_path / "out.csv")
+    assert r.exit_code == 0, r.output
+    assert pacsv.read_csv(tmp_path / "out.csv").column("status").to_pylist() == ["ok"]
+    ws["A4"] = "stray"
+    wb.save(p)
+    assert "b.xlsx:Sheet!A4: value 'stray' left of" in _error_line(_group(p, tmp_path / "o.csv"))

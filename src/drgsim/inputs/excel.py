@@ -124,9 +124,11 @@ def read_xlsx(path: str | os.PathLike[str], sheet: str | int | None = None,
             raise RecordsError(f"{p}: sheet {ws.title!r} is empty")
         while header and header[-1] == "":
             header.pop()
+        lead = next(i for i, h in enumerate(header) if h)  # a table may start right of A
+        header = header[lead:]
         seen: set[str] = set()
         for i, h in enumerate(header):
-            cell = f"{where}{get_column_letter(i + 1)}{hrow}"
+            cell = f"{where}{get_column_letter(lead + i + 1)}{hrow}"
             if not h:
                 raise RecordsError(f"{cell}: header cell is blank")
             if h in seen:
@@ -151,21 +153,25 @@ def read_xlsx(path: str | os.PathLike[str], sheet: str | int | None = None,
         for r in rows:
             rownum += 1
             r = tuple(r or ())
-            for j in range(k, len(r)):
+            for j in (*range(min(lead, len(r))), *range(lead + k, len(r))):
                 v = r[j]
                 if v is not None and str(v).strip():
+                    side = "left of the header's first" if j < lead else "beyond the header's last"
+                    edge = lead + 1 if j < lead else lead + k
+                    name = header[0] if j < lead else header[-1]
                     raise RecordsError(f"{where}{get_column_letter(j + 1)}{rownum}: value "
-                                       f"{str(v)[:40]!r} beyond the header's last column "
-                                       f"({get_column_letter(k)}, {header[-1]!r})")
-            r = r[:k] + (None,) * (k - len(r))
+                                       f"{str(v)[:40]!r} {side} column "
+                                       f"({get_column_letter(edge)}, {name!r})")
+            r = r[lead:lead + k]
+            r = r + (None,) * (k - len(r))
             for j, v in enumerate(r):
-                if (rownum, j + 1) in need:
-                    top_left[(rownum, j + 1)] = v
+                if (rownum, lead + j + 1) in need:
+                    top_left[(rownum, lead + j + 1)] = v
             filled = []
             if fill:
                 r = list(r)
                 for j in range(k):
-                    src = fill.get((rownum, j + 1))
+                    src = fill.get((rownum, lead + j + 1))
                     if src is not None and r[j] is None:
                         r[j] = top_left.get(src) if src[0] > hrow else None
                         filled.append(header[j])
