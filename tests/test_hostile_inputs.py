@@ -35,7 +35,7 @@ def _group(src: Path, out: Path, *args: str):
     assert _digest(src) == before, "the input was changed"
     if r.exit_code != 0:
         assert "Traceback" not in r.output
-        leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(out.stem)
+        leftovers = [p.name for p in out.parent.iterdir() if p.name.startswith(out.stem + ".")
                      or p.name.startswith("." + out.name)]
         assert not leftovers, f"a failed run left {leftovers}"
     return r
