@@ -335,3 +335,12 @@ def test_xlsx_table_may_start_right_of_column_a(tmp_path):
     ws["A4"] = "stray"
     wb.save(p)
     assert "b.xlsx:Sheet!A4: value 'stray' left of" in _error_line(_group(p, tmp_path / "o.csv"))
+
+
+def test_csv_only_options_are_refused_for_other_inputs(tmp_path):
+    root = _folder(tmp_path, n_files=1)
+    assert "--encoding applies to CSV input only" in _error_line(
+        _group(root, tmp_path / "o.parquet", "--encoding", "gbk"))
+    assert "--bad-lines applies to CSV input only" in _error_line(
+        _group(root, tmp_path / "o.parquet", "--bad-lines", "keep"))
+    assert "--sheet: INPUT" in _error_line(_group(root, tmp_path / "o.parquet", "--sheet", "1"))

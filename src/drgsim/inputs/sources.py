@@ -143,6 +143,9 @@ def open_input(path: str | os.PathLike[str], encoding: str | None = None,
         raise RecordsError(f"--glob {glob!r}: INPUT must be a folder, not the file {p}")
     if sheet is not None and kind != "xlsx":
         raise RecordsError(f"--sheet: INPUT {p} is not an .xlsx file")
+    if kind != "csv" and (encoding is not None or bad_lines != "error"):
+        what = "--encoding" if encoding is not None else "--bad-lines"
+        raise RecordsError(f"{what} applies to CSV input only, not to {p}")
     if kind == "dataset":
         src = _folder_source(p, glob, cm, require)
     elif kind == "parquet":
