@@ -16,8 +16,20 @@ from drgsim.errors import DrgsimError
 @scheme_option
 @click.option("--translate/--no-translate", default=False, show_default=True,
               help="Apply the scheme's optional code translation (dx_map/proc_map) first.")
-@click.option("--encoding", default=None,
-              help="Text encoding of a CSV input (default: detected, UTF-8 or GB18030/GBK).")
+@click.option("--encoding", default=None, metavar="NAME[:replace]",
+              help="Text encoding of a CSV input (default: detected, UTF-8 or GB18030/GBK; "
+                   "a file mixing both is an error). NAME:replace replaces undecodable bytes "
+                   "and marks those rows in the column encoding_replaced.")
+@click.option("--bad-lines", type=click.Choice(["error", "keep"]), default="error",
+              show_default=True,
+              help="CSV rows with the wrong number of fields or an unterminated quote: an "
+                   "error before any output, or kept with status malformed_row (raw text in "
+                   "OUT.malformed_rows.csv).")
+@click.option("--glob", "glob", default=None, metavar="PATTERN",
+              help="With a folder INPUT: read only the files whose path (relative to the "
+                   "folder) matches, e.g. '*.parquet' or 'year=2024/*/*.parquet'.")
+@click.option("--sheet", default=None, metavar="NAME|N",
+              help="Sheet of an .xlsx INPUT, by name or number from 1 (default: the first).")
 @click.option("--map", "column_map", default=None, metavar="FILE|NAME",
               help="Column map (YAML) for Chinese headers and wide code columns; shipped: "
                    "bingan_shouye (病案首页), settlement_list (医保结算清单).")
@@ -35,9 +47,10 @@ from drgsim.errors import DrgsimError
               help="Rows per streamed batch (bounds memory).")
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def group(input_path, out, scheme, translate, encoding, column_map, with_flags, with_names,
-          compare_col, hospital_column, cost_column, batch_rows, threads, quiet):
-    """Group discharge records (parquet, a folder of parquet, or CSV) into CHS-DRG groups.
+def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, column_map,
+          with_flags, with_names, compare_col, hospital_column, cost_column, batch_rows,
+          threads, quiet):
+    """Group discharge records (parquet, a folder of parquet, CSV or .xlsx) into CHS-DRG groups.
 
     Every input row comes out, in order, with mdc, adrg, drg and status; the other
     columns pass through. Output format follows the extension of -o (.parquet or .csv).
@@ -56,10 +69,12 @@ def group(input_path, out, scheme, translate, encoding, column_map, with_flags, 
     try:
         check_output(out, [input_path, column_map, scheme], OUTPUT_FORMATS)
         cs = load_scheme(scheme)
-        total = input_rows(input_path)
+        total = input_rows(input_path, glob)
+        opts = {"bad_lines": bad_lines, "glob": glob, "sheet": sheet}
         if quiet:
             summary = group_file(input_path, out, cs, translate, batch_rows, threads, encoding,
-                                 column_map=column_map, flags=with_flags, names=with_names)
+                                 column_map=column_map, flags=with_flags, names=with_names,
+                                 **opts)
         else:
             from rich.progress import (
                 BarColumn,
@@ -75,7 +90,7 @@ def group(input_path, out, scheme, translate, encoding, column_map, with_flags, 
                 summary = group_file(input_path, out, cs, translate, batch_rows, threads,
                                      encoding, progress=lambda k: bar.advance(task, k),
                                      column_map=column_map, flags=with_flags,
-                                     names=with_names)
+                                     names=with_names, **opts)
     except DrgsimError as exc:
         fail(exc)
         return
@@ -87,11 +102,13 @@ def group(input_path, out, scheme, translate, encoding, column_map, with_flags, 
     if summary.missing_columns:
         con.print(f"  absent optional columns (all values absent): "
                   f"{', '.join(summary.missing_columns)}")
+    for note in summary.notes:
+        con.print(f"  note: {note}", markup=False)
     con.print(f"  provenance: drgsim {cs.provenance['drgsim.version']}, scheme {cs.name} "
               f"{cs.version} (tables {cs.content_hash}), translation "
               f"{'on' if translate else 'off'}"
               + ("" if Path(out).suffix.lower() == ".csv" else "; stored in parquet metadata"))
-    written: list[Path] = []
+    written: list[Path] = [Path(p) for p in summary.sidecars]
     try:
         if with_flags:
             written += _flag_report(con, out, hospital_column)
@@ -104,7 +121,7 @@ def group(input_path, out, scheme, translate, encoding, column_map, with_flags, 
 
 #: files written beside the output (``OUT`` without its extension + suffix)
 SIDECARS = (".flags_by_flag.csv", ".flags_by_hospital.csv", ".compare.txt",
-            ".compare_moves.csv", ".compare_hospitals.csv")
+            ".compare_moves.csv", ".compare_hospitals.csv", ".malformed_rows.csv")
 
 
 def _drop_stale_sidecars(out: str, written: list[Path]) -> None:

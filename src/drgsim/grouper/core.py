@@ -114,6 +114,7 @@ def group_arrow_result(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme,
         table = pa.Table.from_batches([table])
     fields = fields_from_table(table)
     res = group_fields(fields, scheme, translate, threads)
+    table = _kept_malformed(table, res)
     renames = output_name_map(table.schema.names)
     if renames:
         table = table.rename_columns([renames.get(c, c) for c in table.schema.names])
@@ -127,6 +128,20 @@ def group_arrow_result(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme,
     meta.update({k.encode(): v.encode() for k, v in provenance(scheme, translate).items()})
     meta[b"drgsim.absent_columns"] = ",".join(fields.missing).encode()
     return table.replace_schema_metadata(meta), res
+
+
+def _kept_malformed(table: pa.Table, res: GroupResult) -> pa.Table:
+    """Rows kept by ``--bad-lines keep`` get status ``malformed_row``; drop the private mask."""
+    from drgsim.inputs.sources import MALFORMED_COLUMN
+    from drgsim.scheme.spec import STATUSES
+
+    if MALFORMED_COLUMN not in table.schema.names:
+        return table
+    i = table.schema.get_field_index(MALFORMED_COLUMN)
+    bad = np.asarray(table.column(i).to_numpy(zero_copy_only=False), bool)
+    res.mdc[bad] = res.adrg[bad] = res.drg[bad] = 0
+    res.status[bad] = STATUSES.index("malformed_row")
+    return table.remove_column(i)
 
 
 def group_dataframe(df: pd.DataFrame, scheme: CompiledScheme, translate: bool = False,
@@ -199,6 +214,8 @@ class GroupSummary:
     status_counts: dict[str, int] = field(default_factory=dict)
     missing_columns: tuple[str, ...] = ()
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # about the input (absent columns, ...)
+    sidecars: list[str] = field(default_factory=list)  # files written beside the output
 
     def add(self, status: np.ndarray, labels: list[str]) -> None:
         self.rows += len(status)
