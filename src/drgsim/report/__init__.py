@@ -249,6 +249,8 @@ __all__ = [
     "CJKFontWarning",
     "budget_arithmetic",
     "find_cjk_font",
+    "hospital_revenue",
+    "level_key",
     "write_outputs",
     "write_parquet",
     "write_plots",
