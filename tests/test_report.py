@@ -12,6 +12,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import openpyxl  # a core dependency: no skip
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -24,7 +25,6 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
-openpyxl = pytest.importorskip("openpyxl")
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUT_LIBS = ("matplotlib", "xlsxwriter", "openpyxl")
