@@ -101,6 +101,7 @@ LABELS = {
     "ratio": ("收入 ÷ 费用（%）", "Revenue / cost (%)"),
     "break_even": ("盈亏平衡线 100%", "break-even 100%"),
     "losing": ("亏损医院", "hospitals below break-even"),
+    "moved": ("通道调节（自左图起）", "corridor transfer (from the left panel)"),
     "fund": {"employee": ("职工医保", "employee"), "resident": ("居民医保", "resident")},
 }
 # hospital level -> (Chinese, Latin label, colour, marker)
@@ -201,23 +202,29 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
         g = g[g["cost_fen"] > 0]
         fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), sharex=True, sharey=True)
         x = g["cost_fen"].to_numpy(dtype=np.float64) / 1e6
+        cost = g["cost_fen"].to_numpy(dtype=np.float64)
+        y0 = g["before_fen"].to_numpy(dtype=np.float64) / cost * 100
         for ax, col, sub in ((axes[0], "before_fen", "before"), (axes[1], "after_fen", "after")):
-            y = g[col].to_numpy(dtype=np.float64) / g["cost_fen"].to_numpy(dtype=np.float64) * 100
+            y = g[col].to_numpy(dtype=np.float64) / cost * 100
+            if col == "after_fen":  # each hospital's move from the left panel
+                moved = y != y0
+                if moved.any():
+                    ax.vlines(x[moved], y0[moved], y[moved], color="grey", linewidth=1,
+                              alpha=0.7, label=L("moved"), zorder=1)
             for k, (lz, ll, colour, marker) in LEVELS.items():
                 m = (g["level"] == k).to_numpy()
                 if m.any():
                     ax.scatter(x[m], y[m], s=30, alpha=0.8, color=colour, marker=marker,
                                label=f"{lz if zh else ll} ({int(m.sum())})")
             ax.axhline(100, color="black", linestyle="--", linewidth=1, label=L("break_even"))
-            ax.set_title(L(sub), fontsize=11)
+            ax.set_title(f"{L(sub)}\n{L('losing')}: {int((y < 100).sum())} / {len(y)}",
+                         fontsize=10)
             ax.set_xlabel(L("cost"))
-            ax.text(0.02, 0.03, f"{L('losing')}: {int((y < 100).sum())} / {len(y)}",
-                    transform=ax.transAxes, fontsize=9)
             ax.grid(True, alpha=0.3)
             if len(x) and x.min() > 0:
                 ax.set_xscale("log")
         axes[0].set_ylabel(L("ratio"))
-        handles, labels = axes[0].get_legend_handles_labels()
+        handles, labels = axes[1].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9,
                    frameon=False)
         fig.suptitle(L("pay_title"))
