@@ -97,7 +97,8 @@ LABELS = {
     ),
     "before": ("不含费用通道调节", "before corridor transfers"),
     "after": ("含通道超支补偿与结余追回", "after corridor refunds and clawbacks"),
-    "cost": ("医疗总费用（万元，对数坐标）", "Cost (10k yuan, log scale)"),
+    "cost": ("医疗总费用（万元）", "Cost (10k yuan)"),
+    "cost_log": ("医疗总费用（万元，对数坐标）", "Cost (10k yuan, log scale)"),
     "ratio": ("收入 ÷ 费用（%）", "Revenue / cost (%)"),
     "break_even": ("盈亏平衡线 100%", "break-even 100%"),
     "losing": ("亏损医院", "hospitals below break-even"),
@@ -214,15 +215,16 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
             for k, (lz, ll, colour, marker) in LEVELS.items():
                 m = (g["level"] == k).to_numpy()
                 if m.any():
-                    ax.scatter(x[m], y[m], s=30, alpha=0.8, color=colour, marker=marker,
+                    ax.scatter(x[m], y[m], s=30 if len(x) <= 200 else 12, alpha=0.8, color=colour, marker=marker,
                                label=f"{lz if zh else ll} ({int(m.sum())})")
             ax.axhline(100, color="black", linestyle="--", linewidth=1, label=L("break_even"))
             ax.set_title(f"{L(sub)}\n{L('losing')}: {int((y < 100).sum())} / {len(y)}",
                          fontsize=10)
             ax.set_xlabel(L("cost"))
             ax.grid(True, alpha=0.3)
-            if len(x) and x.min() > 0:
+            if len(x) and x.min() > 0 and x.max() / x.min() > 20:  # sizes span decades
                 ax.set_xscale("log")
+                ax.set_xlabel(L("cost_log"))
         axes[0].set_ylabel(L("ratio"))
         handles, labels = axes[1].get_legend_handles_labels()
         fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9,

@@ -108,11 +108,11 @@ def with_hospital_info(df: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
     if "hospital_id" not in df.columns:
         return df
     d = df.drop(columns=[c for c in ("hospital_name", "hospital_level") if c in df.columns])
-    ids = d["hospital_id"].astype(object).where(d["hospital_id"].notna(), None)
+    ids = d["hospital_id"].astype("string")
     at = list(d.columns).index("hospital_id") + 1
     for i, c in enumerate(("hospital_name", "hospital_level")):
-        vals = ids.map(lambda x, c=c: info[c].get(str(x)) if x is not None else None)
-        d.insert(at + i, c, vals.astype(object))
+        vals = ids.map(info[c]).astype(object)
+        d.insert(at + i, c, vals.where(vals.notna(), None))
     return d
 
 
