@@ -150,9 +150,7 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
     """Point value by month, and each hospital's revenue over cost by level before and
     after the corridor transfers (PNG, Agg backend)."""
     import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
     font = find_cjk_font()
     zh = font is not None
@@ -175,12 +173,12 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
         p = out / name
         with atomic_path(p) as tmp:
             fig.savefig(tmp, dpi=120, format="png")
-        plt.close(fig)
         paths.append(p)
 
-    with plt.rc_context(rc):
+    with matplotlib.rc_context(rc):
         months, funds = tables["months"], tables["funds"]
-        fig, ax = plt.subplots(figsize=(8, 4.5))
+        fig = Figure(figsize=(8, 4.5))
+        ax = fig.subplots()
         for _, f in funds.iterrows():
             m = months[months["fund"] == f["fund"]].groupby("month")["provisional_pv"].first()
             name = LABELS["fund"].get(f["fund"], (f["fund"], f["fund"]))[0 if zh else 1]
@@ -201,7 +199,8 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
 
         g = hospital_revenue(tables)
         g = g[g["cost_fen"] > 0]
-        fig, axes = plt.subplots(1, 2, figsize=(12, 5.5), sharex=True, sharey=True)
+        fig = Figure(figsize=(12, 5.5))
+        axes = fig.subplots(1, 2, sharex=True, sharey=True)
         x = g["cost_fen"].to_numpy(dtype=np.float64) / 1e6
         cost = g["cost_fen"].to_numpy(dtype=np.float64)
         y0 = g["before_fen"].to_numpy(dtype=np.float64) / cost * 100
