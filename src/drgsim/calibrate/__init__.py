@@ -378,7 +378,10 @@ def write_weights(
     extra = {f"drgsim.{k}": str(v) for k, v in weights.attrs.items()}
     extra.update(provenance)
     meta.update({k.encode(): str(v).encode() for k, v in extra.items()})
-    pq.write_table(t.replace_schema_metadata(meta), path)
+    from drgsim.output import atomic_path
+
+    with atomic_path(path) as tmp:  # never a half-written weights file
+        pq.write_table(t.replace_schema_metadata(meta), tmp)
 
 
 __all__ = [

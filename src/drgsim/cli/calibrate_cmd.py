@@ -44,11 +44,13 @@ def calibrate(history, out, year, policy_file, weights_file, grouped) -> None:
     from drgsim import __version__
     from drgsim.calibrate import calibrate as run_calibrate
     from drgsim.calibrate import quality_summary, read_weights, write_weights
+    from drgsim.output import check_output
     from drgsim.policy import load_policy
     from drgsim.settlement.simulate import GROUPER_COLUMNS, file_hash, read_table
 
     con = console()
     try:
+        check_output(out, [history, weights_file, policy_file], (".parquet", ".pq"))
         pol = load_policy(policy_file)
         df, meta = read_table(history)
         if not (grouped or "drgsim.scheme" in meta):

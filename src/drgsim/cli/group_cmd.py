@@ -49,10 +49,12 @@ def group(input_path, out, scheme, translate, encoding, column_map, with_flags, 
       drgsim group 首页.csv --map bingan_shouye --flags --names --compare drg -o out.csv
     """
     from drgsim.grouper.core import load_scheme
-    from drgsim.grouper.stream import group_file, input_rows
+    from drgsim.grouper.stream import OUTPUT_FORMATS, group_file, input_rows
+    from drgsim.output import check_output
 
     con = console()
     try:
+        check_output(out, [input_path, column_map, scheme], OUTPUT_FORMATS)
         cs = load_scheme(scheme)
         total = input_rows(input_path)
         if quiet:
@@ -89,13 +91,29 @@ def group(input_path, out, scheme, translate, encoding, column_map, with_flags, 
               f"{cs.version} (tables {cs.content_hash}), translation "
               f"{'on' if translate else 'off'}"
               + ("" if Path(out).suffix.lower() == ".csv" else "; stored in parquet metadata"))
+    written: list[Path] = []
     try:
         if with_flags:
-            _flag_report(con, out, hospital_column)
+            written += _flag_report(con, out, hospital_column)
         if compare_col:
-            _compare_report(con, out, compare_col, hospital_column, cost_column)
+            written += _compare_report(con, out, compare_col, hospital_column, cost_column)
     except DrgsimError as exc:
         fail(exc)
+    _drop_stale_sidecars(out, written)
+
+
+#: files written beside the output (``OUT`` without its extension + suffix)
+SIDECARS = (".flags_by_flag.csv", ".flags_by_hospital.csv", ".compare.txt",
+            ".compare_moves.csv", ".compare_hospitals.csv")
+
+
+def _drop_stale_sidecars(out: str, written: list[Path]) -> None:
+    """A sidecar an earlier run wrote beside this output, which this run did not, would
+    describe another output: remove it."""
+    for suffix in SIDECARS:
+        p = _sidecar(out, suffix)
+        if p not in written and p.is_file():
+            p.unlink()
 
 
 def _read_back(out: str, wanted: list[str]):
@@ -127,7 +145,15 @@ def _sidecar(out: str, suffix: str) -> Path:
     return p.with_name(p.with_suffix("").name + suffix)
 
 
-def _flag_report(con, out: str, hospital: str) -> None:
+def _write_csv(df, path: Path) -> Path:
+    from drgsim.output import atomic_path
+
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return path
+
+
+def _flag_report(con, out: str, hospital: str) -> list[Path]:
     from drgsim.flags import flag_summary
 
     df = _read_back(out, ["flags", hospital])
@@ -136,18 +162,18 @@ def _flag_report(con, out: str, hospital: str) -> None:
     for r in by_flag.itertuples(index=False):
         if r.records:
             con.print(f"  {r.flag:<20} {r.records:>10,}  {r.share:7.2%}")
-    by_flag.to_csv(_sidecar(out, ".flags_by_flag.csv"), index=False)
-    written = [str(_sidecar(out, ".flags_by_flag.csv"))]
+    written = [_write_csv(by_flag, _sidecar(out, ".flags_by_flag.csv"))]
     if by_hosp is not None:
-        by_hosp.to_csv(_sidecar(out, ".flags_by_hospital.csv"), index=False)
-        written.append(str(_sidecar(out, ".flags_by_hospital.csv")))
+        written.append(_write_csv(by_hosp, _sidecar(out, ".flags_by_hospital.csv")))
         con.print(f"  by {hospital}: " + ", ".join(
             f"{r['hospital']} {r['flagged']}/{r['records']}" for _, r in by_hosp.head(10).iterrows()))
-    con.print("  summary -> " + ", ".join(written))
+    con.print("  summary -> " + ", ".join(str(p) for p in written))
+    return written
 
 
-def _compare_report(con, out: str, column: str, hospital: str, cost: str | None) -> None:
+def _compare_report(con, out: str, column: str, hospital: str, cost: str | None) -> list[Path]:
     from drgsim.compare import COST_COLUMNS, compare_groups
+    from drgsim.output import write_text
 
     wanted = [column, f"input_{column}", "mdc", "adrg", "drg", hospital,
               *([cost] if cost else COST_COLUMNS)]
@@ -155,8 +181,9 @@ def _compare_report(con, out: str, column: str, hospital: str, cost: str | None)
     ag = compare_groups(df, column, hospital=hospital, cost=cost)
     text = ag.text()
     click.echo(text)
-    _sidecar(out, ".compare.txt").write_text(text + "\n", encoding="utf-8")
-    ag.moves.to_csv(_sidecar(out, ".compare_moves.csv"), index=False)
+    written = [write_text(_sidecar(out, ".compare.txt"), text + "\n"),
+               _write_csv(ag.moves, _sidecar(out, ".compare_moves.csv"))]
     if ag.by_hospital is not None:
-        ag.by_hospital.to_csv(_sidecar(out, ".compare_hospitals.csv"), index=False)
+        written.append(_write_csv(ag.by_hospital, _sidecar(out, ".compare_hospitals.csv")))
     con.print(f"  agreement report -> {_sidecar(out, '.compare.txt')} (+ _moves/_hospitals .csv)")
+    return written

@@ -89,8 +89,11 @@ def run_kernel(scheme: CompiledScheme, dx_ptr, dx_ids, px_ptr, px_ids, ints: dic
 
 
 def output_name_map(names: list[str]) -> dict[str, str]:
-    """Input columns that collide with our outputs are kept as ``input_<name>``."""
-    return {c: f"input_{c}" for c in names if c in OUTPUT_COLUMNS}
+    """Input columns that collide with our outputs are kept as ``input_<name>`` (``_2``,
+    ``_3``, ... when that is taken too): output names are always unique."""
+    from drgsim.output.names import input_renames
+
+    return input_renames(names, OUTPUT_COLUMNS)
 
 
 def group_arrow(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme, translate: bool = False,
@@ -133,7 +136,6 @@ def group_dataframe(df: pd.DataFrame, scheme: CompiledScheme, translate: bool = 
     check_columns([str(c) for c in df.columns])
     fields = fields_from_table(dataframe_record_table(df))
     res = group_fields(fields, scheme, translate, threads)
-    out = df.rename(columns=output_name_map(list(df.columns)))
     cols = res.arrow_columns(scheme)
     if flags or names:
         from drgsim.grouper.extras import decorate
@@ -141,6 +143,9 @@ def group_dataframe(df: pd.DataFrame, scheme: CompiledScheme, translate: bool = 
         extra = decorate(pa.table(cols), fields_from_table(dataframe_record_table(df)), scheme,
                          flags, names)
         cols = {c: extra.column(c) for c in extra.schema.names}
+    from drgsim.output.names import input_renames
+
+    out = df.rename(columns=input_renames(list(df.columns), list(cols)))
     new = pd.DataFrame({k: v.to_pandas() for k, v in cols.items()})
     new.index = df.index
     out = pd.concat([out, new], axis=1)

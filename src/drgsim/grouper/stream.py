@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from drgsim.errors import RecordsError
 from drgsim.grouper.core import GroupSummary, group_arrow_result, load_scheme
+from drgsim.output import AtomicFile, check_output
 from drgsim.records import check_columns, count_rows, iter_batches, read_records
 
 
@@ -27,23 +27,21 @@ def _lists_as_text(table: pa.Table) -> pa.Table:
     return table
 
 
+#: output formats ``group`` writes, by file name ending
+OUTPUT_FORMATS = (".parquet", ".pq", ".csv")
+
 # Rows per streamed batch: small enough that writing one batch overlaps grouping the next
 # (and memory stays low), large enough that per-batch overhead is negligible.
 DEFAULT_BATCH_ROWS = 1 << 18
 
 
 class _Writer:
-    """Parquet or CSV output chosen by the file extension."""
+    """Parquet or CSV output chosen by the target's extension, written to ``path`` (the
+    temporary file that becomes the target when complete)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, target: Path, path: Path):
         self.path = path
-        suffix = "".join(path.suffixes).lower()
-        if suffix.endswith((".parquet", ".pq")):
-            self.kind = "parquet"
-        elif suffix.endswith(".csv"):
-            self.kind = "csv"
-        else:
-            raise RecordsError(f"{path}: output must end in .parquet or .csv")
+        self.kind = "csv" if target.name.lower().endswith(".csv") else "parquet"
         self._w = None
         self.schema: pa.Schema | None = None
 
@@ -51,7 +49,6 @@ class _Writer:
         if self.kind == "csv":
             table = _lists_as_text(table)
         if self._w is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self.schema = table.schema
             if self.kind == "parquet":
                 import pyarrow.parquet as pq
@@ -68,8 +65,9 @@ class _Writer:
         self._w.write_table(table)
 
     def close(self) -> None:
-        if self._w is not None:
-            self._w.close()
+        w, self._w = self._w, None
+        if w is not None:
+            w.close()
 
 
 def group_file(
@@ -87,15 +85,20 @@ def group_file(
 ) -> GroupSummary:
     """Stream ``src`` (parquet, folder of parquet, CSV) through the grouper into ``dst``.
 
-    Memory is bounded by ``batch_rows``; the output carries provenance metadata.
+    Memory is bounded by ``batch_rows``; the output carries provenance metadata. ``dst``
+    is checked before any work (not the input, a writable folder, .parquet or .csv) and
+    written atomically: an error or interruption leaves no file there and an earlier
+    output untouched.
     """
+    check_output(dst, [src], OUTPUT_FORMATS)
     cs = load_scheme(scheme)
     summary = GroupSummary()
-    writer = _Writer(Path(dst))
+    tmp = AtomicFile(dst)  # renamed onto dst when the ``with`` below completes, else removed
+    writer = _Writer(Path(dst), tmp.path)
     t0 = time.perf_counter()
     first = True
     # Writing batch k (pyarrow, GIL released) overlaps grouping batch k+1 (numba, nogil).
-    with ThreadPoolExecutor(1) as pool:
+    with tmp, ThreadPoolExecutor(1) as pool:
         pending: Future | None = None
         try:
             for batch in iter_batches(src, batch_rows=batch_rows, encoding=encoding,

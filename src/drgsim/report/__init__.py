@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drgsim.output import atomic_path
+from drgsim.output import OutputFolder, atomic_path, fingerprint
 from drgsim.report.workbook import SHEETS, budget_arithmetic, hospital_info, write_workbook
 
 PARQUET_TABLES = (
@@ -214,7 +214,8 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
             for k, (lz, ll, colour, marker) in LEVELS.items():
                 m = (g["level"] == k).to_numpy()
                 if m.any():
-                    ax.scatter(x[m], y[m], s=30 if len(x) <= 200 else 12, alpha=0.8, color=colour, marker=marker,
+                    ax.scatter(x[m], y[m], s=30 if len(x) <= 200 else 12, alpha=0.8,
+                               color=colour, marker=marker,
                                label=f"{lz if zh else ll} ({int(m.sum())})")
             ax.axhline(100, color="black", linestyle="--", linewidth=1, label=L("break_even"))
             ax.set_title(f"{L(sub)}\n{L('losing')}: {int((y < 100).sum())} / {len(y)}",
@@ -234,13 +235,23 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
     return paths
 
 
+#: every file write_outputs may write (an earlier run's file not rewritten now is removed)
+OUTPUT_FILES = (*(f"{t}.parquet" for t in PARQUET_TABLES), "summary.xlsx",
+                "point_value_by_month.png", "payment_vs_cost.png")
+
+
 def write_outputs(
-    tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
+    tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str], run_fingerprint: str = ""
 ) -> dict[str, Path]:
-    """Every table as parquet, the workbook and the plots into ``out_dir``; returns the paths."""
+    """Every table as parquet, the workbook and the plots into ``out_dir``; returns the paths.
+
+    Written as one unit (:class:`drgsim.output.OutputFolder`): each file atomically,
+    ``manifest.json`` last with ``run_fingerprint`` (default: a hash of the provenance).
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     prov = {k: str(v) for k, v in tables["summary"].attrs.items() if str(k).startswith("drgsim.")}
+    folder = OutputFolder(out, run_fingerprint or fingerprint(options=prov), owned=OUTPUT_FILES)
+    folder.open()
     written: dict[str, Path] = {}
     for name in PARQUET_TABLES:
         if name in tables:
@@ -250,6 +261,9 @@ def write_outputs(
     written["workbook"] = write_workbook(tables, out / "summary.xlsx")
     for p in write_plots(tables, out):
         written[p.stem] = p
+    for p in written.values():
+        folder.record(p.name)
+    folder.commit({"command": "simulate", "provenance": prov})
     return written
 
 
