@@ -48,6 +48,13 @@ def _hospitals() -> pd.DataFrame:
     return fake_hospitals(6).assign(name=NAMES)
 
 
+# last year's DRG spending per fund (yuan): the budget's source, tight enough that the
+# hospital corridor refunds some losses
+REGION = pd.DataFrame(
+    {"fund": ["employee", "resident"], "year": [2023, 2023], "drg_spending": [5.5e6, 8.0e6]}
+)
+
+
 @pytest.fixture(scope="module")
 def region_cases() -> pd.DataFrame:
     parts = [
@@ -64,7 +71,7 @@ def run(region_cases, tmp_path_factory):
     """One simulation and its outputs written to disk."""
     from drgsim.report import write_outputs
 
-    t = drgsim.simulate(region_cases, hospitals=_hospitals())
+    t = drgsim.simulate(region_cases, hospitals=_hospitals(), region=REGION)
     out = tmp_path_factory.mktemp("report")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -212,6 +219,8 @@ def test_workbook_frozen_filtered_and_sized(run):
 
 
 def test_overview_sheet(run):
+    from drgsim.report import budget_arithmetic
+
     t, out, _ = run
     wb = openpyxl.load_workbook(out / "summary.xlsx")
     ws = wb["说明"]
@@ -226,7 +235,7 @@ def test_overview_sheet(run):
     for _, f in t["funds"].iterrows():
         fz = {"employee": "职工医保 employee", "resident": "居民医保 resident"}[f["fund"]]
         line = rows[f"{fz} 预算算式 budget arithmetic"]
-        assert f"= {f['budget_fen'] / 100:,.2f} yuan" in line
+        assert line and line == budget_arithmetic(f)
         assert rows[f"{fz} DRG预算 budget_yuan"] == pytest.approx(f["budget_fen"] / 100, abs=0.005)
         assert rows[f"{fz} 清算点值 pv_used"] == pytest.approx(f["pv_used"], rel=1e-12)
     assert rows["台账合计 ledger balance"] == 0
@@ -251,7 +260,7 @@ def test_glossary_and_unknown_columns(region_cases, tmp_path):
     still gets a format from its name or dtype."""
     from drgsim.report import write_workbook
 
-    t = drgsim.simulate(region_cases, hospitals=_hospitals())
+    t = drgsim.simulate(region_cases, hospitals=_hospitals(), region=REGION)
     t["hospitals"] = t["hospitals"].assign(new_thing_fen=12345, new_ratio=0.5, new_note="x")
     write_workbook(t, tmp_path / "w.xlsx")
     wb = openpyxl.load_workbook(tmp_path / "w.xlsx")
@@ -272,7 +281,7 @@ def test_glossary_and_unknown_columns(region_cases, tmp_path):
 def test_workbook_without_hospitals_table(region_cases, tmp_path):
     from drgsim.report import write_workbook
 
-    t = drgsim.simulate(region_cases)
+    t = drgsim.simulate(region_cases, region=REGION)
     write_workbook(t, tmp_path / "w.xlsx")
     wb = openpyxl.load_workbook(tmp_path / "w.xlsx")
     head, rows = _frame(_sheet(wb, "医院"))
