@@ -13,22 +13,22 @@ FIX = Path(__file__).parent / "fixtures" / "policies"
 
 # fixture file -> (line, key or None, words of the message)
 BROKEN = {
-    "unknown_key.yaml": (88, "high_cost.betta", "unknown key"),
-    "wrong_type.yaml": (93, "low_cost.factor", "expected a number"),
+    "unknown_key.yaml": (91, "high_cost.betta", "unknown key"),
+    "wrong_type.yaml": (96, "low_cost.factor", "expected a number"),
     "date_out_of_order.yaml": (18, "calibration.inflation.values", "out of order"),
-    "bad_enum.yaml": (178, "point_value.basis", "is not one of total_cost, fund"),
-    "duplicate_key.yaml": (98, None, "duplicate key"),
-    "out_of_range.yaml": (209, "presettlement.prepay_share", "above the maximum"),
+    "bad_enum.yaml": (196, "point_value.basis", "is not one of total_cost, fund"),
+    "duplicate_key.yaml": (101, None, "duplicate key"),
+    "out_of_range.yaml": (227, "presettlement.prepay_share", "above the maximum"),
     "bad_date.yaml": (21, None, "is not a date"),
     # relative mode: 90 (a percent) where a share of the budgeted point value (0.9) is meant
     "bad_pv_bounds.yaml": (
-        190,
+        208,
         "point_value.bounds.floor",
         "90 is not a share of the budgeted point value",
     ),
-    "pv_bounds_crossed.yaml": (190, "point_value.bounds.floor", "floor 1.1 is above ceiling 0.9"),
+    "pv_bounds_crossed.yaml": (208, "point_value.bounds.floor", "floor 1.1 is above ceiling 0.9"),
     "pv_budgeted_missing.yaml": (
-        205,
+        223,
         "point_value.bounds.budgeted_pv_yuan",
         "budgeted_pv: given need budgeted_pv_yuan per fund",
     ),

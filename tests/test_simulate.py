@@ -125,7 +125,7 @@ def test_policy_commands(tmp_path):
     bad = str(Path(__file__).parent / "fixtures" / "policies" / "unknown_key.yaml")
     res = r.invoke(main, ["policy", "validate", bad])
     assert res.exit_code == 2
-    assert "unknown_key.yaml:88: high_cost.betta: unknown key" in res.output
+    assert "unknown_key.yaml:91: high_cost.betta: unknown key" in res.output
     res = r.invoke(main, ["policy", "show", "--date", "2024-01-01"])
     assert res.exit_code == 0 and "point_value" in res.output
 

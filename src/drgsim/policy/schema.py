@@ -137,8 +137,15 @@ SCHEMA: dict[str, Any] = {
             "bool", "true: priced in points inside the budget; false: paid outside and carved out"
         ),
         "rate_yuan": pos(
-            "fixed daily rate in yuan for every per-diem group; null = calibrated per group",
+            "fixed daily rate in yuan for every per-diem case; null = calibrated per category",
             nullable=True,
+        ),
+        "rate_basis": Param(
+            "enum",
+            "calibrated daily rate of a per-diem category (each listed MDC or ADRG, and long "
+            "stays): total_over_days = total cost / total bed-days of its eligible history "
+            "cases (ratio of sums); mean_of_case_rates = the mean of each case's cost per day",
+            choices=("total_over_days", "mean_of_case_rates"),
         ),
     },
     "special_review": {
@@ -158,6 +165,13 @@ SCHEMA: dict[str, Any] = {
             "enum", "same patient, hospital and ...", choices=("adrg", "drg", "mdc", "any")
         ),
         "points_factor": ratio("the later case's points are multiplied by this"),
+        "mode": Param(
+            "enum",
+            "modifier: the factor cuts the points the case otherwise gets (normal, high-cost, "
+            "low-cost, short stay); case_type: readmission is a case type in the precedence "
+            "(points = normal points x factor; the first type that applies wins)",
+            choices=("modifier", "case_type"),
+        ),
     },
     "short_stay": {
         "enabled": Param("bool"),
@@ -252,6 +266,44 @@ SCHEMA: dict[str, Any] = {
         "overspend_fund_share": ratio("share of the overspend inside the band the fund pays"),
     },
 }
+
+# When a dated value applies (README "Dated values"): case-level keys take the value in
+# force on each case's discharge date, month-level keys on the first day of the month,
+# year-level keys on 1 January of the simulated year. Keyed by dotted prefix; the longest
+# matching prefix wins.
+LEVELS: dict[str, str] = {
+    "calibration": "year",
+    "points": "year",
+    "coefficients": "case",
+    "case_types": "year",
+    "statuses": "year",
+    "high_cost": "case",
+    "low_cost": "case",
+    "ungroupable": "case",
+    "per_diem": "case",
+    "special_review": "year",
+    "readmission": "case",
+    "short_stay": "case",
+    "caps": "case",
+    "budget": "year",
+    "point_value": "year",
+    "presettlement": "month",
+    "assessment": "year",
+    "hospital_corridor": "year",
+    "region_corridor": "year",
+    "plausibility": "year",
+}
+
+
+def level_of(key: str) -> str:
+    """``case``, ``month`` or ``year``: when the dated values of the dotted ``key`` apply."""
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        lv = LEVELS.get(".".join(parts[:i]))
+        if lv is not None:
+            return lv
+    raise KeyError(f"{key}: no level")
+
 
 TOP_META = ("name", "description", "scheme", "extends")
 LEAF_META = ("values", "description", "unit", "reference")

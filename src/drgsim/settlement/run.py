@@ -7,8 +7,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from drgsim.policy.dated import YearPolicy, as_year_policy
 from drgsim.pricing.cases import FUNDS
-from drgsim.pricing.cells import Cells, build_cells, by_fund, cell_points, hfm_points
+from drgsim.pricing.cells import (
+    Cells,
+    build_cells,
+    by_fund,
+    cell_points,
+    hfm_points,
+    points_under,
+    priced_under,
+)
 from drgsim.pricing.core import CASE_TYPES, Priced
 from drgsim.pricing.money import grouped_largest_remainder
 from drgsim.settlement.core import (
@@ -142,7 +151,7 @@ def _basis(fs: FundSettlement) -> str:
 
 def settle(
     pr: Priced,
-    pv: dict,
+    pv: dict | YearPolicy,
     budgets: dict[str, Budget],
     year: int,
     scores: np.ndarray | None = None,
@@ -152,13 +161,17 @@ def settle(
 
     The one-scenario case of the sweeps: the cases' points reach the settlement as
     hospital × fund × month totals of the cells (:mod:`drgsim.pricing.cells`, built here
-    unless given), priced with the thresholds the cases were priced with; ``pv`` gives
-    the settlement parameters. The per-case points only split each hospital-month's
-    payment over its cases.
+    unless given). ``pv`` (a :class:`YearPolicy`, or one resolved dict in force all year)
+    gives the settlement parameters; outlier thresholds that differ from those the cases
+    were priced with are re-priced through the cells, any other pricing parameter that
+    differs raises (:func:`~drgsim.pricing.cells.points_under`).
     """
     out = []
+    yp = as_year_policy(pv, year)
+    pv = yp.pv
     cells = build_cells(pr) if cells is None else cells
-    all_tot = cell_fund_totals(cells)
+    all_tot = cell_fund_totals(cells, points_under(cells, pr, yp))
+    pr = priced_under(pr, cells, yp)  # the rows under the thresholds the cells used
     for f, name in enumerate(FUNDS):
         if name not in budgets and all_tot[f].cases.sum() > 0:
             raise BudgetError(
@@ -168,7 +181,7 @@ def settle(
         if name not in budgets:
             continue
         tot = all_tot[f]
-        fs = settle_fund_fast(tot, budgets[name], pv, year, scores)
+        fs = settle_fund_fast(tot, budgets[name], pv, year, scores, yp.months)
         fs.basis = pv["point_value"]["basis"]  # type: ignore[attr-defined]
         out.append(fs)
     return Settlement(pr, out, case_payments(pr, out), cells)

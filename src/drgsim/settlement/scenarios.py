@@ -40,8 +40,8 @@ class ScenarioParams:
     rc_keep: np.ndarray
     rc_band: np.ndarray
     rc_fund: np.ndarray
-    prepay: np.ndarray
-    prov_fixed: np.ndarray  # yuan per point, NaN = monthly budget
+    prepay: np.ndarray  # (S,) or (S, 12): month-level (first day of each month)
+    prov_fixed: np.ndarray  # yuan per point, NaN = monthly budget; (S,) or (S, 12)
     as_on: np.ndarray
     withhold: np.ndarray
     default_score: np.ndarray
@@ -63,11 +63,32 @@ class ScenarioParams:
             self.relative = np.zeros(S_, dtype=bool)
         if self.budgeted_pv is None:
             self.budgeted_pv = np.full(S_, np.nan)
+        for name in ("prepay", "prov_fixed"):  # month-level values: one per month
+            v = np.asarray(getattr(self, name), dtype=np.float64)
+            setattr(self, name, np.repeat(v[:, None], 12, axis=1) if v.ndim == 1 else v)
 
     @classmethod
-    def from_policies(cls, pvs: list[dict], fund: str | None = None) -> ScenarioParams:
+    def from_policies(
+        cls, pvs: list[dict], fund: str | None = None, months: list[list[dict]] | None = None
+    ) -> ScenarioParams:
         """Parameters of the policies ``pvs`` (resolved), for the fund ``fund`` (which
-        picks the given budgeted point value of relative bounds)."""
+        picks the given budgeted point value of relative bounds). ``months[s]``: scenario
+        ``s``'s policy resolved on the first day of each month, for the month-level keys
+        (pre-settlement share, provisional point value); default ``pvs[s]`` all year."""
+        sp = cls._from_policies(pvs, fund)
+        if months is not None:
+
+            def prov(p: dict) -> float:
+                ps = p["presettlement"]
+                fixed = ps["provisional_pv"] == "fixed" and ps["provisional_pv_yuan"] is not None
+                return float(ps["provisional_pv_yuan"]) if fixed else np.nan
+
+            sp.prepay = np.array([[m["presettlement"]["prepay_share"] for m in ms] for ms in months])
+            sp.prov_fixed = np.array([[prov(m) for m in ms] for ms in months])
+        return sp
+
+    @classmethod
+    def _from_policies(cls, pvs: list[dict], fund: str | None = None) -> ScenarioParams:
 
         def arr(f, dtype=np.float64):
             return np.array([f(p) for p in pvs], dtype=dtype)
@@ -209,9 +230,9 @@ def settle_scenarios(
     with np.errstate(divide="ignore", invalid="ignore"):
         num = B[:, None] / 12.0 + np.where(tc[:, None], S_m, 0)
         prov_b = np.where(P_m > 0, num / P_m / 100.0, 0.0)
-    prov = np.where(np.isnan(sp.prov_fixed)[:, None], prov_b, sp.prov_fixed[:, None])
+    prov = np.where(np.isnan(sp.prov_fixed), prov_b, sp.prov_fixed)
     due = pts * prov[:, None, :] * 100.0 - share_hm
-    gross = half_up(np.maximum(due, 0.0) * sp.prepay[:, None, None])
+    gross = half_up(np.maximum(due, 0.0) * sp.prepay[:, None, :])
     withheld = np.where(sp.as_on[:, None, None], mul_half_up(gross, sp.withhold[:, None, None]), 0)
     sc = np.broadcast_to(np.nan if scores is None else scores, (S_, H)).astype(np.float64)
     sc = np.where(np.isnan(sc), sp.default_score[:, None], sc)
@@ -280,16 +301,22 @@ def settle_scenarios(
 
 
 def settle_fund_fast(
-    tot: FundTotals, budget: Budget, pv: dict, year: int, scores: np.ndarray | None = None
+    tot: FundTotals,
+    budget: Budget,
+    pv: dict,
+    year: int,
+    scores: np.ndarray | None = None,
+    months: list[dict] | None = None,
 ) -> FundSettlement:
-    """One fund-year as the one-scenario case of :func:`settle_scenarios`."""
+    """One fund-year as the one-scenario case of :func:`settle_scenarios` (``months``: the
+    policy on the first day of each month, for the month-level keys; default ``pv``)."""
     r = settle_scenarios(
         tot.points,
         tot.share_fen,
         tot.cost_fen,
         np.array([budget.budget_fen]),
         np.array([budget.reserve_fen]),
-        ScenarioParams.from_policies([pv], tot.fund),
+        ScenarioParams.from_policies([pv], tot.fund, None if months is None else [months]),
         scores,
     )
     return FundSettlement(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 from pathlib import Path
@@ -14,7 +13,7 @@ import pandas as pd
 from drgsim import __version__
 from drgsim.calibrate import calibrate, read_weights
 from drgsim.errors import RecordsError
-from drgsim.policy import Policy, load_policy
+from drgsim.policy import Policy, YearPolicy, load_policy, resolve_year
 from drgsim.pricing.cases import FUNDS, prepare_cases
 from drgsim.pricing.core import Weights, price
 from drgsim.settlement.core import fund_budget
@@ -120,13 +119,16 @@ def simulate(
     bad_year = df[years.isna().to_numpy()]
     if len(bad_year):  # kept in the output with pay_status bad_date, never dropped
         current = pd.concat([current, bad_year], ignore_index=True)
-    pv = pol.at(dt.date(year, 1, 1))
+    yp = resolve_year(pol, year)  # each key at its level: case, month or year (README)
+    pv = yp.pv
 
     hist_cases = prepare_cases(history, columns=columns) if len(history) else None
     if weights is None:
         if hist_cases is None:
             raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
-        w_df = calibrate(history, pv, year, scheme=pol.scheme, columns=columns)
+        w_df = calibrate(
+            history, per_diem_categories_of(yp), year, scheme=pol.scheme, columns=columns
+        )
         w_src = "calibrated"
     elif isinstance(weights, pd.DataFrame):
         w_df, w_src = weights, "given"
@@ -139,8 +141,16 @@ def simulate(
     W = Weights.from_frame(w_df, pv["points"]["scale"])
 
     hids = hosp_df["hospital_id"] if hosp_df is not None else None
-    c = prepare_cases(current, hids, columns=columns)
-    pr = price(c, W, pv, hosp_df)
+    # last year's discharges inside the readmission window link January readmissions
+    back = readmission_lookback(history, dcol, year, yp)
+    c = prepare_cases(
+        pd.concat([current, back], ignore_index=True) if len(back) else current,
+        hids,
+        columns=columns,
+        link_only=np.r_[np.zeros(len(current), bool), np.ones(len(back), bool)],
+    )
+    pr = price(c, W, yp, hosp_df)
+    c = pr.cases
 
     budgets = {}
     for f, name in enumerate(FUNDS):
@@ -169,7 +179,7 @@ def simulate(
                 .reindex(c.hospital_ids.astype(str))
                 .to_numpy(dtype=np.float64)
             )
-    st = settle(pr, pv, budgets, year, scores)
+    st = settle(pr, yp, budgets, year, scores)
     tables = st.tables()
     tables["weights"] = w_df
     if hosp_df is not None:  # names and levels beside hospital ids in the workbook and plots
@@ -188,6 +198,29 @@ def simulate(
     for t in tables.values():
         t.attrs = {**{k: v for k, v in t.attrs.items() if isinstance(v, (str, int, float))}, **prov}
     return tables
+
+
+def readmission_lookback(history: pd.DataFrame, dcol: str, year: int, yp: YearPolicy) -> pd.DataFrame:
+    """Last year's discharges a case of ``year`` can be a readmission of: those within the
+    longest readmission window (in days) before 1 January."""
+    days = [p["readmission"]["days"] for p in yp.segments if p["readmission"]["enabled"]]
+    if not days or not len(history):
+        return history.iloc[0:0]
+    d = pd.to_datetime(history[dcol], errors="coerce")
+    lo = pd.Timestamp(year, 1, 1) - pd.Timedelta(days=max(days))
+    return history[((d >= lo) & (d.dt.year == year - 1)).to_numpy()]
+
+
+def per_diem_categories_of(yp: YearPolicy) -> dict:
+    """The 1 January policy with the per-diem MDCs and ADRGs listed on any day of the year,
+    so calibration gives every category the year prices a rate."""
+    import copy
+
+    pv = copy.deepcopy(yp.pv)
+    for key in ("mdcs", "adrgs"):
+        seen = [x for p in yp.segments for x in p["per_diem"][key]]
+        pv["per_diem"][key] = list(dict.fromkeys(seen))
+    return pv
 
 
 def summary_table(t: dict[str, pd.DataFrame], prov: dict[str, str]) -> pd.DataFrame:
