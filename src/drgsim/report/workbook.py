@@ -239,8 +239,8 @@ def _overview_rows(tables: Mapping[str, pd.DataFrame], sheets: list[tuple[str, s
         for _, f in funds.iterrows():
             fz = f"{FUND_ZH.get(f['fund'], f['fund'])} {f['fund']}"
             rows.append((f"{fz} 预算算式 budget arithmetic", budget_arithmetic(f), "", ""))
-            for c in ("budget_fen", "reserve_fen", "carve_out_fen", "distributable_fen",
-                      "region_draw_fen"):
+            for c in ("budget_gross_fen", "budget_fen", "reserve_fen", "carve_out_fen",
+                      "distributable_fen", "region_draw_fen", "reserve_overdraw_fen"):
                 if c in f:
                     lab = column(c)
                     rows.append((f"{fz} {lab.zh} {lab.shown}", round(int(f[c]) / 100, 2),
