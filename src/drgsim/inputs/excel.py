@@ -97,7 +97,7 @@ def read_xlsx(path: str | os.PathLike[str], sheet: str | int | None = None,
         import openpyxl
         from openpyxl.utils import get_column_letter
     except ImportError as exc:  # pragma: no cover - the excel extra is installed in CI
-        raise RecordsError("reading .xlsx needs openpyxl: pip install 'drgsim[excel]'") from exc
+        raise RecordsError("reading .xlsx needs openpyxl: pip install drgsim") from exc
     p = Path(path)
     try:
         wb = openpyxl.load_workbook(p, read_only=True, data_only=True)

@@ -344,6 +344,8 @@ def simulate(
     st = settle(pr, yp, budgets, year, scores, reference_pv=reference_pv)
     tables = st.tables()
     tables["weights"] = w_df
+    if hosp_df is not None:  # names and levels beside hospital ids in the workbook and plots
+        tables["hospital_info"] = hosp_df.copy()
     prov = {
         "drgsim.version": __version__,
         "drgsim.policy": pol.name,
