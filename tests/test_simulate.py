@@ -242,3 +242,15 @@ def test_relative_point_value_floor_end_to_end(region_cases):
     assert (paid == f.loc[paid.index, "budget_fen"] + up.loc[paid.index]).all()
     summ = dict(zip(t["summary"]["item"], t["summary"]["value"], strict=True))
     assert "employee point value held at its floor (yuan)" in summ
+
+
+def test_read_table_skips_leftover_temporaries(tmp_path):
+    """A killed run's hidden ``.part`` file beside the parts is not read as cases."""
+    from drgsim.settlement.simulate import read_table
+
+    d = tmp_path / "cases"
+    d.mkdir()
+    pd.DataFrame({"case_id": [1, 2]}).to_parquet(d / "a.parquet")
+    (d / ".a.parquet.x1.part.parquet").write_bytes(b"PAR1 truncated")
+    df, _ = read_table(d)
+    assert df["case_id"].tolist() == [1, 2]

@@ -39,7 +39,13 @@ def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
         raise RecordsError(f"{p}: no such file or folder")
     import pyarrow.dataset as ds
 
-    files = (sorted(p.rglob("*.parquet")) or sorted(p.rglob("*.csv"))) if p.is_dir() else [p]
+    def listed(pattern: str) -> list[Path]:  # as pyarrow's dataset: hidden/_ files skipped
+        return sorted(
+            f for f in p.rglob(pattern)
+            if not any(x.startswith((".", "_")) for x in f.relative_to(p).parts)
+        )
+
+    files = (listed("*.parquet") or listed("*.csv")) if p.is_dir() else [p]
     if not files:
         raise RecordsError(f"{p}: no parquet or CSV files")
     fmt = "csv" if files[0].suffix.lower() == ".csv" else "parquet"
