@@ -190,3 +190,28 @@ def test_streamed_parquet_output_reads_back_whole(tmp_path):
     assert out.select(big.column_names).equals(big)
     want = group_arrow_result(big, load_scheme(), engine="kernel")[0]
     assert out.select(list(OUT)).equals(want.select(list(OUT)))
+
+
+# ---------------------------------------------------------------- CSV pre-scan in Python
+
+_CSV_BYTES = st.lists(st.sampled_from([b"a", b"1", b",", b'"', b'""', b"\n", b"\r\n", b"\r",
+                                       "中".encode(), "中".encode("gbk"), b"\xe4\xb8", b"\xff",
+                                       b"\xef\xbb\xbf", b" "]), max_size=60).map(b"".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=_CSV_BYTES, chunk=st.sampled_from([3, 7, 1 << 16]))
+def test_python_csv_scan_equals_the_compiled_scan(tmp_path_factory, data, chunk):
+    from drgsim.inputs.csvscan import scan_csv
+
+    p = tmp_path_factory.mktemp("scan") / "x.csv"
+    p.write_bytes(b"h1,h2\n" + data)
+    assert scan_csv(p, chunk, compiled=False) == scan_csv(p, chunk, compiled=True)
+
+
+@pytest.mark.parametrize("name", ["cases_utf8.csv", "cases_gbk.csv", "bingan_shouye_gbk.csv"])
+def test_python_csv_scan_equals_the_compiled_scan_on_fixtures(name):
+    from drgsim.inputs.csvscan import scan_csv
+
+    p = FIX / "exports" / name
+    assert scan_csv(p, compiled=False) == scan_csv(p, compiled=True)

@@ -103,8 +103,11 @@ def run_kernel(scheme: CompiledScheme, dx_ptr, dx_ids, px_ptr, px_ids, ints: dic
 
 
 def output_name_map(names: list[str]) -> dict[str, str]:
-    """Input columns that collide with our outputs are kept as ``input_<name>``."""
-    return {c: f"input_{c}" for c in names if c in OUTPUT_COLUMNS}
+    """Input columns that collide with our outputs are kept as ``input_<name>`` (``_2``,
+    ``_3``, ... when that is taken too): output names are always unique."""
+    from drgsim.output.names import input_renames
+
+    return input_renames(names, OUTPUT_COLUMNS)
 
 
 def group_arrow(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme, translate: bool = False,
@@ -135,6 +138,7 @@ def group_arrow_result(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme,
     else:
         fields = fields_from_table(table)
     res = group_fields(fields, scheme, translate, threads, engine)
+    table = _kept_malformed(table, res)
     renames = output_name_map(table.schema.names)
     if renames:
         table = table.rename_columns([renames.get(c, c) for c in table.schema.names])
@@ -150,6 +154,20 @@ def group_arrow_result(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme,
     return table.replace_schema_metadata(meta), res
 
 
+def _kept_malformed(table: pa.Table, res: GroupResult) -> pa.Table:
+    """Rows kept by ``--bad-lines keep`` get status ``malformed_row``; drop the private mask."""
+    from drgsim.inputs.sources import MALFORMED_COLUMN
+    from drgsim.scheme.spec import STATUSES
+
+    if MALFORMED_COLUMN not in table.schema.names:
+        return table
+    i = table.schema.get_field_index(MALFORMED_COLUMN)
+    bad = np.asarray(table.column(i).to_numpy(zero_copy_only=False), bool)
+    res.mdc[bad] = res.adrg[bad] = res.drg[bad] = 0
+    res.status[bad] = STATUSES.index("malformed_row")
+    return table.remove_column(i)
+
+
 def group_dataframe(df: pd.DataFrame, scheme: CompiledScheme, translate: bool = False,
                     threads: int | None = None, flags: bool = False,
                     names: bool = False) -> pd.DataFrame:
@@ -159,7 +177,6 @@ def group_dataframe(df: pd.DataFrame, scheme: CompiledScheme, translate: bool = 
     check_columns([str(c) for c in df.columns])
     fields = fields_from_table(dataframe_record_table(df))
     res = group_fields(fields, scheme, translate, threads)
-    out = df.rename(columns=output_name_map(list(df.columns)))
     cols = res.arrow_columns(scheme)
     if flags or names:
         from drgsim.grouper.extras import decorate
@@ -167,6 +184,9 @@ def group_dataframe(df: pd.DataFrame, scheme: CompiledScheme, translate: bool = 
         extra = decorate(pa.table(cols), fields_from_table(dataframe_record_table(df)), scheme,
                          flags, names)
         cols = {c: extra.column(c) for c in extra.schema.names}
+    from drgsim.output.names import input_renames
+
+    out = df.rename(columns=input_renames(list(df.columns), list(cols)))
     new = pd.DataFrame({k: v.to_pandas() for k, v in cols.items()})
     new.index = df.index
     out = pd.concat([out, new], axis=1)
@@ -223,6 +243,8 @@ class GroupSummary:
     status_counts: dict[str, int] = field(default_factory=dict)
     missing_columns: tuple[str, ...] = ()
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # about the input (absent columns, ...)
+    sidecars: list[str] = field(default_factory=list)  # files written beside the output
 
     def add(self, status: np.ndarray, labels: list[str]) -> None:
         self.rows += len(status)
