@@ -58,7 +58,10 @@ class GroupResult:
             ("drg", self.drg, scheme.out_drg),
             ("status", self.status, scheme.out_status),
         ):
-            d = pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32()), pa.array(labels, pa.string()))
+            # from the buffer: pa.array(ndarray) would import numpy.ma (~50 ms of a tiny start)
+            idx = np.ascontiguousarray(idx, dtype=np.int32)
+            ids = pa.Array.from_buffers(pa.int32(), len(idx), [None, pa.py_buffer(idx)])
+            d = pa.DictionaryArray.from_arrays(ids, pa.array(labels, pa.string()))
             out[name] = d.cast(pa.string())
         return out
 
