@@ -8,9 +8,10 @@ reference grouper. Both paths read the record fields by the same rules (this mod
 mirrors :func:`drgsim.records.fields_from_table`, with a Python port of the text-integer
 kernel) and ``tests/test_tiny_path.py`` checks them equal on every conformance corpus.
 
-The reference grouper's tables are cached beside the compiled scheme as JSON, keyed by
-the tables' hash, the drgsim version and the source of the reference grouper and this
-module, so a warm start never re-reads and re-validates the scheme CSVs.
+The reference grouper's tables are cached beside the compiled scheme, by code, in SQLite,
+keyed by the tables' hash, the drgsim version and the source of the reference grouper
+and this module: a warm start neither re-reads the scheme CSVs nor loads the whole
+vocabulary, only the rows for the codes the input holds.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -29,6 +31,10 @@ from drgsim import __version__
 from drgsim.constants import ABSENT, SATURATE
 from drgsim.records import INT_FIELDS, RecordFields, check_columns, code_field, int_field
 from drgsim.scheme.compiled import CompiledScheme
+
+if TYPE_CHECKING:
+    from drgsim.grouper.core import GroupResult
+    from drgsim.grouper.reference import ReferenceGrouper
 
 # Largest batch the reference grouper takes (``DRGSIM_TINY_ROWS`` overrides; 0 turns the
 # tiny path off). At ~0.1 ms a record, 1,000 records cost less than loading the kernels.
@@ -119,7 +125,8 @@ def fields_py(table: pa.Table | pa.RecordBatch) -> RecordFields:
 
 # ---------------------------------------------------------------- grouping
 
-def group_reference(fields: RecordFields, scheme: CompiledScheme, translate: bool):
+def group_reference(fields: RecordFields, scheme: CompiledScheme,
+                    translate: bool) -> GroupResult:
     """Group read fields with the reference grouper; a :class:`GroupResult` like the kernel's."""
     from drgsim.grouper.core import GroupResult
     from drgsim.grouper.reference import split_codes
@@ -219,12 +226,12 @@ def _build(scheme: CompiledScheme, path: Path) -> None:
             con.close()
 
 
-def _load(path: Path, codes: set[str], translate: bool):
+def _load(path: Path, codes: set[str], translate: bool) -> ReferenceGrouper:
     import sqlite3
 
     from drgsim.grouper.reference import ReferenceGrouper
 
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
         (head,) = con.execute("SELECT state FROM head").fetchone()
 
@@ -265,7 +272,7 @@ def _load(path: Path, codes: set[str], translate: bool):
 
 
 def reference_grouper(scheme: CompiledScheme, codes: set[str] | None = None,
-                      translate: bool = False):
+                      translate: bool = False) -> ReferenceGrouper:
     """The scheme's :class:`ReferenceGrouper`, restricted to the tables' rows for ``codes``.
 
     Built once from the validated tables and cached on disk; ``codes=None`` (every code)
