@@ -215,3 +215,13 @@ def test_python_csv_scan_equals_the_compiled_scan_on_fixtures(name):
 
     p = FIX / "exports" / name
     assert scan_csv(p, compiled=False) == scan_csv(p, compiled=True)
+
+
+def test_arrow_without_pandas_keeps_to_pandas_working():
+    """After the shim is told "no pandas", pyarrow still converts to pandas when asked."""
+    code = ("import sys\nfrom drgsim.grouper.tiny import arrow_without_pandas\n"
+            "arrow_without_pandas()\nimport pyarrow as pa\n"
+            "t = pa.table({'a': [1, 2]})\nassert 'pandas' not in sys.modules\n"
+            "df = t.to_pandas()\nassert list(df['a']) == [1, 2]\nprint('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stdout.strip() == "ok", proc.stderr

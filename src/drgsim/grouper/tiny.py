@@ -224,6 +224,9 @@ def _build(scheme: CompiledScheme, path: Path) -> None:
             con.commit()
         finally:
             con.close()
+    for old in path.parent.glob(f"{scheme.content_hash}.reference-*.sqlite"):
+        if old != path:  # written by other drgsim code: never read again
+            old.unlink(missing_ok=True)
 
 
 def _load(path: Path, codes: set[str], translate: bool) -> ReferenceGrouper:
