@@ -88,8 +88,8 @@ def main() -> None:
         f"  orders built at load (case id; patient, admit day for readmissions): {t_index * 1e3:.1f} ms; "
         f"counting them too: {(total + t_index) * 1e3:.1f} ms"
     )
-    n_read = int((pr.case_type == 7).sum())
-    print(f"  case types: readmissions {n_read:,}, pay_status ok {int(pr.payable.sum()):,}")
+    n_read = int(pr.readmit.sum())  # a modifier: cut cases of any type
+    print(f"  readmissions cut {n_read:,}, pay_status ok {int(pr.payable.sum()):,}")
 
     # re-settlement after a settlement-parameter change: hospital x month totals only
     tots = [fund_totals(pr, f, cells) for f in (0, 1)]

@@ -112,3 +112,54 @@ def test_published_weights(tmp_path):
     s = str(e.value)
     assert "bad.csv:2: rw: 'x' is not a positive number" in s
     assert "bad.csv:3: drg: 'GB11' is listed twice" in s
+
+
+def test_per_diem_rates_ratio_of_sums_per_category():
+    """Per-diem rates per listed category, from eligible cases only, inflated like the weights."""
+    rows = [
+        # psychiatric (MDCT, listed): 3,000 yuan / 10 days, 1,000 / 1 day, 6,000 / 30 days
+        ("TR11", "TR1", "MDCT", 2023, 3000, 10),
+        ("TR11", "TR1", "MDCT", 2023, 1000, 1),
+        ("TR13", "TR1", "MDCT", 2023, 6000, 30),
+        # a long stay of another group (LOS >= 60): 14,000 / 70 days
+        ("GB11", "GB1", "MDCG", 2023, 14000, 70),
+        # not eligible: a short GB11 stay; an MDCT case without a valid LOS
+        ("GB11", "GB1", "MDCG", 2023, 9000, 3),
+        ("TR11", "TR1", "MDCT", 2023, 5000, -1),
+    ]
+    h = hist([r[:5] for r in rows]).assign(los_days=[r[5] for r in rows])
+    pv = load_policy().with_values({**PLAIN, "calibration.inflation": 0.1}).at(2024)
+    w = calibrate(h, pv, 2024, scheme=None)
+    pd_rows = w[w["level"] == "per_diem"].set_index("key")
+    assert set(pd_rows.index) == {"MDCT", "long_stay"}
+    # ratio of sums: (3,000 + 1,000 + 6,000) / (10 + 1 + 30) days x 1.1 = 268.29 yuan a day
+    assert pd_rows.at["MDCT", "per_diem_rate_fen"] == pytest.approx(10_000 / 41 * 1.1 * 100)
+    # the mean of case rates (300, 1,000, 200) x 1.1 = 550 yuan a day: the short stay pulls it up
+    assert pd_rows.at["MDCT", "per_diem_case_rate_fen"] == pytest.approx(500 * 1.1 * 100)
+    assert pd_rows.at["MDCT", "n"] == 3
+    assert pd_rows.at["long_stay", "per_diem_rate_fen"] == pytest.approx(200 * 1.1 * 100)
+    m_all = w.attrs["m_all_fen"]
+    assert pd_rows.at["MDCT", "per_diem_points"] == pytest.approx(10_000 / 41 * 110 / m_all * 100)
+    # the unrounded all-case mean travels in the table itself
+    assert (w["m_all_fen"] == m_all).all()
+
+
+def test_drgsim_weights_table_without_m_all_refused(tmp_path):
+    h = hist([("GB11", "GB1", "MDCG", 2023, 1000 + i) for i in range(3)])
+    pv = load_policy().with_values(PLAIN).at(2024)
+    w = calibrate(h, pv, 2024, scheme=None).drop(columns="m_all_fen")
+    f = tmp_path / "w.parquet"
+    w.to_parquet(f)
+    with pytest.raises(WeightsError, match="all-case mean cost"):
+        read_weights(f, pv)
+
+
+def test_per_diem_rates_leave_out_implausible_costs():
+    # 60 psychiatric stays of 100 yuan a day and one of 1,000,000 yuan: 60.6 x the group's
+    # mean (16,491 yuan), above plausibility.max_cost_ratio 50 -- pricing would hold it
+    rows = [("TR11", "TR1", "MDCT", 2023, 100)] * 60 + [("TR11", "TR1", "MDCT", 2023, 1_000_000)]
+    h = hist(rows).assign(los_days=[1] * 60 + [10])
+    pv = load_policy().with_values(PLAIN).at(2024)
+    w = calibrate(h, pv, 2024, scheme=None).set_index(["level", "key"])
+    assert w.loc[("per_diem", "MDCT"), "per_diem_rate_fen"] == pytest.approx(10_000)
+    assert w.loc[("per_diem", "MDCT"), "n"] == 60

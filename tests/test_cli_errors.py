@@ -85,7 +85,7 @@ def test_unknown_encoding_is_one_line(tmp_path):
     res = CliRunner().invoke(main, ["group", str(f), "-o", str(tmp_path / "o.csv"),
                                     "--encoding", "no-such-codec"])
     assert res.exit_code == 2, res.output
-    assert "unknown encoding 'no-such-codec'" in res.output
+    assert "unknown encoding" in res.output and "no-such-codec" in res.output
     assert "Traceback" not in res.output
     assert not (tmp_path / "o.csv").exists()
 

@@ -13,22 +13,22 @@ FIX = Path(__file__).parent / "fixtures" / "policies"
 
 # fixture file -> (line, key or None, words of the message)
 BROKEN = {
-    "unknown_key.yaml": (88, "high_cost.betta", "unknown key"),
-    "wrong_type.yaml": (93, "low_cost.factor", "expected a number"),
+    "unknown_key.yaml": (93, "high_cost.betta", "unknown key"),
+    "wrong_type.yaml": (98, "low_cost.factor", "expected a number"),
     "date_out_of_order.yaml": (18, "calibration.inflation.values", "out of order"),
-    "bad_enum.yaml": (178, "point_value.basis", "is not one of total_cost, fund"),
-    "duplicate_key.yaml": (98, None, "duplicate key"),
-    "out_of_range.yaml": (209, "presettlement.prepay_share", "above the maximum"),
+    "bad_enum.yaml": (220, "point_value.basis", "is not one of total_cost, fund"),
+    "duplicate_key.yaml": (103, None, "duplicate key"),
+    "out_of_range.yaml": (258, "presettlement.prepay_share", "above the maximum"),
     "bad_date.yaml": (21, None, "is not a date"),
     # relative mode: 90 (a percent) where a share of the budgeted point value (0.9) is meant
     "bad_pv_bounds.yaml": (
-        190,
+        232,
         "point_value.bounds.floor",
         "90 is not a share of the budgeted point value",
     ),
-    "pv_bounds_crossed.yaml": (190, "point_value.bounds.floor", "floor 1.1 is above ceiling 0.9"),
+    "pv_bounds_crossed.yaml": (232, "point_value.bounds.floor", "floor 1.1 is above ceiling 0.9"),
     "pv_budgeted_missing.yaml": (
-        205,
+        254,
         "point_value.bounds.budgeted_pv_yuan",
         "budgeted_pv: given need budgeted_pv_yuan per fund",
     ),
@@ -41,7 +41,7 @@ def test_baseline_loads_and_resolves():
     assert v["points"]["scale"] == 100
     assert v["high_cost"]["tiers"][-1] == {"rw_upto": None, "k": 1.5}
     assert v["case_types"]["precedence"][-1] == "normal"
-    assert v["budget"]["employee"]["source"] == "rule"
+    assert v["budget"]["employee"]["source"] == "region_table"
     assert len(p.text_hash) == 16
 
 
@@ -125,7 +125,7 @@ def test_point_value_bounds_resolve_and_overlays_are_cross_checked():
         "mode": "relative",
         "floor": None,
         "ceiling": None,
-        "budgeted_pv": "budget",
+        "budgeted_pv": "last_year",
         "budgeted_pv_yuan": None,
     }
     p = load_policy().with_values(

@@ -156,10 +156,13 @@ def test_readmission_cut_and_window():
             "total_cost": 12000,
         },
     ]
-    types, pts, _ = run(rows, ov)
-    assert types == ["normal", "readmission", "normal", "normal", "normal", "normal"]
+    types, pts, f = run(rows, ov)
+    # a modifier, not a case type: the later case stays normal and is flagged and cut
+    assert types == ["normal"] * 6
+    assert f["readmission"].tolist() == [False, True, False, False, False, False]
     # the later case is cut: 120 x 0.5 = 60; another hospital is not a readmission (102 = 120 x 0.85)
     assert pts == pytest.approx([120, 60, 120, 120, 120, 102])
+    assert f["factor"].tolist() == [1, 0.5, 1, 1, 1, 1]
 
 
 def test_precedence_readmission_that_is_high_cost():
@@ -167,22 +170,59 @@ def test_precedence_readmission_that_is_high_cost():
         {"patient_id": "A", "admit_date": "2024-03-01", "los_days": 5, "total_cost": 12000},
         {"patient_id": "A", "admit_date": "2024-03-10", "los_days": 5, "total_cost": 30000},
     ]
-    types, pts, _ = run(rows, {"readmission.enabled": True})
-    # baseline precedence: readmission before high_cost -> normal points cut: 120 x 0.5
-    assert types[1] == "readmission" and pts[1] == pytest.approx(60)
-    order = [
+    types, pts, f = run(rows, {"readmission.enabled": True})
+    # baseline (readmission.mode modifier): a high-cost case whose points are cut:
+    # (120 + 120 x (30,000/12,000 - 2)) x 0.5 = 180 x 0.5 = 90 -- the premium survives the cut
+    assert types[1] == "high_cost" and pts[1] == pytest.approx(90)
+    assert f["premium_points"][1] == pytest.approx(60) and f["readmission"][1]
+    old = [
         "per_diem",
         "special_review",
         "ungroupable",
-        "high_cost",
         "readmission",
         "short_stay",
+        "high_cost",
         "low_cost",
         "normal",
     ]
-    types, pts, _ = run(rows, {"readmission.enabled": True, "case_types.precedence": order})
+    old_mode = {
+        "readmission.enabled": True,
+        "readmission.mode": "case_type",
+        "case_types.precedence": old,
+    }
+    types, pts, f = run(rows, old_mode)
+    # the old behaviour on request: a readmission type before high_cost, normal points cut
+    assert types[1] == "readmission" and pts[1] == pytest.approx(60)
+    order = [*old[:3], "high_cost", "readmission", *old[4:5], *old[6:]]
+    types, pts, _ = run(rows, {**old_mode, "case_types.precedence": order})
     # high_cost first: 120 + 120 x (2.5 - 2) = 180, not cut
     assert types[1] == "high_cost" and pts[1] == pytest.approx(180)
+
+
+def test_readmission_cut_after_the_cap_and_on_low_cost():
+    rows = [
+        {"patient_id": "A", "admit_date": "2024-03-01", "los_days": 5, "total_cost": 12000},
+        {"patient_id": "A", "admit_date": "2024-03-10", "los_days": 5, "total_cost": 300000},
+        {"patient_id": "B", "admit_date": "2024-03-01", "los_days": 5, "total_cost": 12000},
+        {"patient_id": "B", "admit_date": "2024-03-10", "los_days": 5, "total_cost": 3600},
+    ]
+    ov = {"readmission.enabled": True, "caps.max_points_multiple": 10.0}
+    types, pts, _ = run(rows, ov)
+    # high-cost 120 + 120 x (25 - 2) = 2,880, capped at 1,200, then cut: 600;
+    # low-cost 120 x 3,600/12,000 = 36, cut: 18
+    assert types == ["normal", "high_cost", "normal", "low_cost"]
+    assert pts == pytest.approx([120, 600, 120, 18])
+
+
+def test_policy_refuses_readmission_mode_against_precedence():
+    from drgsim.policy import PolicyError
+
+    with pytest.raises(PolicyError, match="remove readmission from the precedence"):
+        load_policy().with_values(
+            {"case_types.precedence": ["readmission", "high_cost", "low_cost", "normal"]}
+        )
+    with pytest.raises(PolicyError, match="list readmission in the precedence"):
+        load_policy().with_values({"readmission.mode": "case_type"})
 
 
 def test_precedence_short_stay_that_is_low_cost():
@@ -337,3 +377,34 @@ def test_statuses_have_one_source():
 
     assert pc.STATUSES is STATUSES
     assert tuple(SCHEMA["statuses"]) == STATUSES[1:]
+
+
+def test_per_diem_priced_at_its_category_rate():
+    w = weights().table.copy()
+    cat = pd.DataFrame(
+        {
+            "key": ["MDCT", "long_stay"],
+            "level": ["per_diem", "per_diem"],
+            "rw": np.nan,
+            "points": np.nan,
+            "mean_cost_fen": 0,
+            "per_diem_rate_fen": [40_000.0, 30_000.0],  # 400 and 300 yuan a day (ratio of sums)
+            "per_diem_case_rate_fen": [70_000.0, 35_000.0],  # the mean of case rates
+        }
+    )
+    t = pd.concat([w, cat], ignore_index=True)
+    t.attrs["m_all_fen"] = 1_000_000
+    W = Weights.from_frame(t)
+    rows = [
+        {"drg": "G1", "adrg": "G1", "mdc": "MDCT", "los_days": 20, "total_cost": 9000},
+        {"drg": "G2", "adrg": "G2", "los_days": 70, "total_cost": 9000},
+    ]
+    for basis, per_day in (("total_over_days", [4.0, 3.0]), ("mean_of_case_rates", [7.0, 3.5])):
+        pv = (
+            load_policy()
+            .with_values({**OFF, "per_diem.enabled": True, "per_diem.rate_basis": basis})
+            .at(2024)
+        )
+        pr = price(prepare_cases(cases(rows), HOSP["hospital_id"]), W, pv, HOSP)
+        # 400 yuan / 10,000 x 100 = 4 points a day x 20 days; the long stay 3 x 70
+        assert pr.points == pytest.approx([per_day[0] * 20, per_day[1] * 70]), basis

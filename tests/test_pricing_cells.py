@@ -173,12 +173,14 @@ def test_cells_refuse_what_they_cannot_reprice():
         "low_cost",
         "normal",
     ]
-    pol = load_policy().with_values({"case_types.precedence": prec})
+    pol = load_policy().with_values(
+        {"case_types.precedence": prec, "readmission.mode": "case_type"}
+    )
     cells = build_cells(price(c, w, pol.at(2024), h))
     cell_points(cells)  # the thresholds it was priced with: fine
     with pytest.raises(CellsError, match="precedence"):
         cell_points(cells, [{"rw_upto": None, "k": 1.5}])
-    # a cap below a readmission's points (P c x 0.5) would change fixed points
+    # a cap below a short stay's points (P c x min(cost / m, 1)) would change fixed points
     cells = build_cells(price(c, w, load_policy().at(2024), h))
     assert 0 < cells.fixed_cap_ratio <= 1.2
     with pytest.raises(CellsError, match="cap"):

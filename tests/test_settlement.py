@@ -120,6 +120,8 @@ def relative(lo=0.9, hi=1.1, given=None, **over):
     if given is not None:
         ov["point_value.bounds.budgeted_pv"] = "given"
         ov["point_value.bounds.budgeted_pv_yuan"] = {"employee": given}
+    else:
+        ov["point_value.bounds.budgeted_pv"] = "budget"
     return pv(**ov, **over)
 
 
@@ -222,7 +224,7 @@ def test_assessment_withholding():
 # ---- properties -------------------------------------------------------------------------
 
 
-def _run(df, policy, budget_e, budget_r, hospitals):
+def _run(df, policy, budget_e, budget_r, hospitals, reserve=1_000_000):
     p = policy.at(2024)
     pr = price(
         prepare_cases(df, hospitals["hospital_id"]),
@@ -230,7 +232,7 @@ def _run(df, policy, budget_e, budget_r, hospitals):
         p,
         hospitals,
     )
-    b = {"employee": Budget(budget_e, 1_000_000), "resident": Budget(budget_r, 1_000_000)}
+    b = {"employee": Budget(budget_e, reserve), "resident": Budget(budget_r, reserve)}
     return settle(pr, p, b, 2024, hospitals["assessment_score"].to_numpy())
 
 
@@ -289,8 +291,12 @@ def test_budget_paid_exactly(seed, n, b, basis, corridors):
     ceiling=st.none() | st.floats(20, 200),
     mode=st.sampled_from(["absolute", "relative"]),
     region=st.booleans(),
+    overdraw=st.sampled_from(["refuse", "fund_pays"]),
+    reserve=st.sampled_from([0, 10_000, 1_000_000]),
 )
-def test_with_assessment_everything_still_adds_up(seed, n, b, floor, ceiling, mode, region):
+def test_with_assessment_everything_still_adds_up(
+    seed, n, b, floor, ceiling, mode, region, overdraw, reserve
+):
     if floor is not None and ceiling is not None and floor > ceiling:
         floor, ceiling = ceiling, floor
     if mode == "relative":  # shares of the budgeted PV: 20..200 -> 0.2..2
@@ -300,10 +306,12 @@ def test_with_assessment_everything_still_adds_up(seed, n, b, floor, ceiling, mo
             "point_value.bounds.mode": mode,
             "point_value.bounds.floor": floor,
             "point_value.bounds.ceiling": ceiling,
+            "point_value.bounds.budgeted_pv": "budget",
             "region_corridor.enabled": region,
+            "reserve.overdraw": overdraw,
         }
     )
-    s = _run(fake_cases(n, seed=seed), pol, b, b, fake_hospitals(5))
+    s = _run(fake_cases(n, seed=seed), pol, b, b, fake_hospitals(5), reserve)
     for fs in s.funds:
         led = ledger(fs, s.priced.cases.hospital_ids)
         lines = led.groupby("line")["amount_fen"].sum()
@@ -323,8 +331,17 @@ def test_with_assessment_everything_still_adds_up(seed, n, b, floor, ceiling, mo
         lines = led.groupby("line")["amount_fen"].sum()
         refunds = -lines.get("corridor_refund", 0)
         claws = lines.get("corridor_clawback", 0)
-        # reserve draws = corridor refunds (+ the region corridor's draw when it is on)
-        assert lines["reserve"] + lines["reserve_remaining"] + claws == refunds + fs.region_draw_fen
+        over = lines.get("reserve_overdraw", 0)
+        # reserve draws = corridor refunds (+ the region corridor's draw when it is on),
+        # beyond the reserve paid by the fund
+        assert (
+            lines["reserve"] + lines["reserve_remaining"] + claws + over
+            == refunds + fs.region_draw_fen
+        )
+        # the reserve is never left below zero; only fund_pays lets the fund pay beyond it
+        assert lines["reserve_remaining"] <= 0 and over >= 0
+        if overdraw == "refuse":
+            assert over == 0 and fs.region_draw_fen <= reserve
 
 
 @PROP
@@ -437,9 +454,10 @@ def test_per_diem_outside_budget_is_carved_out():
     assert pr.outside_fen.tolist() == [3_200_000, 0]
     p_amt = {**p["budget"]["employee"], "source": "amount", "amount_yuan": 100000.0}
     b = fund_budget(p_amt, "employee", 2024, outside_fen=int(pr.outside_fen.sum()))
-    assert b.budget_fen == 10_000_000 - 3_200_000 and b.carve_out_fen == 3_200_000  # never both
+    # gross 100,000 yuan less the 5% reserve (5,000) less the per diem carved out (32,000)
+    assert b.budget_fen == 10_000_000 - 500_000 - 3_200_000 and b.carve_out_fen == 3_200_000
     s = settle(pr, p, {"employee": b}, 2024)
-    assert s.payment_fen.tolist() == [3_200_000, 6_800_000]
+    assert s.payment_fen.tolist() == [3_200_000, 6_300_000]
     led = ledger(s.funds[0], pr.cases.hospital_ids)
     assert led["amount_fen"].sum() == 0
     assert led.groupby("line")["amount_fen"].sum()["carve_out"] == 3_200_000
@@ -451,10 +469,13 @@ def test_refunds_limited_to_the_reserve():
     fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(1_000_000, 10_000), p, 2024)
     assert fs.refund.tolist() == [0, 10_000]
     assert check_ledger(fs)["reserve_remaining"] == 0
-    p = pv(**{"hospital_corridor.enabled": True, "hospital_corridor.refunds_within_reserve": False})
+    p = pv(**{"hospital_corridor.enabled": True, "reserve.overdraw": "fund_pays"})
     fs = settle_fund(totals([600, 400], [500_000, 500_000]), Budget(1_000_000, 10_000), p, 2024)
     assert fs.refund.tolist() == [0, 25_000]
-    assert check_ledger(fs)["reserve_remaining"] == 15_000  # the reserve overdrawn, shown as such
+    lines = check_ledger(fs)
+    # the reserve is emptied; the fund pays the 15,000 beyond it on its own line
+    assert lines["reserve_remaining"] == 0 and lines["reserve_overdraw"] == 15_000
+    assert fs.overdraw_fen == 15_000
 
 
 def test_fund_without_budget_is_an_error():

@@ -37,6 +37,8 @@ def _bounds(draw_mode: str, lo: float | None, hi: float | None, given: float | N
     if draw_mode == "relative" and given is not None:
         ov["point_value.bounds.budgeted_pv"] = "given"
         ov["point_value.bounds.budgeted_pv_yuan"] = {"employee": given}
+    else:
+        ov["point_value.bounds.budgeted_pv"] = "budget"
     return ov
 
 
@@ -69,7 +71,8 @@ overlays = st.fixed_dictionaries(
         "hospital_corridor.lower": st.sampled_from([0.8, 0.9]),
         "hospital_corridor.loss_floor": st.none() | st.sampled_from([0.5, 0.7]),
         "hospital_corridor.surplus_keep": st.sampled_from([0.4, 1.0]),
-        "hospital_corridor.refunds_within_reserve": st.booleans(),
+        "reserve.overdraw": st.sampled_from(["refuse", "fund_pays"]),
+        "assessment.order": st.sampled_from(["after_corridor", "before_corridor"]),
     }
 )
 
@@ -112,6 +115,7 @@ def test_fast_equals_reference(ov, bd, seed, H, b, r):
         and ref.total_fen == got.total_fen
         and ref.region_draw_fen == got.region_draw_fen
         and ref.pv_bound == got.pv_bound
+        and ref.overdraw_fen == got.overdraw_fen
     )
     np.testing.assert_array_equal(
         [ref.pv_budgeted, ref.pv_floor, ref.pv_ceiling],
@@ -166,3 +170,30 @@ def test_chunked_scenarios_equal_unchunked(monkeypatch):
     chunked = sc.settle_scenarios(*args)
     for k in whole:
         assert np.array_equal(whole[k], chunked[k], equal_nan=whole[k].dtype.kind == "f"), k
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    H=st.integers(1, 12),
+    b=st.integers(10**6, 10**10),
+    lower=st.sampled_from([0.8, 0.9, 1.0]),
+    keep=st.sampled_from([0.4, 1.0]),
+)
+def test_a_forfeit_is_never_refunded(seed, H, b, lower, keep):
+    """after_corridor: the corridor's refunds and clawbacks are those of the same year
+    without the assessment, whatever the scores; the forfeit comes off after them."""
+    tot = random_totals(seed, H)
+    scores = np.random.default_rng(seed).uniform(0, 100, H)
+    over = {
+        "hospital_corridor.enabled": True,
+        "hospital_corridor.lower": lower,
+        "hospital_corridor.surplus_keep": keep,
+        "reserve.overdraw": "fund_pays",  # no cap: the refunds are the corridor's own
+    }
+    on = load_policy().with_values({**over, "assessment.enabled": True}).at(2024)
+    off = load_policy().with_values({**over, "assessment.enabled": False}).at(2024)
+    a = settle_fund_fast(tot, Budget(b, 10**6), on, 2024, scores)
+    z = settle_fund_fast(tot, Budget(b, 10**6), off, 2024, scores)
+    assert np.array_equal(a.refund, z.refund) and np.array_equal(a.clawback, z.clawback)
+    assert np.array_equal(a.annual, z.annual - a.forfeited)

@@ -11,7 +11,15 @@ from click.testing import CliRunner
 
 import drgsim
 from drgsim.cli import main
+from drgsim.policy import load_policy
 from drgsim.pricing.fake import fake_cases, fake_hospitals
+
+# the budget from last year's clean cases (no region table in most tests here)
+HISTORY = {"budget.employee.source": "history", "budget.resident.source": "history"}
+
+
+def hist_policy(**over):
+    return load_policy().with_values({**HISTORY, **over})
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +34,7 @@ def region_cases():
 
 
 def test_simulate_api(region_cases):
-    t = drgsim.simulate(region_cases, hospitals=fake_hospitals(6))
+    t = drgsim.simulate(region_cases, policy=hist_policy(), hospitals=fake_hospitals(6))
     assert set(t) >= {
         "cases",
         "hospitals",
@@ -43,9 +51,8 @@ def test_simulate_api(region_cases):
     f = t["funds"].set_index("fund")
     h = t["hospitals"].groupby("fund")[["payment_fen"]].sum()
     assert (h["payment_fen"] == f.loc[h.index, "budget_fen"]).all()
-    assert (
-        f["budget_source"].str.contains("history cases").all()
-    )  # the rule, from last year's spending
+    assert (f["budget_source"] == "history").all()  # exactly the source the policy names
+    assert f["budget_arithmetic"].str.startswith("history cases' fund spending 2023 ").all()
     assert t["cases"].attrs["drgsim.policy_hash"]
     assert {"cmi", "cost_index", "time_index"} <= set(t["hospitals"].columns)
     # settled on the cells' totals; the per-case points add up to them (up to float rounding)
@@ -88,6 +95,10 @@ def test_cli_end_to_end(tmp_path, region_cases):
     meta = pq.read_schema(tmp_path / "w.parquet").metadata
     assert b"drgsim.version" in meta and b"drgsim.m_all_fen" in meta
     out = tmp_path / "out"
+    region = tmp_path / "region.csv"
+    pd.DataFrame(
+        {"fund": ["employee", "resident"], "year": 2023, "drg_spending": [9.0e6, 6.0e6]}
+    ).to_csv(region, index=False)
     res = r.invoke(
         main,
         [
@@ -98,6 +109,8 @@ def test_cli_end_to_end(tmp_path, region_cases):
             str(tmp_path / "w.parquet"),
             "--hospitals",
             str(hosp),
+            "--region",
+            str(region),
             "-o",
             str(out),
         ],
@@ -125,7 +138,7 @@ def test_policy_commands(tmp_path):
     bad = str(Path(__file__).parent / "fixtures" / "policies" / "unknown_key.yaml")
     res = r.invoke(main, ["policy", "validate", bad])
     assert res.exit_code == 2
-    assert "unknown_key.yaml:88: high_cost.betta: unknown key" in res.output
+    assert "unknown_key.yaml:93: high_cost.betta: unknown key" in res.output
     res = r.invoke(main, ["policy", "show", "--date", "2024-01-01"])
     assert res.exit_code == 0 and "point_value" in res.output
 
@@ -155,7 +168,7 @@ def test_raw_synthetic_region_end_to_end(tmp_path):
     assert t["cases"].attrs["drgsim.scheme_hash"]  # grouped here, with the scheme's provenance
     assert (t["ledger"].groupby(["fund", "year"])["amount_fen"].sum() == 0).all()
     f = t["funds"].set_index("fund")
-    assert f["budget_source"].str.contains("region drg_spending").all()
+    assert (f["budget_source"] == "region_table").all()
     h = t["hospitals"].groupby("fund")["payment_fen"].sum()
     assert (h == f.loc[h.index, "paid_by_points_fen"]).all()
 
@@ -174,7 +187,7 @@ def test_plots_warn_once_without_cjk_font(tmp_path, region_cases, monkeypatch):
 
     import drgsim.report as rep
 
-    t = drgsim.simulate(region_cases, hospitals=fake_hospitals(6))
+    t = drgsim.simulate(region_cases, policy=hist_policy(), hospitals=fake_hospitals(6))
     monkeypatch.setattr(rep, "find_cjk_font", lambda: None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -194,7 +207,7 @@ def test_bad_rows_get_a_summary_line(region_cases):
     last = df.index[pd.to_datetime(df["discharge_date"]).dt.year == 2024]
     df.loc[last[:3], "total_cost"] = None
     df.loc[last[3:5], "hospital_id"] = "NOPE"
-    t = drgsim.simulate(df, hospitals=fake_hospitals(6))
+    t = drgsim.simulate(df, policy=hist_policy(), hospitals=fake_hospitals(6))
     ps = t["pay_status"].set_index("pay_status")["cases"]
     assert ps["missing_cost"] == 3 and ps["unknown_hospital"] == 2
     items = t["summary"]["item"].tolist()
@@ -205,13 +218,12 @@ def test_bad_rows_get_a_summary_line(region_cases):
 def test_relative_point_value_floor_end_to_end(region_cases):
     """Budgeted PV given as 1.2 x last run's PV, floor 0.9 of it: the floor binds, the fund
     adds the difference on its own ledger line and the hospitals get budget + top-up."""
-    from drgsim.policy import load_policy
-
     h = fake_hospitals(6)
-    base = drgsim.simulate(region_cases, hospitals=h)["funds"].set_index("fund")
+    base = drgsim.simulate(region_cases, policy=hist_policy(), hospitals=h)
+    base = base["funds"].set_index("fund")
     given = {f: float(base.loc[f, "pv_used"]) * 1.2 for f in base.index}
-    pol = load_policy().with_values(
-        {
+    pol = hist_policy(
+        **{
             "point_value.bounds.mode": "relative",
             "point_value.bounds.floor": 0.9,
             "point_value.bounds.budgeted_pv": "given",
@@ -230,3 +242,15 @@ def test_relative_point_value_floor_end_to_end(region_cases):
     assert (paid == f.loc[paid.index, "budget_fen"] + up.loc[paid.index]).all()
     summ = dict(zip(t["summary"]["item"], t["summary"]["value"], strict=True))
     assert "employee point value held at its floor (yuan)" in summ
+
+
+def test_read_table_skips_leftover_temporaries(tmp_path):
+    """A killed run's hidden ``.part`` file beside the parts is not read as cases."""
+    from drgsim.settlement.simulate import read_table
+
+    d = tmp_path / "cases"
+    d.mkdir()
+    pd.DataFrame({"case_id": [1, 2]}).to_parquet(d / "a.parquet")
+    (d / ".a.parquet.x1.part.parquet").write_bytes(b"PAR1 truncated")
+    df, _ = read_table(d)
+    assert df["case_id"].tolist() == [1, 2]

@@ -64,3 +64,8 @@ class RecordsError(DrgsimError):
 
 class MissingColumnError(RecordsError):
     """A required input column is absent."""
+
+
+class OutputError(DrgsimError):
+    """An output cannot be written: it names an input, its folder is missing or read-only,
+    its format is unknown, or the disk filled up (checked before any work where possible)."""

@@ -8,18 +8,21 @@ become text, never numbers; every other column passes through untouched.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from drgsim.constants import ABSENT, SATURATE
-from drgsim.errors import MissingColumnError, RecordsError
+from drgsim.errors import MissingColumnError
+
+if TYPE_CHECKING:  # pandas loads only when a DataFrame comes in (a faster CLI start)
+    import pandas as pd
 
 RECORD_FIELDS = (
     "case_id", "sex", "age_years", "age_days", "birth_weight_g", "dept", "los_days",
@@ -219,56 +222,14 @@ def dataframe_record_table(df: pd.DataFrame) -> pa.Table:
 
 # ---------------------------------------------------------------- files
 
-def _csv_options(path: Path, encoding: str | None, all_text: bool = True):
-    import pyarrow.csv as pacsv
-
-    from drgsim.inputs.encoding import arrow_encoding, check_encoding, detect_encoding
-
-    enc = check_encoding(encoding) if encoding else detect_encoding(path)
-    with open(path, "rb") as fh:
-        head = fh.read(1 << 16)
-    text = head.decode(enc, errors="replace")
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    import csv
-    import io
-
-    header = next(csv.reader(io.StringIO(text)), [])
-    # Every CSV column is read as text: record fields are parsed by the README's rules, and
-    # pass-through columns come out exactly as they went in ("1234.50" stays "1234.50");
-    # type inference would also fail a whole batch on one odd value deep in the file.
-    types = {c: pa.string() for c in header}
-    read = pacsv.ReadOptions(encoding=arrow_encoding(enc), block_size=1 << 24)
-    convert = pacsv.ConvertOptions(column_types=types, strings_can_be_null=False,
-                                   quoted_strings_can_be_null=False)
-    return read, convert
-
-
 def _kind(path: Path) -> str:
-    if path.is_dir():
-        return "dataset"
-    suffixes = "".join(path.suffixes).lower()
-    if suffixes.endswith((".parquet", ".pq")):
-        return "parquet"
-    if suffixes.endswith((".csv", ".csv.gz", ".txt", ".tsv")):
-        return "csv"
-    if suffixes.endswith(".xlsx"):
-        return "xlsx"
-    raise RecordsError(f"{path}: unknown file type (expected .parquet, .csv, .xlsx or a folder "
-                       "of parquet)")
+    from drgsim.inputs.sources import kind_of
+
+    return kind_of(path)
 
 
-def _dataset(path: Path):
-    import pyarrow.dataset as ds
-
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in (".parquet", ".pq"))
-    if not files:
-        raise RecordsError(f"{path}: folder holds no .parquet files")
-    return ds.dataset(path, format="parquet", partitioning="hive")
-
-
-def count_rows(path: str | os.PathLike[str]) -> int | None:
-    """Rows in a parquet file or dataset, from metadata (None for CSV)."""
+def count_rows(path: str | os.PathLike[str], glob: str | None = None) -> int | None:
+    """Rows in a parquet file or folder, from the footers (None for CSV and .xlsx)."""
     p = Path(path)
     kind = _kind(p)
     if kind == "parquet":
@@ -276,104 +237,53 @@ def count_rows(path: str | os.PathLike[str]) -> int | None:
 
         return pq.ParquetFile(p).metadata.num_rows
     if kind == "dataset":
-        return _dataset(p).count_rows()
+        import pyarrow.parquet as pq
+
+        from drgsim.inputs.sources import list_folder
+
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in list_folder(p, glob))
     return None
 
 
 def iter_batches(path: str | os.PathLike[str], batch_rows: int = 1 << 20,
                  encoding: str | None = None, column_map: Any = None,
-                 all_text: bool = False) -> Iterator[pa.RecordBatch]:
+                 all_text: bool = False, **options: Any) -> Iterator[pa.RecordBatch]:
     """Stream a parquet file, a folder of parquet files, a CSV or an .xlsx file as batches.
 
-    CSV encoding is detected (UTF-8 or GB18030) unless given. ``column_map`` (a path,
-    a shipped map name or a :class:`drgsim.inputs.ColumnMap`) is applied to each batch.
+    Every check is made before the first batch (see :func:`drgsim.inputs.sources.open_input`,
+    which also takes ``bad_lines``, ``glob`` and ``sheet`` through ``options``). CSV
+    encoding is detected (UTF-8 or GB18030) unless given; ``column_map`` (a path, a shipped
+    map name or a :class:`drgsim.inputs.ColumnMap`) is applied to each batch.
     """
-    if column_map is not None:
-        from drgsim.inputs.colmap import apply_map, load_map
+    from drgsim.inputs.sources import open_input
 
-        cm = load_map(column_map)
-        if _kind(Path(path)) == "xlsx":
-            from drgsim.inputs.excel import read_xlsx
-
-            table, numeric = read_xlsx(path)
-            yield from apply_map(table, cm, numeric).to_batches(max_chunksize=batch_rows)
-            return
-        for batch in iter_batches(path, batch_rows, encoding, all_text=True):
-            yield from apply_map(pa.Table.from_batches([batch]), cm).to_batches()
-        return
-    p = Path(path)
-    if not p.exists():
-        raise RecordsError(f"{p}: no such file or folder")
-    kind = _kind(p)
-    if kind == "xlsx":
-        from drgsim.inputs.colmap import numeric_code_mask
-        from drgsim.inputs.excel import read_xlsx
-
-        table, numeric = read_xlsx(p)
-        yield from numeric_code_mask(table, numeric).to_batches(max_chunksize=batch_rows)
-    elif kind == "parquet":
-        import pyarrow.parquet as pq
-
-        # pre_buffer=False: with pre-buffering pyarrow keeps every row group's read buffers
-        # until the file is closed, so memory grew with the file (1.8 GiB for 25M rows).
-        pf = pq.ParquetFile(p, pre_buffer=False)
-        yield from pf.iter_batches(batch_size=batch_rows)
-    elif kind == "dataset":
-        import pyarrow.dataset as ds
-
-        opts = ds.ParquetFragmentScanOptions(pre_buffer=False)
-        yield from _dataset(p).to_batches(batch_size=batch_rows, fragment_scan_options=opts)
-    else:
-        import pyarrow.csv as pacsv
-
-        read, convert = _csv_options(p, encoding, all_text)
-        try:
-            reader = pacsv.open_csv(p, read_options=read, convert_options=convert)
-            yield from reader
-        except pa.ArrowInvalid as exc:
-            raise RecordsError(f"{p}: {exc}") from exc
+    src = open_input(path, encoding=encoding, column_map=column_map, require=False, **options)
+    yield from src.batches(batch_rows)
 
 
-def read_records(source: Any, encoding: str | None = None, column_map: Any = None) -> pa.Table:
+def read_records(source: Any, encoding: str | None = None, column_map: Any = None,
+                 **options: Any) -> pa.Table:
     """Read a whole input (path, DataFrame or Arrow table) into one Arrow table.
 
-    ``column_map`` (path, shipped name or ColumnMap) renames/joins/maps columns first.
+    ``column_map`` (path, shipped name or ColumnMap) renames/joins/maps columns first;
+    ``options`` (``bad_lines``, ``glob``, ``sheet``) go to :func:`~drgsim.inputs.sources.open_input`.
     """
-    if column_map is not None:
-        from drgsim.inputs.colmap import apply_map, load_map
+    pd_ = sys.modules.get("pandas")  # a DataFrame can only come from an imported pandas
+    is_frame = pd_ is not None and isinstance(source, pd_.DataFrame)
+    if isinstance(source, (pa.Table, pa.RecordBatch)) or is_frame:
+        if isinstance(source, pa.Table):
+            table = source
+        elif isinstance(source, pa.RecordBatch):
+            table = pa.Table.from_batches([source])
+        else:
+            table = pa.Table.from_pandas(source, preserve_index=False)
+        if column_map is not None:
+            from drgsim.inputs.colmap import apply_map, load_map
 
-        cm = load_map(column_map)
-        if isinstance(source, (str, os.PathLike)):
-            p = Path(source)
-            if p.exists() and _kind(p) == "xlsx":
-                from drgsim.inputs.excel import read_xlsx
+            table = apply_map(table, load_map(column_map))
+        return table
+    from drgsim.inputs.sources import open_input
 
-                table, numeric = read_xlsx(p)
-                return apply_map(table, cm, numeric)
-            if p.exists() and _kind(p) == "csv":
-                batches = list(iter_batches(p, encoding=encoding, all_text=True))
-                if batches:  # a header-only file falls through to the empty read below
-                    return apply_map(pa.Table.from_batches(batches), cm)
-        return apply_map(read_records(source, encoding), cm)
-    if isinstance(source, pa.Table):
-        return source
-    if isinstance(source, pa.RecordBatch):
-        return pa.Table.from_batches([source])
-    if isinstance(source, pd.DataFrame):
-        return pa.Table.from_pandas(source, preserve_index=False)
-    p = Path(source)
-    if p.exists() and _kind(p) == "xlsx":
-        from drgsim.inputs.colmap import numeric_code_mask
-        from drgsim.inputs.excel import read_xlsx
-
-        table, numeric = read_xlsx(p)
-        return numeric_code_mask(table, numeric)
-    batches = list(iter_batches(p, encoding=encoding))
-    if not batches:
-        if _kind(p) == "csv":
-            read, convert = _csv_options(p, encoding)
-            import pyarrow.csv as pacsv
-
-            return pacsv.read_csv(p, read_options=read, convert_options=convert)
-        return pa.table({})
-    return pa.Table.from_batches(batches)
+    src = open_input(source, encoding=encoding, column_map=column_map, require=False, **options)
+    batches = list(src.batches())
+    return pa.Table.from_batches(batches) if batches else src.empty_table()

@@ -39,7 +39,12 @@ WEIGHT_COLUMNS = [
     "mean_los",
     "per_diem_rate_fen",
     "per_diem_points",
+    "per_diem_case_rate_fen",
+    "m_all_fen",
 ]
+PER_DIEM_LEVEL = "per_diem"  # rows of per-diem categories: key = MDC label, ADRG or LONG_STAY
+LONG_STAY = "long_stay"
+PER_DIEM_RATES = ("per_diem_rate_fen", "per_diem_case_rate_fen")
 
 
 def scheme_drgs(scheme: str | os.PathLike[str] = "chs_drg_11") -> pd.DataFrame:
@@ -73,6 +78,8 @@ def _stats(key: np.ndarray, cost: np.ndarray, w: np.ndarray, los: np.ndarray) ->
             "wln": np.where(lv, w, 0.0),
             "wd": np.where(pdv, w * cost / np.maximum(l0, 1), 0.0),
             "wdn": np.where(pdv, w, 0.0),
+            "wdc": np.where(pdv, w * cost, 0.0),
+            "wdd": np.where(pdv, w * l0, 0.0),
         }
     )
     g = df.groupby("key", sort=True).agg(
@@ -84,6 +91,8 @@ def _stats(key: np.ndarray, cost: np.ndarray, w: np.ndarray, los: np.ndarray) ->
         swln=("wln", "sum"),
         swd=("wd", "sum"),
         swdn=("wdn", "sum"),
+        swdc=("wdc", "sum"),
+        swdd=("wdd", "sum"),
     )
     mean = g["swc"] / g["sw"]
     var = np.maximum(g["swcc"] / g["sw"] - mean * mean, 0.0)
@@ -93,7 +102,61 @@ def _stats(key: np.ndarray, cost: np.ndarray, w: np.ndarray, los: np.ndarray) ->
             "mean_cost_fen": mean,
             "cv": np.sqrt(var) / mean,
             "mean_los": (g["swl"] / g["swln"]).where(g["swln"] > 0),
-            "per_diem_rate_fen": (g["swd"] / g["swdn"]).where(g["swdn"] > 0),
+            # a group's own daily rate (used only when its per-diem category has none):
+            # on both bases, like the category rates
+            "per_diem_rate_fen": (g["swdc"] / g["swdd"]).where(g["swdd"] > 0),
+            "per_diem_case_rate_fen": (g["swd"] / g["swdn"]).where(g["swdn"] > 0),
+        }
+    )
+
+
+def per_diem_category(
+    adrg: np.ndarray, mdc: np.ndarray, los: np.ndarray, pdm: dict
+) -> np.ndarray:
+    """Per-diem category of each case (object array; '' = not per-diem eligible): its ADRG
+    when listed, else its MDC when listed, else ``long_stay`` when LOS >= ``min_los``."""
+    out = np.full(len(adrg), "", dtype=object)
+    long = (los >= pdm["min_los"]) if pdm["min_los"] is not None else np.zeros(len(los), bool)
+    out[long] = LONG_STAY
+    in_mdc = np.isin(mdc, list(pdm["mdcs"]))
+    out[in_mdc] = mdc[in_mdc]
+    in_adrg = np.isin(adrg, list(pdm["adrgs"]))
+    out[in_adrg] = adrg[in_adrg]
+    return out
+
+
+def per_diem_rates(
+    adrg: np.ndarray, mdc: np.ndarray, cost: np.ndarray, los: np.ndarray, w: np.ndarray, pdm: dict
+) -> pd.DataFrame:
+    """Daily rates per per-diem category from its eligible cases (``cost`` inflated, ``w``
+    the year weights; cases without a valid LOS of at least a day are left out):
+    ``per_diem_rate_fen`` = sum of w x cost / sum of w x bed-days (ratio of sums),
+    ``per_diem_case_rate_fen`` = weighted mean of cost / bed-days, and the mean cost."""
+    ok = ~np.isnan(los) & (np.nan_to_num(los) >= 1)
+    cat = per_diem_category(adrg, mdc, np.where(ok, los, -1), pdm)
+    sel = ok & (cat != "")
+    if not sel.any():
+        return pd.DataFrame(
+            columns=["n", "mean_cost_fen", "per_diem_rate_fen", "per_diem_case_rate_fen"]
+        )
+    d = pd.DataFrame(
+        {
+            "key": cat[sel],
+            "w": w[sel],
+            "wc": w[sel] * cost[sel],
+            "wd": w[sel] * los[sel],
+            "wr": w[sel] * cost[sel] / los[sel],
+        }
+    )
+    g = d.groupby("key", sort=True).agg(
+        n=("w", "size"), sw=("w", "sum"), swc=("wc", "sum"), swd=("wd", "sum"), swr=("wr", "sum")
+    )
+    return pd.DataFrame(
+        {
+            "n": g["n"],
+            "mean_cost_fen": g["swc"] / g["sw"],
+            "per_diem_rate_fen": g["swc"] / g["swd"],
+            "per_diem_case_rate_fen": g["swr"] / g["sw"],
         }
     )
 
@@ -160,6 +223,17 @@ def calibrate(
         m_all = float((w_t * cost_t).sum() / w_t.sum())
 
     by_drg = _stats(d_t, cost_t, w_t, los_t)
+    # per-diem rates per category, from the eligible cases: not cost-trimmed (long stays are
+    # what a trim cuts), but without the cases pricing would hold as implausible (cost above
+    # max_cost_ratio x the group's mean, LOS above max_los_days)
+    plaus = np.ones(len(cost), dtype=bool)
+    if pv["plausibility"]["max_cost_ratio"] is not None:
+        ref = by_drg["mean_cost_fen"].reindex(drg).to_numpy()
+        ref = np.where(np.isnan(ref), m_all, ref)
+        plaus = cost <= pv["plausibility"]["max_cost_ratio"] * ref
+    pd_rates = per_diem_rates(
+        adrg[plaus], mdc[plaus], cost[plaus], los[plaus], wy[plaus], pv["per_diem"]
+    )
     by_adrg = _stats(a_t, cost_t, w_t, los_t)
     by_mdc = _stats(m_t, cost_t, w_t, los_t)
     by_all = _stats(np.array(["all"] * len(cost_t)), cost_t, w_t, los_t)
@@ -205,7 +279,7 @@ def calibrate(
                 "adrg": r.adrg,
                 "mdc": r.mdc,
                 "n": n_own,
-                **{k: st[k] for k in ("mean_cost_fen", "cv", "mean_los", "per_diem_rate_fen")},
+                **{k: st[k] for k in ("mean_cost_fen", "cv", "mean_los", *PER_DIEM_RATES)},
             }
         )
     for lvl, tab in (("adrg", by_adrg), ("mdc", by_mdc), ("all", by_all)):
@@ -220,15 +294,35 @@ def calibrate(
                     "adrg": key if lvl == "adrg" else "",
                     "mdc": key if lvl == "mdc" else "",
                     "n": int(st["n"]),
-                    **{k: st[k] for k in ("mean_cost_fen", "cv", "mean_los", "per_diem_rate_fen")},
+                    **{k: st[k] for k in ("mean_cost_fen", "cv", "mean_los", *PER_DIEM_RATES)},
                 }
             )
+    for key, st in pd_rates.iterrows():
+        rows.append(
+            {
+                "key": key,
+                "level": PER_DIEM_LEVEL,
+                "source": PER_DIEM_LEVEL,
+                "adrg": "",
+                "mdc": "",
+                "n": int(st["n"]),
+                "mean_cost_fen": st["mean_cost_fen"],
+                "cv": np.nan,
+                "mean_los": np.nan,
+                "per_diem_rate_fen": st["per_diem_rate_fen"],
+                "per_diem_case_rate_fen": st["per_diem_case_rate_fen"],
+            }
+        )
     out = pd.DataFrame(rows)
     out["n"] = out["n"].astype(np.int64)
     out["mean_cost_fen"] = np.floor(out["mean_cost_fen"] + 0.5).astype(np.int64)
     out["rw"] = out["mean_cost_fen"] / m_all
     out["points"] = out["rw"] * scale
     out["per_diem_points"] = out["per_diem_rate_fen"] / m_all * scale
+    if "per_diem_case_rate_fen" not in out:
+        out["per_diem_case_rate_fen"] = np.nan
+    # the all-case mean, unrounded, in a column: the table alone reproduces the payments
+    out["m_all_fen"] = float(m_all)
     out = out[WEIGHT_COLUMNS]
     out.attrs.update({"m_all_fen": m_all, "scale": scale, "riv": riv, "years": years, "year": year})
     return out
@@ -267,7 +361,20 @@ def read_weights(
         meta = {k.decode(): v.decode() for k, v in (tab.schema.metadata or {}).items()}
         df = tab.to_pandas()
         if "level" in df.columns and "mean_cost_fen" in df.columns:
-            df.attrs["m_all_fen"] = float(meta.get("drgsim.m_all_fen", "nan"))
+            m = _table_m_all(df, meta)
+            if m is None:
+                raise WeightsError(
+                    [
+                        Problem(
+                            file,
+                            None,
+                            "m_all_fen",
+                            "a weights table without its all-case mean cost (column m_all_fen "
+                            "or metadata drgsim.m_all_fen): write it with drgsim calibrate",
+                        )
+                    ]
+                )
+            df.attrs["m_all_fen"] = m
             df.attrs["scale"] = float(meta.get("drgsim.scale", pv["points"]["scale"]))
             return df
         first_line = None
@@ -341,6 +448,8 @@ def read_weights(
             "mean_los": np.nan,
             "per_diem_rate_fen": np.nan,
             "per_diem_points": np.nan,
+            "per_diem_case_rate_fen": np.nan,
+            "m_all_fen": float(m_all_fen),
         }
     )
     ad = (
@@ -359,11 +468,27 @@ def read_weights(
         mean_los=np.nan,
         per_diem_rate_fen=np.nan,
         per_diem_points=np.nan,
+        per_diem_case_rate_fen=np.nan,
+        m_all_fen=float(m_all_fen),
     )
     ad["mean_cost_fen"] = np.floor(ad["mean_cost_fen"] + 0.5).astype(np.int64)
     out = pd.concat([out, ad[WEIGHT_COLUMNS]], ignore_index=True)[WEIGHT_COLUMNS]
     out.attrs.update({"m_all_fen": float(m_all_fen), "scale": scale})
     return out
+
+
+def _table_m_all(df: pd.DataFrame, meta: dict[str, str]) -> float | None:
+    """The unrounded all-case mean of a drgsim weights table: its m_all_fen column, else
+    the parquet metadata (older files); never the rounded 'all' row."""
+    if "m_all_fen" in df.columns:
+        v = pd.to_numeric(df["m_all_fen"], errors="coerce").dropna()
+        if len(v) and np.isfinite(v.iloc[0]) and v.iloc[0] > 0:
+            return float(v.iloc[0])
+    try:
+        m = float(meta.get("drgsim.m_all_fen", "nan"))
+    except ValueError:
+        return None
+    return m if np.isfinite(m) and m > 0 else None
 
 
 def write_weights(
@@ -378,7 +503,10 @@ def write_weights(
     extra = {f"drgsim.{k}": str(v) for k, v in weights.attrs.items()}
     extra.update(provenance)
     meta.update({k.encode(): str(v).encode() for k, v in extra.items()})
-    pq.write_table(t.replace_schema_metadata(meta), path)
+    from drgsim.output import atomic_path
+
+    with atomic_path(path) as tmp:  # never a half-written weights file
+        pq.write_table(t.replace_schema_metadata(meta), tmp)
 
 
 __all__ = [

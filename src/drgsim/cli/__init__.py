@@ -121,3 +121,6 @@ def main(debug: bool = False) -> None:
       drgsim group cases.parquet -o grouped.parquet
       drgsim scheme validate grouper_tables/chs_drg_11
     """
+    from drgsim.output.signals import install_signal_handlers
+
+    install_signal_handlers()  # SIGTERM unwinds like Ctrl-C: no half-written output

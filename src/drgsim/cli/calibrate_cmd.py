@@ -44,11 +44,18 @@ def calibrate(history, out, year, policy_file, weights_file, grouped) -> None:
     from drgsim import __version__
     from drgsim.calibrate import calibrate as run_calibrate
     from drgsim.calibrate import quality_summary, read_weights, write_weights
-    from drgsim.policy import load_policy
-    from drgsim.settlement.simulate import GROUPER_COLUMNS, file_hash, read_table
+    from drgsim.output import check_output
+    from drgsim.policy import load_policy, resolve_year
+    from drgsim.settlement.simulate import (
+        GROUPER_COLUMNS,
+        file_hash,
+        per_diem_categories_of,
+        read_table,
+    )
 
     con = console()
     try:
+        check_output(out, [history, weights_file, policy_file], (".parquet", ".pq"))
         pol = load_policy(policy_file)
         df, meta = read_table(history)
         if not (grouped or "drgsim.scheme" in meta):
@@ -59,7 +66,7 @@ def calibrate(history, out, year, policy_file, weights_file, grouped) -> None:
             meta.update({str(k): str(v) for k, v in df.attrs.items()})
         years = pd.to_datetime(df["discharge_date"], errors="coerce").dt.year
         y = year or int(years.max()) + 1
-        pv = pol.at(f"{y}-01-01")
+        pv = per_diem_categories_of(resolve_year(pol, y))  # 1 January; every per-diem category
         if weights_file:
             hist = df[(years < y).to_numpy() & (df["status"] == "ok").to_numpy()]
             m_all = None

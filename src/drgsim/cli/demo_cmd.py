@@ -46,10 +46,16 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
     from drgsim import synth
     from drgsim.grouper.core import load_scheme
     from drgsim.grouper.stream import group_file
+    from drgsim.output import OutputFolder, check_output, fingerprint
 
     con = console()
     root = Path(out)
     try:
+        check_output(root, [policy_file], folder=True)
+        # OUT/manifest.json is written last: OUT/region and OUT/simulation have their own
+        options = {"command": "demo", "discharges": discharges, "hospitals": hospitals,
+                   "seed": seed, "scheme": scheme}
+        folder = OutputFolder(root, fingerprint([], options), owned=["grouped.parquet"]).open()
         cs = load_scheme(scheme)
         cols = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn())
@@ -61,6 +67,7 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
             task = bar.add_task("group", total=made.rows)
             summary = group_file(root / "region" / "discharges", root / "grouped.parquet", cs,
                                  threads=threads, progress=lambda k: bar.advance(task, k))
+            folder.record("grouped.parquet")
         con.print(f"[bold]1. synthetic region[/]: {made.rows:,} discharges, {hospitals} hospitals "
                   f"-> {root / 'region'}")
         con.print(f"[bold]2. grouped[/] with {cs.name} {cs.version}: {summary.rows:,} rows, "
@@ -78,7 +85,10 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
             tables = simulate(root / "grouped.parquet", policy=policy_file,
                               hospitals=root / "region" / "hospitals.parquet",
                               region=root / "region" / "region.parquet")
-            paths = write_outputs(tables, root / "simulation")
+            sim_fp = fingerprint([root / "grouped.parquet", policy_file],
+                                 {"command": "demo simulate", **options})
+            paths = write_outputs(tables, root / "simulation", sim_fp)
+        folder.commit({**options, "parts": ["region", "grouped.parquet", "simulation"]})
         for msg in sorted({str(w.message) for w in caught}):
             con.print(f"     warning: {msg}")
         con.print("[bold]3. calibrated[/] weights on the history years and [bold]simulated[/] "

@@ -16,8 +16,20 @@ from drgsim.errors import DrgsimError
 @scheme_option
 @click.option("--translate/--no-translate", default=False, show_default=True,
               help="Apply the scheme's optional code translation (dx_map/proc_map) first.")
-@click.option("--encoding", default=None,
-              help="Text encoding of a CSV input (default: detected, UTF-8 or GB18030/GBK).")
+@click.option("--encoding", default=None, metavar="NAME[:replace]",
+              help="Text encoding of a CSV input (default: detected, UTF-8 or GB18030/GBK; "
+                   "a file mixing both is an error). NAME:replace replaces undecodable bytes "
+                   "and marks those rows in the column encoding_replaced.")
+@click.option("--bad-lines", type=click.Choice(["error", "keep"]), default="error",
+              show_default=True,
+              help="CSV rows with the wrong number of fields or an unterminated quote: an "
+                   "error before any output, or kept with status malformed_row (raw text in "
+                   "OUT.malformed_rows.csv).")
+@click.option("--glob", "glob", default=None, metavar="PATTERN",
+              help="With a folder INPUT: read only the files whose path (relative to the "
+                   "folder) matches, e.g. '*.parquet' or 'year=2024/*/*.parquet'.")
+@click.option("--sheet", default=None, metavar="NAME|N",
+              help="Sheet of an .xlsx INPUT, by name or number from 1 (default: the first).")
 @click.option("--map", "column_map", default=None, metavar="FILE|NAME",
               help="Column map (YAML) for Chinese headers and wide code columns; shipped: "
                    "bingan_shouye (病案首页), settlement_list (医保结算清单).")
@@ -35,9 +47,10 @@ from drgsim.errors import DrgsimError
               help="Rows per streamed batch (bounds memory).")
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def group(input_path, out, scheme, translate, encoding, column_map, with_flags, with_names,
-          compare_col, hospital_column, cost_column, batch_rows, threads, quiet):
-    """Group discharge records (parquet, a folder of parquet, or CSV) into CHS-DRG groups.
+def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, column_map,
+          with_flags, with_names, compare_col, hospital_column, cost_column, batch_rows,
+          threads, quiet):
+    """Group discharge records (parquet, a folder of parquet, CSV or .xlsx) into CHS-DRG groups.
 
     Every input row comes out, in order, with mdc, adrg, drg and status; the other
     columns pass through. Output format follows the extension of -o (.parquet or .csv).
@@ -49,15 +62,23 @@ def group(input_path, out, scheme, translate, encoding, column_map, with_flags, 
       drgsim group 首页.csv --map bingan_shouye --flags --names --compare drg -o out.csv
     """
     from drgsim.grouper.core import load_scheme
-    from drgsim.grouper.stream import group_file, input_rows
+    from drgsim.grouper.stream import OUTPUT_FORMATS, group_file, input_rows
+    from drgsim.output import check_output
 
+    if not (with_flags or compare_col):  # their summaries use pandas; plain grouping does not
+        from drgsim.grouper.tiny import arrow_without_pandas
+
+        arrow_without_pandas()
     con = console()
     try:
+        check_output(out, [input_path, column_map, scheme], OUTPUT_FORMATS)
         cs = load_scheme(scheme)
-        total = input_rows(input_path)
+        total = input_rows(input_path, glob)
+        opts = {"bad_lines": bad_lines, "glob": glob, "sheet": sheet}
         if quiet:
             summary = group_file(input_path, out, cs, translate, batch_rows, threads, encoding,
-                                 column_map=column_map, flags=with_flags, names=with_names)
+                                 column_map=column_map, flags=with_flags, names=with_names,
+                                 **opts)
         else:
             from rich.progress import (
                 BarColumn,
@@ -73,7 +94,7 @@ def group(input_path, out, scheme, translate, encoding, column_map, with_flags, 
                 summary = group_file(input_path, out, cs, translate, batch_rows, threads,
                                      encoding, progress=lambda k: bar.advance(task, k),
                                      column_map=column_map, flags=with_flags,
-                                     names=with_names)
+                                     names=with_names, **opts)
     except DrgsimError as exc:
         fail(exc)
         return
@@ -85,17 +106,35 @@ def group(input_path, out, scheme, translate, encoding, column_map, with_flags, 
     if summary.missing_columns:
         con.print(f"  absent optional columns (all values absent): "
                   f"{', '.join(summary.missing_columns)}")
+    for note in summary.notes:
+        con.print(f"  note: {note}", markup=False)
     con.print(f"  provenance: drgsim {cs.provenance['drgsim.version']}, scheme {cs.name} "
               f"{cs.version} (tables {cs.content_hash}), translation "
               f"{'on' if translate else 'off'}"
               + ("" if Path(out).suffix.lower() == ".csv" else "; stored in parquet metadata"))
+    written: list[Path] = [Path(p) for p in summary.sidecars]
     try:
         if with_flags:
-            _flag_report(con, out, hospital_column)
+            written += _flag_report(con, out, hospital_column)
         if compare_col:
-            _compare_report(con, out, compare_col, hospital_column, cost_column)
+            written += _compare_report(con, out, compare_col, hospital_column, cost_column)
     except DrgsimError as exc:
         fail(exc)
+    _drop_stale_sidecars(out, written)
+
+
+#: files written beside the output (``OUT`` without its extension + suffix)
+SIDECARS = (".flags_by_flag.csv", ".flags_by_hospital.csv", ".compare.txt",
+            ".compare_moves.csv", ".compare_hospitals.csv", ".malformed_rows.csv")
+
+
+def _drop_stale_sidecars(out: str, written: list[Path]) -> None:
+    """A sidecar an earlier run wrote beside this output, which this run did not, would
+    describe another output: remove it."""
+    for suffix in SIDECARS:
+        p = _sidecar(out, suffix)
+        if p not in written and p.is_file():
+            p.unlink()
 
 
 def _read_back(out: str, wanted: list[str]):
@@ -127,7 +166,15 @@ def _sidecar(out: str, suffix: str) -> Path:
     return p.with_name(p.with_suffix("").name + suffix)
 
 
-def _flag_report(con, out: str, hospital: str) -> None:
+def _write_csv(df, path: Path) -> Path:
+    from drgsim.output import atomic_path
+
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return path
+
+
+def _flag_report(con, out: str, hospital: str) -> list[Path]:
     from drgsim.flags import flag_summary
 
     df = _read_back(out, ["flags", hospital])
@@ -136,18 +183,18 @@ def _flag_report(con, out: str, hospital: str) -> None:
     for r in by_flag.itertuples(index=False):
         if r.records:
             con.print(f"  {r.flag:<20} {r.records:>10,}  {r.share:7.2%}")
-    by_flag.to_csv(_sidecar(out, ".flags_by_flag.csv"), index=False)
-    written = [str(_sidecar(out, ".flags_by_flag.csv"))]
+    written = [_write_csv(by_flag, _sidecar(out, ".flags_by_flag.csv"))]
     if by_hosp is not None:
-        by_hosp.to_csv(_sidecar(out, ".flags_by_hospital.csv"), index=False)
-        written.append(str(_sidecar(out, ".flags_by_hospital.csv")))
+        written.append(_write_csv(by_hosp, _sidecar(out, ".flags_by_hospital.csv")))
         con.print(f"  by {hospital}: " + ", ".join(
             f"{r['hospital']} {r['flagged']}/{r['records']}" for _, r in by_hosp.head(10).iterrows()))
-    con.print("  summary -> " + ", ".join(written))
+    con.print("  summary -> " + ", ".join(str(p) for p in written))
+    return written
 
 
-def _compare_report(con, out: str, column: str, hospital: str, cost: str | None) -> None:
+def _compare_report(con, out: str, column: str, hospital: str, cost: str | None) -> list[Path]:
     from drgsim.compare import COST_COLUMNS, compare_groups
+    from drgsim.output import write_text
 
     wanted = [column, f"input_{column}", "mdc", "adrg", "drg", hospital,
               *([cost] if cost else COST_COLUMNS)]
@@ -155,8 +202,9 @@ def _compare_report(con, out: str, column: str, hospital: str, cost: str | None)
     ag = compare_groups(df, column, hospital=hospital, cost=cost)
     text = ag.text()
     click.echo(text)
-    _sidecar(out, ".compare.txt").write_text(text + "\n", encoding="utf-8")
-    ag.moves.to_csv(_sidecar(out, ".compare_moves.csv"), index=False)
+    written = [write_text(_sidecar(out, ".compare.txt"), text + "\n"),
+               _write_csv(ag.moves, _sidecar(out, ".compare_moves.csv"))]
     if ag.by_hospital is not None:
-        ag.by_hospital.to_csv(_sidecar(out, ".compare_hospitals.csv"), index=False)
+        written.append(_write_csv(ag.by_hospital, _sidecar(out, ".compare_hospitals.csv")))
     con.print(f"  agreement report -> {_sidecar(out, '.compare.txt')} (+ _moves/_hospitals .csv)")
+    return written

@@ -97,14 +97,19 @@ def diff(a: str, b: str, records: str | None, column_map: str | None, out: str |
     from drgsim.scheme.diff import diff_records, diff_schemes
 
     try:
+        from drgsim.output import atomic_path, check_output, write_text
+
+        if out:
+            check_output(out, [a, b, records], (".csv", ".json"))
         d = diff_schemes(a, b)
         click.echo(d.text(per_area=per_area))
         if out:
             p = Path(out)
             if p.suffix.lower() == ".json":
-                p.write_text(json.dumps(d.to_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+                write_text(p, json.dumps(d.to_dict(), ensure_ascii=False, indent=1))
             else:
-                d.table().to_csv(p, index=False)
+                with atomic_path(p) as tmp:
+                    d.table().to_csv(tmp, index=False)
             click.echo(f"table of {len(d.changes):,} differences -> {p}")
         if records:
             click.echo(diff_records(a, b, records, column_map=column_map).text())

@@ -44,7 +44,8 @@ def simulate(
     cases, out, policy_file, weights_file, hospitals_file, region_file, year, grouped
 ) -> None:
     """Price every case in points, derive the point value from the budget and settle each
-    hospital per month and year; write parquet tables, an Excel workbook and plots to DIR.
+    hospital per month and year; write parquet tables, an Excel workbook and plots to DIR,
+    and DIR/manifest.json last (a folder without it is incomplete).
 
     CASES: output of 'drgsim group' (recognised by its provenance, or --grouped) or raw
     records (grouped with the policy's scheme), a file or a folder.
@@ -56,11 +57,15 @@ def simulate(
     """
     import warnings
 
-    from drgsim.report import write_outputs
+    from drgsim.output import check_output, fingerprint
+    from drgsim.report import OUTPUT_FILES, write_outputs
     from drgsim.settlement.simulate import simulate as run
 
     con = console()
+    inputs = [cases, policy_file, weights_file, hospitals_file, region_file]
     try:
+        check_output(out, inputs, folder=True, writes=OUTPUT_FILES)
+        fp = fingerprint(inputs, {"command": "simulate", "year": year, "grouped": grouped})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             tables = run(
@@ -72,7 +77,7 @@ def simulate(
                 year,
                 True if grouped else None,
             )
-            paths = write_outputs(tables, out)
+            paths = write_outputs(tables, out, fp)
         for w in {str(w.message) for w in caught}:
             con.print(f"warning: {w}")
     except DrgsimError as exc:

@@ -58,7 +58,8 @@ def synth(out: str, n: int, hospitals: int, years: str, seed: int, dirty_rate: f
 
     \b
     Writes OUT/discharges/year=YYYY/month=MM/part-0.parquet (or .csv),
-    OUT/hospitals.*, OUT/region.* and OUT/manifest.json.
+    OUT/hospitals.*, OUT/region.* and, last, OUT/manifest.json (a folder without it is
+    incomplete). Re-running with the same arguments reuses what is already there.
 
     \b
     Example:
@@ -66,11 +67,15 @@ def synth(out: str, n: int, hospitals: int, years: str, seed: int, dirty_rate: f
       drgsim synth -o small --discharges 50000 --hospitals 20 --years 2023-2024 --seed 7
       drgsim synth -o dirty --format csv --encoding gb18030 --dirty-rate 0.05
     """
+    from drgsim.cli.common import fail
+    from drgsim.errors import DrgsimError
+    from drgsim.output import check_output
     from drgsim.synth import SynthError, region
 
     year_list = _parse_years(years)
     show = not quiet and sys.stderr.isatty()
     try:
+        check_output(out, [scheme], folder=True)
         if show:
             from rich.progress import Progress
 
@@ -86,6 +91,8 @@ def synth(out: str, n: int, hospitals: int, years: str, seed: int, dirty_rate: f
                          chunk_size=chunk_size, scheme=scheme)
     except SynthError as e:
         raise click.UsageError(str(e)) from e
+    except DrgsimError as e:  # the output folder (not writable, disk full)
+        fail(e)
     dirty = sum(res.dirt.values())
     click.echo(f"wrote {res.rows:,} discharges ({dirty:,} dirty) for {hospitals} hospitals, "
                f"years {year_list[0]}-{year_list[-1]} to {res.out}")

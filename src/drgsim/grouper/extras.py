@@ -63,6 +63,7 @@ def decorate(table: pa.Table, fields: RecordFields, scheme: CompiledScheme,
              flags: bool = False, names: bool = False) -> pa.Table:
     """Append ``flags`` and/or the title columns; drop the private numeric-cell mask."""
     from drgsim.inputs.excel import NUMERIC_CODE_COLUMN
+    from drgsim.output.names import rename_inputs
 
     numeric = None
     if NUMERIC_CODE_COLUMN in table.schema.names:
@@ -78,15 +79,11 @@ def decorate(table: pa.Table, fields: RecordFields, scheme: CompiledScheme,
     if flags:
         from drgsim.flags.engine import compute_flags, flags_column
 
-        if "flags" in table.schema.names:
-            table = table.rename_columns(["input_flags" if c == "flags" else c
-                                          for c in table.schema.names])
+        table = table.rename_columns(rename_inputs(table.schema.names, ["flags"]))
         masks = compute_flags(fields, scheme, numeric)
         table = table.append_column("flags", flags_column(masks, table.num_rows))
     if names:
         for c, arr in name_columns(table, scheme).items():
-            if c in table.schema.names:
-                table = table.rename_columns([f"input_{c}" if x == c else x
-                                              for x in table.schema.names])
+            table = table.rename_columns(rename_inputs(table.schema.names, [c]))
             table = table.append_column(c, arr)
     return table

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from drgsim.errors import RecordsError
 from drgsim.grouper.core import GroupSummary, group_arrow_result, load_scheme
-from drgsim.records import check_columns, count_rows, iter_batches, read_records
+from drgsim.inputs.sources import open_input
+from drgsim.output import AtomicFile, check_output
+from drgsim.records import check_columns, count_rows
 
 
 def _lists_as_text(table: pa.Table) -> pa.Table:
@@ -27,23 +28,21 @@ def _lists_as_text(table: pa.Table) -> pa.Table:
     return table
 
 
+#: output formats ``group`` writes, by file name ending
+OUTPUT_FORMATS = (".parquet", ".pq", ".csv")
+
 # Rows per streamed batch: small enough that writing one batch overlaps grouping the next
 # (and memory stays low), large enough that per-batch overhead is negligible.
 DEFAULT_BATCH_ROWS = 1 << 18
 
 
 class _Writer:
-    """Parquet or CSV output chosen by the file extension."""
+    """Parquet or CSV output chosen by the target's extension, written to ``path`` (the
+    temporary file that becomes the target when complete)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, target: Path, path: Path):
         self.path = path
-        suffix = "".join(path.suffixes).lower()
-        if suffix.endswith((".parquet", ".pq")):
-            self.kind = "parquet"
-        elif suffix.endswith(".csv"):
-            self.kind = "csv"
-        else:
-            raise RecordsError(f"{path}: output must end in .parquet or .csv")
+        self.kind = "csv" if target.name.lower().endswith(".csv") else "parquet"
         self._w = None
         self.schema: pa.Schema | None = None
 
@@ -51,12 +50,13 @@ class _Writer:
         if self.kind == "csv":
             table = _lists_as_text(table)
         if self._w is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             self.schema = table.schema
             if self.kind == "parquet":
                 import pyarrow.parquet as pq
 
-                self._w = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+                from drgsim.grouper.batchio import parquet_write_options
+
+                self._w = pq.ParquetWriter(self.path, table.schema, **parquet_write_options(table))
             else:
                 import pyarrow.csv as pacsv
 
@@ -68,8 +68,9 @@ class _Writer:
         self._w.write_table(table)
 
     def close(self) -> None:
-        if self._w is not None:
-            self._w.close()
+        w, self._w = self._w, None
+        if w is not None:
+            w.close()
 
 
 def group_file(
@@ -84,25 +85,34 @@ def group_file(
     column_map=None,
     flags: bool = False,
     names: bool = False,
+    bad_lines: str = "error",
+    glob: str | None = None,
+    sheet: str | int | None = None,
 ) -> GroupSummary:
-    """Stream ``src`` (parquet, folder of parquet, CSV) through the grouper into ``dst``.
+    """Stream ``src`` (parquet, folder of parquet, CSV, .xlsx) through the grouper into ``dst``.
 
-    Memory is bounded by ``batch_rows``; the output carries provenance metadata.
+    The input is checked whole before any output (:func:`drgsim.inputs.sources.open_input`);
+    memory is bounded by ``batch_rows``; the output carries provenance metadata. ``dst``
+    is checked before any work (not the input, a writable folder, .parquet or .csv) and
+    written atomically: an error or interruption leaves no file there and an earlier
+    output untouched.
     """
+    check_output(dst, [src], OUTPUT_FORMATS)
     cs = load_scheme(scheme)
-    summary = GroupSummary()
-    writer = _Writer(Path(dst))
+    source = open_input(src, encoding=encoding, bad_lines=bad_lines, glob=glob, sheet=sheet,
+                        column_map=column_map)
+    summary = GroupSummary(notes=list(source.notes))
+    summary.missing_columns = check_columns(source.empty_table().schema.names)
+    tmp = AtomicFile(dst)  # renamed onto dst when the ``with`` below completes, else removed
+    writer = _Writer(Path(dst), tmp.path)
     t0 = time.perf_counter()
     first = True
     # Writing batch k (pyarrow, GIL released) overlaps grouping batch k+1 (numba, nogil).
-    with ThreadPoolExecutor(1) as pool:
+    with tmp, ThreadPoolExecutor(1) as pool:
         pending: Future | None = None
         try:
-            for batch in iter_batches(src, batch_rows=batch_rows, encoding=encoding,
-                                  column_map=column_map):
-                if first:
-                    summary.missing_columns = check_columns(batch.schema.names)
-                    first = False
+            for batch in source.batches(batch_rows):
+                first = False
                 out, res = group_arrow_result(batch, cs, translate, threads, flags, names)
                 summary.add(res.status, cs.out_status)
                 if pending is not None:
@@ -113,21 +123,24 @@ def group_file(
             if pending is not None:
                 pending.result()
                 pending = None
-            if first:  # a header-only file: an empty output with the full schema
-                empty = read_records(src, encoding=encoding, column_map=column_map)
-                summary.missing_columns = check_columns(empty.schema.names)
+            if first:  # no rows (header-only CSV, zero-row parquet): columns, no rows
+                empty = source.empty_table()
                 writer.write(group_arrow_result(empty, cs, translate, threads, flags, names)[0])
         finally:
             if pending is not None:
                 pending.exception()
             writer.close()
+    side = source.write_malformed(dst)
+    if side is not None:
+        summary.sidecars.append(str(side))
+        summary.notes.append(f"malformed rows' raw text -> {side}")
     summary.seconds = time.perf_counter() - t0
     return summary
 
 
-def input_rows(src: str | os.PathLike[str]) -> int | None:
+def input_rows(src: str | os.PathLike[str], glob: str | None = None) -> int | None:
     """Row count for progress bars, when the input's metadata has it."""
     try:
-        return count_rows(src)
+        return count_rows(src, glob)
     except Exception:
         return None

@@ -355,6 +355,29 @@ def _cross_checks(params: dict, file: str, problems: list[Problem]) -> None:
     for prec in vals("case_types.precedence"):
         if prec and prec[-1] != "normal":
             problems.append(Problem(file, None, "case_types.precedence", "must end with 'normal'"))
+    for day, (mode, prec) in _in_force(params, ["readmission.mode", "case_types.precedence"]):
+        if mode is None or prec is None:
+            continue
+        if mode == "modifier" and "readmission" in prec:
+            problems.append(
+                Problem(
+                    file,
+                    None,
+                    "case_types.precedence",
+                    "readmission.mode is modifier (the cut applies to whatever type the case "
+                    f"is): remove readmission from the precedence (in force {day.isoformat()})",
+                )
+            )
+        if mode == "case_type" and "readmission" not in prec:
+            problems.append(
+                Problem(
+                    file,
+                    None,
+                    "case_types.precedence",
+                    "readmission.mode is case_type: list readmission in the precedence "
+                    f"(in force {day.isoformat()})",
+                )
+            )
     _bounds_checks(params, file, problems)
 
 

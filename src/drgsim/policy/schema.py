@@ -50,15 +50,27 @@ FUNDS = ("employee", "resident")
 _BUDGET = {
     "source": Param(
         "enum",
-        "rule: last year's drg_spending x (1 + growth); amount: amount_yuan",
-        choices=("rule", "amount"),
+        "where last year's spending comes from, used as named or the run stops: region_table "
+        "= the region table's drg_spending of last year x (1 + growth); history = the fund's "
+        "share of last year's cases that pass the record checks, group and pass the "
+        "plausibility rules under the current weights, x (1 + growth); amount = amount_yuan",
+        choices=("region_table", "amount", "history"),
     ),
-    "amount_yuan": pos("the DRG fund budget in yuan when source = amount", nullable=True),
-    "growth": Param("float", "growth of last year's DRG spending (rule source)", lo=-0.5, hi=1.0),
+    "amount_yuan": pos(
+        "the gross DRG fund budget in yuan before the reserve and carve-out (source amount)",
+        nullable=True,
+    ),
+    "growth": Param(
+        "float", "growth of last year's DRG spending (region_table, history)", lo=-0.5, hi=1.0
+    ),
     "reserve_share": ratio(
-        "share of the gross budget set aside as the adjustment reserve (调剂金)"
+        "share of the gross budget (after growth, or amount_yuan) set aside as the adjustment "
+        "reserve (调剂金) and taken off the budget"
     ),
-    "reserve_yuan": pos("explicit reserve amount in yuan (overrides reserve_share)", nullable=True),
+    "reserve_yuan": pos(
+        "explicit reserve amount in yuan, taken off the gross (overrides reserve_share)",
+        nullable=True,
+    ),
     "carve_out_yuan": pos("amount paid outside DRG (FFS, out-of-region) taken off the budget"),
 }
 
@@ -137,8 +149,15 @@ SCHEMA: dict[str, Any] = {
             "bool", "true: priced in points inside the budget; false: paid outside and carved out"
         ),
         "rate_yuan": pos(
-            "fixed daily rate in yuan for every per-diem group; null = calibrated per group",
+            "fixed daily rate in yuan for every per-diem case; null = calibrated per category",
             nullable=True,
+        ),
+        "rate_basis": Param(
+            "enum",
+            "calibrated daily rate of a per-diem category (each listed MDC or ADRG, and long "
+            "stays): total_over_days = total cost / total bed-days of its eligible history "
+            "cases (ratio of sums); mean_of_case_rates = the mean of each case's cost per day",
+            choices=("total_over_days", "mean_of_case_rates"),
         ),
     },
     "special_review": {
@@ -158,6 +177,13 @@ SCHEMA: dict[str, Any] = {
             "enum", "same patient, hospital and ...", choices=("adrg", "drg", "mdc", "any")
         ),
         "points_factor": ratio("the later case's points are multiplied by this"),
+        "mode": Param(
+            "enum",
+            "modifier: the factor cuts the points the case otherwise gets (normal, high-cost, "
+            "low-cost, short stay); case_type: readmission is a case type in the precedence "
+            "(points = normal points x factor; the first type that applies wins)",
+            choices=("modifier", "case_type"),
+        ),
     },
     "short_stay": {
         "enabled": Param("bool"),
@@ -170,6 +196,16 @@ SCHEMA: dict[str, Any] = {
         ),
     },
     "budget": {f: dict(_BUDGET) for f in FUNDS},
+    "reserve": {
+        "overdraw": Param(
+            "enum",
+            "draws on the adjustment reserve (region corridor, then hospital-corridor refunds "
+            "less clawbacks) beyond what it holds: refuse = capped at what it holds (refunds "
+            "scaled down pro rata); fund_pays = paid in full, the fund pays the excess on its "
+            "own ledger line (reserve_overdraw)",
+            choices=("refuse", "fund_pays"),
+        ),
+    },
     "point_value": {
         "basis": Param(
             "enum",
@@ -189,8 +225,11 @@ SCHEMA: dict[str, Any] = {
                 "enum",
                 "what relative bounds are relative to: budget = the fund's DRG budget (after "
                 "reserve and carve-out) over the year's points on the policy's basis, before "
-                "the region corridor; given = budgeted_pv_yuan, fixed in advance",
-                choices=("budget", "given"),
+                "the region corridor (binds only with the region corridor); given = "
+                "budgeted_pv_yuan, fixed in advance; last_year = last year's point value: last "
+                "year's cases priced with the current weights and policy, bounds off, paid the "
+                "region table's drg_spending of that year",
+                choices=("budget", "given", "last_year"),
             ),
             "budgeted_pv_yuan": Param(
                 "map_float",
@@ -221,6 +260,13 @@ SCHEMA: dict[str, Any] = {
         "zero_release_score": Param(
             "float", "score at or below which all of the withheld is forfeited", lo=0, hi=100
         ),
+        "order": Param(
+            "enum",
+            "after_corridor: the hospital corridor judges the payment before the forfeit, "
+            "which is taken after and never refunded; before_corridor: the corridor judges "
+            "the payment after the forfeit (part of a forfeit can come back as a refund)",
+            choices=("after_corridor", "before_corridor"),
+        ),
     },
     "hospital_corridor": {
         "enabled": Param("bool"),
@@ -231,10 +277,6 @@ SCHEMA: dict[str, Any] = {
         "loss_share": ratio("share of the loss below lower x cost the reserve refunds"),
         "loss_floor": pos("no sharing of the loss below this ratio x cost", nullable=True),
         "surplus_keep": ratio("share of the surplus beyond upper x cost the hospital keeps"),
-        "refunds_within_reserve": Param(
-            "bool",
-            "true: refunds are scaled down pro rata to what the reserve holds (plus clawbacks)",
-        ),
     },
     "plausibility": {
         "max_cost_ratio": pos(
@@ -252,6 +294,45 @@ SCHEMA: dict[str, Any] = {
         "overspend_fund_share": ratio("share of the overspend inside the band the fund pays"),
     },
 }
+
+# When a dated value applies (README "Dated values"): case-level keys take the value in
+# force on each case's discharge date, month-level keys on the first day of the month,
+# year-level keys on 1 January of the simulated year. Keyed by dotted prefix; the longest
+# matching prefix wins.
+LEVELS: dict[str, str] = {
+    "calibration": "year",
+    "points": "year",
+    "coefficients": "case",
+    "case_types": "year",
+    "statuses": "year",
+    "high_cost": "case",
+    "low_cost": "case",
+    "ungroupable": "case",
+    "per_diem": "case",
+    "special_review": "year",
+    "readmission": "case",
+    "short_stay": "case",
+    "caps": "case",
+    "budget": "year",
+    "reserve": "year",
+    "point_value": "year",
+    "presettlement": "month",
+    "assessment": "year",
+    "hospital_corridor": "year",
+    "region_corridor": "year",
+    "plausibility": "year",
+}
+
+
+def level_of(key: str) -> str:
+    """``case``, ``month`` or ``year``: when the dated values of the dotted ``key`` apply."""
+    parts = key.split(".")
+    for i in range(len(parts), 0, -1):
+        lv = LEVELS.get(".".join(parts[:i]))
+        if lv is not None:
+            return lv
+    raise KeyError(f"{key}: no level")
+
 
 TOP_META = ("name", "description", "scheme", "extends")
 LEAF_META = ("values", "description", "unit", "reference")

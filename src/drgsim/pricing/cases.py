@@ -123,6 +123,7 @@ class Cases:
     pay_status: np.ndarray  # int8 index into PAY_STATUSES (input problems only)
     tie_order: np.ndarray = None  # type: ignore[assignment]  # rows by case id
     by_patient: np.ndarray = None  # type: ignore[assignment]  # rows by (patient, admit day, case id)
+    link_only: np.ndarray = None  # type: ignore[assignment]  # bool: last year's, for readmission links
     extra: dict = field(default_factory=dict)
 
     def take(self, mask: np.ndarray) -> Cases:
@@ -172,11 +173,13 @@ def prepare_cases(
     df: pd.DataFrame,
     hospital_ids: np.ndarray | list | None = None,
     columns: dict[str, str] | None = None,
+    link_only: np.ndarray | None = None,
 ) -> Cases:
     """Code a grouped-cases frame for pricing; never drops a row.
 
     ``hospital_ids``: the known hospitals (the hospitals table); a case from another is
-    ``unknown_hospital``. Without it every hospital in the cases is known.
+    ``unknown_hospital``. Without it every hospital in the cases is known. ``link_only``:
+    rows (last year's discharges) that only serve readmission linking; pricing drops them.
     """
     n = len(df)
     need = ["hospital_id", "fund", "discharge_date", "total_cost", "drg", "status"]
@@ -292,6 +295,7 @@ def prepare_cases(
         disch_day=disch.astype(np.int32),
         special_flag=special,
         pay_status=pay,
+        link_only=np.zeros(n, bool) if link_only is None else np.asarray(link_only, bool),
     )
     out.index()
     return out

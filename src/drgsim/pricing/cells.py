@@ -1,5 +1,9 @@
 """Cells: cases priced once into hospital × DRG × fund × month cells; totals from the cells.
 
+A cell is also keyed by the dated-value period of its cases (case-level values change on
+the day a policy dates them, :mod:`drgsim.policy.dated`) and by the readmission flag, so
+its coefficient, readmission factor and thresholds are one per cell.
+
 This is how every settlement gets its points, the single simulation (``settle``) as the
 one-scenario case and the scenario sweeps alike; row pricing (:func:`~drgsim.pricing.core.price`)
 stays the per-case explanation and the slow reference the cells are tested against.
@@ -9,8 +13,10 @@ stays the per-case explanation and the slow reference the cells are tested again
   cell's points under any thresholds (k by RW tier, the low-cost factor, β, the cap) are
   found by binary search with the very predicates row pricing uses (``cost / m > k``,
   ``cost / m < l``, points above ``cap × P``) and a few sums, without touching case rows.
+- **Readmissions** (``readmission.mode: modifier``) stay threshold cases: the cell's
+  points are multiplied by its factor after the cap, as row pricing does.
 - **Fixed cases** (per diem inside the budget, special review, ungroupable/ambiguous,
-  readmission, short stay, statuses paid zero): their points do not depend on those
+  short stay, readmission as a case type, statuses paid zero): their points do not depend on those
   thresholds. They enter as one adjustment per hospital × fund × month, computed once
   from the row points (summed in case-id order, so row order never moves a last bit).
   Re-pricing is exact for them as long as (a) every such type comes before high_cost and
@@ -29,16 +35,19 @@ are kept per hospital × fund × month too, so settlement runs on these totals a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numba as nb
 import numpy as np
 
 from drgsim.errors import DrgsimError
-from drgsim.pricing.core import CASE_TYPES, Priced
+from drgsim.policy.dated import YearPolicy, as_year_policy
+from drgsim.pricing.core import CASE_TYPES, Priced, PricingError, reprice_thresholds
 
 THRESHOLD_TYPES = [CASE_TYPES.index(t) for t in ("normal", "high_cost", "low_cost")]
 FIXED_TYPES = ("per_diem", "special_review", "ungroupable", "readmission", "short_stay")
 FIXED_CAPPED = [CASE_TYPES.index(t) for t in ("readmission", "short_stay")]  # capped, fixed
+THRESHOLD_KEYS = ("tiers", "low", "beta", "cap")
 N_FUNDS = 2
 MONTHS = 12
 
@@ -56,9 +65,11 @@ class Cells:
 
     hfm: np.ndarray  # per cell
     P: np.ndarray  # base points
-    c: np.ndarray  # hospital coefficient
+    c: np.ndarray  # coefficient of the cell's cases (hospital and dated-value segment)
     m: np.ndarray  # reference mean cost (fen)
     rw: np.ndarray
+    seg: np.ndarray  # per cell: dated-value segment (index into built_segments)
+    f: np.ndarray  # per cell: readmission factor (1, or points_factor for readmitted cases)
     start: np.ndarray  # offsets into cost/cum (len cells + 1)
     cost: np.ndarray  # int64 fen, sorted inside each cell
     cum: np.ndarray  # running sum of ``cost`` (float64, exact below 2**53 fen), leading 0
@@ -68,13 +79,19 @@ class Cells:
     cases: np.ndarray  # per hfm, int64
     outside_fen: np.ndarray  # per hospital × fund, int64: per diem paid outside the budget
     n_hosp: int
-    built: dict  # the thresholds the cases were priced with: tiers, low, beta, cap
+    built_segments: list[dict]  # per segment, the thresholds priced with: tiers, low, beta, cap
+    starts: np.ndarray  # first day of each segment (days since 1970-01-01)
     low_first: bool  # low_cost before high_cost in the precedence
     has_high: bool
     has_low: bool
     fixed_before_thresholds: bool  # every fixed type precedes high_cost and low_cost
     fixed_cap_ratio: float  # largest points / P among fixed capped cases (readmission...)
     fixed_cap_bound: bool  # some fixed capped case sits at the built cap
+
+    @property
+    def built(self) -> dict:
+        """The thresholds of the first segment (all of them when nothing is dated)."""
+        return self.built_segments[0]
 
     @property
     def n(self) -> np.ndarray:
@@ -125,10 +142,14 @@ def build_cells(pr: Priced) -> Cells:
     ).astype(np.int64)
 
     idx = np.flatnonzero(thr)
+    yp = pr.policy
+    n_seg = len(yp.segments)
     if len(idx):
         wr = pr.weight_row[idx].astype(np.int64)
         W = int(wr.max()) + 1
-        raw = hfm_all[idx] * W + wr
+        # a cell: hospital x fund x month x dated-value segment x readmission flag x weight row
+        sub = pr.segment[idx].astype(np.int64) * 2 + pr.readmit[idx]
+        raw = (hfm_all[idx] * (2 * n_seg) + sub) * W + wr
         cst = c.cost_fen[idx].astype(np.int64)
         shift = max(1, int(cst.max()).bit_length())
         if shift + max(1, int(raw.max()).bit_length()) <= 63:
@@ -141,18 +162,22 @@ def build_cells(pr: Priced) -> Cells:
         start = np.r_[first, len(raw_s)].astype(np.int64)
         cell_raw = raw_s[first]
         wrow = cell_raw % W
-        # per weight row and per hospital: the same for every case of a cell
+        # per weight row: the same for every case of a cell
         Pw, mw, rww = np.zeros(W), np.zeros(W), np.zeros(W)
         Pw[wr], mw[wr], rww[wr] = pr.base_points[idx], pr.mean_cost_fen[idx], pr.rw[idx]
-        ch = np.ones(max(H, 1))
-        ch[c.hosp[idx]] = pr.coefficient[idx]
-        hfm = cell_raw // W
-        P, m, rw, cc = Pw[wrow], mw[wrow], rww[wrow], ch[hfm // (N_FUNDS * MONTHS)]
+        hs = cell_raw // W
+        hfm, sub_c = hs // (2 * n_seg), hs % (2 * n_seg)
+        # per cell from its cases (equal inside a cell): coefficient and readmission factor
+        cell_of = np.searchsorted(cell_raw, raw)  # each threshold case's cell
+        cc, fc_ = np.ones(len(cell_raw)), np.ones(len(cell_raw))
+        cc[cell_of], fc_[cell_of] = pr.coefficient[idx], pr.factor[idx]
+        P, m, rw = Pw[wrow], mw[wrow], rww[wrow]
+        seg_c, f_c = sub_c // 2, fc_
     else:
         cost_s = np.zeros(0, np.int64)
         start = np.zeros(1, np.int64)
-        hfm = np.zeros(0, np.int64)
-        P = m = rw = cc = np.zeros(0)
+        hfm = seg_c = np.zeros(0, np.int64)
+        P = m = rw = cc = f_c = np.zeros(0)
     cum = np.r_[0.0, np.cumsum(cost_s.astype(np.float64))]
 
     pv = pr.pv
@@ -160,16 +185,20 @@ def build_cells(pr: Priced) -> Cells:
     th = [prec.index(t) for t in ("high_cost", "low_cost") if t in prec]
     first_thr = min(th) if th else len(prec)
     fixed_before = all(prec.index(t) < first_thr for t in FIXED_TYPES if t in prec)
-    built = _thresholds(pv)
-    fc = fixed & np.isin(pr.case_type, FIXED_CAPPED) & (pr.base_points > 0)
-    ratio = pr.points[fc] / pr.base_points[fc] if fc.any() else np.zeros(0)
-    cap = built["cap"]
+    built = [_thresholds(p) for p in yp.segments]
+    # fixed capped cases (short stay; readmission as a case type): points before the cut / P
+    fc = fixed & np.isin(pr.case_type, FIXED_CAPPED) & (pr.base_points > 0) & (pr.factor > 0)
+    ratio = pr.points[fc] / (pr.base_points[fc] * pr.factor[fc]) if fc.any() else np.zeros(0)
+    caps = np.array([np.inf if b["cap"] is None else b["cap"] for b in built])
+    at_cap = ratio >= caps[pr.segment[fc]] * (1 - 1e-12) if len(ratio) else np.zeros(0, bool)
     return Cells(
         hfm=hfm.astype(np.int64),
         P=np.asarray(P, np.float64),
         c=np.asarray(cc, np.float64),
         m=np.asarray(m, np.float64),
         rw=np.asarray(rw, np.float64),
+        seg=np.asarray(seg_c, np.int64),
+        f=np.asarray(f_c, np.float64),
         start=start,
         cost=cost_s.astype(np.int64),
         cum=cum,
@@ -179,7 +208,8 @@ def build_cells(pr: Priced) -> Cells:
         cases=n_cases,
         outside_fen=outside,
         n_hosp=H,
-        built=built,
+        built_segments=built,
+        starts=np.asarray(yp.starts, np.int64),
         low_first="low_cost" in prec
         and "high_cost" in prec
         and prec.index("low_cost") < prec.index("high_cost"),
@@ -187,26 +217,27 @@ def build_cells(pr: Priced) -> Cells:
         has_low="low_cost" in prec,
         fixed_before_thresholds=fixed_before,
         fixed_cap_ratio=float(ratio.max()) if len(ratio) else 0.0,
-        fixed_cap_bound=bool(cap is not None and len(ratio) and ratio.max() >= cap * (1 - 1e-12)),
+        fixed_cap_bound=bool(at_cap.any()),
     )
 
 
-def _check_repriceable(cells: Cells, tiers: list[dict], low: float, cap: float | None) -> None:
-    b = cells.built
-    moved = [dict(t) for t in tiers] != b["tiers"] or float(low) != b["low"]
-    if moved and not cells.fixed_before_thresholds:
-        raise CellsError(
-            "the precedence puts high_cost or low_cost before a fixed case type, so a changed "
-            "k or low-cost factor can move cases between types: re-price the rows"
-        )
-    if cap != b["cap"]:
-        lo = np.inf if cap is None else float(cap)
-        if cells.fixed_cap_bound or lo < cells.fixed_cap_ratio:
+def _check_repriceable(cells: Cells, thr: list[dict]) -> None:
+    for b, t in zip(cells.built_segments, thr, strict=True):
+        moved = [dict(x) for x in t["tiers"]] != b["tiers"] or float(t["low"]) != b["low"]
+        if moved and not cells.fixed_before_thresholds:
             raise CellsError(
-                f"a cap of {cap} changes readmission or short-stay points, which cells keep "
-                f"fixed (largest is {cells.fixed_cap_ratio:.4g} x P, built with cap {b['cap']}): "
-                "re-price the rows"
+                "the precedence puts high_cost or low_cost before a fixed case type, so a "
+                "changed k or low-cost factor can move cases between types: re-price the rows"
             )
+        cap = t["cap"]
+        if cap != b["cap"]:
+            lo = np.inf if cap is None else float(cap)
+            if cells.fixed_cap_bound or lo < cells.fixed_cap_ratio:
+                raise CellsError(
+                    f"a cap of {cap} changes short-stay (or readmission-type) points, which "
+                    f"cells keep fixed (largest is {cells.fixed_cap_ratio:.4g} x P, built with "
+                    f"cap {b['cap']}): re-price the rows"
+                )
 
 
 def cell_points(
@@ -218,19 +249,35 @@ def cell_points(
 ) -> np.ndarray:
     """Points of every cell under outlier thresholds, by binary search (no case rows).
 
-    Arguments left out keep the thresholds the cases were priced with (``cells.built``);
-    ``cap=None`` means no cap. Raises :class:`CellsError` when the fixed cases would not
-    stay fixed under the new thresholds.
+    A threshold given applies to every dated-value segment; one left out keeps, per
+    segment, the value the cases were priced with (``cells.built_segments``); ``cap=None``
+    means no cap. Raises :class:`CellsError` when the fixed cases would not stay fixed.
     """
-    b = cells.built
-    tiers = b["tiers"] if tiers is None else tiers
-    low = b["low"] if low_factor is None else float(low_factor)
-    beta = b["beta"] if beta is None else float(beta)
-    cap = b["cap"] if isinstance(cap, str) else cap
-    _check_repriceable(cells, tiers, low, cap)
-    edges = np.array([t["rw_upto"] for t in tiers[:-1]], dtype=np.float64)
-    ks = np.array([t["k"] for t in tiers], dtype=np.float64)
-    k = ks[np.searchsorted(edges, cells.rw, side="left")]
+    thr = []
+    for b in cells.built_segments:
+        thr.append(
+            {
+                "tiers": b["tiers"] if tiers is None else tiers,
+                "low": b["low"] if low_factor is None else float(low_factor),
+                "beta": b["beta"] if beta is None else float(beta),
+                "cap": b["cap"] if isinstance(cap, str) else cap,
+            }
+        )
+    return _cell_points_segments(cells, thr)
+
+
+def _cell_points_segments(cells: Cells, thr: list[dict]) -> np.ndarray:
+    """Cell points with thresholds per dated-value segment (``thr[s]`` for segment ``s``)."""
+    _check_repriceable(cells, thr)
+    k = np.empty(len(cells.P), dtype=np.float64)
+    low, beta, cap = (np.empty(len(cells.P)) for _ in range(3))
+    for s_, t in enumerate(thr):
+        sel = cells.seg == s_
+        edges = np.array([x["rw_upto"] for x in t["tiers"][:-1]], dtype=np.float64)
+        ks = np.array([x["k"] for x in t["tiers"]], dtype=np.float64)
+        k[sel] = ks[np.searchsorted(edges, cells.rw[sel], side="left")]
+        low[sel], beta[sel] = float(t["low"]), float(t["beta"])
+        cap[sel] = -1.0 if t["cap"] is None else float(t["cap"])
     out = np.empty(len(cells.P), dtype=np.float64)
     _cell_kernel(
         cells.cost,
@@ -242,7 +289,8 @@ def cell_points(
         k,
         low,
         beta,
-        -1.0 if cap is None else float(cap),
+        cap,
+        cells.f,
         cells.has_high,
         cells.has_low,
         cells.low_first,
@@ -251,10 +299,30 @@ def cell_points(
     return out
 
 
-def cell_points_at(cells: Cells, pv: dict) -> np.ndarray:
-    """:func:`cell_points` under the thresholds of a resolved policy ``pv``."""
-    t = _thresholds(pv)
-    return cell_points(cells, t["tiers"], t["low"], t["beta"], t["cap"])
+def cell_points_at(cells: Cells, pv: dict | YearPolicy) -> np.ndarray:
+    """:func:`cell_points` under the thresholds of a resolved policy: a dict (in force all
+    year) or a :class:`YearPolicy` whose change days are among those the cells were built
+    with (else :class:`CellsError`: a change inside a built segment needs the rows)."""
+    if not isinstance(pv, YearPolicy):
+        return _cell_points_segments(cells, [_thresholds(pv)] * len(cells.built_segments))
+    return _cell_points_segments(cells, [_thresholds(p) for p in segments_on(cells, pv)])
+
+
+def segments_on(cells: Cells, yp: YearPolicy) -> list[dict]:
+    """``yp``'s resolved values for each of the cells' segments (exact only when every
+    change day of ``yp`` starts one of the cells' segments)."""
+    if len(cells.starts) == 1 and not yp.dated:
+        return [yp.segments[0]]
+    new = np.asarray(yp.starts, np.int64)
+    missing = [d for d in new[1:] if d not in set(cells.starts.tolist())]
+    if missing:
+        days = ", ".join(str(np.datetime64(int(d), "D")) for d in missing)
+        raise CellsError(
+            f"the policy changes case-level values on {days}, inside what the cases were "
+            "priced with as one period: price the cases with this policy"
+        )
+    idx = np.maximum(np.searchsorted(new, cells.starts, side="right") - 1, 0)
+    return [yp.segments[i] for i in idx]
 
 
 @nb.njit(cache=True)
@@ -287,16 +355,17 @@ def _first(cost, a, b, m, mode, thr, Pc, P, k, beta):  # pragma: no cover - numb
 
 @nb.njit(cache=True)
 def _cell_kernel(
-    cost, cum, start, P, c, m, k, low, beta, cap, has_high, has_low, low_first, out
+    cost, cum, start, P, c, m, k, low_, beta_, cap_, f, has_high, has_low, low_first, out
 ):  # pragma: no cover - numba
     for j in range(len(P)):
         a, b = start[j], start[j + 1]
         Pj, mj = P[j], m[j]
+        low, beta, cap = low_[j], beta_[j], cap_[j]
         Pc = Pj * c[j]
         capP = cap * Pj
         if not (mj > 0.0):  # no reference cost: every case is normal (as in row pricing)
             pn = min(Pc, capP) if cap >= 0.0 else Pc
-            out[j] = pn * (b - a)
+            out[j] = pn * (b - a) * f[j]
             continue
         lo_end = _first(cost, a, b, mj, 1, low, Pc, Pj, k[j], beta) if has_low else a
         hi_start = _first(cost, a, b, mj, 0, k[j], Pc, Pj, k[j], beta) if has_high else b
@@ -323,7 +392,7 @@ def _cell_kernel(
             pts += capP * (b - hc)
         nh = hc - hi_start
         pts += Pc * nh + Pj * beta * ((cum[hc] - cum[hi_start]) / mj - k[j] * nh)
-        out[j] = pts
+        out[j] = pts * f[j]  # the readmission cut, after the cap (as in row pricing)
 
 
 def hfm_points(cells: Cells, pts: np.ndarray) -> np.ndarray:
@@ -334,3 +403,94 @@ def hfm_points(cells: Cells, pts: np.ndarray) -> np.ndarray:
 def by_fund(cells: Cells, per_hfm: np.ndarray) -> np.ndarray:
     """A per-hfm array as (fund, hospital, month)."""
     return per_hfm.reshape(cells.n_hosp, N_FUNDS, MONTHS).transpose(1, 0, 2)
+
+
+# Pricing parameters a settlement must not silently ignore. The outlier thresholds are
+# re-priced through the cells; any other difference means pricing the cases again.
+PRICING_SECTIONS = (
+    "points",
+    "coefficients",
+    "case_types",
+    "statuses",
+    "high_cost",
+    "low_cost",
+    "ungroupable",
+    "per_diem",
+    "special_review",
+    "readmission",
+    "short_stay",
+    "caps",
+    "plausibility",
+    "calibration.fallback",
+)
+REPRICED = {
+    "high_cost.tiers": "tiers",
+    "high_cost.beta": "beta",
+    "low_cost.factor": "low",
+    "caps.max_points_multiple": "cap",
+}
+
+
+def _flat(tree: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(tree, dict) and not (prefix and _is_leaf_map(prefix)):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: tree}
+
+
+def _is_leaf_map(key: str) -> bool:
+    return key in ("coefficients.by_level",)
+
+
+def pricing_differences(built: dict, new: dict) -> list[str]:
+    """Dotted pricing keys whose values differ between two resolved policies."""
+    out = []
+    for sec in PRICING_SECTIONS:
+        a = _flat(_get(built, sec), sec)
+        b = _flat(_get(new, sec), sec)
+        out += [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return out
+
+
+def _get(tree: dict, key: str) -> Any:
+    node: Any = tree
+    for p in key.split("."):
+        node = node.get(p) if isinstance(node, dict) else None
+    return node
+
+
+def points_under(cells: Cells, pr: Priced, policy: dict | YearPolicy) -> np.ndarray:
+    """Hospital × fund × month points of the cases under ``policy``'s pricing parameters.
+
+    Outlier thresholds (k tiers, β, low-cost factor, cap) that differ from those the cases
+    were priced with are re-priced through the cells; any other pricing parameter that
+    differs raises :class:`~drgsim.pricing.core.PricingError` naming it, never ignored.
+    """
+    new = segments_on(cells, as_year_policy(policy))
+    built = pr.policy.segments if pr.policy is not None else [pr.pv]
+    seg_built = [built[min(i, len(built) - 1)] for i in range(len(cells.built_segments))]
+    other = sorted(
+        {k for b, n in zip(seg_built, new, strict=True) for k in pricing_differences(b, n)}
+        - set(REPRICED)
+    )
+    if other:
+        raise PricingError(
+            "the policy's pricing parameter(s) "
+            + ", ".join(other)
+            + " differ from those the cases were priced with, and only outlier thresholds "
+            "(high_cost.tiers, high_cost.beta, low_cost.factor, caps.max_points_multiple) "
+            "re-price through the cells: price the cases with this policy"
+        )
+    return hfm_points(cells, _cell_points_segments(cells, [_thresholds(p) for p in new]))
+
+
+def priced_under(pr: Priced, cells: Cells, policy: dict | YearPolicy) -> Priced:
+    """The per-case rows under ``policy``'s outlier thresholds (the same ones
+    :func:`points_under` gives the cells), so case points still explain the money."""
+    new = segments_on(cells, as_year_policy(policy))
+    built = pr.policy.segments if pr.policy is not None else [pr.pv]
+    if all(_thresholds(a) == _thresholds(b) for a, b in zip(built, new, strict=False)):
+        return pr
+    return reprice_thresholds(pr, new)

@@ -7,6 +7,7 @@ expression (DOMAIN.md section 3).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numba as nb
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from drgsim.errors import DrgsimError
+from drgsim.policy.dated import YearPolicy, as_year_policy, constant_year
 from drgsim.pricing.cases import PAY_STATUSES, Cases
 from drgsim.scheme.spec import STATUSES
 
@@ -46,17 +48,26 @@ class Weights:
     @classmethod
     def from_frame(cls, df: pd.DataFrame, scale: float | None = None) -> Weights:
         m_all = df.attrs.get("m_all_fen")
-        if m_all is None and "level" in df and (df["level"] == "all").any():
-            m_all = float(df.loc[df["level"] == "all", "mean_cost_fen"].iloc[0])
+        if (m_all is None or not np.isfinite(m_all)) and "m_all_fen" in df:
+            col = pd.to_numeric(df["m_all_fen"], errors="coerce").dropna()
+            m_all = float(col.iloc[0]) if len(col) else None
+        if (m_all is None or not np.isfinite(m_all)) and "level" in df:
+            if (df["level"] == "all").any():  # a table from elsewhere: its rounded 'all' row
+                m_all = float(df.loc[df["level"] == "all", "mean_cost_fen"].iloc[0])
+                warnings.warn(
+                    "weights carry no unrounded all-case mean (m_all_fen): using the 'all' "
+                    "row's mean cost, rounded to the fen",
+                    stacklevel=2,
+                )
         if m_all is None or not np.isfinite(m_all) or m_all <= 0:
             raise PricingError(
-                "weights carry no all-case mean cost (attrs m_all_fen or an 'all' row)"
+                "weights carry no all-case mean cost (column or attrs m_all_fen, or an 'all' row)"
             )
         sc = float(scale or df.attrs.get("scale") or 100)
         t = df.copy()
         if "level" not in t:
             t["level"] = "drg"
-        for c in ("per_diem_points", "per_diem_rate_fen"):
+        for c in ("per_diem_points", "per_diem_rate_fen", "per_diem_case_rate_fen"):
             if c not in t:
                 t[c] = np.nan
         t = t.reset_index(drop=True)
@@ -264,7 +275,22 @@ class Priced:
     hosp_coef: np.ndarray  # per hospital
     rw: np.ndarray = None  # type: ignore[assignment]
     mean_los: np.ndarray = None  # type: ignore[assignment]
-    pv: dict | None = None  # the resolved policy the cases were priced with
+    pv: dict | None = None  # the resolved policy the cases were priced with (1 January)
+    readmit: np.ndarray = None  # type: ignore[assignment]  # bool: the readmission cut applied
+    segment: np.ndarray = None  # type: ignore[assignment]  # int16: index into policy.segments
+    policy: YearPolicy | None = None  # case-level values per segment (dated values)
+    sr_candidate: np.ndarray = None  # type: ignore[assignment]  # special-review candidates
+
+    def __post_init__(self) -> None:
+        n = self.cases.n
+        if self.readmit is None:
+            self.readmit = np.zeros(n, dtype=bool)
+        if self.segment is None:
+            self.segment = np.zeros(n, dtype=np.int16)
+        if self.sr_candidate is None:
+            self.sr_candidate = np.zeros(n, dtype=bool)
+        if self.policy is None and self.pv is not None:
+            self.policy = constant_year(self.pv)
 
     @property
     def payable(self) -> np.ndarray:
@@ -296,6 +322,7 @@ class Priced:
                 "k": self.k,
                 "premium_points": self.premium_points,
                 "factor": self.factor,
+                "readmission": self.readmit,
                 "points": self.points,
                 "rw": self.rw,
                 "los_days": c.los,
@@ -307,13 +334,78 @@ class Priced:
         )
 
 
+PRICED_PER_CASE = (
+    "case_type",
+    "points",
+    "base_points",
+    "coefficient",
+    "mean_cost_fen",
+    "cost_ratio",
+    "k",
+    "premium_points",
+    "factor",
+    "weight_row",
+    "weight_level",
+    "pay_status",
+    "in_budget",
+    "outside_fen",
+    "rw",
+    "mean_los",
+    "readmit",
+    "sr_candidate",
+)
+CUT_TYPES = ("normal", "high_cost", "low_cost", "short_stay")  # the readmission modifier's
+
+
 def price(
     cases: Cases,
     weights: Weights,
-    pv: dict,
+    pv: dict | YearPolicy,
     hospitals: pd.DataFrame | None = None,
 ) -> Priced:
-    """Price every case (``pv``: the policy resolved at the simulated date)."""
+    """Price every case.
+
+    ``pv``: a :class:`~drgsim.policy.dated.YearPolicy` (each case priced with the
+    case-level values in force on its discharge date) or one resolved policy dict (in
+    force all year). Rows marked ``cases.link_only`` (last year's discharges) only serve
+    readmission linking and are not priced or returned.
+    """
+    yp = as_year_policy(pv)
+    full = None
+    lo = cases.link_only
+    if lo is not None and lo.any():
+        full, cases = cases, cases.take(~lo)
+    seg = yp.segment_of(cases.disch_day) if yp.dated else np.zeros(cases.n, np.int16)
+    parts = [_price_segment(cases, weights, p, hospitals, full) for p in yp.segments]
+    sr = yp.pv["special_review"]
+    if len(parts) > 1 and sr["enabled"] and sr["selection"] == "top_cost_ratio":
+        # the share is per hospital and year: select once among every case's own candidates
+        cand = np.zeros(cases.n, bool)
+        for s_, part in enumerate(parts):
+            cand |= (seg == s_) & part.sr_candidate
+        special = select_special_review(cases, parts[0].cost_ratio, cand, sr["share"])
+        parts = [_price_segment(cases, weights, p, hospitals, full, special) for p in yp.segments]
+    out = parts[0]
+    for s_, part in enumerate(parts[1:], start=1):  # each case from its segment's pricing
+        sel = seg == s_
+        for name in PRICED_PER_CASE:
+            a = getattr(out, name)
+            setattr(out, name, np.where(sel, getattr(part, name), a).astype(a.dtype))
+    out.pv, out.policy, out.segment = yp.pv, yp, seg
+    return out
+
+
+def _price_segment(
+    cases: Cases,
+    weights: Weights,
+    pv: dict,
+    hospitals: pd.DataFrame | None,
+    full: Cases | None,
+    special_given: np.ndarray | None = None,
+) -> Priced:
+    """Price every case with one resolved policy; ``full``: the cases plus last year's
+    link-only rows, for readmission linking; ``special_given``: the special-review
+    selection made over the whole year (dated values)."""
     n = cases.n
     pay = cases.pay_status.copy()
     scale = float(pv["points"]["scale"])
@@ -340,14 +432,25 @@ def price(
     P = np.where(has_w, t["points"].to_numpy(dtype=np.float64)[r], 0.0)
     rw = np.where(has_w, t["rw"].to_numpy(dtype=np.float64)[r], 0.0)
     m = np.where(has_w, t["mean_cost_fen"].to_numpy(dtype=np.float64)[r], np.nan)
-    pdp = np.where(has_w, t["per_diem_points"].to_numpy(dtype=np.float64)[r], np.nan)
-    pdr = np.where(has_w, t["per_diem_rate_fen"].to_numpy(dtype=np.float64)[r], np.nan)
+    # a group's own daily rate (when its per-diem category has none), on the policy's basis
+    pd_pts = t["per_diem_points"].to_numpy(dtype=np.float64)
+    pd_rate = t["per_diem_rate_fen"].to_numpy(dtype=np.float64)
+    if pv["per_diem"].get("rate_basis") == "mean_of_case_rates":
+        own = t["per_diem_case_rate_fen"].to_numpy(dtype=np.float64)
+        pd_pts = np.where(np.isnan(own), pd_pts, own / m_all * scale)
+        pd_rate = np.where(np.isnan(own), pd_rate, own)
+    pdp = np.where(has_w, pd_pts[r], np.nan)
+    pdr = np.where(has_w, pd_rate[r], np.nan)
     all_rows = t.index[t["level"] == "all"]
     if len(all_rows):  # per-diem rate of a group without its own: the all-case one
         a = all_rows[0]
-        pdp = np.where(np.isnan(pdp), float(t.at[a, "per_diem_points"]), pdp)
-        pdr = np.where(np.isnan(pdr), float(t.at[a, "per_diem_rate_fen"]), pdr)
+        pdp = np.where(np.isnan(pdp), pd_pts[a], pdp)
+        pdr = np.where(np.isnan(pdr), pd_rate[a], pdr)
 
+    cat_rate = _per_diem_category_rates(cases, t, pv["per_diem"])
+    has_cat = ~np.isnan(cat_rate)  # the category's calibrated rate wins over the group's
+    pdr = np.where(has_cat, cat_rate, pdr)
+    pdp = np.where(has_cat, cat_rate / m_all * scale, pdp)
     if pv["per_diem"]["rate_yuan"] is not None:
         pdr = np.full(n, float(pv["per_diem"]["rate_yuan"]) * 100.0)
         pdp = pdr / m_all * scale
@@ -400,16 +503,30 @@ def price(
         per_diem = drg_ok & (in_mdc | in_adrg | long) & ~np.isnan(pdp)
     sr = pv["special_review"]
     special = np.zeros(n, dtype=bool)
+    cand = np.zeros(n, dtype=bool)
     if sr["enabled"]:
         if sr["selection"] == "flag":
             special = drg_ok & cases.special_flag
         else:
             cand = drg_ok & (ratio >= sr["min_cost_ratio"]) & ~per_diem & (pay == 0)
-            special = select_special_review(cases, r0, cand, sr["share"])
+            special = (
+                select_special_review(cases, r0, cand, sr["share"])
+                if special_given is None
+                else special_given
+            )
     ra = pv["readmission"]
+    modifier = ra.get("mode", "case_type") == "modifier"
     readmit = np.zeros(n, dtype=bool)
     if ra["enabled"]:
-        readmit = link_readmissions(cases, ra["days"], ra["same"], drg_ok & (pay == 0)) & drg_ok
+        el = drg_ok & (pay == 0)
+        if full is None:
+            readmit = link_readmissions(cases, ra["days"], ra["same"], el) & drg_ok
+        else:  # last year's discharges (link-only rows) can be the earlier stay
+            lo = full.link_only
+            prow, _ = weights.lookup(full, pv["calibration"]["fallback"])
+            el_full = (full.status == 0) & (full.pay_status == 0) & (prow >= 0)
+            el_full[~lo] = el
+            readmit = link_readmissions(full, ra["days"], ra["same"], el_full)[~lo] & drg_ok
     ss = pv["short_stay"]
     short = (
         drg_ok & (cases.los <= ss["max_los"]) & (cases.los >= 0)
@@ -422,7 +539,7 @@ def price(
         "per_diem": per_diem,
         "special_review": special,
         "ungroupable": is_disc,
-        "readmission": readmit,
+        "readmission": readmit & (not modifier),
         "short_stay": short,
         "high_cost": high,
         "low_cost": low,
@@ -464,7 +581,12 @@ def price(
             ],
         )
         points = np.where(capped, np.minimum(points, cap * P), points)
-    factor = np.where(case_type == CASE_TYPES.index("readmission"), ra["points_factor"], factor)
+    if modifier:  # the cut applies to the points the case otherwise gets (after the cap)
+        cut = readmit & np.isin(case_type, [CASE_TYPES.index(x) for x in CUT_TYPES])
+        points = np.where(cut, points * ra["points_factor"], points)
+    else:
+        cut = case_type == CASE_TYPES.index("readmission")
+    factor = np.where(cut, ra["points_factor"], factor)
     premium = np.where(case_type == CASE_TYPES.index("high_cost"), premium, 0.0)
     zero_st = np.isin(s, zero_ids)
     points = np.where((pay == 0) & ~zero_st, points, 0.0)
@@ -503,4 +625,86 @@ def price(
         if "mean_los" in t
         else np.full(n, np.nan),
         pv=pv,
+        readmit=cut & (pay == 0),
+        sr_candidate=cand,
     )
+
+
+def _per_diem_category_rates(cases: Cases, t: pd.DataFrame, pdm: dict) -> np.ndarray:
+    """Per case: the calibrated daily rate (fen) of its per-diem category (listed ADRG, else
+    listed MDC, else long stay), on the policy's rate basis; NaN without a category row."""
+    n = cases.n
+    rows = t.index[t["level"] == "per_diem"]
+    if n == 0 or not len(rows):
+        return np.full(n, np.nan)
+    col = "per_diem_rate_fen" if pdm.get("rate_basis") != "mean_of_case_rates" else (
+        "per_diem_case_rate_fen"
+    )
+    rate = dict(zip(t.loc[rows, "key"].astype(str), t.loc[rows, col].astype(float), strict=True))
+    adrg_names = np.asarray(cases.adrg_names, dtype=object).astype(str)
+    mdc_names = np.asarray(cases.mdc_names, dtype=object).astype(str)
+    a_rate = np.array([rate.get(a, np.nan) for a in adrg_names], dtype=np.float64)
+    m_rate = np.array([rate.get(m, np.nan) for m in mdc_names], dtype=np.float64)
+    a_in = np.isin(adrg_names, list(pdm["adrgs"]))[cases.adrg]
+    m_in = np.isin(mdc_names, list(pdm["mdcs"]))[cases.mdc]
+    long = cases.los >= pdm["min_los"] if pdm["min_los"] is not None else np.zeros(n, bool)
+    long_rate = rate.get("long_stay", np.nan)
+    return np.where(
+        a_in, a_rate[cases.adrg], np.where(m_in, m_rate[cases.mdc], np.where(long, long_rate, np.nan))
+    )
+
+
+def reprice_thresholds(pr: Priced, segments: list[dict]) -> Priced:
+    """The rows re-priced under other outlier thresholds (k tiers, low-cost factor, β, cap;
+    ``segments[s]`` for the cases of dated-value segment ``s``): normal, high- and low-cost
+    cases change type and points by the formulas of :func:`price`; every other case stays.
+    The row twin of re-pricing the cells."""
+    import copy
+
+    out = copy.copy(pr)
+    n = pr.cases.n
+    thr = pr.payable & np.isin(pr.case_type, [CASE_TYPES.index(x) for x in CUT_TYPES[:3]])
+    seg = pr.segment if pr.segment is not None else np.zeros(n, np.int16)
+    k = pr.k.copy()
+    low_f, beta, cap = np.zeros(n), np.zeros(n), np.full(n, np.inf)
+    for s_, p in enumerate(segments):
+        sel = seg == s_
+        tiers = p["high_cost"]["tiers"]
+        edges = np.array([t["rw_upto"] for t in tiers[:-1]], dtype=np.float64)
+        ks = np.array([t["k"] for t in tiers], dtype=np.float64)
+        k[sel] = ks[np.searchsorted(edges, pr.rw[sel], side="left")]
+        low_f[sel], beta[sel] = p["low_cost"]["factor"], p["high_cost"]["beta"]
+        c_ = p["caps"]["max_points_multiple"]
+        cap[sel] = np.inf if c_ is None else c_
+    prec = list(pr.pv["case_types"]["precedence"])
+    valid = pr.mean_cost_fen > 0
+    r0 = pr.cost_ratio
+    high = valid & (r0 > k) & ("high_cost" in prec)
+    low = valid & (r0 < low_f) & ("low_cost" in prec)
+    if "high_cost" in prec and "low_cost" in prec:
+        if prec.index("low_cost") < prec.index("high_cost"):
+            high &= ~low
+        else:
+            low &= ~high
+    P, c = pr.base_points, pr.coefficient
+    normal_pts = P * c
+    premium = np.where(high, P * (r0 - k) * beta, 0.0)
+    pts = np.where(high, normal_pts + premium, np.where(low, normal_pts * r0, normal_pts))
+    pts = np.where(np.isfinite(cap), np.minimum(pts, cap * P), pts) * pr.factor
+    ct = np.where(
+        high,
+        CASE_TYPES.index("high_cost"),
+        np.where(low, CASE_TYPES.index("low_cost"), CASE_TYPES.index("normal")),
+    )
+    out.case_type = np.where(thr, ct, pr.case_type).astype(np.int8)
+    out.points = np.where(thr, pts, pr.points)
+    out.premium_points = np.where(thr, premium, pr.premium_points)
+    out.k = np.where(thr, k, pr.k)
+    segs = [copy.deepcopy(x) for x in (pr.policy.segments if pr.policy else [pr.pv])]
+    for a, b in zip(segs, segments, strict=False):
+        for sec in ("high_cost", "low_cost", "caps"):
+            a[sec] = copy.deepcopy(b[sec])
+    if pr.policy is not None:
+        out.policy = YearPolicy(pr.policy.year, segs[0], pr.policy.starts, segs, pr.policy.months)
+        out.pv = segs[0]
+    return out

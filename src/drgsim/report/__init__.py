@@ -1,4 +1,8 @@
-"""Writing a simulation's outputs: parquet tables with provenance, an Excel workbook, plots."""
+"""Writing a simulation's outputs: parquet tables with provenance, an Excel workbook, plots.
+
+xlsxwriter and matplotlib are core dependencies but are imported only inside the writers,
+so that grouping (and ``import drgsim``) never loads them.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,11 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from drgsim.output import OutputFolder, atomic_path, fingerprint
+from drgsim.report.workbook import SHEETS, budget_arithmetic, hospital_info, write_workbook
 
 PARQUET_TABLES = (
     "cases",
@@ -19,7 +27,7 @@ PARQUET_TABLES = (
     "summary",
     "weights",
 )
-WORKBOOK_SHEETS = ("summary", "funds", "hospitals", "months", "drgs", "pay_status", "ledger")
+WORKBOOK_SHEETS = tuple(t for t, *_ in SHEETS)  # tables that get a sheet of their own
 CJK_FONTS = (
     "Noto Sans CJK SC",
     "Noto Sans CJK JP",
@@ -59,41 +67,8 @@ def write_parquet(
     t = pa.Table.from_pandas(d, preserve_index=False)
     meta = dict(t.schema.metadata or {})
     meta.update({k.encode(): str(v).encode() for k, v in provenance.items()})
-    pq.write_table(t.replace_schema_metadata(meta), path)
-
-
-def _yuan(df: pd.DataFrame) -> pd.DataFrame:
-    """Fen columns -> yuan columns (for people reading the workbook)."""
-    out = df.copy()
-    for c in list(out.columns):
-        if c.endswith("_fen"):
-            out[c[:-4] + "_yuan"] = out.pop(c) / 100.0
-    return out
-
-
-def write_workbook(tables: dict[str, pd.DataFrame], path: str | os.PathLike[str]) -> Path | None:
-    """The summary tables as an Excel workbook (xlsxwriter); None when it is not installed."""
-    try:
-        import xlsxwriter  # noqa: F401
-    except ImportError:
-        warnings.warn(
-            "xlsxwriter is not installed (pip install drgsim[excel]): no workbook", stacklevel=2
-        )
-        return None
-    p = Path(path)
-    with pd.ExcelWriter(p, engine="xlsxwriter") as xw:
-        for name in WORKBOOK_SHEETS:
-            t = tables.get(name)
-            if t is None or not len(t):
-                continue
-            d = _yuan(t)
-            d.attrs = {}
-            d.to_excel(xw, sheet_name=name, index=False)
-            ws = xw.sheets[name]
-            ws.freeze_panes(1, 0)
-            for i, c in enumerate(d.columns):
-                ws.set_column(i, i, max(10, min(40, len(str(c)) + 2)))
-    return p
+    with atomic_path(path) as tmp:
+        pq.write_table(t.replace_schema_metadata(meta), tmp)
 
 
 def find_cjk_font() -> str | None:
@@ -116,24 +91,66 @@ LABELS = {
     "pv": ("点值（元/点）", "Point value (yuan/point)"),
     "provisional": ("月度预结算点值", "provisional (monthly)"),
     "final": ("年度清算点值", "final (annual)"),
-    "pay_title": ("各医院医保支付与费用", "Payment vs cost by hospital"),
-    "cost": ("总费用（万元）", "Cost (10k yuan)"),
-    "payment": ("医保支付 + 患者自付（万元）", "Fund payment + patients' share (10k yuan)"),
+    "pay_title": (
+        "医院收入与费用之比（医保支付＋个人负担，两基金合计）",
+        "Hospital revenue / cost (fund payment + patients' share, both funds)",
+    ),
+    "before": ("不含费用通道调节", "before corridor transfers"),
+    "after": ("含通道超支补偿与结余追回", "after corridor refunds and clawbacks"),
+    "cost": ("医疗总费用（万元）", "Cost (10k yuan)"),
+    "cost_log": ("医疗总费用（万元，对数坐标）", "Cost (10k yuan, log scale)"),
+    "ratio": ("收入 ÷ 费用（%）", "Revenue / cost (%)"),
+    "break_even": ("盈亏平衡线 100%", "break-even 100%"),
+    "losing": ("亏损医院", "hospitals below break-even"),
+    "moved": ("通道调节（自左图起）", "corridor transfer (from the left panel)"),
     "fund": {"employee": ("职工医保", "employee"), "resident": ("居民医保", "resident")},
+}
+# hospital level -> (Chinese, Latin label, colour, marker)
+LEVELS = {
+    "3": ("三级医院", "Level 3 (tertiary)", "#C0392B", "o"),
+    "2": ("二级医院", "Level 2 (secondary)", "#2471A3", "s"),
+    "1": ("一级医院", "Level 1 (primary)", "#229954", "^"),
+    "?": ("等级未知", "level unknown", "#7F7F7F", "x"),
 }
 
 
+def level_key(level: object) -> str:
+    """'三级' / '3级' / 'level 3' -> '3'; anything unrecognised -> '?'."""
+    s = "" if level is None or (not isinstance(level, str) and pd.isna(level)) else str(level)
+    for k, zh in (("3", "三"), ("2", "二"), ("1", "一")):
+        if zh in s or k in s:
+            return k
+    return "?"
+
+
+def hospital_revenue(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per hospital (funds summed): cost, revenue before and after the corridor, level."""
+    h = tables["hospitals"]
+    refund = h.get("corridor_refund_fen", 0)
+    claw = h.get("corridor_clawback_fen", 0)
+    if "received_fen" in h:
+        after = h["received_fen"]
+    else:
+        after = h["annual_payment_fen"] + h["patient_share_fen"] + refund - claw
+    d = pd.DataFrame(
+        {
+            "hospital_id": h["hospital_id"].astype(str),
+            "cost_fen": h["cost_fen"],
+            "after_fen": after,
+            "before_fen": after - refund + claw,
+        }
+    )
+    g = d.groupby("hospital_id", sort=True).sum()
+    info = hospital_info(tables)
+    g["level"] = [level_key(info["hospital_level"].get(i)) for i in g.index]
+    return g
+
+
 def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]) -> list[Path]:
-    """Point value by month and payment vs cost by hospital (PNG, Agg backend)."""
-    try:
-        import matplotlib
-    except ImportError:
-        warnings.warn(
-            "matplotlib is not installed (pip install drgsim[plot]): no plots", stacklevel=2
-        )
-        return []
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    """Point value by month, and each hospital's revenue over cost by level before and
+    after the corridor transfers (PNG, Agg backend)."""
+    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
     font = find_cjk_font()
     zh = font is not None
@@ -151,9 +168,17 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
     rc = {"font.sans-serif": [font, "DejaVu Sans"], "axes.unicode_minus": False} if zh else {}
     out = Path(out_dir)
     paths = []
-    with plt.rc_context(rc):
+
+    def save(fig, name: str) -> None:
+        p = out / name
+        with atomic_path(p) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+        paths.append(p)
+
+    with matplotlib.rc_context(rc):
         months, funds = tables["months"], tables["funds"]
-        fig, ax = plt.subplots(figsize=(8, 4.5))
+        fig = Figure(figsize=(8, 4.5))
+        ax = fig.subplots()
         for _, f in funds.iterrows():
             m = months[months["fund"] == f["fund"]].groupby("month")["provisional_pv"].first()
             name = LABELS["fund"].get(f["fund"], (f["fund"], f["fund"]))[0 if zh else 1]
@@ -170,69 +195,84 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
         ax.set_xticks(range(1, 13))
         ax.legend(fontsize=8)
         fig.tight_layout()
-        p = out / "point_value_by_month.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        paths.append(p)
+        save(fig, "point_value_by_month.png")
 
-        h = tables["hospitals"]
-        fig, ax = plt.subplots(figsize=(6, 6))
-        for fund, g in h.groupby("fund"):
-            name = LABELS["fund"].get(fund, (fund, fund))[0 if zh else 1]
-            ax.scatter(
-                g["cost_fen"] / 1e6,
-                (g["annual_payment_fen"] + g["patient_share_fen"]) / 1e6,
-                s=12,
-                alpha=0.7,
-                label=name,
-            )
-        if len(h):
-            top = (
-                float(
-                    max(
-                        h["cost_fen"].max(),
-                        (h["annual_payment_fen"] + h["patient_share_fen"]).max(),
-                    )
-                )
-                / 1e6
-            )
-            ax.plot([0, top], [0, top], color="grey", linewidth=0.8)
-        ax.set_xlabel(L("cost"))
-        ax.set_ylabel(L("payment"))
-        ax.set_title(L("pay_title"))
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = out / "payment_vs_cost.png"
-        fig.savefig(p, dpi=120)
-        plt.close(fig)
-        paths.append(p)
+        g = hospital_revenue(tables)
+        g = g[g["cost_fen"] > 0]
+        fig = Figure(figsize=(12, 5.5))
+        axes = fig.subplots(1, 2, sharex=True, sharey=True)
+        x = g["cost_fen"].to_numpy(dtype=np.float64) / 1e6
+        cost = g["cost_fen"].to_numpy(dtype=np.float64)
+        y0 = g["before_fen"].to_numpy(dtype=np.float64) / cost * 100
+        for ax, col, sub in ((axes[0], "before_fen", "before"), (axes[1], "after_fen", "after")):
+            y = g[col].to_numpy(dtype=np.float64) / cost * 100
+            if col == "after_fen":  # each hospital's move from the left panel
+                moved = y != y0
+                if moved.any():
+                    ax.vlines(x[moved], y0[moved], y[moved], color="grey", linewidth=1,
+                              alpha=0.7, label=L("moved"), zorder=1)
+            for k, (lz, ll, colour, marker) in LEVELS.items():
+                m = (g["level"] == k).to_numpy()
+                if m.any():
+                    ax.scatter(x[m], y[m], s=30 if len(x) <= 200 else 12, alpha=0.8,
+                               color=colour, marker=marker,
+                               label=f"{lz if zh else ll} ({int(m.sum())})")
+            ax.axhline(100, color="black", linestyle="--", linewidth=1, label=L("break_even"))
+            ax.set_title(f"{L(sub)}\n{L('losing')}: {int((y < 100).sum())} / {len(y)}",
+                         fontsize=10)
+            ax.set_xlabel(L("cost"))
+            ax.grid(True, alpha=0.3)
+            if len(x) and x.min() > 0 and x.max() / x.min() > 20:  # sizes span decades
+                ax.set_xscale("log")
+                ax.set_xlabel(L("cost_log"))
+        axes[0].set_ylabel(L("ratio"))
+        handles, labels = axes[1].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9,
+                   frameon=False)
+        fig.suptitle(L("pay_title"))
+        fig.tight_layout(rect=(0, 0.06, 1, 1))
+        save(fig, "payment_vs_cost.png")
     return paths
 
 
+#: every file write_outputs may write (an earlier run's file not rewritten now is removed)
+OUTPUT_FILES = (*(f"{t}.parquet" for t in PARQUET_TABLES), "summary.xlsx",
+                "point_value_by_month.png", "payment_vs_cost.png")
+
+
 def write_outputs(
-    tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
+    tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str], run_fingerprint: str = ""
 ) -> dict[str, Path]:
-    """Every table as parquet, the workbook and the plots into ``out_dir``; returns the paths."""
+    """Every table as parquet, the workbook and the plots into ``out_dir``; returns the paths.
+
+    Written as one unit (:class:`drgsim.output.OutputFolder`): each file atomically,
+    ``manifest.json`` last with ``run_fingerprint`` (default: a hash of the provenance).
+    """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     prov = {k: str(v) for k, v in tables["summary"].attrs.items() if str(k).startswith("drgsim.")}
+    folder = OutputFolder(out, run_fingerprint or fingerprint(options=prov), owned=OUTPUT_FILES)
+    folder.open()
     written: dict[str, Path] = {}
     for name in PARQUET_TABLES:
         if name in tables:
             p = out / f"{name}.parquet"
             write_parquet(tables[name], p, prov)
             written[name] = p
-    wb = write_workbook(tables, out / "summary.xlsx")
-    if wb is not None:
-        written["workbook"] = wb
+    written["workbook"] = write_workbook(tables, out / "summary.xlsx")
     for p in write_plots(tables, out):
         written[p.stem] = p
+    for p in written.values():
+        folder.record(p.name)
+    folder.commit({"command": "simulate", "provenance": prov})
     return written
 
 
 __all__ = [
     "CJKFontWarning",
+    "budget_arithmetic",
     "find_cjk_font",
+    "hospital_revenue",
+    "level_key",
     "write_outputs",
     "write_parquet",
     "write_plots",

@@ -171,7 +171,9 @@ TABLES: dict[str, TableSpec] = {
     )
 }
 
-# Statuses the algorithm emits (scheme README section 4.4), in output-id order.
+# Statuses the algorithm emits (scheme README section 4.4), in output-id order; then
+# ``malformed_row``: a CSV row kept by ``--bad-lines keep`` (wrong field count or an
+# unterminated quote), never grouped (mdc/adrg empty, DRG ``0000``).
 STATUSES = (
     "ok",
     "ungroupable",
@@ -179,4 +181,5 @@ STATUSES = (
     "check_failed",
     "dx_not_mappable",
     "proc_not_mappable",
+    "malformed_row",
 )

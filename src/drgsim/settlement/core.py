@@ -25,17 +25,84 @@ from drgsim.pricing.money import (
 
 
 class BudgetError(DrgsimError):
-    """A fund's budget cannot be determined (rule source without last year's spending...)."""
+    """A fund's budget cannot be determined from the source its policy names, or is not positive."""
+
+
+class EmptyFundWarning(UserWarning):
+    """A fund has no cases in the simulated year: it is settled with zeros."""
+
+
+def _fmt(fen: int) -> str:
+    """Money for the budget arithmetic: millions of yuan as ``143.13M``, else yuan."""
+    y = fen / 100.0
+    if fen == 0:
+        return "0"
+    return f"{y / 1e6:,.2f}M" if abs(y) >= 1e6 else f"{y:,.2f}"
 
 
 @dataclass(frozen=True)
 class Budget:
-    """One fund's DRG budget, adjustment reserve and carve-out, in fen, with where it came from."""
+    """One fund's DRG budget, adjustment reserve and carve-out, in fen, with where it came from.
+
+    ``budget_fen`` = ``gross_fen`` − ``reserve_fen`` − ``carve_out_fen``; ``gross_fen`` is
+    last year's spending × (1 + growth) (``region_table``, ``history``) or ``amount_yuan``.
+    """
 
     budget_fen: int
     reserve_fen: int
     carve_out_fen: int = 0
     source: str = "amount"
+    gross_fen: int | None = None  # before the reserve and the carve-out
+    base_fen: int | None = None  # last year's spending the growth applies to (None: amount)
+    growth: float = 0.0
+    base_label: str = ""  # e.g. "drg_spending 2023" or "amount_yuan"
+    reserve_label: str = ""  # e.g. "5%" or "given"
+
+    def arithmetic(self) -> str:
+        """The budget as arithmetic with its inputs, e.g. ``drg_spending 2023 143.13M × 1.05
+        = 150.29M − reserve 5% 7.51M − carve-out 0 = 142.77M``."""
+        gross = self.budget_fen + self.reserve_fen + self.carve_out_fen
+        if self.gross_fen is not None:
+            gross = self.gross_fen
+        head = self.base_label or self.source
+        if self.base_fen is not None:
+            head = f"{head} {_fmt(self.base_fen)} × {1 + self.growth:g} = {_fmt(gross)}"
+        else:
+            head = f"{head} {_fmt(gross)}"
+        res = f"reserve {self.reserve_label} {_fmt(self.reserve_fen)}".replace("  ", " ")
+        return f"{head} − {res} − carve-out {_fmt(self.carve_out_fen)} = {_fmt(self.budget_fen)}"
+
+
+BUDGET_SOURCES = ("region_table", "amount", "history")
+
+
+def _fen(x: float) -> int:
+    return int(yuan_to_fen(np.array([x]))[0][0])
+
+
+def region_spending_fen(region: pd.DataFrame | None, fund: str, year: int) -> int | None:
+    """The region table's ``drg_spending`` of one fund and year in fen (None: no such row).
+
+    Raises :class:`BudgetError` when the table lacks a column or holds the row twice.
+    """
+    if region is None:
+        return None
+    col = next((c for c in ("drg_spending", "drg_spending_yuan") if c in region), None)
+    missing = [c for c in ("fund", "year") if c not in region] + ([] if col else ["drg_spending"])
+    if missing:
+        raise BudgetError(f"the region table lacks column(s) {', '.join(missing)}")
+    yrs = pd.to_numeric(region["year"], errors="coerce")
+    r = region[(region["fund"].astype(str) == fund) & (yrs == year)]
+    if len(r) > 1:
+        raise BudgetError(f"the region table has {len(r)} rows for fund {fund}, year {year}")
+    if not len(r):
+        return None
+    v = pd.to_numeric(r[col], errors="coerce")
+    if v.isna().any():
+        raise BudgetError(
+            f"the region table's drg_spending of fund {fund}, year {year} is not a number"
+        )
+    return int(yuan_to_fen(v)[0][0])
 
 
 def fund_budget(
@@ -46,54 +113,64 @@ def fund_budget(
     history_spend_fen: int | None = None,
     outside_fen: int = 0,
 ) -> Budget:
-    """The DRG budget of one fund and year from the policy's budget section.
+    """The DRG budget of one fund and year from exactly the source the policy names.
 
-    ``rule``: last year's ``drg_spending`` (region table, else the history cases' fund
-    spending) × (1 + growth), less the reserve share and the carve-out (including what is
-    paid outside the budget, e.g. per diem when it is carved out). ``amount``: as given.
+    ``region_table``: the region table's ``drg_spending`` of last year; ``history``:
+    ``history_spend_fen``, the fund's share of last year's clean cases (see
+    :func:`drgsim.settlement.simulate.history_spending`); both × (1 + growth). ``amount``:
+    ``amount_yuan``. From that gross (DOMAIN.md §4) the reserve (``reserve_yuan``, else
+    ``reserve_share`` × gross) and the carve-out (``carve_out_yuan`` plus what is paid
+    outside the budget, e.g. per diem carved out) are taken. A missing or non-positive
+    input, or a budget that is not positive, raises :class:`BudgetError` naming the fund,
+    the year and what to provide: never a fallback to another source.
     """
-    carve = int(yuan_to_fen(np.array([bp["carve_out_yuan"]]))[0][0]) + int(outside_fen)
-    if bp["source"] == "amount":
-        if bp["amount_yuan"] is None:
-            raise BudgetError(f"budget.{fund}: source is amount but amount_yuan is null")
-        gross = int(yuan_to_fen(np.array([bp["amount_yuan"]]))[0][0])
-        if bp["reserve_yuan"] is not None:
-            reserve = int(yuan_to_fen(np.array([bp["reserve_yuan"]]))[0][0])
-        else:
-            reserve = int(mul_ratio_half_up(gross, bp["reserve_share"]))
-        return Budget(gross - carve, reserve, carve, "amount")
-    last = None
-    src = ""
-    if region is not None and len(region):
-        col = next((c for c in ("drg_spending", "drg_spending_yuan") if c in region), None)
-        missing = [c for c in ("fund", "year") if c not in region] + (
-            [] if col else ["drg_spending"]
-        )
-        if missing:
+    src = bp["source"]
+    where = f"budget.{fund} {year}"
+    carve = _fen(bp["carve_out_yuan"]) + int(outside_fen)
+    base: int | None = None
+    growth = float(bp["growth"])
+    if src == "amount":
+        if bp["amount_yuan"] is None or bp["amount_yuan"] <= 0:
             raise BudgetError(
-                f"budget.{fund}: the region table lacks column(s) {', '.join(missing)}"
+                f"{where}: source amount needs a positive amount_yuan (the gross DRG budget "
+                f"before the reserve), got {bp['amount_yuan']}"
             )
-        if col is not None:
-            r = region[
-                (region["fund"].astype(str) == fund) & (region["year"].astype(int) == year - 1)
-            ]
-            if len(r):
-                last = int(yuan_to_fen(r[col].iloc[[0]])[0][0])
-                src = f"region drg_spending {year - 1}"
-    if last is None and history_spend_fen is not None and history_spend_fen > 0:
-        last, src = int(history_spend_fen), f"history cases' fund spending {year - 1}"
-    if last is None:
-        raise BudgetError(
-            f"budget.{fund}: the rule needs last year's ({year - 1}) drg_spending: give --region "
-            "with fund, year, drg_spending, or history cases, or set source: amount"
-        )
-    gross = int(mul_ratio_half_up(last, 1.0 + bp["growth"]))
-    reserve = (
-        int(yuan_to_fen(np.array([bp["reserve_yuan"]]))[0][0])
-        if bp["reserve_yuan"] is not None
-        else int(mul_ratio_half_up(gross, bp["reserve_share"]))
-    )
-    return Budget(gross - reserve - carve, reserve, carve, f"rule: {src} x (1 + {bp['growth']})")
+        gross, label, growth = _fen(bp["amount_yuan"]), "amount_yuan", 0.0
+    elif src == "region_table":
+        base = region_spending_fen(region, fund, year - 1)
+        if base is None:
+            raise BudgetError(
+                f"{where}: source region_table needs drg_spending of fund {fund} for "
+                f"{year - 1}: give --region with a row (fund {fund}, year {year - 1}, "
+                "drg_spending), or set the source to amount or history"
+            )
+        label = f"drg_spending {year - 1}"
+    elif src == "history":
+        base = history_spend_fen
+        if base is None:
+            raise BudgetError(
+                f"{where}: source history needs the {year - 1} cases of fund {fund}: give "
+                f"cases discharged in {year - 1}, or set the source to region_table or amount"
+            )
+        label = f"history cases' fund spending {year - 1}"
+    else:
+        raise BudgetError(f"{where}: unknown budget source {src!r} ({', '.join(BUDGET_SOURCES)})")
+    if base is not None:
+        if base <= 0:
+            raise BudgetError(
+                f"{where}: last year's ({year - 1}) spending of fund {fund} from {src} is "
+                f"{_fmt(base)} yuan: it must be positive"
+            )
+        gross = int(mul_ratio_half_up(base, 1.0 + growth))
+    if bp["reserve_yuan"] is not None:
+        reserve, rlabel = _fen(bp["reserve_yuan"]), "given"
+    else:
+        reserve = int(mul_ratio_half_up(gross, bp["reserve_share"]))
+        rlabel = f"{bp['reserve_share'] * 100:g}%"
+    b = Budget(gross - reserve - carve, reserve, carve, src, gross, base, growth, label, rlabel)
+    if b.budget_fen <= 0:
+        raise BudgetError(f"{where}: the budget is not positive: {b.arithmetic()}")
+    return b
 
 
 @dataclass
@@ -140,6 +217,8 @@ class FundSettlement:
     pv_floor: float = np.nan  # the floor and ceiling in force, yuan per point (NaN: none)
     pv_ceiling: float = np.nan
     pv_bound: str = ""  # "floor" or "ceiling" when one binds
+    overdraw_fen: int = 0  # what the fund pays beyond the reserve (reserve.overdraw: fund_pays)
+    corridor_base: np.ndarray = field(repr=False, default=None)  # what the corridor judged
 
     @property
     def floor_topup_fen(self) -> int:
@@ -152,26 +231,49 @@ class FundSettlement:
         return self.distributable_fen - self.total_fen if self.pv_bound == "ceiling" else 0
 
 
-def budgeted_pv(bounds: dict, fund: str, budget_fen: int, share_fen: int, points: float) -> float:
+def budgeted_pv(
+    bounds: dict,
+    fund: str,
+    budget_fen: int,
+    share_fen: int,
+    points: float,
+    reference: float | None = None,
+) -> float:
     """The budgeted point value (yuan per point) that relative bounds refer to.
 
     ``budgeted_pv: budget``: the fund's DRG budget B (after reserve and carve-out) over the
     year's points P on the policy's basis, before the region corridor: (B + patients'
     share) / P on the total-cost basis, B / P on the fund basis (``share_fen`` is passed
     as 0 for the fund basis). ``given``: ``budgeted_pv_yuan[fund]``, fixed in advance.
+    ``last_year``: ``reference``, last year's point value (:func:`drgsim.settlement.
+    simulate.last_year_pv`), computed once and passed in.
     """
-    if bounds["budgeted_pv"] == "given":
+    kind = bounds["budgeted_pv"]
+    if kind == "given":
         v = (bounds["budgeted_pv_yuan"] or {}).get(fund)
         if v is None:
             raise BudgetError(
                 f"point_value.bounds.budgeted_pv_yuan gives no budgeted point value for fund {fund}"
             )
         return float(v)
+    if kind == "last_year":
+        if reference is None or not np.isfinite(reference) or reference <= 0:
+            raise BudgetError(
+                f"point_value.bounds.budgeted_pv: last_year needs last year's point value of "
+                f"fund {fund}: simulate computes it from last year's cases and the region "
+                "table's drg_spending of that year (drgsim.settlement.last_year_pv)"
+            )
+        return float(reference)
     return (budget_fen + share_fen) / points / 100.0 if points > 0 else 0.0
 
 
 def pv_bounds(
-    pvp: dict, fund: str, budget_fen: int, share_fen: int, points: float
+    pvp: dict,
+    fund: str,
+    budget_fen: int,
+    share_fen: int,
+    points: float,
+    reference: float | None = None,
 ) -> tuple[float, float | None, float | None]:
     """(budgeted PV or NaN, floor, ceiling) in yuan per point for one fund-year.
 
@@ -183,7 +285,7 @@ def pv_bounds(
     if bd["mode"] != "relative" or (lo is None and hi is None):
         return np.nan, lo, hi
     sub = share_fen if pvp["basis"] == "total_cost" else 0
-    b = budgeted_pv(bd, fund, budget_fen, sub, points)
+    b = budgeted_pv(bd, fund, budget_fen, sub, points, reference)
     return b, (None if lo is None else lo * b), (None if hi is None else hi * b)
 
 
@@ -195,20 +297,27 @@ def _release_fraction(score: np.ndarray, ap: dict) -> np.ndarray:
 
 
 def settle_fund(
-    tot: FundTotals, budget: Budget, pv: dict, year: int, scores: np.ndarray | None = None
+    tot: FundTotals,
+    budget: Budget,
+    pv: dict,
+    year: int,
+    scores: np.ndarray | None = None,
+    reference_pv: float | None = None,
 ) -> FundSettlement:
     """Settle one fund-year from its hospital × month totals (DOMAIN.md section 4).
 
     The slow, obvious reference of :func:`drgsim.settlement.scenarios.settle_scenarios`
-    (which ``settle`` uses, one scenario at a time or many at once).
+    (which ``settle`` uses, one scenario at a time or many at once). ``reference_pv``:
+    last year's point value for ``budgeted_pv: last_year``.
     """
     H = tot.points.shape[0]
     P_h = seqsum(tot.points, 1)
     S_h = tot.share_fen.sum(axis=1)
     C_h = tot.cost_fen.sum(axis=1)
     P, S, C = float(seqsum(P_h, 0)), int(S_h.sum()), int(C_h.sum())
-    B = budget.budget_fen
+    B, R = budget.budget_fen, budget.reserve_fen
     basis = pv["point_value"]["basis"]
+    refuse = pv["reserve"]["overdraw"] == "refuse"  # draws capped at what the reserve holds
 
     # region corridor: the amount distributed by points
     D, region_draw = B, 0
@@ -220,12 +329,14 @@ def settle_fund(
         elif E > B:
             shared = min(E - B, int(mul_ratio_half_up(B, rc["overspend_band"])))
             region_draw = int(mul_ratio_half_up(shared, rc["overspend_fund_share"]))
+            if refuse:
+                region_draw = min(region_draw, R)
             D = B + region_draw
 
     pv_tc = (D + S) / P / 100.0 if P > 0 else 0.0
     pv_f = D / P / 100.0 if P > 0 else 0.0
     pv_used = pv_tc if basis == "total_cost" else pv_f
-    pv_b, lo, hi = pv_bounds(pv["point_value"], tot.fund, B, S, P)
+    pv_b, lo, hi = pv_bounds(pv["point_value"], tot.fund, B, S, P, reference_pv)
     clamped, bound = False, ""
     if P > 0 and lo is not None and pv_used < lo:
         pv_used, clamped, bound = lo, True, "floor"
@@ -285,8 +396,12 @@ def settle_fund(
     annual = A - forfeited
     balance = annual - prepaid.sum(axis=1)
 
-    # hospital corridor, on what the hospital received (fund payment + patients' share)
+    # hospital corridor, on what the hospital received (fund payment + patients' share):
+    # before the assessment's forfeit (after_corridor: the forfeit is never refunded) or
+    # after it (before_corridor)
     received = annual + S_h
+    after = ap["order"] == "after_corridor"
+    base = (A if after else annual) + S_h
     hc = pv["hospital_corridor"]
     refund = np.zeros(H, np.int64)
     claw = np.zeros(H, np.int64)
@@ -298,18 +413,20 @@ def settle_fund(
             if hc["loss_floor"] is not None
             else np.zeros(H, np.int64)
         )
-        below = received < lo_amt
-        loss = np.where(below, lo_amt - np.maximum(received, floor_amt), 0)
+        below = base < lo_amt
+        loss = np.where(below, lo_amt - np.maximum(base, floor_amt), 0)
         refund = np.where(below, mul_ratio_half_up(np.maximum(loss, 0), hc["loss_share"]), 0)
-        above = received > hi_amt
-        claw = np.where(above, mul_ratio_half_up(received - hi_amt, 1.0 - hc["surplus_keep"]), 0)
-        avail = max(budget.reserve_fen - region_draw + int(claw.sum()), 0)
+        above = base > hi_amt
+        claw = np.where(above, mul_ratio_half_up(base - hi_amt, 1.0 - hc["surplus_keep"]), 0)
+        avail = max(R - region_draw + int(claw.sum()), 0)
         want = int(refund.sum())
-        if hc["refunds_within_reserve"] and want > avail:
+        if refuse and want > avail:
             # scale down pro rata, split by largest remainder (ties by hospital order)
             refund = grouped_largest_remainder(
                 refund * (avail / want), np.zeros(H, np.int64), np.array([avail]), np.arange(H)
             )
+    # what the fund pays beyond the reserve (only when draws are not capped)
+    overdraw = max(region_draw + int(refund.sum()) - int(claw.sum()) - R, 0)
     return FundSettlement(
         fund=tot.fund,
         year=year,
@@ -339,6 +456,8 @@ def settle_fund(
         pv_floor=np.nan if lo is None else lo,
         pv_ceiling=np.nan if hi is None else hi,
         pv_bound=bound,
+        overdraw_fen=int(overdraw),
+        corridor_base=base,
     )
 
 
@@ -353,8 +472,10 @@ def ledger(fs: FundSettlement, hospital_ids: np.ndarray) -> pd.DataFrame:
     distributable by points) or ``pv_ceiling_withheld`` (−, kept by the fund: what the
     ceiling holds back of it); ``budget_remaining`` (B plus region draws and the floor's
     top-up, less the ceiling's withholding, less the final PV × all points, less the
-    patients' share on the total-cost basis) and ``reserve_remaining`` (R less refunds and
-    region draws, plus clawbacks).
+    patients' share on the total-cost basis); ``reserve_overdraw`` (+, the fund pays what
+    region draws and refunds take beyond the reserve, ``reserve.overdraw: fund_pays``) and
+    ``reserve_remaining`` (R less refunds and region draws, plus clawbacks and the
+    overdraw).
     """
     rows: list[tuple] = []
     f, y = fs.fund, fs.year
@@ -393,12 +514,14 @@ def ledger(fs: FundSettlement, hospital_ids: np.ndarray) -> pd.DataFrame:
         add("pv_floor_topup", "fund", up)
     if fs.pv_bound == "ceiling":  # the fund keeps what the ceiling withholds
         add("pv_ceiling_withheld", "fund", -held)
+    if fs.overdraw_fen:  # the fund pays what the draws take beyond the reserve
+        add("reserve_overdraw", "fund", fs.overdraw_fen)
     # what remains, each from its own parts
     add("budget_remaining", "drg_budget", -(B + fs.region_draw_fen + up - held - fs.total_fen))
     add(
         "reserve_remaining",
         "reserve",
-        -(R - int(fs.refund.sum()) - fs.region_draw_fen + int(fs.clawback.sum())),
+        -(R - int(fs.refund.sum()) - fs.region_draw_fen + int(fs.clawback.sum()) + fs.overdraw_fen),
     )
     return pd.DataFrame(
         rows, columns=["fund", "year", "month", "line", "account", "hospital_id", "amount_fen"]

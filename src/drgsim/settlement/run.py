@@ -7,8 +7,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from drgsim.policy.dated import YearPolicy, as_year_policy
 from drgsim.pricing.cases import FUNDS
-from drgsim.pricing.cells import Cells, build_cells, by_fund, cell_points, hfm_points
+from drgsim.pricing.cells import (
+    Cells,
+    build_cells,
+    by_fund,
+    cell_points,
+    hfm_points,
+    points_under,
+    priced_under,
+)
 from drgsim.pricing.core import CASE_TYPES, Priced
 from drgsim.pricing.money import grouped_largest_remainder
 from drgsim.settlement.core import (
@@ -142,23 +151,36 @@ def _basis(fs: FundSettlement) -> str:
 
 def settle(
     pr: Priced,
-    pv: dict,
+    pv: dict | YearPolicy,
     budgets: dict[str, Budget],
     year: int,
     scores: np.ndarray | None = None,
     cells: Cells | None = None,
+    reference_pv: dict[str, float] | None = None,
 ) -> Settlement:
     """Settle every fund that has a budget; per-case payments split from the hospital-months.
 
     The one-scenario case of the sweeps: the cases' points reach the settlement as
     hospital × fund × month totals of the cells (:mod:`drgsim.pricing.cells`, built here
-    unless given), priced with the thresholds the cases were priced with; ``pv`` gives
-    the settlement parameters. The per-case points only split each hospital-month's
-    payment over its cases.
+    unless given). ``pv`` (a :class:`YearPolicy`, or one resolved dict in force all year)
+    gives the settlement parameters; outlier thresholds that differ from those the cases
+    were priced with are re-priced through the cells, any other pricing parameter that
+    differs raises (:func:`~drgsim.pricing.cells.points_under`).
+    ``reference_pv``: last year's point value per fund, for ``budgeted_pv: last_year``
+    (:func:`drgsim.settlement.simulate.last_year_pv`).
     """
     out = []
+    yp = as_year_policy(pv, year)
+    pv = yp.pv
     cells = build_cells(pr) if cells is None else cells
-    all_tot = cell_fund_totals(cells)
+    all_tot = cell_fund_totals(cells, points_under(cells, pr, yp))
+    pr = priced_under(pr, cells, yp)  # the rows under the thresholds the cells used
+    for name, b in budgets.items():
+        if b.budget_fen <= 0 or b.reserve_fen < 0:
+            raise BudgetError(
+                f"budget.{name} {year}: the budget must be positive and the reserve not "
+                f"negative (budget {b.budget_fen} fen, reserve {b.reserve_fen} fen)"
+            )
     for f, name in enumerate(FUNDS):
         if name not in budgets and all_tot[f].cases.sum() > 0:
             raise BudgetError(
@@ -168,8 +190,10 @@ def settle(
         if name not in budgets:
             continue
         tot = all_tot[f]
-        fs = settle_fund_fast(tot, budgets[name], pv, year, scores)
+        ref = None if reference_pv is None else reference_pv.get(name)
+        fs = settle_fund_fast(tot, budgets[name], pv, year, scores, yp.months, ref)
         fs.basis = pv["point_value"]["basis"]  # type: ignore[attr-defined]
+        fs.budgeted_kind = pv["point_value"]["bounds"]["budgeted_pv"]  # type: ignore[attr-defined]
         out.append(fs)
     return Settlement(pr, out, case_payments(pr, out), cells)
 
@@ -236,6 +260,11 @@ def build_tables(st: Settlement) -> dict[str, pd.DataFrame]:
                 "year": fs.year,
                 "budget_fen": fs.budget.budget_fen,
                 "budget_source": fs.budget.source,
+                "budget_arithmetic": fs.budget.arithmetic(),
+                "budget_gross_fen": fs.budget.budget_fen
+                + fs.budget.reserve_fen
+                + fs.budget.carve_out_fen,
+                "cases": int(t.cases.sum()),
                 "reserve_fen": fs.budget.reserve_fen,
                 "carve_out_fen": fs.budget.carve_out_fen,
                 "distributable_fen": fs.distributable_fen,
@@ -247,6 +276,10 @@ def build_tables(st: Settlement) -> dict[str, pd.DataFrame]:
                 "pv_fund_basis": fs.pv_fund,
                 "pv_used": fs.pv,
                 "pv_budgeted": fs.pv_budgeted,
+                # what the budgeted PV is (budget, given, last_year); "" when no bound uses it
+                "pv_budgeted_source": ""
+                if np.isnan(fs.pv_budgeted)
+                else getattr(fs, "budgeted_kind", ""),
                 "pv_floor": fs.pv_floor,
                 "pv_ceiling": fs.pv_ceiling,
                 "pv_bound": fs.pv_bound,
@@ -256,6 +289,7 @@ def build_tables(st: Settlement) -> dict[str, pd.DataFrame]:
                 "corridor_refunds_fen": int(fs.refund.sum()),
                 "corridor_clawbacks_fen": int(fs.clawback.sum()),
                 "forfeited_fen": int(fs.forfeited.sum()),
+                "reserve_overdraw_fen": fs.overdraw_fen,
             }
         )
         ledgers.append(ledger(fs, hids))

@@ -40,8 +40,8 @@ class ScenarioParams:
     rc_keep: np.ndarray
     rc_band: np.ndarray
     rc_fund: np.ndarray
-    prepay: np.ndarray
-    prov_fixed: np.ndarray  # yuan per point, NaN = monthly budget
+    prepay: np.ndarray  # (S,) or (S, 12): month-level (first day of each month)
+    prov_fixed: np.ndarray  # yuan per point, NaN = monthly budget; (S,) or (S, 12)
     as_on: np.ndarray
     withhold: np.ndarray
     default_score: np.ndarray
@@ -53,9 +53,10 @@ class ScenarioParams:
     hc_share: np.ndarray
     hc_floor: np.ndarray  # NaN = none
     hc_keep: np.ndarray
-    hc_cap: np.ndarray
+    reserve_cap: np.ndarray  # bool: draws capped at what the reserve holds (overdraw: refuse)
     relative: np.ndarray = None  # type: ignore[assignment]  # bool: bounds are shares
     budgeted_pv: np.ndarray = None  # type: ignore[assignment]  # given, yuan; NaN = B / P
+    forfeit_after: np.ndarray = None  # type: ignore[assignment]  # bool: corridor before forfeit
 
     def __post_init__(self) -> None:
         S_ = len(self.total_cost)
@@ -63,11 +64,43 @@ class ScenarioParams:
             self.relative = np.zeros(S_, dtype=bool)
         if self.budgeted_pv is None:
             self.budgeted_pv = np.full(S_, np.nan)
+        if self.forfeit_after is None:
+            self.forfeit_after = np.ones(S_, dtype=bool)
+        for name in ("prepay", "prov_fixed"):  # month-level values: one per month
+            v = np.asarray(getattr(self, name), dtype=np.float64)
+            setattr(self, name, np.repeat(v[:, None], 12, axis=1) if v.ndim == 1 else v)
 
     @classmethod
-    def from_policies(cls, pvs: list[dict], fund: str | None = None) -> ScenarioParams:
+    def from_policies(
+        cls,
+        pvs: list[dict],
+        fund: str | None = None,
+        months: list[list[dict]] | None = None,
+        reference_pv: float | None = None,
+    ) -> ScenarioParams:
         """Parameters of the policies ``pvs`` (resolved), for the fund ``fund`` (which
-        picks the given budgeted point value of relative bounds)."""
+        picks the given budgeted point value of relative bounds). ``months[s]``: scenario
+        ``s``'s policy resolved on the first day of each month, for the month-level keys
+        (pre-settlement share, provisional point value); default ``pvs[s]`` all year.
+        ``reference_pv``: last year's point value of the fund, for ``budgeted_pv:
+        last_year`` (computed once by :func:`drgsim.settlement.simulate.last_year_pv`, the
+        same for every scenario)."""
+        sp = cls._from_policies(pvs, fund, reference_pv)
+        if months is not None:
+
+            def prov(p: dict) -> float:
+                ps = p["presettlement"]
+                fixed = ps["provisional_pv"] == "fixed" and ps["provisional_pv_yuan"] is not None
+                return float(ps["provisional_pv_yuan"]) if fixed else np.nan
+
+            sp.prepay = np.array([[m["presettlement"]["prepay_share"] for m in ms] for ms in months])
+            sp.prov_fixed = np.array([[prov(m) for m in ms] for ms in months])
+        return sp
+
+    @classmethod
+    def _from_policies(
+        cls, pvs: list[dict], fund: str | None = None, reference_pv: float | None = None
+    ) -> ScenarioParams:
 
         def arr(f, dtype=np.float64):
             return np.array([f(p) for p in pvs], dtype=dtype)
@@ -80,9 +113,9 @@ class ScenarioParams:
             return b["mode"] == "relative" and (b["floor"] is not None or b["ceiling"] is not None)
 
         def given(p):
-            if not rel(p) or p["point_value"]["bounds"]["budgeted_pv"] != "given":
+            if not rel(p) or p["point_value"]["bounds"]["budgeted_pv"] == "budget":
                 return np.nan
-            return budgeted_pv(p["point_value"]["bounds"], str(fund), 0, 0, 0.0)
+            return budgeted_pv(p["point_value"]["bounds"], str(fund), 0, 0, 0.0, reference_pv)
 
         return cls(
             total_cost=arr(lambda p: p["point_value"]["basis"] == "total_cost", bool),
@@ -113,7 +146,8 @@ class ScenarioParams:
             hc_share=arr(lambda p: p["hospital_corridor"]["loss_share"]),
             hc_floor=arr(lambda p: opt(p["hospital_corridor"]["loss_floor"])),
             hc_keep=arr(lambda p: p["hospital_corridor"]["surplus_keep"]),
-            hc_cap=arr(lambda p: p["hospital_corridor"]["refunds_within_reserve"], bool),
+            reserve_cap=arr(lambda p: p["reserve"]["overdraw"] == "refuse", bool),
+            forfeit_after=arr(lambda p: p["assessment"]["order"] == "after_corridor", bool),
         )
 
 
@@ -168,6 +202,7 @@ def settle_scenarios(
     D_under = E + mul_half_up(np.maximum(B - E, 0), sp.rc_keep)
     shared = np.minimum(np.maximum(E - B, 0), mul_half_up(B, sp.rc_band))
     draw = np.where(over, mul_half_up(shared, sp.rc_fund), 0)
+    draw = np.where(sp.reserve_cap, np.minimum(draw, R), draw)  # overdraw: refuse
     D = np.where(under, D_under, B + draw)
 
     # point value, both bases; floor and ceiling
@@ -209,9 +244,9 @@ def settle_scenarios(
     with np.errstate(divide="ignore", invalid="ignore"):
         num = B[:, None] / 12.0 + np.where(tc[:, None], S_m, 0)
         prov_b = np.where(P_m > 0, num / P_m / 100.0, 0.0)
-    prov = np.where(np.isnan(sp.prov_fixed)[:, None], prov_b, sp.prov_fixed[:, None])
+    prov = np.where(np.isnan(sp.prov_fixed), prov_b, sp.prov_fixed)
     due = pts * prov[:, None, :] * 100.0 - share_hm
-    gross = half_up(np.maximum(due, 0.0) * sp.prepay[:, None, None])
+    gross = half_up(np.maximum(due, 0.0) * sp.prepay[:, None, :])
     withheld = np.where(sp.as_on[:, None, None], mul_half_up(gross, sp.withhold[:, None, None]), 0)
     sc = np.broadcast_to(np.nan if scores is None else scores, (S_, H)).astype(np.float64)
     sc = np.where(np.isnan(sc), sp.default_score[:, None], sc)
@@ -229,29 +264,34 @@ def settle_scenarios(
     annual = A - forfeited
     balance = annual - prepaid.sum(2)
 
-    # hospital corridor
+    # hospital corridor: on the payment before the assessment's forfeit (forfeit_after) or
+    # after it
     received = annual + S_h
+    base = np.where(sp.forfeit_after[:, None], A, annual) + S_h
     on = sp.hc_on[:, None]
     lo_amt = mul_half_up(C_h, sp.hc_lower[:, None])
     hi_amt = mul_half_up(C_h, sp.hc_upper[:, None])
     floor_amt = np.where(
         np.isnan(sp.hc_floor)[:, None], 0, mul_half_up(C_h, np.nan_to_num(sp.hc_floor)[:, None])
     )
-    below = on & (received < lo_amt)
-    loss = np.where(below, lo_amt - np.maximum(received, floor_amt), 0)
+    below = on & (base < lo_amt)
+    loss = np.where(below, lo_amt - np.maximum(base, floor_amt), 0)
     refund = np.where(below, mul_half_up(np.maximum(loss, 0), sp.hc_share[:, None]), 0)
-    above = on & (received > hi_amt)
-    claw = np.where(above, mul_half_up(received - hi_amt, 1.0 - sp.hc_keep[:, None]), 0)
+    above = on & (base > hi_amt)
+    claw = np.where(above, mul_half_up(base - hi_amt, 1.0 - sp.hc_keep[:, None]), 0)
     avail = np.maximum(R - draw + claw.sum(1), 0)
     want = refund.sum(1)
-    cut = sp.hc_on & sp.hc_cap & (want > avail)
+    cut = sp.hc_on & sp.reserve_cap & (want > avail)
     if cut.any():
         rows = np.flatnonzero(cut)
         q = (refund[rows] * (avail[rows] / want[rows])[:, None]).ravel()
         refund[rows] = grouped_largest_remainder(
             q, np.repeat(np.arange(len(rows)), H), avail[rows], np.arange(len(rows) * H)
         ).reshape(len(rows), H)
+    overdraw = np.maximum(draw + refund.sum(1) - claw.sum(1) - R, 0)
     return {
+        "overdraw": overdraw.astype(np.int64),
+        "corridor_base": base,
         "distributable": D,
         "region_draw": draw,
         "pv_total_cost": pv_tc,
@@ -280,16 +320,25 @@ def settle_scenarios(
 
 
 def settle_fund_fast(
-    tot: FundTotals, budget: Budget, pv: dict, year: int, scores: np.ndarray | None = None
+    tot: FundTotals,
+    budget: Budget,
+    pv: dict,
+    year: int,
+    scores: np.ndarray | None = None,
+    months: list[dict] | None = None,
+    reference_pv: float | None = None,
 ) -> FundSettlement:
-    """One fund-year as the one-scenario case of :func:`settle_scenarios`."""
+    """One fund-year as the one-scenario case of :func:`settle_scenarios` (``months``: the
+    policy on the first day of each month, for the month-level keys; default ``pv``)."""
     r = settle_scenarios(
         tot.points,
         tot.share_fen,
         tot.cost_fen,
         np.array([budget.budget_fen]),
         np.array([budget.reserve_fen]),
-        ScenarioParams.from_policies([pv], tot.fund),
+        ScenarioParams.from_policies(
+            [pv], tot.fund, None if months is None else [months], reference_pv
+        ),
         scores,
     )
     return FundSettlement(
@@ -321,4 +370,6 @@ def settle_fund_fast(
         pv_floor=float(r["pv_floor"][0]),
         pv_ceiling=float(r["pv_ceiling"][0]),
         pv_bound=("", "floor", "ceiling")[int(r["pv_bound"][0])],
+        overdraw_fen=int(r["overdraw"][0]),
+        corridor_base=r["corridor_base"][0],
     )

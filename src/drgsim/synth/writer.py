@@ -5,16 +5,19 @@ Layout::
     OUT/discharges/year=2023/month=01/part-0.parquet   (or .csv)
     OUT/hospitals.parquet
     OUT/region.parquet
-    OUT/manifest.json       parameters, rows per month, dirty rows per kind
+    OUT/manifest.json       parameters, rows per month, dirty rows per kind, files, fingerprint
 
 Parquet files are written in row groups of ``chunk_size`` rows; the rows and their order
-do not depend on it. Same parameters, same bytes.
+do not depend on it. Same parameters, same bytes. The folder is written through
+:class:`drgsim.output.OutputFolder`: each file atomically, ``manifest.json`` last (a folder
+without it is incomplete); a re-run with the same parameters reuses what an earlier run
+finished, and files of an earlier run with other parameters are removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
-import json
 import os
 from collections import deque
 from collections.abc import Callable
@@ -28,6 +31,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from drgsim import __version__
+from drgsim.errors import OutputError
+from drgsim.output import AtomicFile, OutputFolder, fingerprint, is_disk_full
 from drgsim.synth.region import FundTotals, MonthPlan, SynthError, SyntheticRegion
 
 FORMATS = ("parquet", "csv")
@@ -51,15 +56,21 @@ class WriteResult:
 class _MonthWriter:
     """Writes one month's partition file chunk by chunk."""
 
-    def __init__(self, path: Path, fmt: str, encoding: str, chunk_size: int):
-        self.path, self.fmt, self.encoding, self.chunk_size = path, fmt, encoding, chunk_size
+    def __init__(self, folder: OutputFolder, name: str, fmt: str, encoding: str,
+                 chunk_size: int):
+        self.folder, self.name = folder, name
+        self.fmt, self.encoding, self.chunk_size = fmt, encoding, chunk_size
         self.buf: list[pa.Table] = []
         self.have = 0
         self.writer: pq.ParquetWriter | None = None
         self.fh: io.BufferedWriter | None = None
-        path.parent.mkdir(parents=True, exist_ok=True)
+        #: None when an earlier run with the same fingerprint finished this file (reused)
+        self.file: AtomicFile | None = None if folder.reusable(name) else folder.start(name)
+        self.path = self.file.path if self.file is not None else folder.path / name
 
     def add(self, table: pa.Table) -> None:
+        if self.file is None:
+            return
         self.buf.append(table)
         self.have += table.num_rows
         while self.have >= self.chunk_size:
@@ -88,24 +99,57 @@ class _MonthWriter:
             self.fh.write(data)
 
     def close(self) -> None:
+        if self.file is None:
+            self.folder.keep(self.name)
+            return
         if self.have:
             self._write(pa.concat_tables(self.buf))
-        if self.writer is not None:
-            self.writer.close()
-        if self.fh is not None:
-            self.fh.close()
+        self._close_sinks()
+        self.folder.finish(self.file)
+
+    def _close_sinks(self) -> None:
+        w, fh, self.writer, self.fh = self.writer, self.fh, None, None
+        if w is not None:
+            w.close()
+        if fh is not None:
+            fh.close()
+
+    def abort(self) -> None:
+        """Interrupted: drop the temporary file (an earlier complete file stays)."""
+        if self.file is not None and not self.file.done:
+            with contextlib.suppress(Exception):
+                self._close_sinks()
+            self.file.discard()
 
 
-def _write_small(table: pa.Table, path: Path, fmt: str, encoding: str) -> None:
+def _write_small(table: pa.Table, folder: OutputFolder, name: str, fmt: str,
+                 encoding: str) -> Path:
+    with folder.file(name) as path:
+        if fmt == "parquet":
+            pq.write_table(table, path, compression=PARQUET_COMPRESSION)
+        else:
+            sink = io.BytesIO()
+            pacsv.write_csv(table, sink, pacsv.WriteOptions(quoting_style="none"))
+            data = sink.getvalue()
+            if encoding.lower().replace("-", "") != "utf8":
+                data = data.decode("utf-8").encode(encoding)
+            path.write_bytes(data)
+    return folder.path / name
+
+
+def _reused(out: Path, manifest: dict, fmt: str, encoding: str) -> WriteResult:
+    """The result of an earlier complete run with the same fingerprint (nothing written)."""
+    ext = "parquet" if fmt == "parquet" else "csv"
+    region_path = out / f"region.{ext}"
     if fmt == "parquet":
-        pq.write_table(table, path, compression=PARQUET_COMPRESSION)
+        region_tbl = pq.read_table(region_path)
     else:
-        sink = io.BytesIO()
-        pacsv.write_csv(table, sink, pacsv.WriteOptions(quoting_style="none"))
-        data = sink.getvalue()
-        if encoding.lower().replace("-", "") != "utf8":
-            data = data.decode("utf-8").encode(encoding)
-        path.write_bytes(data)
+        data = region_path.read_bytes().decode(encoding).encode("utf-8")
+        region_tbl = pacsv.read_csv(io.BytesIO(data))
+    names = sorted(n for n in manifest["files"] if n.startswith("discharges/"))
+    files = [out / n for n in names] + [out / f"hospitals.{ext}", region_path]
+    return WriteResult(out, int(manifest["rows"]), files, region_tbl,
+                       dict(manifest.get("dirty_rows_per_kind", {})))
 
 
 def write_region(
@@ -116,7 +160,11 @@ def write_region(
     chunk_size: int = 262_144,
     progress: Callable[[int], None] | None = None,
 ) -> WriteResult:
-    """Write ``region`` under ``out`` (created; existing partition files are replaced)."""
+    """Write ``region`` under ``out`` (created; files of an earlier run are replaced).
+
+    A folder already complete for the same parameters (its manifest's fingerprint) is
+    reused as it is; a re-run after an interruption reuses the month files finished.
+    """
     if fmt not in FORMATS:
         raise SynthError(f"format must be one of {FORMATS}, got {fmt!r}")
     if chunk_size < 1:
@@ -128,9 +176,24 @@ def write_region(
     except LookupError as e:
         raise SynthError(f"unknown encoding {encoding!r}") from e
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     text = fmt == "csv"
     ext = "parquet" if fmt == "parquet" else "csv"
+    params = {
+        "discharges": region.discharges, "hospitals": region.n_hospitals,
+        "years": list(region.years), "seed": region.seed,
+        "dirty_rate": region.dirty_rate, "scheme": region.scheme, "format": fmt,
+        "encoding": encoding if text else "utf-8",
+    }
+    scheme_dir = Path(str(region.scheme))
+    fp = fingerprint([scheme_dir] if scheme_dir.is_dir() else [],
+                     {**params, "chunk_size": chunk_size, "writer": "synth"})
+    done = OutputFolder.complete(out, fp)
+    if done is not None:
+        if progress is not None:
+            progress(int(done["rows"]))
+        return _reused(out, done, fmt, encoding)
+    folder = OutputFolder(out, fp, owned=["discharges/year=*/month=*/part-*.*",
+                                          f"hospitals.{ext}", f"region.{ext}"]).open()
     totals = FundTotals()
     files: list[Path] = []
     month_rows: dict[str, int] = {}
@@ -139,13 +202,16 @@ def write_region(
     rows = 0
 
     def open_month(m: MonthPlan) -> _MonthWriter:
-        path = out / "discharges" / f"year={m.year}" / f"month={m.month:02d}" / f"part-0.{ext}"
-        files.append(path)
-        return _MonthWriter(path, fmt, encoding, chunk_size)
+        name = f"discharges/year={m.year}/month={m.month:02d}/part-0.{ext}"
+        files.append(out / name)
+        w = _MonthWriter(folder, name, fmt, encoding, chunk_size)
+        writers.append(w)
+        return w
 
     # encoding and compression run on a writer thread (pyarrow releases the GIL), in order
     pending: deque[Future] = deque()
     pool = ThreadPoolExecutor(1)
+    writers: list[_MonthWriter] = []
 
     def submit(fn: Callable, *args) -> None:
         pending.append(pool.submit(fn, *args))
@@ -171,22 +237,23 @@ def write_region(
             submit(current[1].close)
         while pending:
             pending.popleft().result()
+    except BaseException as exc:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for w in writers:
+            w.abort()
+        if is_disk_full(exc):
+            raise OutputError(f"{out}: disk full ({exc}); the folder is incomplete "
+                              "(no manifest.json)") from exc
+        raise
     finally:
         pool.shutdown(wait=True)
 
     region_tbl = region.region_table(totals)
-    hosp_path = out / f"hospitals.{ext}"
-    region_path = out / f"region.{ext}"
-    _write_small(region.hospitals_table(), hosp_path, fmt, encoding)
-    _write_small(region_tbl, region_path, fmt, encoding)
+    hosp_path = _write_small(region.hospitals_table(), folder, f"hospitals.{ext}", fmt, encoding)
+    region_path = _write_small(region_tbl, folder, f"region.{ext}", fmt, encoding)
     manifest = {
         "generator": f"drgsim {__version__} synth",
-        "parameters": {
-            "discharges": region.discharges, "hospitals": region.n_hospitals,
-            "years": list(region.years), "seed": region.seed,
-            "dirty_rate": region.dirty_rate, "scheme": region.scheme, "format": fmt,
-            "encoding": encoding if text else "utf-8",
-        },
+        "parameters": params,
         "rows": rows,
         "rows_per_month": month_rows,
         "dirty_rows_per_kind": dict(sorted(dirt.items())),
@@ -194,6 +261,5 @@ def write_region(
                         "synth_drg (intended DRG), synth_followup (readmission or near miss), "
                         "synth_followup_of (case_id of the earlier stay), synth_dirt (dirt kind)",
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n",
-                                       encoding="utf-8")
+    folder.commit(manifest)  # manifest.json, last
     return WriteResult(out, rows, [*files, hosp_path, region_path], region_tbl, dirt)
