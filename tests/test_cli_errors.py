@@ -100,3 +100,13 @@ def test_real_process_prints_no_traceback(tmp_path):
     assert p.returncode == 2
     assert _lines(p.stderr) == [f"error: {f}:1: not UTF-8 text: byte 0xbb at byte offset 6 "
                                 "(save the file as UTF-8; GBK/GB18030 files are not accepted)"]
+
+
+def test_sigterm_unwinding_exits_143(monkeypatch):
+    from drgsim.output.signals import Terminated
+
+    monkeypatch.delenv("DRGSIM_DEBUG", raising=False)
+    monkeypatch.setattr(drgsim.policy, "load_policy", _boom(Terminated(15)))
+    res = CliRunner().invoke(main, ["policy", "validate"])
+    assert res.exit_code == 143
+    assert _lines(res.output) == ["terminated by signal SIGTERM"]

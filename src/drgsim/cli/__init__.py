@@ -83,14 +83,16 @@ def _debug_env() -> bool:
 def _report(exc: BaseException) -> None:
     """One line on stderr and an exit code; never a traceback (that is ``--debug``).
 
-    Exit 2: a user mistake (a drgsim error, a file the OS refuses); 130: interrupted;
-    1: an internal error, which says so and asks for a report.
+    Exit 2: a user mistake (a drgsim error, a file the OS refuses); 128 + signal number when
+    interrupted (130 Ctrl-C, 143 SIGTERM); 1: an internal error, which says so and asks for
+    a report.
     """
     from drgsim.errors import DrgsimError
 
-    if isinstance(exc, KeyboardInterrupt):
-        click.echo("\ninterrupted", err=True)
-        sys.exit(130)
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (output.signals)
+        signum = getattr(exc, "signum", 2)
+        click.echo(f"\n{exc}" if signum != 2 and str(exc) else "\ninterrupted", err=True)
+        sys.exit(128 + signum)
     if isinstance(exc, DrgsimError):
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
