@@ -136,8 +136,8 @@ def _pricing_view(yp: YearPolicy) -> list:
 
 def _classify(base: Prepared, sc: _Scenario, calibrated: bool) -> None:
     """The scenario's route and the key of its pricing set."""
-    keys = list(sc.overlay)
-    if all(_is_settlement_key(k) for k in keys if not k.startswith("behaviour.")):
+    keys = [k for k in sc.overlay if not k.startswith("behaviour.")]
+    if all(_is_settlement_key(k) for k in keys):
         sc.route, sc.key = "settlement", "base"
         sc.reason = "settlement-only keys: " + (", ".join(keys) or "none (baseline)")
         return
@@ -325,6 +325,12 @@ def _units(
             units += [(i, d, sc.key) for d in range(n_draws)]
             continue
         b, vals = behaviours[i]
+        keys = ", ".join(b.items)
+        if b.needs_rows:
+            sc.route = "rows"
+            sc.reason += f"; behaviour {keys}: a LOS change re-prices the rows (cells hold no LOS)"
+        else:
+            sc.reason += f"; behaviour {keys} applied on the cells"
         for d in range(n_draws):
             dv = {k: v[min(d, len(v) - 1)] for k, v in vals.items()}
             pkey = sc.key
@@ -333,7 +339,6 @@ def _units(
                 pkey = f"{sc.key}|los={x!r}"
                 if pkey not in tsets:
                     tsets[pkey] = _price_set(base, sc, los=x, mod=mod)
-                sc.reason += "" if "LOS change" in sc.reason else "; LOS change: rows re-priced"
             ps = tsets[pkey]
             if pkey not in prepared:
                 prepared[pkey] = mod.prepare_cells(ps.pr, ps.cells, ps.W, siblings, hosp_level)
@@ -707,6 +712,12 @@ def _tables(
         }
     )
 
+    pc = base.priced.cases
+    all_share = {  # fund share (cost − patients' share) of every simulated case, per fund
+        name: int((pc.cost_fen[pc.fund == f] - pc.share_fen[pc.fund == f]).sum())
+        for f, name in enumerate(FUNDS)
+    }
+    base_tot = {name: cell_fund_totals(base.cells)[f] for f, name in enumerate(FUNDS)}
     bal_in, why = _region_balance_inputs(base)
     if why:
         notes.append(why)
@@ -755,6 +766,10 @@ def _tables(
                     "forfeited_fen": forfeited,
                     "reserve_overdraw_fen": r["overdraw"],
                     "per_diem_outside_fen": outs,
+                    # the DRG-coverage denominator: behaviour moves the in-budget part
+                    "fund_share_all_cases_fen": all_share[name]
+                    + (r["cost"].sum(1) - r["share"].sum(1))
+                    - int(base_tot[name].cost_fen.sum() - base_tot[name].share_fen.sum()),
                     "hospital_cash_fen": cash,
                     "fund_balance_fen": fb,
                 }
@@ -827,12 +842,13 @@ def summarize(res: SweepResult, losing: float = -0.02) -> pd.DataFrame:
         {
             "points": g["points"].sum(),
             "paid": g["paid_by_points_fen"].sum(),
+            "all_share": g["fund_share_all_cases_fen"].sum(),
             "pvp": (f["pv"] * f["points"]).groupby([f["scenario"], f["draw"]]).sum(),
             "fund_balance_fen": g["fund_balance_fen"].sum(min_count=len(f["fund"].unique())),
         }
     )
     per["pv"] = per["pvp"] / per["points"].where(per["points"] > 0)
-    per["drg_coverage"] = per["paid"] / res.coverage_base_fen if res.coverage_base_fen else np.nan
+    per["drg_coverage"] = per["paid"] / per["all_share"].where(per["all_share"] > 0)
     pvf = f.pivot_table(index=["scenario", "draw"], columns="fund", values="pv")
     for c in pvf.columns:
         per[f"pv_{c}"] = pvf[c]
