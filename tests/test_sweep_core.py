@@ -458,3 +458,24 @@ def test_draws_seeded_and_chunking(base):
     assert not a.funds["pv"].equals(c.funds["pv"])
     assert a.funds["draw"].nunique() == 6
     conserved(a)
+
+
+def test_fast_overlay_equals_the_general_path():
+    from drgsim.policy import resolve_year
+    from drgsim.scenarios.grid import overlaid_year
+
+    pol = load_policy().with_values(
+        {"high_cost.beta": 0.9, "presettlement.prepay_share": 0.8}, "2024-07-01"
+    )
+    yp = resolve_year(pol, YEAR)
+    for ov in (
+        {"budget.*.growth": 0.02, "presettlement.prepay_share": 0.7},
+        {"low_cost.factor": 0.35, "coefficients.default": 0.8},
+        {"high_cost.beta": {"2024-03-01": 0.5}},
+        {"coefficients.by_level.2": 0.9},
+    ):
+        _, fast = overlaid_year(pol, yp, ov)
+        slow = resolve_year(overlaid_policy(pol, ov), YEAR)
+        assert fast.pv == slow.pv
+        assert fast.segments == slow.segments and fast.months == slow.months
+        assert np.array_equal(fast.starts, slow.starts)

@@ -18,6 +18,7 @@ scenarios. Last year's point value (``budgeted_pv: last_year``) is fixed once pe
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import pandas as pd
 
 from drgsim.calibrate import calibrate
 from drgsim.errors import DrgsimError, Problem
-from drgsim.policy import Policy, YearPolicy, resolve_year
+from drgsim.policy import Policy, YearPolicy
 from drgsim.policy.loader import PolicyError
 from drgsim.pricing.cases import FUNDS
 from drgsim.pricing.cells import (
@@ -47,12 +48,18 @@ from drgsim.scenarios.grid import (
     GridError,
     as_overlays,
     check_keys,
-    overlaid_policy,
+    overlaid_year,
     split_behaviour,
     to_json,
 )
 from drgsim.scenarios.prepare import Prepared, cases_with_lookback
-from drgsim.settlement.core import Budget, BudgetError, FundTotals, fund_budget
+from drgsim.settlement.core import (
+    Budget,
+    BudgetError,
+    FundTotals,
+    fund_budget,
+    region_spending_fen,
+)
 from drgsim.settlement.run import cell_fund_totals
 from drgsim.settlement.scenarios import CHUNK, ScenarioParams, settle_scenarios
 from drgsim.settlement.simulate import (
@@ -246,12 +253,11 @@ def sweep(
     for o, n in zip(overlays, names, strict=True):
         pol_keys, beh = split_behaviour(o)
         try:
-            pol = overlaid_policy(base.policy, pol_keys)
+            pol, yp = overlaid_year(base.policy, base.yp, pol_keys)
         except PolicyError as e:
             raise GridError(
                 [Problem(f"scenario {n!r}", None, p.field, p.message) for p in e.problems]
             ) from None
-        yp = base.yp if pol is base.policy else resolve_year(pol, base.year)
         scs.append(_Scenario(o, n, pol, yp, beh))
     has_beh = any(s.behaviour for s in scs)
     mod = _behaviour_module() if has_beh else None  # refuses clearly when absent
@@ -454,6 +460,7 @@ def _budgets(
     out: dict[str, list[Budget]] = {f: [] for f in FUNDS}
     memo: dict[tuple, Budget] = {}
     bps: dict[int, list[str]] = {}
+    region_base: dict[str, int | None] = {}
     for s_, _, tkey in units:
         sc = scs[s_]
         ps = tsets[tkey]
@@ -468,7 +475,7 @@ def _budgets(
             if b is None:
                 bp = sc.yp.pv["budget"][name]
                 try:
-                    b = fund_budget(bp, name, base.year, base.region_df, spend, ps.outside[name])
+                    b = _fund_budget(base, bp, name, spend, ps.outside[name], region_base)
                 except BudgetError as e:
                     raise BudgetError(f"scenario {sc.name!r}: {e}") from None
                 if b.budget_fen <= 0 or b.reserve_fen < 0:
@@ -479,6 +486,27 @@ def _budgets(
                 memo[key] = b
             out[name].append(b)
     return out
+
+
+def _fund_budget(
+    base: Prepared,
+    bp: dict,
+    name: str,
+    spend: int | None,
+    outside: int,
+    region_base: dict[str, int | None],
+) -> Budget:
+    """``fund_budget``, with the region table's last-year spending read once per fund: the
+    region_table source is the history arithmetic on that base, relabelled."""
+    if bp["source"] != "region_table":
+        return fund_budget(bp, name, base.year, base.region_df, spend, outside)
+    if name not in region_base:
+        region_base[name] = region_spending_fen(base.region_df, name, base.year - 1)
+    got = region_base[name]
+    if got is None or got <= 0:  # the single path's own error
+        return fund_budget(bp, name, base.year, base.region_df, spend, outside)
+    b = fund_budget({**bp, "source": "history"}, name, base.year, None, got, outside)
+    return dataclasses.replace(b, source="region_table", base_label=f"drg_spending {base.year - 1}")
 
 
 HM_KEYS = ("payment_hm", "gross_prepay_hm", "withheld_hm", "prepaid_hm")
