@@ -590,7 +590,7 @@ def _settle_all(
             sp = ScenarioParams.from_policies(
                 [y.pv for y in sps], name, [y.months for y in sps], r_ref
             )
-            r = settle_scenarios(pts, shr, cst, B[idx], R[idx], sp, base.scores)
+            r = settle_scenarios(pts, shr, cst, B[idx], R[idx], sp, base.scores, monthly)
             for k in S_KEYS:
                 res[k][idx] = r[k]
             res["provisional_pv"][idx] = r["provisional_pv"]
@@ -715,10 +715,10 @@ def _tables(
         {
             "scenario": s_of[col(u_i)],
             "draw": d_of[col(u_i)],
-            "fund": np.asarray(FUNDS, dtype=object)[col(f_i)],
-            "hospital_id": hids[col(h_i)],
-            "hospital_name": hn[col(h_i)],
-            "level": hl[col(h_i)],
+            "fund": pd.Categorical.from_codes(col(f_i), FUNDS),
+            "hospital_id": _cat(hids, col(h_i)),
+            "hospital_name": _cat(hn, col(h_i)),
+            "level": _cat(hl, col(h_i)),
             "cases": col(cases),
             "points": col(stack("points")),
             "cost_fen": col(cost),
@@ -855,6 +855,12 @@ def _tables(
     if base.reference_pv:
         prov["drgsim.reference_pv"] = json.dumps(base.reference_pv)
     return SweepResult(sc_tab, routes, hosp, funds, months, prov, notes, cov)
+
+
+def _cat(values: np.ndarray, idx: np.ndarray) -> pd.Categorical:
+    """``values[idx]`` as a categorical (one entry per hospital, not per row)."""
+    codes, uniq = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    return pd.Categorical.from_codes(codes[idx], uniq)
 
 
 def _whole(x: np.ndarray) -> np.ndarray:
