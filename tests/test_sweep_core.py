@@ -479,3 +479,29 @@ def test_fast_overlay_equals_the_general_path():
         assert fast.pv == slow.pv
         assert fast.segments == slow.segments and fast.months == slow.months
         assert np.array_equal(fast.starts, slow.starts)
+
+
+def test_scenario_spec_duck_typed(base):
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Spec:  # the shape of sweep-io's ScenarioSpec
+        name: str = "s"
+        base: str = "baseline"
+        set: dict = field(default_factory=lambda: {"high_cost.beta": 0.9})
+        behaviour: dict = field(default_factory=dict)
+        draws_n: int | None = None
+        seed: int | None = None
+        file: str = "s.yaml"
+
+        def grid(self):
+            return Grid({"budget.*.growth": [0.01, 0.03]})
+
+    res = base.sweep(Spec())
+    assert list(res.scenarios["name"])[0] == "baseline"
+    assert len(res.scenarios) == 3
+    assert res.scenarios["high_cost.beta"].isna().tolist() == [True, False, False]
+    assert list(res.scenarios["high_cost.beta"].iloc[1:]) == [0.9, 0.9]
+    assert list(res.routes["route"]) == ["settlement", "cells", "cells"]
+    with pytest.raises(SweepError, match="base other is not the policy"):
+        base.sweep(Spec(base="other"))

@@ -213,6 +213,22 @@ def _load_spec(scenarios: Any) -> Any:
     return scenarios
 
 
+def _check_spec_base(base: Prepared, spec: Any) -> None:
+    """A scenario file's ``base`` policy must be the one the preparation priced with."""
+    from pathlib import Path
+
+    want = getattr(spec, "base", None)
+    if not want:
+        return
+    pol = base.policy
+    names = {pol.name, Path(pol.source).stem, str(Path(pol.source).resolve())}
+    if str(want) not in names and str(Path(str(want)).resolve()) not in names:
+        raise SweepError(
+            f"{getattr(spec, 'file', '') or 'the scenario spec'}: base {want} is not the policy "
+            f"this preparation used ({pol.name}, {pol.source}): prepare with policy={want}"
+        )
+
+
 def _expand_spec(spec: Any) -> tuple[Any, int | None, int | None]:
     """A scenario spec (``.grid()``, ``set``, ``behaviour``, ``draws_n``, ``seed``) as a
     list of overlays: its ``set`` and behaviour on every scenario but the baseline."""
@@ -243,6 +259,7 @@ def sweep(
     """
     scenarios = _load_spec(scenarios)
     if not isinstance(scenarios, (Grid, list, tuple, dict, pd.DataFrame)):
+        _check_spec_base(base, scenarios)
         scenarios, d_n, d_seed = _expand_spec(scenarios)
         draws = draws if draws is not None else d_n
         seed = seed if seed is not None else d_seed
