@@ -473,6 +473,7 @@ def test_fast_overlay_equals_the_general_path():
         {"low_cost.factor": 0.35, "coefficients.default": 0.8},
         {"high_cost.beta": {"2024-03-01": 0.5}},
         {"coefficients.by_level.2": 0.9},
+        {"high_cost.beta": 0.7},  # the baseline's only case-level change day goes
     ):
         _, fast = overlaid_year(pol, yp, ov)
         slow = resolve_year(overlaid_policy(pol, ov), YEAR)

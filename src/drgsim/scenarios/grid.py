@@ -26,7 +26,7 @@ import pandas as pd
 from drgsim.errors import DrgsimError, Problem, ValidationError
 from drgsim.policy.dated import YearPolicy, resolve_year
 from drgsim.policy.loader import Policy, PolicyError, _check_value, _cross_checks, _spec_for
-from drgsim.policy.schema import FUNDS, SCHEMA, Param
+from drgsim.policy.schema import FUNDS, SCHEMA, Param, level_of
 
 BEHAVIOUR = "behaviour."
 LEVEL_ALIASES = {"三": "3", "二": "2", "一": "1"}
@@ -454,7 +454,10 @@ def overlaid_year(policy: Policy, yp: YearPolicy, overlay: dict) -> tuple[Policy
     concrete: dict[str, Any] = {}
     for k, v in pol_keys.items():
         for c in check_keys([k], policy):
-            if is_dated(v) or _spec_for(c) is None:
+            # a case-level value set all year in a year the baseline splits into dated
+            # segments may merge them: the general path resolves the segments afresh
+            merge = yp.dated and level_of(c) == "case"
+            if is_dated(v) or _spec_for(c) is None or merge:
                 pol = overlaid_policy(policy, overlay)
                 return pol, resolve_year(pol, yp.year)
             concrete[c] = v
