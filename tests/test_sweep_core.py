@@ -311,7 +311,7 @@ def test_summary(base):
     assert s.loc[1, "pv_employee"] < s.loc[0, "pv_employee"] < s.loc[2, "pv_employee"]
     assert s.loc[1, "fund_balance_fen"] > s.loc[0, "fund_balance_fen"]
     assert 0 < s.loc[0, "drg_coverage"] < 1.5
-    assert {"change_p50_三级", "change_p5", "change_p95"} <= set(s.columns)
+    assert {"change_p50_三级", "change_p5_二级", "change_p5", "change_p95"} <= set(s.columns)
 
 
 def test_fund_balance_absent_without_region_columns(data):

@@ -919,7 +919,9 @@ def summarize(res: SweepResult, losing: float = -0.02) -> pd.DataFrame:
         }
     )
     for lv, part in hh.groupby("level", dropna=True):
-        agg[f"change_p50_{lv}"] = part.groupby("scenario")["change"].quantile(0.5)
+        qq = part.groupby("scenario")["change"]
+        for name, x in (("p5", 0.05), ("p50", 0.5), ("p95", 0.95)):
+            agg[f"change_{name}_{lv}"] = qq.quantile(x)
     n_draws = hh.groupby("scenario")["draw"].nunique()
     agg["n_losing"] = (hh["change"] < losing).groupby(hh["scenario"]).sum() / n_draws
     mean = per.groupby(level="scenario").mean(numeric_only=True)
