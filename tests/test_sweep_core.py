@@ -202,17 +202,18 @@ def test_cells_error_falls_back_to_rows(data):
 def test_recalibrate_route(data):
     cases, hosp, region = data
     b = drgsim.prepare(cases, hospitals=hosp, region=region)
-    ov = {"calibration.inflation": 0.08}
-    res = b.sweep([ov])
-    assert list(res.routes["route"]) == ["settlement", "recalibrate"]
-    t = drgsim.simulate(
-        cases,
-        policy=overlaid_policy(load_policy(), ov),
-        hospitals=hosp,
-        region=region,
-        reference_pv=b.reference_pv,
-    )
-    assert_same_as_simulate(res, 1, t)
+    ovs = [{"calibration.inflation": 0.08}, {"calibration.fallback": ["mdc", "all"]}]
+    res = b.sweep(ovs)
+    assert list(res.routes["route"]) == ["settlement", "recalibrate", "recalibrate"]
+    for s, ov in enumerate(ovs, start=1):
+        t = drgsim.simulate(
+            cases,
+            policy=overlaid_policy(load_policy(), ov),
+            hospitals=hosp,
+            region=region,
+            reference_pv=b.reference_pv,
+        )
+        assert_same_as_simulate(res, s, t)
     assert_same_as_simulate(res, 0, b.simulate())
 
 

@@ -149,10 +149,11 @@ def _classify(base: Prepared, sc: _Scenario, calibrated: bool) -> None:
         sc.reason = "settlement-only keys: " + (", ".join(keys) or "none (baseline)")
         return
     calib = _get(sc.yp.pv, "calibration") != _get(base.pv, "calibration")
+    # the fallback order is read by pricing too: given weights just re-price the rows
     cal_keys = sorted(
         k
         for k in pricing_differences_calib(base.pv, sc.yp.pv)
-        if k != "calibration.fallback"  # read at pricing as well
+        if calibrated or k != "calibration.fallback"
     )
     if calib and cal_keys:
         if not calibrated:
