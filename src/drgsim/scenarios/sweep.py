@@ -410,7 +410,7 @@ def _price_set(
     keep = (base.priced, base.cells, base.W)
     if sc.route == "settlement" and los is None:
         spend = base.spend if base.spend or not need_hist else _spend(base, base.W, base.pv)
-        return _PriceSet(cell_fund_totals(base.cells), dict(base.outside), spend, *keep)
+        return _PriceSet(base.fund_totals(), dict(base.outside), spend, *keep)
     if sc.route == "cells" and los is None:
         pts = points_under(base.cells, base.priced, sc.yp)  # CellsError -> rows
         spend = base.spend if base.spend or not need_hist else _spend(base, base.W, base.pv)
@@ -758,12 +758,8 @@ def _tables(
         }
     )
 
-    pc = base.priced.cases
-    all_share = {  # fund share (cost − patients' share) of every simulated case, per fund
-        name: int((pc.cost_fen[pc.fund == f] - pc.share_fen[pc.fund == f]).sum())
-        for f, name in enumerate(FUNDS)
-    }
-    base_tot = {name: cell_fund_totals(base.cells)[f] for f, name in enumerate(FUNDS)}
+    all_share = base.fund_share_all_cases()  # fund share of every simulated case
+    base_tot = dict(zip(FUNDS, base.fund_totals(), strict=True))
     bal_in, why = _region_balance_inputs(base)
     if why:
         notes.append(why)
@@ -866,9 +862,7 @@ def _tables(
             "reason": [s.reason for s in scs],
         }
     )
-    pc = base.priced.cases
-    own = pc.fund >= 0
-    cov = int((pc.cost_fen[own] - pc.share_fen[own]).sum())
+    cov = sum(all_share.values())
     prov = {**base.prov, "drgsim.sweep_scenarios": str(S), "drgsim.sweep_draws": str(n_draws)}
     if base.reference_pv:
         prov["drgsim.reference_pv"] = json.dumps(base.reference_pv)
