@@ -619,16 +619,19 @@ def _settle_all(
             if monthly:
                 for k in HM_KEYS:
                     res[k][idx] = r[k]
-        for u in range(U):  # the totals each unit was settled on
-            t = tsets[units[u][2]].totals[f]
-            res["points"][u] = t.points.sum(1)
-            res["cost"][u] = t.cost_fen.sum(1)
-            res["share"][u] = t.share_fen.sum(1)
-            res["cases"][u] = t.cases.sum(1)
-            res["outside"][u] = t.outside_fen
+        by_key: dict[str, list[int]] = {}
+        for u in range(U):
+            by_key.setdefault(units[u][2], []).append(u)
+        for key, us in by_key.items():  # the totals each unit was settled on
+            t = tsets[key].totals[f]
+            res["points"][us] = t.points.sum(1)
+            res["cost"][us] = t.cost_fen.sum(1)
+            res["share"][us] = t.share_fen.sum(1)
+            res["cases"][us] = t.cases.sum(1)
+            res["outside"][us] = t.outside_fen
             if monthly:
-                res["points_hm"][u] = t.points
-                res["cases_hm"][u] = t.cases
+                res["points_hm"][us] = t.points
+                res["cases_hm"][us] = t.cases
         # the ledger's identity in every unit: hospitals are paid what is distributed by
         # points, less the forfeits, through prepayments and the annual balance
         paid = res["prepaid"].sum(1) + res["balance"].sum(1)
@@ -726,8 +729,11 @@ def _tables(
     u_i, f_i, h_i = np.meshgrid(np.arange(U), np.arange(F), np.arange(H), indexing="ij")
     sel = np.broadcast_to(keep_fh, (U, F, H)).ravel()
 
+    every = bool(sel.all())
+
     def col(a: np.ndarray) -> np.ndarray:
-        return np.asarray(a).ravel()[sel]
+        a = np.asarray(a).ravel()
+        return a if every else a[sel]
 
     hosp = pd.DataFrame(
         {
