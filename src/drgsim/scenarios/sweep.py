@@ -574,6 +574,13 @@ def _settle_all(
         first.setdefault(units[u][2], u)
     order.sort(key=lambda u: (first[units[u][2]], u))
     out: dict[str, dict[str, np.ndarray]] = {}
+    # hospital arrays live in (U, F, H) arrays, each fund a view: the tables read them whole
+    per_h = (*H_KEYS, "withheld", "prepaid", "cost", "share", "outside", "points", "cases")
+    full = {
+        k: np.zeros((U, len(FUNDS), H), np.float64 if k in ("points", "cases") else np.int64)
+        for k in per_h
+    }
+    out["_full"] = full  # type: ignore[assignment]
     for f, name in enumerate(FUNDS):
         B = np.array([b.budget_fen for b in budgets[name]], np.int64)
         R = np.array([b.reserve_fen for b in budgets[name]], np.int64)
@@ -583,10 +590,8 @@ def _settle_all(
         }
         res["pv_bound"] = np.zeros(U, np.int8)
         res["provisional_pv"] = np.zeros((U, 12))
-        for k in H_KEYS + ("withheld", "prepaid", "cost", "share", "outside"):
-            res[k] = np.zeros((U, H), np.int64)
-        res["points"] = np.zeros((U, H))
-        res["cases"] = np.zeros((U, H))
+        for k in per_h:
+            res[k] = full[k][:, f, :]
         if monthly:
             for k in HM_KEYS:
                 res[k] = np.zeros((U, H, 12), np.int64)
@@ -713,8 +718,8 @@ def _tables(
     hn, hl = _hospital_info(base, hids)
     notes: list[str] = []
 
-    def stack(k: str) -> np.ndarray:  # (S, F, H)
-        return np.stack([out[f][k] for f in FUNDS], axis=1)
+    def stack(k: str) -> np.ndarray:  # (U, F, H)
+        return out["_full"][k]  # type: ignore[index]
 
     cases, outside = stack("cases"), stack("outside")
     if np.array_equal(cases, np.rint(cases)):  # whole cases unless volume grew
