@@ -159,11 +159,14 @@ def settle_scenarios(
     reserve_fen: np.ndarray,
     sp: ScenarioParams,
     scores: np.ndarray | None = None,
+    monthly: bool = True,
 ) -> dict[str, np.ndarray]:
     """Settle S scenarios of one fund-year at once.
 
     ``points``, ``share_fen``, ``cost_fen``: (S, H, 12) or (H, 12) (shared by all
     scenarios); ``budget_fen``, ``reserve_fen``: (S,). Returns arrays with a leading S.
+    ``monthly=False`` leaves out the final payment split over months (``payment_hm``,
+    ``quota_hm``), which nothing else depends on (sweeps without monthly arrays).
     """
     S_ = len(budget_fen)
     if S_ > CHUNK:  # bounded memory: blocks of scenarios, results stacked
@@ -182,16 +185,24 @@ def settle_scenarios(
                     reserve_fen[sl],
                     sub,
                     sc,
+                    monthly,
                 )
             )
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    pts = np.broadcast_to(points, (S_, *points.shape[-2:])).astype(np.float64)
-    shr = np.broadcast_to(share_fen, pts.shape).astype(np.int64)
-    cst = np.broadcast_to(cost_fen, pts.shape).astype(np.int64)
+    shape = (S_, *np.shape(points)[-2:])
+    # totals shared by every scenario (2-D inputs) are summed once and broadcast: the
+    # sums run in the same order either way, so they are the same to the last bit
+    shared = np.ndim(points) == 2 and np.ndim(share_fen) == 2 and np.ndim(cost_fen) == 2
+    pts = np.broadcast_to(np.asarray(points, dtype=np.float64), shape)
+    shr = np.broadcast_to(np.asarray(share_fen, dtype=np.int64), shape)
+    cst = np.broadcast_to(np.asarray(cost_fen, dtype=np.int64), shape)
     H = pts.shape[1]
     B = np.asarray(budget_fen, dtype=np.int64)
     R = np.asarray(reserve_fen, dtype=np.int64)
-    P_h, S_h, C_h = seqsum(pts, 2), shr.sum(2), cst.sum(2)
+    one = slice(0, 1) if shared else slice(None)
+    P_h = np.broadcast_to(seqsum(pts[one], 2), (S_, H))
+    S_h = np.broadcast_to(shr[one].sum(2), (S_, H))
+    C_h = np.broadcast_to(cst[one].sum(2), (S_, H))
     P, S, C = seqsum(P_h, 1), S_h.sum(1), C_h.sum(1)
     tc = sp.total_cost
 
@@ -235,12 +246,17 @@ def settle_scenarios(
     A = grouped_largest_remainder(
         q_h.ravel(), np.repeat(np.arange(S_), H), T, np.arange(n_sh)
     ).reshape(S_, H)
-    A_hm = grouped_largest_remainder(
-        q_hm.ravel(), np.repeat(np.arange(n_sh), 12), A.ravel(), np.arange(n_sh * 12)
-    ).reshape(S_, H, 12)
+    A_hm = (
+        grouped_largest_remainder(
+            q_hm.ravel(), np.repeat(np.arange(n_sh), 12), A.ravel(), np.arange(n_sh * 12)
+        ).reshape(S_, H, 12)
+        if monthly
+        else None
+    )
 
     # monthly pre-settlement
-    P_m, S_m = seqsum(pts, 1), shr.sum(1)
+    P_m = np.broadcast_to(seqsum(pts[one], 1), (S_, 12))
+    S_m = np.broadcast_to(shr[one].sum(1), (S_, 12))
     with np.errstate(divide="ignore", invalid="ignore"):
         num = B[:, None] / 12.0 + np.where(tc[:, None], S_m, 0)
         prov_b = np.where(P_m > 0, num / P_m / 100.0, 0.0)
@@ -289,7 +305,7 @@ def settle_scenarios(
             q, np.repeat(np.arange(len(rows)), H), avail[rows], np.arange(len(rows) * H)
         ).reshape(len(rows), H)
     overdraw = np.maximum(draw + refund.sum(1) - claw.sum(1) - R, 0)
-    return {
+    out = {
         "overdraw": overdraw.astype(np.int64),
         "corridor_base": base,
         "distributable": D,
@@ -317,6 +333,9 @@ def settle_scenarios(
         "pv_ceiling": ceiling,
         "pv_bound": np.where(hi_hit, 2, np.where(lo_hit, 1, 0)).astype(np.int8),
     }
+    if not monthly:
+        del out["payment_hm"], out["quota_hm"]
+    return out
 
 
 def settle_fund_fast(
