@@ -1,0 +1,1 @@
+"""Scenario sweeps: prepare once, sweep many scenarios (issue 18)."""
