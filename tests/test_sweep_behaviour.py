@@ -3,6 +3,8 @@ definitions are what pricing itself gives where it can express them; draws are s
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -61,6 +63,7 @@ def family_region(n: int = 3000, n_hosp: int = 6, seed: int = 3):
 @pytest.fixture(scope="module")
 def region():
     h, w, df, sib = family_region()
+    w = w[w["key"] != "D043"].reset_index(drop=True)  # priced at the all-case row: no creep
     pol = load_policy()
     c = prepare_cases(df, h["hospital_id"])
     W = Weights.from_frame(w)
@@ -112,6 +115,24 @@ def test_cells_equal_rows(region, values):
     if values:  # the behaviour did something
         base = apply_rows(r["pr"], r["W"], {}, r["sib"], r["lv"])
         assert np.abs(rows.points - base.points).max() > 1.0
+
+
+def test_what_does_not_creep(region):
+    """D043 has no weight of its own (priced at the all-case row) and D045's sibling is
+    D043: neither creeps; D041's sibling-less top level neither."""
+    r = region
+    pr = r["pr"]
+    drg = pr.cases.drg_names[pr.cases.drg]
+    keep = np.isin(drg, ["D043", "D045", "D041"])
+    assert keep.sum() > 30
+    assert (pr.weight_level[drg == "D043"] == 4).all()  # WEIGHT_LEVELS.index("all")
+    sub = dataclasses.replace(pr, pay_status=np.where(keep, pr.pay_status, 1).astype(np.int8))
+    none = apply_rows(sub, r["W"], {}, r["sib"], r["lv"]).points
+    full = apply_rows(sub, r["W"], {"coding_creep": 1.0}, r["sib"], r["lv"]).points
+    assert full == pytest.approx(none, rel=1e-12)
+    bc = prepare_cells(sub, build_cells(sub), r["W"], r["sib"], r["lv"])
+    assert not bc.has_sib.any()
+    assert apply_cells(bc, {"coding_creep": 1.0}).points == pytest.approx(none, rel=1e-12)
 
 
 def test_cells_equal_rows_per_diem_outside_the_budget(region):
