@@ -117,6 +117,24 @@ def test_cells_equal_rows(region, values):
         assert np.abs(rows.points - base.points).max() > 1.0
 
 
+def test_one_prepared_cells_many_values(region):
+    """The cells' cache (per inflation and thresholds) never serves a stale result."""
+    r = region
+    bc = prepare_cells(r["pr"], r["cells"], r["W"], r["sib"], r["lv"])
+    other = r["pol"].with_values({"high_cost.beta": 0.5}).at(2024)
+    for vals, pol in [
+        ({"cost_inflation": 0.1, "coding_creep": 0.2}, None),
+        ({"cost_inflation": 0.2, "coding_creep": 0.2}, None),
+        ({"cost_inflation": 0.1, "coding_creep": 0.6, "volume_growth": 0.1}, None),
+        ({"cost_inflation": 0.1, "coding_creep": 0.6}, other),
+        ({"cost_inflation.by_level.三级": 0.1}, other),
+        ({}, None),
+    ]:
+        rows = apply_rows(r["pr"], r["W"], vals, r["sib"], r["lv"], policy=pol)
+        assert_totals_equal(apply_cells(bc, vals, policy=pol), rows)
+    assert len(bc.cache) == 5
+
+
 def test_what_does_not_creep(region):
     """D043 has no weight of its own (priced at the all-case row) and D045's sibling is
     D043: neither creeps; D041's sibling-less top level neither."""
