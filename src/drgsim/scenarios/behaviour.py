@@ -777,6 +777,34 @@ def apply_cells(
     )
 
 
+def apply_cells_draws(
+    bc: BehaviourCells,
+    drawn: Mapping[str, np.ndarray],
+    hosp_level: np.ndarray | None = None,
+    policy: dict | YearPolicy | None = None,
+) -> list[Totals]:
+    """:func:`apply_cells` for every draw of ``drawn`` (from :func:`draw_values`)."""
+    n = max((len(np.atleast_1d(v)) for v in drawn.values()), default=1)
+    return [apply_cells(bc, drawn, hosp_level, policy, d) for d in range(n)]
+
+
+def stack_fund(totals: list[Totals], fund: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(points, share_fen, cost_fen) of ``fund`` as (draws, H, 12) arrays, the shape
+    :func:`~drgsim.settlement.scenarios.settle_scenarios` takes."""
+    parts = [t.fund(fund) for t in totals]
+    return tuple(np.stack([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+
+def route(b: Behaviour) -> tuple[str, str]:
+    """The route a behaviour needs and why: ``("rows", ...)`` for a LOS change, else
+    ``("cells", ...)`` when any assumption is given, ``("settlement", "")`` for none."""
+    if b.needs_rows:
+        return "rows", "los_change: the cases are priced again (cells hold no LOS)"
+    if b:
+        return "cells", "behaviour on the cells: " + ", ".join(sorted(b.items))
+    return "settlement", ""
+
+
 # -------------------------------------------------------------------------------- LOS
 
 
