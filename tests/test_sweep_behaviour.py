@@ -169,6 +169,22 @@ def test_cells_equal_rows_per_diem_outside_the_budget(region):
     assert np.array_equal(rows.outside_fen, mul_half_up(none.outside_fen, 1.07))
 
 
+def test_groups_without_a_reference_mean(region):
+    """A group with mean cost 0: its cases are normal at any cost, its short stays paid 0."""
+    r = region
+    w = r["W"].table.copy()
+    w.loc[w["key"] == "D021", "mean_cost_fen"] = 0
+    W = Weights.from_frame(w)
+    df = r["df"].copy()
+    df.loc[df["drg"].isin(["D021", "D025"]) & (df["case_id"] % 2 == 0), "los_days"] = 1
+    pr = price(prepare_cases(df, r["h"]["hospital_id"]), W, r["pol"].at(2024), r["h"])
+    drg = pr.cases.drg_names[pr.cases.drg]
+    assert ((drg == "D021") & (pr.case_type == 8)).sum() > 3  # short stays, no mean
+    bc = prepare_cells(pr, build_cells(pr), W, r["sib"], r["lv"])
+    for vals in ({}, {"cost_inflation": 0.5, "coding_creep": 0.4}):
+        assert_totals_equal(apply_cells(bc, vals), apply_rows(pr, W, vals, r["sib"], r["lv"]))
+
+
 def test_no_behaviour_is_the_priced_rows(region):
     """With no assumption the row definition is the pricing's own per-case points."""
     pr = region["pr"]
