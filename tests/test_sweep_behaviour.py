@@ -471,6 +471,28 @@ def test_distribution_moments_and_bounds():
         assert np.array_equal(x, np.round(x, 6))
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    dist=st.sampled_from(["uniform", "normal", "lognormal", "triangular"]),
+    a=st.floats(0.0, 0.5),
+    width=st.floats(0.0, 0.5),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_draws_stay_in_their_bounds(dist, a, width, seed):
+    lo, hi = round(a, 6), round(a + width, 6)
+    spec = {
+        "uniform": {"dist": "uniform", "min": lo, "max": hi},
+        "normal": {"dist": "normal", "mean": a, "sd": 0.2, "min": lo, "max": hi},
+        "lognormal": {"dist": "lognormal", "mean": a + 0.01, "sd": 0.3, "min": lo, "max": hi},
+        "triangular": {"dist": "triangular", "min": lo, "mode": (lo + hi) / 2, "max": hi},
+    }[dist]
+    v = draw_values({"coding_creep": spec}, draws=300, seed=seed)["coding_creep"]
+    assert v.min() >= lo and v.max() <= hi
+    assert np.array_equal(
+        v, draw_values({"coding_creep": spec}, draws=300, seed=seed)["coding_creep"]
+    )
+
+
 def test_expected_values_without_draws():
     v = draw_values(MC)
     assert v["volume_growth"].tolist() == [0.03]

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -181,7 +182,7 @@ def parse_behaviour(
         parts = key.split(".")
         name = parts[0]
         if name not in NAMES:
-            near = [n for n in NAMES if n.split("_")[0] in name or name in n]
+            near = difflib.get_close_matches(name, NAMES, n=1, cutoff=0.6)
             hint = f" (did you mean {near[0]}?)" if near else f" (one of: {', '.join(NAMES)})"
             problems.append(Problem(source, None, key, f"unknown behaviour{hint}"))
             continue
