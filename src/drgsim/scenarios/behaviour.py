@@ -2,9 +2,10 @@
 
 Each assumption is a number or a distribution (:mod:`drgsim.scenarios.draws`). Each is
 defined on the priced case rows first (:func:`apply_rows`, the slow reference, an
-expected-value transform) and reproduced on the cells (:func:`apply_cells`) without
-copying a case row; the two agree on every hospital × fund × month total (points to
-float rounding, fen exactly).
+expected-value transform; :func:`rows_frame` shows it case by case) and reproduced on the
+cells (:func:`prepare_cells` once, then :func:`apply_cells` per value) without copying a
+case row; the two agree on every hospital × fund × month total (points to float rounding,
+fen exactly).
 
 Keys (a ``behaviour.`` prefix is accepted): ``volume_growth``, ``cost_inflation``,
 ``coding_creep``, each also ``<key>.by_level.<level>`` (``volume_growth`` also
