@@ -56,7 +56,6 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -945,9 +944,3 @@ def severity_path(siblings: Mapping[str, str], drg: str) -> list[str]:
     while out[-1] in siblings and siblings[out[-1]] not in out:
         out.append(siblings[out[-1]])
     return out
-
-
-def read_siblings_file(path: str | Path) -> dict[str, str]:
-    """Siblings from a ``drg.csv`` file (a scheme folder's table)."""
-    with open(path, encoding="utf-8", newline="") as fh:
-        return severity_siblings(pd.DataFrame(list(csv.DictReader(fh))))
