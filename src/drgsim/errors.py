@@ -46,6 +46,13 @@ class SchemeError(ValidationError):
     kind = "scheme tables"
 
 
+class ScenarioError(ValidationError):
+    """A scenario file (or folder of them) failed validation: unknown key, wrong type,
+    bad distribution, grid axes of unequal length under ``zip``..."""
+
+    kind = "scenario file"
+
+
 class SchemeNotFoundError(DrgsimError):
     """A scheme name or path does not resolve to a folder of tables."""
 

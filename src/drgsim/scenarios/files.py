@@ -1,0 +1,875 @@
+"""Scenario files: a sweep written down as YAML, validated before any work.
+
+```yaml
+name: budget_and_beta
+base: baseline            # bundled policy name or a path (relative to this file)
+set:  {high_cost.beta: 0.9, presettlement.prepay_share: {2024-07-01: 0.8}}
+grid: {budget.*.growth: [0.02, 0.04, 0.06], point_value.bounds.floor: "0.85:0.95:0.05"}
+zip:  [[keyA, keyB]]      # axes that vary together
+behaviour: {volume_growth: {dist: normal, mean: 0.03, sd: 0.01}}
+draws: {n: 100, seed: 7}
+```
+
+Every problem is collected and raised as one :class:`ScenarioError`, each line
+``file:line: key: message`` (unknown keys get a "did you mean" from the policy's keys).
+The file is read with the safe YAML rules: UTF-8, size and depth bounded, no anchors
+or aliases.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import fnmatch
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drgsim.errors import Problem, ScenarioError
+from drgsim.policy.loader import Policy, PolicyError, load_policy
+from drgsim.policy.schema import Param
+
+TOP_KEYS = ("name", "description", "base", "set", "grid", "zip", "behaviour", "draws")
+DRAWS_KEYS = ("n", "seed")
+MAX_SCENARIOS = 100_000  # per file, after expanding the grid
+MAX_DRAWS = 100_000
+MAX_BYTES = 1024 * 1024  # scenario files are a few hundred bytes
+MAX_DEPTH = 16
+SUFFIXES = (".yaml", ".yml")
+
+# behaviour assumptions (DOMAIN.md §5) and how each may be split
+BEHAVIOURS: dict[str, tuple[str, ...]] = {
+    "volume_growth": ("by_level", "by_hospital"),
+    "cost_inflation": ("by_level",),
+    "coding_creep": (),
+    "los_change": (),
+}
+# the range a fixed value (or a distribution's bounds) of each assumption may take
+BEHAVIOUR_RANGE: dict[str, tuple[float, float]] = {
+    "volume_growth": (-0.9, 10.0),
+    "cost_inflation": (-0.9, 10.0),
+    "coding_creep": (0.0, 1.0),
+    "los_change": (0.01, 10.0),
+}
+# distribution -> (required parameters, optional parameters)
+DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "uniform": (("min", "max"), ()),
+    "normal": (("mean", "sd"), ("min", "max")),
+    "lognormal": (("mean", "sd"), ("min", "max")),
+    "triangular": (("min", "mode", "max"), ()),
+}
+
+
+@dataclass
+class ScenarioSpec:
+    """One validated scenario file.
+
+    ``set``: dotted key -> value, or dated values ``{"2024-07-01": 0.8}``, applied to every
+    scenario but the baseline; ``grid``: axis key -> the list of its values (ranges
+    expanded; keys may hold ``*`` and ``behaviour.`` keys are behaviour assumptions);
+    ``zip``: groups of axes that vary together; ``behaviour``: name -> number or
+    distribution; ``draws_n``/``seed``: the Monte Carlo draws.
+    """
+
+    name: str
+    base: str = "baseline"
+    set: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    zip: list[list[str]] = field(default_factory=list)
+    behaviour: dict[str, Any] = field(default_factory=dict)
+    draws_n: int | None = None
+    seed: int | None = None
+    file: str = ""
+    description: str = ""
+
+    def base_policy(self) -> Policy:
+        """The policy the scenarios overlay (bundled name, or a path relative to the file)."""
+        return load_policy(_base_source(self.base, self.file))
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.grid, GridAxes):
+            self.grid = GridAxes(dict(self.grid or {}), self)
+
+    def axes(self) -> dict[str, list[Any]]:
+        """The sweep's axes: each ``set`` key as a one-valued axis, then the ``grid``."""
+        return {**{k: [v] for k, v in self.set.items()}, **dict(self.grid)}
+
+    def to_grid(self) -> Any:
+        """The scenarios as a :class:`drgsim.Grid` (``set`` keys as one-valued axes);
+        ``spec.grid()`` is the same (``spec.grid`` also reads as the axes dict)."""
+        from drgsim.scenarios.grid import Grid
+
+        return Grid(self.axes(), zip=[list(z) for z in self.zip] or False)
+
+    def shape(self) -> list[int]:
+        """Lengths of the independent blocks of the grid (a zipped group counts once)."""
+        zipped = {k for z in self.zip for k in z}
+        return [len(self.grid[z[0]]) for z in self.zip] + [
+            len(v) for k, v in self.grid.items() if k not in zipped]
+
+    def overlays(self) -> list[tuple[str, dict[str, Any]]]:
+        """(name, overlay) per scenario, baseline ``{}`` first; ``*`` keys kept as written.
+
+        The expansion the sweep's Grid makes (Cartesian product of the axes, a zipped
+        group varying together, ``set`` in every scenario but the baseline); used to show
+        a file and to sweep a folder of files.
+        """
+        groups: list[list[str]] = [list(z) for z in self.zip]
+        zipped = {k for z in groups for k in z}
+        groups += [[k] for k in self.grid if k not in zipped]
+        blocks = [[{k: self.grid[k][i] for k in g} for i in range(len(self.grid[g[0]]))]
+                  for g in groups]
+        out: list[tuple[str, dict[str, Any]]] = [("baseline", {})]
+        for combo in itertools.product(*blocks):
+            point: dict[str, Any] = {}
+            for part in combo:
+                point.update(part)
+            label = ", ".join(f"{k}={_short(v)}" for k, v in point.items())
+            out.append((f"{self.name}: {label}" if label else self.name, {**self.set, **point}))
+        return out
+
+    @property
+    def n_scenarios(self) -> int:
+        """Scenarios including the baseline."""
+        return 1 + math.prod(self.shape())
+
+
+class GridAxes(dict):
+    """A spec's ``grid`` axes (a dict, key -> values); calling it gives the
+    :class:`drgsim.Grid` of the whole spec (the contract's ``spec.grid()``)."""
+
+    def __init__(self, axes: dict[str, list[Any]], spec: ScenarioSpec):
+        super().__init__(axes)
+        self._spec = spec
+
+    def __call__(self) -> Any:
+        return self._spec.to_grid()
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, dict):
+        return json.dumps(v, ensure_ascii=False, sort_keys=True, default=str)
+    return str(v)
+
+
+def _base_source(base: str, file: str) -> str:
+    """A base policy name as load_policy takes it: bundled name, else relative to the file."""
+    p = Path(base)
+    if not p.is_absolute() and file and (Path(file).parent / p).exists():
+        return str(Path(file).parent / p)
+    return base
+
+
+# ----------------------------------------------------------------------------- YAML
+def _load_yaml(path: Path) -> Any:
+    """The file's YAML with ruamel line info, under the safe rules (size, depth, aliases)."""
+    try:  # the shared safe loader, once it is on this branch
+        from drgsim.yamlsafe import load_yaml_file  # type: ignore[import-not-found]
+    except ImportError:
+        return _load_yaml_local(path)
+    return load_yaml_file(path, ScenarioError, max_bytes=MAX_BYTES, max_depth=MAX_DEPTH)
+
+
+def _load_yaml_local(path: Path) -> Any:
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+    from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent
+
+    file = str(path)
+
+    def err(line: int | None, msg: str) -> ScenarioError:
+        return ScenarioError([Problem(file, line, None, msg)])
+
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise err(None, f"{size:,} bytes is larger than the {MAX_BYTES:,}-byte limit")
+        data = path.read_bytes()[: MAX_BYTES + 1]
+    except OSError as exc:
+        raise err(None, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise err(data.count(b"\n", 0, exc.start) + 1,
+                  f"not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset {exc.start}"
+                  ) from None
+    text = text.removeprefix("\ufeff")
+    depth = 0
+    try:
+        for ev in YAML(typ="rt").parse(io.StringIO(text)):
+            line = ev.start_mark.line + 1 if ev.start_mark is not None else None
+            if isinstance(ev, AliasEvent) or (isinstance(ev, NodeEvent) and ev.anchor):
+                raise err(line, "YAML anchors and aliases are not allowed: write each value out")
+            if isinstance(ev, CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise err(line, f"nested more than {MAX_DEPTH} levels deep")
+            elif isinstance(ev, CollectionEndEvent):
+                depth -= 1
+        yaml = YAML(typ="rt")
+        yaml.allow_duplicate_keys = False
+        return yaml.load(io.StringIO(text))
+    except DuplicateKeyError as exc:
+        mark = exc.problem_mark
+        raise err(mark.line + 1 if mark else None, f"duplicate key: {exc.problem}") from None
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise err(mark.line + 1 if mark else None,
+                  f"not valid YAML: {exc.problem or exc.context}") from None
+    except (YAMLError, RecursionError) as exc:
+        raise err(None, f"not valid YAML: {exc}") from None
+
+
+def _line(node: Any, key: Any = None) -> int | None:
+    try:
+        if key is not None:
+            return int(node.lc.key(key)[0]) + 1
+    except Exception:
+        pass
+    try:
+        return int(node.lc.line) + 1
+    except Exception:
+        return None
+
+
+def _item_line(node: Any, i: int) -> int | None:
+    try:
+        return int(node.lc.item(i)[0]) + 1
+    except Exception:
+        return _line(node)
+
+
+def _plain(v: Any) -> Any:
+    """ruamel containers -> plain dict/list; dates -> ISO text."""
+    if isinstance(v, dict):
+        return {_plain_key(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    if isinstance(v, dt.datetime):
+        return v.date().isoformat()
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, int):
+        return int(v)
+    if isinstance(v, float):
+        return float(v)
+    if isinstance(v, str):
+        return str(v)
+    return v
+
+
+def _plain_key(k: Any) -> str:
+    if isinstance(k, dt.datetime):
+        return k.date().isoformat()
+    if isinstance(k, dt.date):
+        return k.isoformat()
+    return str(k)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    near = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean {near[0]}?)" if near else ""
+
+
+# ----------------------------------------------------------------------------- keys
+def _map_entries(policy: Policy) -> dict[str, list[str]]:
+    """Dict-valued parameters (``coefficients.by_level``) -> their entries."""
+    from drgsim.policy.loader import _spec_for
+
+    out: dict[str, list[str]] = {}
+    for key, values in policy.params.items():
+        spec = _spec_for(key)
+        if spec is not None and spec.kind == "map_float":
+            names: set[str] = set()
+            for _, v in values:
+                names.update(str(x) for x in (v or {}))
+            out[key] = sorted(names)
+    return out
+
+
+def policy_keys(policy: Policy) -> list[str]:
+    """Every key a scenario may set: the policy's dotted keys and dict-valued entries."""
+    keys = list(policy.params)
+    for k, names in _map_entries(policy).items():
+        keys += [f"{k}.{n}" for n in names]
+    return sorted(keys)
+
+
+def _wildcards(keys: list[str], entries: dict[str, list[str]]) -> list[str]:
+    """Keys with their fund (or dict entry) written as ``*``: suggestions for a typo."""
+    from drgsim.policy.schema import FUNDS
+
+    out = {f"{k}.*" for k in entries}
+    for k in keys:
+        parts = k.split(".")
+        for i, p in enumerate(parts):
+            if p in FUNDS:
+                out.add(".".join(parts[:i] + ["*"] + parts[i + 1:]))
+    return sorted(out)
+
+
+LEVEL_ALIASES = {"三级": "3", "二级": "2", "一级": "1"}  # coefficients.by_level.三级
+
+
+def expand_key(key: str, policy: Policy) -> list[str]:
+    """The concrete keys a scenario key stands for (``*`` matches one part: a fund or a
+    dict entry; ``三级`` names the entry ``3``). Raises KeyError with a message (and a
+    suggestion) for an unknown key."""
+    keys = policy_keys(policy)
+    entries = _map_entries(policy)
+    if "*" in key:
+        n = key.count(".")
+        hits = [k for k in keys if k.count(".") == n and fnmatch.fnmatchcase(k, key)]
+        if hits:
+            return hits
+    elif key in keys:
+        return [key]
+    else:
+        parent, _, entry = key.rpartition(".")
+        if parent in entries:
+            alias = LEVEL_ALIASES.get(entry)
+            if alias in entries[parent]:
+                return [f"{parent}.{alias}"]
+            raise KeyError(f"unknown entry {entry!r} of {parent} "
+                           f"(it has {', '.join(entries[parent]) or 'none'})")
+    raise KeyError("unknown key" + _did_you_mean(key, keys + _wildcards(keys, entries)))
+
+
+def check_keys(keys: list[str], policy: Policy) -> dict[str, list[str]]:
+    """Scenario key -> the concrete keys it stands for; KeyError for the first unknown one.
+
+    (A local stand-in for sweep-core's ``drgsim.scenarios.grid.check_keys``.)
+    """
+    return {k: expand_key(k, policy) for k in keys}
+
+
+def _param(key: str, policy: Policy) -> Param:
+    from drgsim.policy.loader import _spec_for
+
+    spec = _spec_for(key)
+    if spec is not None:
+        return spec
+    parent = key.rpartition(".")[0]
+    if parent in _map_entries(policy):
+        return Param("float", f"entry of {parent}")
+    raise KeyError(key)
+
+
+def _looks_dated(v: Any) -> bool:
+    if not isinstance(v, dict) or not v:
+        return False
+    for k in v:
+        if isinstance(k, dt.date):
+            continue
+        try:
+            dt.date.fromisoformat(str(k))
+        except ValueError:
+            return False
+    return True
+
+
+def _is_dated(value: Any, spec: Param) -> bool:
+    """Dated values ``{date: value}`` rather than one value (a dict-valued parameter's
+    dated values hold dicts)."""
+    if not _looks_dated(value):
+        return False
+    return spec.kind != "map_float" or all(isinstance(x, dict) or x is None
+                                           for x in value.values())
+
+
+def check_value(key: str, value: Any, policy: Policy, file: str, line: int | None,
+                problems: list[Problem]) -> Any:
+    """One value (or dated values) of a concrete key checked against the schema."""
+    from drgsim.policy.loader import _check_value
+
+    spec = _param(key, policy)
+    if _is_dated(value, spec):
+        out = {}
+        for d, x in value.items():
+            out[_plain_key(d)] = _check_value(spec, _plain(x), file, _line(value, d) or line,
+                                              key, problems)
+        return out
+    return _check_value(spec, _plain(value), file, line, key, problems)
+
+
+def apply_overlay(policy: Policy, overlay: dict[str, Any]) -> Policy:
+    """``policy`` with a scenario's overlay: ``*`` keys expanded, dict entries merged into
+    their dict, dated values applied from their dates. Raises PolicyError / KeyError."""
+    plain: dict[str, list[tuple[str, Any]]] = {}  # concrete key -> [(date, value)]
+    entries = _map_entries(policy)
+    for key, value in overlay.items():
+        if key.startswith("behaviour."):
+            continue
+        for k in expand_key(key, policy):
+            dated = list(value.items()) if _is_dated(value, _param(k, policy)) else [
+                (ALWAYS, value)]
+            parent = k.rpartition(".")[0]
+            if parent in entries and k not in policy.params:  # one entry of a dict value
+                if dated[0][0] == ALWAYS:  # the entry in every dated value of its dict
+                    dated = [(d0.isoformat(), dated[0][1]) for d0, _ in policy.params[parent]]
+                    dated[0] = (ALWAYS, dated[0][1])
+                for d, x in dated:
+                    day = _plain_key(d)
+                    rows = plain.setdefault(parent, [])
+                    cur = next((v for dd, v in rows if dd == day), None)
+                    if cur is None:
+                        at = policy.params[parent][0][0].isoformat() if day == ALWAYS else day
+                        cur = dict(_in_force(policy.params[parent], at) or {})
+                        rows.append((day, cur))
+                    cur[k.rpartition(".")[2]] = x
+            else:
+                plain.setdefault(k, []).extend((_plain_key(d), x) for d, x in dated)
+    out = policy
+    by_date: dict[str, dict[str, Any]] = {}
+    for k, vals in plain.items():
+        for d, x in vals:
+            by_date.setdefault(d, {})[k] = x
+    for d in sorted(by_date):
+        out = out.with_values(by_date[d], d)
+    return out
+
+
+ALWAYS = "1900-01-01"  # an undated overlay value holds from before any policy date
+
+
+def _in_force(values: list[tuple[dt.date, Any]], day: str) -> Any:
+    chosen = None
+    for d, v in values:
+        if d.isoformat() <= day:
+            chosen = v
+    return chosen
+
+
+def changes(policy: Policy, overlay: dict[str, Any]) -> list[tuple[str, str, Any, Any]]:
+    """What an overlay changes: (key, from date or '' for always, the baseline's value
+    then, the new value), only where the value differs from the baseline's."""
+    new = apply_overlay(policy, overlay)
+    out = []
+    for k in sorted(new.params):
+        base = policy.params.get(k, [])
+        if new.params[k] == base:
+            continue
+        for d, v in new.params[k]:
+            day = d.isoformat()
+            was = _in_force(base, day) if day != ALWAYS else (base[-1][1] if base else None)
+            if day == ALWAYS and len(base) > 1:  # a dated history, replaced by one value
+                out.append((k, "", {b.isoformat(): x for b, x in base}, v))
+            elif isinstance(v, dict) and isinstance(was, dict):
+                for e in sorted(set(v) | set(was)):
+                    if v.get(e) != was.get(e):
+                        out.append((f"{k}.{e}", "" if day == ALWAYS else day, was.get(e),
+                                    v.get(e)))
+            elif v != was:
+                out.append((k, "" if day == ALWAYS else day, was, v))
+    return out
+
+
+# ----------------------------------------------------------------------------- values
+def expand_range(v: Any) -> list[float] | None:
+    """``{min, max, count}`` or ``"a:b:step"`` -> the values (None when ``v`` is neither).
+    Raises ValueError with a message for a malformed range."""
+    if isinstance(v, dict) and "min" in v and "max" in v and "count" in v:
+        extra = set(v) - {"min", "max", "count"}
+        if extra:
+            raise ValueError(f"a range has only min, max, count (not {', '.join(sorted(extra))})")
+        lo, hi, n = v["min"], v["max"], v["count"]
+        if not (_is_num(lo) and _is_num(hi)):
+            raise ValueError("a range's min and max are numbers")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"a range's count is a whole number ≥ 1, not {n!r}")
+        if lo > hi:
+            raise ValueError(f"a range's min {lo:g} is above its max {hi:g}")
+        if n == 1:
+            return [float(lo)]
+        return [round(lo + (hi - lo) * i / (n - 1), 12) for i in range(n)]
+    if isinstance(v, str) and v.count(":") == 2:
+        try:
+            a, b, s = (float(x) for x in v.split(":"))
+        except ValueError:
+            raise ValueError(f"{v!r} is not a range a:b:step of numbers") from None
+        if s <= 0:
+            raise ValueError(f"{v!r}: the step must be positive")
+        if b < a:
+            raise ValueError(f"{v!r}: the end is below the start")
+        n = int(math.floor((b - a) / s + 1e-9)) + 1
+        if n > MAX_SCENARIOS:
+            raise ValueError(f"{v!r} has {n:,} values, more than {MAX_SCENARIOS:,}")
+        return [round(a + i * s, 12) for i in range(n)]
+    return None
+
+
+def check_behaviour(name: str, value: Any, file: str, line: int | None,
+                    problems: list[Problem]) -> Any:
+    """A behaviour assumption: its name (``volume_growth.by_level.三级``) and a number or a
+    distribution (uniform, normal, lognormal, triangular; bounds min/max clip)."""
+    key = f"behaviour.{name}"
+
+    def bad(msg: str) -> None:
+        problems.append(Problem(file, line, key, msg))
+
+    parts = name.split(".")
+    names = list(BEHAVIOURS)
+    if parts[0] not in BEHAVIOURS:
+        bad("unknown behaviour assumption" + _did_you_mean(parts[0], names)
+            + f" (one of {', '.join(names)})")
+        return None
+    if len(parts) > 1:
+        splits = BEHAVIOURS[parts[0]]
+        if len(parts) != 3 or parts[1] not in splits:
+            how = " or ".join(f"{parts[0]}.{s}.NAME" for s in splits) or "no split"
+            bad(f"{parts[0]} is split as {how}")
+            return None
+    lo, hi = BEHAVIOUR_RANGE[parts[0]]
+    if _is_num(value):
+        if not lo <= value <= hi:
+            bad(f"{value:g} is outside {lo:g}..{hi:g}")
+        return float(value)
+    if not isinstance(value, dict):
+        bad(f"expected a number or a distribution {{dist: normal, mean: .., sd: ..}}, "
+            f"got {type(value).__name__} {_plain(value)!r}")
+        return None
+    d = _plain(value)
+    dist = d.get("dist")
+    if dist not in DISTRIBUTIONS:
+        bad(f"dist {dist!r} is not one of {', '.join(DISTRIBUTIONS)}"
+            + (_did_you_mean(str(dist), list(DISTRIBUTIONS)) if isinstance(dist, str) else ""))
+        return None
+    need, opt = DISTRIBUTIONS[dist]
+    allowed = ("dist", *need, *opt)
+    ok = True
+    for k, x in d.items():
+        if k not in allowed:
+            bad(f"{dist}: unknown parameter {k!r}" + _did_you_mean(k, list(allowed))
+                + f" ({dist} takes {', '.join(need + opt)})")
+            ok = False
+        elif k != "dist" and not _is_num(x):
+            bad(f"{dist}: {k} must be a number, got {x!r}")
+            ok = False
+    for k in need:
+        if k not in d:
+            bad(f"{dist}: {k} is missing ({dist} takes {', '.join(need + opt)})")
+            ok = False
+    if not ok:
+        return None
+    if "sd" in d and d["sd"] <= 0:
+        bad(f"{dist}: sd must be positive, got {d['sd']:g}")
+    if "min" in d and "max" in d and d["min"] > d["max"]:
+        bad(f"{dist}: min {d['min']:g} is above max {d['max']:g}")
+    if dist == "triangular" and not d["min"] <= d["mode"] <= d["max"]:
+        bad(f"triangular: mode {d['mode']:g} is not between min and max")
+    if dist == "lognormal" and d["mean"] <= 0 and parts[0] != "los_change":
+        pass  # a lognormal of a growth rate may centre anywhere; sweep-behaviour decides
+    for k in ("min", "max"):
+        if k in d and not lo <= d[k] <= hi:
+            bad(f"{dist}: {k} {d[k]:g} is outside {lo:g}..{hi:g}")
+    return d
+
+
+# ----------------------------------------------------------------------------- loading
+def parse_scenarios(doc: Any, file: str, policy: Policy | None = None) -> ScenarioSpec:
+    """Validate a loaded scenario document (see the module docstring)."""
+    problems: list[Problem] = []
+
+    def bad(line: int | None, key: str | None, msg: str) -> None:
+        problems.append(Problem(file, line, key, msg))
+
+    if not isinstance(doc, dict):
+        raise ScenarioError([Problem(file, 1, None, "a scenario file is a mapping "
+                                     f"(keys {', '.join(TOP_KEYS)})")])
+    for k in doc:
+        if k not in TOP_KEYS:
+            bad(_line(doc, k), str(k), "unknown key" + _did_you_mean(str(k), list(TOP_KEYS))
+                + f" (a scenario file has {', '.join(TOP_KEYS)})")
+    name = doc.get("name", Path(file).stem)
+    if not isinstance(name, str) or not name.strip():
+        bad(_line(doc, "name"), "name", f"expected text, got {name!r}")
+        name = Path(file).stem
+    desc = doc.get("description", "")
+    if not isinstance(desc, str):
+        bad(_line(doc, "description"), "description", "expected text")
+        desc = ""
+    base = doc.get("base", "baseline")
+    if not isinstance(base, str) or not base:
+        bad(_line(doc, "base"), "base", f"expected a policy name or path, got {base!r}")
+        base = "baseline"
+    if policy is None:
+        try:
+            policy = load_policy(_base_source(base, file))
+        except PolicyError as exc:
+            first = exc.problems[0] if exc.problems else exc
+            raise ScenarioError([Problem(file, _line(doc, "base"), "base",
+                                         f"base policy {base!r}: {first}")]) from None
+
+    sets: dict[str, Any] = {}
+    node = doc.get("set", {}) or {}
+    if not isinstance(node, dict):
+        bad(_line(doc, "set"), "set", "expected a mapping of dotted keys to values")
+        node = {}
+    for key, value in node.items():
+        line = _line(node, key)
+        key = str(key)
+        if key.startswith("behaviour."):
+            bad(line, key, "behaviour assumptions go under behaviour:, not set:")
+            continue
+        try:
+            concrete = expand_key(key, policy)
+        except KeyError as exc:
+            bad(line, key, exc.args[0])
+            continue
+        n0 = len(problems)
+        for k in concrete:
+            check_value(k, value, policy, file, line, problems)
+            if len(problems) > n0:
+                problems[n0:] = [Problem(p.file, p.line, key, p.message) for p in problems[n0:]]
+                break
+        else:
+            sets[key] = _plain(value)
+    set_ok = len(problems) == 0
+    if set_ok and sets:
+        try:
+            apply_overlay(policy, sets)
+        except PolicyError as exc:
+            for p in exc.problems:
+                bad(_line(node, p.field) if p.field in node else _line(doc, "set"),
+                    p.field or "set", p.message)
+
+    grid: dict[str, list[Any]] = {}
+    node = doc.get("grid", {}) or {}
+    if not isinstance(node, dict):
+        bad(_line(doc, "grid"), "grid", "expected a mapping of keys to lists of values")
+        node = {}
+    for key, value in node.items():
+        line = _line(node, key)
+        key = str(key)
+        if key in sets:
+            bad(line, key, "set and grid both give this key: keep one")
+            continue
+        try:
+            vals = expand_range(_plain(value))
+        except ValueError as exc:
+            bad(line, key, str(exc))
+            continue
+        if vals is None:
+            if not isinstance(value, list):
+                bad(line, key, "expected a list of values, {min, max, count} or 'a:b:step', "
+                    f"got {type(value).__name__} {_plain(value)!r}")
+                continue
+            if not value:
+                bad(line, key, "an axis needs at least one value")
+                continue
+            vals = list(value)
+        n0 = len(problems)
+        if key.startswith("behaviour."):
+            out = []
+            for i, v in enumerate(vals):
+                at = _item_line(value, i) if isinstance(value, list) else line
+                x = check_behaviour(key[len("behaviour."):], v, file, at, problems)
+                if not _is_num(v) and len(problems) == n0:
+                    bad(at, key, "a behaviour axis lists fixed numbers (a distribution goes "
+                        "under behaviour:)")
+                out.append(x)
+                if len(problems) > n0:
+                    break
+            if len(problems) == n0:
+                grid[key] = out
+            continue
+        try:
+            concrete = expand_key(key, policy)
+        except KeyError as exc:
+            bad(line, key, exc.args[0])
+            continue
+        out = []
+        for i, v in enumerate(vals):
+            at = _item_line(value, i) if isinstance(value, list) else line
+            for k in concrete:
+                check_value(k, v, policy, file, at, problems)
+            if len(problems) > n0:
+                problems[n0:] = [Problem(p.file, p.line, key, p.message) for p in problems[n0:]]
+                break
+            out.append(_plain(v))
+            if set_ok:
+                try:
+                    apply_overlay(policy, {**sets, key: _plain(v)})
+                except PolicyError as exc:
+                    for p in exc.problems:
+                        bad(at, key, f"{_short(_plain(v))}: {p.field}: {p.message}")
+                    break
+        if len(problems) == n0:
+            if len(set(json.dumps(x, sort_keys=True, default=str) for x in out)) < len(out):
+                bad(line, key, "a value is listed twice")
+            else:
+                grid[key] = out
+
+    zips: list[list[str]] = []
+    node = doc.get("zip", []) or []
+    if not isinstance(node, list):
+        bad(_line(doc, "zip"), "zip", "expected a list of lists of grid keys ([[a, b]])")
+        node = []
+    seen: dict[str, int] = {}
+    for i, group in enumerate(node):
+        at = _item_line(node, i)
+        if not isinstance(group, list) or len(group) < 2 or not all(
+                isinstance(k, str) for k in group):
+            bad(at, "zip", f"group {i + 1}: expected a list of two or more grid keys")
+            continue
+        ok = True
+        for k in group:
+            if k not in node_keys(doc):
+                bad(at, "zip", f"{k!r} is not a grid key" + _did_you_mean(k, node_keys(doc)))
+                ok = False
+            elif k in seen:
+                bad(at, "zip", f"{k!r} is in two zip groups ({seen[k]} and {i + 1})")
+                ok = False
+        if not ok:
+            continue
+        for k in group:
+            seen[k] = i + 1
+        lens = {k: len(grid[k]) for k in group if k in grid}
+        if len(set(lens.values())) > 1:
+            bad(at, "zip", "grid axes of unequal length under zip: "
+                + ", ".join(f"{k} has {n}" for k, n in lens.items()))
+            continue
+        zips.append([str(k) for k in group])
+
+    behaviour: dict[str, Any] = {}
+    node = doc.get("behaviour", {}) or {}
+    if not isinstance(node, dict):
+        bad(_line(doc, "behaviour"), "behaviour", "expected a mapping of assumptions "
+            "(volume_growth, cost_inflation, coding_creep, los_change)")
+        node = {}
+    for key, value in node.items():
+        line = _line(node, key)
+        if f"behaviour.{key}" in grid:
+            bad(line, f"behaviour.{key}", "given both as a grid axis and under behaviour:")
+            continue
+        n0 = len(problems)
+        x = check_behaviour(str(key), value, file, line, problems)
+        if len(problems) == n0:
+            behaviour[str(key)] = x
+
+    draws_n: int | None = None
+    seed: int | None = None
+    node = doc.get("draws")
+    if node is not None:
+        if _is_num(node) and isinstance(node, int):
+            node = {"n": node}
+        if not isinstance(node, dict):
+            bad(_line(doc, "draws"), "draws", "expected {n: NUMBER, seed: NUMBER}")
+        else:
+            for k in node:
+                if k not in DRAWS_KEYS:
+                    bad(_line(node, k), f"draws.{k}", "unknown key"
+                        + _did_you_mean(str(k), list(DRAWS_KEYS)) + " (draws has n, seed)")
+            n = node.get("n")
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_DRAWS:
+                bad(_line(node, "n"), "draws.n", f"expected a whole number 1..{MAX_DRAWS:,}, "
+                    f"got {n!r}")
+            else:
+                draws_n = int(n)
+            s = node.get("seed", None)
+            if s is not None and (not isinstance(s, int) or isinstance(s, bool) or s < 0):
+                bad(_line(node, "seed"), "draws.seed", f"expected a whole number ≥ 0, got {s!r}")
+            elif s is not None:
+                seed = int(s)
+    has_dist = any(isinstance(v, dict) for v in behaviour.values())
+    if has_dist and draws_n is None:
+        bad(_line(doc, "behaviour"), "draws", "a distribution needs draws: {n: .., seed: ..}")
+    if has_dist and seed is None and draws_n is not None:
+        bad(_line(doc, "draws"), "draws.seed", "give a seed: the same seed gives the same draws")
+
+    spec = ScenarioSpec(str(name), str(base), sets, grid, zips, behaviour, draws_n, seed,
+                        file, desc)
+    if not problems and spec.n_scenarios > MAX_SCENARIOS:
+        bad(_line(doc, "grid"), "grid", f"{spec.n_scenarios:,} scenarios, more than "
+            f"{MAX_SCENARIOS:,}: split the file or zip axes")
+    if problems:
+        title = f"{len(problems)} problem(s) in scenario file {file}" if len(problems) > 1 else None
+        raise ScenarioError(problems, title=title)
+    return spec
+
+
+def node_keys(doc: Any) -> list[str]:
+    g = doc.get("grid") if isinstance(doc, dict) else None
+    return [str(k) for k in g] if isinstance(g, dict) else []
+
+
+def scenario_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The scenario files a path names: the file, or a folder's ``*.yaml``/``*.yml``
+    (sorted; names starting with ``.`` or ``_`` skipped)."""
+    p = Path(path)
+    if p.is_dir():
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix in SUFFIXES
+                       and not f.name.startswith((".", "_")))
+        if not files:
+            raise ScenarioError([Problem(str(p), None, None,
+                                         "no scenario files (*.yaml, *.yml) in this folder")])
+        return files
+    if not p.exists():
+        raise ScenarioError([Problem(str(p), None, None, "no such file or folder")])
+    return [p]
+
+
+def load_scenarios(path: str | os.PathLike[str],
+                   policy: Policy | None = None) -> ScenarioSpec | list[ScenarioSpec]:
+    """A scenario file -> its :class:`ScenarioSpec`; a folder -> one spec per file (every
+    problem of every file in one :class:`ScenarioError`)."""
+    specs = load_scenario_files(path, policy)
+    return specs if Path(path).is_dir() else specs[0]
+
+
+def load_scenario_files(path: str | os.PathLike[str],
+                        policy: Policy | None = None) -> list[ScenarioSpec]:
+    """Every scenario file a path names, validated (see :func:`load_scenarios`)."""
+    problems: list[Problem] = []
+    specs: list[ScenarioSpec] = []
+    names: dict[str, str] = {}
+    for f in scenario_files(path):
+        try:
+            doc = _load_yaml(f)
+            spec = parse_scenarios(doc, str(f), policy)
+        except ScenarioError as exc:
+            problems += exc.problems
+            continue
+        if spec.name in names:
+            problems.append(Problem(str(f), _line(doc, "name"), "name",
+                                    f"{spec.name!r} is also the name in {names[spec.name]}"))
+            continue
+        names[spec.name] = str(f)
+        specs.append(spec)
+    if problems:
+        files = {p.file for p in problems}
+        where = f"scenario file {next(iter(files))}" if len(files) == 1 else "scenario files"
+        title = f"{len(problems)} problem(s) in {where}" if len(problems) > 1 else None
+        raise ScenarioError(problems, title=title)
+    return specs
+
+
+__all__ = [
+    "ScenarioSpec",
+    "apply_overlay",
+    "changes",
+    "check_behaviour",
+    "check_keys",
+    "expand_key",
+    "expand_range",
+    "load_scenario_files",
+    "load_scenarios",
+    "parse_scenarios",
+    "policy_keys",
+    "scenario_files",
+]
