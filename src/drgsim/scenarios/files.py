@@ -541,7 +541,7 @@ def check_behaviour(name: str, value: Any, file: str, line: int | None,
         return float(value)
     if not isinstance(value, dict):
         bad(f"expected a number or a distribution {{dist: normal, mean: .., sd: ..}}, "
-            f"got {type(value).__name__} {_plain(value)!r}")
+            f"got {type(_plain(value)).__name__} {_plain(value)!r}")
         return None
     d = _plain(value)
     dist = d.get("dist")
@@ -667,7 +667,7 @@ def parse_scenarios(doc: Any, file: str, policy: Policy | None = None) -> Scenar
         if vals is None:
             if not isinstance(value, list):
                 bad(line, key, "expected a list of values, {min, max, count} or 'a:b:step', "
-                    f"got {type(value).__name__} {_plain(value)!r}")
+                    f"got {type(_plain(value)).__name__} {_plain(value)!r}")
                 continue
             if not value:
                 bad(line, key, "an axis needs at least one value")
@@ -698,6 +698,8 @@ def parse_scenarios(doc: Any, file: str, policy: Policy | None = None) -> Scenar
             at = _item_line(value, i) if isinstance(value, list) else line
             for k in concrete:
                 check_value(k, v, policy, file, at, problems)
+                if len(problems) > n0:
+                    break
             if len(problems) > n0:
                 problems[n0:] = [Problem(p.file, p.line, key, p.message) for p in problems[n0:]]
                 break
@@ -797,6 +799,7 @@ def parse_scenarios(doc: Any, file: str, policy: Policy | None = None) -> Scenar
     if not problems and spec.n_scenarios > MAX_SCENARIOS:
         bad(_line(doc, "grid"), "grid", f"{spec.n_scenarios:,} scenarios, more than "
             f"{MAX_SCENARIOS:,}: split the file or zip axes")
+    problems = list(dict.fromkeys(problems))
     if problems:
         title = f"{len(problems)} problem(s) in scenario file {file}" if len(problems) > 1 else None
         raise ScenarioError(problems, title=title)
