@@ -13,9 +13,11 @@ __version__ = "0.1.0"
 
 # public name -> "module:attribute"
 _LAZY = {
+    "Grid": "drgsim.scenarios.grid:Grid",
     "explain": "drgsim.grouper.explain:explain",
     "group": "drgsim.grouper:group",
     "load_scheme": "drgsim.grouper:load_scheme",
+    "prepare": "drgsim.scenarios.prepare:prepare",
     "read_records": "drgsim.records:read_records",
     "simulate": "drgsim.settlement.simulate:simulate",
     "synth": "drgsim.synth:__module__",

@@ -5,24 +5,18 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from drgsim import __version__
-from drgsim.calibrate import calibrate, read_weights
 from drgsim.errors import DrgsimError, RecordsError
-from drgsim.policy import Policy, YearPolicy, load_policy, resolve_year
-from drgsim.pricing.cases import FUNDS, Cases, prepare_cases
+from drgsim.policy import Policy, YearPolicy
+from drgsim.pricing.cases import FUNDS, Cases
 from drgsim.pricing.core import Weights, price
 from drgsim.settlement.core import (
     Budget,
     BudgetError,
-    EmptyFundWarning,
-    fund_budget,
     region_spending_fen,
 )
 from drgsim.settlement.run import settle
@@ -229,143 +223,19 @@ def simulate(
     budget) raise before any work. Returns tables: cases, hospitals, months, drgs,
     funds, ledger, pay_status, weights, summary (money in integer fen).
     """
-    pol = policy if isinstance(policy, Policy) else load_policy(policy)
-    df, meta = read_table(cases)
-    is_grouped = grouped
-    if is_grouped is None:
-        if isinstance(cases, pd.DataFrame):
-            is_grouped = "drgsim.scheme" in meta or {"drg", "status"} <= set(df.columns)
-        else:
-            is_grouped = "drgsim.scheme" in meta
-    if not is_grouped:
-        from drgsim.grouper import group
+    from drgsim.scenarios.prepare import prepare  # one path: prepare once, settle here
 
-        own = {c: f"hospital_{c}" for c in GROUPER_COLUMNS if c in df.columns}
-        df = group(df.rename(columns=own), scheme=pol.scheme)
-        meta.update({str(k): str(v) for k, v in df.attrs.items()})
-    hosp_df = read_table(hospitals)[0] if hospitals is not None else None
-    if hosp_df is not None and "hospital_id" not in hosp_df.columns:
-        raise RecordsError("the hospitals table lacks a hospital_id column")
-    region_df = read_table(region)[0] if region is not None else None
-
-    dcol = next((c for c in ("discharge_date", "discharge", "disch_date") if c in df.columns), None)
-    if columns and "discharge_date" in columns:
-        dcol = columns["discharge_date"]
-    if dcol is None:
-        raise RecordsError("cases lack a discharge_date column")
-    years = pd.to_datetime(df[dcol], errors="coerce").dt.year
-    if year is None:
-        if years.isna().all():
-            raise RecordsError("no valid discharge dates to find the simulated year")
-        year = int(years.max())
-    cur_mask = (years == year).to_numpy()
-    history = df[(years < year).to_numpy()]
-    current = df[cur_mask].reset_index(drop=True)
-    bad_year = df[years.isna().to_numpy()]
-    if len(bad_year):  # kept in the output with pay_status bad_date, never dropped
-        current = pd.concat([current, bad_year], ignore_index=True)
-    yp = resolve_year(pol, year)  # each key at its level: case, month or year (README)
-    pv = yp.pv
-    check_inputs(pv, year, int(cur_mask.sum()), years, hosp_df, region_df)
-
-    hist_cases = prepare_cases(history, columns=columns) if len(history) else None
-    if weights is None:
-        if hist_cases is None:
-            raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
-        w_df = calibrate(
-            history, per_diem_categories_of(yp), year, scheme=pol.scheme, columns=columns
-        )
-        w_src = "calibrated"
-    elif isinstance(weights, pd.DataFrame):
-        w_df, w_src = weights, "given"
-    else:
-        m_all = None
-        if hist_cases is not None:
-            ok = (hist_cases.status == 0) & (hist_cases.pay_status == 0)
-            m_all = float(hist_cases.cost_fen[ok].mean()) if ok.any() else None
-        w_df, w_src = read_weights(weights, pv, m_all), str(weights)
-    W = Weights.from_frame(w_df, pv["points"]["scale"])
-
-    if reference_pv is not None:  # never silently unused
-        if pv["point_value"]["bounds"]["budgeted_pv"] != "last_year":
-            raise BudgetError(
-                "reference_pv is last year's point value for point_value.bounds.budgeted_pv: "
-                f"last_year, but the policy's budgeted_pv is "
-                f"{pv['point_value']['bounds']['budgeted_pv']}"
-            )
-        if set(reference_pv) - set(FUNDS):
-            raise BudgetError(
-                f"reference_pv: {', '.join(sorted(set(reference_pv) - set(FUNDS)))} is not a "
-                f"fund ({', '.join(FUNDS)})"
-            )
-    hids = hosp_df["hospital_id"] if hosp_df is not None else None
-    prev = None
-    need_hist = any(pv["budget"][f]["source"] == "history" for f in FUNDS)
-    need_ref = needs_reference_pv(pv) and reference_pv is None
-    if need_hist or need_ref:
-        prev_df = history[(years[years < year] == year - 1).to_numpy()]
-        prev = prepare_cases(prev_df, hids, columns=columns)
-    spend = history_spending(prev, W, pv, hosp_df) if need_hist and prev is not None else {}
-    if need_ref and prev is not None:
-        reference_pv = last_year_pv(prev, W, pv, region_df, year, hosp_df)
-
-    # last year's discharges inside the readmission window link January readmissions
-    back = readmission_lookback(history, dcol, year, yp)
-    c = prepare_cases(
-        pd.concat([current, back], ignore_index=True) if len(back) else current,
-        hids,
+    return prepare(
+        cases,
+        policy,
+        weights,
+        hospitals,
+        region,
+        year,
         columns=columns,
-        link_only=np.r_[np.zeros(len(current), bool), np.ones(len(back), bool)],
-    )
-    pr = price(c, W, yp, hosp_df)
-    c = pr.cases
-
-    budgets = {}
-    for f, name in enumerate(FUNDS):
-        outside = int(pr.outside_fen[(c.fund == f) & pr.payable & ~pr.in_budget].sum())
-        budgets[name] = fund_budget(
-            pv["budget"][name], name, year, region_df, spend.get(name), outside
-        )
-        if not (c.fund == f).any():
-            warnings.warn(
-                EmptyFundWarning(
-                    f"fund {name} has no cases in {year}: it is settled with zero points and "
-                    f"pays nothing; its budget ({budgets[name].arithmetic()}) stays unspent"
-                ),
-                stacklevel=2,
-            )
-
-    scores = None
-    if hosp_df is not None:
-        sc_col = next((x for x in ("assessment_score", "score") if x in hosp_df.columns), None)
-        if sc_col:
-            s = hosp_df.assign(hospital_id=hosp_df["hospital_id"].astype(str)).set_index(
-                "hospital_id"
-            )[sc_col]
-            scores = (
-                pd.to_numeric(s, errors="coerce")
-                .reindex(c.hospital_ids.astype(str))
-                .to_numpy(dtype=np.float64)
-            )
-    st = settle(pr, yp, budgets, year, scores, reference_pv=reference_pv)
-    tables = st.tables()
-    tables["weights"] = w_df
-    if hosp_df is not None:  # names and levels beside hospital ids in the workbook and plots
-        tables["hospital_info"] = hosp_df.copy()
-    prov = {
-        "drgsim.version": __version__,
-        "drgsim.policy": pol.name,
-        "drgsim.policy_hash": pol.text_hash,
-        "drgsim.weights_hash": _weights_hash(w_df),
-        "drgsim.weights_source": w_src,
-        "drgsim.scheme": meta.get("drgsim.scheme", pol.scheme),
-        "drgsim.scheme_hash": meta.get("drgsim.scheme_hash", ""),
-        "drgsim.year": str(year),
-    }
-    tables["summary"] = summary_table(tables, prov)
-    for t in tables.values():
-        t.attrs = {**{k: v for k, v in t.attrs.items() if isinstance(v, (str, int, float))}, **prov}
-    return tables
+        grouped=grouped,
+        reference_pv=reference_pv,
+    ).simulate()
 
 
 def readmission_lookback(history: pd.DataFrame, dcol: str, year: int, yp: YearPolicy) -> pd.DataFrame:

@@ -1,0 +1,319 @@
+"""``drgsim.prepare``: everything a simulation does before settling, done once.
+
+Reading and splitting the years, calibrating (or taking) the weights, preparing and
+pricing the cases, building the cells, the budget inputs, the assessment scores and last
+year's point value are computed once into a :class:`Prepared`; ``Prepared.simulate()`` is
+the single settlement (``drgsim.simulate`` is ``prepare(...).simulate()``), and
+``Prepared.sweep(...)`` settles many scenarios on the same preparation.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from drgsim import __version__
+from drgsim.calibrate import calibrate, read_weights
+from drgsim.errors import RecordsError
+from drgsim.policy import Policy, YearPolicy, load_policy, resolve_year
+from drgsim.pricing.cases import FUNDS, Cases, prepare_cases
+from drgsim.pricing.cells import Cells, build_cells
+from drgsim.pricing.core import Priced, Weights, price
+from drgsim.settlement.core import Budget, BudgetError, EmptyFundWarning, fund_budget
+from drgsim.settlement.run import settle
+from drgsim.settlement.simulate import (
+    GROUPER_COLUMNS,
+    _weights_hash,
+    check_inputs,
+    history_spending,
+    last_year_pv,
+    needs_reference_pv,
+    per_diem_categories_of,
+    read_table,
+    readmission_lookback,
+    summary_table,
+)
+
+
+@dataclass
+class Prepared:
+    """One simulated year prepared for settlement: cases priced, cells built, budget
+    inputs and scores fixed. Settle it once (:meth:`simulate`) or under many scenarios
+    (:meth:`sweep`)."""
+
+    policy: Policy
+    year: int
+    yp: YearPolicy
+    columns: dict[str, str] | None
+    dcol: str
+    history: pd.DataFrame  # the years before ``year`` (calibration, last year's cases)
+    prev_years: pd.Series  # discharge year of each history row
+    current: pd.DataFrame  # the simulated year's rows (and rows without a valid date)
+    back: pd.DataFrame  # last year's discharges inside the readmission window
+    hosp_df: pd.DataFrame | None
+    region_df: pd.DataFrame | None
+    w_df: pd.DataFrame
+    w_src: str
+    weights_arg: Any  # what ``weights`` was (None: calibrated; a frame; a path)
+    W: Weights
+    cases: Cases  # prepared current-year rows plus the readmission look-back rows
+    priced: Priced
+    cells: Cells
+    spend: dict[str, int]  # last year's fund spending (budget source history)
+    outside: dict[str, int]  # per diem paid outside the budget, per fund
+    budgets: dict[str, Budget]
+    scores: np.ndarray | None
+    reference_pv: dict[str, float] | None
+    meta: dict[str, str]
+    prov: dict[str, str] = field(default_factory=dict)
+    _prev: Cases | None = None  # last year's prepared cases, on demand
+
+    @property
+    def pv(self) -> dict:
+        """The baseline policy resolved on 1 January."""
+        return self.yp.pv
+
+    def prev_cases(self) -> Cases | None:
+        """Last year's cases, prepared (for the history budget source and last year's PV)."""
+        if self._prev is None:
+            prev_df = self.history[(self.prev_years == self.year - 1).to_numpy()]
+            hids = self.hosp_df["hospital_id"] if self.hosp_df is not None else None
+            self._prev = prepare_cases(prev_df, hids, columns=self.columns)
+        return self._prev
+
+    def simulate(self) -> dict[str, pd.DataFrame]:
+        """The single settlement and its tables (what ``drgsim.simulate`` returns)."""
+        st = settle(
+            self.priced,
+            self.yp,
+            self.budgets,
+            self.year,
+            self.scores,
+            cells=self.cells,
+            reference_pv=self.reference_pv,
+        )
+        tables = st.tables()
+        tables["weights"] = self.w_df
+        if self.hosp_df is not None:  # names and levels beside hospital ids
+            tables["hospital_info"] = self.hosp_df.copy()
+        tables["summary"] = summary_table(tables, self.prov)
+        for t in tables.values():
+            t.attrs = {
+                **{k: v for k, v in t.attrs.items() if isinstance(v, (str, int, float))},
+                **self.prov,
+            }
+        return tables
+
+    def sweep(
+        self,
+        scenarios: Any,
+        draws: int | None = None,
+        seed: int | None = None,
+        monthly: bool = False,
+        chunk: int | None = None,
+    ) -> Any:
+        """Settle every scenario of ``scenarios`` (a :class:`~drgsim.scenarios.grid.Grid`,
+        a list of overlays, a DataFrame, a scenario spec or file) on this preparation:
+        a :class:`~drgsim.scenarios.sweep.SweepResult`."""
+        from drgsim.scenarios.sweep import sweep
+
+        return sweep(self, scenarios, draws=draws, seed=seed, monthly=monthly, chunk=chunk)
+
+
+def prepare(
+    cases: Any,
+    policy: Policy | str | os.PathLike[str] | None = None,
+    weights: pd.DataFrame | str | os.PathLike[str] | None = None,
+    hospitals: pd.DataFrame | str | os.PathLike[str] | None = None,
+    region: pd.DataFrame | str | os.PathLike[str] | None = None,
+    year: int | None = None,
+    columns: dict[str, str] | None = None,
+    grouped: bool | None = None,
+    reference_pv: dict[str, float] | None = None,
+) -> Prepared:
+    """Read, split, calibrate, price and build cells once for one simulated year.
+
+    Arguments as :func:`drgsim.simulate`; inputs that would change the money silently
+    raise here, before any settlement.
+    """
+    pol = policy if isinstance(policy, Policy) else load_policy(policy)
+    df, meta = read_table(cases)
+    is_grouped = grouped
+    if is_grouped is None:
+        if isinstance(cases, pd.DataFrame):
+            is_grouped = "drgsim.scheme" in meta or {"drg", "status"} <= set(df.columns)
+        else:
+            is_grouped = "drgsim.scheme" in meta
+    if not is_grouped:
+        from drgsim.grouper import group
+
+        own = {c: f"hospital_{c}" for c in GROUPER_COLUMNS if c in df.columns}
+        df = group(df.rename(columns=own), scheme=pol.scheme)
+        meta.update({str(k): str(v) for k, v in df.attrs.items()})
+    hosp_df = read_table(hospitals)[0] if hospitals is not None else None
+    if hosp_df is not None and "hospital_id" not in hosp_df.columns:
+        raise RecordsError("the hospitals table lacks a hospital_id column")
+    region_df = read_table(region)[0] if region is not None else None
+
+    dcol = next((c for c in ("discharge_date", "discharge", "disch_date") if c in df.columns), None)
+    if columns and "discharge_date" in columns:
+        dcol = columns["discharge_date"]
+    if dcol is None:
+        raise RecordsError("cases lack a discharge_date column")
+    years = pd.to_datetime(df[dcol], errors="coerce").dt.year
+    if year is None:
+        if years.isna().all():
+            raise RecordsError("no valid discharge dates to find the simulated year")
+        year = int(years.max())
+    cur_mask = (years == year).to_numpy()
+    hist_mask = (years < year).to_numpy()
+    history = df[hist_mask]
+    prev_years = years[hist_mask]
+    current = df[cur_mask].reset_index(drop=True)
+    bad_year = df[years.isna().to_numpy()]
+    if len(bad_year):  # kept in the output with pay_status bad_date, never dropped
+        current = pd.concat([current, bad_year], ignore_index=True)
+    yp = resolve_year(pol, year)  # each key at its level: case, month or year (README)
+    pv = yp.pv
+    check_inputs(pv, year, int(cur_mask.sum()), years, hosp_df, region_df)
+
+    hist_cases = prepare_cases(history, columns=columns) if len(history) else None
+    if weights is None:
+        if hist_cases is None:
+            raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
+        w_df = calibrate(
+            history, per_diem_categories_of(yp), year, scheme=pol.scheme, columns=columns
+        )
+        w_src = "calibrated"
+    elif isinstance(weights, pd.DataFrame):
+        w_df, w_src = weights, "given"
+    else:
+        m_all = None
+        if hist_cases is not None:
+            ok = (hist_cases.status == 0) & (hist_cases.pay_status == 0)
+            m_all = float(hist_cases.cost_fen[ok].mean()) if ok.any() else None
+        w_df, w_src = read_weights(weights, pv, m_all), str(weights)
+    W = Weights.from_frame(w_df, pv["points"]["scale"])
+
+    check_reference_pv(reference_pv, pv)
+    hids = hosp_df["hospital_id"] if hosp_df is not None else None
+    base = Prepared(
+        policy=pol,
+        year=year,
+        yp=yp,
+        columns=columns,
+        dcol=dcol,
+        history=history,
+        prev_years=prev_years,
+        current=current,
+        back=history.iloc[0:0],
+        hosp_df=hosp_df,
+        region_df=region_df,
+        w_df=w_df,
+        w_src=w_src,
+        weights_arg=weights,
+        W=W,
+        cases=None,  # type: ignore[arg-type]
+        priced=None,  # type: ignore[arg-type]
+        cells=None,  # type: ignore[arg-type]
+        spend={},
+        outside={},
+        budgets={},
+        scores=None,
+        reference_pv=reference_pv,
+        meta=meta,
+    )
+    need_hist = any(pv["budget"][f]["source"] == "history" for f in FUNDS)
+    need_ref = needs_reference_pv(pv) and reference_pv is None
+    prev = base.prev_cases() if need_hist or need_ref else None
+    if need_hist and prev is not None:
+        base.spend = history_spending(prev, W, pv, hosp_df)
+    if need_ref and prev is not None:
+        base.reference_pv = last_year_pv(prev, W, pv, region_df, year, hosp_df)
+
+    # last year's discharges inside the readmission window link January readmissions
+    base.back = readmission_lookback(history, dcol, year, yp)
+    base.cases = cases_with_lookback(current, base.back, hids, columns)
+    pr = price(base.cases, W, yp, hosp_df)
+    base.priced, base.cells = pr, build_cells(pr)
+    c = pr.cases
+
+    for f, name in enumerate(FUNDS):
+        base.outside[name] = int(pr.outside_fen[(c.fund == f) & pr.payable & ~pr.in_budget].sum())
+        base.budgets[name] = fund_budget(
+            pv["budget"][name], name, year, region_df, base.spend.get(name), base.outside[name]
+        )
+        if not (c.fund == f).any():
+            warnings.warn(
+                EmptyFundWarning(
+                    f"fund {name} has no cases in {year}: it is settled with zero points and "
+                    f"pays nothing; its budget ({base.budgets[name].arithmetic()}) stays unspent"
+                ),
+                stacklevel=2,
+            )
+    base.scores = hospital_scores(hosp_df, c.hospital_ids)
+    base.prov = {
+        "drgsim.version": __version__,
+        "drgsim.policy": pol.name,
+        "drgsim.policy_hash": pol.text_hash,
+        "drgsim.weights_hash": _weights_hash(w_df),
+        "drgsim.weights_source": w_src,
+        "drgsim.scheme": meta.get("drgsim.scheme", pol.scheme),
+        "drgsim.scheme_hash": meta.get("drgsim.scheme_hash", ""),
+        "drgsim.year": str(year),
+    }
+    return base
+
+
+def check_reference_pv(reference_pv: dict[str, float] | None, pv: dict) -> None:
+    """A given last-year point value is never silently unused, nor given for a non-fund."""
+    if reference_pv is None:
+        return
+    if pv["point_value"]["bounds"]["budgeted_pv"] != "last_year":
+        raise BudgetError(
+            "reference_pv is last year's point value for point_value.bounds.budgeted_pv: "
+            f"last_year, but the policy's budgeted_pv is "
+            f"{pv['point_value']['bounds']['budgeted_pv']}"
+        )
+    if set(reference_pv) - set(FUNDS):
+        raise BudgetError(
+            f"reference_pv: {', '.join(sorted(set(reference_pv) - set(FUNDS)))} is not a "
+            f"fund ({', '.join(FUNDS)})"
+        )
+
+
+def cases_with_lookback(
+    current: pd.DataFrame, back: pd.DataFrame, hids: Any, columns: dict[str, str] | None
+) -> Cases:
+    """The simulated year's rows prepared, with last year's look-back rows for linking only."""
+    return prepare_cases(
+        pd.concat([current, back], ignore_index=True) if len(back) else current,
+        hids,
+        columns=columns,
+        link_only=np.r_[np.zeros(len(current), bool), np.ones(len(back), bool)],
+    )
+
+
+def hospital_scores(hosp_df: pd.DataFrame | None, hospital_ids: np.ndarray) -> np.ndarray | None:
+    """Each hospital's assessment score (NaN: none), in the cases' hospital order."""
+    if hosp_df is None:
+        return None
+    sc_col = next((x for x in ("assessment_score", "score") if x in hosp_df.columns), None)
+    if not sc_col:
+        return None
+    s = hosp_df.assign(hospital_id=hosp_df["hospital_id"].astype(str)).set_index("hospital_id")[
+        sc_col
+    ]
+    return (
+        pd.to_numeric(s, errors="coerce")
+        .reindex(hospital_ids.astype(str))
+        .to_numpy(dtype=np.float64)
+    )
+
+
+__all__ = ["Prepared", "prepare"]

@@ -1,0 +1,764 @@
+"""Settle many scenarios on one preparation, each routed by what its overlay touches.
+
+- **settlement**: budget, reserve, point-value basis and bounds, pre-settlement,
+  assessment, corridors: straight to :func:`~drgsim.settlement.scenarios.settle_scenarios`
+  on the prepared cells' totals, every such scenario at once.
+- **cells**: outlier thresholds (k tiers, β, low-cost factor, cap): the cells re-priced by
+  binary search once per distinct set (:func:`~drgsim.pricing.cells.points_under`).
+- **rows**: every other pricing key (coefficients, per diem, readmission, special review,
+  short stay, ungroupable, statuses, precedence, plausibility, points): the case rows
+  re-priced once per distinct set; also where the cells raise
+  :class:`~drgsim.pricing.cells.CellsError` (the route says so).
+- **recalibrate**: calibration keys, with calibrated weights: the weights recalibrated
+  once per distinct set, then the rows re-priced.
+
+Each group of scenarios sharing a pricing is then settled together, vectorized over
+scenarios. Last year's point value (``budgeted_pv: last_year``) is fixed once per sweep.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from drgsim.calibrate import calibrate
+from drgsim.errors import DrgsimError, Problem
+from drgsim.policy import Policy, YearPolicy, resolve_year
+from drgsim.policy.loader import PolicyError
+from drgsim.pricing.cases import FUNDS
+from drgsim.pricing.cells import (
+    PRICING_SECTIONS,
+    REPRICED,
+    CellsError,
+    _get,
+    build_cells,
+    points_under,
+    pricing_differences,
+)
+from drgsim.pricing.core import Weights, price
+from drgsim.pricing.money import yuan_to_fen
+from drgsim.scenarios.grid import (
+    Grid,
+    GridError,
+    as_overlays,
+    check_keys,
+    overlaid_policy,
+    split_behaviour,
+    to_json,
+)
+from drgsim.scenarios.prepare import Prepared, cases_with_lookback
+from drgsim.settlement.core import Budget, BudgetError, FundTotals, fund_budget
+from drgsim.settlement.run import cell_fund_totals
+from drgsim.settlement.scenarios import CHUNK, ScenarioParams, settle_scenarios
+from drgsim.settlement.simulate import (
+    SettlementInputError,
+    history_spending,
+    last_year_pv,
+    needs_reference_pv,
+    per_diem_categories_of,
+    readmission_lookback,
+    unknown_levels,
+)
+
+ROUTES = ("settlement", "cells", "rows", "recalibrate")
+SETTLEMENT_SECTIONS = (
+    "budget",
+    "reserve",
+    "point_value",
+    "presettlement",
+    "assessment",
+    "hospital_corridor",
+    "region_corridor",
+)
+
+
+class SweepError(DrgsimError):
+    """A scenario the sweep cannot honour (named), refused before any settlement."""
+
+
+@dataclass
+class _Scenario:
+    overlay: dict
+    name: str
+    policy: Policy
+    yp: YearPolicy
+    behaviour: dict
+    route: str = "settlement"
+    reason: str = ""
+    key: str = ""  # the pricing set it shares with other scenarios
+
+
+@dataclass
+class _PriceSet:
+    """Hospital × month totals per fund of one pricing, with what budgets need of it."""
+
+    totals: list[FundTotals]
+    outside: dict[str, int]
+    spend: dict[str, int] | None
+
+
+@dataclass
+class SweepResult:
+    """Tidy tables with a scenario axis (money in integer fen); see the module docs."""
+
+    scenarios: pd.DataFrame
+    routes: pd.DataFrame
+    hospitals: pd.DataFrame
+    funds: pd.DataFrame
+    months: pd.DataFrame | None = None
+    provenance: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    coverage_base_fen: int = 0  # fund share (cost − patients' share) of all simulated cases
+
+    def summary(self, losing: float = -0.02) -> pd.DataFrame:
+        """Per scenario: point values, fund balance, P5/P50/P95 of hospital change (over
+        both funds; overall and P50 by level), hospitals losing more than ``losing`` (a
+        share, e.g. −0.02), and DRG coverage (fund payments by points over the fund
+        share of every simulated inpatient case). Averages over draws."""
+        return summarize(self, losing)
+
+
+def _is_settlement_key(k: str) -> bool:
+    return k.split(".")[0] in SETTLEMENT_SECTIONS
+
+
+def _pricing_view(yp: YearPolicy) -> list:
+    return [yp.starts.tolist(), [{s: _get(p, s) for s in PRICING_SECTIONS} for p in yp.segments]]
+
+
+def _classify(base: Prepared, sc: _Scenario, calibrated: bool) -> None:
+    """The scenario's route and the key of its pricing set."""
+    keys = list(sc.overlay)
+    if all(_is_settlement_key(k) for k in keys if not k.startswith("behaviour.")):
+        sc.route, sc.key = "settlement", "base"
+        sc.reason = "settlement-only keys: " + (", ".join(keys) or "none (baseline)")
+        return
+    calib = _get(sc.yp.pv, "calibration") != _get(base.pv, "calibration")
+    cal_keys = sorted(
+        k
+        for k in pricing_differences_calib(base.pv, sc.yp.pv)
+        if k != "calibration.fallback"  # read at pricing as well
+    )
+    if calib and cal_keys:
+        if not calibrated:
+            raise SweepError(
+                f"scenario {sc.name!r}: {', '.join(cal_keys)} change the calibration, but the "
+                f"weights were given ({base.w_src}), not calibrated: prepare without weights "
+                "to sweep calibration parameters"
+            )
+        sc.route = "recalibrate"
+        sc.reason = "calibration keys recalibrate the weights: " + ", ".join(cal_keys)
+        sc.key = "cal:" + json.dumps(
+            [_get(sc.yp.pv, "calibration"), _pricing_view(sc.yp)], sort_keys=True, default=str
+        )
+        return
+    same_days = np.array_equal(sc.yp.starts, base.yp.starts)
+    diff = sorted(
+        {
+            k
+            for a, b in zip(base.yp.segments, sc.yp.segments, strict=False)
+            for k in pricing_differences(a, b)
+        }
+    )
+    if not diff and same_days:
+        sc.route, sc.key = "settlement", "base"
+        sc.reason = "no pricing value differs from the baseline: " + ", ".join(keys)
+        return
+    if same_days and set(diff) <= set(REPRICED):
+        sc.route = "cells"
+        sc.reason = "outlier thresholds re-priced on the cells: " + ", ".join(diff)
+        sc.key = "cells:" + json.dumps(
+            [[{k: _get(p, k) for k in REPRICED} for p in sc.yp.segments]],
+            sort_keys=True,
+            default=str,
+        )
+        return
+    sc.route = "rows"
+    why = ", ".join(diff) if diff else "case-level values change on other days"
+    sc.reason = "pricing keys re-price the rows: " + why
+    sc.key = "rows:" + json.dumps(_pricing_view(sc.yp), sort_keys=True, default=str)
+
+
+def pricing_differences_calib(a: dict, b: dict) -> list[str]:
+    from drgsim.pricing.cells import _flat
+
+    fa, fb = _flat(a.get("calibration"), "calibration"), _flat(b.get("calibration"), "calibration")
+    return [k for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+
+
+def _load_spec(scenarios: Any) -> Any:
+    from pathlib import Path
+
+    if isinstance(scenarios, (str, Path)):
+        if importlib.util.find_spec("drgsim.scenarios.files") is None:
+            raise SweepError(f"{scenarios}: scenario files need drgsim.scenarios.files")
+        from drgsim.scenarios import files  # type: ignore[attr-defined]
+
+        return files.load_scenarios(scenarios)
+    return scenarios
+
+
+def _expand_spec(spec: Any) -> tuple[Any, int | None, int | None]:
+    """A scenario spec (``.grid()``, ``set``, ``behaviour``, ``draws_n``, ``seed``) as a
+    list of overlays: its ``set`` and behaviour on every scenario but the baseline."""
+    grid = spec.grid() if callable(getattr(spec, "grid", None)) else Grid({})
+    ov, names, _ = as_overlays(grid)
+    common = dict(getattr(spec, "set", None) or {})
+    common.update(
+        {f"behaviour.{k}": v for k, v in (getattr(spec, "behaviour", None) or {}).items()}
+    )
+    out = [{**common, **o, "name": n} for o, n in zip(ov[1:], names[1:], strict=True)]
+    if not out and common:
+        out = [{**common, "name": getattr(spec, "name", "scenario")}]
+    return out, getattr(spec, "draws_n", None), getattr(spec, "seed", None)
+
+
+def sweep(
+    base: Prepared,
+    scenarios: Any,
+    draws: int | None = None,
+    seed: int | None = None,
+    monthly: bool = False,
+    chunk: int | None = None,
+) -> SweepResult:
+    """Settle every scenario on ``base``; see :class:`SweepResult` and the module docs.
+
+    ``chunk``: scenarios settled together (default the settlement's block size); it
+    bounds memory and never changes a result.
+    """
+    scenarios = _load_spec(scenarios)
+    if not isinstance(scenarios, (Grid, list, tuple, dict, pd.DataFrame)):
+        scenarios, d_n, d_seed = _expand_spec(scenarios)
+        draws = draws if draws is not None else d_n
+        seed = seed if seed is not None else d_seed
+    overlays, names, axes = as_overlays(scenarios)
+    check_keys([k for o in overlays for k in o], base.policy)  # every typo, one line
+
+    scs: list[_Scenario] = []
+    for o, n in zip(overlays, names, strict=True):
+        pol_keys, beh = split_behaviour(o)
+        try:
+            pol = overlaid_policy(base.policy, pol_keys)
+        except PolicyError as e:
+            raise GridError(
+                [Problem(f"scenario {n!r}", None, p.field, p.message) for p in e.problems]
+            ) from None
+        yp = base.yp if pol is base.policy else resolve_year(pol, base.year)
+        scs.append(_Scenario(o, n, pol, yp, beh))
+    has_beh = any(s.behaviour for s in scs)
+    if has_beh:
+        _behaviour_module()  # refuses clearly when absent
+    if draws is not None and draws > 1 and not has_beh:
+        raise SweepError(
+            f"draws={draws}: no scenario has a behaviour assumption (behaviour.*) to draw"
+        )
+    if has_beh:  # a clean hook: the behaviour module turns assumptions into cells
+        raise SweepError(
+            "behaviour.* assumptions are not wired into the sweep on this branch yet "
+            "(drgsim.scenarios.behaviour is present but the sweep hook is not connected)"
+        )
+    n_draws = 1
+
+    calibrated = base.w_src == "calibrated"
+    for sc in scs:
+        _classify(base, sc, calibrated)
+
+    ref = base.reference_pv
+    if ref is None and any(needs_reference_pv(s.yp.pv) for s in scs):
+        prev = base.prev_cases()  # fixed once per sweep, with the baseline's pricing
+        ref = last_year_pv(prev, base.W, base.pv, base.region_df, base.year, base.hosp_df)
+        base.reference_pv = ref
+
+    # one pricing per distinct set; a cells set the cells cannot re-price goes to the rows
+    sets: dict[str, _PriceSet] = {}
+    failed: dict[str, str] = {}
+    for sc in scs:
+        if sc.key in failed:
+            _to_rows(sc, failed[sc.key])
+        if sc.key in sets:
+            continue
+        try:
+            sets[sc.key] = _price_set(base, sc)
+        except CellsError as e:
+            failed[sc.key] = str(e)
+            _to_rows(sc, str(e))
+            if sc.key not in sets:
+                sets[sc.key] = _price_set(base, sc)
+
+    budgets = _budgets(base, scs, sets)
+    out = _settle_all(base, scs, sets, budgets, ref, chunk or CHUNK, monthly)
+    return _tables(base, scs, names, axes, budgets, out, n_draws, monthly)
+
+
+def _to_rows(sc: _Scenario, why: str) -> None:
+    sc.route = "rows"
+    sc.reason += f"; the cells cannot re-price them ({why}): the rows are re-priced"
+    sc.key = "rows:" + json.dumps(_pricing_view(sc.yp), sort_keys=True, default=str)
+
+
+def _behaviour_module() -> Any:
+    if importlib.util.find_spec("drgsim.scenarios.behaviour") is None:
+        raise SweepError(
+            "behaviour.* keys (volume growth, cost inflation, coding creep, LOS change) need "
+            "drgsim.scenarios.behaviour, which this installation lacks"
+        )
+    return importlib.import_module("drgsim.scenarios.behaviour")
+
+
+def _price_set(base: Prepared, sc: _Scenario) -> _PriceSet:
+    """Totals of the scenario's pricing: the prepared cells, re-priced cells or rows."""
+    need_hist = any(sc.yp.pv["budget"][f]["source"] == "history" for f in FUNDS)
+    if sc.route == "settlement":
+        spend = base.spend if base.spend or not need_hist else _spend(base, base.W, base.pv)
+        return _PriceSet(cell_fund_totals(base.cells), dict(base.outside), spend)
+    if sc.route == "cells":
+        pts = points_under(base.cells, base.priced, sc.yp)  # CellsError -> rows
+        spend = base.spend if base.spend or not need_hist else _spend(base, base.W, base.pv)
+        return _PriceSet(cell_fund_totals(base.cells, pts), dict(base.outside), spend)
+    pv = sc.yp.pv
+    if base.hosp_df is not None and "level" in base.hosp_df.columns:
+        bad = unknown_levels(base.hosp_df, pv["coefficients"]["by_level"])
+        if bad:
+            raise SettlementInputError(
+                f"scenario {sc.name!r}: the hospitals table has level(s) {', '.join(bad)} that "
+                "its coefficients.by_level does not list"
+            )
+    if sc.route == "recalibrate":
+        w_df = calibrate(
+            base.history,
+            per_diem_categories_of(sc.yp),
+            base.year,
+            scheme=base.policy.scheme,
+            columns=base.columns,
+        )
+        W = Weights.from_frame(w_df, pv["points"]["scale"])
+    elif pv["points"]["scale"] != base.pv["points"]["scale"]:
+        W = Weights.from_frame(base.w_df, pv["points"]["scale"])
+    else:
+        W = base.W
+    back = readmission_lookback(base.history, base.dcol, base.year, sc.yp)
+    cases = base.cases
+    if len(back) != len(base.back):  # another readmission window: other look-back rows
+        hids = base.hosp_df["hospital_id"] if base.hosp_df is not None else None
+        cases = cases_with_lookback(base.current, back, hids, base.columns)
+        if not np.array_equal(cases.hospital_ids, base.cases.hospital_ids):
+            raise SweepError(
+                f"scenario {sc.name!r}: its readmission window brings hospitals the baseline "
+                "does not have: give a hospitals table"
+            )
+    pr = price(cases, W, sc.yp, base.hosp_df)
+    cells = build_cells(pr)
+    c = pr.cases
+    outside = {
+        name: int(pr.outside_fen[(c.fund == f) & pr.payable & ~pr.in_budget].sum())
+        for f, name in enumerate(FUNDS)
+    }
+    spend = _spend(base, W, pv) if need_hist else {}
+    return _PriceSet(cell_fund_totals(cells, points_under(cells, pr, sc.yp)), outside, spend)
+
+
+def _spend(base: Prepared, W: Weights, pv: dict) -> dict[str, int]:
+    prev = base.prev_cases()
+    return history_spending(prev, W, pv, base.hosp_df) if prev is not None else {}
+
+
+def _budgets(
+    base: Prepared, scs: list[_Scenario], sets: dict[str, _PriceSet]
+) -> dict[str, list[Budget]]:
+    """Each scenario's budget per fund: the single path's ``fund_budget`` once per distinct
+    set of inputs (budget parameters, last year's spending, per diem carved out)."""
+    out: dict[str, list[Budget]] = {f: [] for f in FUNDS}
+    memo: dict[tuple, Budget] = {}
+    for sc in scs:
+        ps = sets[sc.key]
+        for name in FUNDS:
+            bp = sc.yp.pv["budget"][name]
+            spend = (ps.spend or {}).get(name)
+            key = (name, json.dumps(bp, sort_keys=True, default=str), spend, ps.outside[name])
+            b = memo.get(key)
+            if b is None:
+                try:
+                    b = fund_budget(bp, name, base.year, base.region_df, spend, ps.outside[name])
+                except BudgetError as e:
+                    raise BudgetError(f"scenario {sc.name!r}: {e}") from None
+                if b.budget_fen <= 0 or b.reserve_fen < 0:
+                    raise BudgetError(
+                        f"scenario {sc.name!r}: budget.{name} {base.year}: the budget must be "
+                        f"positive and the reserve not negative ({b.arithmetic()})"
+                    )
+                memo[key] = b
+            out[name].append(b)
+    return out
+
+
+HM_KEYS = ("payment_hm", "gross_prepay_hm", "withheld_hm", "prepaid_hm")
+H_KEYS = (
+    "payment",
+    "released",
+    "forfeited",
+    "annual",
+    "balance",
+    "refund",
+    "clawback",
+    "received",
+)
+S_KEYS = (
+    "distributable",
+    "region_draw",
+    "pv_total_cost",
+    "pv_fund",
+    "pv",
+    "total",
+    "pv_budgeted",
+    "pv_floor",
+    "pv_ceiling",
+    "pv_bound",
+    "overdraw",
+)
+
+
+def _settle_all(
+    base: Prepared,
+    scs: list[_Scenario],
+    sets: dict[str, _PriceSet],
+    budgets: dict[str, list[Budget]],
+    ref: dict[str, float] | None,
+    chunk: int,
+    monthly: bool,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per fund, arrays over scenarios: (S,) figures, (S, H) hospital sums, and the
+    hospital-month arrays only when ``monthly``."""
+    S = len(scs)
+    H = base.cells.n_hosp
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for f, name in enumerate(FUNDS):
+        B = np.array([b.budget_fen for b in budgets[name]], np.int64)
+        R = np.array([b.reserve_fen for b in budgets[name]], np.int64)
+        res: dict[str, np.ndarray] = {
+            k: np.zeros(S, np.float64 if k.startswith("pv") and k != "pv_bound" else np.int64)
+            for k in S_KEYS
+        }
+        res["pv_bound"] = np.zeros(S, np.int8)
+        res["provisional_pv"] = np.zeros((S, 12))
+        for k in H_KEYS + ("withheld", "prepaid", "points", "cost", "share", "cases", "outside"):
+            res[k] = np.zeros((S, H), np.float64 if k == "points" else np.int64)
+        if monthly:
+            for k in HM_KEYS:
+                res[k] = np.zeros((S, H, 12), np.int64)
+            res["points_hm"] = np.zeros((S, H, 12))
+            res["cases_hm"] = np.zeros((S, H, 12), np.int64)
+        groups: dict[str, list[int]] = {}
+        for i, sc in enumerate(scs):
+            groups.setdefault(sc.key, []).append(i)
+        r_ref = None if ref is None else ref.get(name)
+        for key, idx_all in groups.items():
+            tot = sets[key].totals[f]
+            for a in range(0, len(idx_all), chunk):
+                idx = np.array(idx_all[a : a + chunk])
+                sp = ScenarioParams.from_policies(
+                    [scs[i].yp.pv for i in idx], name, [scs[i].yp.months for i in idx], r_ref
+                )
+                r = settle_scenarios(
+                    tot.points, tot.share_fen, tot.cost_fen, B[idx], R[idx], sp, base.scores
+                )
+                for k in S_KEYS:
+                    res[k][idx] = r[k]
+                res["provisional_pv"][idx] = r["provisional_pv"]
+                for k in H_KEYS:
+                    res[k][idx] = r[k]
+                res["withheld"][idx] = r["withheld_hm"].sum(2)
+                res["prepaid"][idx] = r["prepaid_hm"].sum(2)
+                if monthly:
+                    for k in HM_KEYS:
+                        res[k][idx] = r[k]
+                    res["points_hm"][idx] = tot.points
+                    res["cases_hm"][idx] = tot.cases
+            ii = np.array(idx_all)
+            res["points"][ii] = tot.points.sum(1)
+            res["cost"][ii] = tot.cost_fen.sum(1)
+            res["share"][ii] = tot.share_fen.sum(1)
+            res["cases"][ii] = tot.cases.sum(1)
+            res["outside"][ii] = tot.outside_fen
+        # the ledger's identity in every scenario: hospitals are paid what is distributed
+        # by points, less the forfeits, through prepayments and the annual balance
+        paid = res["prepaid"].sum(1) + res["balance"].sum(1)
+        if not np.array_equal(paid, res["total"] - res["forfeited"].sum(1)) or not np.array_equal(
+            res["payment"].sum(1), res["total"]
+        ):
+            bad = int(np.flatnonzero(paid != res["total"] - res["forfeited"].sum(1))[0])
+            raise DrgsimError(f"fund {name}, scenario {scs[bad].name!r}: money does not add up")
+        out[name] = res
+    return out
+
+
+def _hospital_info(base: Prepared, hids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    names = np.full(len(hids), None, dtype=object)
+    levels = np.full(len(hids), None, dtype=object)
+    h = base.hosp_df
+    if h is not None:
+        t = h.assign(hospital_id=h["hospital_id"].astype(str)).drop_duplicates("hospital_id")
+        t = t.set_index("hospital_id").reindex(hids.astype(str))
+        col = next((c for c in ("hospital_name", "name") if c in t.columns), None)
+        if col:
+            names = t[col].to_numpy(dtype=object)
+        if "level" in t.columns:
+            levels = t["level"].to_numpy(dtype=object)
+    return names, levels
+
+
+def _region_balance_inputs(base: Prepared) -> tuple[dict[str, int] | None, str]:
+    """fund_income − other_spending of the simulated year per fund, in fen, or why not."""
+    r = base.region_df
+    need = ("fund", "year", "fund_income", "other_spending")
+    if r is None:
+        return None, "no region table: the fund balance is absent"
+    missing = [c for c in need if c not in r.columns]
+    if missing:
+        return None, f"the region table lacks {', '.join(missing)}: the fund balance is absent"
+    yrs = pd.to_numeric(r["year"], errors="coerce")
+    out = {}
+    for name in FUNDS:
+        row = r[(r["fund"].astype(str) == name) & (yrs == base.year)]
+        if len(row) != 1:
+            return None, (
+                f"the region table has {len(row)} row(s) of fund {name}, year {base.year}: "
+                "the fund balance is absent"
+            )
+        inc, ok1 = yuan_to_fen(row["fund_income"])
+        oth, ok2 = yuan_to_fen(row["other_spending"])
+        if not (ok1.all() and ok2.all()):
+            return (
+                None,
+                f"fund {name}, year {base.year}: fund_income or other_spending is not a number",
+            )
+        out[name] = int(inc[0]) - int(oth[0])
+    return out, ""
+
+
+def _tables(
+    base: Prepared,
+    scs: list[_Scenario],
+    names: list[str],
+    axes: list[str],
+    budgets: dict[str, list[Budget]],
+    out: dict[str, dict[str, np.ndarray]],
+    n_draws: int,
+    monthly: bool,
+) -> SweepResult:
+    S, F = len(scs), len(FUNDS)
+    hids = base.priced.cases.hospital_ids
+    H = len(hids)
+    hn, hl = _hospital_info(base, hids)
+    notes: list[str] = []
+
+    def stack(k: str) -> np.ndarray:  # (S, F, H)
+        return np.stack([out[f][k] for f in FUNDS], axis=1)
+
+    cases, outside = stack("cases"), stack("outside")
+    keep_fh = ((cases > 0) | (outside != 0)).any(0)  # (F, H): rows every scenario shows
+    received = stack("received") + stack("refund") - stack("clawback")
+    delta = received - received[0:1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dpct = np.where(received[0:1] != 0, delta / received[0:1].astype(np.float64), np.nan)
+    cost = stack("cost")
+    s_i, f_i, h_i = np.meshgrid(np.arange(S), np.arange(F), np.arange(H), indexing="ij")
+    sel = np.broadcast_to(keep_fh, (S, F, H)).ravel()
+
+    def col(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a).ravel()[sel]
+
+    hosp = pd.DataFrame(
+        {
+            "scenario": col(s_i),
+            "draw": 0,
+            "fund": np.asarray(FUNDS, dtype=object)[col(f_i)],
+            "hospital_id": hids[col(h_i)],
+            "hospital_name": hn[col(h_i)],
+            "level": hl[col(h_i)],
+            "cases": col(cases),
+            "points": col(stack("points")),
+            "cost_fen": col(cost),
+            "patient_share_fen": col(stack("share")),
+            "payment_fen": col(stack("payment")),
+            "withheld_fen": col(stack("withheld")),
+            "released_fen": col(stack("released")),
+            "forfeited_fen": col(stack("forfeited")),
+            "annual_payment_fen": col(stack("annual")),
+            "prepaid_fen": col(stack("prepaid")),
+            "balance_fen": col(stack("balance")),
+            "corridor_refund_fen": col(stack("refund")),
+            "corridor_clawback_fen": col(stack("clawback")),
+            "per_diem_outside_fen": col(outside),
+            "received_fen": col(received),
+            "surplus_fen": col(received - cost),
+            "delta_fen": col(delta),
+            "delta_pct": col(dpct),
+        }
+    )
+
+    bal_in, why = _region_balance_inputs(base)
+    if why:
+        notes.append(why)
+    frows = []
+    for name in FUNDS:
+        r = out[name]
+        T, D = r["total"], r["distributable"]
+        bound = r["pv_bound"]
+        refunds, claws = r["refund"].sum(1), r["clawback"].sum(1)
+        outs = r["outside"].sum(1)
+        forfeited = r["forfeited"].sum(1)
+        cash = r["prepaid"].sum(1) + r["balance"].sum(1) + refunds - claws + outs
+        b = budgets[name]
+        fb = (
+            pd.array(bal_in[name] - cash, dtype="Int64")
+            if bal_in is not None
+            else pd.array([pd.NA] * S, dtype="Int64")
+        )
+        frows.append(
+            pd.DataFrame(
+                {
+                    "scenario": np.arange(S),
+                    "draw": 0,
+                    "fund": name,
+                    "budget_fen": [x.budget_fen for x in b],
+                    "budget_source": [x.source for x in b],
+                    "budget_arithmetic": [x.arithmetic() for x in b],
+                    "reserve_fen": [x.reserve_fen for x in b],
+                    "carve_out_fen": [x.carve_out_fen for x in b],
+                    "cases": r["cases"].sum(1),
+                    "points": r["points"].sum(1),
+                    "cost_fen": r["cost"].sum(1),
+                    "patient_share_fen": r["share"].sum(1),
+                    "distributable_fen": D,
+                    "region_draw_fen": r["region_draw"],
+                    "pv_total_cost": r["pv_total_cost"],
+                    "pv_fund": r["pv_fund"],
+                    "pv": r["pv"],
+                    "pv_budgeted": r["pv_budgeted"],
+                    "bound": np.asarray(["none", "floor", "ceiling"], dtype=object)[bound],
+                    "floor_topup_fen": np.where(bound == 1, T - D, 0),
+                    "ceiling_withheld_fen": np.where(bound == 2, D - T, 0),
+                    "paid_by_points_fen": T,
+                    "refunds_fen": refunds,
+                    "clawbacks_fen": claws,
+                    "forfeited_fen": forfeited,
+                    "reserve_overdraw_fen": r["overdraw"],
+                    "per_diem_outside_fen": outs,
+                    "hospital_cash_fen": cash,
+                    "fund_balance_fen": fb,
+                }
+            )
+        )
+    funds = pd.concat(frows, ignore_index=True).sort_values(["scenario", "draw", "fund"])
+    funds = funds.reset_index(drop=True)
+
+    months = None
+    if monthly:
+        mrows = []
+        for name in FUNDS:
+            r = out[name]
+            ss, hh, mm = np.meshgrid(np.arange(S), np.arange(H), np.arange(12), indexing="ij")
+            m = pd.DataFrame(
+                {
+                    "scenario": ss.ravel(),
+                    "draw": 0,
+                    "fund": name,
+                    "hospital_id": hids[hh.ravel()],
+                    "month": mm.ravel() + 1,
+                    "cases": r["cases_hm"].ravel(),
+                    "points": r["points_hm"].ravel(),
+                    "provisional_pv": r["provisional_pv"][ss.ravel(), mm.ravel()],
+                    "gross_prepayment_fen": r["gross_prepay_hm"].ravel(),
+                    "withheld_fen": r["withheld_hm"].ravel(),
+                    "prepaid_fen": r["prepaid_hm"].ravel(),
+                    "final_payment_fen": r["payment_hm"].ravel(),
+                }
+            )
+            mrows.append(m[m["cases"] > 0])
+        months = pd.concat(mrows, ignore_index=True)
+
+    sc_tab = pd.DataFrame(
+        {
+            "scenario": np.arange(S),
+            "name": names,
+            **{a: [s.overlay.get(a) for s in scs] for a in axes},
+            "overlay": [to_json(s.overlay) for s in scs],
+            "route": [s.route for s in scs],
+            "note": [s.reason for s in scs],
+        }
+    )
+    routes = pd.DataFrame(
+        {
+            "scenario": np.arange(S),
+            "route": [s.route for s in scs],
+            "reason": [s.reason for s in scs],
+        }
+    )
+    pc = base.priced.cases
+    own = pc.fund >= 0
+    cov = int((pc.cost_fen[own] - pc.share_fen[own]).sum())
+    prov = {**base.prov, "drgsim.sweep_scenarios": str(S), "drgsim.sweep_draws": str(n_draws)}
+    if base.reference_pv:
+        prov["drgsim.reference_pv"] = json.dumps(base.reference_pv)
+    return SweepResult(sc_tab, routes, hosp, funds, months, prov, notes, cov)
+
+
+def summarize(res: SweepResult, losing: float = -0.02) -> pd.DataFrame:
+    """See :meth:`SweepResult.summary`."""
+    f = res.funds
+    h = res.hospitals
+    g = f.groupby(["scenario", "draw"])
+    per = pd.DataFrame(
+        {
+            "points": g["points"].sum(),
+            "paid": g["paid_by_points_fen"].sum(),
+            "pvp": (f["pv"] * f["points"]).groupby([f["scenario"], f["draw"]]).sum(),
+            "fund_balance_fen": g["fund_balance_fen"].sum(min_count=len(f["fund"].unique())),
+        }
+    )
+    per["pv"] = per["pvp"] / per["points"].where(per["points"] > 0)
+    per["drg_coverage"] = per["paid"] / res.coverage_base_fen if res.coverage_base_fen else np.nan
+    pvf = f.pivot_table(index=["scenario", "draw"], columns="fund", values="pv")
+    for c in pvf.columns:
+        per[f"pv_{c}"] = pvf[c]
+    # a hospital's change over both funds against the baseline, per draw
+    hh = h.groupby(["scenario", "draw", "hospital_id"], as_index=False).agg(
+        received=("received_fen", "sum"), level=("level", "first")
+    )
+    b = hh[hh["scenario"] == 0].set_index(["draw", "hospital_id"])["received"]
+    base_rec = b.reindex(pd.MultiIndex.from_frame(hh[["draw", "hospital_id"]])).to_numpy()
+    hh["change"] = np.where(base_rec != 0, (hh["received"] - base_rec) / base_rec, np.nan)
+    q = hh.groupby("scenario")["change"]
+    agg = pd.DataFrame(
+        {
+            "change_p5": q.quantile(0.05),
+            "change_p50": q.quantile(0.5),
+            "change_p95": q.quantile(0.95),
+        }
+    )
+    for lv, part in hh.groupby("level", dropna=True):
+        agg[f"change_p50_{lv}"] = part.groupby("scenario")["change"].quantile(0.5)
+    n_draws = hh.groupby("scenario")["draw"].nunique()
+    agg["n_losing"] = (hh["change"] < losing).groupby(hh["scenario"]).sum() / n_draws
+    mean = per.groupby(level="scenario").mean(numeric_only=True)
+    out = pd.DataFrame({"scenario": res.scenarios["scenario"], "name": res.scenarios["name"]})
+    out["route"] = res.scenarios["route"]
+    for c in ["pv", *[c for c in mean.columns if c.startswith("pv_")]]:
+        out[c] = out["scenario"].map(mean[c])
+    fbal = per["fund_balance_fen"].groupby(level="scenario").mean()
+    out["fund_balance_fen"] = pd.array(
+        out["scenario"].map(fbal).round().astype("Float64"), dtype="Int64"
+    )
+    for c in agg.columns:
+        out[c] = out["scenario"].map(agg[c])
+    out["n_losing"] = out["n_losing"].fillna(0)
+    out["drg_coverage"] = out["scenario"].map(mean["drg_coverage"])
+    return out
+
+
+__all__ = ["ROUTES", "SweepError", "SweepResult", "summarize", "sweep"]
