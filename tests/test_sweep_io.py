@@ -24,6 +24,8 @@ from drgsim.scenarios.files import (
     load_scenarios,
 )
 
+pytestmark = pytest.mark.filterwarnings("ignore:no CJK font found")
+
 BUNDLED = Path(__file__).resolve().parents[1] / "src" / "drgsim" / "data" / "scenarios"
 
 
@@ -399,3 +401,90 @@ def test_report_respects_excel_row_limit(monkeypatch):
     monkeypatch.setattr(rs, "EXCEL_MAX_ROWS", 1 + 2 * 12 + 5)  # room for two scenarios
     with pytest.warns(UserWarning, match="2 of the 4 reported"):
         assert rs.reported_scenarios(res, 4) == [1, 2]
+
+
+# ----------------------------------------------------------------------------- end to end
+YEAR = 2024
+
+
+@pytest.fixture(scope="module")
+def small_region(tmp_path_factory):
+    """Three years of fake priced cases over six hospitals, as the CLI reads them."""
+    from drgsim.pricing.fake import fake_cases, fake_hospitals, fake_weights
+
+    root = tmp_path_factory.mktemp("region")
+    parts = [fake_cases(500, n_hosp=6, seed=y, year=y).assign(
+        case_id=lambda d, y=y: d["case_id"] + y * 10**6) for y in (YEAR - 2, YEAR - 1, YEAR)]
+    pd.concat(parts, ignore_index=True).to_parquet(root / "cases.parquet")
+    fake_hospitals(6).assign(name=lambda d: "hospital " + d["hospital_id"]).to_parquet(
+        root / "hospitals.parquet")
+    w = fake_weights()
+    w.assign(m_all_fen=float(w.attrs["m_all_fen"])).to_parquet(root / "weights.parquet")
+    rows = []
+    for y in (YEAR - 1, YEAR):
+        rows.append(("employee", y, 3_000_000.0, 9_000_000.0, 4_000_000.0))
+        rows.append(("resident", y, 4_500_000.0, 12_000_000.0, 6_500_000.0))
+    pd.DataFrame(rows, columns=["fund", "year", "drg_spending", "fund_income",
+                                "other_spending"]).to_parquet(root / "region.parquet")
+    return root
+
+
+def sweep_args(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["sweep", str(root / "cases.parquet"), "--grouped",
+            "--weights", str(root / "weights.parquet"),
+            "--hospitals", str(root / "hospitals.parquet"),
+            "--region", str(root / "region.parquet"), "-o", str(out), *extra]
+
+
+def test_cli_sweep_grid_end_to_end(small_region, tmp_path):
+    import openpyxl
+
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, sweep_args(small_region, out, "--grid",
+                                            "budget.*.growth=0.02,0.06",
+                                            "--grid", "high_cost.beta=0.8,1.0",
+                                            "--report", "2"))
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {"scenarios.parquet", "hospitals.parquet", "funds.parquet", "summary.parquet",
+            "sweep.xlsx", "pv_fan.png", "winners_losers.png", "fund_balance.png",
+            "heatmap.png"} <= set(manifest["files"])
+    scen = pd.read_parquet(out / "scenarios.parquet")
+    assert len(scen) == 1 + 4
+    h = pd.read_parquet(out / "hospitals.parquet")
+    assert (h.loc[h["scenario"] == 0, "delta_fen"] == 0).all()
+    wb = openpyxl.load_workbook(out / "sweep.xlsx")
+    hs = wb["医院变化 hospitals"]
+    assert {r[0].value for r in hs.iter_rows(min_row=2)} == {1, 2}
+    assert wb["汇总 summary"].max_row == 1 + 5
+
+
+def test_cli_sweep_scenario_folder(small_region, tmp_path):
+    sc = tmp_path / "sc"
+    sc.mkdir()
+    write(sc, "name: growth\ngrid: {budget.*.growth: [0.02, 0.04]}\n", "a.yaml")
+    write(sc, "name: floor\nset: {point_value.bounds.floor: 0.95}\n", "b.yaml")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, sweep_args(small_region, out, "--scenarios", str(sc)))
+    assert r.exit_code == 0, r.output
+    top = json.loads((out / "manifest.json").read_text())
+    assert top["parts"] == ["growth", "floor"]
+    for name, n in (("growth", 3), ("floor", 2)):
+        assert (out / name / "manifest.json").exists()
+        assert len(pd.read_parquet(out / name / "scenarios.parquet")) == n
+        assert f"{name}/sweep.xlsx" in top["files"]
+
+
+def test_cli_sweep_errors_are_one_line(small_region, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(main, sweep_args(small_region, tmp_path / "o", "--grid",
+                                       "budget.growth=0.02,0.04"))
+    assert r.exit_code == 2
+    assert "budget.growth: unknown key (did you mean budget.*.growth?)" in r.output
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
+    r = runner.invoke(main, sweep_args(small_region, tmp_path / "o"))
+    assert r.exit_code == 2 and "give --scenarios FILE|DIR or --grid" in r.output
+    r = runner.invoke(main, sweep_args(small_region, tmp_path / "o", "--grid",
+                                       "high_cost.beta=0.8", "--report", "x"))
+    assert r.exit_code == 2 and "give a count" in r.output

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,7 +32,7 @@ SWEEP_WORKBOOK = "sweep.xlsx"
 SWEEP_FILES = (*(f"{t}.parquet" for t in SWEEP_TABLES), SWEEP_WORKBOOK, *SWEEP_PLOTS)
 DEFAULT_REPORTED = 5  # scenarios with per-hospital rows in the workbook, unless --report
 MAX_WINNER_PANELS = 4
-FIXED_COLUMNS = ("scenario", "name", "overlay", "route", "reason")
+FIXED_COLUMNS = ("scenario", "name", "overlay", "route", "reason", "note")
 HOSPITAL_SHEET_COLUMNS = ("scenario", "name", "fund", "hospital_id", "hospital_name", "level",
                           "cases", "points", "cost_fen", "received_fen", "surplus_fen",
                           "delta_fen", "delta_pct")
@@ -54,7 +55,7 @@ LABELS = {
     "fb_title": ("基金结余（万元）按情景", "Fund balance (10k yuan) by scenario"),
     "fb": ("基金结余（万元）", "Fund balance (10k yuan)"),
     "hm_pv": ("点值（元/点）", "Point value (yuan/point)"),
-    "hm_losing": ("减少超过阈值的医院数", "Hospitals losing more than the threshold"),
+    "hm_change": ("医院较基线变化率中位数（%）", "Median hospital change against the baseline (%)"),
 }
 
 
@@ -122,9 +123,9 @@ def axis_columns(scenarios: pd.DataFrame) -> list[str]:
 
 
 def point_values(funds: pd.DataFrame) -> pd.Series:
-    """The point value the settlement used per funds row: ``pv_used`` when the engine
-    gives it, else the total-cost basis (the baseline policy's basis)."""
-    for c in ("pv_used", "pv_total_cost"):
+    """The point value the settlement used per funds row: ``pv`` (or ``pv_used``) when
+    the engine gives it, else the total-cost basis (the baseline policy's basis)."""
+    for c in ("pv", "pv_used", "pv_total_cost"):
         if c in funds.columns:
             return pd.to_numeric(funds[c], errors="coerce").astype("float64")
     return pd.Series(np.nan, index=funds.index)
@@ -307,6 +308,7 @@ def write_sweep_plots(res: SweepLike, out_dir: str | os.PathLike[str],
     """The four plots (PNG, Agg, no pyplot); returns the files written and, per plot
     name, what it shows or why it was not drawn."""
     import matplotlib
+    from matplotlib.colors import TwoSlopeNorm
     from matplotlib.figure import Figure
 
     from drgsim.output import atomic_path
@@ -345,8 +347,8 @@ def write_sweep_plots(res: SweepLike, out_dir: str | os.PathLike[str],
     def ticks(ax: Any, xs: list[int]) -> None:
         if len(xs) <= 12:
             ax.set_xticks(xs)
-            ax.set_xticklabels([str(names.get(i, i))[:28] for i in xs], rotation=30,
-                               ha="right", fontsize=7)
+            ax.set_xticklabels([f"[{i}]\n" + "\n".join(textwrap.wrap(
+                str(names.get(i, i)), 24)[:3]) for i in xs], fontsize=6)
         ax.set_xlabel(L("scenario"))
 
     with matplotlib.rc_context(rc):
@@ -392,9 +394,11 @@ def write_sweep_plots(res: SweepLike, out_dir: str | os.PathLike[str],
             ax.axhline(losing * 100, color="black", linestyle="--", linewidth=1,
                        label=f"{L('threshold')} {losing:.0%}")
             ax.axhline(0, color="black", linewidth=0.6)
-            nw, nl = int((y > 0).sum()), int((y < losing * 100).sum())
+            nw, nl = int((y > 0).sum()), int((y < 0).sum())
+            nt = int((y < losing * 100).sum())
             ax.set_title(f"[{sid}] {str(names.get(sid, sid))[:80]}\n{L('winners')} {nw} · "
-                         f"{L('losers')} < {losing:.0%}: {nl} / {len(y)}", fontsize=9)
+                         f"{L('losers')} {nl} · {L('threshold')} {losing:.0%}: {nt} "
+                         f"/ {len(y)}", fontsize=9)
             ax.set_ylabel(L("change"))
             ax.set_xticks([])
             ax.grid(True, axis="y", alpha=0.3)
@@ -443,17 +447,21 @@ def write_sweep_plots(res: SweepLike, out_dir: str | os.PathLike[str],
                 key[c] = key[c].map(_json_text)
             pv = funds[funds["fund"] == fund_list[0]].groupby("scenario")["_pv"].mean()
             key["pv"] = key["scenario"].map(pv)
-            if "n_losing" in summ.columns:
-                key["n_losing"] = key["scenario"].map(summ.set_index("scenario")["n_losing"])
-            metrics = [("pv", f"{L('hm_pv')} {fund_label(fund_list[0])}")]
-            if "n_losing" in key:
-                metrics.append(("n_losing", f"{L('hm_losing')} {losing:.0%}"))
+            metrics = [("pv", f"{L('hm_pv')} {fund_label(fund_list[0])}", "{:.2f}")]
+            if "change_p50" in summ.columns:
+                key["change"] = key["scenario"].map(
+                    summ.set_index("scenario")["change_p50"]) * 100
+                metrics.append(("change", L("hm_change"), "{:+.2f}%"))
             fig = Figure(figsize=(6 * len(metrics), 4.8))
             axs = np.atleast_1d(fig.subplots(1, len(metrics), squeeze=False)[0])
-            for ax, (m, title) in zip(axs, metrics, strict=True):
+            for ax, (m, title, fmt) in zip(axs, metrics, strict=True):
                 grid = key.pivot_table(index=a, columns=b, values=m, aggfunc="mean")
-                im = ax.imshow(grid.to_numpy(dtype=float), aspect="auto", origin="lower",
-                               cmap="RdYlGn" if m == "pv" else "Reds")
+                vals = grid.to_numpy(dtype=float)
+                norm = None
+                if m == "change" and np.isfinite(vals).any():
+                    lim = max(float(np.nanmax(np.abs(vals))), 1e-9)
+                    norm = TwoSlopeNorm(0.0, -lim, lim)
+                im = ax.imshow(vals, aspect="auto", origin="lower", cmap="RdYlGn", norm=norm)
                 ax.set_xticks(range(grid.shape[1]))
                 ax.set_xticklabels([_tick(v) for v in grid.columns], rotation=30, fontsize=7)
                 ax.set_yticks(range(grid.shape[0]))
@@ -462,14 +470,13 @@ def write_sweep_plots(res: SweepLike, out_dir: str | os.PathLike[str],
                 ax.set_ylabel(a)
                 ax.set_title(title, fontsize=9)
                 fig.colorbar(im, ax=ax)
-                vals = grid.to_numpy(dtype=float)
                 if vals.size <= 144:
                     for (r, c), v in np.ndenumerate(vals):
                         if not math.isnan(v):
-                            ax.text(c, r, f"{v:.3g}", ha="center", va="center", fontsize=6)
+                            ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=7)
             fig.tight_layout()
             others = axes_cols[2:]
-            save(fig, "heatmap.png", f"point value and losers over {a} × {b}"
+            save(fig, "heatmap.png", f"point value and median hospital change over {a} × {b}"
                  + (f" (averaged over {', '.join(others)})" if others else ""))
         else:
             notes["heatmap.png"] = "not drawn: fewer than two grid axes vary"
