@@ -29,10 +29,12 @@ from drgsim.errors import DrgsimError
 @threads_option
 @policy_option
 def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
-    """Synthetic region -> group -> calibrate on the history years -> simulate the last year.
+    """Synthetic region -> group -> calibrate on the history years -> simulate the last year
+    -> sweep the bundled example scenarios against the baseline.
 
-    Writes the region, the grouped cases, and the simulation's tables, workbook and plots
-    under OUT, and prints where they are.
+    Writes the region, the grouped cases, the simulation's tables, workbook and plots, and
+    each sweep's tables, sweep.xlsx and plots (OUT/sweeps/<name>/) under OUT, and prints
+    where they are.
 
     \b
     Example:
@@ -77,18 +79,31 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
         for status, n in sorted(summary.status_counts.items(), key=lambda kv: -kv[1]):
             con.print(f"     {status:<18} {n:>10,}  {n / summary.rows:7.2%}")
 
+        import drgsim
         from drgsim.report import write_outputs
-        from drgsim.settlement.simulate import simulate
+        from drgsim.report.sweep import write_sweep_outputs
+        from drgsim.scenarios.files import bundled_scenarios_path, load_scenario_files
 
+        specs = load_scenario_files(bundled_scenarios_path())
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            tables = simulate(root / "grouped.parquet", policy=policy_file,
-                              hospitals=root / "region" / "hospitals.parquet",
-                              region=root / "region" / "region.parquet")
+            # prepared once: the simulation and every sweep settle on it
+            base = drgsim.prepare(root / "grouped.parquet", policy=policy_file,
+                                  hospitals=root / "region" / "hospitals.parquet",
+                                  region=root / "region" / "region.parquet")
+            tables = base.simulate()
             sim_fp = fingerprint([root / "grouped.parquet", policy_file],
                                  {"command": "demo simulate", **options})
             paths = write_outputs(tables, root / "simulation", sim_fp)
-        folder.commit({**options, "parts": ["region", "grouped.parquet", "simulation"]})
+            swept = []
+            for spec in specs:
+                res = base.sweep(spec)
+                sw_fp = fingerprint([root / "grouped.parquet", policy_file, spec.file],
+                                    {"command": "demo sweep", **options})
+                write_sweep_outputs(res, root / "sweeps" / spec.name, sw_fp)
+                swept.append((spec, res))
+        folder.commit({**options, "parts": ["region", "grouped.parquet", "simulation",
+                                            *(f"sweeps/{s.name}" for s in specs)]})
         for msg in sorted({str(w.message) for w in caught}):
             con.print(f"     warning: {msg}")
         con.print("[bold]3. calibrated[/] weights on the history years and [bold]simulated[/] "
@@ -98,5 +113,17 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
                 con.print(f"     {r['item']}: {r['value']}")
         con.print(f"[bold]4. outputs[/] in {root / 'simulation'}: "
                   + ", ".join(sorted(p.name for p in paths.values())))
+        con.print("[bold]5. swept[/] the bundled example scenarios against the baseline "
+                  f"-> {root / 'sweeps'}/<name>/ (sweep.xlsx, parquet, plots):")
+        for spec, res in swept:
+            summ = res.summary()
+            draws = int(res.hospitals["draw"].nunique()) if len(res.hospitals) else 1
+            con.print(f"     {spec.name}: {len(res.scenarios)} scenarios × {draws} draw(s) — "
+                      f"{spec.description}")
+            for _, r in summ[summ["scenario"] != 0].iterrows():
+                con.print(f"       [{int(r['scenario'])}] {str(r.get('name', ''))[:60]:<60} "
+                          f"point value {float(r['pv']):8.4f}  hospital change P5/P50/P95 "
+                          f"{r['change_p5']:+.2%} / {r['change_p50']:+.2%} / "
+                          f"{r['change_p95']:+.2%}")
     except DrgsimError as exc:
         fail(exc)

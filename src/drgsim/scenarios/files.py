@@ -811,6 +811,13 @@ def node_keys(doc: Any) -> list[str]:
     return [str(k) for k in g] if isinstance(g, dict) else []
 
 
+def bundled_scenarios_path() -> Path:
+    """The example scenario files shipped in ``drgsim/data/scenarios``."""
+    from importlib import resources
+
+    return Path(str(resources.files("drgsim") / "data" / "scenarios"))
+
+
 def scenario_files(path: str | os.PathLike[str]) -> list[Path]:
     """The scenario files a path names: the file, or a folder's ``*.yaml``/``*.yml``
     (sorted; names starting with ``.`` or ``_`` skipped)."""
@@ -865,6 +872,7 @@ def load_scenario_files(path: str | os.PathLike[str],
 __all__ = [
     "ScenarioSpec",
     "apply_overlay",
+    "bundled_scenarios_path",
     "changes",
     "check_behaviour",
     "check_keys",
