@@ -100,6 +100,9 @@ class _PriceSet:
     totals: list[FundTotals]
     outside: dict[str, int]
     spend: dict[str, int] | None
+    pr: Any = None  # the priced rows, cells and weights it came from (behaviour needs them)
+    cells: Any = None
+    W: Any = None
 
 
 @dataclass
@@ -251,18 +254,18 @@ def sweep(
         yp = base.yp if pol is base.policy else resolve_year(pol, base.year)
         scs.append(_Scenario(o, n, pol, yp, beh))
     has_beh = any(s.behaviour for s in scs)
-    if has_beh:
-        _behaviour_module()  # refuses clearly when absent
+    mod = _behaviour_module() if has_beh else None  # refuses clearly when absent
     if draws is not None and draws > 1 and not has_beh:
         raise SweepError(
             f"draws={draws}: no scenario has a behaviour assumption (behaviour.*) to draw"
         )
-    if has_beh:  # a clean hook: the behaviour module turns assumptions into cells
-        raise SweepError(
-            "behaviour.* assumptions are not wired into the sweep on this branch yet "
-            "(drgsim.scenarios.behaviour is present but the sweep hook is not connected)"
-        )
-    n_draws = 1
+    behaviours = {}
+    if mod is not None:  # validated before any work
+        for i, sc in enumerate(scs):
+            if sc.behaviour:
+                b = mod.parse_behaviour(sc.behaviour)
+                behaviours[i] = (b, mod.draw_values(b, draws, seed))
+    n_draws = int(draws) if has_beh and draws is not None else 1
 
     calibrated = base.w_src == "calibrated"
     for sc in scs:
@@ -290,9 +293,68 @@ def sweep(
             if sc.key not in sets:
                 sets[sc.key] = _price_set(base, sc)
 
-    budgets = _budgets(base, scs, sets)
-    out = _settle_all(base, scs, sets, budgets, ref, chunk or CHUNK, monthly)
-    return _tables(base, scs, names, axes, budgets, out, n_draws, monthly)
+    units, tsets = _units(base, scs, sets, behaviours, n_draws, mod)
+    budgets = _budgets(base, scs, units, tsets)
+    out = _settle_all(base, scs, units, tsets, budgets, ref, chunk or CHUNK, monthly)
+    return _tables(base, scs, names, axes, units, budgets, out, n_draws, monthly)
+
+
+def _units(
+    base: Prepared,
+    scs: list[_Scenario],
+    sets: dict[str, _PriceSet],
+    behaviours: dict[int, tuple[Any, dict[str, np.ndarray]]],
+    n_draws: int,
+    mod: Any,
+) -> tuple[list[tuple[int, int, str]], dict[str, _PriceSet]]:
+    """(scenario, draw, totals key) per unit, scenario-major, and the totals per key: a
+    scenario without behaviour shares its pricing set's totals in every draw; one with
+    behaviour gets the behaviour module's cells totals per draw (rows first for LOS)."""
+    tsets = dict(sets)
+    units: list[tuple[int, int, str]] = []
+    if not behaviours:
+        return [(i, 0, sc.key) for i, sc in enumerate(scs)], tsets
+    from drgsim.pricing.cells import MONTHS, N_FUNDS
+
+    hosp_level = mod.hospital_levels(base.priced.cases.hospital_ids, base.hosp_df)
+    creep = any(k.startswith("coding_creep") for b, _ in behaviours.values() for k in b.items)
+    siblings = mod.severity_siblings(base.policy.scheme) if creep else {}
+    prepared: dict[str, Any] = {}
+    for i, sc in enumerate(scs):
+        if i not in behaviours:
+            units += [(i, d, sc.key) for d in range(n_draws)]
+            continue
+        b, vals = behaviours[i]
+        for d in range(n_draws):
+            dv = {k: v[min(d, len(v) - 1)] for k, v in vals.items()}
+            pkey = sc.key
+            if b.needs_rows:  # a LOS change re-prices the rows (cells hold no LOS)
+                x = float(dv["los_change"])
+                pkey = f"{sc.key}|los={x!r}"
+                if pkey not in tsets:
+                    tsets[pkey] = _price_set(base, sc, los=x, mod=mod)
+                sc.reason += "" if "LOS change" in sc.reason else "; LOS change: rows re-priced"
+            ps = tsets[pkey]
+            if pkey not in prepared:
+                prepared[pkey] = mod.prepare_cells(ps.pr, ps.cells, ps.W, siblings, hosp_level)
+            t = mod.apply_cells(
+                prepared[pkey], {k: np.array([v]) for k, v in dv.items()}, hosp_level, sc.yp, 0
+            )
+            H = t.n_hosp
+            out_hf = np.asarray(t.outside_fen).reshape(H, N_FUNDS)
+            totals = []
+            for f, name in enumerate(FUNDS):
+                pts, shr, cst = t.fund(f)
+                n = np.asarray(t.cases).reshape(H, N_FUNDS, MONTHS)[:, f, :]
+                totals.append(FundTotals(name, pts, shr, cst, n, out_hf[:, f].copy()))
+            tkey = f"{pkey}|scenario={i}|draw={d}"
+            tsets[tkey] = _PriceSet(
+                totals,
+                {name: int(out_hf[:, f].sum()) for f, name in enumerate(FUNDS)},
+                ps.spend,
+            )
+            units.append((i, d, tkey))
+    return units, tsets
 
 
 def _to_rows(sc: _Scenario, why: str) -> None:
@@ -310,16 +372,20 @@ def _behaviour_module() -> Any:
     return importlib.import_module("drgsim.scenarios.behaviour")
 
 
-def _price_set(base: Prepared, sc: _Scenario) -> _PriceSet:
-    """Totals of the scenario's pricing: the prepared cells, re-priced cells or rows."""
+def _price_set(
+    base: Prepared, sc: _Scenario, los: float | None = None, mod: Any = None
+) -> _PriceSet:
+    """Totals of the scenario's pricing: the prepared cells, re-priced cells or rows
+    (``los``: the cases' LOS changed by this factor first, by the behaviour module)."""
     need_hist = any(sc.yp.pv["budget"][f]["source"] == "history" for f in FUNDS)
-    if sc.route == "settlement":
+    keep = (base.priced, base.cells, base.W)
+    if sc.route == "settlement" and los is None:
         spend = base.spend if base.spend or not need_hist else _spend(base, base.W, base.pv)
-        return _PriceSet(cell_fund_totals(base.cells), dict(base.outside), spend)
-    if sc.route == "cells":
+        return _PriceSet(cell_fund_totals(base.cells), dict(base.outside), spend, *keep)
+    if sc.route == "cells" and los is None:
         pts = points_under(base.cells, base.priced, sc.yp)  # CellsError -> rows
         spend = base.spend if base.spend or not need_hist else _spend(base, base.W, base.pv)
-        return _PriceSet(cell_fund_totals(base.cells, pts), dict(base.outside), spend)
+        return _PriceSet(cell_fund_totals(base.cells, pts), dict(base.outside), spend, *keep)
     pv = sc.yp.pv
     if base.hosp_df is not None and "level" in base.hosp_df.columns:
         bad = unknown_levels(base.hosp_df, pv["coefficients"]["by_level"])
@@ -343,7 +409,11 @@ def _price_set(base: Prepared, sc: _Scenario) -> _PriceSet:
         W = base.W
     back = readmission_lookback(base.history, base.dcol, base.year, sc.yp)
     cases = base.cases
-    if len(back) != len(base.back):  # another readmission window: other look-back rows
+    if los is not None:  # every simulated case's LOS changed (look-back rows link only)
+        hids = base.hosp_df["hospital_id"] if base.hosp_df is not None else None
+        cur = mod.apply_los(base.current, los, base.columns)
+        cases = cases_with_lookback(cur, back, hids, base.columns)
+    elif len(back) != len(base.back):  # another readmission window: other look-back rows
         hids = base.hosp_df["hospital_id"] if base.hosp_df is not None else None
         cases = cases_with_lookback(base.current, back, hids, base.columns)
         if not np.array_equal(cases.hospital_ids, base.cases.hospital_ids):
@@ -359,7 +429,8 @@ def _price_set(base: Prepared, sc: _Scenario) -> _PriceSet:
         for f, name in enumerate(FUNDS)
     }
     spend = _spend(base, W, pv) if need_hist else {}
-    return _PriceSet(cell_fund_totals(cells, points_under(cells, pr, sc.yp)), outside, spend)
+    pts = points_under(cells, pr, sc.yp)
+    return _PriceSet(cell_fund_totals(cells, pts), outside, spend, pr, cells, W)
 
 
 def _spend(base: Prepared, W: Weights, pv: dict) -> dict[str, int]:
@@ -368,20 +439,29 @@ def _spend(base: Prepared, W: Weights, pv: dict) -> dict[str, int]:
 
 
 def _budgets(
-    base: Prepared, scs: list[_Scenario], sets: dict[str, _PriceSet]
+    base: Prepared,
+    scs: list[_Scenario],
+    units: list[tuple[int, int, str]],
+    tsets: dict[str, _PriceSet],
 ) -> dict[str, list[Budget]]:
-    """Each scenario's budget per fund: the single path's ``fund_budget`` once per distinct
+    """Each unit's budget per fund: the single path's ``fund_budget`` once per distinct
     set of inputs (budget parameters, last year's spending, per diem carved out)."""
     out: dict[str, list[Budget]] = {f: [] for f in FUNDS}
     memo: dict[tuple, Budget] = {}
-    for sc in scs:
-        ps = sets[sc.key]
-        for name in FUNDS:
-            bp = sc.yp.pv["budget"][name]
+    bps: dict[int, list[str]] = {}
+    for s_, _, tkey in units:
+        sc = scs[s_]
+        ps = tsets[tkey]
+        if s_ not in bps:
+            bps[s_] = [
+                json.dumps(sc.yp.pv["budget"][n], sort_keys=True, default=str) for n in FUNDS
+            ]
+        for f, name in enumerate(FUNDS):
             spend = (ps.spend or {}).get(name)
-            key = (name, json.dumps(bp, sort_keys=True, default=str), spend, ps.outside[name])
+            key = (name, bps[s_][f], spend, ps.outside[name])
             b = memo.get(key)
             if b is None:
+                bp = sc.yp.pv["budget"][name]
                 try:
                     b = fund_budget(bp, name, base.year, base.region_df, spend, ps.outside[name])
                 except BudgetError as e:
@@ -425,73 +505,90 @@ S_KEYS = (
 def _settle_all(
     base: Prepared,
     scs: list[_Scenario],
-    sets: dict[str, _PriceSet],
+    units: list[tuple[int, int, str]],
+    tsets: dict[str, _PriceSet],
     budgets: dict[str, list[Budget]],
     ref: dict[str, float] | None,
     chunk: int,
     monthly: bool,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Per fund, arrays over scenarios: (S,) figures, (S, H) hospital sums, and the
-    hospital-month arrays only when ``monthly``."""
-    S = len(scs)
+    """Per fund, arrays over units (scenario × draw): (U,) figures, (U, H) hospital sums,
+    and the hospital-month arrays only when ``monthly``. Units sharing totals are settled
+    together on shared arrays; others on stacked (U, H, 12) arrays."""
+    U = len(units)
     H = base.cells.n_hosp
+    order = sorted(range(U), key=lambda u: (units[u][2], u))  # shared totals together
+    first = {}
+    for u in order:
+        first.setdefault(units[u][2], u)
+    order.sort(key=lambda u: (first[units[u][2]], u))
     out: dict[str, dict[str, np.ndarray]] = {}
     for f, name in enumerate(FUNDS):
         B = np.array([b.budget_fen for b in budgets[name]], np.int64)
         R = np.array([b.reserve_fen for b in budgets[name]], np.int64)
         res: dict[str, np.ndarray] = {
-            k: np.zeros(S, np.float64 if k.startswith("pv") and k != "pv_bound" else np.int64)
+            k: np.zeros(U, np.float64 if k.startswith("pv") and k != "pv_bound" else np.int64)
             for k in S_KEYS
         }
-        res["pv_bound"] = np.zeros(S, np.int8)
-        res["provisional_pv"] = np.zeros((S, 12))
-        for k in H_KEYS + ("withheld", "prepaid", "points", "cost", "share", "cases", "outside"):
-            res[k] = np.zeros((S, H), np.float64 if k == "points" else np.int64)
+        res["pv_bound"] = np.zeros(U, np.int8)
+        res["provisional_pv"] = np.zeros((U, 12))
+        for k in H_KEYS + ("withheld", "prepaid", "cost", "share", "outside"):
+            res[k] = np.zeros((U, H), np.int64)
+        res["points"] = np.zeros((U, H))
+        res["cases"] = np.zeros((U, H))
         if monthly:
             for k in HM_KEYS:
-                res[k] = np.zeros((S, H, 12), np.int64)
-            res["points_hm"] = np.zeros((S, H, 12))
-            res["cases_hm"] = np.zeros((S, H, 12), np.int64)
-        groups: dict[str, list[int]] = {}
-        for i, sc in enumerate(scs):
-            groups.setdefault(sc.key, []).append(i)
+                res[k] = np.zeros((U, H, 12), np.int64)
+            res["points_hm"] = np.zeros((U, H, 12))
+            res["cases_hm"] = np.zeros((U, H, 12))
         r_ref = None if ref is None else ref.get(name)
-        for key, idx_all in groups.items():
-            tot = sets[key].totals[f]
-            for a in range(0, len(idx_all), chunk):
-                idx = np.array(idx_all[a : a + chunk])
-                sp = ScenarioParams.from_policies(
-                    [scs[i].yp.pv for i in idx], name, [scs[i].yp.months for i in idx], r_ref
-                )
-                r = settle_scenarios(
-                    tot.points, tot.share_fen, tot.cost_fen, B[idx], R[idx], sp, base.scores
-                )
-                for k in S_KEYS:
+        for a in range(0, U, chunk):
+            idx = np.array(order[a : a + chunk])
+            keys = list(dict.fromkeys(units[u][2] for u in idx))
+            if len(keys) == 1:
+                t = tsets[keys[0]].totals[f]
+                pts, shr, cst = t.points, t.share_fen, t.cost_fen
+            else:
+                ts = [tsets[units[u][2]].totals[f] for u in idx]
+                pts = np.stack([t.points for t in ts])
+                shr = np.stack([t.share_fen for t in ts])
+                cst = np.stack([t.cost_fen for t in ts])
+            sps = [scs[units[u][0]].yp for u in idx]
+            sp = ScenarioParams.from_policies(
+                [y.pv for y in sps], name, [y.months for y in sps], r_ref
+            )
+            r = settle_scenarios(pts, shr, cst, B[idx], R[idx], sp, base.scores)
+            for k in S_KEYS:
+                res[k][idx] = r[k]
+            res["provisional_pv"][idx] = r["provisional_pv"]
+            for k in H_KEYS:
+                res[k][idx] = r[k]
+            res["withheld"][idx] = r["withheld_hm"].sum(2)
+            res["prepaid"][idx] = r["prepaid_hm"].sum(2)
+            if monthly:
+                for k in HM_KEYS:
                     res[k][idx] = r[k]
-                res["provisional_pv"][idx] = r["provisional_pv"]
-                for k in H_KEYS:
-                    res[k][idx] = r[k]
-                res["withheld"][idx] = r["withheld_hm"].sum(2)
-                res["prepaid"][idx] = r["prepaid_hm"].sum(2)
-                if monthly:
-                    for k in HM_KEYS:
-                        res[k][idx] = r[k]
-                    res["points_hm"][idx] = tot.points
-                    res["cases_hm"][idx] = tot.cases
-            ii = np.array(idx_all)
-            res["points"][ii] = tot.points.sum(1)
-            res["cost"][ii] = tot.cost_fen.sum(1)
-            res["share"][ii] = tot.share_fen.sum(1)
-            res["cases"][ii] = tot.cases.sum(1)
-            res["outside"][ii] = tot.outside_fen
-        # the ledger's identity in every scenario: hospitals are paid what is distributed
-        # by points, less the forfeits, through prepayments and the annual balance
+        for u in range(U):  # the totals each unit was settled on
+            t = tsets[units[u][2]].totals[f]
+            res["points"][u] = t.points.sum(1)
+            res["cost"][u] = t.cost_fen.sum(1)
+            res["share"][u] = t.share_fen.sum(1)
+            res["cases"][u] = t.cases.sum(1)
+            res["outside"][u] = t.outside_fen
+            if monthly:
+                res["points_hm"][u] = t.points
+                res["cases_hm"][u] = t.cases
+        # the ledger's identity in every unit: hospitals are paid what is distributed by
+        # points, less the forfeits, through prepayments and the annual balance
         paid = res["prepaid"].sum(1) + res["balance"].sum(1)
-        if not np.array_equal(paid, res["total"] - res["forfeited"].sum(1)) or not np.array_equal(
-            res["payment"].sum(1), res["total"]
-        ):
-            bad = int(np.flatnonzero(paid != res["total"] - res["forfeited"].sum(1))[0])
-            raise DrgsimError(f"fund {name}, scenario {scs[bad].name!r}: money does not add up")
+        bad = (paid != res["total"] - res["forfeited"].sum(1)) | (
+            res["payment"].sum(1) != res["total"]
+        )
+        if bad.any():
+            u = int(np.flatnonzero(bad)[0])
+            raise DrgsimError(
+                f"fund {name}, scenario {scs[units[u][0]].name!r}: money does not add up"
+            )
         out[name] = res
     return out
 
@@ -545,12 +642,18 @@ def _tables(
     scs: list[_Scenario],
     names: list[str],
     axes: list[str],
+    units: list[tuple[int, int, str]],
     budgets: dict[str, list[Budget]],
     out: dict[str, dict[str, np.ndarray]],
     n_draws: int,
     monthly: bool,
 ) -> SweepResult:
-    S, F = len(scs), len(FUNDS)
+    S, F, U = len(scs), len(FUNDS), len(units)
+    s_of = np.array([u[0] for u in units])
+    d_of = np.array([u[1] for u in units])
+    b_of = np.array(
+        [next(j for j, v in enumerate(units) if v[0] == 0 and v[1] == d) for d in range(n_draws)]
+    )[d_of]  # each unit's baseline unit (same draw)
     hids = base.priced.cases.hospital_ids
     H = len(hids)
     hn, hl = _hospital_info(base, hids)
@@ -560,22 +663,25 @@ def _tables(
         return np.stack([out[f][k] for f in FUNDS], axis=1)
 
     cases, outside = stack("cases"), stack("outside")
+    if np.array_equal(cases, np.rint(cases)):  # whole cases unless volume grew
+        cases = cases.astype(np.int64)
     keep_fh = ((cases > 0) | (outside != 0)).any(0)  # (F, H): rows every scenario shows
     received = stack("received") + stack("refund") - stack("clawback")
-    delta = received - received[0:1]
+    ref = received[b_of]
+    delta = received - ref
     with np.errstate(divide="ignore", invalid="ignore"):
-        dpct = np.where(received[0:1] != 0, delta / received[0:1].astype(np.float64), np.nan)
+        dpct = np.where(ref != 0, delta / ref.astype(np.float64), np.nan)
     cost = stack("cost")
-    s_i, f_i, h_i = np.meshgrid(np.arange(S), np.arange(F), np.arange(H), indexing="ij")
-    sel = np.broadcast_to(keep_fh, (S, F, H)).ravel()
+    u_i, f_i, h_i = np.meshgrid(np.arange(U), np.arange(F), np.arange(H), indexing="ij")
+    sel = np.broadcast_to(keep_fh, (U, F, H)).ravel()
 
     def col(a: np.ndarray) -> np.ndarray:
         return np.asarray(a).ravel()[sel]
 
     hosp = pd.DataFrame(
         {
-            "scenario": col(s_i),
-            "draw": 0,
+            "scenario": s_of[col(u_i)],
+            "draw": d_of[col(u_i)],
             "fund": np.asarray(FUNDS, dtype=object)[col(f_i)],
             "hospital_id": hids[col(h_i)],
             "hospital_name": hn[col(h_i)],
@@ -617,20 +723,20 @@ def _tables(
         fb = (
             pd.array(bal_in[name] - cash, dtype="Int64")
             if bal_in is not None
-            else pd.array([pd.NA] * S, dtype="Int64")
+            else pd.array([pd.NA] * U, dtype="Int64")
         )
         frows.append(
             pd.DataFrame(
                 {
-                    "scenario": np.arange(S),
-                    "draw": 0,
+                    "scenario": s_of,
+                    "draw": d_of,
                     "fund": name,
                     "budget_fen": [x.budget_fen for x in b],
                     "budget_source": [x.source for x in b],
                     "budget_arithmetic": [x.arithmetic() for x in b],
                     "reserve_fen": [x.reserve_fen for x in b],
                     "carve_out_fen": [x.carve_out_fen for x in b],
-                    "cases": r["cases"].sum(1),
+                    "cases": _whole(r["cases"].sum(1)),
                     "points": r["points"].sum(1),
                     "cost_fen": r["cost"].sum(1),
                     "patient_share_fen": r["share"].sum(1),
@@ -662,15 +768,15 @@ def _tables(
         mrows = []
         for name in FUNDS:
             r = out[name]
-            ss, hh, mm = np.meshgrid(np.arange(S), np.arange(H), np.arange(12), indexing="ij")
+            ss, hh, mm = np.meshgrid(np.arange(U), np.arange(H), np.arange(12), indexing="ij")
             m = pd.DataFrame(
                 {
-                    "scenario": ss.ravel(),
-                    "draw": 0,
+                    "scenario": s_of[ss.ravel()],
+                    "draw": d_of[ss.ravel()],
                     "fund": name,
                     "hospital_id": hids[hh.ravel()],
                     "month": mm.ravel() + 1,
-                    "cases": r["cases_hm"].ravel(),
+                    "cases": _whole(r["cases_hm"].ravel()),
                     "points": r["points_hm"].ravel(),
                     "provisional_pv": r["provisional_pv"][ss.ravel(), mm.ravel()],
                     "gross_prepayment_fen": r["gross_prepay_hm"].ravel(),
@@ -706,6 +812,10 @@ def _tables(
     if base.reference_pv:
         prov["drgsim.reference_pv"] = json.dumps(base.reference_pv)
     return SweepResult(sc_tab, routes, hosp, funds, months, prov, notes, cov)
+
+
+def _whole(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.int64) if np.array_equal(x, np.rint(x)) else x
 
 
 def summarize(res: SweepResult, losing: float = -0.02) -> pd.DataFrame:
