@@ -1,0 +1,821 @@
+"""Behaviour assumptions (DOMAIN.md §5): volume growth, cost inflation, coding creep, LOS.
+
+Each assumption is a number or a distribution (:mod:`drgsim.scenarios.draws`). Each is
+defined on the priced case rows first (:func:`apply_rows`, the slow reference, an
+expected-value transform) and reproduced on the cells (:func:`apply_cells`) without
+copying a case row; the two agree on every hospital × fund × month total (points to
+float rounding, fen exactly).
+
+Keys (a ``behaviour.`` prefix is accepted): ``volume_growth``, ``cost_inflation``,
+``coding_creep``, each also ``<key>.by_level.<level>`` (``volume_growth`` also
+``.by_hospital.<id>``), and ``los_change``. For a hospital the most specific value given
+applies (by hospital, else by its level, else overall, else none). Levels match the
+hospitals table's ``level`` as written or by their digit (三级 = 3级 = 3).
+
+Exact definitions, per case of hospital h (g, f, s: h's values):
+
+- **Volume growth g** (> −1): the case counts 1 + g times: its points × (1 + g); the
+  hospital × fund × month fen totals (cost, patients' share) and the per-diem fen paid
+  outside the budget (per hospital × fund) are ``half_up(total × (1 + g))``, rounded once
+  per total; the case count × (1 + g) (a float).
+- **Cost inflation f** (> −1): the case's cost × (1 + f), weights and reference means
+  unchanged. Its cost ratio is computed as ``cost / (m / (1 + f))`` (one expression for
+  rows and cells), so normal, high- and low-cost cases move across the outlier thresholds
+  (k, low-cost factor, cap) exactly as pricing moves them. Short stays priced as low cost
+  are re-priced (P × c × min(ratio, 1), capped); special-review and ungroupable points,
+  proportional to cost, × (1 + f). The fen totals (cost and patients' share per hospital ×
+  fund × month) are ``half_up(total × (1 + g) × (1 + f))``. Which cases are per diem,
+  special review, short stay, readmissions or held as implausible is decided on the
+  observed costs and kept, as are the hospitals' coefficients and the per-diem fen paid
+  outside the budget (a daily rate, not a cost).
+- **Coding creep s** (0 ≤ s ≤ 1): a normal, high- or low-cost case priced with its own
+  DRG's weight, whose DRG has a more severe sibling (:func:`severity_siblings`) with a
+  DRG-level weight, counts 1 − s at its own DRG and s at the sibling, where it is priced
+  with the sibling's points, reference mean and RW (so its k tier) under the same
+  coefficient, thresholds and readmission factor. Cost, patients' share and the case count
+  do not move. Other case types (per diem, special review, ungroupable, short stay,
+  readmission as a type) and cases priced at a fallback weight (ADRG, MDC, all) do not creep.
+- **LOS change x** (> 0): every case's LOS becomes ``max(1, half_up(los × x))`` and its
+  admission date moves to discharge − LOS (:func:`apply_los`); the cases are then priced
+  again (the rows route: cells hold no LOS).
+
+All values are kept to millionths (the settlement's ratio resolution); fen are multiplied
+by ``(1 + g)(1 + f)`` with :func:`~drgsim.settlement.scenarios.mul_half_up` (the product
+rounded to millionths, half away from zero).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from drgsim.errors import Problem, ScenarioError
+from drgsim.policy.dated import YearPolicy, as_year_policy
+from drgsim.pricing.cells import (
+    MONTHS,
+    N_FUNDS,
+    THRESHOLD_TYPES,
+    Cells,
+    CellsError,
+    _cell_points_segments,
+    _thresholds,
+    build_cells,
+    segments_on,
+)
+from drgsim.pricing.core import CASE_TYPES, WEIGHT_LEVELS, Priced, Weights
+from drgsim.scenarios.draws import Dist, key_rng, parse_dist
+from drgsim.settlement.scenarios import mul_half_up
+
+NAMES = ("volume_growth", "cost_inflation", "coding_creep", "los_change")
+BY = {
+    "volume_growth": ("by_level", "by_hospital"),
+    "cost_inflation": ("by_level",),
+    "coding_creep": ("by_level",),
+    "los_change": (),
+}
+# (low, high, low inclusive, high inclusive)
+DOMAIN = {
+    "volume_growth": (-1.0, np.inf, False, False),
+    "cost_inflation": (-1.0, np.inf, False, False),
+    "coding_creep": (0.0, 1.0, True, True),
+    "los_change": (0.0, np.inf, False, False),
+}
+LINEAR_TYPES = [CASE_TYPES.index(t) for t in ("special_review", "ungroupable")]
+SHORT = CASE_TYPES.index("short_stay")
+SEVERITY_RANK = {"": 0, "cc": 1, "mcc_or_cc": 1, "mcc": 2}
+OTHER_CONDITIONS = (
+    "min_dx_count",
+    "age_years_min",
+    "age_years_max",
+    "los_days_min",
+    "los_days_max",
+)
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """Validated assumptions: canonical key (``volume_growth.by_level.三级``) -> Dist."""
+
+    items: dict[str, Dist]
+    source: str = "behaviour"
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    @property
+    def needs_rows(self) -> bool:
+        """True when the cases must be priced again (a LOS change other than 1)."""
+        d = self.items.get("los_change")
+        return d is not None and not (d.fixed and d.params["value"] == 1.0)
+
+
+def _domain_text(name: str) -> str:
+    lo, hi, li, hi_in = DOMAIN[name]
+    return f"{'[' if li else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
+
+
+def _in_domain(name: str, v: np.ndarray | float) -> np.ndarray:
+    lo, hi, li, hi_in = DOMAIN[name]
+    v = np.asarray(v, dtype=np.float64)
+    ok_lo = v >= lo if li else v > lo
+    ok_hi = v <= hi if hi_in else v < hi
+    return ok_lo & ok_hi
+
+
+def _flatten(spec: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in spec.items():
+        k = str(k)
+        if k.startswith("behaviour."):
+            k = k[len("behaviour.") :]
+        if (
+            isinstance(v, Mapping)
+            and "dist" not in v
+            and set(map(str, v)) & {"by_level", "by_hospital", "all"}
+        ):
+            for sub, sv in v.items():
+                sub = str(sub)
+                if sub == "all":
+                    out.append((k, sv))
+                elif isinstance(sv, Mapping) and "dist" not in sv:
+                    out += [(f"{k}.{sub}.{e}", x) for e, x in sv.items()]
+                else:
+                    out.append((f"{k}.{sub}", sv))
+        else:
+            out.append((k, v))
+    return out
+
+
+def parse_behaviour(
+    spec: Mapping[str, Any] | Behaviour | None, source: str = "behaviour"
+) -> Behaviour:
+    """Validate a behaviour mapping (dotted keys, or nested ``by_level``/``by_hospital``
+    mappings); all problems are collected into one :class:`~drgsim.errors.ScenarioError`
+    naming each key (``source`` is the file name used in the messages)."""
+    if isinstance(spec, Behaviour):
+        return spec
+    if spec is None:
+        return Behaviour({}, source)
+    if not isinstance(spec, Mapping):
+        raise ScenarioError(
+            [Problem(source, None, "behaviour", f"expected a mapping, got {spec!r}")]
+        )
+    problems: list[Problem] = []
+    items: dict[str, Dist] = {}
+    for key, v in _flatten(spec):
+        parts = key.split(".")
+        name = parts[0]
+        if name not in NAMES:
+            near = [n for n in NAMES if n.split("_")[0] in name or name in n]
+            hint = f" (did you mean {near[0]}?)" if near else f" (one of: {', '.join(NAMES)})"
+            problems.append(Problem(source, None, key, f"unknown behaviour{hint}"))
+            continue
+        if len(parts) > 1 and (len(parts) < 3 or parts[1] not in BY[name] or not parts[2]):
+            allowed = ", ".join(f"{name}.{b}.<name>" for b in BY[name]) or "no sub-keys"
+            problems.append(
+                Problem(source, None, key, f"malformed key (allowed: {name}, {allowed})")
+            )
+            continue
+        key = ".".join([parts[0], parts[1], ".".join(parts[2:])]) if len(parts) > 1 else name
+        if key in items:
+            problems.append(Problem(source, None, key, "given twice"))
+            continue
+        try:
+            d = parse_dist(key, v, source)
+        except ScenarioError as e:
+            problems += e.problems
+            continue
+        if d.fixed:
+            bad = not _in_domain(name, d.params["value"])
+        else:  # a finite bound (min/max, or uniform/triangular ends) must lie in the domain
+            bad = any(np.isfinite(x) and not _in_domain(name, x) for x in (d.lo, d.hi))
+        if bad:
+            what = f"{d.params['value']:g}" if d.fixed else f"[{d.lo:g}, {d.hi:g}]"
+            problems.append(Problem(source, None, key, f"{what} is outside {_domain_text(name)}"))
+            continue
+        items[key] = d
+    if problems:
+        raise ScenarioError(problems)
+    return Behaviour(items, source)
+
+
+def draw_values(
+    b: Behaviour | Mapping[str, Any], draws: int | None = None, seed: int | None = None
+) -> dict[str, np.ndarray]:
+    """Key -> values (shape ``(draws,)``; ``(1,)`` of expected values without ``draws``).
+
+    The same seed gives the same draws (no seed means seed 0); each key has its own stream
+    (:func:`~drgsim.scenarios.draws.key_rng`). A draw outside the key's domain (e.g. a
+    volume growth ≤ −1 from an unbounded normal) raises :class:`ScenarioError`.
+    """
+    b = parse_behaviour(b) if not isinstance(b, Behaviour) else b
+    out: dict[str, np.ndarray] = {}
+    problems: list[Problem] = []
+    if draws is not None and (isinstance(draws, bool) or int(draws) != draws or draws < 1):
+        raise ScenarioError(
+            [Problem(b.source, None, "draws", f"must be an integer >= 1, got {draws!r}")]
+        )
+    for key, d in b.items.items():
+        if draws is None:
+            v = np.array([d.expected()])
+        else:
+            v = d.draw(key_rng(0 if seed is None else seed, key), int(draws))
+        name = key.split(".")[0]
+        bad = np.flatnonzero(~_in_domain(name, v))
+        if len(bad):
+            i = int(bad[0])
+            problems.append(
+                Problem(
+                    b.source,
+                    None,
+                    key,
+                    f"draw {i} is {v[i]:g}, outside {_domain_text(name)}: bound the distribution",
+                )
+            )
+        out[key] = v
+    if problems:
+        raise ScenarioError(problems)
+    return out
+
+
+# ------------------------------------------------------------------- per-hospital values
+
+
+def _level_code(x: Any) -> str:
+    s = str(x).strip()
+    t = s.replace("三", "3").replace("二", "2").replace("一", "1")
+    m = re.search(r"\d", t)
+    return m.group(0) if m else s
+
+
+def hospital_levels(hospital_ids: np.ndarray, hospitals: pd.DataFrame | None) -> np.ndarray:
+    """The ``level`` of each hospital (aligned with ``hospital_ids``; "" when unknown)."""
+    if hospitals is None or "level" not in hospitals or not len(hospital_ids):
+        return np.full(len(hospital_ids), "", dtype=object)
+    h = hospitals.assign(hospital_id=hospitals["hospital_id"].astype("string"))
+    lv = h.drop_duplicates("hospital_id").set_index("hospital_id")["level"]
+    got = lv.reindex(pd.Index(hospital_ids, dtype="string"))
+    return got.astype(object).where(got.notna(), "").to_numpy(dtype=object)
+
+
+def hospital_values(
+    values: Mapping[str, float | np.ndarray],
+    hospital_ids: np.ndarray,
+    hosp_level: np.ndarray | None = None,
+    draw: int = 0,
+) -> dict[str, np.ndarray]:
+    """Per hospital (aligned with ``hospital_ids``) g, f, s: name -> (H,) float64 (0 when
+    not given); ``los_change`` is not per hospital. A level or hospital no hospital has
+    raises :class:`ScenarioError` (it could not be honoured)."""
+    H = len(hospital_ids)
+    lv = (
+        np.full(H, "", dtype=object) if hosp_level is None else np.asarray(hosp_level, dtype=object)
+    )
+    codes = np.array([_level_code(x) for x in lv], dtype=object)
+    ids = np.asarray(hospital_ids).astype(str)
+    out = {n: np.zeros(H) for n in ("volume_growth", "cost_inflation", "coding_creep")}
+    problems: list[Problem] = []
+
+    def val(v: float | np.ndarray) -> float:
+        a = np.asarray(v, dtype=np.float64)
+        return float(a) if a.ndim == 0 else float(a[draw])
+
+    for sub in ("", "by_level"):  # overall, then levels, then hospitals (most specific wins)
+        for key, v in values.items():
+            parts = key.split(".", 2)
+            if parts[0] not in out or (parts[1] if len(parts) == 3 else "") != sub:
+                continue
+            if not sub:
+                out[parts[0]][:] = val(v)
+            else:
+                sel = (codes == _level_code(parts[2])) | (lv == parts[2])
+                if not sel.any():
+                    known = ", ".join(sorted({str(x) for x in lv if x != ""})) or "none"
+                    problems.append(
+                        Problem(
+                            "behaviour",
+                            None,
+                            key,
+                            f"no hospital has level {parts[2]!r} (levels: {known})",
+                        )
+                    )
+                out[parts[0]][sel] = val(v)
+    for key, v in values.items():
+        parts = key.split(".", 2)
+        if parts[0] in out and len(parts) == 3 and parts[1] == "by_hospital":
+            sel = ids == parts[2]
+            if not sel.any():
+                problems.append(
+                    Problem("behaviour", None, key, f"no hospital {parts[2]!r} in the cases")
+                )
+            out[parts[0]][sel] = val(v)
+    if problems:
+        raise ScenarioError(problems)
+    return out
+
+
+# -------------------------------------------------------------------------- siblings
+
+
+def _drg_rows(scheme: Any) -> list[dict[str, str]]:
+    if hasattr(scheme, "tables") and "drg.csv" in scheme:
+        t = scheme["drg.csv"]
+        names = list(t.columns)
+        return [{c: t.get(c)[i] for c in names} for i in range(len(t))]
+    if isinstance(scheme, pd.DataFrame):
+        return scheme.fillna("").astype(str).to_dict("records")
+    from drgsim.scheme.paths import resolve_scheme_dir
+
+    path = resolve_scheme_dir(scheme) / "drg.csv"
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def severity_siblings(scheme: Any) -> dict[str, str]:
+    """DRG -> its more severe sibling in the same ADRG, from the scheme's ``drg.csv``.
+
+    A DRG's sibling is, among the DRGs of its ADRG with the same other split conditions
+    (dx count, age, LOS bounds), the one whose ``cc_rule`` needs the next CC/MCC level
+    (none < cc = mcc_or_cc < mcc); among equals the one tried last before it. In CHS-DRG 1.1:
+    xx5 -> xx3 -> xx1, or xx5 -> xx1 when the ADRG has no xx3; none for ADRGs not split
+    (xx9) or for their most severe DRG. ``scheme``: a bundled name, a folder, loaded
+    :class:`~drgsim.scheme.tables.SchemeTables`, or the ``drg.csv`` frame.
+    """
+    rows = _drg_rows(scheme)
+    by_adrg: dict[tuple, list[dict[str, str]]] = {}
+    for r in rows:
+        rule = (r.get("cc_rule") or "").strip()
+        if rule not in SEVERITY_RANK:
+            raise ScenarioError(
+                [Problem("drg.csv", None, "cc_rule", f"unknown rule {rule!r} of {r.get('drg')}")]
+            )
+        other = tuple((r.get(c) or "").strip() for c in OTHER_CONDITIONS)
+        by_adrg.setdefault((r["adrg"], other), []).append(r)
+    out: dict[str, str] = {}
+    for group in by_adrg.values():
+        for r in group:
+            rk = SEVERITY_RANK[(r.get("cc_rule") or "").strip()]
+            up = [x for x in group if SEVERITY_RANK[(x.get("cc_rule") or "").strip()] > rk]
+            if not up:
+                continue
+            best = min(SEVERITY_RANK[(x.get("cc_rule") or "").strip()] for x in up)
+            cands = [x for x in up if SEVERITY_RANK[(x.get("cc_rule") or "").strip()] == best]
+            pick = max(cands, key=lambda x: int(x.get("order") or 0))
+            out[r["drg"]] = pick["drg"]
+    return out
+
+
+def sibling_rows(weights: Weights, siblings: Mapping[str, str]) -> np.ndarray:
+    """Per weights-table row: the DRG-level row of its DRG's sibling, or -1."""
+    t = weights.table
+    drg_row = {
+        str(k): i for i, (k, lv) in enumerate(zip(t["key"], t["level"], strict=True)) if lv == "drg"
+    }
+    out = np.full(len(t), -1, dtype=np.int64)
+    for k, i in drg_row.items():
+        s = siblings.get(k)
+        if s is not None and s in drg_row:
+            out[i] = drg_row[s]
+    return out
+
+
+# ------------------------------------------------------------------------------- totals
+
+
+@dataclass
+class Totals:
+    """What the settlement needs, per hospital × fund × month (``hfm``) and per hospital
+    × fund (``outside_fen``); see :class:`~drgsim.pricing.cells.Cells` for the layout."""
+
+    points: np.ndarray  # float64 per hfm
+    cost_fen: np.ndarray  # int64 per hfm
+    share_fen: np.ndarray  # int64 per hfm
+    cases: np.ndarray  # float64 per hfm (volume growth makes counts fractional)
+    outside_fen: np.ndarray  # int64 per hospital × fund
+    n_hosp: int
+
+    def fund(self, f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(points, share_fen, cost_fen) of fund ``f`` as (H, 12), for ``settle_scenarios``."""
+
+        def pick(x: np.ndarray) -> np.ndarray:
+            return x.reshape(self.n_hosp, N_FUNDS, MONTHS)[:, f, :]
+
+        return pick(self.points), pick(self.share_fen), pick(self.cost_fen)
+
+
+def _factors(hv: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return 1.0 + hv["volume_growth"], 1.0 + hv["cost_inflation"], hv["coding_creep"]
+
+
+def _money(x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Fen totals × per-total ratio, half away from zero (exact integers)."""
+    return mul_half_up(np.asarray(x, np.int64), r).astype(np.int64)
+
+
+def _thr_segments(policy: dict | YearPolicy | None, pr: Priced) -> YearPolicy:
+    if policy is None:
+        return pr.policy if pr.policy is not None else as_year_policy(pr.pv)
+    return as_year_policy(policy)
+
+
+# ------------------------------------------------------------------ rows (the reference)
+
+
+def _row_threshold_points(
+    cost: np.ndarray,
+    P: np.ndarray,
+    c: np.ndarray,
+    m_eff: np.ndarray,
+    rw: np.ndarray,
+    factor: np.ndarray,
+    seg: np.ndarray,
+    segments: list[dict],
+    prec: list[str],
+) -> np.ndarray:
+    """Points of normal/high/low-cost cases by the formulas of pricing, per case."""
+    n = len(cost)
+    k, low_f, beta, cap = np.zeros(n), np.zeros(n), np.zeros(n), np.full(n, np.inf)
+    for s_, p in enumerate(segments):
+        sel = seg == s_
+        t = _thresholds(p)
+        edges = np.array([x["rw_upto"] for x in t["tiers"][:-1]], dtype=np.float64)
+        ks = np.array([x["k"] for x in t["tiers"]], dtype=np.float64)
+        k[sel] = ks[np.searchsorted(edges, rw[sel], side="left")]
+        low_f[sel], beta[sel] = t["low"], t["beta"]
+        cap[sel] = np.inf if t["cap"] is None else t["cap"]
+    valid = m_eff > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(valid, cost / np.where(valid, m_eff, 1.0), 0.0)
+    high = valid & (r > k) & ("high_cost" in prec)
+    low = valid & (r < low_f) & ("low_cost" in prec)
+    if "high_cost" in prec and "low_cost" in prec:
+        if prec.index("low_cost") < prec.index("high_cost"):
+            high &= ~low
+        else:
+            low &= ~high
+    Pc = P * c
+    pts = np.where(high, Pc + P * (r - k) * beta, np.where(low, Pc * r, Pc))
+    pts = np.where(np.isfinite(cap), np.minimum(pts, cap * P), pts)
+    return pts * factor
+
+
+def _row_short_points(
+    cost: np.ndarray,
+    P: np.ndarray,
+    c: np.ndarray,
+    m_eff: np.ndarray,
+    factor: np.ndarray,
+    seg: np.ndarray,
+    segments: list[dict],
+) -> np.ndarray:
+    cap = np.full(len(cost), np.inf)
+    for s_, p in enumerate(segments):
+        cp = p["caps"]["max_points_multiple"]
+        cap[seg == s_] = np.inf if cp is None else cp
+    valid = m_eff > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(valid, cost / np.where(valid, m_eff, 1.0), 0.0)
+    pts = np.where(valid, P * c * np.minimum(r, 1.0), 0.0)
+    return np.where(np.isfinite(cap), np.minimum(pts, cap * P), pts) * factor
+
+
+def _short_priced_low(pr: Priced) -> bool:
+    return (
+        pr.pv is not None
+        and pr.pv["short_stay"]["enabled"]
+        and pr.pv["short_stay"]["pricing"] == "low_cost"
+    )
+
+
+def apply_rows(
+    pr: Priced,
+    weights: Weights,
+    values: Mapping[str, float | np.ndarray],
+    siblings: Mapping[str, str],
+    hosp_level: np.ndarray | None = None,
+    policy: dict | YearPolicy | None = None,
+    draw: int = 0,
+) -> Totals:
+    """The reference: every case transformed by its definition (module docstring), then
+    summed per hospital × fund × month in case-id order. ``policy``: outlier thresholds
+    to price under (default: those the cases were priced with). Slow on purpose."""
+    c = pr.cases
+    H = len(c.hospital_ids)
+    n_hfm = H * N_FUNDS * MONTHS
+    hv = hospital_values(values, c.hospital_ids, hosp_level, draw)
+    vol, infl, creep = _factors(hv)
+    ok = pr.payable & pr.in_budget & (c.hosp >= 0) & (c.fund >= 0)
+    h = np.maximum(c.hosp, 0)
+    vol_c, infl_c, creep_c = vol[h], infl[h], creep[h]
+    thr = ok & np.isin(pr.case_type, THRESHOLD_TYPES)
+    yp = _thr_segments(policy, pr)
+    seg = yp.segment_of(c.disch_day) if yp.dated else np.zeros(c.n, np.int16)
+    prec = list(pr.pv["case_types"]["precedence"])
+    cost = c.cost_fen.astype(np.float64)
+    m_eff = pr.mean_cost_fen / infl_c
+    own = _row_threshold_points(
+        cost, pr.base_points, pr.coefficient, m_eff, pr.rw, pr.factor, seg, yp.segments, prec
+    )
+    # coding creep: the sibling's points, reference mean and RW
+    srow = sibling_rows(weights, siblings)
+    wr = pr.weight_row
+    sib = np.where(
+        thr & (wr >= 0) & (pr.weight_level == WEIGHT_LEVELS.index("drg")),
+        srow[np.maximum(wr, 0)],
+        -1,
+    )
+    has_sib = sib >= 0
+    t = weights.table
+    sP = np.where(has_sib, t["points"].to_numpy(np.float64)[np.maximum(sib, 0)], pr.base_points)
+    sm = np.where(
+        has_sib, t["mean_cost_fen"].to_numpy(np.float64)[np.maximum(sib, 0)], pr.mean_cost_fen
+    )
+    srw = np.where(has_sib, t["rw"].to_numpy(np.float64)[np.maximum(sib, 0)], pr.rw)
+    at_sib = _row_threshold_points(
+        cost, sP, pr.coefficient, sm / infl_c, srw, pr.factor, seg, yp.segments, prec
+    )
+    thr_pts = np.where(has_sib, (1.0 - creep_c) * own + creep_c * at_sib, own)
+
+    pts = np.where(thr, thr_pts, 0.0)
+    fixed = ok & ~thr
+    lin = fixed & np.isin(pr.case_type, LINEAR_TYPES)
+    pts = np.where(lin, pr.points * infl_c, pts)
+    short = fixed & (pr.case_type == SHORT) & _short_priced_low(pr)
+    if short.any():
+        sp = _row_short_points(
+            cost, pr.base_points, pr.coefficient, m_eff, pr.factor, seg, yp.segments
+        )
+        pts = np.where(short, sp, pts)
+    other = fixed & ~lin & ~short
+    pts = np.where(other, pr.points, pts)
+    pts = pts * vol_c
+
+    hfm = (c.hosp.astype(np.int64) * N_FUNDS + c.fund) * MONTHS + c.month
+    o = c.tie_order[ok[c.tie_order]]
+    points = np.bincount(hfm[o], weights=pts[o], minlength=n_hfm)
+    cases = np.bincount(hfm[o], weights=vol_c[o], minlength=n_hfm)
+    cost_t = np.bincount(hfm[o], weights=c.cost_fen[o].astype(np.float64), minlength=n_hfm)
+    share_t = np.bincount(hfm[o], weights=c.share_fen[o].astype(np.float64), minlength=n_hfm)
+    ratio = np.repeat(vol * infl, N_FUNDS * MONTHS)
+    out_sel = pr.payable & ~pr.in_budget & (c.hosp >= 0) & (c.fund >= 0)
+    outside = np.bincount(
+        c.hosp[out_sel].astype(np.int64) * N_FUNDS + c.fund[out_sel],
+        weights=pr.outside_fen[out_sel].astype(np.float64),
+        minlength=H * N_FUNDS,
+    )
+    return Totals(
+        points=points,
+        cost_fen=_money(np.rint(cost_t), ratio),
+        share_fen=_money(np.rint(share_t), ratio),
+        cases=cases,
+        outside_fen=_money(np.rint(outside), np.repeat(vol, N_FUNDS)),
+        n_hosp=H,
+    )
+
+
+# ------------------------------------------------------------------------------ cells
+
+
+@dataclass
+class BehaviourCells:
+    """What re-pricing the behaviours on the cells needs beside the cells, built once."""
+
+    cells: Cells
+    hosp: np.ndarray  # per cell: hospital index
+    has_sib: np.ndarray  # per cell: creeps to a sibling
+    sib_P: np.ndarray  # per cell: the sibling's points, mean, RW (own where none)
+    sib_m: np.ndarray
+    sib_rw: np.ndarray
+    fixed_other: np.ndarray  # per hfm: fixed points that depend neither on cost nor DRG
+    fixed_linear: np.ndarray  # per hfm: special-review and ungroupable points (∝ cost)
+    short: Cells | None  # short stays priced as low cost, as cells of their own
+    short_hosp: np.ndarray
+    hospital_ids: np.ndarray
+    hosp_level: np.ndarray | None
+
+
+def _cell_weight_rows(pr: Priced, cells: Cells) -> np.ndarray:
+    """Per cell: its weight row (cells key on it; recomputed with build_cells' key)."""
+    c = pr.cases
+    ok = pr.payable & pr.in_budget & (c.hosp >= 0) & (c.fund >= 0)
+    idx = np.flatnonzero(ok & np.isin(pr.case_type, THRESHOLD_TYPES))
+    if not len(idx):
+        return np.zeros(0, np.int64)
+    hfm = (c.hosp[idx].astype(np.int64) * N_FUNDS + c.fund[idx]) * MONTHS + c.month[idx]
+    wr = pr.weight_row[idx].astype(np.int64)
+    W = int(wr.max()) + 1
+    n_seg = len(pr.policy.segments) if pr.policy is not None else 1
+    sub = pr.segment[idx].astype(np.int64) * 2 + pr.readmit[idx]
+    raw = np.unique((hfm * (2 * n_seg) + sub) * W + wr)
+    wrow = raw % W
+    if len(raw) != len(cells.P) or not np.array_equal(raw // W // (2 * n_seg), cells.hfm):
+        raise CellsError("the cells do not match the priced cases they were said to be built from")
+    return wrow
+
+
+def prepare_cells(
+    pr: Priced,
+    cells: Cells,
+    weights: Weights,
+    siblings: Mapping[str, str],
+    hosp_level: np.ndarray | None = None,
+) -> BehaviourCells:
+    """Once per priced case set: each cell's sibling weight, the fixed points split by
+    how they respond to cost, and the short stays as cells (sorted costs)."""
+    c = pr.cases
+    H = len(c.hospital_ids)
+    n_hfm = H * N_FUNDS * MONTHS
+    wrow = _cell_weight_rows(pr, cells)
+    t = weights.table
+    srow = sibling_rows(weights, siblings)
+    own_drg = np.zeros(len(t), bool)
+    own_drg[: len(t)] = (t["level"] == "drg").to_numpy()
+    # a cell's cases are priced at their own DRG's weight when the weight row is DRG-level
+    # and the cases' weight_level says so (a DRG row reached as an ADRG fallback does not)
+    ok = pr.payable & pr.in_budget & (c.hosp >= 0) & (c.fund >= 0)
+    thr = ok & np.isin(pr.case_type, THRESHOLD_TYPES)
+    fallback_rows = np.unique(pr.weight_row[thr & (pr.weight_level != WEIGHT_LEVELS.index("drg"))])
+    ok_rows = own_drg.copy()
+    ok_rows[fallback_rows[fallback_rows >= 0]] = False
+    sib = np.where(ok_rows[wrow], srow[wrow], -1) if len(wrow) else np.zeros(0, np.int64)
+    has = sib >= 0
+    si = np.maximum(sib, 0)
+    sP = np.where(has, t["points"].to_numpy(np.float64)[si], cells.P)
+    sm = np.where(has, t["mean_cost_fen"].to_numpy(np.float64)[si], cells.m)
+    srw = np.where(has, t["rw"].to_numpy(np.float64)[si], cells.rw)
+
+    hfm_all = (c.hosp.astype(np.int64) * N_FUNDS + c.fund) * MONTHS + c.month
+    fixed = ok & ~thr
+    lin = fixed & np.isin(pr.case_type, LINEAR_TYPES)
+    short = fixed & (pr.case_type == SHORT) & _short_priced_low(pr)
+    other = fixed & ~lin & ~short
+    o = c.tie_order
+
+    def sum_of(mask: np.ndarray) -> np.ndarray:
+        oo = o[mask[o]]
+        return np.bincount(hfm_all[oo], weights=pr.points[oo], minlength=n_hfm)
+
+    short_cells = None
+    short_hosp = np.zeros(0, np.int64)
+    if short.any():
+        if np.any(pr.mean_cost_fen[short] <= 0):
+            raise CellsError("a short stay without a reference mean cost: re-price the rows")
+        pr2 = dataclasses.replace(
+            pr,
+            case_type=np.where(short, CASE_TYPES.index("normal"), 0).astype(np.int8),
+            pay_status=np.where(short, 0, 1).astype(np.int8),
+        )
+        sc = build_cells(pr2)
+        short_cells = dataclasses.replace(
+            sc,
+            has_high=False,
+            has_low=True,
+            low_first=True,
+            fixed_before_thresholds=True,
+            fixed_cap_bound=False,
+            fixed_cap_ratio=0.0,
+        )
+        short_hosp = sc.hfm // (N_FUNDS * MONTHS)
+    return BehaviourCells(
+        cells=cells,
+        hosp=cells.hfm // (N_FUNDS * MONTHS),
+        has_sib=has,
+        sib_P=sP,
+        sib_m=sm,
+        sib_rw=srw,
+        fixed_other=sum_of(other),
+        fixed_linear=sum_of(lin),
+        short=short_cells,
+        short_hosp=short_hosp,
+        hospital_ids=np.asarray(c.hospital_ids),
+        hosp_level=hosp_level,
+    )
+
+
+def apply_cells(
+    bc: BehaviourCells,
+    values: Mapping[str, float | np.ndarray],
+    hosp_level: np.ndarray | None = None,
+    policy: dict | YearPolicy | None = None,
+    draw: int = 0,
+) -> Totals:
+    """:func:`apply_rows` on the cells: the cells re-priced with the deflated reference
+    means (cost inflation) and the siblings' weights (coding creep), scaled by volume; no
+    case row is touched. ``policy``: outlier thresholds (default: as built). Raises
+    :class:`~drgsim.pricing.cells.CellsError` where the cells cannot re-price exactly."""
+    cells = bc.cells
+    H = cells.n_hosp
+    lv = bc.hosp_level if hosp_level is None else hosp_level
+    hv = hospital_values(values, bc.hospital_ids, lv, draw)
+    vol, infl, creep = _factors(hv)
+    if policy is None:
+        thr = list(cells.built_segments)
+    else:
+        thr = [_thresholds(p) for p in segments_on(cells, as_year_policy(policy))]
+    fi = infl[bc.hosp]
+    own = _cell_points_segments(dataclasses.replace(cells, m=cells.m / fi), thr)
+    pts = own
+    if bc.has_sib.any() and np.any(creep[bc.hosp][bc.has_sib] > 0):
+        s = creep[bc.hosp]
+        at = _cell_points_segments(
+            dataclasses.replace(cells, P=bc.sib_P, m=bc.sib_m / fi, rw=bc.sib_rw), thr
+        )
+        pts = np.where(bc.has_sib, (1.0 - s) * own + s * at, own)
+    n_hfm = cells.n_hfm
+    per_hfm_infl = np.repeat(infl, N_FUNDS * MONTHS)
+    total = np.bincount(cells.hfm, weights=pts, minlength=n_hfm) + bc.fixed_other
+    total = total + bc.fixed_linear * per_hfm_infl
+    if bc.short is not None:
+        sthr = [{**t, "low": 1.0} for t in thr]  # min(ratio, 1): low-cost below 1
+        sp = _cell_points_segments(
+            dataclasses.replace(bc.short, m=bc.short.m / infl[bc.short_hosp]), sthr
+        )
+        total = total + np.bincount(bc.short.hfm, weights=sp, minlength=n_hfm)
+    per_hfm_vol = np.repeat(vol, N_FUNDS * MONTHS)
+    return Totals(
+        points=total * per_hfm_vol,
+        cost_fen=_money(cells.cost_fen, per_hfm_vol * per_hfm_infl),
+        share_fen=_money(cells.share_fen, per_hfm_vol * per_hfm_infl),
+        cases=cells.cases * per_hfm_vol,
+        outside_fen=_money(cells.outside_fen, np.repeat(vol, N_FUNDS)),
+        n_hosp=H,
+    )
+
+
+# -------------------------------------------------------------------------------- LOS
+
+
+def apply_los(
+    cases: pd.DataFrame, factor: float, columns: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """The cases with every LOS ``max(1, half_up(los × factor))`` (exact: the factor kept
+    to millionths) and the admission date moved to discharge − LOS; a copy. Rows without a
+    LOS or a discharge date keep theirs. The result is priced again (the rows route)."""
+    from drgsim.pricing.cases import _col
+
+    if not _in_domain("los_change", factor):
+        raise ScenarioError(
+            [Problem("behaviour", None, "los_change", f"{factor:g} is outside (0, inf)")]
+        )
+    out = cases.copy()
+    lcol = _col(out, "los_days", columns)
+    dcol = _col(out, "discharge_date", columns)
+    acol = _col(out, "admit_date", columns)
+    disch = pd.to_datetime(out[dcol], errors="coerce") if dcol else None
+    if lcol is not None:
+        los = pd.to_numeric(out[lcol], errors="coerce")
+    elif acol is not None and disch is not None:
+        los = (disch - pd.to_datetime(out[acol], errors="coerce")).dt.days
+    else:
+        raise ScenarioError(
+            [
+                Problem(
+                    "behaviour", None, "los_change", "the cases have no LOS and no admission date"
+                )
+            ]
+        )
+    q = int(round(float(factor) * 1_000_000))
+    have = (los.notna() & (los >= 0)).to_numpy()
+    li = los.fillna(0).clip(lower=0).to_numpy(dtype=np.float64).astype(np.int64)
+    new = np.maximum(1, (2 * li * q + 1_000_000) // 2_000_000)  # half-up, exact integers
+    if lcol is not None:
+        col = pd.array(np.where(have, new, 0), dtype="Int64")
+        col[~have] = pd.NA
+        out[lcol] = col if (~have).any() else new
+    if acol is not None and disch is not None:
+        ok = have & disch.notna().to_numpy()
+        moved = disch - pd.to_timedelta(np.where(ok, new, 0), unit="D")
+        col = (
+            out[acol].astype(object)
+            if not pd.api.types.is_datetime64_any_dtype(out[acol])
+            else out[acol]
+        )
+        col = col.copy()
+        col[ok] = moved[ok]
+        out[acol] = col
+    return out
+
+
+def severity_path(siblings: Mapping[str, str], drg: str) -> list[str]:
+    """``drg`` and its ever more severe siblings (for explanations: ['PK15', 'PK13', 'PK11'])."""
+    out = [drg]
+    while out[-1] in siblings and siblings[out[-1]] not in out:
+        out.append(siblings[out[-1]])
+    return out
+
+
+def read_siblings_file(path: str | Path) -> dict[str, str]:
+    """Siblings from a ``drg.csv`` file (a scheme folder's table)."""
+    with open(path, encoding="utf-8", newline="") as fh:
+        return severity_siblings(pd.DataFrame(list(csv.DictReader(fh))))
