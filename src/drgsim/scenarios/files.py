@@ -99,11 +99,12 @@ class ScenarioSpec:
         return {**{k: [v] for k, v in self.set.items()}, **dict(self.grid)}
 
     def to_grid(self) -> Any:
-        """The scenarios as a :class:`drgsim.Grid` (``set`` keys as one-valued axes);
-        ``spec.grid()`` is the same (``spec.grid`` also reads as the axes dict)."""
+        """The ``grid`` axes as a :class:`drgsim.Grid` (the sweep adds ``set`` and the
+        behaviour to every scenario but the baseline); ``spec.grid()`` is the same, and
+        ``spec.grid`` also reads as the axes dict."""
         from drgsim.scenarios.grid import Grid
 
-        return Grid(self.axes(), zip=[list(z) for z in self.zip] or False)
+        return Grid(dict(self.grid), zip=[list(z) for z in self.zip] or False)
 
     def shape(self) -> list[int]:
         """Lengths of the independent blocks of the grid (a zipped group counts once)."""
