@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drgsim.errors import Problem, ScenarioError
+from drgsim.errors import Problem, ScenarioError, ValidationError
 from drgsim.policy.loader import Policy, PolicyError, load_policy
 from drgsim.policy.schema import Param
 
@@ -351,12 +351,17 @@ def expand_key(key: str, policy: Policy) -> list[str]:
     raise KeyError("unknown key" + _did_you_mean(key, keys + _wildcards(keys, entries)))
 
 
-def check_keys(keys: list[str], policy: Policy) -> dict[str, list[str]]:
-    """Scenario key -> the concrete keys it stands for; KeyError for the first unknown one.
+def _checked_key(key: str, policy: Policy) -> list[str]:
+    """:func:`expand_key`, then the sweep's own key check (so a file that validates is a
+    file the sweep takes). KeyError with the message otherwise."""
+    from drgsim.scenarios.grid import GridError, check_keys
 
-    (A local stand-in for sweep-core's ``drgsim.scenarios.grid.check_keys``.)
-    """
-    return {k: expand_key(k, policy) for k in keys}
+    concrete = expand_key(key, policy)
+    try:
+        check_keys([key], policy)
+    except GridError as exc:
+        raise KeyError("; ".join(p.message for p in exc.problems)) from None
+    return concrete
 
 
 def _param(key: str, policy: Policy) -> Param:
@@ -409,40 +414,12 @@ def check_value(key: str, value: Any, policy: Policy, file: str, line: int | Non
 
 
 def apply_overlay(policy: Policy, overlay: dict[str, Any]) -> Policy:
-    """``policy`` with a scenario's overlay: ``*`` keys expanded, dict entries merged into
-    their dict, dated values applied from their dates. Raises PolicyError / KeyError."""
-    plain: dict[str, list[tuple[str, Any]]] = {}  # concrete key -> [(date, value)]
-    entries = _map_entries(policy)
-    for key, value in overlay.items():
-        if key.startswith("behaviour."):
-            continue
-        for k in expand_key(key, policy):
-            dated = list(value.items()) if _is_dated(value, _param(k, policy)) else [
-                (ALWAYS, value)]
-            parent = k.rpartition(".")[0]
-            if parent in entries and k not in policy.params:  # one entry of a dict value
-                if dated[0][0] == ALWAYS:  # the entry in every dated value of its dict
-                    dated = [(d0.isoformat(), dated[0][1]) for d0, _ in policy.params[parent]]
-                    dated[0] = (ALWAYS, dated[0][1])
-                for d, x in dated:
-                    day = _plain_key(d)
-                    rows = plain.setdefault(parent, [])
-                    cur = next((v for dd, v in rows if dd == day), None)
-                    if cur is None:
-                        at = policy.params[parent][0][0].isoformat() if day == ALWAYS else day
-                        cur = dict(_in_force(policy.params[parent], at) or {})
-                        rows.append((day, cur))
-                    cur[k.rpartition(".")[2]] = x
-            else:
-                plain.setdefault(k, []).extend((_plain_key(d), x) for d, x in dated)
-    out = policy
-    by_date: dict[str, dict[str, Any]] = {}
-    for k, vals in plain.items():
-        for d, x in vals:
-            by_date.setdefault(d, {})[k] = x
-    for d in sorted(by_date):
-        out = out.with_values(by_date[d], d)
-    return out
+    """``policy`` with a scenario's overlay, exactly as the sweep overlays it
+    (:func:`drgsim.scenarios.grid.overlaid_policy`: ``*`` keys expanded, dict entries
+    merged into their dict, dated values from their dates; behaviour keys ignored)."""
+    from drgsim.scenarios.grid import overlaid_policy
+
+    return overlaid_policy(policy, overlay)
 
 
 ALWAYS = "1900-01-01"  # an undated overlay value holds from before any policy date
@@ -465,8 +442,11 @@ def changes(policy: Policy, overlay: dict[str, Any]) -> list[tuple[str, str, Any
         base = policy.params.get(k, [])
         if new.params[k] == base:
             continue
+        first = base[0][0].isoformat() if base else ALWAYS
         for d, v in new.params[k]:
             day = d.isoformat()
+            if day == first and len(base) == 1:  # from the policy's first date: always
+                day = ALWAYS
             was = _in_force(base, day) if day != ALWAYS else (base[-1][1] if base else None)
             if day == ALWAYS and len(base) > 1:  # a dated history, replaced by one value
                 out.append((k, "", {b.isoformat(): x for b, x in base}, v))
@@ -628,7 +608,7 @@ def parse_scenarios(doc: Any, file: str, policy: Policy | None = None) -> Scenar
             bad(line, key, "behaviour assumptions go under behaviour:, not set:")
             continue
         try:
-            concrete = expand_key(key, policy)
+            concrete = _checked_key(key, policy)
         except KeyError as exc:
             bad(line, key, exc.args[0])
             continue
@@ -644,7 +624,7 @@ def parse_scenarios(doc: Any, file: str, policy: Policy | None = None) -> Scenar
     if set_ok and sets:
         try:
             apply_overlay(policy, sets)
-        except PolicyError as exc:
+        except ValidationError as exc:
             for p in exc.problems:
                 bad(_line(node, p.field) if p.field in node else _line(doc, "set"),
                     p.field or "set", p.message)
@@ -690,7 +670,7 @@ def parse_scenarios(doc: Any, file: str, policy: Policy | None = None) -> Scenar
                 grid[key] = out
             continue
         try:
-            concrete = expand_key(key, policy)
+            concrete = _checked_key(key, policy)
         except KeyError as exc:
             bad(line, key, exc.args[0])
             continue
@@ -708,7 +688,7 @@ def parse_scenarios(doc: Any, file: str, policy: Policy | None = None) -> Scenar
             if set_ok:
                 try:
                     apply_overlay(policy, {**sets, key: _plain(v)})
-                except PolicyError as exc:
+                except ValidationError as exc:
                     for p in exc.problems:
                         bad(at, key, f"{_short(_plain(v))}: {p.field}: {p.message}")
                     break
@@ -876,7 +856,6 @@ __all__ = [
     "bundled_scenarios_path",
     "changes",
     "check_behaviour",
-    "check_keys",
     "expand_key",
     "expand_range",
     "load_scenario_files",
