@@ -71,7 +71,9 @@ def test_good_file_loads(tmp_path):
     assert overlays[1][1] == {"high_cost.beta": 0.9,
                               "presettlement.prepay_share": {"2024-07-01": 0.8},
                               "budget.*.growth": 0.02, "point_value.bounds.floor": 0.85}
-    assert s.axes()["high_cost.beta"] == [0.9]  # set keys: one-valued axes of the Grid
+    g = s.grid()  # the contract's Grid of the axes (the sweep adds set and behaviour)
+    assert g.values() == {"budget.*.growth": [0.02, 0.04, 0.06],
+                          "point_value.bounds.floor": [0.85, 0.9, 0.95]}
 
 
 def test_changes_show_only_what_differs(tmp_path):
@@ -488,3 +490,20 @@ def test_cli_sweep_errors_are_one_line(small_region, tmp_path):
     r = runner.invoke(main, sweep_args(small_region, tmp_path / "o", "--grid",
                                        "high_cost.beta=0.8", "--report", "x"))
     assert r.exit_code == 2 and "give a count" in r.output
+
+
+def test_cli_sweep_file_with_draws(small_region, tmp_path):
+    import openpyxl
+
+    f = write(tmp_path, "name: creep\ngrid: {budget.*.growth: [0.03, 0.05]}\n"
+                        "behaviour:\n  coding_creep: {dist: uniform, min: 0.01, max: 0.03}\n"
+                        "draws: {n: 40, seed: 3}\n", "creep.yaml")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(main, sweep_args(small_region, out, "--scenarios", str(f),
+                                            "--draws", "4"))
+    assert r.exit_code == 0, r.output
+    h = pd.read_parquet(out / "hospitals.parquet")
+    assert sorted(h["draw"].unique()) == [0, 1, 2, 3]  # --draws overrides the file's 40
+    wb = openpyxl.load_workbook(out / "sweep.xlsx")
+    head = [c.value for c in wb["医院变化 hospitals"][1]]
+    assert any(str(x).endswith("\ndelta_pct_p95") for x in head), head

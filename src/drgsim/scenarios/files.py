@@ -94,10 +94,6 @@ class ScenarioSpec:
         if not isinstance(self.grid, GridAxes):
             self.grid = GridAxes(dict(self.grid or {}), self)
 
-    def axes(self) -> dict[str, list[Any]]:
-        """The sweep's axes: each ``set`` key as a one-valued axis, then the ``grid``."""
-        return {**{k: [v] for k, v in self.set.items()}, **dict(self.grid)}
-
     def to_grid(self) -> Any:
         """The ``grid`` axes as a :class:`drgsim.Grid` (the sweep adds ``set`` and the
         behaviour to every scenario but the baseline); ``spec.grid()`` is the same, and
@@ -115,9 +111,9 @@ class ScenarioSpec:
     def overlays(self) -> list[tuple[str, dict[str, Any]]]:
         """(name, overlay) per scenario, baseline ``{}`` first; ``*`` keys kept as written.
 
-        The expansion the sweep's Grid makes (Cartesian product of the axes, a zipped
-        group varying together, ``set`` in every scenario but the baseline); used to show
-        a file and to sweep a folder of files.
+        The expansion the sweep makes (Cartesian product of the axes, a zipped group
+        varying together, ``set`` in every scenario but the baseline; the behaviour, also
+        on every scenario but the baseline, is left out); ``drgsim scenario show`` uses it.
         """
         groups: list[list[str]] = [list(z) for z in self.zip]
         zipped = {k for z in groups for k in z}
@@ -140,8 +136,8 @@ class ScenarioSpec:
 
 
 class GridAxes(dict):
-    """A spec's ``grid`` axes (a dict, key -> values); calling it gives the
-    :class:`drgsim.Grid` of the whole spec (the contract's ``spec.grid()``)."""
+    """A spec's ``grid`` axes (a dict, key -> values); calling it gives them as a
+    :class:`drgsim.Grid` (the contract's ``spec.grid()``)."""
 
     def __init__(self, axes: dict[str, list[Any]], spec: ScenarioSpec):
         super().__init__(axes)
