@@ -32,6 +32,7 @@ SWEEP_WORKBOOK = "sweep.xlsx"
 SWEEP_FILES = (*(f"{t}.parquet" for t in SWEEP_TABLES), SWEEP_WORKBOOK, *SWEEP_PLOTS)
 DEFAULT_REPORTED = 5  # scenarios with per-hospital rows in the workbook, unless --report
 MAX_WINNER_PANELS = 4
+MAX_BARS = 160  # above this, plots draw areas and lines instead of one bar per item
 FIXED_COLUMNS = ("scenario", "name", "overlay", "route", "reason", "note")
 HOSPITAL_SHEET_COLUMNS = ("scenario", "name", "fund", "hospital_id", "hospital_name", "level",
                           "cases", "points", "cost_fen", "received_fen", "surplus_fen",
@@ -386,8 +387,11 @@ def write_sweep_plots(res: SweepLike, out_dir: str | os.PathLike[str],
             q = q.sort_values(0.5)
             y = q[0.5].to_numpy() * 100
             xs = np.arange(len(q))
-            colours = np.where(y < 0, "#C0392B", "#229954")
-            ax.bar(xs, y, color=colours, width=0.85)
+            if len(y) <= MAX_BARS:
+                ax.bar(xs, y, color=np.where(y < 0, "#C0392B", "#229954"), width=0.85)
+            else:  # thousands of hospitals: two filled areas, not thousands of bars
+                ax.fill_between(xs, 0, y, where=y < 0, color="#C0392B", step="mid")
+                ax.fill_between(xs, 0, y, where=y >= 0, color="#229954", step="mid")
             if t["draw"].nunique() > 1:
                 ax.vlines(xs, q[0.05].to_numpy() * 100, q[0.95].to_numpy() * 100,
                           color="grey", linewidth=0.8)
@@ -420,6 +424,12 @@ def write_sweep_plots(res: SweepLike, out_dir: str | os.PathLike[str],
             for k, fund in enumerate(fund_list):
                 d = funds.assign(_fb=fb / 1e6)[funds["fund"] == fund]
                 q = _quantiles(d, ["scenario"], "_fb")
+                if len(q) > MAX_BARS // 4:  # many scenarios: a line and its band
+                    line = ax.plot(q.index, q["mean"], label=fund_label(fund), linewidth=1)
+                    if d["draw"].nunique() > 1:
+                        ax.fill_between(q.index, q["p5"], q["p95"], alpha=0.2,
+                                        color=line[0].get_color())
+                    continue
                 x = q.index.to_numpy() + (k - (len(fund_list) - 1) / 2) * width
                 ax.bar(x, q["mean"], width=width, label=fund_label(fund))
                 if d["draw"].nunique() > 1:
