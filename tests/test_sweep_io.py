@@ -228,6 +228,8 @@ def test_cli_validate_and_show(tmp_path):
     assert "presettlement.prepay_share: 0.9 -> 0.8 from 2024-07-01" in r.output
     assert "point_value.bounds.ceiling" not in r.output
     assert "... and 8 more" in r.output
+    r = runner.invoke(main, ["scenario", "validate"])  # the bundled examples
+    assert r.exit_code == 0 and r.output.count("ok: ") >= 3, r.output
     bad = write(tmp_path, "name: x\nset:\n  budget.growth: 0.03\n", "bad.yaml")
     r = runner.invoke(main, ["scenario", "validate", str(bad)])
     assert r.exit_code == 2
@@ -490,6 +492,10 @@ def test_cli_sweep_errors_are_one_line(small_region, tmp_path):
     r = runner.invoke(main, sweep_args(small_region, tmp_path / "o", "--grid",
                                        "high_cost.beta=0.8", "--report", "x"))
     assert r.exit_code == 2 and "give a count" in r.output
+    r = runner.invoke(main, sweep_args(small_region, tmp_path / "o", "--grid",
+                                       "high_cost.beta=0.8", "--report", "1,7"))
+    assert r.exit_code == 2 and "--report: no scenario 7 to report (ids run 0..1)" in r.output, r.output
+    assert "Traceback" not in r.output and not (tmp_path / "o" / "manifest.json").exists()
 
 
 def test_cli_sweep_file_with_draws(small_region, tmp_path):

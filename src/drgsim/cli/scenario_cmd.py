@@ -22,20 +22,20 @@ def scenario() -> None:
 
 
 @scenario.command("validate")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
 def validate(paths) -> None:
-    """Validate scenario files (or folders of them); every problem is printed as
-    file:line: key: message.
+    """Validate scenario files (or folders of them; default: the bundled examples); every
+    problem is printed as file:line: key: message.
 
     \b
     Example:
       drgsim scenario validate budget_growth.yaml
       drgsim scenario validate my_scenarios/
     """
-    from drgsim.scenarios.files import load_scenario_files
+    from drgsim.scenarios.files import bundled_scenarios_path, load_scenario_files
 
     bad = 0
-    for path in paths:
+    for path in paths or [str(bundled_scenarios_path())]:
         try:
             specs = load_scenario_files(path)
         except DrgsimError as exc:

@@ -147,7 +147,12 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
 
     import drgsim
     from drgsim.output import OutputFolder, check_output, fingerprint
-    from drgsim.report.sweep import SWEEP_FILES, parse_report, write_sweep_outputs
+    from drgsim.report.sweep import (
+        SWEEP_FILES,
+        parse_report,
+        reported_scenarios,
+        write_sweep_outputs,
+    )
 
     con = console()
     inputs = [cases, scenarios, policy_file, weights_file, hospitals_file, region_file]
@@ -175,6 +180,10 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
                 if folder_mode else None
             for s in specs:
                 res = base.sweep(s, draws=s.draws_n, seed=s.seed)
+                try:  # unknown --report ids: a user error, before anything is written
+                    reported_scenarios(res, chosen)
+                except ValueError as exc:
+                    raise ScenarioError([Problem("--report", None, None, str(exc))]) from None
                 dest = root / s.name if folder_mode else root
                 paths = write_sweep_outputs(res, dest, fingerprint(inputs, {
                     **options, "spec": s.name}), report=chosen, losing=losing)

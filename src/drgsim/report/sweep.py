@@ -89,9 +89,9 @@ def parse_report(text: str | int | Sequence[int] | None) -> int | list[int] | No
             return n
         ids = [int(x) for x in s.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"--report {text!r}: give a count (5) or scenario ids (3,7,12)") from None
+        raise ValueError(f"{text!r}: give a count (5) or scenario ids (3,7,12)") from None
     if any(i < 0 for i in ids):
-        raise ValueError(f"--report {text!r}: scenario ids are ≥ 0")
+        raise ValueError(f"{text!r}: scenario ids are ≥ 0")
     return ids
 
 
@@ -106,7 +106,7 @@ def reported_scenarios(res: SweepLike, report: int | Sequence[int] | None = None
     else:
         unknown = [i for i in report if i not in set(ids)]
         if unknown:
-            raise ValueError(f"--report: no scenario {', '.join(map(str, unknown))} "
+            raise ValueError(f"no scenario {', '.join(map(str, unknown))} to report "
                              f"(ids run {min(ids)}..{max(ids)})")
         chosen = list(dict.fromkeys(int(i) for i in report))
     per = max(len(hospital_changes(res, chosen[:1])), 1) if chosen else 1
