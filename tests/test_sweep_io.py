@@ -513,3 +513,15 @@ def test_cli_sweep_file_with_draws(small_region, tmp_path):
     wb = openpyxl.load_workbook(out / "sweep.xlsx")
     head = [c.value for c in wb["医院变化 hospitals"][1]]
     assert any(str(x).endswith("\ndelta_pct_p95") for x in head), head
+
+
+def test_cli_sweep_refuses_a_base_other_than_policy(small_region, tmp_path):
+    from drgsim.policy import bundled_policy_path
+
+    other = tmp_path / "city.yaml"
+    other.write_text(bundled_policy_path().read_text(encoding="utf-8"), encoding="utf-8")
+    f = write(tmp_path, "name: x\nbase: city.yaml\ngrid: {high_cost.beta: [0.8]}\n", "x.yaml")
+    r = CliRunner().invoke(main, sweep_args(small_region, tmp_path / "o", "--scenarios", str(f),
+                                            "--policy", str(bundled_policy_path())))
+    assert r.exit_code == 2
+    assert "base: 'city.yaml' is not --policy" in r.output, r.output

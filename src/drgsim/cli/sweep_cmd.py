@@ -92,9 +92,14 @@ def base_policy(specs: list, policy_file: str | None) -> str | None:
     """The one policy every spec overlays: --policy, else the specs' common ``base``."""
     from drgsim.scenarios.files import _base_source
 
-    if policy_file:
-        return policy_file
     bases = {_base_source(s.base, s.file) for s in specs}
+    if policy_file:
+        clash = [s for s in specs if s.base != "baseline"
+                 and Path(_base_source(s.base, s.file)).resolve() != Path(policy_file).resolve()]
+        if clash:  # never overlay another policy than the file names, silently
+            raise ScenarioError([Problem(s.file, None, "base", f"{s.base!r} is not --policy "
+                                         f"{policy_file}: drop one of them") for s in clash])
+        return policy_file
     if len(bases) > 1:
         raise ScenarioError([Problem(s.file, None, "base", f"{s.base!r}: the scenario files "
                                      "of one sweep overlay one base policy (or give --policy)")
