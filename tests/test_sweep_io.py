@@ -135,10 +135,15 @@ def test_ranges():
          "lognormal, triangular"),
         ("name: x\nbehaviour:\n  coding_creep: {dist: normal, mean: 0.02, sd: -1}\n"
          "draws: {n: 5, seed: 1}\n",
-         "s.yaml:3: behaviour.coding_creep: normal: sd must be positive, got -1"),
+         "s.yaml:3: behaviour.coding_creep: normal: sd must be ≥ 0, got -1"),
         ("name: x\nbehaviour:\n  cost_inflation: {dist: triangular, min: 0, mode: 0.5, "
          "max: 0.2}\ndraws: {n: 5, seed: 1}\n",
          "s.yaml:3: behaviour.cost_inflation: triangular: mode 0.5 is not between min and max"),
+        ("name: x\nbehaviour:\n  coding_creep: 1.5\n",
+         "s.yaml:3: behaviour.coding_creep: 1.5 is outside [0, 1]"),
+        ("name: x\nbehaviour:\n  los_change: {dist: lognormal, mean: -1, sd: 0.1}\n"
+         "draws: {n: 5, seed: 1}\n",
+         "s.yaml:3: behaviour.los_change: lognormal: mean (of the value) must be > 0"),
         ("name: x\nbehaviour:\n  volume_growth: {dist: normal, mean: 0.03, sd: 0.01}\n",
          "s.yaml:2: draws: a distribution needs draws: {n: .., seed: ..}"),
         ("name: x\nbehaviour:\n  volume_grwth: 0.03\n",

@@ -41,20 +41,6 @@ MAX_BYTES = 1024 * 1024  # scenario files are a few hundred bytes
 MAX_DEPTH = 16
 SUFFIXES = (".yaml", ".yml")
 
-# behaviour assumptions (DOMAIN.md §5) and how each may be split
-BEHAVIOURS: dict[str, tuple[str, ...]] = {
-    "volume_growth": ("by_level", "by_hospital"),
-    "cost_inflation": ("by_level",),
-    "coding_creep": (),
-    "los_change": (),
-}
-# the range a fixed value (or a distribution's bounds) of each assumption may take
-BEHAVIOUR_RANGE: dict[str, tuple[float, float]] = {
-    "volume_growth": (-0.9, 10.0),
-    "cost_inflation": (-0.9, 10.0),
-    "coding_creep": (0.0, 1.0),
-    "los_change": (0.01, 10.0),
-}
 # distribution -> (required parameters, optional parameters)
 DISTRIBUTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "uniform": (("min", "max"), ()),
@@ -493,29 +479,38 @@ def expand_range(v: Any) -> list[float] | None:
 def check_behaviour(name: str, value: Any, file: str, line: int | None,
                     problems: list[Problem]) -> Any:
     """A behaviour assumption: its name (``volume_growth.by_level.三级``) and a number or a
-    distribution (uniform, normal, lognormal, triangular; bounds min/max clip)."""
+    distribution (uniform, normal, lognormal, triangular; bounds min/max clip), checked
+    with line numbers and suggestions here, then by the behaviour module's own rules."""
     key = f"behaviour.{name}"
 
     def bad(msg: str) -> None:
         problems.append(Problem(file, line, key, msg))
 
+    from drgsim.scenarios.behaviour import BY, NAMES, parse_behaviour
+
     parts = name.split(".")
-    names = list(BEHAVIOURS)
-    if parts[0] not in BEHAVIOURS:
-        bad("unknown behaviour assumption" + _did_you_mean(parts[0], names)
-            + f" (one of {', '.join(names)})")
+    if parts[0] not in NAMES:
+        bad("unknown behaviour assumption" + _did_you_mean(parts[0], list(NAMES))
+            + f" (one of {', '.join(NAMES)})")
         return None
     if len(parts) > 1:
-        splits = BEHAVIOURS[parts[0]]
+        splits = BY[parts[0]]
         if len(parts) != 3 or parts[1] not in splits:
             how = " or ".join(f"{parts[0]}.{s}.NAME" for s in splits) or "no split"
             bad(f"{parts[0]} is split as {how}")
             return None
-    lo, hi = BEHAVIOUR_RANGE[parts[0]]
+
+    def final(v: Any) -> Any:  # the behaviour module's own rules (domains, bounds)
+        try:
+            parse_behaviour({name: v}, file)
+        except ScenarioError as exc:
+            for p in exc.problems:
+                bad(p.message)
+            return None
+        return v
+
     if _is_num(value):
-        if not lo <= value <= hi:
-            bad(f"{value:g} is outside {lo:g}..{hi:g}")
-        return float(value)
+        return final(float(value))
     if not isinstance(value, dict):
         bad(f"expected a number or a distribution {{dist: normal, mean: .., sd: ..}}, "
             f"got {type(_plain(value)).__name__} {_plain(value)!r}")
@@ -543,18 +538,14 @@ def check_behaviour(name: str, value: Any, file: str, line: int | None,
             ok = False
     if not ok:
         return None
-    if "sd" in d and d["sd"] <= 0:
-        bad(f"{dist}: sd must be positive, got {d['sd']:g}")
+    n0 = len(problems)
+    if "sd" in d and d["sd"] < 0:
+        bad(f"{dist}: sd must be ≥ 0, got {d['sd']:g}")
     if "min" in d and "max" in d and d["min"] > d["max"]:
         bad(f"{dist}: min {d['min']:g} is above max {d['max']:g}")
     if dist == "triangular" and not d["min"] <= d["mode"] <= d["max"]:
         bad(f"triangular: mode {d['mode']:g} is not between min and max")
-    if dist == "lognormal" and d["mean"] <= 0 and parts[0] != "los_change":
-        pass  # a lognormal of a growth rate may centre anywhere; sweep-behaviour decides
-    for k in ("min", "max"):
-        if k in d and not lo <= d[k] <= hi:
-            bad(f"{dist}: {k} {d[k]:g} is outside {lo:g}..{hi:g}")
-    return d
+    return final(d) if len(problems) == n0 else None
 
 
 # ----------------------------------------------------------------------------- loading
