@@ -387,3 +387,122 @@ def test_behaviour_keys_refused_without_the_module(base):
         base.sweep([{"behaviour.volume_growth": 0.04}])
     with pytest.raises(SweepError, match="draws"):
         base.sweep([{"high_cost.beta": 0.8}], draws=10, seed=1)
+
+
+# ------------------------------------------------------- behaviour (with sweep-behaviour's module)
+
+needs_behaviour = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("drgsim.scenarios.behaviour") is None,
+    reason="drgsim.scenarios.behaviour is not installed on this branch",
+)
+
+
+@needs_behaviour
+def test_fixed_behaviour_equals_its_row_definition(base):
+    from drgsim.scenarios import behaviour as mod
+    from drgsim.settlement.scenarios import ScenarioParams, settle_scenarios
+
+    ov = {"behaviour.volume_growth": 0.04, "behaviour.cost_inflation": 0.03, "high_cost.beta": 0.8}
+    res = base.sweep([ov])
+    conserved(res)
+    yp = drgsim.policy.resolve_year(overlaid_policy(load_policy(), ov), YEAR)
+    lv = mod.hospital_levels(base.priced.cases.hospital_ids, base.hosp_df)
+    vals = {"volume_growth": np.array([0.04]), "cost_inflation": np.array([0.03])}
+    t = mod.apply_rows(base.priced, base.W, vals, {}, lv, yp)
+    f = res.funds[res.funds["scenario"] == 1].set_index("fund")
+    for fi, name in enumerate(("employee", "resident")):
+        pts, shr, cst = t.fund(fi)
+        sp = ScenarioParams.from_policies(
+            [yp.pv], name, [yp.months], (base.reference_pv or {}).get(name)
+        )
+        r = settle_scenarios(
+            pts,
+            shr,
+            cst,
+            np.array([f.loc[name, "budget_fen"]]),
+            np.array([f.loc[name, "reserve_fen"]]),
+            sp,
+            base.scores,
+        )
+        h = res.hospitals[(res.hospitals["scenario"] == 1) & (res.hospitals["fund"] == name)]
+        rec = (r["received"] + r["refund"] - r["clawback"])[0]
+        ids = list(base.priced.cases.hospital_ids)
+        assert (h["received_fen"].to_numpy() == rec[[ids.index(x) for x in h["hospital_id"]]]).all()
+
+
+@needs_behaviour
+def test_los_change_equals_simulating_changed_cases(data, base):
+    from drgsim.scenarios import behaviour as mod
+
+    cases, hosp, region = data
+    res = base.sweep([{"behaviour.los_change": 0.8}])
+    assert res.routes.loc[1, "route"] == "rows"
+    t = drgsim.simulate(
+        mod.apply_los(cases, 0.8),
+        weights=fake_weights(),
+        hospitals=hosp,
+        region=region,
+        reference_pv=base.reference_pv,
+    )
+    assert_same_as_simulate(res, 1, t)
+
+
+@needs_behaviour
+def test_draws_seeded_and_chunking(base):
+    ov = [{"behaviour.volume_growth": {"dist": "normal", "mean": 0.03, "sd": 0.01}}]
+    a = base.sweep(ov, draws=6, seed=3)
+    b = base.sweep(ov, draws=6, seed=3, chunk=4)
+    c = base.sweep(ov, draws=6, seed=4)
+    pd.testing.assert_frame_equal(a.funds, b.funds)
+    pd.testing.assert_frame_equal(a.hospitals, b.hospitals)
+    assert not a.funds["pv"].equals(c.funds["pv"])
+    assert a.funds["draw"].nunique() == 6
+    conserved(a)
+
+
+def test_fast_overlay_equals_the_general_path():
+    from drgsim.policy import resolve_year
+    from drgsim.scenarios.grid import overlaid_year
+
+    pol = load_policy().with_values(
+        {"high_cost.beta": 0.9, "presettlement.prepay_share": 0.8}, "2024-07-01"
+    )
+    yp = resolve_year(pol, YEAR)
+    for ov in (
+        {"budget.*.growth": 0.02, "presettlement.prepay_share": 0.7},
+        {"low_cost.factor": 0.35, "coefficients.default": 0.8},
+        {"high_cost.beta": {"2024-03-01": 0.5}},
+        {"coefficients.by_level.2": 0.9},
+        {"high_cost.beta": 0.7},  # the baseline's only case-level change day goes
+    ):
+        _, fast = overlaid_year(pol, yp, ov)
+        slow = resolve_year(overlaid_policy(pol, ov), YEAR)
+        assert fast.pv == slow.pv
+        assert fast.segments == slow.segments and fast.months == slow.months
+        assert np.array_equal(fast.starts, slow.starts)
+
+
+def test_scenario_spec_duck_typed(base):
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Spec:  # the shape of sweep-io's ScenarioSpec
+        name: str = "s"
+        base: str = "baseline"
+        set: dict = field(default_factory=lambda: {"high_cost.beta": 0.9})
+        behaviour: dict = field(default_factory=dict)
+        draws_n: int | None = None
+        seed: int | None = None
+        file: str = "s.yaml"
+
+        def grid(self):
+            return Grid({"budget.*.growth": [0.01, 0.03]})
+
+    res = base.sweep(Spec())
+    assert list(res.scenarios["name"])[0] == "baseline"
+    assert len(res.scenarios) == 3
+    assert res.scenarios["high_cost.beta"].isna().tolist() == [True, False, False]
+    assert list(res.scenarios["high_cost.beta"].iloc[1:]) == [0.9, 0.9]
+    assert list(res.routes["route"]) == ["settlement", "cells", "cells"]
+    with pytest.raises(SweepError, match="base other is not the policy"):
+        base.sweep(Spec(base="other"))

@@ -24,8 +24,9 @@ import numpy as np
 import pandas as pd
 
 from drgsim.errors import DrgsimError, Problem, ValidationError
-from drgsim.policy.loader import Policy, _spec_for
-from drgsim.policy.schema import FUNDS, SCHEMA, Param
+from drgsim.policy.dated import YearPolicy, resolve_year
+from drgsim.policy.loader import Policy, PolicyError, _check_value, _cross_checks, _spec_for
+from drgsim.policy.schema import FUNDS, SCHEMA, Param, level_of
 
 BEHAVIOUR = "behaviour."
 LEVEL_ALIASES = {"三": "3", "二": "2", "一": "1"}
@@ -428,6 +429,55 @@ def overlaid_policy(policy: Policy, overlay: dict) -> Policy:
     return out
 
 
+def _put(tree: dict, values: dict[str, Any]) -> dict:
+    """``tree`` with the dotted keys set, copying only the dicts along their paths."""
+    out = dict(tree)
+    for key, v in values.items():
+        parts = key.split(".")
+        node = out
+        for p in parts[:-1]:
+            node[p] = dict(node[p])
+            node = node[p]
+        node[parts[-1]] = v
+    return out
+
+
+def overlaid_year(policy: Policy, yp: YearPolicy, overlay: dict) -> tuple[Policy, YearPolicy]:
+    """The overlaid policy and its resolved year, as ``overlaid_policy`` then
+    ``resolve_year`` give them. Plain values of schema keys (in force all year, so the
+    same in every segment and month) are validated as ``with_values`` does and set on the
+    baseline's resolved year without copying the whole policy; dated values and entries
+    of dict-valued parameters take the general path."""
+    pol_keys, _ = split_behaviour(overlay)
+    if not pol_keys:
+        return policy, yp
+    concrete: dict[str, Any] = {}
+    for k, v in pol_keys.items():
+        for c in check_keys([k], policy):
+            # a case-level value set all year in a year the baseline splits into dated
+            # segments may merge them: the general path resolves the segments afresh
+            merge = yp.dated and level_of(c) == "case"
+            if is_dated(v) or _spec_for(c) is None or merge:
+                pol = overlaid_policy(policy, overlay)
+                return pol, resolve_year(pol, yp.year)
+            concrete[c] = v
+    problems: list[Problem] = []
+    params = dict(policy.params)
+    vals = {}
+    for k, v in concrete.items():
+        vals[k] = _check_value(_spec_for(k), v, "<overlay>", None, k, problems)  # type: ignore[arg-type]
+        params[k] = [(dt.date(1900, 1, 1), vals[k])]
+    if not problems:
+        _cross_checks(params, "<overlay>", problems)
+    if problems:
+        raise PolicyError(problems)
+    pol = Policy(policy.name + "+overlay", policy.source, params, policy.scheme, "")
+    pv = _put(yp.pv, vals)
+    segs = [pv if s is yp.pv else _put(s, vals) for s in yp.segments]
+    months = [pv if m is yp.pv else _put(m, vals) for m in yp.months]
+    return pol, YearPolicy(yp.year, pv, yp.starts, segs, months)
+
+
 __all__ = [
     "Grid",
     "GridError",
@@ -437,6 +487,7 @@ __all__ = [
     "expand_key",
     "known_keys",
     "overlaid_policy",
+    "overlaid_year",
     "scenario_name",
     "split_behaviour",
 ]

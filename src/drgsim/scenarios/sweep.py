@@ -18,6 +18,7 @@ scenarios. Last year's point value (``budgeted_pv: last_year``) is fixed once pe
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import pandas as pd
 
 from drgsim.calibrate import calibrate
 from drgsim.errors import DrgsimError, Problem
-from drgsim.policy import Policy, YearPolicy, resolve_year
+from drgsim.policy import Policy, YearPolicy
 from drgsim.policy.loader import PolicyError
 from drgsim.pricing.cases import FUNDS
 from drgsim.pricing.cells import (
@@ -47,12 +48,18 @@ from drgsim.scenarios.grid import (
     GridError,
     as_overlays,
     check_keys,
-    overlaid_policy,
+    overlaid_year,
     split_behaviour,
     to_json,
 )
 from drgsim.scenarios.prepare import Prepared, cases_with_lookback
-from drgsim.settlement.core import Budget, BudgetError, FundTotals, fund_budget
+from drgsim.settlement.core import (
+    Budget,
+    BudgetError,
+    FundTotals,
+    fund_budget,
+    region_spending_fen,
+)
 from drgsim.settlement.run import cell_fund_totals
 from drgsim.settlement.scenarios import CHUNK, ScenarioParams, settle_scenarios
 from drgsim.settlement.simulate import (
@@ -136,8 +143,8 @@ def _pricing_view(yp: YearPolicy) -> list:
 
 def _classify(base: Prepared, sc: _Scenario, calibrated: bool) -> None:
     """The scenario's route and the key of its pricing set."""
-    keys = list(sc.overlay)
-    if all(_is_settlement_key(k) for k in keys if not k.startswith("behaviour.")):
+    keys = [k for k in sc.overlay if not k.startswith("behaviour.")]
+    if all(_is_settlement_key(k) for k in keys):
         sc.route, sc.key = "settlement", "base"
         sc.reason = "settlement-only keys: " + (", ".join(keys) or "none (baseline)")
         return
@@ -206,6 +213,22 @@ def _load_spec(scenarios: Any) -> Any:
     return scenarios
 
 
+def _check_spec_base(base: Prepared, spec: Any) -> None:
+    """A scenario file's ``base`` policy must be the one the preparation priced with."""
+    from pathlib import Path
+
+    want = getattr(spec, "base", None)
+    if not want:
+        return
+    pol = base.policy
+    names = {pol.name, Path(pol.source).stem, str(Path(pol.source).resolve())}
+    if str(want) not in names and str(Path(str(want)).resolve()) not in names:
+        raise SweepError(
+            f"{getattr(spec, 'file', '') or 'the scenario spec'}: base {want} is not the policy "
+            f"this preparation used ({pol.name}, {pol.source}): prepare with policy={want}"
+        )
+
+
 def _expand_spec(spec: Any) -> tuple[Any, int | None, int | None]:
     """A scenario spec (``.grid()``, ``set``, ``behaviour``, ``draws_n``, ``seed``) as a
     list of overlays: its ``set`` and behaviour on every scenario but the baseline."""
@@ -236,6 +259,7 @@ def sweep(
     """
     scenarios = _load_spec(scenarios)
     if not isinstance(scenarios, (Grid, list, tuple, dict, pd.DataFrame)):
+        _check_spec_base(base, scenarios)
         scenarios, d_n, d_seed = _expand_spec(scenarios)
         draws = draws if draws is not None else d_n
         seed = seed if seed is not None else d_seed
@@ -246,12 +270,11 @@ def sweep(
     for o, n in zip(overlays, names, strict=True):
         pol_keys, beh = split_behaviour(o)
         try:
-            pol = overlaid_policy(base.policy, pol_keys)
+            pol, yp = overlaid_year(base.policy, base.yp, pol_keys)
         except PolicyError as e:
             raise GridError(
                 [Problem(f"scenario {n!r}", None, p.field, p.message) for p in e.problems]
             ) from None
-        yp = base.yp if pol is base.policy else resolve_year(pol, base.year)
         scs.append(_Scenario(o, n, pol, yp, beh))
     has_beh = any(s.behaviour for s in scs)
     mod = _behaviour_module() if has_beh else None  # refuses clearly when absent
@@ -325,6 +348,12 @@ def _units(
             units += [(i, d, sc.key) for d in range(n_draws)]
             continue
         b, vals = behaviours[i]
+        keys = ", ".join(b.items)
+        if b.needs_rows:
+            sc.route = "rows"
+            sc.reason += f"; behaviour {keys}: a LOS change re-prices the rows (cells hold no LOS)"
+        else:
+            sc.reason += f"; behaviour {keys} applied on the cells"
         for d in range(n_draws):
             dv = {k: v[min(d, len(v) - 1)] for k, v in vals.items()}
             pkey = sc.key
@@ -333,7 +362,6 @@ def _units(
                 pkey = f"{sc.key}|los={x!r}"
                 if pkey not in tsets:
                     tsets[pkey] = _price_set(base, sc, los=x, mod=mod)
-                sc.reason += "" if "LOS change" in sc.reason else "; LOS change: rows re-priced"
             ps = tsets[pkey]
             if pkey not in prepared:
                 prepared[pkey] = mod.prepare_cells(ps.pr, ps.cells, ps.W, siblings, hosp_level)
@@ -449,6 +477,7 @@ def _budgets(
     out: dict[str, list[Budget]] = {f: [] for f in FUNDS}
     memo: dict[tuple, Budget] = {}
     bps: dict[int, list[str]] = {}
+    region_base: dict[str, int | None] = {}
     for s_, _, tkey in units:
         sc = scs[s_]
         ps = tsets[tkey]
@@ -463,7 +492,7 @@ def _budgets(
             if b is None:
                 bp = sc.yp.pv["budget"][name]
                 try:
-                    b = fund_budget(bp, name, base.year, base.region_df, spend, ps.outside[name])
+                    b = _fund_budget(base, bp, name, spend, ps.outside[name], region_base)
                 except BudgetError as e:
                     raise BudgetError(f"scenario {sc.name!r}: {e}") from None
                 if b.budget_fen <= 0 or b.reserve_fen < 0:
@@ -474,6 +503,27 @@ def _budgets(
                 memo[key] = b
             out[name].append(b)
     return out
+
+
+def _fund_budget(
+    base: Prepared,
+    bp: dict,
+    name: str,
+    spend: int | None,
+    outside: int,
+    region_base: dict[str, int | None],
+) -> Budget:
+    """``fund_budget``, with the region table's last-year spending read once per fund: the
+    region_table source is the history arithmetic on that base, relabelled."""
+    if bp["source"] != "region_table":
+        return fund_budget(bp, name, base.year, base.region_df, spend, outside)
+    if name not in region_base:
+        region_base[name] = region_spending_fen(base.region_df, name, base.year - 1)
+    got = region_base[name]
+    if got is None or got <= 0:  # the single path's own error
+        return fund_budget(bp, name, base.year, base.region_df, spend, outside)
+    b = fund_budget({**bp, "source": "history"}, name, base.year, None, got, outside)
+    return dataclasses.replace(b, source="region_table", base_label=f"drg_spending {base.year - 1}")
 
 
 HM_KEYS = ("payment_hm", "gross_prepay_hm", "withheld_hm", "prepaid_hm")
@@ -557,7 +607,7 @@ def _settle_all(
             sp = ScenarioParams.from_policies(
                 [y.pv for y in sps], name, [y.months for y in sps], r_ref
             )
-            r = settle_scenarios(pts, shr, cst, B[idx], R[idx], sp, base.scores)
+            r = settle_scenarios(pts, shr, cst, B[idx], R[idx], sp, base.scores, monthly)
             for k in S_KEYS:
                 res[k][idx] = r[k]
             res["provisional_pv"][idx] = r["provisional_pv"]
@@ -682,10 +732,10 @@ def _tables(
         {
             "scenario": s_of[col(u_i)],
             "draw": d_of[col(u_i)],
-            "fund": np.asarray(FUNDS, dtype=object)[col(f_i)],
-            "hospital_id": hids[col(h_i)],
-            "hospital_name": hn[col(h_i)],
-            "level": hl[col(h_i)],
+            "fund": pd.Categorical.from_codes(col(f_i), FUNDS),
+            "hospital_id": _cat(hids, col(h_i)),
+            "hospital_name": _cat(hn, col(h_i)),
+            "level": _cat(hl, col(h_i)),
             "cases": col(cases),
             "points": col(stack("points")),
             "cost_fen": col(cost),
@@ -707,6 +757,12 @@ def _tables(
         }
     )
 
+    pc = base.priced.cases
+    all_share = {  # fund share (cost − patients' share) of every simulated case, per fund
+        name: int((pc.cost_fen[pc.fund == f] - pc.share_fen[pc.fund == f]).sum())
+        for f, name in enumerate(FUNDS)
+    }
+    base_tot = {name: cell_fund_totals(base.cells)[f] for f, name in enumerate(FUNDS)}
     bal_in, why = _region_balance_inputs(base)
     if why:
         notes.append(why)
@@ -755,6 +811,10 @@ def _tables(
                     "forfeited_fen": forfeited,
                     "reserve_overdraw_fen": r["overdraw"],
                     "per_diem_outside_fen": outs,
+                    # the DRG-coverage denominator: behaviour moves the in-budget part
+                    "fund_share_all_cases_fen": all_share[name]
+                    + (r["cost"].sum(1) - r["share"].sum(1))
+                    - int(base_tot[name].cost_fen.sum() - base_tot[name].share_fen.sum()),
                     "hospital_cash_fen": cash,
                     "fund_balance_fen": fb,
                 }
@@ -814,6 +874,12 @@ def _tables(
     return SweepResult(sc_tab, routes, hosp, funds, months, prov, notes, cov)
 
 
+def _cat(values: np.ndarray, idx: np.ndarray) -> pd.Categorical:
+    """``values[idx]`` as a categorical (one entry per hospital, not per row)."""
+    codes, uniq = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    return pd.Categorical.from_codes(codes[idx], uniq)
+
+
 def _whole(x: np.ndarray) -> np.ndarray:
     return x.astype(np.int64) if np.array_equal(x, np.rint(x)) else x
 
@@ -827,12 +893,13 @@ def summarize(res: SweepResult, losing: float = -0.02) -> pd.DataFrame:
         {
             "points": g["points"].sum(),
             "paid": g["paid_by_points_fen"].sum(),
+            "all_share": g["fund_share_all_cases_fen"].sum(),
             "pvp": (f["pv"] * f["points"]).groupby([f["scenario"], f["draw"]]).sum(),
             "fund_balance_fen": g["fund_balance_fen"].sum(min_count=len(f["fund"].unique())),
         }
     )
     per["pv"] = per["pvp"] / per["points"].where(per["points"] > 0)
-    per["drg_coverage"] = per["paid"] / res.coverage_base_fen if res.coverage_base_fen else np.nan
+    per["drg_coverage"] = per["paid"] / per["all_share"].where(per["all_share"] > 0)
     pvf = f.pivot_table(index=["scenario", "draw"], columns="fund", values="pv")
     for c in pvf.columns:
         per[f"pv_{c}"] = pvf[c]

@@ -159,11 +159,14 @@ def settle_scenarios(
     reserve_fen: np.ndarray,
     sp: ScenarioParams,
     scores: np.ndarray | None = None,
+    monthly: bool = True,
 ) -> dict[str, np.ndarray]:
     """Settle S scenarios of one fund-year at once.
 
     ``points``, ``share_fen``, ``cost_fen``: (S, H, 12) or (H, 12) (shared by all
     scenarios); ``budget_fen``, ``reserve_fen``: (S,). Returns arrays with a leading S.
+    ``monthly=False`` leaves out the final payment split over months (``payment_hm``,
+    ``quota_hm``), which nothing else depends on (sweeps without monthly arrays).
     """
     S_ = len(budget_fen)
     if S_ > CHUNK:  # bounded memory: blocks of scenarios, results stacked
@@ -182,6 +185,7 @@ def settle_scenarios(
                     reserve_fen[sl],
                     sub,
                     sc,
+                    monthly,
                 )
             )
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -235,9 +239,13 @@ def settle_scenarios(
     A = grouped_largest_remainder(
         q_h.ravel(), np.repeat(np.arange(S_), H), T, np.arange(n_sh)
     ).reshape(S_, H)
-    A_hm = grouped_largest_remainder(
-        q_hm.ravel(), np.repeat(np.arange(n_sh), 12), A.ravel(), np.arange(n_sh * 12)
-    ).reshape(S_, H, 12)
+    A_hm = (
+        grouped_largest_remainder(
+            q_hm.ravel(), np.repeat(np.arange(n_sh), 12), A.ravel(), np.arange(n_sh * 12)
+        ).reshape(S_, H, 12)
+        if monthly
+        else None
+    )
 
     # monthly pre-settlement
     P_m, S_m = seqsum(pts, 1), shr.sum(1)
@@ -289,7 +297,7 @@ def settle_scenarios(
             q, np.repeat(np.arange(len(rows)), H), avail[rows], np.arange(len(rows) * H)
         ).reshape(len(rows), H)
     overdraw = np.maximum(draw + refund.sum(1) - claw.sum(1) - R, 0)
-    return {
+    out = {
         "overdraw": overdraw.astype(np.int64),
         "corridor_base": base,
         "distributable": D,
@@ -317,6 +325,9 @@ def settle_scenarios(
         "pv_ceiling": ceiling,
         "pv_bound": np.where(hi_hit, 2, np.where(lo_hit, 1, 0)).astype(np.int8),
     }
+    if not monthly:
+        del out["payment_hm"], out["quota_hm"]
+    return out
 
 
 def settle_fund_fast(
