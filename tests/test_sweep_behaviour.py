@@ -3,6 +3,8 @@ definitions are what pricing itself gives where it can express them; draws are s
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,7 +31,7 @@ from drgsim.scenarios.behaviour import (
     severity_path,
     severity_siblings,
 )
-from drgsim.settlement.scenarios import ScenarioParams, settle_scenarios
+from drgsim.settlement.scenarios import ScenarioParams, mul_half_up, settle_scenarios
 
 # ---- a small region whose DRGs come in ADRG families (Dnn1, Dnn3, Dnn5) -------------
 
@@ -45,6 +47,8 @@ def family_region(n: int = 3000, n_hosp: int = 6, seed: int = 3):
     df = fake_cases(n, n_hosp=n_hosp, n_drg=30, seed=seed)
     df["drg"] = df["drg"].map(dict(zip(old, new, strict=True))).fillna(df["drg"])
     df["adrg"] = [x[:3] if x != "0000" else "" for x in df["drg"]]
+    long = np.random.default_rng(seed).random(n) < 0.03  # per-diem stays (min_los 60)
+    df.loc[long, "los_days"] = 70
     drg_csv = pd.DataFrame(
         {
             "drg": [k for k in new if k != "all"],
@@ -59,6 +63,7 @@ def family_region(n: int = 3000, n_hosp: int = 6, seed: int = 3):
 @pytest.fixture(scope="module")
 def region():
     h, w, df, sib = family_region()
+    w = w[w["key"] != "D043"].reset_index(drop=True)  # priced at the all-case row: no creep
     pol = load_policy()
     c = prepare_cases(df, h["hospital_id"])
     W = Weights.from_frame(w)
@@ -110,6 +115,55 @@ def test_cells_equal_rows(region, values):
     if values:  # the behaviour did something
         base = apply_rows(r["pr"], r["W"], {}, r["sib"], r["lv"])
         assert np.abs(rows.points - base.points).max() > 1.0
+
+
+def test_one_prepared_cells_many_values(region):
+    """The cells' cache (per inflation and thresholds) never serves a stale result."""
+    r = region
+    bc = prepare_cells(r["pr"], r["cells"], r["W"], r["sib"], r["lv"])
+    other = r["pol"].with_values({"high_cost.beta": 0.5}).at(2024)
+    for vals, pol in [
+        ({"cost_inflation": 0.1, "coding_creep": 0.2}, None),
+        ({"cost_inflation": 0.2, "coding_creep": 0.2}, None),
+        ({"cost_inflation": 0.1, "coding_creep": 0.6, "volume_growth": 0.1}, None),
+        ({"cost_inflation": 0.1, "coding_creep": 0.6}, other),
+        ({"cost_inflation.by_level.三级": 0.1}, other),
+        ({}, None),
+    ]:
+        rows = apply_rows(r["pr"], r["W"], vals, r["sib"], r["lv"], policy=pol)
+        assert_totals_equal(apply_cells(bc, vals, policy=pol), rows)
+    assert len(bc.cache) == 5
+
+
+def test_what_does_not_creep(region):
+    """D043 has no weight of its own (priced at the all-case row) and D045's sibling is
+    D043: neither creeps; D041's sibling-less top level neither."""
+    r = region
+    pr = r["pr"]
+    drg = pr.cases.drg_names[pr.cases.drg]
+    keep = np.isin(drg, ["D043", "D045", "D041"])
+    assert keep.sum() > 30
+    assert (pr.weight_level[drg == "D043"] == 4).all()  # WEIGHT_LEVELS.index("all")
+    sub = dataclasses.replace(pr, pay_status=np.where(keep, pr.pay_status, 1).astype(np.int8))
+    none = apply_rows(sub, r["W"], {}, r["sib"], r["lv"]).points
+    full = apply_rows(sub, r["W"], {"coding_creep": 1.0}, r["sib"], r["lv"]).points
+    assert full == pytest.approx(none, rel=1e-12)
+    bc = prepare_cells(sub, build_cells(sub), r["W"], r["sib"], r["lv"])
+    assert not bc.has_sib.any()
+    assert apply_cells(bc, {"coding_creep": 1.0}).points == pytest.approx(none, rel=1e-12)
+
+
+def test_cells_equal_rows_per_diem_outside_the_budget(region):
+    r = region
+    pol = r["pol"].with_values({"per_diem.inside_budget": False}).at(2024)
+    pr = price(prepare_cases(r["df"], r["h"]["hospital_id"]), r["W"], pol, r["h"])
+    assert pr.outside_fen.sum() > 0
+    bc = prepare_cells(pr, build_cells(pr), r["W"], r["sib"], r["lv"])
+    vals = {"volume_growth": 0.07, "cost_inflation": 0.2, "coding_creep": 0.1}
+    rows = apply_rows(pr, r["W"], vals, r["sib"], r["lv"])
+    assert_totals_equal(apply_cells(bc, vals), rows)
+    none = apply_rows(pr, r["W"], {}, r["sib"], r["lv"])
+    assert np.array_equal(rows.outside_fen, mul_half_up(none.outside_fen, 1.07))
 
 
 def test_no_behaviour_is_the_priced_rows(region):
@@ -342,6 +396,10 @@ def test_same_seed_same_draws_and_keys_independent():
         assert np.array_equal(a[k], b[k])
         assert a[k].shape == (500,)
     assert not np.array_equal(a["volume_growth"], c["volume_growth"])
+    same = draw_values(
+        {"coding_creep": MC["coding_creep"], "coding_creep.by_level.x": MC["coding_creep"]}, 50, 7
+    )
+    assert not np.array_equal(same["coding_creep"], same["coding_creep.by_level.x"])  # own streams
     fewer = {k: v for k, v in MC.items() if k != "coding_creep"}
     d = draw_values(fewer, draws=500, seed=7)
     assert np.array_equal(d["cost_inflation"], a["cost_inflation"])  # other keys untouched
@@ -525,6 +583,16 @@ def test_siblings_follow_the_condition_not_the_code():
     assert severity_siblings(t) == {"X015": "X013", "X013": "X011"}
     t2 = t.assign(los_days_min=["", "", "5", "", ""])  # a different split: not a sibling
     assert severity_siblings(t2) == {"X015": "X011"}
+    # equal levels (cc and mcc_or_cc): the one tried last before it
+    tie = pd.DataFrame(
+        {
+            "drg": ["Z011", "Z012", "Z013", "Z015"],
+            "adrg": "Z01",
+            "order": [1, 2, 3, 4],
+            "cc_rule": ["mcc", "mcc_or_cc", "cc", ""],
+        }
+    )
+    assert severity_siblings(tie) == {"Z015": "Z013", "Z013": "Z011", "Z012": "Z011"}
     with pytest.raises(ScenarioError, match="unknown rule 'severe'"):
         severity_siblings(t.assign(cc_rule=["severe", "", "", "", ""]))
 
