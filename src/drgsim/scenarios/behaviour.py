@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -90,6 +91,7 @@ DOMAIN = {
 }
 LINEAR_TYPES = [CASE_TYPES.index(t) for t in ("special_review", "ungroupable")]
 SHORT = CASE_TYPES.index("short_stay")
+CACHE_SIZE = 16  # re-priced cell sets kept per BehaviourCells (distinct inflations/thresholds)
 SEVERITY_RANK = {"": 0, "cc": 1, "mcc_or_cc": 1, "mcc": 2}
 OTHER_CONDITIONS = (
     "min_dx_count",
@@ -603,6 +605,7 @@ class BehaviourCells:
     short_hosp: np.ndarray
     hospital_ids: np.ndarray
     hosp_level: np.ndarray | None
+    cache: dict = dataclasses.field(default_factory=dict)  # see _priced_cells
 
 
 def _cell_weight_rows(pr: Priced, cells: Cells) -> np.ndarray:
@@ -703,6 +706,43 @@ def prepare_cells(
     )
 
 
+def _priced_cells(
+    bc: BehaviourCells, infl: np.ndarray, thr: list[dict]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per hfm at inflation factors ``infl`` (per hospital) and thresholds ``thr``: the
+    points without creep (threshold cells at their own DRG, fixed points, short stays), and
+    what a full creep adds (sibling minus own, creeping cells). Cached per (factors,
+    thresholds): draws of volume growth or creep alone re-price no cell."""
+    key = (infl.tobytes(), json.dumps(thr, sort_keys=True, default=str))
+    hit = bc.cache.get(key)
+    if hit is not None:
+        return hit
+    cells = bc.cells
+    n_hfm = cells.n_hfm
+    fi = infl[bc.hosp]
+    own = _cell_points_segments(dataclasses.replace(cells, m=cells.m / fi), thr)
+    own_h = np.bincount(cells.hfm, weights=own, minlength=n_hfm) + bc.fixed_other
+    own_h = own_h + bc.fixed_linear * np.repeat(infl, N_FUNDS * MONTHS)
+    if bc.short is not None:
+        sthr = [{**t, "low": 1.0} for t in thr]  # min(ratio, 1): low-cost below 1
+        sp = _cell_points_segments(
+            dataclasses.replace(bc.short, m=bc.short.m / infl[bc.short_hosp]), sthr
+        )
+        own_h = own_h + np.bincount(bc.short.hfm, weights=sp, minlength=n_hfm)
+    dlt_h = np.zeros(n_hfm)
+    if bc.has_sib.any():
+        at = _cell_points_segments(
+            dataclasses.replace(cells, P=bc.sib_P, m=bc.sib_m / fi, rw=bc.sib_rw), thr
+        )
+        sel = bc.has_sib
+        gain = at[sel] - own[sel]
+        dlt_h = np.bincount(cells.hfm[sel], weights=gain, minlength=n_hfm)
+    if len(bc.cache) >= CACHE_SIZE:
+        bc.cache.pop(next(iter(bc.cache)))
+    bc.cache[key] = (own_h, dlt_h)
+    return own_h, dlt_h
+
+
 def apply_cells(
     bc: BehaviourCells,
     values: Mapping[str, float | np.ndarray],
@@ -723,25 +763,9 @@ def apply_cells(
         thr = list(cells.built_segments)
     else:
         thr = [_thresholds(p) for p in segments_on(cells, as_year_policy(policy))]
-    fi = infl[bc.hosp]
-    own = _cell_points_segments(dataclasses.replace(cells, m=cells.m / fi), thr)
-    pts = own
-    if bc.has_sib.any() and np.any(creep[bc.hosp][bc.has_sib] > 0):
-        s = creep[bc.hosp]
-        at = _cell_points_segments(
-            dataclasses.replace(cells, P=bc.sib_P, m=bc.sib_m / fi, rw=bc.sib_rw), thr
-        )
-        pts = np.where(bc.has_sib, (1.0 - s) * own + s * at, own)
-    n_hfm = cells.n_hfm
+    own_h, dlt_h = _priced_cells(bc, infl, thr)
     per_hfm_infl = np.repeat(infl, N_FUNDS * MONTHS)
-    total = np.bincount(cells.hfm, weights=pts, minlength=n_hfm) + bc.fixed_other
-    total = total + bc.fixed_linear * per_hfm_infl
-    if bc.short is not None:
-        sthr = [{**t, "low": 1.0} for t in thr]  # min(ratio, 1): low-cost below 1
-        sp = _cell_points_segments(
-            dataclasses.replace(bc.short, m=bc.short.m / infl[bc.short_hosp]), sthr
-        )
-        total = total + np.bincount(bc.short.hfm, weights=sp, minlength=n_hfm)
+    total = own_h + np.repeat(creep, N_FUNDS * MONTHS) * dlt_h
     per_hfm_vol = np.repeat(vol, N_FUNDS * MONTHS)
     return Totals(
         points=total * per_hfm_vol,
