@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from drgsim.cli import main
 from drgsim.errors import ScenarioError, ValidationError
@@ -99,6 +101,32 @@ zip: [[budget.*.growth, high_cost.beta]]
     assert s.n_scenarios == 1 + 2 * 3
     pairs = {(o["budget.*.growth"], o["high_cost.beta"]) for _, o in s.overlays()[1:]}
     assert pairs == {(0.02, 0.8), (0.04, 1.0)}
+
+
+KEYS = ("high_cost.beta", "low_cost.factor", "budget.*.growth", "hospital_corridor.lower")
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lengths=st.lists(st.integers(1, 3), min_size=1, max_size=4), zipped=st.booleans())
+def test_file_expands_as_the_sweeps_grid(tmp_path, lengths, zipped):
+    """The file's scenarios (shown by `scenario show`) are the sweep's Grid's, in order."""
+    from drgsim.scenarios.grid import Grid
+
+    axes = {k: [round(0.1 + 0.1 * i + 0.01 * j, 2) for i in range(n)]
+            for j, (k, n) in enumerate(zip(KEYS, lengths, strict=False))}
+    keys = list(axes)
+    z = [keys[:2]] if zipped and len(keys) >= 2 and len(axes[keys[0]]) == len(axes[keys[1]]) \
+        else []
+    text = "name: g\ngrid:\n" + "".join(f"  {k}: {v}\n" for k, v in axes.items())
+    if z:
+        text += f"zip: [[{z[0][0]}, {z[0][1]}]]\n"
+    spec = load_scenarios(write(tmp_path, text))
+    ours = [o for _, o in spec.overlays()]
+    theirs = Grid(axes, zip=z or False).scenarios()
+    assert ours == theirs
+    assert spec.n_scenarios == len(theirs)
+    assert spec.grid().scenarios() == theirs
 
 
 def test_dict_entry_and_level_alias(tmp_path):
