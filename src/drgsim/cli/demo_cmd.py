@@ -115,15 +115,13 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
                   + ", ".join(sorted(p.name for p in paths.values())))
         con.print("[bold]5. swept[/] the bundled example scenarios against the baseline "
                   f"-> {root / 'sweeps'}/<name>/ (sweep.xlsx, parquet, plots):")
+        from drgsim.cli.sweep_cmd import summary_lines
+
         for spec, res in swept:
-            summ = res.summary()
             draws = int(res.hospitals["draw"].nunique()) if len(res.hospitals) else 1
             con.print(f"     {spec.name}: {len(res.scenarios)} scenarios × {draws} draw(s) — "
                       f"{spec.description}")
-            for _, r in summ[summ["scenario"] != 0].iterrows():
-                con.print(f"       [{int(r['scenario'])}] {str(r.get('name', ''))[:60]:<60} "
-                          f"point value {float(r['pv']):8.4f}  hospital change P5/P50/P95 "
-                          f"{r['change_p5']:+.2%} / {r['change_p50']:+.2%} / "
-                          f"{r['change_p95']:+.2%}")
+            for line in summary_lines(res):
+                con.print("   " + line, markup=False)
     except DrgsimError as exc:
         fail(exc)

@@ -10,6 +10,22 @@ from drgsim.cli.common import console, fail, out_option, policy_option
 from drgsim.errors import DrgsimError, Problem, ScenarioError
 
 
+def summary_lines(res, losing: float = -0.02, limit: int = 10) -> list[str]:
+    """Per scenario after the baseline (at most ``limit``): point value, the hospitals'
+    change P5/P50/P95 against the baseline and how many lose more than ``losing``."""
+    summ = res.summary(losing=losing)
+    rest = summ[summ["scenario"] != 0]
+    out = []
+    for _, r in rest.head(limit).iterrows():
+        out.append(f"  [{int(r['scenario'])}] {str(r.get('name', ''))[:56]:<56} "
+                   f"pv {float(r['pv']):9.4f}  change P5/P50/P95 {r['change_p5']:+.2%} / "
+                   f"{r['change_p50']:+.2%} / {r['change_p95']:+.2%}  "
+                   f"losing {int(r['n_losing'])}")
+    if len(rest) > limit:
+        out.append(f"  ... and {len(rest) - limit} more (summary.parquet, sweep.xlsx)")
+    return out
+
+
 def parse_grid_options(items: tuple[str, ...]) -> dict[str, object]:
     """``--grid KEY=V1,V2`` (or ``KEY=a:b:step``) -> grid axes; values read as YAML
     scalars (numbers, null, true/false, text)."""
@@ -196,6 +212,8 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
                 nd = int(res.hospitals["draw"].nunique()) if len(res.hospitals) else 1
                 con.print(f"{s.name}: {n} scenarios × {nd} draw(s) -> {dest}: "
                           + ", ".join(sorted(p.name for p in paths.values())))
+                for line in summary_lines(res, losing):
+                    con.print(line, markup=False)
                 if top is not None:
                     for p in sorted(dest.iterdir()):
                         if p.is_file() and not p.name.startswith("."):
