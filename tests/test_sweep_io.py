@@ -480,7 +480,7 @@ def test_cli_sweep_grid_end_to_end(small_region, tmp_path):
     r = CliRunner().invoke(main, sweep_args(small_region, out, "--grid",
                                             "budget.*.growth=0.02,0.06",
                                             "--grid", "high_cost.beta=0.8,1.0",
-                                            "--report", "2"))
+                                            "--report", "2", "--monthly"))
     assert r.exit_code == 0, r.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert {"scenarios.parquet", "hospitals.parquet", "funds.parquet", "summary.parquet",
@@ -488,6 +488,8 @@ def test_cli_sweep_grid_end_to_end(small_region, tmp_path):
             "heatmap.png"} <= set(manifest["files"])
     scen = pd.read_parquet(out / "scenarios.parquet")
     assert len(scen) == 1 + 4
+    months = pd.read_parquet(out / "months.parquet")  # --monthly
+    assert set(months["scenario"]) == set(range(5))
     h = pd.read_parquet(out / "hospitals.parquet")
     assert (h.loc[h["scenario"] == 0, "delta_fen"] == 0).all()
     wb = openpyxl.load_workbook(out / "sweep.xlsx")

@@ -148,11 +148,13 @@ def base_policy(specs: list, policy_file: str | None) -> str | None:
 @click.option("--report", "report", default=None, metavar="N|IDS",
               help="Scenarios with per-hospital rows in sweep.xlsx: a count (first N after "
               "the baseline, default 5) or ids '3,7,12'. Parquet has them all.")
+@click.option("--monthly", is_flag=True,
+              help="Also write months.parquet (scenario × draw × fund × hospital × month).")
 @click.option("--grouped", is_flag=True, help="CASES are grouped even without drgsim provenance.")
 @click.option("--losing", default=-0.02, show_default=True, type=float,
               help="A hospital whose change against the baseline is below this is losing.")
 def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, hospitals_file,
-          region_file, year, report, grouped, losing) -> None:
+          region_file, year, report, monthly, grouped, losing) -> None:
     """Prepare CASES once (weights, pricing, cells, budgets), settle every scenario and
     compare each hospital and fund with the baseline; write parquet tables, sweep.xlsx and
     plots to OUT, and OUT/manifest.json last (a folder without it is incomplete).
@@ -188,7 +190,8 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
             else SWEEP_FILES
         check_output(out, inputs, folder=True, writes=writes)
         options = {"command": "sweep", "grid": list(grid), "draws": draws, "seed": seed,
-                   "year": year, "report": report, "losing": losing, "grouped": grouped}
+                   "year": year, "report": report, "losing": losing, "grouped": grouped,
+                   "monthly": monthly}
         fp = fingerprint(inputs, options)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -200,7 +203,7 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
             top = OutputFolder(root, fp, owned=[f"{s.name}/*" for s in specs]).open() \
                 if folder_mode else None
             for s in specs:
-                res = base.sweep(s, draws=s.draws_n, seed=s.seed)
+                res = base.sweep(s, draws=s.draws_n, seed=s.seed, monthly=monthly)
                 try:  # unknown --report ids: a user error, before anything is written
                     reported_scenarios(res, chosen)
                 except ValueError as exc:
