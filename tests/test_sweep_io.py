@@ -242,6 +242,14 @@ def test_folder_is_many_specs_and_names_are_unique(tmp_path):
                    f"{tmp_path / 'a.yaml'}"]
 
 
+def test_readme_example_is_valid(tmp_path):
+    readme = (BUNDLED.parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Scenarios and sweeps", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    spec = load_scenarios(write(tmp_path, example))
+    assert spec.n_scenarios == 1 + 2 * 3 and spec.draws_n == 100
+
+
 def test_bundled_scenarios_are_valid():
     specs = load_scenario_files(BUNDLED)
     assert len(specs) >= 3
