@@ -509,13 +509,14 @@ def test_cli_sweep_grid_end_to_end(small_region, tmp_path):
 def test_cli_sweep_scenario_folder(small_region, tmp_path):
     sc = tmp_path / "sc"
     sc.mkdir()
-    write(sc, "name: growth\ngrid: {budget.*.growth: [0.02, 0.04]}\n", "a.yaml")
-    write(sc, "name: floor\nset: {point_value.bounds.floor: 0.95}\n", "b.yaml")
+    write(sc, "name: growth\ngrid: {budget.*.growth: [0.02, 0.04]}\n", "growth.yaml")
+    write(sc, "name: ../../floor\nset: {point_value.bounds.floor: 0.95}\n", "floor.yaml")
     out = tmp_path / "out"
     r = CliRunner().invoke(main, sweep_args(small_region, out, "--scenarios", str(sc)))
     assert r.exit_code == 0, r.output
     top = json.loads((out / "manifest.json").read_text())
-    assert top["parts"] == ["growth", "floor"]
+    assert top["parts"] == ["floor", "growth"]  # the files' names, sorted, never the
+    assert not (tmp_path / "floor").exists()    # scenario names (free text) as paths
     for name, n in (("growth", 3), ("floor", 2)):
         assert (out / name / "manifest.json").exists()
         assert len(pd.read_parquet(out / name / "scenarios.parquet")) == n

@@ -33,7 +33,7 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
     -> sweep the bundled example scenarios against the baseline.
 
     Writes the region, the grouped cases, the simulation's tables, workbook and plots, and
-    each sweep's tables, sweep.xlsx and plots (OUT/sweeps/<name>/) under OUT, and prints
+    each sweep's tables, sweep.xlsx and plots (OUT/sweeps/<file>/) under OUT, and prints
     where they are.
 
     \b
@@ -100,10 +100,10 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
                 res = base.sweep(spec)
                 sw_fp = fingerprint([root / "grouped.parquet", policy_file, spec.file],
                                     {"command": "demo sweep", **options})
-                write_sweep_outputs(res, root / "sweeps" / spec.name, sw_fp)
+                write_sweep_outputs(res, root / "sweeps" / Path(spec.file).stem, sw_fp)
                 swept.append((spec, res))
         folder.commit({**options, "parts": ["region", "grouped.parquet", "simulation",
-                                            *(f"sweeps/{s.name}" for s in specs)]})
+                                            *(f"sweeps/{Path(s.file).stem}" for s in specs)]})
         for msg in sorted({str(w.message) for w in caught}):
             con.print(f"     warning: {msg}")
         con.print("[bold]3. calibrated[/] weights on the history years and [bold]simulated[/] "
@@ -114,7 +114,7 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
         con.print(f"[bold]4. outputs[/] in {root / 'simulation'}: "
                   + ", ".join(sorted(p.name for p in paths.values())))
         con.print("[bold]5. swept[/] the bundled example scenarios against the baseline "
-                  f"-> {root / 'sweeps'}/<name>/ (sweep.xlsx, parquet, plots):")
+                  f"-> {root / 'sweeps'}/<file>/ (sweep.xlsx, parquet, plots):")
         from drgsim.cli.sweep_cmd import summary_lines
 
         for spec, res in swept:

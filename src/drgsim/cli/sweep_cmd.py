@@ -128,7 +128,7 @@ def base_policy(specs: list, policy_file: str | None) -> str | None:
 @click.argument("cases", type=click.Path(exists=True))
 @click.option("--scenarios", "scenarios", default=None, type=click.Path(exists=True),
               metavar="FILE|DIR", help="Scenario YAML file, or a folder of them (one sweep "
-              "per file, each in OUT/<name>/).")
+              "per file, each in OUT/<file name without .yaml>/).")
 @click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2",
               help="A grid axis (repeatable): values, or a:b:step; '*' expands over funds.")
 @click.option("--draws", default=None, type=click.IntRange(1, 100_000),
@@ -186,7 +186,9 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
             raise ScenarioError([Problem("--report", None, None, str(exc))]) from None
         specs = build_specs(scenarios, grid, draws, seed, policy_file)
         folder_mode = scenarios is not None and Path(scenarios).is_dir()
-        writes = tuple(f"{s.name}/{f}" for s in specs for f in SWEEP_FILES) if folder_mode \
+        # in folder mode each file's sweep goes to OUT/<file stem>/ (a safe, unique name)
+        parts = [Path(s.file).stem for s in specs]
+        writes = tuple(f"{d}/{f}" for d in parts for f in SWEEP_FILES) if folder_mode \
             else SWEEP_FILES
         check_output(out, inputs, folder=True, writes=writes)
         options = {"command": "sweep", "grid": list(grid), "draws": draws, "seed": seed,
@@ -200,15 +202,15 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
                                   region=region_file, year=year,
                                   grouped=True if grouped else None)
             root = Path(out)
-            top = OutputFolder(root, fp, owned=[f"{s.name}/*" for s in specs]).open() \
+            top = OutputFolder(root, fp, owned=[f"{d}/*" for d in parts]).open() \
                 if folder_mode else None
-            for s in specs:
+            for s, part in zip(specs, parts, strict=True):
                 res = base.sweep(s, draws=s.draws_n, seed=s.seed, monthly=monthly)
                 try:  # unknown --report ids: a user error, before anything is written
                     reported_scenarios(res, chosen)
                 except ValueError as exc:
                     raise ScenarioError([Problem("--report", None, None, str(exc))]) from None
-                dest = root / s.name if folder_mode else root
+                dest = root / part if folder_mode else root
                 paths = write_sweep_outputs(res, dest, fingerprint(inputs, {
                     **options, "spec": s.name}), report=chosen, losing=losing)
                 n = len(res.scenarios)
@@ -220,9 +222,9 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
                 if top is not None:
                     for p in sorted(dest.iterdir()):
                         if p.is_file() and not p.name.startswith("."):
-                            top.record(f"{s.name}/{p.name}")
+                            top.record(f"{part}/{p.name}")
             if top is not None:
-                top.commit({**options, "parts": [s.name for s in specs]})
+                top.commit({**options, "parts": parts})
         for w in sorted({str(w.message) for w in caught}):
             con.print(f"warning: {w}")
     except DrgsimError as exc:

@@ -699,8 +699,8 @@ def parse_scenarios(doc: Any, file: str, policy: Policy | None = None) -> Scenar
             continue
         ok = True
         for k in group:
-            if k not in node_keys(doc):
-                bad(at, "zip", f"{k!r} is not a grid key" + _did_you_mean(k, node_keys(doc)))
+            if k not in _grid_keys(doc):
+                bad(at, "zip", f"{k!r} is not a grid key" + _did_you_mean(k, _grid_keys(doc)))
                 ok = False
             elif k in seen:
                 bad(at, "zip", f"{k!r} is in two zip groups ({seen[k]} and {i + 1})")
@@ -774,7 +774,7 @@ def parse_scenarios(doc: Any, file: str, policy: Policy | None = None) -> Scenar
     return spec
 
 
-def node_keys(doc: Any) -> list[str]:
+def _grid_keys(doc: Any) -> list[str]:
     g = doc.get("grid") if isinstance(doc, dict) else None
     return [str(k) for k in g] if isinstance(g, dict) else []
 
