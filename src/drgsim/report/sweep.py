@@ -150,7 +150,7 @@ def hospital_changes(res: SweepLike, ids: Sequence[int]) -> pd.DataFrame:
     else:
         keys = [c for c in ("scenario", "fund", "hospital_id", "hospital_name", "level")
                 if c in h.columns]
-        g = h.groupby(keys, sort=False, dropna=False)
+        g = h.groupby(keys, sort=False, dropna=False, observed=True)
         money = [c for c in ("cases", "points", "cost_fen", "received_fen", "surplus_fen",
                              "delta_fen") if c in h.columns]
         d = g[money].mean()
@@ -284,7 +284,7 @@ def write_sweep_workbook(res: SweepLike, path: str | os.PathLike[str],
 
 # ----------------------------------------------------------------------------- plots
 def _quantiles(df: pd.DataFrame, by: list[str], col: str) -> pd.DataFrame:
-    g = df.groupby(by, sort=True)[col]
+    g = df.groupby(by, sort=True, observed=True)[col]
     q = g.quantile([0.05, 0.25, 0.5, 0.75, 0.95]).unstack()
     q.columns = ["p5", "p25", "p50", "p75", "p95"]
     q["mean"] = g.mean()
@@ -296,8 +296,8 @@ def hospital_totals(res: SweepLike, ids: Sequence[int]) -> pd.DataFrame:
     share of the baseline's received."""
     h = res.hospitals
     h = h[h["scenario"].isin(list(ids))]
-    g = h.groupby(["scenario", "draw", "hospital_id"], sort=True)[["received_fen",
-                                                                   "delta_fen"]].sum()
+    g = h.groupby(["scenario", "draw", "hospital_id"], sort=True, observed=True)[
+        ["received_fen", "delta_fen"]].sum()
     base = g["received_fen"] - g["delta_fen"]
     g["change"] = np.where(base != 0, g["delta_fen"] / base.where(base != 0, 1), np.nan)
     return g.reset_index()
@@ -383,7 +383,8 @@ def write_sweep_plots(res: SweepLike, out_dir: str | os.PathLike[str],
         axes = np.atleast_1d(fig.subplots(len(panels), 1, squeeze=False)[:, 0])
         for ax, sid in zip(axes, panels, strict=True):
             t = tot[tot["scenario"] == sid]
-            q = t.groupby("hospital_id")["change"].quantile([0.05, 0.5, 0.95]).unstack()
+            q = t.groupby("hospital_id", observed=True)["change"].quantile(
+                [0.05, 0.5, 0.95]).unstack()
             q = q.sort_values(0.5)
             y = q[0.5].to_numpy() * 100
             xs = np.arange(len(q))
@@ -455,7 +456,8 @@ def write_sweep_plots(res: SweepLike, out_dir: str | os.PathLike[str],
             key = scen[["scenario", a, b]].copy()
             for c in (a, b):
                 key[c] = key[c].map(_json_text)
-            pv = funds[funds["fund"] == fund_list[0]].groupby("scenario")["_pv"].mean()
+            first = funds[funds["fund"] == fund_list[0]]
+            pv = first.groupby("scenario", observed=True)["_pv"].mean()
             key["pv"] = key["scenario"].map(pv)
             metrics = [("pv", f"{L('hm_pv')} {fund_label(fund_list[0])}", "{:.2f}")]
             if "change_p50" in summ.columns:
