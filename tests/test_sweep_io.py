@@ -358,7 +358,8 @@ def fake_sweep(draws: int = 3, hospitals: int = 6, balance: bool = True) -> Fake
     funds["fund_balance_fen"] = funds["fund_balance_fen"].astype("Int64")
     return FakeSweep(scen, pd.DataFrame({"scenario": scen["scenario"], "route": scen["route"],
                                          "reason": "test"}),
-                     pd.DataFrame(rows), funds,
+                     pd.DataFrame(rows).astype({c: "category" for c in (  # as the engine
+                         "fund", "hospital_id", "hospital_name", "level")}), funds,
                      {"drgsim.version": "test", "drgsim.policy": "baseline"})
 
 
