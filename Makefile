@@ -24,6 +24,7 @@ bench: $(BIN)/.installed  ## performance figures for this machine (not part of t
 	$(BIN)/python benchmarks/bench_grouper.py
 	$(BIN)/python benchmarks/bench_synth.py
 	$(BIN)/python benchmarks/bench_payment.py
+	$(BIN)/python benchmarks/bench_batch.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -22,6 +22,19 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _temporary_cache_dir(tmp_path_factory):
+    """Compiled schemes go to a per-session temporary cache, never the user's (unless set)."""
+    if os.environ.get("DRGSIM_CACHE_DIR"):
+        yield
+        return
+    os.environ["DRGSIM_CACHE_DIR"] = str(tmp_path_factory.mktemp("drgsim-cache"))
+    try:
+        yield
+    finally:
+        os.environ.pop("DRGSIM_CACHE_DIR", None)
+
+
 @pytest.fixture(scope="session")
 def chs():
     from drgsim.grouper import load_scheme

@@ -32,6 +32,9 @@ BROKEN = {
         "point_value.bounds.budgeted_pv_yuan",
         "budgeted_pv: given need budgeted_pv_yuan per fund",
     ),
+    # hostile files (tests/test_yaml_safety.py): refused before any schema check
+    "gbk_encoded.yaml": (47, None, "not UTF-8 text"),
+    "billion_laughs.yaml": (2, None, "YAML anchor &lol0 is not allowed"),
 }
 
 

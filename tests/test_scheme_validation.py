@@ -60,6 +60,15 @@ BROKEN = [
     ("repeated_rule_order", "adrg.csv", 5, "BR1,BR1,B,1,medical,脑病,principal,,,,,,,,,,",
      "adrg.csv:5: order: order 1 repeated in MDC B (line 4)"),
     ("unknown_table", "weights.csv", None, "drg,rw", "weights.csv: unknown table"),
+    # integers beyond what the compiled int64 arrays hold beside their sentinels
+    ("int_20_digits", "adrg.csv", 2, "AA1,AA1,A,1,surgical,心脏移植,,,main,,,,,,,,"
+     "99999999999999999999", "adrg.csv:2: los_days_max: 99999999999999999999 is out of range"),
+    ("int_2_pow_62", "drg.csv", 2, "AA19,AA1,1,9,心脏移植,,4611686018427387904",
+     "drg.csv:2: los_days_min: 4611686018427387904 is out of range"),
+    ("int_negative_huge", "mdc.csv", 2, "A,MDCA,1,先期分组,,1,,-9223372036854775808,,,0,any_proc_or",
+     "mdc.csv:2: age_years_min: -9223372036854775808 is out of range"),
+    ("int_order_5000_digits", "drg.csv", 2, "AA19,AA1," + "9" * 5000 + ",9,心脏移植,,",
+     "drg.csv:2: order: 999999999999...(5000 digits) is out of range"),
 ]
 
 
@@ -128,3 +137,79 @@ def test_group_with_broken_scheme_fails_before_grouping(tmp_path):
     df = pd.DataFrame({"case_id": ["a"], "sex": [1], "age_years": [3], "diagnoses": ["I50.900"]})
     with pytest.raises(SchemeError, match=r"cc.csv:2: level"):
         drgsim.group(df, scheme=folder)
+
+
+def test_largest_table_integer_validates_and_groups(tmp_path):
+    """The range limit is exact: the largest integer accepted compiles and groups."""
+    import pandas as pd
+
+    import drgsim
+    from drgsim.scheme.tables import INT_LIMIT
+
+    folder = _break(tmp_path, "adrg.csv", 2,
+                    f"AA1,AA1,A,1,surgical,心脏移植,,,main,,,,,,,-{INT_LIMIT},{INT_LIMIT}")
+    load_tables(folder)
+    df = pd.DataFrame({"case_id": ["a"], "sex": [1], "age_years": [60], "los_days": [2**63 - 1],
+                       "diagnoses": ["I50.900"], "procedures": ["37.5100"]})
+    out = drgsim.group(df, scheme=folder)
+    assert out["status"].tolist() == ["ok"]
+
+
+def test_adrg_without_drgs_is_a_warning_not_an_error(tmp_path):
+    """README 4.3 defines the result (the ADRG code): validate lists it, group says it once."""
+    import warnings
+
+    import pandas as pd
+
+    import drgsim
+    from drgsim.errors import SchemeWarning
+
+    folder = _break(tmp_path, "drg.csv", 2, "")  # drop AA19, the only DRG of AA1
+    st = load_tables(folder)
+    assert [str(w) for w in st.warnings] == [
+        "adrg.csv:2: adrg: ADRG AA1 has no row in drg.csv: its cases get the DRG code AA1 "
+        "(scheme README 4.3)"]
+    df = pd.DataFrame({"case_id": ["a"], "sex": [1], "age_years": [60],
+                       "diagnoses": ["I50.900"], "procedures": ["37.5100"]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = drgsim.group(df, scheme=folder)
+        drgsim.group(df, scheme=folder)
+    said = [w for w in caught if issubclass(w.category, SchemeWarning)]
+    assert len(said) == 1 and "ADRG AA1 has no row in drg.csv" in str(said[0].message)
+    assert out[["adrg", "drg", "status"]].values.tolist() == [["AA1", "AA1", "ok"]]
+
+
+def test_empty_drg_table_is_one_warning(tmp_path):
+    folder = _break(tmp_path, "drg.csv", None, None)
+    (folder / "drg.csv").write_text("drg,adrg,order,severity,name_zh,cc_rule,los_days_min\n",
+                                    encoding="utf-8")
+    st = load_tables(folder)
+    assert [str(w) for w in st.warnings] == [
+        "drg.csv: no DRG rows: every case that matches an ADRG gets the ADRG code as its DRG "
+        "(scheme README 4.3)"]
+
+
+def test_cli_validate_lists_warnings_and_exits_zero(tmp_path):
+    from drgsim.cli import main
+
+    folder = _break(tmp_path, "drg.csv", 2, "")
+    res = CliRunner().invoke(main, ["scheme", "validate", str(folder)])
+    assert res.exit_code == 0, res.output
+    assert f"warning: {folder}/adrg.csv:2: adrg: ADRG AA1 has no row in drg.csv" in res.output
+
+
+def test_cli_group_says_the_scheme_warning_once(tmp_path, monkeypatch):
+    from drgsim.cli import main
+    from drgsim.scheme import compiled
+
+    monkeypatch.setattr(compiled, "_MEMO", {})  # as in a fresh process
+    folder = _break(tmp_path, "drg.csv", 2, "")
+    src = tmp_path / "in.csv"
+    src.write_text("case_id,sex,age_years,diagnoses,procedures\n"
+                   "a,1,60,I50.900,37.5100\nb,2,50,I50.900,37.5100\n", encoding="utf-8")
+    res = CliRunner().invoke(main, ["group", str(src), "-o", str(tmp_path / "out.csv"),
+                                    "--scheme", str(folder)])
+    assert res.exit_code == 0, res.output
+    said = [x for x in res.output.splitlines() if x.startswith("warning: scheme")]
+    assert len(said) == 1 and "ADRG AA1 has no row in drg.csv" in said[0], res.output

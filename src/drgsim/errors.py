@@ -33,6 +33,10 @@ class ValidationError(DrgsimError):
 
     def __init__(self, problems: list[Problem], title: str | None = None):
         self.problems = list(problems)
+        if len(self.problems) == 1:  # one problem, one line: it names file and line itself
+            only = str(self.problems[0])
+            super().__init__(f"{title.rstrip(': ')}: {only}" if title else only)
+            return
         head = title or f"{len(self.problems)} problem(s) in {self.kind}"
         lines = [head] + [f"  {p}" for p in self.problems[:200]]
         if len(self.problems) > 200:
@@ -55,6 +59,10 @@ class ScenarioError(ValidationError):
 
 class SchemeNotFoundError(DrgsimError):
     """A scheme name or path does not resolve to a folder of tables."""
+
+
+class SchemeWarning(UserWarning):
+    """Scheme tables are valid but have something worth a look (an ADRG without DRGs)."""
 
 
 class RecordsError(DrgsimError):

@@ -8,18 +8,21 @@ become text, never numbers; every other column passes through untouched.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from drgsim.constants import ABSENT, SATURATE
 from drgsim.errors import MissingColumnError
+
+if TYPE_CHECKING:  # pandas loads only when a DataFrame comes in (a faster CLI start)
+    import pandas as pd
 
 RECORD_FIELDS = (
     "case_id", "sex", "age_years", "age_days", "birth_weight_g", "dept", "los_days",
@@ -265,7 +268,9 @@ def read_records(source: Any, encoding: str | None = None, column_map: Any = Non
     ``column_map`` (path, shipped name or ColumnMap) renames/joins/maps columns first;
     ``options`` (``bad_lines``, ``glob``, ``sheet``) go to :func:`~drgsim.inputs.sources.open_input`.
     """
-    if isinstance(source, (pa.Table, pa.RecordBatch, pd.DataFrame)):
+    pd_ = sys.modules.get("pandas")  # a DataFrame can only come from an imported pandas
+    is_frame = pd_ is not None and isinstance(source, pd_.DataFrame)
+    if isinstance(source, (pa.Table, pa.RecordBatch)) or is_frame:
         if isinstance(source, pa.Table):
             table = source
         elif isinstance(source, pa.RecordBatch):

@@ -6,6 +6,9 @@ Commands live in their own modules and are imported only when invoked, so that
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from importlib import import_module
 
 import click
@@ -45,10 +48,75 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def invoke(self, ctx: click.Context):
+        """Run the command; every error reaches the person as one line (see :func:`_report`)."""
+        debug = bool(ctx.params.get("debug")) or _debug_env()
+        shown = warnings.showwarning
+        if not debug:
+            warnings.showwarning = _one_line_warning
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click prints these itself (usage errors: one line, exit 2)
+        except SystemExit:
+            raise
+        except BrokenPipeError:
+            raise  # `drgsim ... | head`: click quiets it
+        except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into lines
+            if debug:
+                raise
+            _report(exc)
+        finally:
+            warnings.showwarning = shown
+
+
+ISSUES = "the drgsim issue tracker"
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on the command line: ``warning: message``, one line, no source excerpt."""
+    click.echo(f"warning: {message}", err=True)
+
+
+def _debug_env() -> bool:
+    return os.environ.get("DRGSIM_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _report(exc: BaseException) -> None:
+    """One line on stderr and an exit code; never a traceback (that is ``--debug``).
+
+    Exit 2: a user mistake (a drgsim error, a file the OS refuses); 128 + signal number when
+    interrupted (130 Ctrl-C, 143 SIGTERM); 1: an internal error, which says so and asks for
+    a report.
+    """
+    from drgsim.errors import DrgsimError
+
+    if isinstance(exc, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (output.signals)
+        signum = getattr(exc, "signum", 2)
+        click.echo(f"\n{exc}" if signum != 2 and str(exc) else "\ninterrupted", err=True)
+        sys.exit(128 + signum)
+    if isinstance(exc, DrgsimError):
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    if isinstance(exc, OSError) and exc.filename is not None:
+        where = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        click.echo(f"error: {where}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
+    if isinstance(exc, MemoryError):
+        click.echo("error: out of memory (for group: try a smaller --batch-rows)", err=True)
+        sys.exit(1)
+    what = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    click.echo(f"internal error (a bug in drgsim {__version__}): {what} — please report it on "
+               f"{ISSUES} with the command you ran; 'drgsim --debug ...' or DRGSIM_DEBUG=1 "
+               "shows the traceback", err=True)
+    sys.exit(1)
+
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="drgsim")
-def main() -> None:
+@click.option("--debug", is_flag=True, default=False,
+              help="Show the full traceback of an error (also DRGSIM_DEBUG=1).")
+def main(debug: bool = False) -> None:
     """drgsim: group discharges (CHS-DRG), price them in points and simulate budgets.
 
     \b

@@ -65,6 +65,10 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
     from drgsim.grouper.stream import OUTPUT_FORMATS, group_file, input_rows
     from drgsim.output import check_output
 
+    if not (with_flags or compare_col):  # their summaries use pandas; plain grouping does not
+        from drgsim.grouper.tiny import arrow_without_pandas
+
+        arrow_without_pandas()
     con = console()
     try:
         check_output(out, [input_path, column_map, scheme], OUTPUT_FORMATS)

@@ -46,6 +46,10 @@ def validate(path: str) -> None:
     rows = ", ".join(f"{k.removesuffix('.csv')} {len(v):,}" for k, v in st.tables.items())
     click.echo(f"{folder}: OK — {st.name} {st.version} (tables {st.content_hash})")
     click.echo(f"  {rows}")
+    for w in st.warnings:  # valid, and grouped as the README says, but worth a look
+        click.echo(f"warning: {folder}/{w}")
+    if st.warnings:
+        con.print(f"[yellow]{len(st.warnings)} warning(s)[/]")
 
 
 @scheme.command("list")

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
-from drgsim.codes import encode_field
 from drgsim.errors import DrgsimError
 from drgsim.parallel import parallel_section
 from drgsim.records import (
@@ -23,6 +22,9 @@ from drgsim.records import (
 )
 from drgsim.scheme.compiled import CompiledScheme, compile_scheme
 from drgsim.scheme.paths import DEFAULT_SCHEME, resolve_scheme_dir
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 T = TypeVar("T")
 
@@ -56,17 +58,32 @@ class GroupResult:
             ("drg", self.drg, scheme.out_drg),
             ("status", self.status, scheme.out_status),
         ):
-            d = pa.DictionaryArray.from_arrays(pa.array(idx, pa.int32()), pa.array(labels, pa.string()))
+            # from the buffer: pa.array(ndarray) would import numpy.ma (~50 ms of a tiny start)
+            idx = np.ascontiguousarray(idx, dtype=np.int32)
+            ids = pa.Array.from_buffers(pa.int32(), len(idx), [None, pa.py_buffer(idx)])
+            d = pa.DictionaryArray.from_arrays(ids, pa.array(labels, pa.string()))
             out[name] = d.cast(pa.string())
         return out
 
 
 def group_fields(fields: RecordFields, scheme: CompiledScheme, translate: bool = False,
-                 threads: int | None = None) -> GroupResult:
-    """Group already-read record fields (the kernel entry point for every input type)."""
+                 threads: int | None = None, engine: str = "kernel") -> GroupResult:
+    """Group already-read record fields (the kernel entry point for every input type).
+
+    ``engine``: ``kernel`` (numba), ``reference`` (the Python reference grouper) or
+    ``auto`` (the reference for tiny batches, see :mod:`drgsim.grouper.tiny`).
+    """
 
     if translate and not scheme.has_translation:
         raise DrgsimError(f"scheme {scheme.name} has no dx_map.csv/proc_map.csv: cannot translate")
+    from drgsim.grouper.tiny import choose_engine
+
+    if choose_engine(engine, fields.n) == "reference":
+        from drgsim.grouper.tiny import group_reference
+
+        return group_reference(fields, scheme, translate)
+    from drgsim.codes import encode_field
+
     threads = threads or default_threads()
     dx_ptr, dx_ids = encode_field(fields.diagnoses, scheme, keep_empty_field=translate, threads=threads)
     px_ptr, px_ids = encode_field(fields.procedures, scheme, keep_empty_field=False, threads=threads)
@@ -99,21 +116,31 @@ def output_name_map(names: list[str]) -> dict[str, str]:
 def group_arrow(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme, translate: bool = False,
                 threads: int | None = None, flags: bool = False, names: bool = False) -> pa.Table:
     """Group an Arrow table: every input column passes through, outputs appended."""
-    return group_arrow_result(table, scheme, translate, threads, flags, names)[0]
+    return group_arrow_result(table, scheme, translate, threads, flags, names, engine="kernel")[0]
 
 
 def group_arrow_result(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme,
                        translate: bool = False,
                        threads: int | None = None, flags: bool = False,
-                       names: bool = False) -> tuple[pa.Table, GroupResult]:
+                       names: bool = False, engine: str = "auto") -> tuple[pa.Table, GroupResult]:
     """Like :func:`group_arrow`, also returning the kernel's raw result (for summaries).
 
     ``flags``/``names`` add the ``flags`` list column and the title columns (issue 13).
+    ``engine="auto"`` (the streaming path) groups a tiny batch with the reference grouper
+    when the numba kernels are not loaded yet (:mod:`drgsim.grouper.tiny`).
     """
+    from drgsim.grouper.tiny import choose_engine
+
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
-    fields = fields_from_table(table)
-    res = group_fields(fields, scheme, translate, threads)
+    engine = choose_engine(engine, table.num_rows)
+    if engine == "reference":
+        from drgsim.grouper.tiny import fields_py
+
+        fields = fields_py(table)  # the same rules without the numba text kernel
+    else:
+        fields = fields_from_table(table)
+    res = group_fields(fields, scheme, translate, threads, engine)
     table = _kept_malformed(table, res)
     renames = output_name_map(table.schema.names)
     if renames:
@@ -123,7 +150,7 @@ def group_arrow_result(table: pa.Table | pa.RecordBatch, scheme: CompiledScheme,
     if flags or names or "__drgsim_numeric_code" in table.schema.names:
         from drgsim.grouper.extras import decorate
 
-        table = decorate(table, fields_from_table(table), scheme, flags, names)
+        table = decorate(table, fields, scheme, flags, names)  # record columns: not renamed
     meta = dict(table.schema.metadata or {})
     meta.update({k.encode(): v.encode() for k, v in provenance(scheme, translate).items()})
     meta[b"drgsim.absent_columns"] = ",".join(fields.missing).encode()
@@ -148,6 +175,8 @@ def group_dataframe(df: pd.DataFrame, scheme: CompiledScheme, translate: bool = 
                     threads: int | None = None, flags: bool = False,
                     names: bool = False) -> pd.DataFrame:
     """Group a DataFrame; pass-through columns are the caller's own objects, untouched."""
+    import pandas as pd
+
     check_columns([str(c) for c in df.columns])
     fields = fields_from_table(dataframe_record_table(df))
     res = group_fields(fields, scheme, translate, threads)
@@ -186,17 +215,20 @@ def group(records: T, scheme: str | os.PathLike[str] | CompiledScheme = DEFAULT_
     ``column_map`` (a YAML path or a shipped map name) renames/joins/maps input columns.
     """
     cs = load_scheme(scheme)
+    # a DataFrame can only come from an imported pandas (the Arrow paths never import it)
+    pd = sys.modules.get("pandas")
+    is_frame = pd is not None and isinstance(records, pd.DataFrame)
     if column_map is not None:
         was_arrow = isinstance(records, (pa.Table, pa.RecordBatch))
         if isinstance(records, pa.RecordBatch):
             records = pa.Table.from_batches([records])
-        if isinstance(records, pd.DataFrame):
+        if is_frame:
             records = pa.Table.from_pandas(records, preserve_index=False)
         table = read_records(records, encoding=encoding, column_map=column_map)
         check_columns(table.schema.names)
         out = group_arrow(table, cs, translate, threads, flags, names)
         return out if was_arrow else out.to_pandas()
-    if isinstance(records, pd.DataFrame):
+    if is_frame:
         return group_dataframe(records, cs, translate, threads, flags, names)
     if isinstance(records, (pa.Table, pa.RecordBatch)):
         check_columns(records.schema.names)

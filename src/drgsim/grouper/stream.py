@@ -54,7 +54,9 @@ class _Writer:
             if self.kind == "parquet":
                 import pyarrow.parquet as pq
 
-                self._w = pq.ParquetWriter(self.path, table.schema, compression="zstd")
+                from drgsim.grouper.batchio import parquet_write_options
+
+                self._w = pq.ParquetWriter(self.path, table.schema, **parquet_write_options(table))
             else:
                 import pyarrow.csv as pacsv
 

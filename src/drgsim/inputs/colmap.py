@@ -96,23 +96,13 @@ def _scalar(v: Any) -> bool:
 
 def parse_map(text: str, file: str = "<map>") -> ColumnMap:
     """Parse and validate a column map from YAML text; raise :class:`ColumnMapError`."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.constructor import DuplicateKeyError
-    from ruamel.yaml.error import MarkedYAMLError
+    from drgsim.yamlsafe import load_yaml
 
     problems: list[Problem] = []
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = False
-    try:
-        doc = yaml.load(text)
-    except DuplicateKeyError as exc:
-        mark = exc.problem_mark
-        raise ColumnMapError([Problem(file, mark.line + 1 if mark else None, None,
-                                      f"duplicate key: {exc.problem}")]) from None
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        raise ColumnMapError([Problem(file, mark.line + 1 if mark else None, None,
-                                      f"not valid YAML: {exc.problem}")]) from None
+    try:  # size, depth, aliases, duplicate keys and syntax: one file:line problem
+        doc = load_yaml(text, file, ColumnMapError)
+    except ValueError as exc:  # a scalar ruamel cannot construct (e.g. 2024-13-01)
+        raise ColumnMapError([Problem(file, None, None, f"not valid YAML: {exc}")]) from None
     if not isinstance(doc, dict):
         raise ColumnMapError([Problem(file, 1, None, "a column map is a YAML mapping")])
 
@@ -211,7 +201,10 @@ def load_map(source: str | os.PathLike[str] | ColumnMap) -> ColumnMap:
         else:
             raise RecordsError(f"{source}: no such column map file (shipped maps: "
                                f"{', '.join(sorted(shipped))})")
-    return parse_map(p.read_text(encoding="utf-8"), file=str(p))
+    from drgsim.yamlsafe import decode_utf8, read_yaml_bytes
+
+    text = decode_utf8(read_yaml_bytes(p, ColumnMapError), str(p), ColumnMapError)
+    return parse_map(text, file=str(p))
 
 
 # ---------------------------------------------------------------- applying a map

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import hashlib
-import io
 import json
 import os
 import re
@@ -18,13 +17,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-from ruamel.yaml.constructor import DuplicateKeyError
-from ruamel.yaml.error import MarkedYAMLError
-
 from drgsim.errors import Problem, ValidationError
 from drgsim.errors import Problem as _Problem
 from drgsim.policy.schema import FUNDS, LEAF_META, SCHEMA, TOP_META, Param
+from drgsim.yamlsafe import decode_utf8, load_yaml, read_yaml_bytes
 
 
 class PolicyError(ValidationError):
@@ -457,21 +453,14 @@ def load_policy(source: str | os.PathLike[str] | None = None) -> Policy:
         if not path.exists() and bundled_policy_path(str(source)).exists():
             path = bundled_policy_path(str(source))
     file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise PolicyError([Problem(file, None, None, f"cannot read: {e}")]) from e
+    text = decode_utf8(read_yaml_bytes(path, PolicyError), file, PolicyError)
     return parse_policy(text, file)
 
 
 def parse_policy(text: str, file: str = "<policy>") -> Policy:
     """Validate policy YAML text (see :func:`load_policy`)."""
-    yaml = YAML(typ="rt")
-    try:
-        doc = yaml.load(io.StringIO(text))
-    except DuplicateKeyError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else None
-        raise PolicyError([Problem(file, line, None, f"duplicate key: {e.problem}")]) from e
+    try:  # size, depth, aliases, duplicate keys and syntax: one file:line problem
+        doc = load_yaml(text, file, PolicyError)
     except ValueError as e:  # a timestamp-looking key that is not a real date
         probs = []
         for i, row in enumerate(text.splitlines(), 1):
@@ -480,10 +469,7 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
                     dt.date.fromisoformat(m.group(1))
                 except ValueError:
                     probs.append(Problem(file, i, None, f"{m.group(1)!r} is not a date YYYY-MM-DD"))
-        raise PolicyError(probs or [Problem(file, None, None, str(e))]) from e
-    except MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else None
-        raise PolicyError([Problem(file, line, None, f"not valid YAML: {e.problem}")]) from e
+        raise PolicyError(probs or [Problem(file, None, None, str(e))]) from None
     problems: list[Problem] = []
     if not isinstance(doc, dict):
         raise PolicyError([Problem(file, 1, None, "a policy file is a mapping of sections")])
@@ -505,7 +491,8 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
     params.pop(LINES, None)
     params.pop(VALUE_LINES, None)
     if problems:
-        raise PolicyError(problems, title=f"{len(problems)} problem(s) in policy {file}")
+        title = f"{len(problems)} problem(s) in policy {file}" if len(problems) > 1 else None
+        raise PolicyError(problems, title=title)
     name = str(doc.get("name", Path(file).stem))
     scheme = str(doc.get("scheme", "chs_drg_11"))
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]

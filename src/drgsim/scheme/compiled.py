@@ -2,13 +2,16 @@
 
 Codes become integer ids once (id 0 is "in no table"); every rule condition becomes a
 small integer or a bound; code lists become a per-code CSR of (rule, list) memberships.
-The compiled arrays are cached on disk keyed by the tables' content hash.
+The compiled arrays are cached on disk keyed by the tables' content hash, the drgsim
+version and a hash of the compiler's own source: a cache written by other code is rebuilt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -17,6 +20,7 @@ import numpy as np
 
 from drgsim import __version__
 from drgsim.constants import ABSENT  # noqa: F401  (re-exported for the kernels)
+from drgsim.errors import SchemeWarning
 from drgsim.scheme.spec import STATUSES
 from drgsim.scheme.tables import SchemeTables, load_tables
 
@@ -30,7 +34,9 @@ OR_PROC = {"": 0, "main": 1, "any": 2, "none": 3}
 CC_RULE = {"": 0, "mcc": 1, "mcc_or_cc": 2, "cc": 3}
 LIST_KIND = {"dx": 0, "dx2": 1, "proc": 2, "proc2": 3}
 
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
+# The modules whose code decides the compiled arrays: their source is part of the cache key.
+COMPILER_MODULES = ("compiled.py", "spec.py", "tables.py", "../constants.py")
 
 
 class KernelTables(NamedTuple):
@@ -99,6 +105,7 @@ class CompiledScheme:
     drg_codes: list[str]  # DRG index (sorted by ADRG, order) -> code
     has_translation: bool
     translation_default: bool
+    warnings: list[str] = field(default_factory=list)  # SchemeTables.warnings, as text
     _lookup: object = field(default=None, repr=False)
 
     # Output label tables: the kernel returns indices into these.
@@ -378,6 +385,7 @@ def compile_tables(st: SchemeTables) -> CompiledScheme:
         drg_codes=drg_list,
         has_translation="dx_map.csv" in t and "proc_map.csv" in t,
         translation_default=st.meta.get("code_translation_default", "off") == "on",
+        warnings=[str(w) for w in st.warnings],
     )
 
 
@@ -403,6 +411,9 @@ def _save(cs: CompiledScheme, path: Path) -> None:
         "drg_codes": cs.drg_codes,
         "has_translation": cs.has_translation,
         "translation_default": cs.translation_default,
+        "warnings": cs.warnings,
+        "drgsim_version": __version__,
+        "compiler_hash": compiler_hash(),
     }
     arrays = {f"kt_{k}": v for k, v in cs.kt._asdict().items()}
     tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -416,8 +427,9 @@ def _load(path: Path, folder: Path) -> CompiledScheme | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
-            if meta.get("format") != CACHE_FORMAT:
-                return None
+            if (meta.get("format") != CACHE_FORMAT or meta.get("drgsim_version") != __version__
+                    or meta.get("compiler_hash") != compiler_hash()):
+                return None  # written by other code: rebuild
             kt = KernelTables(**{k: z[f"kt_{k}"] for k in KernelTables._fields})
             codes = [str(c) for c in z["codes"]]
     except Exception:  # a corrupt or stale cache is rebuilt, never trusted
@@ -427,20 +439,51 @@ def _load(path: Path, folder: Path) -> CompiledScheme | None:
         path=str(folder), codes=codes, kt=kt, mdc_letters=meta["mdc_letters"],
         mdc_labels=meta["mdc_labels"], adrg_codes=meta["adrg_codes"],
         drg_codes=meta["drg_codes"], has_translation=meta["has_translation"],
-        translation_default=meta["translation_default"],
+        translation_default=meta["translation_default"], warnings=list(meta["warnings"]),
     )
+
+
+_COMPILER_HASH: list[str] = []
+
+
+def compiler_hash() -> str:
+    """A hash of the compiler's source (``COMPILER_MODULES``): new code, new cache key."""
+    if not _COMPILER_HASH:
+        h = hashlib.blake2b(digest_size=8)
+        here = Path(__file__).parent
+        for name in COMPILER_MODULES:
+            h.update(name.encode())
+            h.update((here / name).read_bytes())
+        _COMPILER_HASH.append(h.hexdigest())
+    return _COMPILER_HASH[0]
+
+
+def cache_key(tables_hash: str) -> str:
+    """The compiled-cache key: the tables' content, the drgsim version and the compiler."""
+    blob = f"{CACHE_FORMAT}|{tables_hash}|{__version__}|{compiler_hash()}".encode()
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
 _MEMO: dict[str, CompiledScheme] = {}
 
 
+def _say_warnings(cs: CompiledScheme) -> None:
+    """Say a scheme's warnings once per process (the scheme is memoised after this)."""
+    if not cs.warnings:
+        return
+    more = (f" (and {len(cs.warnings) - 1} more: 'drgsim scheme validate {cs.path}' lists them)"
+            if len(cs.warnings) > 1 else "")
+    warnings.warn(SchemeWarning(f"scheme {cs.name} {cs.version}: {cs.warnings[0]}{more}"),
+                  stacklevel=3)
+
+
 def compile_scheme(folder: str | Path, use_cache: bool = True) -> CompiledScheme:
     """Load, validate and compile a scheme folder, reusing the on-disk cache when the
-    tables' content hash matches."""
+    tables' content, the drgsim version and the compiler's source all match."""
     from drgsim.scheme.tables import content_hash
 
     folder = Path(folder).resolve()
-    h = content_hash(folder)
+    h = cache_key(content_hash(folder))
     if h in _MEMO:
         return _MEMO[h]
     path = cache_dir() / f"{h}.npz"
@@ -452,5 +495,6 @@ def compile_scheme(folder: str | Path, use_cache: bool = True) -> CompiledScheme
                 _save(cs, path)
             except OSError:
                 pass  # a read-only home still groups, just without the cache
+    _say_warnings(cs)
     _MEMO[h] = cs
     return cs

@@ -10,13 +10,24 @@ from __future__ import annotations
 import csv
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from drgsim.constants import SATURATE
 from drgsim.errors import Problem, SchemeError
 from drgsim.scheme.spec import TABLES, TableSpec
 
 _INT = re.compile(r"-?[0-9]+\Z")
+# Integers in the tables compile to int64 beside two sentinels (no bound, absent) and are
+# compared with record values that saturate at +-SATURATE: a table integer lies strictly
+# inside, so nothing that validates can overflow or be confused with a saturated value.
+INT_LIMIT = SATURATE - 1
+
+
+def _int_in_range(value: str) -> bool:
+    """``value`` (matching ``_INT``) lies within +-INT_LIMIT (checked on the digits first)."""
+    digits = value.lstrip("-").lstrip("0")
+    return len(digits) <= 19 and int(value) <= INT_LIMIT and int(value) >= -INT_LIMIT
 _LABEL = r"[^&|\s]+"
 _EXPR = re.compile(rf"{_LABEL}(&{_LABEL})*(\|{_LABEL}(&{_LABEL})*)*\Z")
 
@@ -49,6 +60,8 @@ class SchemeTables:
     tables: dict[str, Table]
     content_hash: str
     meta: dict[str, str]
+    # valid but worth a look (an ADRG without DRGs): the result is defined, so not an error
+    warnings: list[Problem] = field(default_factory=list)
 
     def __getitem__(self, file: str) -> Table:
         return self.tables[file]
@@ -154,6 +167,13 @@ def _check_cells(table: Table, spec: TableSpec, problems: list[Problem]) -> None
                     problems.append(
                         Problem(table.file, line, col.name, f"{value!r} is not an integer")
                     )
+                elif not _int_in_range(value):
+                    shown = value if len(value) <= 30 else f"{value[:12]}...({len(value)} digits)"
+                    problems.append(
+                        Problem(table.file, line, col.name,
+                                f"{shown} is out of range (table integers lie within "
+                                f"-{INT_LIMIT} .. {INT_LIMIT})")
+                    )
                 elif col.min_value is not None and int(value) < col.min_value:
                     problems.append(
                         Problem(table.file, line, col.name, f"{value} is below {col.min_value}")
@@ -188,7 +208,8 @@ def _check_cells(table: Table, spec: TableSpec, problems: list[Problem]) -> None
             if table.has(col.name) and table.has(hi_name):
                 for lo, hi, line in zip(table.columns[col.name], table.columns[hi_name],
                                         table.lines):
-                    if _INT.match(lo) and _INT.match(hi) and int(lo) > int(hi):
+                    if (_INT.match(lo) and _INT.match(hi) and _int_in_range(lo)
+                            and _int_in_range(hi) and int(lo) > int(hi)):
                         problems.append(
                             Problem(table.file, line, col.name, f"{lo} exceeds {hi_name} {hi}")
                         )
@@ -308,6 +329,25 @@ def _check_references(t: dict[str, Table], meta: dict[str, str], problems: list[
         seen_drg_order.setdefault((a, o), line)
 
 
+def _warnings(t: dict[str, Table]) -> list[Problem]:
+    """ADRGs that no DRG row serves: valid (README 4.3 gives them the ADRG code), but said."""
+    drg, adrg = t["drg.csv"], t["adrg.csv"]
+    if not drg.lines:
+        return [Problem(drg.file, None, None,
+                        "no DRG rows: every case that matches an ADRG gets the ADRG code as "
+                        "its DRG (scheme README 4.3)")]
+    served = set(drg.get("adrg"))
+    out: list[Problem] = []
+    seen: set[str] = set()
+    for a, line in zip(adrg.get("adrg"), adrg.lines):
+        if a not in served and a not in seen:
+            seen.add(a)
+            out.append(Problem(adrg.file, line, "adrg",
+                               f"ADRG {a} has no row in drg.csv: its cases get the DRG code {a} "
+                               "(scheme README 4.3)"))
+    return out
+
+
 def load_tables(folder: str | Path) -> SchemeTables:
     """Read and validate every table of a scheme folder; raise SchemeError listing all problems."""
     folder = Path(folder)
@@ -338,4 +378,4 @@ def load_tables(folder: str | Path) -> SchemeTables:
     if problems:
         raise SchemeError(problems, title=f"scheme tables in {folder} failed validation "
                                           f"({len(problems)} problem(s)):")
-    return SchemeTables(folder, tables, content_hash(folder), meta)
+    return SchemeTables(folder, tables, content_hash(folder), meta, _warnings(tables))
