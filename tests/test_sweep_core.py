@@ -202,17 +202,18 @@ def test_cells_error_falls_back_to_rows(data):
 def test_recalibrate_route(data):
     cases, hosp, region = data
     b = drgsim.prepare(cases, hospitals=hosp, region=region)
-    ov = {"calibration.inflation": 0.08}
-    res = b.sweep([ov])
-    assert list(res.routes["route"]) == ["settlement", "recalibrate"]
-    t = drgsim.simulate(
-        cases,
-        policy=overlaid_policy(load_policy(), ov),
-        hospitals=hosp,
-        region=region,
-        reference_pv=b.reference_pv,
-    )
-    assert_same_as_simulate(res, 1, t)
+    ovs = [{"calibration.inflation": 0.08}, {"calibration.fallback": ["mdc", "all"]}]
+    res = b.sweep(ovs)
+    assert list(res.routes["route"]) == ["settlement", "recalibrate", "recalibrate"]
+    for s, ov in enumerate(ovs, start=1):
+        t = drgsim.simulate(
+            cases,
+            policy=overlaid_policy(load_policy(), ov),
+            hospitals=hosp,
+            region=region,
+            reference_pv=b.reference_pv,
+        )
+        assert_same_as_simulate(res, s, t)
     assert_same_as_simulate(res, 0, b.simulate())
 
 
@@ -311,7 +312,7 @@ def test_summary(base):
     assert s.loc[1, "pv_employee"] < s.loc[0, "pv_employee"] < s.loc[2, "pv_employee"]
     assert s.loc[1, "fund_balance_fen"] > s.loc[0, "fund_balance_fen"]
     assert 0 < s.loc[0, "drg_coverage"] < 1.5
-    assert {"change_p50_三级", "change_p5", "change_p95"} <= set(s.columns)
+    assert {"change_p50_三级", "change_p5_二级", "change_p5", "change_p95"} <= set(s.columns)
 
 
 def test_fund_balance_absent_without_region_columns(data):

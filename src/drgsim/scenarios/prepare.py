@@ -72,6 +72,26 @@ class Prepared:
     meta: dict[str, str]
     prov: dict[str, str] = field(default_factory=dict)
     _prev: Cases | None = None  # last year's prepared cases, on demand
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def fund_totals(self) -> list:
+        """The baseline's hospital × month totals per fund from the cells (computed once)."""
+        if "totals" not in self._cache:
+            from drgsim.settlement.run import cell_fund_totals
+
+            self._cache["totals"] = cell_fund_totals(self.cells)
+        return self._cache["totals"]
+
+    def fund_share_all_cases(self) -> dict[str, int]:
+        """Per fund, cost less the patients' share of every simulated case (the DRG
+        coverage denominator; computed once)."""
+        if "all_share" not in self._cache:
+            c = self.priced.cases
+            self._cache["all_share"] = {
+                name: int((c.cost_fen[c.fund == f] - c.share_fen[c.fund == f]).sum())
+                for f, name in enumerate(FUNDS)
+            }
+        return self._cache["all_share"]
 
     @property
     def pv(self) -> dict:

@@ -149,10 +149,11 @@ def _classify(base: Prepared, sc: _Scenario, calibrated: bool) -> None:
         sc.reason = "settlement-only keys: " + (", ".join(keys) or "none (baseline)")
         return
     calib = _get(sc.yp.pv, "calibration") != _get(base.pv, "calibration")
+    # the fallback order is read by pricing too: given weights just re-price the rows
     cal_keys = sorted(
         k
         for k in pricing_differences_calib(base.pv, sc.yp.pv)
-        if k != "calibration.fallback"  # read at pricing as well
+        if calibrated or k != "calibration.fallback"
     )
     if calib and cal_keys:
         if not calibrated:
@@ -409,7 +410,7 @@ def _price_set(
     keep = (base.priced, base.cells, base.W)
     if sc.route == "settlement" and los is None:
         spend = base.spend if base.spend or not need_hist else _spend(base, base.W, base.pv)
-        return _PriceSet(cell_fund_totals(base.cells), dict(base.outside), spend, *keep)
+        return _PriceSet(base.fund_totals(), dict(base.outside), spend, *keep)
     if sc.route == "cells" and los is None:
         pts = points_under(base.cells, base.priced, sc.yp)  # CellsError -> rows
         spend = base.spend if base.spend or not need_hist else _spend(base, base.W, base.pv)
@@ -618,16 +619,19 @@ def _settle_all(
             if monthly:
                 for k in HM_KEYS:
                     res[k][idx] = r[k]
-        for u in range(U):  # the totals each unit was settled on
-            t = tsets[units[u][2]].totals[f]
-            res["points"][u] = t.points.sum(1)
-            res["cost"][u] = t.cost_fen.sum(1)
-            res["share"][u] = t.share_fen.sum(1)
-            res["cases"][u] = t.cases.sum(1)
-            res["outside"][u] = t.outside_fen
+        by_key: dict[str, list[int]] = {}
+        for u in range(U):
+            by_key.setdefault(units[u][2], []).append(u)
+        for key, us in by_key.items():  # the totals each unit was settled on
+            t = tsets[key].totals[f]
+            res["points"][us] = t.points.sum(1)
+            res["cost"][us] = t.cost_fen.sum(1)
+            res["share"][us] = t.share_fen.sum(1)
+            res["cases"][us] = t.cases.sum(1)
+            res["outside"][us] = t.outside_fen
             if monthly:
-                res["points_hm"][u] = t.points
-                res["cases_hm"][u] = t.cases
+                res["points_hm"][us] = t.points
+                res["cases_hm"][us] = t.cases
         # the ledger's identity in every unit: hospitals are paid what is distributed by
         # points, less the forfeits, through prepayments and the annual balance
         paid = res["prepaid"].sum(1) + res["balance"].sum(1)
@@ -725,8 +729,11 @@ def _tables(
     u_i, f_i, h_i = np.meshgrid(np.arange(U), np.arange(F), np.arange(H), indexing="ij")
     sel = np.broadcast_to(keep_fh, (U, F, H)).ravel()
 
+    every = bool(sel.all())
+
     def col(a: np.ndarray) -> np.ndarray:
-        return np.asarray(a).ravel()[sel]
+        a = np.asarray(a).ravel()
+        return a if every else a[sel]
 
     hosp = pd.DataFrame(
         {
@@ -757,12 +764,8 @@ def _tables(
         }
     )
 
-    pc = base.priced.cases
-    all_share = {  # fund share (cost − patients' share) of every simulated case, per fund
-        name: int((pc.cost_fen[pc.fund == f] - pc.share_fen[pc.fund == f]).sum())
-        for f, name in enumerate(FUNDS)
-    }
-    base_tot = {name: cell_fund_totals(base.cells)[f] for f, name in enumerate(FUNDS)}
+    all_share = base.fund_share_all_cases()  # fund share of every simulated case
+    base_tot = dict(zip(FUNDS, base.fund_totals(), strict=True))
     bal_in, why = _region_balance_inputs(base)
     if why:
         notes.append(why)
@@ -865,9 +868,7 @@ def _tables(
             "reason": [s.reason for s in scs],
         }
     )
-    pc = base.priced.cases
-    own = pc.fund >= 0
-    cov = int((pc.cost_fen[own] - pc.share_fen[own]).sum())
+    cov = sum(all_share.values())
     prov = {**base.prov, "drgsim.sweep_scenarios": str(S), "drgsim.sweep_draws": str(n_draws)}
     if base.reference_pv:
         prov["drgsim.reference_pv"] = json.dumps(base.reference_pv)
@@ -919,7 +920,9 @@ def summarize(res: SweepResult, losing: float = -0.02) -> pd.DataFrame:
         }
     )
     for lv, part in hh.groupby("level", dropna=True):
-        agg[f"change_p50_{lv}"] = part.groupby("scenario")["change"].quantile(0.5)
+        qq = part.groupby("scenario")["change"]
+        for name, x in (("p5", 0.05), ("p50", 0.5), ("p95", 0.95)):
+            agg[f"change_{name}_{lv}"] = qq.quantile(x)
     n_draws = hh.groupby("scenario")["draw"].nunique()
     agg["n_losing"] = (hh["change"] < losing).groupby(hh["scenario"]).sum() / n_draws
     mean = per.groupby(level="scenario").mean(numeric_only=True)

@@ -189,13 +189,20 @@ def settle_scenarios(
                 )
             )
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    pts = np.broadcast_to(points, (S_, *points.shape[-2:])).astype(np.float64)
-    shr = np.broadcast_to(share_fen, pts.shape).astype(np.int64)
-    cst = np.broadcast_to(cost_fen, pts.shape).astype(np.int64)
+    shape = (S_, *np.shape(points)[-2:])
+    # totals shared by every scenario (2-D inputs) are summed once and broadcast: the
+    # sums run in the same order either way, so they are the same to the last bit
+    shared = np.ndim(points) == 2 and np.ndim(share_fen) == 2 and np.ndim(cost_fen) == 2
+    pts = np.broadcast_to(np.asarray(points, dtype=np.float64), shape)
+    shr = np.broadcast_to(np.asarray(share_fen, dtype=np.int64), shape)
+    cst = np.broadcast_to(np.asarray(cost_fen, dtype=np.int64), shape)
     H = pts.shape[1]
     B = np.asarray(budget_fen, dtype=np.int64)
     R = np.asarray(reserve_fen, dtype=np.int64)
-    P_h, S_h, C_h = seqsum(pts, 2), shr.sum(2), cst.sum(2)
+    one = slice(0, 1) if shared else slice(None)
+    P_h = np.broadcast_to(seqsum(pts[one], 2), (S_, H))
+    S_h = np.broadcast_to(shr[one].sum(2), (S_, H))
+    C_h = np.broadcast_to(cst[one].sum(2), (S_, H))
     P, S, C = seqsum(P_h, 1), S_h.sum(1), C_h.sum(1)
     tc = sp.total_cost
 
@@ -248,7 +255,8 @@ def settle_scenarios(
     )
 
     # monthly pre-settlement
-    P_m, S_m = seqsum(pts, 1), shr.sum(1)
+    P_m = np.broadcast_to(seqsum(pts[one], 1), (S_, 12))
+    S_m = np.broadcast_to(shr[one].sum(1), (S_, 12))
     with np.errstate(divide="ignore", invalid="ignore"):
         num = B[:, None] / 12.0 + np.where(tc[:, None], S_m, 0)
         prov_b = np.where(P_m > 0, num / P_m / 100.0, 0.0)
