@@ -21,6 +21,7 @@ from drgsim.scenarios.behaviour import (
     Behaviour,
     Totals,
     apply_cells,
+    apply_cells_draws,
     apply_los,
     apply_rows,
     draw_values,
@@ -28,8 +29,10 @@ from drgsim.scenarios.behaviour import (
     hospital_values,
     parse_behaviour,
     prepare_cells,
+    route,
     severity_path,
     severity_siblings,
+    stack_fund,
 )
 from drgsim.settlement.scenarios import ScenarioParams, mul_half_up, settle_scenarios
 
@@ -164,6 +167,22 @@ def test_cells_equal_rows_per_diem_outside_the_budget(region):
     assert_totals_equal(apply_cells(bc, vals), rows)
     none = apply_rows(pr, r["W"], {}, r["sib"], r["lv"])
     assert np.array_equal(rows.outside_fen, mul_half_up(none.outside_fen, 1.07))
+
+
+def test_groups_without_a_reference_mean(region):
+    """A group with mean cost 0: its cases are normal at any cost, its short stays paid 0."""
+    r = region
+    w = r["W"].table.copy()
+    w.loc[w["key"] == "D021", "mean_cost_fen"] = 0
+    W = Weights.from_frame(w)
+    df = r["df"].copy()
+    df.loc[df["drg"].isin(["D021", "D025"]) & (df["case_id"] % 2 == 0), "los_days"] = 1
+    pr = price(prepare_cases(df, r["h"]["hospital_id"]), W, r["pol"].at(2024), r["h"])
+    drg = pr.cases.drg_names[pr.cases.drg]
+    assert ((drg == "D021") & (pr.case_type == 8)).sum() > 3  # short stays, no mean
+    bc = prepare_cells(pr, build_cells(pr), W, r["sib"], r["lv"])
+    for vals in ({}, {"cost_inflation": 0.5, "coding_creep": 0.4}):
+        assert_totals_equal(apply_cells(bc, vals), apply_rows(pr, W, vals, r["sib"], r["lv"]))
 
 
 def test_no_behaviour_is_the_priced_rows(region):
@@ -362,19 +381,30 @@ def test_hand_worked_creep_and_volume():
     f=st.floats(-0.6, 2.0),
     s=st.floats(0.0, 1.0),
     inside=st.booleans(),
+    k=st.sampled_from([1.5, 2.0, 3.0]),
+    low=st.sampled_from([0.3, 0.5, 0.8]),
+    beta=st.sampled_from([0.5, 1.0]),
 )
-def test_cells_equal_rows_random(seed, n, n_hosp, g, f, s, inside):
+def test_cells_equal_rows_random(seed, n, n_hosp, g, f, s, inside, k, low, beta):
     h, w, df, sib = family_region(n, n_hosp, seed)
     W = Weights.from_frame(w)
-    pol = load_policy().with_values({"per_diem.inside_budget": inside}).at(2024)
-    pr = price(prepare_cases(df, h["hospital_id"]), W, pol, h)
+    pol = load_policy().with_values({"per_diem.inside_budget": inside})
+    pr = price(prepare_cases(df, h["hospital_id"]), W, pol.at(2024), h)
     lv = hospital_levels(pr.cases.hospital_ids, h)
-    vals = {
-        k: round(v, 6)
-        for k, v in {"volume_growth": g, "cost_inflation": f, "coding_creep": s}.items()
-    }
+    vals = {"volume_growth": g, "cost_inflation": f, "coding_creep": s}
+    vals = {key: round(v, 6) for key, v in vals.items()}
+    target = pol.with_values(
+        {
+            "high_cost.tiers": [{"rw_upto": None, "k": k}],
+            "low_cost.factor": low,
+            "high_cost.beta": beta,
+        }
+    ).at(2024)
     bc = prepare_cells(pr, build_cells(pr), W, sib, lv)
     assert_totals_equal(apply_cells(bc, vals), apply_rows(pr, W, vals, sib, lv))
+    assert_totals_equal(
+        apply_cells(bc, vals, policy=target), apply_rows(pr, W, vals, sib, lv, policy=target)
+    )
 
 
 # ---- draws ---------------------------------------------------------------------------
@@ -529,6 +559,21 @@ def test_nested_and_prefixed_keys():
         "volume_growth.by_level.二级",
     ]
     assert not b.needs_rows and parse_behaviour({"los_change": 0.9}).needs_rows
+    assert route(b)[0] == "cells" and route(parse_behaviour({"los_change": 0.9}))[0] == "rows"
+    assert route(parse_behaviour({"los_change": 1.0}))[0] == "cells"
+    assert route(parse_behaviour(None)) == ("settlement", "")
+
+
+def test_draws_stack_for_the_settlement(region):
+    r = region
+    bc = prepare_cells(r["pr"], r["cells"], r["W"], r["sib"], r["lv"])
+    drawn = draw_values(MC, draws=4, seed=3)
+    tots = apply_cells_draws(bc, {k: v for k, v in drawn.items() if k != "los_change"})
+    pts, share, cost = stack_fund(tots, 1)
+    assert pts.shape == (4, len(r["pr"].cases.hospital_ids), 12)
+    one = apply_cells(bc, drawn, draw=2)
+    assert np.array_equal(pts[2], one.fund(1)[0]) and np.array_equal(cost[2], one.fund(1)[2])
+    assert not np.array_equal(pts[0], pts[1])
 
 
 def test_hospital_values_most_specific_wins():

@@ -39,9 +39,11 @@ Exact definitions, per case of hospital h (g, f, s: h's values):
   admission date moves to discharge − LOS (:func:`apply_los`); the cases are then priced
   again (the rows route: cells hold no LOS).
 
-All values are kept to millionths (the settlement's ratio resolution); fen are multiplied
-by ``(1 + g)(1 + f)`` with :func:`~drgsim.settlement.scenarios.mul_half_up` (the product
-rounded to millionths, half away from zero).
+All values are kept to millionths (the settlement's ratio resolution); a fen total is
+multiplied by ``(1 + g)(1 + f)`` with :func:`~drgsim.settlement.scenarios.mul_half_up`
+(the factor taken to millionths, the product in exact integers, half away from zero).
+The cells re-price once per distinct cost inflation and thresholds (cached), so draws of
+volume growth or coding creep alone cost a few array operations per hospital.
 """
 
 from __future__ import annotations
@@ -661,7 +663,8 @@ def prepare_cells(
     hfm_all = (c.hosp.astype(np.int64) * N_FUNDS + c.fund) * MONTHS + c.month
     fixed = ok & ~thr
     lin = fixed & np.isin(pr.case_type, LINEAR_TYPES)
-    short = fixed & (pr.case_type == SHORT) & _short_priced_low(pr)
+    # short stays without a reference mean are paid P × c × min(0, 1) = 0 at any cost
+    short = fixed & (pr.case_type == SHORT) & _short_priced_low(pr) & (pr.mean_cost_fen > 0)
     other = fixed & ~lin & ~short
     o = c.tie_order
 
@@ -672,8 +675,6 @@ def prepare_cells(
     short_cells = None
     short_hosp = np.zeros(0, np.int64)
     if short.any():
-        if np.any(pr.mean_cost_fen[short] <= 0):
-            raise CellsError("a short stay without a reference mean cost: re-price the rows")
         pr2 = dataclasses.replace(
             pr,
             case_type=np.where(short, CASE_TYPES.index("normal"), 0).astype(np.int8),
@@ -775,6 +776,34 @@ def apply_cells(
         outside_fen=_money(cells.outside_fen, np.repeat(vol, N_FUNDS)),
         n_hosp=H,
     )
+
+
+def apply_cells_draws(
+    bc: BehaviourCells,
+    drawn: Mapping[str, np.ndarray],
+    hosp_level: np.ndarray | None = None,
+    policy: dict | YearPolicy | None = None,
+) -> list[Totals]:
+    """:func:`apply_cells` for every draw of ``drawn`` (from :func:`draw_values`)."""
+    n = max((len(np.atleast_1d(v)) for v in drawn.values()), default=1)
+    return [apply_cells(bc, drawn, hosp_level, policy, d) for d in range(n)]
+
+
+def stack_fund(totals: list[Totals], fund: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(points, share_fen, cost_fen) of ``fund`` as (draws, H, 12) arrays, the shape
+    :func:`~drgsim.settlement.scenarios.settle_scenarios` takes."""
+    parts = [t.fund(fund) for t in totals]
+    return tuple(np.stack([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+
+def route(b: Behaviour) -> tuple[str, str]:
+    """The route a behaviour needs and why: ``("rows", ...)`` for a LOS change, else
+    ``("cells", ...)`` when any assumption is given, ``("settlement", "")`` for none."""
+    if b.needs_rows:
+        return "rows", "los_change: the cases are priced again (cells hold no LOS)"
+    if b:
+        return "cells", "behaviour on the cells: " + ", ".join(sorted(b.items))
+    return "settlement", ""
 
 
 # -------------------------------------------------------------------------------- LOS
