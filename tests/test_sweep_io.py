@@ -210,6 +210,8 @@ def test_every_problem_is_collected(tmp_path):
         ("name: &a x\nset: {high_cost.beta: 0.9}\n", "anchor"),
         ("a: &a [1]\nb: *a\n", "anchor"),
         ("name: x\nname: y\n", "duplicate key"),
+        ("name: x\nset:\n  presettlement.prepay_share: {2024-02-30: 0.8}\n",
+         "s.yaml:3: '2024-02-30' is not a date YYYY-MM-DD"),
         ("name: [x\n", "not valid YAML"),
         ("set: " + "[" * 40 + "]" * 40 + "\n", "nested more than"),
     ],

@@ -25,6 +25,7 @@ import itertools
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,65 +152,23 @@ def _base_source(base: str, file: str) -> str:
 
 # ----------------------------------------------------------------------------- YAML
 def _load_yaml(path: Path) -> Any:
-    """The file's YAML with ruamel line info, under the safe rules (size, depth, aliases)."""
-    try:  # the shared safe loader, once it is on this branch
-        from drgsim.yamlsafe import load_yaml_file  # type: ignore[import-not-found]
-    except ImportError:
-        return _load_yaml_local(path)
-    return load_yaml_file(path, ScenarioError, max_bytes=MAX_BYTES, max_depth=MAX_DEPTH)
-
-
-def _load_yaml_local(path: Path) -> Any:
-    import io
-
-    from ruamel.yaml import YAML
-    from ruamel.yaml.constructor import DuplicateKeyError
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-    from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent
-
-    file = str(path)
-
-    def err(line: int | None, msg: str) -> ScenarioError:
-        return ScenarioError([Problem(file, line, None, msg)])
+    """The file's YAML with ruamel line info, under the shared safe rules
+    (:mod:`drgsim.yamlsafe`: UTF-8, size and depth bounded, no anchors or aliases)."""
+    from drgsim.yamlsafe import load_yaml_file
 
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise err(None, f"{size:,} bytes is larger than the {MAX_BYTES:,}-byte limit")
-        data = path.read_bytes()[: MAX_BYTES + 1]
-    except OSError as exc:
-        raise err(None, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise err(data.count(b"\n", 0, exc.start) + 1,
-                  f"not UTF-8 text: byte 0x{data[exc.start]:02x} at byte offset {exc.start}"
-                  ) from None
-    text = text.removeprefix("\ufeff")
-    depth = 0
-    try:
-        for ev in YAML(typ="rt").parse(io.StringIO(text)):
-            line = ev.start_mark.line + 1 if ev.start_mark is not None else None
-            if isinstance(ev, AliasEvent) or (isinstance(ev, NodeEvent) and ev.anchor):
-                raise err(line, "YAML anchors and aliases are not allowed: write each value out")
-            if isinstance(ev, CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise err(line, f"nested more than {MAX_DEPTH} levels deep")
-            elif isinstance(ev, CollectionEndEvent):
-                depth -= 1
-        yaml = YAML(typ="rt")
-        yaml.allow_duplicate_keys = False
-        return yaml.load(io.StringIO(text))
-    except DuplicateKeyError as exc:
-        mark = exc.problem_mark
-        raise err(mark.line + 1 if mark else None, f"duplicate key: {exc.problem}") from None
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise err(mark.line + 1 if mark else None,
-                  f"not valid YAML: {exc.problem or exc.context}") from None
-    except (YAMLError, RecursionError) as exc:
-        raise err(None, f"not valid YAML: {exc}") from None
+        return load_yaml_file(path, ScenarioError, max_bytes=MAX_BYTES, max_depth=MAX_DEPTH)
+    except ValueError as exc:  # a date-looking scalar that is no date (2024-02-30)
+        problems = []
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for i, row in enumerate(text.splitlines(), 1):
+            for m in re.finditer(r"\b(\d{4}-\d{1,2}-\d{1,2})\b", row):
+                try:
+                    dt.date.fromisoformat(m.group(1))
+                except ValueError:
+                    problems.append(Problem(str(path), i, None,
+                                            f"{m.group(1)!r} is not a date YYYY-MM-DD"))
+        raise ScenarioError(problems or [Problem(str(path), None, None, str(exc))]) from None
 
 
 def _line(node: Any, key: Any = None) -> int | None:
