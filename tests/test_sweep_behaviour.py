@@ -30,6 +30,7 @@ from drgsim.scenarios.behaviour import (
     parse_behaviour,
     prepare_cells,
     route,
+    rows_frame,
     severity_path,
     severity_siblings,
     stack_fund,
@@ -118,6 +119,22 @@ def test_cells_equal_rows(region, values):
     if values:  # the behaviour did something
         base = apply_rows(r["pr"], r["W"], {}, r["sib"], r["lv"])
         assert np.abs(rows.points - base.points).max() > 1.0
+
+
+def test_rows_frame_sums_to_the_row_totals(region):
+    r = region
+    vals = {"volume_growth": 0.05, "cost_inflation": 0.2, "coding_creep": 0.3}
+    fr = rows_frame(r["pr"], r["W"], vals, r["sib"], r["lv"])
+    tot = apply_rows(r["pr"], r["W"], vals, r["sib"], r["lv"])
+    ids = list(r["pr"].cases.hospital_ids)
+    hfm = (fr["hospital_id"].map(ids.index) * 2 + (fr["fund"] == "resident")) * 12
+    hfm = (hfm + fr["month"] - 1).to_numpy()
+    got = np.bincount(hfm, weights=fr["count"] * fr["points"], minlength=len(ids) * 24)
+    assert got == pytest.approx(tot.points, rel=1e-9)
+    assert np.bincount(hfm, weights=fr["count"], minlength=len(ids) * 24) == pytest.approx(
+        tot.cases, rel=1e-12
+    )
+    assert (fr["priced_as"] != fr["drg"]).sum() > 100  # creeping rows
 
 
 def test_one_prepared_cells_many_values(region):
@@ -370,6 +387,17 @@ def test_hand_worked_creep_and_volume():
     # cost inflation 0.5: case 1 ratio 1.5 normal 100; case 2 ratio 6 -> 100 + 100 x 3 =
     # 400; case 3 ratio 1.235 -> 150: 650
     assert apply_rows(pr, W, {"cost_inflation": 0.5}, sib, None).points.sum() == pytest.approx(650)
+    # the same, case by case
+    fr = rows_frame(pr, W, {"coding_creep": 0.5, "volume_growth": 0.1}, sib, None)
+    assert fr["case_id"].tolist() == [1, 1, 2, 2, 3, 3]
+    assert fr["priced_as"].tolist() == ["A015", "A013", "A015", "A013", "A013", "A011"]
+    assert fr["count"].tolist() == pytest.approx([0.55] * 6)
+    assert fr["points"].tolist() == pytest.approx([100, 150, 200, 150, 150, 200])
+    assert fr["case_type"].tolist()[2:4] == ["high_cost", "normal"]
+    fr = rows_frame(pr, W, {"cost_inflation": 0.5}, sib, None)
+    assert fr["cost_fen"].tolist() == pytest.approx([1_500_000, 6_000_000, 1_851_850.5])
+    assert fr["case_type"].tolist() == ["normal", "high_cost", "normal"]
+    assert fr["count"].tolist() == [1.0, 1.0, 1.0]
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -469,6 +497,28 @@ def test_distribution_moments_and_bounds():
     assert (clipped == 0.0).mean() == pytest.approx(0.274, abs=0.02)  # P(N(.03,.05) < 0)
     for x in v.values():  # kept to millionths
         assert np.array_equal(x, np.round(x, 6))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    dist=st.sampled_from(["uniform", "normal", "lognormal", "triangular"]),
+    a=st.floats(0.0, 0.5),
+    width=st.floats(0.0, 0.5),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_draws_stay_in_their_bounds(dist, a, width, seed):
+    lo, hi = round(a, 6), round(a + width, 6)
+    spec = {
+        "uniform": {"dist": "uniform", "min": lo, "max": hi},
+        "normal": {"dist": "normal", "mean": a, "sd": 0.2, "min": lo, "max": hi},
+        "lognormal": {"dist": "lognormal", "mean": a + 0.01, "sd": 0.3, "min": lo, "max": hi},
+        "triangular": {"dist": "triangular", "min": lo, "mode": (lo + hi) / 2, "max": hi},
+    }[dist]
+    v = draw_values({"coding_creep": spec}, draws=300, seed=seed)["coding_creep"]
+    assert v.min() >= lo and v.max() <= hi
+    assert np.array_equal(
+        v, draw_values({"coding_creep": spec}, draws=300, seed=seed)["coding_creep"]
+    )
 
 
 def test_expected_values_without_draws():

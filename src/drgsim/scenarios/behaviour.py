@@ -2,9 +2,10 @@
 
 Each assumption is a number or a distribution (:mod:`drgsim.scenarios.draws`). Each is
 defined on the priced case rows first (:func:`apply_rows`, the slow reference, an
-expected-value transform) and reproduced on the cells (:func:`apply_cells`) without
-copying a case row; the two agree on every hospital × fund × month total (points to
-float rounding, fen exactly).
+expected-value transform; :func:`rows_frame` shows it case by case) and reproduced on the
+cells (:func:`prepare_cells` once, then :func:`apply_cells` per value) without copying a
+case row; the two agree on every hospital × fund × month total (points to float rounding,
+fen exactly).
 
 Keys (a ``behaviour.`` prefix is accepted): ``volume_growth``, ``cost_inflation``,
 ``coding_creep``, each also ``<key>.by_level.<level>`` (``volume_growth`` also
@@ -50,11 +51,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,7 @@ DOMAIN = {
 }
 LINEAR_TYPES = [CASE_TYPES.index(t) for t in ("special_review", "ungroupable")]
 SHORT = CASE_TYPES.index("short_stay")
+NORMAL, HIGH, LOW = (CASE_TYPES.index(t) for t in ("normal", "high_cost", "low_cost"))
 CACHE_SIZE = 16  # re-priced cell sets kept per BehaviourCells (distinct inflations/thresholds)
 SEVERITY_RANK = {"": 0, "cc": 1, "mcc_or_cc": 1, "mcc": 2}
 OTHER_CONDITIONS = (
@@ -181,7 +183,7 @@ def parse_behaviour(
         parts = key.split(".")
         name = parts[0]
         if name not in NAMES:
-            near = [n for n in NAMES if n.split("_")[0] in name or name in n]
+            near = difflib.get_close_matches(name, NAMES, n=1, cutoff=0.6)
             hint = f" (did you mean {near[0]}?)" if near else f" (one of: {', '.join(NAMES)})"
             problems.append(Problem(source, None, key, f"unknown behaviour{hint}"))
             continue
@@ -446,8 +448,8 @@ def _row_threshold_points(
     seg: np.ndarray,
     segments: list[dict],
     prec: list[str],
-) -> np.ndarray:
-    """Points of normal/high/low-cost cases by the formulas of pricing, per case."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points and case type of normal/high/low-cost cases by the formulas of pricing."""
     n = len(cost)
     k, low_f, beta, cap = np.zeros(n), np.zeros(n), np.zeros(n), np.full(n, np.inf)
     for s_, p in enumerate(segments):
@@ -471,7 +473,8 @@ def _row_threshold_points(
     Pc = P * c
     pts = np.where(high, Pc + P * (r - k) * beta, np.where(low, Pc * r, Pc))
     pts = np.where(np.isfinite(cap), np.minimum(pts, cap * P), pts)
-    return pts * factor
+    types = np.where(high, HIGH, np.where(low, LOW, NORMAL)).astype(np.int8)
+    return pts * factor, types
 
 
 def _row_short_points(
@@ -502,6 +505,75 @@ def _short_priced_low(pr: Priced) -> bool:
     )
 
 
+def _row_cases(
+    pr: Priced,
+    weights: Weights,
+    values: Mapping[str, float | np.ndarray],
+    siblings: Mapping[str, str],
+    hosp_level: np.ndarray | None,
+    policy: dict | YearPolicy | None,
+    draw: int,
+) -> dict[str, Any]:
+    """Every case by the row definitions: per-case arrays (see :func:`apply_rows`)."""
+    c = pr.cases
+    hv = hospital_values(values, c.hospital_ids, hosp_level, draw)
+    vol, infl, creep = _factors(hv)
+    ok = pr.payable & pr.in_budget & (c.hosp >= 0) & (c.fund >= 0)
+    h = np.maximum(c.hosp, 0)
+    vol_c, infl_c, creep_c = vol[h], infl[h], creep[h]
+    thr = ok & np.isin(pr.case_type, THRESHOLD_TYPES)
+    yp = _thr_segments(policy, pr)
+    seg = yp.segment_of(c.disch_day) if yp.dated else np.zeros(c.n, np.int16)
+    prec = list(pr.pv["case_types"]["precedence"])
+    cost = c.cost_fen.astype(np.float64)
+    m_eff = pr.mean_cost_fen / infl_c
+    own, own_type = _row_threshold_points(
+        cost, pr.base_points, pr.coefficient, m_eff, pr.rw, pr.factor, seg, yp.segments, prec
+    )
+    # coding creep: the sibling's points, reference mean and RW
+    srow = sibling_rows(weights, siblings)
+    wr = pr.weight_row
+    sib = np.where(
+        thr & (wr >= 0) & (pr.weight_level == WEIGHT_LEVELS.index("drg")),
+        srow[np.maximum(wr, 0)],
+        -1,
+    )
+    has_sib = sib >= 0
+    t = weights.table
+    si = np.maximum(sib, 0)
+    sP = np.where(has_sib, t["points"].to_numpy(np.float64)[si], pr.base_points)
+    sm = np.where(has_sib, t["mean_cost_fen"].to_numpy(np.float64)[si], pr.mean_cost_fen)
+    srw = np.where(has_sib, t["rw"].to_numpy(np.float64)[si], pr.rw)
+    at_sib, sib_type = _row_threshold_points(
+        cost, sP, pr.coefficient, sm / infl_c, srw, pr.factor, seg, yp.segments, prec
+    )
+    # own-DRG points of every case: threshold types re-priced, fixed types by their rule
+    fixed = ok & ~thr
+    lin = fixed & np.isin(pr.case_type, LINEAR_TYPES)
+    short = fixed & (pr.case_type == SHORT) & _short_priced_low(pr)
+    own_pts = np.where(thr, own, pr.points)
+    own_pts = np.where(lin, pr.points * infl_c, own_pts)
+    if short.any():
+        sp = _row_short_points(
+            cost, pr.base_points, pr.coefficient, m_eff, pr.factor, seg, yp.segments
+        )
+        own_pts = np.where(short, sp, own_pts)
+    return {
+        "ok": ok,
+        "vol": vol,
+        "infl": infl,
+        "vol_c": vol_c,
+        "infl_c": infl_c,
+        "creep_c": creep_c,
+        "own_pts": np.where(ok, own_pts, 0.0),
+        "own_type": np.where(thr, own_type, pr.case_type).astype(np.int8),
+        "has_sib": has_sib,
+        "sib_row": sib,
+        "at_sib": at_sib,
+        "sib_type": sib_type,
+    }
+
+
 def apply_rows(
     pr: Priced,
     weights: Weights,
@@ -517,52 +589,9 @@ def apply_rows(
     c = pr.cases
     H = len(c.hospital_ids)
     n_hfm = H * N_FUNDS * MONTHS
-    hv = hospital_values(values, c.hospital_ids, hosp_level, draw)
-    vol, infl, creep = _factors(hv)
-    ok = pr.payable & pr.in_budget & (c.hosp >= 0) & (c.fund >= 0)
-    h = np.maximum(c.hosp, 0)
-    vol_c, infl_c, creep_c = vol[h], infl[h], creep[h]
-    thr = ok & np.isin(pr.case_type, THRESHOLD_TYPES)
-    yp = _thr_segments(policy, pr)
-    seg = yp.segment_of(c.disch_day) if yp.dated else np.zeros(c.n, np.int16)
-    prec = list(pr.pv["case_types"]["precedence"])
-    cost = c.cost_fen.astype(np.float64)
-    m_eff = pr.mean_cost_fen / infl_c
-    own = _row_threshold_points(
-        cost, pr.base_points, pr.coefficient, m_eff, pr.rw, pr.factor, seg, yp.segments, prec
-    )
-    # coding creep: the sibling's points, reference mean and RW
-    srow = sibling_rows(weights, siblings)
-    wr = pr.weight_row
-    sib = np.where(
-        thr & (wr >= 0) & (pr.weight_level == WEIGHT_LEVELS.index("drg")),
-        srow[np.maximum(wr, 0)],
-        -1,
-    )
-    has_sib = sib >= 0
-    t = weights.table
-    sP = np.where(has_sib, t["points"].to_numpy(np.float64)[np.maximum(sib, 0)], pr.base_points)
-    sm = np.where(
-        has_sib, t["mean_cost_fen"].to_numpy(np.float64)[np.maximum(sib, 0)], pr.mean_cost_fen
-    )
-    srw = np.where(has_sib, t["rw"].to_numpy(np.float64)[np.maximum(sib, 0)], pr.rw)
-    at_sib = _row_threshold_points(
-        cost, sP, pr.coefficient, sm / infl_c, srw, pr.factor, seg, yp.segments, prec
-    )
-    thr_pts = np.where(has_sib, (1.0 - creep_c) * own + creep_c * at_sib, own)
-
-    pts = np.where(thr, thr_pts, 0.0)
-    fixed = ok & ~thr
-    lin = fixed & np.isin(pr.case_type, LINEAR_TYPES)
-    pts = np.where(lin, pr.points * infl_c, pts)
-    short = fixed & (pr.case_type == SHORT) & _short_priced_low(pr)
-    if short.any():
-        sp = _row_short_points(
-            cost, pr.base_points, pr.coefficient, m_eff, pr.factor, seg, yp.segments
-        )
-        pts = np.where(short, sp, pts)
-    other = fixed & ~lin & ~short
-    pts = np.where(other, pr.points, pts)
+    r = _row_cases(pr, weights, values, siblings, hosp_level, policy, draw)
+    ok, vol, infl, vol_c, s = r["ok"], r["vol"], r["infl"], r["vol_c"], r["creep_c"]
+    pts = np.where(r["has_sib"], (1.0 - s) * r["own_pts"] + s * r["at_sib"], r["own_pts"])
     pts = pts * vol_c
 
     hfm = (c.hosp.astype(np.int64) * N_FUNDS + c.fund) * MONTHS + c.month
@@ -586,6 +615,55 @@ def apply_rows(
         outside_fen=_money(np.rint(outside), np.repeat(vol, N_FUNDS)),
         n_hosp=H,
     )
+
+
+def rows_frame(
+    pr: Priced,
+    weights: Weights,
+    values: Mapping[str, float | np.ndarray],
+    siblings: Mapping[str, str],
+    hosp_level: np.ndarray | None = None,
+    policy: dict | YearPolicy | None = None,
+    draw: int = 0,
+) -> pd.DataFrame:
+    """The row definitions as a table, to explain a scenario case by case: one row per
+    payable in-budget case at its own DRG, plus one at its sibling for a creeping case;
+    ``count`` (1 + g, split 1 − s / s), the scaled ``cost_fen`` and
+    ``patient_share_fen`` (× (1 + f), not rounded), the ``case_type`` and the ``points``
+    of one count. ``count × points`` summed per hospital × fund × month is
+    :func:`apply_rows`' points; the fen totals there are rounded once per total."""
+    c = pr.cases
+    r = _row_cases(pr, weights, values, siblings, hosp_level, policy, draw)
+    ok, s = r["ok"], r["creep_c"]
+    creeps = ok & r["has_sib"] & (s > 0)
+    own_i = np.flatnonzero(ok)
+    sib_i = np.flatnonzero(creeps)
+    idx = np.r_[own_i, sib_i]
+    at_sib = np.r_[np.zeros(len(own_i), bool), np.ones(len(sib_i), bool)]
+    share_of = np.where(r["has_sib"], 1.0 - s, 1.0)
+    count = r["vol_c"][idx] * np.where(at_sib, s[idx], share_of[idx])
+    keys = weights.table["key"].astype(str).to_numpy()
+    drg = np.asarray(c.drg_names, dtype=object)[c.drg[idx]]
+    priced_as = np.where(at_sib, keys[np.maximum(r["sib_row"][idx], 0)], drg)
+    out = pd.DataFrame(
+        {
+            "case_id": c.case_id[idx],
+            "hospital_id": np.asarray(c.hospital_ids, dtype=object)[c.hosp[idx]],
+            "fund": np.array(["employee", "resident"], dtype=object)[c.fund[idx]],
+            "month": c.month[idx].astype(np.int16) + 1,
+            "drg": drg,
+            "priced_as": priced_as,
+            "count": count,
+            "cost_fen": c.cost_fen[idx] * r["infl_c"][idx],
+            "patient_share_fen": c.share_fen[idx] * r["infl_c"][idx],
+            "case_type": np.asarray(CASE_TYPES, dtype=object)[
+                np.where(at_sib, r["sib_type"][idx], r["own_type"][idx])
+            ],
+            "points": np.where(at_sib, r["at_sib"][idx], r["own_pts"][idx]),
+        }
+    )
+    order = np.lexsort((at_sib, c.tie[idx]))
+    return out.iloc[order].reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------ cells
@@ -866,9 +944,3 @@ def severity_path(siblings: Mapping[str, str], drg: str) -> list[str]:
     while out[-1] in siblings and siblings[out[-1]] not in out:
         out.append(siblings[out[-1]])
     return out
-
-
-def read_siblings_file(path: str | Path) -> dict[str, str]:
-    """Siblings from a ``drg.csv`` file (a scheme folder's table)."""
-    with open(path, encoding="utf-8", newline="") as fh:
-        return severity_siblings(pd.DataFrame(list(csv.DictReader(fh))))
