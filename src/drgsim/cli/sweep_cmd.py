@@ -219,6 +219,10 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
                           + ", ".join(sorted(p.name for p in paths.values())))
                 for line in summary_lines(res, losing):
                     con.print(line, markup=False)
+                fb = res.funds.get("fund_balance_fen")
+                if fb is None or fb.isna().all():
+                    con.print("  fund balance: not computed (it needs fund_income and "
+                              "other_spending in the --region table)", markup=False)
                 if top is not None:
                     for p in sorted(dest.iterdir()):
                         if p.is_file() and not p.name.startswith("."):
