@@ -22,8 +22,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "explain": ("drgsim.cli.explain_cmd", "explain", "Explain how one record is grouped (the decision path)."),
     "group": ("drgsim.cli.group_cmd", "group", "Group discharge records into CHS-DRG groups."),
     "policy": ("drgsim.cli.policy_cmd", "policy", "Validate and show payment policies."),
+    "scenario": ("drgsim.cli.scenario_cmd", "scenario", "Validate and show scenario files (sweeps as YAML)."),
     "scheme": ("drgsim.cli.scheme_cmd", "scheme", "Validate and inspect scheme tables."),
     "simulate": ("drgsim.cli.simulate_cmd", "simulate", "Price and settle a year of cases under a policy."),
+    "sweep": ("drgsim.cli.sweep_cmd", "sweep", "Sweep scenarios over a year of cases against the baseline."),
     "synth": ("drgsim.cli.synth_cmd", "synth", "Generate a synthetic region (discharges, hospitals, funds)."),
 }
 

@@ -29,10 +29,12 @@ from drgsim.errors import DrgsimError
 @threads_option
 @policy_option
 def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
-    """Synthetic region -> group -> calibrate on the history years -> simulate the last year.
+    """Synthetic region -> group -> calibrate on the history years -> simulate the last year
+    -> sweep the bundled example scenarios against the baseline.
 
-    Writes the region, the grouped cases, and the simulation's tables, workbook and plots
-    under OUT, and prints where they are.
+    Writes the region, the grouped cases, the simulation's tables, workbook and plots, and
+    each sweep's tables, sweep.xlsx and plots (OUT/sweeps/<file>/) under OUT, and prints
+    where they are.
 
     \b
     Example:
@@ -77,18 +79,31 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
         for status, n in sorted(summary.status_counts.items(), key=lambda kv: -kv[1]):
             con.print(f"     {status:<18} {n:>10,}  {n / summary.rows:7.2%}")
 
+        import drgsim
         from drgsim.report import write_outputs
-        from drgsim.settlement.simulate import simulate
+        from drgsim.report.sweep import write_sweep_outputs
+        from drgsim.scenarios.files import bundled_scenarios_path, load_scenario_files
 
+        specs = load_scenario_files(bundled_scenarios_path())
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            tables = simulate(root / "grouped.parquet", policy=policy_file,
-                              hospitals=root / "region" / "hospitals.parquet",
-                              region=root / "region" / "region.parquet")
+            # prepared once: the simulation and every sweep settle on it
+            base = drgsim.prepare(root / "grouped.parquet", policy=policy_file,
+                                  hospitals=root / "region" / "hospitals.parquet",
+                                  region=root / "region" / "region.parquet")
+            tables = base.simulate()
             sim_fp = fingerprint([root / "grouped.parquet", policy_file],
                                  {"command": "demo simulate", **options})
             paths = write_outputs(tables, root / "simulation", sim_fp)
-        folder.commit({**options, "parts": ["region", "grouped.parquet", "simulation"]})
+            swept = []
+            for spec in specs:
+                res = base.sweep(spec)
+                sw_fp = fingerprint([root / "grouped.parquet", policy_file, spec.file],
+                                    {"command": "demo sweep", **options})
+                write_sweep_outputs(res, root / "sweeps" / Path(spec.file).stem, sw_fp)
+                swept.append((spec, res))
+        folder.commit({**options, "parts": ["region", "grouped.parquet", "simulation",
+                                            *(f"sweeps/{Path(s.file).stem}" for s in specs)]})
         for msg in sorted({str(w.message) for w in caught}):
             con.print(f"     warning: {msg}")
         con.print("[bold]3. calibrated[/] weights on the history years and [bold]simulated[/] "
@@ -98,5 +113,15 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
                 con.print(f"     {r['item']}: {r['value']}")
         con.print(f"[bold]4. outputs[/] in {root / 'simulation'}: "
                   + ", ".join(sorted(p.name for p in paths.values())))
+        con.print("[bold]5. swept[/] the bundled example scenarios against the baseline "
+                  f"-> {root / 'sweeps'}/<file>/ (sweep.xlsx, parquet, plots):")
+        from drgsim.cli.sweep_cmd import summary_lines
+
+        for spec, res in swept:
+            draws = int(res.hospitals["draw"].nunique()) if len(res.hospitals) else 1
+            con.print(f"     {spec.name}: {len(res.scenarios)} scenarios × {draws} draw(s) — "
+                      f"{spec.description}")
+            for line in summary_lines(res):
+                con.print("   " + line, markup=False)
     except DrgsimError as exc:
         fail(exc)
