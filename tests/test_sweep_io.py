@@ -572,3 +572,21 @@ def test_cli_sweep_refuses_a_base_other_than_policy(small_region, tmp_path):
                                             "--policy", str(bundled_policy_path())))
     assert r.exit_code == 2
     assert "base: 'city.yaml' is not --policy" in r.output, r.output
+
+
+def test_sweep_of_a_folder_says_one_sweep_per_file(tmp_path):
+    """``base.sweep(folder)`` with several files is refused in one line, not a type error."""
+    import shutil
+
+    import drgsim
+    from drgsim.scenarios.sweep import SweepError, _load_spec
+
+    src = Path(drgsim.__file__).parent / "data" / "scenarios"
+    for f in sorted(src.glob("*.yaml"))[:2]:
+        shutil.copy(f, tmp_path / f.name)
+    with pytest.raises(SweepError, match="one sweep per file"):
+        _load_spec(tmp_path)
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(sorted(src.glob("*.yaml"))[0], one)
+    assert not isinstance(_load_spec(one), list)

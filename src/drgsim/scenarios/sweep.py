@@ -210,7 +210,15 @@ def _load_spec(scenarios: Any) -> Any:
             raise SweepError(f"{scenarios}: scenario files need drgsim.scenarios.files")
         from drgsim.scenarios import files  # type: ignore[attr-defined]
 
-        return files.load_scenarios(scenarios)
+        spec = files.load_scenarios(scenarios)
+        if isinstance(spec, list):  # a folder: one sweep per file, as `drgsim sweep` does
+            if len(spec) != 1:
+                raise SweepError(
+                    f"{scenarios}: a folder of {len(spec)} scenario files is one sweep per "
+                    "file: sweep each file (drgsim sweep --scenarios FOLDER does this)"
+                )
+            spec = spec[0]
+        return spec
     return scenarios
 
 
