@@ -254,3 +254,19 @@ def test_read_table_skips_leftover_temporaries(tmp_path):
     (d / ".a.parquet.x1.part.parquet").write_bytes(b"PAR1 truncated")
     df, _ = read_table(d)
     assert df["case_id"].tolist() == [1, 2]
+
+
+def test_unknown_hospital_cases_keep_their_own_hospital_id(region_cases):
+    """A case of a hospital missing from the hospitals table is listed under its own id
+    (paid nothing), never under another hospital's id; it does not count toward another
+    hospital's special-review quota either."""
+    df = region_cases.copy()
+    last = df.index[pd.to_datetime(df["discharge_date"]).dt.year == 2024]
+    df.loc[last[3:5], "hospital_id"] = "NOPE"
+    t = drgsim.simulate(df, policy=hist_policy(), hospitals=fake_hospitals(6))
+    c = t["cases"].set_index("case_id")
+    ids = df.loc[last[3:5], "case_id"].tolist()
+    assert (c.loc[ids, "hospital_id"] == "NOPE").all()
+    assert (c.loc[ids, "pay_status"] == "unknown_hospital").all()
+    assert c.loc[ids, "payment_fen"].sum() == 0
+    assert "NOPE" not in set(t["hospitals"]["hospital_id"])
