@@ -270,3 +270,15 @@ def test_unknown_hospital_cases_keep_their_own_hospital_id(region_cases):
     assert (c.loc[ids, "pay_status"] == "unknown_hospital").all()
     assert c.loc[ids, "payment_fen"].sum() == 0
     assert "NOPE" not in set(t["hospitals"]["hospital_id"])
+
+
+def test_a_hospital_listed_twice_is_refused(region_cases):
+    """Two rows for one hospital (levels 三级 and 一级) would silently price it at the first
+    row's coefficient: the run stops naming it."""
+    from drgsim.errors import DrgsimError
+
+    h = fake_hospitals(6)
+    hid = h["hospital_id"].iloc[0]
+    dup = h.iloc[[0]].assign(level="1")
+    with pytest.raises(DrgsimError, match=rf"{hid} \(2 rows\)"):
+        drgsim.simulate(region_cases, policy=hist_policy(), hospitals=pd.concat([h, dup]))

@@ -246,6 +246,15 @@ def simulate(
     hosp_df = read_table(hospitals)[0] if hospitals is not None else None
     if hosp_df is not None and "hospital_id" not in hosp_df.columns:
         raise RecordsError("the hospitals table lacks a hospital_id column")
+    if hosp_df is not None:  # a second row would be dropped silently, with its level
+        n_rows = hosp_df["hospital_id"].astype("string").str.strip().value_counts()
+        dups = n_rows[n_rows > 1]
+        if len(dups):
+            listed = ", ".join(f"{h} ({n} rows)" for h, n in sorted(dups.items())[:10])
+            raise RecordsError(
+                f"the hospitals table lists {len(dups)} hospital(s) more than once: {listed}; "
+                "keep one row per hospital_id"
+            )
     region_df = read_table(region)[0] if region is not None else None
 
     dcol = next((c for c in ("discharge_date", "discharge", "disch_date") if c in df.columns), None)
