@@ -282,3 +282,18 @@ def test_a_hospital_listed_twice_is_refused(region_cases):
     dup = h.iloc[[0]].assign(level="1")
     with pytest.raises(DrgsimError, match=rf"{hid} \(2 rows\)"):
         drgsim.simulate(region_cases, policy=hist_policy(), hospitals=pd.concat([h, dup]))
+
+
+def test_hospital_columns_the_coefficient_method_would_ignore_are_refused(region_cases):
+    """coefficients.method level with no level column would price every hospital at the
+    default coefficient; a coefficient column it does not use would be ignored: both stop."""
+    from drgsim.errors import DrgsimError
+
+    h = fake_hospitals(6)
+    with pytest.raises(DrgsimError, match="no level column"):
+        drgsim.simulate(region_cases, policy=hist_policy(), hospitals=h.drop(columns="level"))
+    with pytest.raises(DrgsimError, match="coefficient column.*coefficients.method is level"):
+        drgsim.simulate(region_cases, policy=hist_policy(), hospitals=h.assign(coefficient=1.1))
+    pol = hist_policy().with_values({"coefficients.method": "hospital"})
+    t = drgsim.simulate(region_cases, policy=pol, hospitals=h.assign(coefficient=1.1))
+    assert t["cases"]["coefficient"].dropna().tolist() == pytest.approx([1.1] * 1500)

@@ -108,6 +108,17 @@ def check_inputs(
         have = sorted({int(y) for y in years_present.dropna().unique()})
         span = f"cases are discharged in {', '.join(map(str, have))}" if have else "no dates"
         raise SettlementInputError(f"no cases discharged in {year} ({span}): choose --year")
+    method = pv["coefficients"]["method"]
+    if hospitals is not None and "level" not in hospitals.columns and method != "hospital":
+        raise SettlementInputError(
+            f"the hospitals table has no level column: coefficients.method {method} needs "
+            "each hospital's level (else every hospital gets coefficients.default)"
+        )
+    if hospitals is not None and "coefficient" in hospitals.columns and method == "level":
+        raise SettlementInputError(
+            "the hospitals table has a coefficient column, but coefficients.method is level: "
+            "it would be ignored; set the method to hospital or blend, or drop the column"
+        )
     if hospitals is not None and "level" in hospitals.columns:
         bad = unknown_levels(hospitals, pv["coefficients"]["by_level"])
         if bad:
