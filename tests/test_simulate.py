@@ -297,3 +297,18 @@ def test_hospital_columns_the_coefficient_method_would_ignore_are_refused(region
     pol = hist_policy().with_values({"coefficients.method": "hospital"})
     t = drgsim.simulate(region_cases, policy=pol, hospitals=h.assign(coefficient=1.1))
     assert t["cases"]["coefficient"].dropna().tolist() == pytest.approx([1.1] * 1500)
+
+
+def test_side_tables_in_gbk_csv_or_xlsx(tmp_path, region_cases):
+    """A hospitals or region table saved from Excel (GBK CSV, .xlsx) reads like parquet
+    (it stopped with an 'internal error' before)."""
+    from drgsim.settlement.simulate import read_table
+
+    h = fake_hospitals(6).assign(name="第一人民医院", level="三级")
+    gbk, xlsx = tmp_path / "h.csv", tmp_path / "h.xlsx"
+    h.to_csv(gbk, index=False, encoding="gbk")
+    h.to_excel(xlsx, index=False)
+    for f in (gbk, xlsx):
+        got = read_table(f)[0]
+        assert got["hospital_id"].astype(str).tolist() == h["hospital_id"].tolist()
+        assert set(got["name"]) == {"第一人民医院"} and set(got["level"]) == {"三级"}

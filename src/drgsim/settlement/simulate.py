@@ -48,6 +48,17 @@ def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
     files = (listed("*.parquet") or listed("*.csv")) if p.is_dir() else [p]
     if not files:
         raise RecordsError(f"{p}: no parquet or CSV files")
+    if not p.is_dir() and p.suffix.lower() in (".xlsx", ".xlsm"):  # a table kept in Excel
+        from drgsim.inputs.excel import read_xlsx
+
+        return read_xlsx(p)[0].to_pandas(), {}
+    if not p.is_dir() and p.suffix.lower() == ".csv":  # UTF-8 or GBK, as the case files
+        import pyarrow.csv as pa_csv
+
+        from drgsim.inputs.encoding import arrow_encoding, detect_encoding
+
+        opts = pa_csv.ReadOptions(encoding=arrow_encoding(detect_encoding(p)))
+        return pa_csv.read_csv(p, read_options=opts).to_pandas(), {}
     fmt = "csv" if files[0].suffix.lower() == ".csv" else "parquet"
     part = "hive" if p.is_dir() else None
     tab = ds.dataset(
