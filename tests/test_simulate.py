@@ -312,3 +312,16 @@ def test_side_tables_in_gbk_csv_or_xlsx(tmp_path, region_cases):
         got = read_table(f)[0]
         assert got["hospital_id"].astype(str).tolist() == h["hospital_id"].tolist()
         assert set(got["name"]) == {"第一人民医院"} and set(got["level"]) == {"三级"}
+
+
+def test_an_unreadable_assessment_score_is_refused(region_cases):
+    """'85分' is not a score: read as blank it would get the default score (full release
+    of the withheld money); the run stops naming the hospital. A blank score is the default."""
+    from drgsim.errors import DrgsimError
+
+    h = fake_hospitals(6).assign(assessment_score=["85分", "", None, 90, 70, 100])
+    hid = h["hospital_id"].iloc[0]
+    with pytest.raises(DrgsimError, match=rf"assessment_score.*{hid}: '85分'"):
+        drgsim.simulate(region_cases, policy=hist_policy(), hospitals=h)
+    h.loc[0, "assessment_score"] = "85"
+    drgsim.simulate(region_cases, policy=hist_policy(), hospitals=h)

@@ -130,6 +130,21 @@ def check_inputs(
             "the hospitals table has a coefficient column, but coefficients.method is level: "
             "it would be ignored; set the method to hospital or blend, or drop the column"
         )
+    sc_col = next((x for x in ("assessment_score", "score") if hospitals is not None
+                   and x in hospitals.columns), None)
+    if sc_col:  # a blank score is the default one; an unreadable one must not become it
+        raw = hospitals[sc_col].astype("string").str.strip()
+        bad_sc = raw.notna() & (raw != "") & pd.to_numeric(raw, errors="coerce").isna()
+        if bad_sc.any():
+            listed = ", ".join(
+                f"{h}: {v!r}" for h, v in zip(
+                    hospitals["hospital_id"][bad_sc][:10], raw[bad_sc][:10], strict=True
+                )
+            )
+            raise SettlementInputError(
+                f"the hospitals table's {sc_col} is not a number for {int(bad_sc.sum())} "
+                f"hospital(s) ({listed}): correct it, or leave it blank for the default score"
+            )
     if hospitals is not None and "level" in hospitals.columns:
         bad = unknown_levels(hospitals, pv["coefficients"]["by_level"])
         if bad:
