@@ -325,3 +325,22 @@ def test_an_unreadable_assessment_score_is_refused(region_cases):
         drgsim.simulate(region_cases, policy=hist_policy(), hospitals=h)
     h.loc[0, "assessment_score"] = "85"
     drgsim.simulate(region_cases, policy=hist_policy(), hospitals=h)
+
+
+def test_no_hospitals_table_is_announced(region_cases):
+    """Without a hospitals table every hospital is priced at coefficients.default (a 三级
+    hospital as 0.85): allowed, but never silent."""
+    import warnings
+
+    from drgsim.settlement.simulate import NoHospitalsWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = drgsim.simulate(region_cases, policy=hist_policy())
+    msgs = [str(w.message) for w in caught if issubclass(w.category, NoHospitalsWarning)]
+    assert len(msgs) == 1 and "coefficients.default 0.85" in msgs[0]
+    assert set(t["cases"]["coefficient"].dropna()) == {0.85}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        drgsim.simulate(region_cases, policy=hist_policy(), hospitals=fake_hospitals(6))
+    assert not [w for w in caught if issubclass(w.category, NoHospitalsWarning)]

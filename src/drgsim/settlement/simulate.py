@@ -90,6 +90,10 @@ class SettlementInputError(DrgsimError):
     hospital levels, non-positive fund figures); raised before any work."""
 
 
+class NoHospitalsWarning(UserWarning):
+    """No hospitals table: every hospital gets the policy's default coefficient and score."""
+
+
 LEVEL_DIGITS = {"三": "3", "二": "2", "一": "1"}
 
 
@@ -120,6 +124,15 @@ def check_inputs(
         span = f"cases are discharged in {', '.join(map(str, have))}" if have else "no dates"
         raise SettlementInputError(f"no cases discharged in {year} ({span}): choose --year")
     method = pv["coefficients"]["method"]
+    if hospitals is None and method != "hospital":
+        warnings.warn(
+            NoHospitalsWarning(
+                "no hospitals table (--hospitals): every hospital's level coefficient is "
+                f"coefficients.default {pv['coefficients']['default']} whatever its level, "
+                f"with the default assessment score {pv['assessment']['default_score']}"
+            ),
+            stacklevel=3,
+        )
     if hospitals is not None and "level" not in hospitals.columns and method != "hospital":
         raise SettlementInputError(
             f"the hospitals table has no level column: coefficients.method {method} needs "
