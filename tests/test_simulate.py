@@ -344,3 +344,20 @@ def test_no_hospitals_table_is_announced(region_cases):
         warnings.simplefilter("always")
         drgsim.simulate(region_cases, policy=hist_policy(), hospitals=fake_hospitals(6))
     assert not [w for w in caught if issubclass(w.category, NoHospitalsWarning)]
+
+
+def test_numeric_looking_hospital_ids_in_a_csv_stay_text(tmp_path, region_cases):
+    """Hospital codes such as 0001 in a hospitals CSV were read as the integer 1: no case
+    matched, every case was unknown_hospital and nothing was paid, without an error."""
+    df = region_cases.assign(hospital_id=region_cases["hospital_id"].str.replace("H", "0"))
+    h = fake_hospitals(6).assign(hospital_id=lambda d: d["hospital_id"].str.replace("H", "0"))
+    f = tmp_path / "hospitals.csv"
+    h.to_csv(f, index=False)
+    t = drgsim.simulate(df, policy=hist_policy(), hospitals=f)
+    assert "unknown_hospital" not in set(t["cases"]["pay_status"])
+    # a hospitals table that names none of the cases' hospitals stops, showing both sides
+    from drgsim.errors import DrgsimError
+
+    with pytest.raises(DrgsimError, match="names none of the 6 hospitals.*0000.*X0"):
+        other = h.assign(hospital_id="X" + h["hospital_id"])
+        drgsim.simulate(df, policy=hist_policy(), hospitals=other)

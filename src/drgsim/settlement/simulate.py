@@ -16,7 +16,7 @@ from drgsim import __version__
 from drgsim.calibrate import calibrate, read_weights
 from drgsim.errors import DrgsimError, RecordsError
 from drgsim.policy import Policy, YearPolicy, load_policy, resolve_year
-from drgsim.pricing.cases import FUNDS, Cases, prepare_cases
+from drgsim.pricing.cases import FUNDS, Cases, _col, prepare_cases
 from drgsim.pricing.core import Weights, price
 from drgsim.settlement.core import (
     Budget,
@@ -31,9 +31,17 @@ GROUPER_COLUMNS = ("mdc", "adrg", "drg", "status")
 
 
 def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
-    """A DataFrame, or a parquet/CSV file or folder of them -> (frame, key-value metadata)."""
+    """A DataFrame, or a parquet/CSV file or folder of them -> (frame, key-value metadata).
+
+    In a CSV, identifiers stay text (hospital 0001 is not the number 1)."""
     if isinstance(source, pd.DataFrame):
         return source, {str(k): str(v) for k, v in source.attrs.items()}
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    id_text = pa_csv.ConvertOptions(
+        column_types={c: pa.string() for c in ("hospital_id", "case_id", "patient_id")}
+    )
     p = Path(source)
     if not p.exists():
         raise RecordsError(f"{p}: no such file or folder")
@@ -53,13 +61,13 @@ def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
 
         return read_xlsx(p)[0].to_pandas(), {}
     if not p.is_dir() and p.suffix.lower() == ".csv":  # UTF-8 or GBK, as the case files
-        import pyarrow.csv as pa_csv
-
         from drgsim.inputs.encoding import arrow_encoding, detect_encoding
 
         opts = pa_csv.ReadOptions(encoding=arrow_encoding(detect_encoding(p)))
-        return pa_csv.read_csv(p, read_options=opts).to_pandas(), {}
-    fmt = "csv" if files[0].suffix.lower() == ".csv" else "parquet"
+        return pa_csv.read_csv(p, read_options=opts, convert_options=id_text).to_pandas(), {}
+    fmt: Any = "csv" if files[0].suffix.lower() == ".csv" else "parquet"
+    if fmt == "csv":
+        fmt = ds.CsvFileFormat(convert_options=id_text)
     part = "hive" if p.is_dir() else None
     tab = ds.dataset(
         str(p) if p.is_dir() else [str(f) for f in files], format=fmt, partitioning=part
@@ -326,6 +334,16 @@ def simulate(
     yp = resolve_year(pol, year)  # each key at its level: case, month or year (README)
     pv = yp.pv
     check_inputs(pv, year, int(cur_mask.sum()), years, hosp_df, region_df)
+    hcol = _col(current, "hospital_id", columns)
+    if hosp_df is not None and hcol is not None:  # e.g. codes 0001 read as numbers 1
+        table = set(hosp_df["hospital_id"].astype("string").dropna())
+        in_cases = sorted(set(current[hcol].astype("string").dropna()))
+        if in_cases and not table & set(in_cases):
+            raise SettlementInputError(
+                f"the hospitals table names none of the {len(in_cases)} hospitals of the "
+                f"cases (cases: {', '.join(in_cases[:3])}…; table: "
+                f"{', '.join(sorted(table)[:3])}…): check the hospital_id columns"
+            )
 
     hist_cases = prepare_cases(history, columns=columns) if len(history) else None
     if weights is None:
