@@ -163,3 +163,19 @@ def test_per_diem_rates_leave_out_implausible_costs():
     w = calibrate(h, pv, 2024, scheme=None).set_index(["level", "key"])
     assert w.loc[("per_diem", "MDCT"), "per_diem_rate_fen"] == pytest.approx(10_000)
     assert w.loc[("per_diem", "MDCT"), "n"] == 60
+
+
+def test_published_weights_in_gbk_csv_and_xlsx(tmp_path):
+    """A bureau's weights often come as a GBK CSV or an .xlsx: both read like the UTF-8
+    CSV (they stopped with an 'internal error' before)."""
+    pv = load_policy().with_values({"calibration.all_case_mean_yuan": 10000.0}).at(2024)
+    ref = tmp_path / "w.csv"
+    ref.write_text("drg,rw,名称\nGB11,1.5,胃切除\nGB13,0.5,胃切除\n", encoding="utf-8")
+    want = read_weights(ref, pv).set_index(["level", "key"])["mean_cost_fen"]
+    gbk = tmp_path / "w_gbk.csv"
+    gbk.write_bytes(ref.read_text(encoding="utf-8").encode("gbk"))
+    xlsx = tmp_path / "w.xlsx"
+    pd.DataFrame({"drg": ["GB11", "GB13"], "rw": [1.5, 0.5]}).to_excel(xlsx, index=False)
+    for f in (gbk, xlsx):
+        got = read_weights(f, pv).set_index(["level", "key"])["mean_cost_fen"]
+        pd.testing.assert_series_equal(got, want)

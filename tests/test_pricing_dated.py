@@ -262,3 +262,26 @@ def test_special_review_share_is_one_selection_over_the_year():
     assert types[:2] == ["per_diem", "special_review"]
     # 72,000 / 10,000 x 100 = 720 points
     assert pr.points[1] == pytest.approx(720)
+
+
+def test_a_year_or_month_level_value_dated_inside_the_year_is_announced():
+    """A year-level key dated 1 July waits for next year and a month-level key dated 15
+    March for 1 April: by the rule, but never silently (one warning naming key, date and
+    when it applies). A case-level change, or a change on the 1st of a month, warns nothing."""
+    import warnings
+
+    from drgsim.policy.dated import PolicyDateWarning
+
+    pol = load_policy().with_values({"budget.employee.growth": 0.1}, date="2024-07-01")
+    pol = pol.with_values({"presettlement.prepay_share": 0.8}, date="2024-03-15")
+    pol = pol.with_values({"high_cost.beta": 0.5}, date="2024-05-20")
+    pol = pol.with_values({"presettlement.prepay_share": 0.85}, date="2024-06-01")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yp = resolve_year(pol, 2024)
+    msgs = [str(w.message) for w in caught if issubclass(w.category, PolicyDateWarning)]
+    assert len(msgs) == 1, msgs
+    assert "budget.employee.growth 2024-07-01 (year level: from 2025)" in msgs[0]
+    assert "presettlement.prepay_share 2024-03-15 (month level: from 2024-04-01)" in msgs[0]
+    assert "beta" not in msgs[0] and "2024-06-01" not in msgs[0]
+    assert yp.pv["budget"]["employee"]["growth"] == 0.05  # the rule itself is unchanged

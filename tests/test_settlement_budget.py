@@ -457,3 +457,14 @@ def test_last_year_needs_the_region_row(growing_region):
             hospitals=fake_hospitals(5),
             region=region[region["fund"] == "employee"],
         )
+
+
+def test_region_table_reads_fund_names_as_the_cases_do():
+    """职工/居民 or EMPLOYEE in the region table are the funds the cases call so (not a
+    missing row); a fund name the engine does not know stops, naming it."""
+    want = fund_budget(bp(), "employee", 2024, REGION).budget_fen
+    for names in ({"employee": "职工", "resident": "居民"}, {"employee": " EMPLOYEE "}):
+        reg = REGION.assign(fund=REGION["fund"].replace(names))
+        assert fund_budget(bp(), "employee", 2024, reg).budget_fen == want
+    with pytest.raises(BudgetError, match="emplyee"):
+        fund_budget(bp(), "employee", 2024, REGION.assign(fund="emplyee"))

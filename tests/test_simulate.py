@@ -254,3 +254,110 @@ def test_read_table_skips_leftover_temporaries(tmp_path):
     (d / ".a.parquet.x1.part.parquet").write_bytes(b"PAR1 truncated")
     df, _ = read_table(d)
     assert df["case_id"].tolist() == [1, 2]
+
+
+def test_unknown_hospital_cases_keep_their_own_hospital_id(region_cases):
+    """A case of a hospital missing from the hospitals table is listed under its own id
+    (paid nothing), never under another hospital's id; it does not count toward another
+    hospital's special-review quota either."""
+    df = region_cases.copy()
+    last = df.index[pd.to_datetime(df["discharge_date"]).dt.year == 2024]
+    df.loc[last[3:5], "hospital_id"] = "NOPE"
+    t = drgsim.simulate(df, policy=hist_policy(), hospitals=fake_hospitals(6))
+    c = t["cases"].set_index("case_id")
+    ids = df.loc[last[3:5], "case_id"].tolist()
+    assert (c.loc[ids, "hospital_id"] == "NOPE").all()
+    assert (c.loc[ids, "pay_status"] == "unknown_hospital").all()
+    assert c.loc[ids, "payment_fen"].sum() == 0
+    assert "NOPE" not in set(t["hospitals"]["hospital_id"])
+
+
+def test_a_hospital_listed_twice_is_refused(region_cases):
+    """Two rows for one hospital (levels 三级 and 一级) would silently price it at the first
+    row's coefficient: the run stops naming it."""
+    from drgsim.errors import DrgsimError
+
+    h = fake_hospitals(6)
+    hid = h["hospital_id"].iloc[0]
+    dup = h.iloc[[0]].assign(level="1")
+    with pytest.raises(DrgsimError, match=rf"{hid} \(2 rows\)"):
+        drgsim.simulate(region_cases, policy=hist_policy(), hospitals=pd.concat([h, dup]))
+
+
+def test_hospital_columns_the_coefficient_method_would_ignore_are_refused(region_cases):
+    """coefficients.method level with no level column would price every hospital at the
+    default coefficient; a coefficient column it does not use would be ignored: both stop."""
+    from drgsim.errors import DrgsimError
+
+    h = fake_hospitals(6)
+    with pytest.raises(DrgsimError, match="no level column"):
+        drgsim.simulate(region_cases, policy=hist_policy(), hospitals=h.drop(columns="level"))
+    with pytest.raises(DrgsimError, match="coefficient column.*coefficients.method is level"):
+        drgsim.simulate(region_cases, policy=hist_policy(), hospitals=h.assign(coefficient=1.1))
+    pol = hist_policy().with_values({"coefficients.method": "hospital"})
+    t = drgsim.simulate(region_cases, policy=pol, hospitals=h.assign(coefficient=1.1))
+    assert t["cases"]["coefficient"].dropna().tolist() == pytest.approx([1.1] * 1500)
+
+
+def test_side_tables_in_gbk_csv_or_xlsx(tmp_path, region_cases):
+    """A hospitals or region table saved from Excel (GBK CSV, .xlsx) reads like parquet
+    (it stopped with an 'internal error' before)."""
+    from drgsim.settlement.simulate import read_table
+
+    h = fake_hospitals(6).assign(name="第一人民医院", level="三级")
+    gbk, xlsx = tmp_path / "h.csv", tmp_path / "h.xlsx"
+    h.to_csv(gbk, index=False, encoding="gbk")
+    h.to_excel(xlsx, index=False)
+    for f in (gbk, xlsx):
+        got = read_table(f)[0]
+        assert got["hospital_id"].astype(str).tolist() == h["hospital_id"].tolist()
+        assert set(got["name"]) == {"第一人民医院"} and set(got["level"]) == {"三级"}
+
+
+def test_an_unreadable_assessment_score_is_refused(region_cases):
+    """'85分' is not a score: read as blank it would get the default score (full release
+    of the withheld money); the run stops naming the hospital. A blank score is the default."""
+    from drgsim.errors import DrgsimError
+
+    h = fake_hospitals(6).assign(assessment_score=["85分", "", None, 90, 70, 100])
+    hid = h["hospital_id"].iloc[0]
+    with pytest.raises(DrgsimError, match=rf"assessment_score.*{hid}: '85分'"):
+        drgsim.simulate(region_cases, policy=hist_policy(), hospitals=h)
+    h.loc[0, "assessment_score"] = "85"
+    drgsim.simulate(region_cases, policy=hist_policy(), hospitals=h)
+
+
+def test_no_hospitals_table_is_announced(region_cases):
+    """Without a hospitals table every hospital is priced at coefficients.default (a 三级
+    hospital as 0.85): allowed, but never silent."""
+    import warnings
+
+    from drgsim.settlement.simulate import NoHospitalsWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        t = drgsim.simulate(region_cases, policy=hist_policy())
+    msgs = [str(w.message) for w in caught if issubclass(w.category, NoHospitalsWarning)]
+    assert len(msgs) == 1 and "coefficients.default 0.85" in msgs[0]
+    assert set(t["cases"]["coefficient"].dropna()) == {0.85}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        drgsim.simulate(region_cases, policy=hist_policy(), hospitals=fake_hospitals(6))
+    assert not [w for w in caught if issubclass(w.category, NoHospitalsWarning)]
+
+
+def test_numeric_looking_hospital_ids_in_a_csv_stay_text(tmp_path, region_cases):
+    """Hospital codes such as 0001 in a hospitals CSV were read as the integer 1: no case
+    matched, every case was unknown_hospital and nothing was paid, without an error."""
+    df = region_cases.assign(hospital_id=region_cases["hospital_id"].str.replace("H", "0"))
+    h = fake_hospitals(6).assign(hospital_id=lambda d: d["hospital_id"].str.replace("H", "0"))
+    f = tmp_path / "hospitals.csv"
+    h.to_csv(f, index=False)
+    t = drgsim.simulate(df, policy=hist_policy(), hospitals=f)
+    assert "unknown_hospital" not in set(t["cases"]["pay_status"])
+    # a hospitals table that names none of the cases' hospitals stops, showing both sides
+    from drgsim.errors import DrgsimError
+
+    with pytest.raises(DrgsimError, match="names none of the 6 hospitals.*0000.*X0"):
+        other = h.assign(hospital_id="X" + h["hospital_id"])
+        drgsim.simulate(df, policy=hist_policy(), hospitals=other)

@@ -378,8 +378,15 @@ def read_weights(
             df.attrs["scale"] = float(meta.get("drgsim.scale", pv["points"]["scale"]))
             return df
         first_line = None
-    else:
-        df = pd.read_csv(p, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    elif p.suffix.lower() in (".xlsx", ".xlsm"):  # a bureau's published workbook
+        from drgsim.inputs.excel import read_xlsx
+
+        df = read_xlsx(p)[0].to_pandas().fillna("")
+        first_line = None
+    else:  # UTF-8 or GBK/GB18030, as the case files
+        from drgsim.inputs.encoding import detect_encoding
+
+        df = pd.read_csv(p, dtype=str, keep_default_na=False, encoding=detect_encoding(p))
         first_line = 2
     problems: list[Problem] = []
 

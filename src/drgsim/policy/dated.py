@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,11 @@ from drgsim.policy.loader import Policy
 from drgsim.policy.schema import level_of
 
 EPOCH = dt.date(1970, 1, 1)
+
+
+class PolicyDateWarning(UserWarning):
+    """A year- or month-level value dated inside the year: it waits for the next 1 January
+    or first of the month, by the rule, and is announced rather than silently deferred."""
 
 
 def _day(d: dt.date) -> int:
@@ -90,6 +96,23 @@ def resolve_year(policy: Policy, year: int) -> YearPolicy:
     """The policy of simulated ``year`` with every key applied at its level."""
     jan1 = dt.date(year, 1, 1)
     pv = policy.at(jan1)
+    late = []
+    for k, dated in policy.params.items():
+        lv = level_of(k)
+        for d, _ in dated:
+            if lv == "year" and jan1 < d <= dt.date(year, 12, 31):
+                late.append(f"{k} {d} (year level: from {year + 1})")
+            elif lv == "month" and d.year == year and d.day != 1:
+                nxt = dt.date(year + d.month // 12, d.month % 12 + 1, 1)
+                late.append(f"{k} {d} (month level: from {nxt})")
+    if late:
+        warnings.warn(
+            PolicyDateWarning(
+                f"policy {policy.name}: value(s) dated inside {year} that apply later: "
+                + "; ".join(late)
+            ),
+            stacklevel=2,
+        )
     case_keys = [k for k in policy.params if level_of(k) == "case"]
     month_keys = [k for k in policy.params if level_of(k) == "month"]
     changes = sorted(
@@ -125,4 +148,4 @@ def resolve_year(policy: Policy, year: int) -> YearPolicy:
     return YearPolicy(year, pv, np.array([_day(s) for s in starts], np.int64), segments, months)
 
 
-__all__ = ["YearPolicy", "as_year_policy", "constant_year", "resolve_year"]
+__all__ = ["PolicyDateWarning", "YearPolicy", "as_year_policy", "constant_year", "resolve_year"]

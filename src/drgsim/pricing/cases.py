@@ -124,6 +124,7 @@ class Cases:
     tie_order: np.ndarray = None  # type: ignore[assignment]  # rows by case id
     by_patient: np.ndarray = None  # type: ignore[assignment]  # rows by (patient, admit day, case id)
     link_only: np.ndarray = None  # type: ignore[assignment]  # bool: last year's, for readmission links
+    hosp_raw: np.ndarray = None  # type: ignore[assignment]  # the id as given (unknown ones too)
     extra: dict = field(default_factory=dict)
 
     def take(self, mask: np.ndarray) -> Cases:
@@ -296,6 +297,7 @@ def prepare_cases(
         special_flag=special,
         pay_status=pay,
         link_only=np.zeros(n, bool) if link_only is None else np.asarray(link_only, bool),
+        hosp_raw=hcol.to_numpy(dtype=object, na_value=None),
     )
     out.index()
     return out

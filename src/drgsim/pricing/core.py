@@ -237,7 +237,7 @@ def select_special_review(
     cases: Cases, ratio: np.ndarray, candidate: np.ndarray, share: float
 ) -> np.ndarray:
     """Per hospital, the highest cost ratios among candidates, at most ``share`` of its cases."""
-    n_h = np.bincount(np.maximum(cases.hosp, 0), minlength=len(cases.hospital_ids))
+    n_h = np.bincount(cases.hosp[cases.hosp >= 0], minlength=len(cases.hospital_ids))
     limit = np.floor(n_h * share + 1e-9).astype(np.int64)
     idx = np.flatnonzero(candidate)
     if len(idx) == 0:
@@ -302,11 +302,14 @@ class Priced:
         return pd.DataFrame(
             {
                 "case_id": c.case_id,
-                "hospital_id": pd.Categorical.from_codes(
-                    np.maximum(c.hosp, 0), c.hospital_ids
-                ).astype(object)
-                if len(c.hospital_ids)
-                else None,
+                # an unknown hospital keeps the id it came with, never another's
+                "hospital_id": np.where(
+                    c.hosp >= 0,
+                    np.asarray(c.hospital_ids, dtype=object)[np.maximum(c.hosp, 0)]
+                    if len(c.hospital_ids)
+                    else None,
+                    c.hosp_raw if c.hosp_raw is not None else None,
+                ),
                 "fund": np.where(c.fund >= 0, np.array(["employee", "resident", ""])[c.fund], ""),
                 "year": c.year,
                 "month": c.month.astype(np.int16) + 1,

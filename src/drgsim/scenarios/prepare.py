@@ -21,13 +21,14 @@ from drgsim import __version__
 from drgsim.calibrate import calibrate, read_weights
 from drgsim.errors import RecordsError
 from drgsim.policy import Policy, YearPolicy, load_policy, resolve_year
-from drgsim.pricing.cases import FUNDS, Cases, prepare_cases
+from drgsim.pricing.cases import FUNDS, Cases, _col, prepare_cases
 from drgsim.pricing.cells import Cells, build_cells
 from drgsim.pricing.core import Priced, Weights, price
 from drgsim.settlement.core import Budget, BudgetError, EmptyFundWarning, fund_budget
 from drgsim.settlement.run import settle
 from drgsim.settlement.simulate import (
     GROUPER_COLUMNS,
+    SettlementInputError,
     _weights_hash,
     check_inputs,
     history_spending,
@@ -178,6 +179,15 @@ def prepare(
     hosp_df = read_table(hospitals)[0] if hospitals is not None else None
     if hosp_df is not None and "hospital_id" not in hosp_df.columns:
         raise RecordsError("the hospitals table lacks a hospital_id column")
+    if hosp_df is not None:  # a second row would be dropped silently, with its level
+        n_rows = hosp_df["hospital_id"].astype("string").str.strip().value_counts()
+        dups = n_rows[n_rows > 1]
+        if len(dups):
+            listed = ", ".join(f"{h} ({n} rows)" for h, n in sorted(dups.items())[:10])
+            raise RecordsError(
+                f"the hospitals table lists {len(dups)} hospital(s) more than once: {listed}; "
+                "keep one row per hospital_id"
+            )
     region_df = read_table(region)[0] if region is not None else None
 
     dcol = next((c for c in ("discharge_date", "discharge", "disch_date") if c in df.columns), None)
@@ -201,6 +211,16 @@ def prepare(
     yp = resolve_year(pol, year)  # each key at its level: case, month or year (README)
     pv = yp.pv
     check_inputs(pv, year, int(cur_mask.sum()), years, hosp_df, region_df)
+    hcol = _col(current, "hospital_id", columns)
+    if hosp_df is not None and hcol is not None:  # e.g. codes 0001 read as numbers 1
+        table = set(hosp_df["hospital_id"].astype("string").dropna())
+        in_cases = sorted(set(current[hcol].astype("string").dropna()))
+        if in_cases and not table & set(in_cases):
+            raise SettlementInputError(
+                f"the hospitals table names none of the {len(in_cases)} hospitals of the "
+                f"cases (cases: {', '.join(in_cases[:3])}…; table: "
+                f"{', '.join(sorted(table)[:3])}…): check the hospital_id columns"
+            )
 
     hist_cases = prepare_cases(history, columns=columns) if len(history) else None
     if weights is None:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from drgsim.errors import DrgsimError
-from drgsim.pricing.cases import FUNDS
+from drgsim.pricing.cases import FUND_ALIASES, FUNDS
 from drgsim.pricing.money import (
     grouped_largest_remainder,
     half_up,
@@ -92,7 +92,15 @@ def region_spending_fen(region: pd.DataFrame | None, fund: str, year: int) -> in
     if missing:
         raise BudgetError(f"the region table lacks column(s) {', '.join(missing)}")
     yrs = pd.to_numeric(region["year"], errors="coerce")
-    r = region[(region["fund"].astype(str) == fund) & (yrs == year)]
+    # fund names as the cases read them (职工/居民, any case); an unknown one stops
+    code = region["fund"].astype("string").str.strip().str.lower().map(FUND_ALIASES)
+    if code.isna().any():
+        bad = sorted({str(x) for x in region["fund"][code.isna()]})
+        raise BudgetError(
+            f"the region table has fund(s) {', '.join(bad)}: not {' or '.join(FUNDS)} "
+            "(职工/居民 accepted)"
+        )
+    r = region[(code == FUNDS.index(fund)).to_numpy() & (yrs == year).to_numpy()]
     if len(r) > 1:
         raise BudgetError(f"the region table has {len(r)} rows for fund {fund}, year {year}")
     if not len(r):

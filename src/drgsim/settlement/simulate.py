@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +26,17 @@ GROUPER_COLUMNS = ("mdc", "adrg", "drg", "status")
 
 
 def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
-    """A DataFrame, or a parquet/CSV file or folder of them -> (frame, key-value metadata)."""
+    """A DataFrame, or a parquet/CSV file or folder of them -> (frame, key-value metadata).
+
+    In a CSV, identifiers stay text (hospital 0001 is not the number 1)."""
     if isinstance(source, pd.DataFrame):
         return source, {str(k): str(v) for k, v in source.attrs.items()}
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    id_text = pa_csv.ConvertOptions(
+        column_types={c: pa.string() for c in ("hospital_id", "case_id", "patient_id")}
+    )
     p = Path(source)
     if not p.exists():
         raise RecordsError(f"{p}: no such file or folder")
@@ -42,7 +51,18 @@ def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
     files = (listed("*.parquet") or listed("*.csv")) if p.is_dir() else [p]
     if not files:
         raise RecordsError(f"{p}: no parquet or CSV files")
-    fmt = "csv" if files[0].suffix.lower() == ".csv" else "parquet"
+    if not p.is_dir() and p.suffix.lower() in (".xlsx", ".xlsm"):  # a table kept in Excel
+        from drgsim.inputs.excel import read_xlsx
+
+        return read_xlsx(p)[0].to_pandas(), {}
+    if not p.is_dir() and p.suffix.lower() == ".csv":  # UTF-8 or GBK, as the case files
+        from drgsim.inputs.encoding import arrow_encoding, detect_encoding
+
+        opts = pa_csv.ReadOptions(encoding=arrow_encoding(detect_encoding(p)))
+        return pa_csv.read_csv(p, read_options=opts, convert_options=id_text).to_pandas(), {}
+    fmt: Any = "csv" if files[0].suffix.lower() == ".csv" else "parquet"
+    if fmt == "csv":
+        fmt = ds.CsvFileFormat(convert_options=id_text)
     part = "hive" if p.is_dir() else None
     tab = ds.dataset(
         str(p) if p.is_dir() else [str(f) for f in files], format=fmt, partitioning=part
@@ -71,6 +91,10 @@ def file_hash(path: str | os.PathLike[str] | None) -> str:
 class SettlementInputError(DrgsimError):
     """A side table or the simulated year cannot be settled (no cases in the year, unknown
     hospital levels, non-positive fund figures); raised before any work."""
+
+
+class NoHospitalsWarning(UserWarning):
+    """No hospitals table: every hospital gets the policy's default coefficient and score."""
 
 
 LEVEL_DIGITS = {"三": "3", "二": "2", "一": "1"}
@@ -102,6 +126,41 @@ def check_inputs(
         have = sorted({int(y) for y in years_present.dropna().unique()})
         span = f"cases are discharged in {', '.join(map(str, have))}" if have else "no dates"
         raise SettlementInputError(f"no cases discharged in {year} ({span}): choose --year")
+    method = pv["coefficients"]["method"]
+    if hospitals is None and method != "hospital":
+        warnings.warn(
+            NoHospitalsWarning(
+                "no hospitals table (--hospitals): every hospital's level coefficient is "
+                f"coefficients.default {pv['coefficients']['default']} whatever its level, "
+                f"with the default assessment score {pv['assessment']['default_score']}"
+            ),
+            stacklevel=3,
+        )
+    if hospitals is not None and "level" not in hospitals.columns and method != "hospital":
+        raise SettlementInputError(
+            f"the hospitals table has no level column: coefficients.method {method} needs "
+            "each hospital's level (else every hospital gets coefficients.default)"
+        )
+    if hospitals is not None and "coefficient" in hospitals.columns and method == "level":
+        raise SettlementInputError(
+            "the hospitals table has a coefficient column, but coefficients.method is level: "
+            "it would be ignored; set the method to hospital or blend, or drop the column"
+        )
+    sc_col = next((x for x in ("assessment_score", "score") if hospitals is not None
+                   and x in hospitals.columns), None)
+    if sc_col:  # a blank score is the default one; an unreadable one must not become it
+        raw = hospitals[sc_col].astype("string").str.strip()
+        bad_sc = raw.notna() & (raw != "") & pd.to_numeric(raw, errors="coerce").isna()
+        if bad_sc.any():
+            listed = ", ".join(
+                f"{h}: {v!r}" for h, v in zip(
+                    hospitals["hospital_id"][bad_sc][:10], raw[bad_sc][:10], strict=True
+                )
+            )
+            raise SettlementInputError(
+                f"the hospitals table's {sc_col} is not a number for {int(bad_sc.sum())} "
+                f"hospital(s) ({listed}): correct it, or leave it blank for the default score"
+            )
     if hospitals is not None and "level" in hospitals.columns:
         bad = unknown_levels(hospitals, pv["coefficients"]["by_level"])
         if bad:
