@@ -156,6 +156,20 @@ def test_replace_flags_the_rows_it_touched(tmp_path):
     assert "\ufffd" in t.column("dept")[5].as_py()
 
 
+def test_replace_on_an_input_that_has_encoding_replaced_keeps_names_unique(tmp_path):
+    """Regrouping an output written with :replace: its own column becomes input_..., so the
+    parquet stays readable (two 'encoding_replaced' columns made it unreadable)."""
+    p = tmp_path / "again.csv"
+    body = "".join(f"c{i},1,50,I50.900,心内科,true\n" for i in range(3)).encode("utf-8")
+    p.write_bytes(HEADER.replace("\n", ",encoding_replaced\n").encode() + body
+                  + "c3,1,50,I50.900,心内科,false\n".encode("gbk"))
+    r = _group(p, tmp_path / "out.parquet", "--encoding", "utf-8:replace")
+    assert r.exit_code == 0, r.output
+    t = pq.read_table(tmp_path / "out.parquet")
+    assert t.column("input_encoding_replaced").to_pylist() == ["true"] * 3 + ["false"]
+    assert t.column("encoding_replaced").to_pylist() == [False] * 3 + [True]
+
+
 def test_all_gbk_file_is_gb18030_and_unknown_encoding_is_one_line(tmp_path):
     p = tmp_path / "gbk.csv"
     p.write_bytes((HEADER + "c1,1,50,I50.900,心内科\n").encode("gbk"))
@@ -275,6 +289,20 @@ def test_xlsx_merged_cells_are_filled_and_other_sheets_named(tmp_path):
     r = _group(p, tmp_path / "more2.csv", "--sheet", "more")
     assert r.exit_code == 0 and pacsv.read_csv(tmp_path / "more2.csv").num_rows == 1
     assert "no sheet 'nope'" in _error_line(_group(p, tmp_path / "x.csv", "--sheet", "nope"))
+
+
+def test_xlsx_with_its_own_xlsx_merged_column_keeps_names_unique(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    p = _xlsx(tmp_path)
+    wb = openpyxl.load_workbook(p)
+    wb["cases"]["F1"] = "xlsx_merged"
+    wb["cases"]["F2"] = "mine"
+    wb.save(p)
+    r = _group(p, tmp_path / "out.parquet")
+    assert r.exit_code == 0, r.output
+    t = pq.read_table(tmp_path / "out.parquet")
+    assert t.column("input_xlsx_merged").to_pylist() == ["mine", None, None]
+    assert t.column("xlsx_merged").to_pylist() == ["", "dept", "dept"]
 
 
 def test_xlsx_cell_beyond_the_header_is_named(tmp_path):

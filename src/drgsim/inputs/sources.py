@@ -445,6 +445,10 @@ def _csv_source(p: Path, encoding: str | None, bad_lines: str) -> InputSource:
     if scan.bad and scan.bad[0].index < 0:
         raise RecordsError(f"{p}:1: unterminated quote in the header line")
     names = _header(p, scan, enc)
+    if spec.replace:  # the file's own 'encoding_replaced' (a regrouped output) is kept aside
+        from drgsim.output.names import rename_inputs
+
+        names = rename_inputs(names, [REPLACED_COLUMN])
     width = scan.header_fields
     if scan.bad and bad_lines == "error":
         first = scan.bad[0]
