@@ -108,6 +108,21 @@ def test_schemas_are_unified_extra_columns_kept_absent_ones_said(tmp_path):
     assert t.column("status").to_pylist() == ["ok"] * 9
 
 
+def test_types_that_differ_between_files_are_said_even_when_widened(tmp_path):
+    """decimal cost in one file, float in another: read as float, and the summary says so."""
+    root = _folder(tmp_path)
+    for m, typ in ((1, pa.decimal128(14, 2)), (2, pa.float64()), (3, pa.float64())):
+        f = root / "year=2024" / f"month={m:02d}" / "part-0.parquet"
+        t = pq.read_table(f)
+        pq.write_table(t.append_column("total_cost", pa.array([1.5, 2.25, 3.0]).cast(typ)), f)
+    r = _group(root, tmp_path / "out.parquet")
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "column 'total_cost' has different types across files (decimal128(14, 2), double): " \
+           "read as double" in out
+    assert pq.read_table(tmp_path / "out.parquet").column("total_cost").type == pa.float64()
+
+
 def test_region_root_is_not_a_discharge_dataset(tmp_path):
     region = tmp_path / "region"
     _folder(region, name="discharges")

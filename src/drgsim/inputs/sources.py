@@ -320,10 +320,11 @@ def _folder_source(root: Path, glob: str | None, cm: Any, require: bool) -> Inpu
             what = ("optional record column" if name in RECORD_FIELDS else "column")
             notes.append(f"{what} {name!r} absent in {len(absent)} of {len(files)} files "
                          f"({_few(absent, root)}): read as absent (null) there")
-        if unified.field(name).type == pa.string() and any(t != pa.string() for t in ts):
-            kinds = sorted({str(t) for t in ts})
+        kinds = sorted({str(t) for t in ts})
+        if len(kinds) > 1:  # widened (e.g. decimal + double -> double) or text: said either way
+            as_ = "text" if unified.field(name).type == pa.string() else unified.field(name).type
             notes.append(f"column {name!r} has different types across files "
-                         f"({', '.join(kinds)}): read as text")
+                         f"({', '.join(kinds)}): read as {as_}")
 
     def conform(batch: pa.RecordBatch, f: Path) -> pa.RecordBatch:
         n = batch.num_rows
