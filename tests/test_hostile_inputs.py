@@ -74,6 +74,24 @@ def test_folder_with_a_stray_file_is_an_error_unless_a_glob_leaves_it_out(tmp_pa
     assert r.exit_code == 0 and pq.read_table(tmp_path / "out2.parquet").num_rows == 3
 
 
+def test_a_quoted_glob_as_input_is_its_folder_with_glob(tmp_path):
+    """'ds/year=2024/month=0[12]/*.parquet' reads as ds/year=2024 --glob 'month=0[12]/*.parquet'
+    (it was refused: "Path ... does not exist")."""
+    root = _folder(tmp_path)
+    before = _digest(root)
+    run = lambda *a: CliRunner().invoke(main, ["group", *a, "--quiet"])  # noqa: E731
+    r = run(str(root / "year=2024" / "month=0[12]" / "*.parquet"), "-o", str(tmp_path / "o.parquet"))
+    assert r.exit_code == 0, r.output
+    t = pq.read_table(tmp_path / "o.parquet")
+    assert t.num_rows == 6 and t.column("month").to_pylist() == [1] * 3 + [2] * 3
+    line = _error_line(run(str(root / "*.parquet"), "--glob", "*.parquet", "-o",
+                           str(tmp_path / "p.parquet")))
+    assert "INPUT or in --glob, not both" in line
+    assert "does not exist" in run(str(root / "nothing.parquet"), "-o",
+                                   str(tmp_path / "q.parquet")).output
+    assert _digest(root) == before
+
+
 def test_truncated_parquet_in_a_folder_is_named_before_any_output(tmp_path):
     root = _folder(tmp_path)
     f = root / "year=2024" / "month=03" / "part-0.parquet"
