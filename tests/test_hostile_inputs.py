@@ -179,6 +179,12 @@ def test_one_gbk_line_in_a_utf8_file_is_an_error_naming_line_and_byte(tmp_path):
                                                            "--encoding", "utf-8"))
 
 
+def test_a_forced_encoding_that_cannot_decode_names_the_line(tmp_path):
+    p = _mixed(tmp_path)  # UTF-8 lines 2-6 do not decode as GBK
+    line = _error_line(_group(p, tmp_path / "out.csv", "--encoding", "gbk"))
+    assert line.startswith(f"error: {p}:2: not valid gbk (byte "), line
+
+
 def test_replace_flags_the_rows_it_touched(tmp_path):
     p = _mixed(tmp_path)
     r = _group(p, tmp_path / "out.csv", "--encoding", "utf-8:replace")

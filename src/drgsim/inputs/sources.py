@@ -390,6 +390,22 @@ def _placeholder(raw: bytes, enc: str, width: int) -> list[str]:
     return (fields + [""] * width)[:width]
 
 
+def _first_undecodable(p: Path, enc: str) -> tuple[int, int] | None:
+    """(line, byte offset) of the first byte ``enc`` cannot decode: a forced encoding's
+    error then names the line (only on that error; ASCII-compatible, so lines split)."""
+    from drgsim.inputs.csvscan import open_bytes
+
+    pos = 0
+    with open_bytes(p) as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                line.decode(enc)
+            except UnicodeDecodeError as e:
+                return n, pos + e.start
+            pos += len(line)
+    return None
+
+
 def _mark_replaced(batch: pa.RecordBatch) -> pa.RecordBatch:
     mask = None
     for col in batch.columns:
@@ -493,8 +509,11 @@ def _csv_source(p: Path, encoding: str | None, bad_lines: str) -> InputSource:
                 if b.num_rows:
                     yield b
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            raise RecordsError(f"{p}: {str(exc).splitlines()[0]} (encoding {enc}; "
-                               "--encoding NAME:replace replaces undecodable bytes)") from None
+            where = _first_undecodable(p, enc) if isinstance(exc, UnicodeDecodeError) else None
+            what = (f"{p}:{where[0]}: not valid {enc} (byte offset {where[1]}" if where
+                    else f"{p}: {str(exc).splitlines()[0]} (encoding {enc}")
+            raise RecordsError(f"{what}; --encoding NAME:replace replaces undecodable "
+                               "bytes)") from None
         finally:
             stream.close()
 
