@@ -254,3 +254,22 @@ def test_read_table_skips_leftover_temporaries(tmp_path):
     (d / ".a.parquet.x1.part.parquet").write_bytes(b"PAR1 truncated")
     df, _ = read_table(d)
     assert df["case_id"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("bad", ["notes.txt", "b.parquet"])
+def test_a_stray_or_truncated_file_in_a_cases_folder_is_a_user_error(tmp_path, bad):
+    """simulate/calibrate read folders too: a truncated part or a stray file is one line
+    naming it, exit 2 (it was an 'internal error', exit 1)."""
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    d = tmp_path / "cases"
+    d.mkdir()
+    pd.DataFrame({"case_id": [1, 2]}).to_parquet(d / "a.parquet")
+    (d / bad).write_bytes(b"PAR1 truncated")
+    for cmd in (["calibrate", str(d), "-o", str(tmp_path / "w.parquet")],
+                ["simulate", str(d), "-o", str(tmp_path / "sim")]):
+        r = CliRunner().invoke(main, cmd)
+        assert r.exit_code == 2, r.output
+        assert f"error: {d / bad}: " in r.output and "internal error" not in r.output
