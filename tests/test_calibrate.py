@@ -163,3 +163,20 @@ def test_per_diem_rates_leave_out_implausible_costs():
     w = calibrate(h, pv, 2024, scheme=None).set_index(["level", "key"])
     assert w.loc[("per_diem", "MDCT"), "per_diem_rate_fen"] == pytest.approx(10_000)
     assert w.loc[("per_diem", "MDCT"), "n"] == 60
+
+
+@pytest.mark.parametrize("drop", ["discharge_date", "total_cost"])
+def test_history_without_a_column_calibrate_needs_is_one_line(tmp_path, drop):
+    """It was 'internal error: KeyError', exit 1."""
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    cols = {"case_id": ["a", "b"], "sex": ["1", "2"], "age_years": ["50", "60"],
+            "diagnoses": ["I50.900", "J18.900"], "discharge_date": ["2023-03-01"] * 2,
+            "total_cost": ["1000", "2000"]}
+    del cols[drop]
+    src = tmp_path / "h.csv"
+    pd.DataFrame(cols).to_csv(src, index=False)
+    r = CliRunner().invoke(main, ["calibrate", str(src), "-o", str(tmp_path / "w.parquet")])
+    assert r.exit_code == 2 and r.output.startswith("error: ") and drop in r.output, r.output
