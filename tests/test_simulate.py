@@ -273,3 +273,21 @@ def test_a_stray_or_truncated_file_in_a_cases_folder_is_a_user_error(tmp_path, b
         r = CliRunner().invoke(main, cmd)
         assert r.exit_code == 2, r.output
         assert f"error: {d / bad}: " in r.output and "internal error" not in r.output
+
+
+def test_read_table_reads_a_gb18030_csv_as_group_does(tmp_path):
+    """A GB18030 CSV (as 'drgsim synth --format csv --encoding gb18030' writes) came back as
+    bytes and simulate then failed with an internal UnicodeDecodeError."""
+    from drgsim.errors import RecordsError
+    from drgsim.settlement.simulate import read_table
+
+    d = tmp_path / "h"
+    d.mkdir()
+    (d / "a.csv").write_bytes("hospital_id,level,name\nH1,3,北京医院\n".encode("gb18030"))
+    df, _ = read_table(d / "a.csv")
+    assert df["name"].tolist() == ["北京医院"]
+    df, _ = read_table(d)
+    assert df["name"].tolist() == ["北京医院"]
+    (d / "b.csv").write_bytes("hospital_id,level,name\nH2,2,协和\n".encode())
+    with pytest.raises(RecordsError, match="different encodings"):
+        read_table(d)

@@ -62,9 +62,21 @@ def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
                                    "(move it out)")
         for f in files:
             _footer(f)
+    file_format: Any = fmt
+    if fmt == "csv":  # the encoding as 'group' detects it (UTF-8 or GB18030), one for all files
+        import pyarrow.csv as pacsv
+
+        from drgsim.inputs.encoding import arrow_encoding, detect_encoding
+
+        encs = {arrow_encoding(detect_encoding(f)) for f in files}
+        if len(encs) > 1:
+            raise RecordsError(f"{p}: CSV files in different encodings ({', '.join(sorted(encs))})"
+                               "; convert them to one")
+        file_format = ds.CsvFileFormat(read_options=pacsv.ReadOptions(encoding=encs.pop()))
     try:
         tab = ds.dataset(
-            str(p) if p.is_dir() else [str(f) for f in files], format=fmt, partitioning=part
+            str(p) if p.is_dir() else [str(f) for f in files], format=file_format,
+            partitioning=part,
         ).to_table()
     except (pa.ArrowException, OSError) as exc:
         raise RecordsError(f"{p}: cannot be read: {str(exc).splitlines()[0]}") from None
