@@ -411,3 +411,14 @@ def test_csv_only_options_are_refused_for_other_inputs(tmp_path):
     assert "--bad-lines applies to CSV input only" in _error_line(
         _group(root, tmp_path / "o.parquet", "--bad-lines", "keep"))
     assert "--sheet: INPUT" in _error_line(_group(root, tmp_path / "o.parquet", "--sheet", "1"))
+
+
+@pytest.mark.parametrize("args", [["--compare", "nope"],
+                                  ["--compare", "dept", "--cost-column", "nope"]])
+def test_compare_or_cost_column_not_in_the_input_is_refused_before_work(tmp_path, args):
+    """It was found after the whole input was grouped and written (and --cost-column was an
+    internal KeyError)."""
+    p = tmp_path / "in.csv"
+    p.write_text(HEADER + "a1,1,50,I50.900,心内科\n", encoding="utf-8")
+    line = _error_line(_group(p, tmp_path / "out.csv", *args))
+    assert "no column 'nope'" in line and not (tmp_path / "out.csv").exists()

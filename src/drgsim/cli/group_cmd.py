@@ -76,7 +76,10 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
         check_output(out, [input_path, column_map, scheme], OUTPUT_FORMATS)
         cs = load_scheme(scheme)
         total = input_rows(input_path, glob)
-        opts = {"bad_lines": bad_lines, "glob": glob, "sheet": sheet}
+        needs = {"--compare": compare_col} if compare_col else {}
+        if compare_col and cost_column:
+            needs["--cost-column"] = cost_column
+        opts = {"bad_lines": bad_lines, "glob": glob, "sheet": sheet, "needs": needs}
         if quiet:
             summary = group_file(input_path, out, cs, translate, batch_rows, threads, encoding,
                                  column_map=column_map, flags=with_flags, names=with_names,
