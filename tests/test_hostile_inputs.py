@@ -414,7 +414,8 @@ def test_csv_only_options_are_refused_for_other_inputs(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--compare", "nope"],
-                                  ["--compare", "dept", "--cost-column", "nope"]])
+                                  ["--compare", "dept", "--cost-column", "nope"],
+                                  ["--flags", "--hospital-column", "nope"]])
 def test_compare_or_cost_column_not_in_the_input_is_refused_before_work(tmp_path, args):
     """It was found after the whole input was grouped and written (and --cost-column was an
     internal KeyError)."""

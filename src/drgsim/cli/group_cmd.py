@@ -79,6 +79,9 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
         needs = {"--compare": compare_col} if compare_col else {}
         if compare_col and cost_column:
             needs["--cost-column"] = cost_column
+        src_of = click.get_current_context().get_parameter_source("hospital_column")
+        if (with_flags or compare_col) and src_of == click.core.ParameterSource.COMMANDLINE:
+            needs["--hospital-column"] = hospital_column  # named: not silently left out
         opts = {"bad_lines": bad_lines, "glob": glob, "sheet": sheet, "needs": needs}
         if quiet:
             summary = group_file(input_path, out, cs, translate, batch_rows, threads, encoding,
