@@ -179,3 +179,20 @@ def test_published_weights_in_gbk_csv_and_xlsx(tmp_path):
     for f in (gbk, xlsx):
         got = read_weights(f, pv).set_index(["level", "key"])["mean_cost_fen"]
         pd.testing.assert_series_equal(got, want)
+
+
+@pytest.mark.parametrize("drop", ["discharge_date", "total_cost"])
+def test_history_without_a_column_calibrate_needs_is_one_line(tmp_path, drop):
+    """It was 'internal error: KeyError', exit 1."""
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    cols = {"case_id": ["a", "b"], "sex": ["1", "2"], "age_years": ["50", "60"],
+            "diagnoses": ["I50.900", "J18.900"], "discharge_date": ["2023-03-01"] * 2,
+            "total_cost": ["1000", "2000"]}
+    del cols[drop]
+    src = tmp_path / "h.csv"
+    pd.DataFrame(cols).to_csv(src, index=False)
+    r = CliRunner().invoke(main, ["calibrate", str(src), "-o", str(tmp_path / "w.parquet")])
+    assert r.exit_code == 2 and r.output.startswith("error: ") and drop in r.output, r.output

@@ -87,3 +87,17 @@ def test_compiler_hash_covers_the_compiler_modules():
     assert "compiled.py" in compiled.COMPILER_MODULES and "tables.py" in compiled.COMPILER_MODULES
     h = compiled.compiler_hash()
     assert len(h) == 16 and h == compiled.compiler_hash()
+
+
+def test_an_interrupted_cache_write_leaves_no_file(fresh, monkeypatch):
+    """Ctrl-C while the cache is written left a '.tmp<pid>' file (megabytes) in the cache."""
+    folder, _ = fresh
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compiled.np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        compiled.compile_scheme(folder)
+    left = [p.name for p in compiled.cache_dir().iterdir()] if compiled.cache_dir().exists() else []
+    assert left == []

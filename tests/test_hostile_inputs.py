@@ -74,6 +74,24 @@ def test_folder_with_a_stray_file_is_an_error_unless_a_glob_leaves_it_out(tmp_pa
     assert r.exit_code == 0 and pq.read_table(tmp_path / "out2.parquet").num_rows == 3
 
 
+def test_a_quoted_glob_as_input_is_its_folder_with_glob(tmp_path):
+    """'ds/year=2024/month=0[12]/*.parquet' reads as ds/year=2024 --glob 'month=0[12]/*.parquet'
+    (it was refused: "Path ... does not exist")."""
+    root = _folder(tmp_path)
+    before = _digest(root)
+    run = lambda *a: CliRunner().invoke(main, ["group", *a, "--quiet"])  # noqa: E731
+    r = run(str(root / "year=2024" / "month=0[12]" / "*.parquet"), "-o", str(tmp_path / "o.parquet"))
+    assert r.exit_code == 0, r.output
+    t = pq.read_table(tmp_path / "o.parquet")
+    assert t.num_rows == 6 and t.column("month").to_pylist() == [1] * 3 + [2] * 3
+    line = _error_line(run(str(root / "*.parquet"), "--glob", "*.parquet", "-o",
+                           str(tmp_path / "p.parquet")))
+    assert "INPUT or in --glob, not both" in line
+    assert "does not exist" in run(str(root / "nothing.parquet"), "-o",
+                                   str(tmp_path / "q.parquet")).output
+    assert _digest(root) == before
+
+
 def test_truncated_parquet_in_a_folder_is_named_before_any_output(tmp_path):
     root = _folder(tmp_path)
     f = root / "year=2024" / "month=03" / "part-0.parquet"
@@ -106,6 +124,21 @@ def test_schemas_are_unified_extra_columns_kept_absent_ones_said(tmp_path):
     t = pq.read_table(tmp_path / "out.parquet")
     assert t.column("ward").to_pylist() == ["W1", "W2", "W3"] + [None] * 6
     assert t.column("status").to_pylist() == ["ok"] * 9
+
+
+def test_types_that_differ_between_files_are_said_even_when_widened(tmp_path):
+    """decimal cost in one file, float in another: read as float, and the summary says so."""
+    root = _folder(tmp_path)
+    for m, typ in ((1, pa.decimal128(14, 2)), (2, pa.float64()), (3, pa.float64())):
+        f = root / "year=2024" / f"month={m:02d}" / "part-0.parquet"
+        t = pq.read_table(f)
+        pq.write_table(t.append_column("total_cost", pa.array([1.5, 2.25, 3.0]).cast(typ)), f)
+    r = _group(root, tmp_path / "out.parquet")
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    assert "column 'total_cost' has different types across files (decimal128(14, 2), double): " \
+           "read as double" in out
+    assert pq.read_table(tmp_path / "out.parquet").column("total_cost").type == pa.float64()
 
 
 def test_region_root_is_not_a_discharge_dataset(tmp_path):
@@ -146,6 +179,12 @@ def test_one_gbk_line_in_a_utf8_file_is_an_error_naming_line_and_byte(tmp_path):
                                                            "--encoding", "utf-8"))
 
 
+def test_a_forced_encoding_that_cannot_decode_names_the_line(tmp_path):
+    p = _mixed(tmp_path)  # UTF-8 lines 2-6 do not decode as GBK
+    line = _error_line(_group(p, tmp_path / "out.csv", "--encoding", "gbk"))
+    assert line.startswith(f"error: {p}:2: not valid gbk (byte "), line
+
+
 def test_replace_flags_the_rows_it_touched(tmp_path):
     p = _mixed(tmp_path)
     r = _group(p, tmp_path / "out.csv", "--encoding", "utf-8:replace")
@@ -154,6 +193,20 @@ def test_replace_flags_the_rows_it_touched(tmp_path):
     assert t.column("encoding_replaced").to_pylist() == [False] * 5 + [True]
     assert t.column("dept").to_pylist()[:5] == ["心内科"] * 5
     assert "\ufffd" in t.column("dept")[5].as_py()
+
+
+def test_replace_on_an_input_that_has_encoding_replaced_keeps_names_unique(tmp_path):
+    """Regrouping an output written with :replace: its own column becomes input_..., so the
+    parquet stays readable (two 'encoding_replaced' columns made it unreadable)."""
+    p = tmp_path / "again.csv"
+    body = "".join(f"c{i},1,50,I50.900,心内科,true\n" for i in range(3)).encode("utf-8")
+    p.write_bytes(HEADER.replace("\n", ",encoding_replaced\n").encode() + body
+                  + "c3,1,50,I50.900,心内科,false\n".encode("gbk"))
+    r = _group(p, tmp_path / "out.parquet", "--encoding", "utf-8:replace")
+    assert r.exit_code == 0, r.output
+    t = pq.read_table(tmp_path / "out.parquet")
+    assert t.column("input_encoding_replaced").to_pylist() == ["true"] * 3 + ["false"]
+    assert t.column("encoding_replaced").to_pylist() == [False] * 3 + [True]
 
 
 def test_all_gbk_file_is_gb18030_and_unknown_encoding_is_one_line(tmp_path):
@@ -277,6 +330,20 @@ def test_xlsx_merged_cells_are_filled_and_other_sheets_named(tmp_path):
     assert "no sheet 'nope'" in _error_line(_group(p, tmp_path / "x.csv", "--sheet", "nope"))
 
 
+def test_xlsx_with_its_own_xlsx_merged_column_keeps_names_unique(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    p = _xlsx(tmp_path)
+    wb = openpyxl.load_workbook(p)
+    wb["cases"]["F1"] = "xlsx_merged"
+    wb["cases"]["F2"] = "mine"
+    wb.save(p)
+    r = _group(p, tmp_path / "out.parquet")
+    assert r.exit_code == 0, r.output
+    t = pq.read_table(tmp_path / "out.parquet")
+    assert t.column("input_xlsx_merged").to_pylist() == ["mine", None, None]
+    assert t.column("xlsx_merged").to_pylist() == ["", "dept", "dept"]
+
+
 def test_xlsx_cell_beyond_the_header_is_named(tmp_path):
     openpyxl = pytest.importorskip("openpyxl")
     p = _xlsx(tmp_path)
@@ -344,3 +411,15 @@ def test_csv_only_options_are_refused_for_other_inputs(tmp_path):
     assert "--bad-lines applies to CSV input only" in _error_line(
         _group(root, tmp_path / "o.parquet", "--bad-lines", "keep"))
     assert "--sheet: INPUT" in _error_line(_group(root, tmp_path / "o.parquet", "--sheet", "1"))
+
+
+@pytest.mark.parametrize("args", [["--compare", "nope"],
+                                  ["--compare", "dept", "--cost-column", "nope"],
+                                  ["--flags", "--hospital-column", "nope"]])
+def test_compare_or_cost_column_not_in_the_input_is_refused_before_work(tmp_path, args):
+    """It was found after the whole input was grouped and written (and --cost-column was an
+    internal KeyError)."""
+    p = tmp_path / "in.csv"
+    p.write_text(HEADER + "a1,1,50,I50.900,心内科\n", encoding="utf-8")
+    line = _error_line(_group(p, tmp_path / "out.csv", *args))
+    assert "no column 'nope'" in line and not (tmp_path / "out.csv").exists()

@@ -458,3 +458,28 @@ def test_output_folder_never_reuses_a_damaged_file(tmp_path):
     with OutputFolder(out, "fp") as f:
         assert not f.reusable("a.txt") and not (out / "a.txt").exists()
         f.commit()
+
+
+def test_a_folder_of_another_command_is_refused_not_emptied(tmp_path):
+    """'simulate -o REGION' deleted a whole synth region (its discharges/ and region table)
+    as 'files of an earlier run'; a folder another command wrote is now refused, untouched."""
+    from drgsim.errors import OutputError
+    from drgsim.output.folder import OutputFolder
+
+    out = tmp_path / "region"
+    with OutputFolder(out, "fp-synth", owned=["*.parquet"], writer="synth") as f:
+        with f.file("region.parquet") as tmp:
+            tmp.write_bytes(b"synth data")
+        f.commit({"generator": "drgsim synth"})
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(OutputError, match="holds the output of 'drgsim synth'"):
+        OutputFolder(out, "fp-sim", owned=["*.parquet"], writer="simulate").open()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # a manifest of an older drgsim (no 'writer'): the command is read from its fields
+    m = json.loads((out / "manifest.json").read_text())
+    del m["writer"]
+    (out / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(OutputError):
+        OutputFolder(out, "fp-sim", owned=["*.parquet"], writer="simulate").open()
+    # the same command re-running is fine (stale files go, as before)
+    OutputFolder(out, "fp-synth-2", owned=["*.parquet"], writer="synth").open()

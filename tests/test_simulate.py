@@ -361,3 +361,40 @@ def test_numeric_looking_hospital_ids_in_a_csv_stay_text(tmp_path, region_cases)
     with pytest.raises(DrgsimError, match="names none of the 6 hospitals.*0000.*X0"):
         other = h.assign(hospital_id="X" + h["hospital_id"])
         drgsim.simulate(df, policy=hist_policy(), hospitals=other)
+
+
+@pytest.mark.parametrize("bad", ["notes.txt", "b.parquet"])
+def test_a_stray_or_truncated_file_in_a_cases_folder_is_a_user_error(tmp_path, bad):
+    """simulate/calibrate read folders too: a truncated part or a stray file is one line
+    naming it, exit 2 (it was an 'internal error', exit 1)."""
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    d = tmp_path / "cases"
+    d.mkdir()
+    pd.DataFrame({"case_id": [1, 2]}).to_parquet(d / "a.parquet")
+    (d / bad).write_bytes(b"PAR1 truncated")
+    for cmd in (["calibrate", str(d), "-o", str(tmp_path / "w.parquet")],
+                ["simulate", str(d), "-o", str(tmp_path / "sim")]):
+        r = CliRunner().invoke(main, cmd)
+        assert r.exit_code == 2, r.output
+        assert f"error: {d / bad}: " in r.output and "internal error" not in r.output
+
+
+def test_read_table_reads_a_gb18030_csv_as_group_does(tmp_path):
+    """A GB18030 CSV (as 'drgsim synth --format csv --encoding gb18030' writes) came back as
+    bytes and simulate then failed with an internal UnicodeDecodeError."""
+    from drgsim.errors import RecordsError
+    from drgsim.settlement.simulate import read_table
+
+    d = tmp_path / "h"
+    d.mkdir()
+    (d / "a.csv").write_bytes("hospital_id,level,name\nH1,3,北京医院\n".encode("gb18030"))
+    df, _ = read_table(d / "a.csv")
+    assert df["name"].tolist() == ["北京医院"]
+    df, _ = read_table(d)
+    assert df["name"].tolist() == ["北京医院"]
+    (d / "b.csv").write_bytes("hospital_id,level,name\nH2,2,协和\n".encode())
+    with pytest.raises(RecordsError, match="different encodings"):
+        read_table(d)

@@ -64,6 +64,11 @@ def calibrate(history, out, year, policy_file, weights_file, grouped) -> None:
             df = df.rename(columns={c: f"hospital_{c}" for c in GROUPER_COLUMNS if c in df.columns})
             df = group(df, scheme=pol.scheme)
             meta.update({str(k): str(v) for k, v in df.attrs.items()})
+        if "discharge_date" not in df.columns:
+            from drgsim.errors import RecordsError
+
+            raise RecordsError(f"{history}: no discharge_date column (it dates the history "
+                               "years)")
         years = pd.to_datetime(df["discharge_date"], errors="coerce").dt.year
         y = year or int(years.max()) + 1
         pv = per_diem_categories_of(resolve_year(pol, y))  # 1 January; every per-diem category

@@ -57,7 +57,8 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
         # OUT/manifest.json is written last: OUT/region and OUT/simulation have their own
         options = {"command": "demo", "discharges": discharges, "hospitals": hospitals,
                    "seed": seed, "scheme": scheme}
-        folder = OutputFolder(root, fingerprint([], options), owned=["grouped.parquet"]).open()
+        folder = OutputFolder(root, fingerprint([], options), owned=["grouped.parquet"],
+                              writer="demo").open()
         cs = load_scheme(scheme)
         cols = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(),
                 TimeElapsedColumn())

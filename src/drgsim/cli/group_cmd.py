@@ -11,7 +11,7 @@ from drgsim.errors import DrgsimError
 
 
 @click.command("group")
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True))
+@click.argument("input_path", metavar="INPUT", callback=lambda c, p, v: _existing_or_glob(v))
 @out_option
 @scheme_option
 @click.option("--translate/--no-translate", default=False, show_default=True,
@@ -27,7 +27,8 @@ from drgsim.errors import DrgsimError
                    "OUT.malformed_rows.csv).")
 @click.option("--glob", "glob", default=None, metavar="PATTERN",
               help="With a folder INPUT: read only the files whose path (relative to the "
-                   "folder) matches, e.g. '*.parquet' or 'year=2024/*/*.parquet'.")
+                   "folder) matches, e.g. '*.parquet' or 'year=2024/*/*.parquet'. A quoted "
+                   "INPUT 'data/*.parquet' is the same as data --glob '*.parquet'.")
 @click.option("--sheet", default=None, metavar="NAME|N",
               help="Sheet of an .xlsx INPUT, by name or number from 1 (default: the first).")
 @click.option("--map", "column_map", default=None, metavar="FILE|NAME",
@@ -71,10 +72,17 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
         arrow_without_pandas()
     con = console()
     try:
+        input_path, glob = split_glob_input(input_path, glob)
         check_output(out, [input_path, column_map, scheme], OUTPUT_FORMATS)
         cs = load_scheme(scheme)
         total = input_rows(input_path, glob)
-        opts = {"bad_lines": bad_lines, "glob": glob, "sheet": sheet}
+        needs = {"--compare": compare_col} if compare_col else {}
+        if compare_col and cost_column:
+            needs["--cost-column"] = cost_column
+        src_of = click.get_current_context().get_parameter_source("hospital_column")
+        if (with_flags or compare_col) and src_of == click.core.ParameterSource.COMMANDLINE:
+            needs["--hospital-column"] = hospital_column  # named: not silently left out
+        opts = {"bad_lines": bad_lines, "glob": glob, "sheet": sheet, "needs": needs}
         if quiet:
             summary = group_file(input_path, out, cs, translate, batch_rows, threads, encoding,
                                  column_map=column_map, flags=with_flags, names=with_names,
@@ -121,6 +129,31 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
     except DrgsimError as exc:
         fail(exc)
     _drop_stale_sidecars(out, written)
+
+
+_GLOB_CHARS = "*?["
+
+
+def _existing_or_glob(path: str) -> str:
+    """INPUT must exist, unless it is a pattern (see :func:`split_glob_input`)."""
+    if not Path(path).exists() and not any(c in path for c in _GLOB_CHARS):
+        raise click.BadParameter(f"Path {path!r} does not exist.")
+    return path
+
+
+def split_glob_input(path: str, glob: str | None) -> tuple[str, str | None]:
+    """A quoted pattern INPUT (``'data/year=2024/*.parquet'``) is its folder (the parts before
+    the first one with ``*?[``) with ``--glob`` for the rest; an existing path stays as it is."""
+    if Path(path).exists() or not any(c in path for c in _GLOB_CHARS):
+        return path, glob
+    from drgsim.errors import RecordsError
+
+    if glob is not None:
+        raise RecordsError(f"INPUT {path!r} is a pattern: give the pattern in INPUT or in "
+                           "--glob, not both")
+    parts = Path(path).parts
+    k = next(i for i, s in enumerate(parts) if any(c in s for c in _GLOB_CHARS))
+    return (str(Path(*parts[:k])) if k else "."), "/".join(parts[k:])
 
 
 #: files written beside the output (``OUT`` without its extension + suffix)

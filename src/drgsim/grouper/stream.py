@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from drgsim.errors import RecordsError
 from drgsim.grouper.core import GroupSummary, group_arrow_result, load_scheme
 from drgsim.inputs.sources import open_input
 from drgsim.output import AtomicFile, check_output
@@ -88,6 +89,7 @@ def group_file(
     bad_lines: str = "error",
     glob: str | None = None,
     sheet: str | int | None = None,
+    needs: dict[str, str] | None = None,
 ) -> GroupSummary:
     """Stream ``src`` (parquet, folder of parquet, CSV, .xlsx) through the grouper into ``dst``.
 
@@ -101,6 +103,11 @@ def group_file(
     cs = load_scheme(scheme)
     source = open_input(src, encoding=encoding, bad_lines=bad_lines, glob=glob, sheet=sheet,
                         column_map=column_map)
+    have = source.empty_table().schema.names
+    for opt, col in (needs or {}).items():  # e.g. --compare COLUMN: checked before any work
+        if col not in have:
+            raise RecordsError(f"{opt} {col}: no column {col!r} in {src} (columns: "
+                               f"{', '.join(have[:20])}{', ...' if len(have) > 20 else ''})")
     summary = GroupSummary(notes=list(source.notes))
     summary.missing_columns = check_columns(source.empty_table().schema.names)
     tmp = AtomicFile(dst)  # renamed onto dst when the ``with`` below completes, else removed

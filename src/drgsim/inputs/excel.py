@@ -186,6 +186,13 @@ def read_xlsx(path: str | os.PathLike[str], sheet: str | int | None = None,
     table = pa.table({h: pa.array(c, type=pa.string()) for h, c in zip(header, cols)})
     n_merged = sum(1 for m in merged_flag if m)
     if n_merged:
+        # the sheet's own 'xlsx_merged' column (a re-read output) becomes input_xlsx_merged
+        from drgsim.output.names import input_renames
+
+        renamed = input_renames(header, [MERGED_COLUMN])
+        if renamed:
+            table = table.rename_columns([renamed.get(h, h) for h in header])
+            header = [renamed.get(h, h) for h in header]
         table = table.append_column(MERGED_COLUMN, pa.array(merged_flag, pa.string()))
         notes.append(f"{p.name}: {n_merged:,} row(s) have cells filled from a merged range's "
                      f"top-left cell (named in column {MERGED_COLUMN})")

@@ -320,10 +320,11 @@ def _folder_source(root: Path, glob: str | None, cm: Any, require: bool) -> Inpu
             what = ("optional record column" if name in RECORD_FIELDS else "column")
             notes.append(f"{what} {name!r} absent in {len(absent)} of {len(files)} files "
                          f"({_few(absent, root)}): read as absent (null) there")
-        if unified.field(name).type == pa.string() and any(t != pa.string() for t in ts):
-            kinds = sorted({str(t) for t in ts})
+        kinds = sorted({str(t) for t in ts})
+        if len(kinds) > 1:  # widened (e.g. decimal + double -> double) or text: said either way
+            as_ = "text" if unified.field(name).type == pa.string() else unified.field(name).type
             notes.append(f"column {name!r} has different types across files "
-                         f"({', '.join(kinds)}): read as text")
+                         f"({', '.join(kinds)}): read as {as_}")
 
     def conform(batch: pa.RecordBatch, f: Path) -> pa.RecordBatch:
         n = batch.num_rows
@@ -389,6 +390,22 @@ def _placeholder(raw: bytes, enc: str, width: int) -> list[str]:
     return (fields + [""] * width)[:width]
 
 
+def _first_undecodable(p: Path, enc: str) -> tuple[int, int] | None:
+    """(line, byte offset) of the first byte ``enc`` cannot decode: a forced encoding's
+    error then names the line (only on that error; ASCII-compatible, so lines split)."""
+    from drgsim.inputs.csvscan import open_bytes
+
+    pos = 0
+    with open_bytes(p) as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                line.decode(enc)
+            except UnicodeDecodeError as e:
+                return n, pos + e.start
+            pos += len(line)
+    return None
+
+
 def _mark_replaced(batch: pa.RecordBatch) -> pa.RecordBatch:
     mask = None
     for col in batch.columns:
@@ -445,6 +462,10 @@ def _csv_source(p: Path, encoding: str | None, bad_lines: str) -> InputSource:
     if scan.bad and scan.bad[0].index < 0:
         raise RecordsError(f"{p}:1: unterminated quote in the header line")
     names = _header(p, scan, enc)
+    if spec.replace:  # the file's own 'encoding_replaced' (a regrouped output) is kept aside
+        from drgsim.output.names import rename_inputs
+
+        names = rename_inputs(names, [REPLACED_COLUMN])
     width = scan.header_fields
     if scan.bad and bad_lines == "error":
         first = scan.bad[0]
@@ -488,8 +509,11 @@ def _csv_source(p: Path, encoding: str | None, bad_lines: str) -> InputSource:
                 if b.num_rows:
                     yield b
         except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            raise RecordsError(f"{p}: {str(exc).splitlines()[0]} (encoding {enc}; "
-                               "--encoding NAME:replace replaces undecodable bytes)") from None
+            where = _first_undecodable(p, enc) if isinstance(exc, UnicodeDecodeError) else None
+            what = (f"{p}:{where[0]}: not valid {enc} (byte offset {where[1]}" if where
+                    else f"{p}: {str(exc).splitlines()[0]} (encoding {enc}")
+            raise RecordsError(f"{what}; --encoding NAME:replace replaces undecodable "
+                               "bytes)") from None
         finally:
             stream.close()
 

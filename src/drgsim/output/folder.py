@@ -75,6 +75,16 @@ def _read_json(p: Path) -> dict | None:
     return d if isinstance(d, dict) else None
 
 
+def _writer_of(rec: dict | None) -> str | None:
+    """The command that wrote a manifest/journal (older ones: from 'command'/'generator')."""
+    if not rec:
+        return None
+    w = rec.get("writer") or str(rec.get("command") or "").split(" ")[0]
+    if not w and str(rec.get("generator", "")).endswith(" synth"):
+        w = "synth"
+    return w or None
+
+
 class OutputFolder:
     """Write a folder of outputs as a unit (see the module docstring).
 
@@ -89,10 +99,11 @@ class OutputFolder:
     """
 
     def __init__(self, path: str | os.PathLike[str], fingerprint: str,
-                 owned: Sequence[str] = ()):
+                 owned: Sequence[str] = (), writer: str | None = None):
         self.path = Path(path)
         self.fingerprint = fingerprint
         self.owned = tuple(owned)
+        self.writer = writer  # the command ('synth', 'simulate', ...): another's folder is refused
         self.files: dict[str, dict[str, Any]] = {}
         self._reusable: dict[str, dict[str, Any]] = {}
         self._opened = False
@@ -137,6 +148,14 @@ class OutputFolder:
     def open(self) -> OutputFolder:
         """Start a run: the folder becomes incomplete, stale files of earlier runs go."""
         self.path.mkdir(parents=True, exist_ok=True)
+        for rec_name in (MANIFEST, JOURNAL):
+            other = _writer_of(_read_json(self.path / rec_name))
+            if self.writer and other and other != self.writer:
+                from drgsim.errors import OutputError
+
+                raise OutputError(f"-o {self.path} holds the output of 'drgsim {other}' "
+                                  f"({rec_name}); 'drgsim {self.writer}' would delete it: "
+                                  "write somewhere else, or delete that folder first")
         prev = self._previous()
         with contextlib.suppress(FileNotFoundError):
             (self.path / MANIFEST).unlink()  # from now on the folder is incomplete
@@ -164,7 +183,8 @@ class OutputFolder:
 
     def _journal(self) -> None:
         write_text(self.path / JOURNAL, json.dumps(
-            {"fingerprint": self.fingerprint, "files": self.files}, indent=1, sort_keys=True))
+            {"fingerprint": self.fingerprint, "files": self.files, "writer": self.writer},
+            indent=1, sort_keys=True))
 
     def _remove(self, rel: str) -> None:
         f = self.path / rel
@@ -230,7 +250,7 @@ class OutputFolder:
         for name in self._reusable:
             if name not in self.files:
                 self._remove(name)
-        manifest = {**dict(info or {}), "drgsim_version": __version__,
+        manifest = {**dict(info or {}), "writer": self.writer, "drgsim_version": __version__,
                     "fingerprint": self.fingerprint,
                     "files": dict(sorted(self.files.items()))}
         path = write_text(self.path / MANIFEST,

@@ -250,7 +250,8 @@ def write_outputs(
     """
     out = Path(out_dir)
     prov = {k: str(v) for k, v in tables["summary"].attrs.items() if str(k).startswith("drgsim.")}
-    folder = OutputFolder(out, run_fingerprint or fingerprint(options=prov), owned=OUTPUT_FILES)
+    folder = OutputFolder(out, run_fingerprint or fingerprint(options=prov), owned=OUTPUT_FILES,
+                          writer="simulate")
     folder.open()
     written: dict[str, Path] = {}
     for name in PARQUET_TABLES:

@@ -416,11 +416,12 @@ def _save(cs: CompiledScheme, path: Path) -> None:
         "compiler_hash": compiler_hash(),
     }
     arrays = {f"kt_{k}": v for k, v in cs.kt._asdict().items()}
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
+    from drgsim.output import atomic_path
+
+    # renamed onto path when complete; an error or Ctrl-C removes it (no stray cache files)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, meta=np.array(json.dumps(meta)),
                  codes=np.array(cs.codes, dtype=str), **arrays)
-    os.replace(tmp, path)
 
 
 def _load(path: Path, folder: Path) -> CompiledScheme | None:

@@ -40,6 +40,7 @@ def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
     p = Path(source)
     if not p.exists():
         raise RecordsError(f"{p}: no such file or folder")
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
     def listed(pattern: str) -> list[Path]:  # as pyarrow's dataset: hidden/_ files skipped
@@ -64,9 +65,35 @@ def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
     if fmt == "csv":
         fmt = ds.CsvFileFormat(convert_options=id_text)
     part = "hive" if p.is_dir() else None
-    tab = ds.dataset(
-        str(p) if p.is_dir() else [str(f) for f in files], format=fmt, partitioning=part
-    ).to_table()
+    if fmt == "parquet":  # a stray or truncated file is the user's, named in one line
+        from drgsim.inputs.sources import _footer, list_folder
+
+        if p.is_dir():
+            strays: list[Path] = []
+            files = list_folder(p, strays=strays)
+            if strays:
+                raise RecordsError(f"{strays[0]}: not a parquet file, in the input folder {p} "
+                                   "(move it out)")
+        for f in files:
+            _footer(f)
+    file_format: Any = fmt
+    if fmt == "csv":  # the encoding as 'group' detects it (UTF-8 or GB18030), one for all files
+        import pyarrow.csv as pacsv
+
+        from drgsim.inputs.encoding import arrow_encoding, detect_encoding
+
+        encs = {arrow_encoding(detect_encoding(f)) for f in files}
+        if len(encs) > 1:
+            raise RecordsError(f"{p}: CSV files in different encodings ({', '.join(sorted(encs))})"
+                               "; convert them to one")
+        file_format = ds.CsvFileFormat(read_options=pacsv.ReadOptions(encoding=encs.pop()))
+    try:
+        tab = ds.dataset(
+            str(p) if p.is_dir() else [str(f) for f in files], format=file_format,
+            partitioning=part,
+        ).to_table()
+    except (pa.ArrowException, OSError) as exc:
+        raise RecordsError(f"{p}: cannot be read: {str(exc).splitlines()[0]}") from None
     meta = {}
     if fmt == "parquet":
         import pyarrow.parquet as pq

@@ -192,7 +192,7 @@ def write_region(
         if progress is not None:
             progress(int(done["rows"]))
         return _reused(out, done, fmt, encoding)
-    folder = OutputFolder(out, fp, owned=["discharges/year=*/month=*/part-*.*",
+    folder = OutputFolder(out, fp, writer="synth", owned=["discharges/year=*/month=*/part-*.*",
                                           f"hospitals.{ext}", f"region.{ext}"]).open()
     totals = FundTotals()
     files: list[Path] = []
