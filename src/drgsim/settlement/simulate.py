@@ -40,7 +40,6 @@ def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
     p = Path(source)
     if not p.exists():
         raise RecordsError(f"{p}: no such file or folder")
-    import pyarrow as pa
     import pyarrow.dataset as ds
 
     def listed(pattern: str) -> list[Path]:  # as pyarrow's dataset: hidden/_ files skipped
@@ -61,9 +60,7 @@ def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
 
         opts = pa_csv.ReadOptions(encoding=arrow_encoding(detect_encoding(p)))
         return pa_csv.read_csv(p, read_options=opts, convert_options=id_text).to_pandas(), {}
-    fmt: Any = "csv" if files[0].suffix.lower() == ".csv" else "parquet"
-    if fmt == "csv":
-        fmt = ds.CsvFileFormat(convert_options=id_text)
+    fmt = "csv" if files[0].suffix.lower() == ".csv" else "parquet"
     part = "hive" if p.is_dir() else None
     if fmt == "parquet":  # a stray or truncated file is the user's, named in one line
         from drgsim.inputs.sources import _footer, list_folder
@@ -86,7 +83,9 @@ def read_table(source: Any) -> tuple[pd.DataFrame, dict[str, str]]:
         if len(encs) > 1:
             raise RecordsError(f"{p}: CSV files in different encodings ({', '.join(sorted(encs))})"
                                "; convert them to one")
-        file_format = ds.CsvFileFormat(read_options=pacsv.ReadOptions(encoding=encs.pop()))
+        file_format = ds.CsvFileFormat(
+            read_options=pacsv.ReadOptions(encoding=encs.pop()), convert_options=id_text
+        )
     try:
         tab = ds.dataset(
             str(p) if p.is_dir() else [str(f) for f in files], format=file_format,
