@@ -41,7 +41,13 @@ def best(fn, repeat: int = 3) -> float:
 
 def child_run(code: str) -> tuple[float, float]:
     """Run python code in a fresh process; (wall seconds, that process's peak RSS in MiB)."""
-    code += ";import resource,sys;print('PEAK', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    # VmHWM is this process's own high-water mark; ru_maxrss would also count the parent's
+    # RSS at fork time (Linux keeps it across exec), which made the figure the benchmark's.
+    code += (";import resource,re;from pathlib import Path as _P;"
+             "_s=_P('/proc/self/status');_m=_s.exists() and re.search(r'VmHWM:\\s+(\\d+)',"
+             "_s.read_text());"
+             "print('PEAK', int(_m.group(1)) if _m else "
+             "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     wall = time.perf_counter() - t0

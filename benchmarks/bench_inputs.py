@@ -46,7 +46,7 @@ def main() -> None:
         print(f"records: {how}; {per * 12:,} rows as 12 monthly files and as one file")
         for name in ("months", "one.parquet"):
             code = (f"from drgsim.grouper.stream import group_file;"
-                    f"group_file({str(d / name)!r}, {str(d / 'out.parquet')!r}, threads=1)")
+                    f"group_file({str(d / name)!r}, {str(d / 'out.parquet')!r})")
             wall, peak = child_run(code)
             print(f"  group {name:<12} peak RSS {peak:7,.0f} MiB  wall {wall:6.1f} s")
         csv = d / "m.csv"
