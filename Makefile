@@ -25,6 +25,8 @@ bench: $(BIN)/.installed  ## performance figures for this machine (not part of t
 	$(BIN)/python benchmarks/bench_synth.py
 	$(BIN)/python benchmarks/bench_payment.py
 	$(BIN)/python benchmarks/bench_batch.py
+	$(BIN)/python benchmarks/bench_inputs.py
+	$(BIN)/python benchmarks/bench_sweep.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
