@@ -92,6 +92,15 @@ def as_year_policy(p: YearPolicy | dict, year: int = 1970) -> YearPolicy:
     return p if isinstance(p, YearPolicy) else constant_year(p, year)
 
 
+def _with_keys_at(pv: dict, policy: Policy, day: dt.date, keys: list[str]) -> dict:
+    """``pv`` (the 1 January values) with ``keys`` taken as in force on ``day``."""
+    at = policy.at(day)
+    out = copy.deepcopy(pv)
+    for k in keys:
+        _set(out, k, _get(at, k))
+    return out
+
+
 def resolve_year(policy: Policy, year: int) -> YearPolicy:
     """The policy of simulated ``year`` with every key applied at its level."""
     jan1 = dt.date(year, 1, 1)
@@ -126,25 +135,14 @@ def resolve_year(policy: Policy, year: int) -> YearPolicy:
     starts = [jan1, *changes]
     segments = []
     for s in starts:
-        if s == jan1:
-            segments.append(pv)
-            continue
-        at = policy.at(s)
-        seg = copy.deepcopy(pv)
-        for k in case_keys:
-            _set(seg, k, _get(at, k))
-        segments.append(seg)
+        segments.append(pv if s == jan1 else _with_keys_at(pv, policy, s, case_keys))
     months = []
     for m in range(1, 13):
         first = dt.date(year, m, 1)
         if m == 1 or not any(jan1 < d <= first for k in month_keys for d, _ in policy.params[k]):
             months.append(pv)
-            continue
-        at = policy.at(first)
-        mo = copy.deepcopy(pv)
-        for k in month_keys:
-            _set(mo, k, _get(at, k))
-        months.append(mo)
+        else:
+            months.append(_with_keys_at(pv, policy, first, month_keys))
     return YearPolicy(year, pv, np.array([_day(s) for s in starts], np.int64), segments, months)
 
 
