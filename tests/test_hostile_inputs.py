@@ -268,6 +268,11 @@ def test_bad_lines_keep_keeps_every_row_in_order_with_its_raw_text(tmp_path):
     assert [(s["row"], s["line"]) for s in side] == [(2, 3), (4, 6)]
     assert side[0]["raw_text"] == "c2,1,50,I50.900,x,extra"
     assert side[1]["raw_text"].startswith('c4,1,"50')
+    # a later clean run into the same output drops the sidecar, which described the old one
+    clean = tmp_path / "clean.csv"
+    clean.write_text(HEADER + "c1,1,50,I50.900,x\n", encoding="utf-8")
+    assert _group(clean, tmp_path / "out.csv").exit_code == 0
+    assert not (tmp_path / "out.malformed_rows.csv").exists()
 
 
 @settings(max_examples=150, deadline=None)
