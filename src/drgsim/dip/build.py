@@ -445,19 +445,23 @@ def _fit_aux(h: History, usable: np.ndarray, packet: np.ndarray, cost: np.ndarra
 
 
 def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospitals: Any = None,
-          columns: Mapping[str, str] | None = None, *, base_packets: Any = None,
-          treatment_table: str | os.PathLike[str] | None = None,
+          columns: Mapping[str, str] | None = None, *, year: int | None = None,
+          base_packets: Any = None, treatment_table: str | os.PathLike[str] | None = None,
           ) -> tuple[Catalogue, pd.DataFrame]:
     """Build a DIP catalogue from ``history`` (path, DataFrame or Arrow table of discharges).
 
     Returns the catalogue and, per history row in order, ``case_id``, ``packet``, ``kind``
     (core | comprehensive | base | "" when excluded), ``year``, ``status`` (ok, or why the
     row built nothing: the record check's ``check_failed`` with ``reason``, a bad cost, date
-    or a year outside the weighted years).
+    or a year outside the weighted years). ``year``: the year the catalogue is for; the
+    history years are the ``len(year_weights)`` years before it (default: the year after the
+    latest in ``history``, as ``drgsim calibrate``).
     """
     h = read_history(history, columns)
     years_all = np.unique(h.year[h.year >= 0])
-    p = resolve_params(policy, int(years_all.max()) + 1 if len(years_all) else None)
+    if year is None:
+        year = int(years_all.max()) + 1 if len(years_all) else None
+    p = resolve_params(policy, year)
     if base_packets is not None:
         p["base_packets"] = base_packets
     rules = K.read_treatment_rules(treatment_table)
@@ -480,7 +484,8 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
     flag(h.cost_fen < 0, "negative_cost")
     flag(h.year < 0, "bad_date")
     yw_all = [float(x) for x in p["year_weights"]]
-    years = [int(y) for y in years_all[-len(yw_all):]] if len(years_all) else []
+    before = years_all[years_all < year] if year is not None else years_all
+    years = [int(y) for y in before[-len(yw_all):]]
     yw = yw_all[-len(years):] if years else []
     flag(~np.isin(h.year, years), "outside_years")
     usable = status == 0
