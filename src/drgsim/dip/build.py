@@ -509,10 +509,18 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
     w = year_case_weights(yr, years, yw)
     keep = trim_mask(a.packet, cost, _trim_spec(p["trim"]))
     ng = len(a.codes)
+    emptied = np.bincount(a.packet[keep], minlength=ng) == 0
+    if emptied.any():  # a trim that removes a whole packet (a narrow rule): keep it whole
+        keep |= emptied[a.packet]
+        info.notes.append(f"{int(emptied.sum())} packet(s) lost every case to the trim rule "
+                          "and are scored on all their cases")
     n_cases = np.bincount(a.packet, minlength=ng)
     _, mean, cv = weighted_stats(a.packet[keep], ng, cost[keep], w[keep])
     n_trim = np.bincount(a.packet[keep], minlength=ng)
     m_all = float((w[keep] * cost[keep]).sum() / w[keep].sum())
+    if not m_all > 0:
+        raise CatalogueError([Problem("<history>", None, "total_cost",
+                                      "the all-case mean cost is 0: no scores can be made")])
     rw = mean / m_all
     scale = int(p["score_scale"])
     score = np.round(rw * scale, 4)

@@ -381,9 +381,9 @@ def _packets(d: Path, meta: dict, problems: list[Problem]) -> tuple[pd.DataFrame
         nt = r.int("n_trimmed", 0)
         if n is not None and nt is not None and nt > n:
             r.bad("n_trimmed", f"{nt} is more than n_cases {n}")
-        mean = r.float("mean_cost_fen", positive=True)
-        rw = r.float("rw", positive=True)
-        score = r.float("score", positive=True)
+        mean = r.float("mean_cost_fen")  # a packet of zero-cost cases scores 0
+        rw = r.float("rw")
+        score = r.float("score")
         cv = r.float("cv", empty_ok=True)
         if mean is not None and rw is not None and isinstance(m_all, float):
             if not math.isclose(rw, mean / m_all, rel_tol=1e-9):
