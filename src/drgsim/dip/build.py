@@ -14,7 +14,6 @@ import copy
 import datetime as dt
 import hashlib
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "trim": {"rule": "sd", "k": 3.0, "lower": 0.05, "upper": 0.95},
     "year_weights": [0.1, 0.2, 0.7],
     "aux": {"catalogues": ["comorbidity", "severity", "tumour", "age"], "min_cases": 30,
-            "cv_min": 0.7, "cv_cut": 0.2},
+            "min_subgroup_cases": 5, "cv_min": 0.7, "cv_cut": 0.2},
     # chosen: a level mean C needs 10 cases of that level, else the packet mean is used
     "level_min_cases": 10,
     "base_packets": "demo",  # "demo" = data/dip/base_packets_demo.csv, a path, or "none"
@@ -162,11 +161,12 @@ class History:
 
     table: pa.Table
     n: int
-    case_id: np.ndarray
+    case_id: pd.Series
     cost_fen: np.ndarray  # float; NaN when missing
     share_fen: np.ndarray | None  # patients' share; None when the input has no such column
     year: np.ndarray  # int64; -1 when the date is bad
-    hospital: np.ndarray  # object
+    hosp_id: np.ndarray  # int64 per row into hosp_names; -1 none
+    hosp_names: np.ndarray  # object
     malformed: np.ndarray  # bool
 
 
@@ -242,12 +242,16 @@ def read_history(history: Any, columns: Mapping[str, str] | None = None) -> Hist
         year = np.asarray(pc.fill_null(pc.cast(table.column("year"), pa.int64(), safe=False), -1),
                           dtype=np.int64)
     hc = _col(names, "hospital_id", columns)
-    hosp = (np.asarray(table.column(hc).cast(pa.string()).to_numpy(zero_copy_only=False),
-                       dtype=object) if hc else np.full(n, None, dtype=object))
+    if hc:
+        enc = pc.dictionary_encode(table.column(hc).combine_chunks().cast(pa.string()))
+        hid = np.asarray(pc.fill_null(enc.indices, -1), dtype=np.int64)
+        hnames = np.asarray(enc.dictionary.to_pylist(), dtype=object)
+    else:
+        hid, hnames = np.full(n, -1, dtype=np.int64), np.zeros(0, dtype=object)
     mal = (np.asarray(table.column(MALFORMED_COLUMN).to_numpy(zero_copy_only=False), bool)
            if MALFORMED_COLUMN in names else np.zeros(n, bool))
-    cid = table.column("case_id").to_numpy(zero_copy_only=False)
-    return History(table, n, np.asarray(cid), cost, share, year, hosp, mal)
+    cid = table.column("case_id").to_pandas(types_mapper=pd.ArrowDtype)  # no Python objects
+    return History(table, n, cid, cost, share, year, hid, hnames, mal)
 
 
 def _hospital_levels(hospitals: Any) -> dict[str, str]:
@@ -305,13 +309,15 @@ class Assignment:
     fold: np.ndarray
 
 
-def assign_packets(dx: np.ndarray, pk: K.ProcKeys, rows: np.ndarray, p: dict) -> Assignment:
+def assign_packets(dx_ids: np.ndarray, dx_all: np.ndarray, pk: K.ProcKeys, rows: np.ndarray,
+                   p: dict) -> Assignment:
     """Give each usable case (``rows`` into the history) exactly one packet: its own key when
     the key has ``core_threshold`` cases, else the comprehensive fold that reaches
     ``comprehensive_min_cases``: category × type, then coarser prefix × type, then
-    chapter × type (kept whatever its size, so nothing is left over)."""
+    chapter × type (kept whatever its size, so nothing is left over). ``dx_ids`` index the
+    distinct diagnosis keys ``dx_all`` per history row."""
     thr, cmin = int(p["core_threshold"]), int(p["comprehensive_min_cases"])
-    dx_id, dx_names = _factorize(dx[rows])
+    dx_id, dx_names = np.asarray(dx_ids)[rows], np.asarray(dx_all, dtype=object)
     sid = pk.set_id[rows]
     tt = pk.treatment[rows].astype(np.int64)
     # the key: (dx, procedure set); conservative cases key by diagnosis alone
@@ -350,13 +356,17 @@ def assign_packets(dx: np.ndarray, pk: K.ProcKeys, rows: np.ndarray, p: dict) ->
     for fold in ("category", "prefix", "chapter"):
         if not rest.any():
             break
-        lab = prefixes[fold][dx_id]
+        # labels of the distinct keys, then per case by index (no per-case strings)
+        lab_of = prefixes[fold]
         if fold != "chapter":
-            lab = np.where(dnames[dx_id] == "", "", lab)
-        idx = np.flatnonzero(rest & (lab != "")) if fold != "chapter" else np.flatnonzero(rest)
+            lab_of = np.where(dnames == "", "", lab_of).astype(object)
+        lid_of, gnames = _factorize(lab_of)
+        empty = np.flatnonzero(gnames == "")
+        lid = lid_of[dx_id]
+        idx = np.flatnonzero(rest & ~np.isin(lid, empty))
         if len(idx) == 0:
             continue
-        gid, gnames = _factorize(lab[idx])
+        gid = lid[idx]
         g = gid * 4 + tt[idx]
         ug, ginv, gcnt = np.unique(g, return_inverse=True, return_counts=True)
         keep = gcnt >= cmin if fold != "chapter" else np.ones(len(ug), bool)
@@ -428,20 +438,22 @@ def read_base_list(source: Any) -> list[str]:
 
 
 def _fit_aux(h: History, usable: np.ndarray, packet: np.ndarray, cost: np.ndarray,
-             w: np.ndarray, keep: np.ndarray, packets: pd.DataFrame, p: dict,
+             w: np.ndarray, keep: np.ndarray, codes: np.ndarray, p: dict,
              scheme: Any) -> tuple[pd.DataFrame | None, str]:
-    """Auxiliary coefficients from :func:`drgsim.dip.aux.fit_aux` when that module exists."""
+    """Auxiliary coefficients by :mod:`drgsim.dip.aux` (``case_classes`` then ``fit_aux``)
+    on the usable cases, trimmed cases left out (weight 0); None when that module is absent."""
     try:
-        from drgsim.dip.aux import fit_aux
+        from drgsim.dip.aux import case_classes, fit_aux
     except ImportError:
         return None, ("no auxiliary coefficients: drgsim.dip.aux is not installed in this "
                       "build (aux.csv is written empty; every case's coefficient is 1)")
     from drgsim.records import fields_from_table
 
     fields = fields_from_table(h.table.filter(pa.array(usable)))
-    aux = fit_aux(fields=fields, packet=packet, cost_fen=cost, weight=w, trimmed=keep,
-                  packets=packets, params=p["aux"], scheme=scheme)
-    return aux, "auxiliary coefficients fitted by drgsim.dip.aux"
+    classes = case_classes(fields, scheme, policy={"dip": {"aux": p["aux"]}})
+    aux = fit_aux(packet, cost, np.where(keep, w, 0.0), classes, codes, params=p["aux"])
+    return aux, ("auxiliary coefficients fitted by drgsim.dip.aux on the trimmed, "
+                 "year-weighted cases")
 
 
 def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospitals: Any = None,
@@ -497,13 +509,13 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
     yw = [w / tot for w in yw]
 
     # keys
-    dx = K.dx_keys(fields.diagnoses, p["dx_level"], principal=True)
+    dx_ids, dx_all = K.dx_key_ids(fields.diagnoses, p["dx_level"], principal=True)
     rows = np.flatnonzero(usable)
     cost_all = np.where(usable, h.cost_fen, 0.0)
     pk = K.proc_keys(fields.procedures, p["version"], scheme, rules, cost=cost_all,
                      usable=usable, related_cost_share=float(p["related_cost_share"]))
     info.unmatched_proc_codes = pk.unmatched_codes
-    a = assign_packets(dx, pk, rows, p)
+    a = assign_packets(dx_ids, dx_all, pk, rows, p)
     cost = h.cost_fen[rows]
     yr = h.year[rows]
     w = year_case_weights(yr, years, yw)
@@ -541,11 +553,14 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
     lv_map = _hospital_levels(hospitals)
     levels = pd.DataFrame(columns=["packet", "level", "n_cases", "mean_cost_fen"])
     if lv_map:
-        lv = pd.Series(h.hospital[rows], dtype=object).map(lv_map).to_numpy(dtype=object)
-        known = pd.notna(lv)
+        lv_of = pd.Series(h.hosp_names, dtype=object).map(lv_map).to_numpy(dtype=object)
+        lnames = np.asarray(sorted({x for x in lv_of if isinstance(x, str)}), dtype=object)
+        lid_of = pd.Index(lnames).get_indexer(lv_of) if len(lv_of) else np.zeros(0, np.int64)
+        hr = h.hosp_id[rows]
+        lid = np.where(hr >= 0, lid_of[np.maximum(hr, 0)] if len(lid_of) else -1, -1)
+        known = lid >= 0
         info.cases_unknown_hospital = int((~known).sum())
         if known.any():
-            lid, lnames = _factorize(np.where(known, lv, "").astype(object))
             nl = len(lnames)
             g = a.packet * nl + lid
             n_l = np.bincount(g[known], minlength=ng * nl)
@@ -553,7 +568,6 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
             _, m_l, _ = weighted_stats(g[sel], ng * nl, cost[sel], w[sel])
             ok = (n_l >= int(p["level_min_cases"])) & np.isfinite(m_l) & (m_l > 0)
             ok &= np.repeat(~is_base, nl)
-            ok &= np.tile(lnames != "", ng)
             ids = np.flatnonzero(ok)
             levels = pd.DataFrame({"packet": a.codes[ids // nl], "level": lnames[ids % nl],
                                    "n_cases": n_l[ids].astype(np.int64),
@@ -563,11 +577,14 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
                           "mean C)")
 
     # auxiliary coefficients
-    aux, info.aux_note = _fit_aux(h, usable, a.packet, cost, w, keep, packets, p, scheme)
+    aux, info.aux_note = _fit_aux(h, usable, a.packet, cost, w, keep, a.codes, p, scheme)
     from drgsim.dip.tables import AUX_COLUMNS
 
     if aux is None:
         aux = pd.DataFrame(columns=list(AUX_COLUMNS))
+    elif len(aux):
+        aux = aux.sort_values(["packet", "catalogue", "class_id"], kind="stable").reset_index(
+            drop=True)
 
     # budget point value and reimbursement ratio from the same history (DIP.md)
     cscore = score[a.packet]
@@ -599,16 +616,22 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
     cat = Catalogue(meta, packets, levels, aux)
 
     # per history row: its packet or why none
-    kind_case = np.where(is_base, "base", a.kind)[a.packet]
-    pk_col = np.full(h.n, "", dtype=object)
-    kd_col = np.full(h.n, "", dtype=object)
-    pk_col[rows] = a.codes[a.packet]
-    kd_col[rows] = kind_case
-    st_names = np.asarray(BUILD_STATUSES, dtype=object)[status]
+    kinds = np.asarray(["", "core", "comprehensive", "base"], dtype=object)
+    kind_of_packet = np.where(is_base, 3, np.where(a.kind == "core", 1, 2))
+    pcode = np.full(h.n, len(a.codes), dtype=np.int64)  # the last category: "" (no packet)
+    pcode[rows] = a.packet
+    kcode = np.zeros(h.n, dtype=np.int64)
+    kcode[rows] = kind_of_packet[a.packet]
     assigned = pd.DataFrame({
-        "case_id": h.case_id, "packet": pd.Categorical(pk_col), "kind": pd.Categorical(kd_col),
-        "year": h.year, "status": pd.Categorical(st_names),
-        "reason": pd.Categorical(np.asarray(K.CHECK_REASONS, dtype=object)[reason]),
+        "case_id": h.case_id,
+        "packet": pd.Categorical.from_codes(pcode, categories=pd.Index(
+            np.append(a.codes, ""), dtype=object)),
+        "kind": pd.Categorical.from_codes(kcode, categories=kinds),
+        "year": h.year,
+        "status": pd.Categorical.from_codes(status.astype(np.int64),
+                                            categories=list(BUILD_STATUSES)),
+        "reason": pd.Categorical.from_codes(reason.astype(np.int64),
+                                            categories=list(K.CHECK_REASONS)),
     })
     info.status_counts = {s: int(c) for s, c in zip(BUILD_STATUSES, np.bincount(
         status, minlength=len(BUILD_STATUSES)), strict=True) if c}
@@ -621,41 +644,3 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
 
     cat.report = build_report(cat, info)
     return cat, assigned
-
-
-# ---------------------------------------------------------------- the shipped base list
-
-def make_base_list(out: str | os.PathLike[str], top: int = 30, discharges: int = 1_800_000,
-                   seed: int = 0) -> pd.DataFrame:
-    """The demo's base-packet list: the ``top`` most frequent conservative core packets among
-    cases at 一级 hospitals of the synthetic region (3 history years, ``discharges`` cases)."""
-    from drgsim.output import atomic_path
-    from drgsim.synth import SyntheticRegion, params
-
-    years = params.DEFAULT_YEARS[:3]
-    reg = SyntheticRegion(discharges, params.DEFAULT_HOSPITALS, years, seed,
-                          params.DEFAULT_DIRTY_RATE, "chs_drg_11", 1)
-    table = reg.discharges_table()
-    hosp = reg.hospitals_table().to_pandas()
-    cat, assigned = build(table, hospitals=hosp, base_packets="none")
-    lv = dict(zip(hosp["hospital_id"].astype(str), hosp["level"].astype(str), strict=True))
-    hid = np.asarray(table.column("hospital_id").to_numpy(zero_copy_only=False), dtype=object)
-    primary = pd.Series(hid).map(lv).to_numpy(dtype=object) == "一级"
-    cons = set(cat.packets.loc[(cat.packets["kind"] == "core") & (cat.packets["procs"] == ""),
-                               "packet"])
-    pk = assigned["packet"].astype(str).to_numpy()
-    sel = primary & np.isin(pk, list(cons))
-    counts = pd.Series(pk[sel]).value_counts()
-    counts = counts.sort_index().sort_values(ascending=False, kind="stable").head(top)
-    df = pd.DataFrame({"packet": counts.index, "n_cases_primary": counts.to_numpy()})
-    with atomic_path(out) as tmp:
-        df.to_csv(tmp, index=False)
-    return df
-
-
-if __name__ == "__main__":  # python -m drgsim.dip.build --make-base-list OUT
-    if len(sys.argv) == 3 and sys.argv[1] == "--make-base-list":
-        print(make_base_list(sys.argv[2]).to_string(index=False))
-    else:
-        print("usage: python -m drgsim.dip.build --make-base-list OUT.csv", file=sys.stderr)
-        sys.exit(2)

@@ -114,20 +114,32 @@ def principal_dx(diagnoses: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.fill_null(pc.struct_field(first, [0]), "")
 
 
-def dx_keys(arr: pa.Array | pa.ChunkedArray | np.ndarray | list, level: str = "subcategory",
-            principal: bool = False) -> np.ndarray:
-    """:func:`dx_key` over an array of codes (Arrow compute, no Python loop). With
-    ``principal=True`` the input is whole diagnoses fields and their first code is keyed."""
+def dx_key_ids(arr: pa.Array | pa.ChunkedArray | np.ndarray | list, level: str = "subcategory",
+               principal: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`dx_key` over an array, as (int64 id per entry, distinct keys): Arrow compute and
+    one dictionary encoding, no Python loop. With ``principal=True`` the input is whole
+    diagnoses fields and their first code is keyed."""
     if level not in DX_LEVELS:
         raise ValueError(f"dx_level {level!r}: one of {', '.join(DX_LEVELS)}")
-    a = arr if isinstance(arr, (pa.Array, pa.ChunkedArray)) else pa.array(arr, pa.string())
+    a = arr if isinstance(arr, (pa.Array, pa.ChunkedArray)) else pa.array(list(arr), pa.string())
+    if isinstance(a, pa.ChunkedArray):
+        a = a.combine_chunks()
     if principal:
         a = principal_dx(a)
     a = pc.fill_null(a, "")
     before_plus = pc.struct_field(pc.extract_regex(a, r"^(?P<c>[^+]*)"), [0])
     key = pc.utf8_slice_codeunits(pc.fill_null(before_plus, ""), 0, DX_LEVELS[level])
-    return np.asarray(key.to_pylist() if len(key) < 64 else key.to_numpy(zero_copy_only=False),
-                      dtype=object)
+    enc = pc.dictionary_encode(key)
+    ids = np.asarray(enc.indices, dtype=np.int64) if len(key) else np.zeros(0, np.int64)
+    names = np.asarray(enc.dictionary.to_pylist(), dtype=object)
+    return ids, names
+
+
+def dx_keys(arr: pa.Array | pa.ChunkedArray | np.ndarray | list, level: str = "subcategory",
+            principal: bool = False) -> np.ndarray:
+    """:func:`dx_key` over an array of codes (object array of keys)."""
+    ids, names = dx_key_ids(arr, level, principal)
+    return names[ids] if len(ids) else np.zeros(0, dtype=object)
 
 
 _CHAPTERS = (  # ICD-10 chapters by the first three characters (WHO ICD-10, 2019)
