@@ -74,9 +74,11 @@ def test_dx_keys_and_dagger_asterisk():
     assert K.dx_key("K80.100x001") == "K80.1"
     assert K.dx_key("K80.100x001", "category") == "K80"
     assert K.dx_key("A18.001+M49.0*") == "A18.0"  # the part before '+' counts
-    got = K.dx_keys(pa.array(["A18.001+M49.0*|E11.900", "K80.100x001,I10.x00", "", None]),
-                    principal=True)
-    assert got.tolist() == ["A18.0", "K80.1", "", ""]
+    assert K.dx_key("A17+G01*") == "A17"  # ... also where it is shorter than the key
+    assert K.dx_key("A17+G01*", "category") == "A17"
+    got = K.dx_keys(pa.array(["A18.001+M49.0*|E11.900", "K80.100x001,I10.x00", "", None,
+                              "A17+G01*|I10"]), principal=True)
+    assert got.tolist() == ["A18.0", "K80.1", "", "", "A17"]
 
 
 def test_v1_keys_order_free_and_deduplicated():
@@ -208,6 +210,17 @@ def test_trim_mask_matches_pandas(pairs, method):
     assert (trim_mask(g, c, tp) == want).all()
 
 
+def test_trim_mask_hand_worked():
+    # 1, 2, 3: mean 2, SD (ddof=1) 1 -> [1, 3] at one SD keeps all three (bounds inclusive)
+    sd = {"method": "sd", "sd": 1.0}
+    assert trim_mask(np.zeros(3, int), np.array([1.0, 2.0, 3.0]), sd).all()
+    # one case: SD 0, kept; percentile 25-75 of 1..5 is [2, 4]
+    assert trim_mask(np.zeros(1, int), np.array([7.0]), sd).all()
+    pc = {"method": "percentile", "lower": 0.25, "upper": 0.75}
+    got = trim_mask(np.array([0, 0, 0, 0, 0, 1]), np.array([5.0, 1, 3, 2, 4, 9]), pc)
+    assert got.tolist() == [False, False, True, True, True, True]
+
+
 def test_levels_pv_budget_and_ratio():
     # packet K80.1: level A (H1) 10 cases at 1000, level B (H2) 10 at 3000; one year
     rows = [("K80.100", "", 1000, 2023, "H1")] * 10 + [("K80.100", "", 3000, 2023, "H2")] * 10
@@ -304,15 +317,20 @@ def test_policy_refused_when_unknown_or_inconsistent():
                                    max_size=3),
                           st.integers(-5, 20000), st.sampled_from([2021, 2022, 2023])),
                 min_size=1, max_size=120),
-       st.integers(1, 6), st.integers(1, 6), st.sampled_from(["1.0", "2.0"]))
-def test_every_case_exactly_one_packet(rows, thr, cmin, version):
+       st.integers(1, 6), st.integers(1, 6), st.sampled_from(["1.0", "2.0"]),
+       st.sampled_from([0.5, 1.0, 3.0]))
+def test_every_case_exactly_one_packet(rows, thr, cmin, version, k):
     df = hist([(dx, "|".join(px), cost, y) for dx, px, cost, y in rows])
     if not (df["total_cost"] > 0).any():
         with pytest.raises(CatalogueError):
             build(df, policy(core_threshold=thr))
         return
-    cat, a = build(df, policy(core_threshold=thr, comprehensive_min_cases=cmin,
-                              version=version))
+    try:
+        cat, a = build(df, policy(core_threshold=thr, comprehensive_min_cases=cmin,
+                                  version=version, trim={"k": k}))
+    except CatalogueError as e:  # the trim kept only zero costs: refused, not divided by 0
+        assert "all-case mean cost is 0" in str(e)
+        return
     ok = (a["status"] == "ok").to_numpy()
     assert len(a) == len(df) and (a["case_id"].to_numpy() == df["case_id"].to_numpy()).all()
     assert (a.loc[ok, "packet"].astype(str) != "").all()
@@ -325,6 +343,7 @@ def test_every_case_exactly_one_packet(rows, thr, cmin, version):
     assert int(p["n_cases"].sum()) == int(ok.sum())
     # a key with thr cases is core; a core packet has at least thr cases
     assert (p.loc[p["kind"] == "core", "n_cases"] >= thr).all()
+    assert (p["n_trimmed"] <= p["n_cases"]).all() and (p["n_trimmed"] >= 1).all()
 
 
 # ---------------------------------------------------------------- the folder
