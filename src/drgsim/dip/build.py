@@ -224,18 +224,19 @@ def read_history(history: Any, columns: Mapping[str, str] | None = None) -> Hist
         raise MissingColumnError("the history lacks discharge_date (it dates the history years)")
     fen, ok = yuan_to_fen(table.column(cost_col))
     cost = np.where(ok, fen.astype(np.float64), np.nan)
+    # the patients' share only feeds the ratio r (a float): read as float yuan, not to the fen
     share = None
     sc = _col(names, "patient_share", columns)
-    if sc is not None:
-        f, sok = yuan_to_fen(table.column(sc))
-        share = np.where(sok, f, 0).astype(np.float64)
-    else:
-        parts = [c for c in SHARE_PARTS if c in names]
-        if parts:
-            share = np.zeros(n)
-            for c in parts:
-                f, sok = yuan_to_fen(table.column(c))
-                share += np.where(sok, f, 0)
+    parts = [sc] if sc is not None else [c for c in SHARE_PARTS if c in names]
+    if parts:
+        share = np.zeros(n)
+        for c in parts:
+            col = table.column(c)
+            try:
+                f = pc.cast(col, pa.float64(), safe=False)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                f = pa.array(pd.to_numeric(pd.Series(col.to_pandas()), errors="coerce"))
+            share += np.nan_to_num(np.asarray(pc.fill_null(f, 0.0), dtype=np.float64)) * 100.0
     if date_col is not None:
         year = _years_of(table.column(date_col))
     else:
@@ -322,8 +323,10 @@ def assign_packets(dx_ids: np.ndarray, dx_all: np.ndarray, pk: K.ProcKeys, rows:
     tt = pk.treatment[rows].astype(np.int64)
     # the key: (dx, procedure set); conservative cases key by diagnosis alone
     key = dx_id * (int(sid.max()) + 2 if len(sid) else 1) + (sid + 1)
-    uk, first, inv, cnt = np.unique(key, return_index=True, return_inverse=True,
-                                    return_counts=True)
+    inv, uk = pd.factorize(key)  # hash-based: no sort over the cases
+    cnt = np.bincount(inv, minlength=len(uk))
+    first = np.full(len(uk), len(key), dtype=np.int64)
+    np.minimum.at(first, inv, np.arange(len(key), dtype=np.int64))
     core_key = cnt >= thr
     core_key &= dx_names[dx_id[first]] != ""  # an empty principal code never makes a packet
     is_core = core_key[inv]
@@ -368,7 +371,7 @@ def assign_packets(dx_ids: np.ndarray, dx_all: np.ndarray, pk: K.ProcKeys, rows:
             continue
         gid = lid[idx]
         g = gid * 4 + tt[idx]
-        ug, ginv, gcnt = np.unique(g, return_inverse=True, return_counts=True)
+        ug, ginv, gcnt = np.unique(g, return_inverse=True, return_counts=True)  # non-core only
         keep = gcnt >= cmin if fold != "chapter" else np.ones(len(ug), bool)
         base = len(codes)
         kept = np.flatnonzero(keep)
@@ -470,6 +473,19 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
     latest in ``history``, as ``drgsim calibrate``).
     """
     h = read_history(history, columns)
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(1)  # sha256 releases the GIL: the history's hash runs beside
+    digest = pool.submit(_sha256_history, h)  # the build
+    try:
+        return _build(h, digest, policy, scheme, hospitals, year, base_packets, treatment_table)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def _build(h: History, digest: Any, policy: Any, scheme: Any, hospitals: Any,
+           year: int | None, base_packets: Any, treatment_table: Any
+           ) -> tuple[Catalogue, pd.DataFrame]:
     years_all = np.unique(h.year[h.year >= 0])
     if year is None:
         year = int(years_all.max()) + 1 if len(years_all) else None
@@ -609,7 +625,7 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
         "comprehensive_min_cases": int(p["comprehensive_min_cases"]),
         "aux_min_cases": int(p["aux"]["min_cases"]), "level_min_cases": int(p["level_min_cases"]),
         "years": years, "year_weights": yw, "pv_budget": pv_b, "reimbursement_ratio": ratio,
-        "built_from": _sha256_history(h), "drgsim_version": __version__,
+        "built_from": digest.result(), "drgsim_version": __version__,
     }
     packets = packets.sort_values("packet", kind="stable").reset_index(drop=True)
     levels = levels.sort_values(["packet", "level"], kind="stable").reset_index(drop=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba import njit
 
 from drgsim.constants import ABSENT
 from drgsim.errors import Problem, ValidationError
@@ -77,27 +78,72 @@ class CodeLists:
         return np.bincount(self.row, minlength=self.n)
 
 
+@njit(cache=True, nogil=True)
+def _count_pieces(offsets, data, counts):
+    """Non-empty pieces of each ``|``/``,``-joined field."""
+    for i in range(offsets.shape[0] - 1):
+        c, run = 0, 0
+        for k in range(offsets[i], offsets[i + 1]):
+            b = data[k]
+            if b == 124 or b == 44:
+                if run:
+                    c += 1
+                run = 0
+            else:
+                run += 1
+        if run:
+            c += 1
+        counts[i] = c
+
+
+@njit(cache=True, nogil=True)
+def _fill_pieces(offsets, data, ptr, row, pos, start, length):
+    for i in range(offsets.shape[0] - 1):
+        j, p, run, s0 = ptr[i], 0, 0, offsets[i]
+        for k in range(offsets[i], offsets[i + 1] + 1):
+            end = k == offsets[i + 1]
+            if end or data[k] == 124 or data[k] == 44:
+                if run:
+                    row[j], pos[j], start[j], length[j] = i, p, s0, run
+                    j += 1
+                p += 1  # the position counts empty pieces too, as the field lists them
+                run = 0
+                s0 = k + 1
+            else:
+                run += 1
+
+
 def split_codes(field: pa.Array | pa.ChunkedArray) -> CodeLists:
-    """Split a ``|``/``,``-joined code field (scheme README 3) and encode the codes once."""
+    """Split a ``|``/``,``-joined code field (scheme README 3) and encode the codes once:
+    one byte pass (numba) over the Arrow buffers, one dictionary encoding of the pieces."""
+    from drgsim.textkernels import string_buffers
+
     if isinstance(field, pa.ChunkedArray):
         field = field.combine_chunks()
-    n = len(field)
     field = pc.fill_null(field, "")
-    lists = pc.split_pattern_regex(field, r"[|,]")
-    flat = pc.list_flatten(lists)
-    parent = np.asarray(pc.list_parent_indices(lists), dtype=np.int64)
-    offs = np.asarray(lists.offsets, dtype=np.int64)
-    pos = (np.arange(len(flat), dtype=np.int64) - offs[parent]).astype(np.int32)
-    keep = np.asarray(pc.not_equal(pc.binary_length(flat), 0), dtype=bool)
-    if not keep.all():
-        flat = flat.filter(pa.array(keep))
-        parent, pos = parent[keep], pos[keep]
+    if pa.types.is_large_string(field.type):
+        field = field.cast(pa.string())
+    n = len(field)
+    offsets, data = string_buffers(field)
+    counts = np.empty(n, dtype=np.int64)
+    _count_pieces(offsets, data, counts)
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    m = int(ptr[-1])
+    row = np.empty(m, dtype=np.int64)
+    pos = np.empty(m, dtype=np.int32)
+    start = np.empty(m, dtype=np.int64)
+    length = np.empty(m, dtype=np.int64)
+    _fill_pieces(offsets, data, ptr, row, pos, start, length)
+    out_off = np.zeros(m + 1, dtype=np.int32)
+    np.cumsum(length, out=out_off[1:])
+    out = np.empty(int(out_off[-1]), dtype=np.uint8)
+    _gather(data, start, length, out_off, out)
+    flat = pa.StringArray.from_buffers(m, pa.py_buffer(out_off), pa.py_buffer(out))
     enc = pc.dictionary_encode(flat)
-    if isinstance(enc, pa.ChunkedArray):
-        enc = enc.combine_chunks()
-    ids = np.asarray(enc.indices, dtype=np.int32) if len(flat) else np.zeros(0, np.int32)
-    vocab = np.asarray(enc.dictionary.to_pylist() if len(flat) else [], dtype=object)
-    return CodeLists(n, parent, ids, pos, vocab)
+    ids = np.asarray(enc.indices, dtype=np.int32) if m else np.zeros(0, np.int32)
+    vocab = np.asarray(enc.dictionary.to_pylist(), dtype=object)
+    return CodeLists(n, row, ids, pos, vocab)
 
 
 def dx_key(code: str, level: str = "subcategory") -> str:
@@ -114,23 +160,62 @@ def principal_dx(diagnoses: pa.Array | pa.ChunkedArray) -> pa.Array:
     return pc.fill_null(pc.struct_field(first, [0]), "")
 
 
+@njit(cache=True, nogil=True)
+def _key_spans(offsets, data, nchars, first_only, start, length):
+    """Per string: the bytes of its key: from the start (of the first code when
+    ``first_only``) to the first ``+`` (or ``|``/``,`` ending the first code), at most
+    ``nchars`` characters (UTF-8 aware)."""
+    for i in range(offsets.shape[0] - 1):
+        lo, hi = offsets[i], offsets[i + 1]
+        k, chars = lo, 0
+        while k < hi:
+            b = data[k]
+            if b == 43 or (first_only and (b == 124 or b == 44)):  # '+', '|', ','
+                break
+            if (b & 0xC0) != 0x80:  # the first byte of a character
+                if chars == nchars:
+                    break
+                chars += 1
+            k += 1
+        start[i] = lo
+        length[i] = k - lo
+
+
+@njit(cache=True, nogil=True)
+def _gather(data, start, length, out_off, out):
+    for i in range(start.shape[0]):
+        o = out_off[i]
+        for j in range(length[i]):
+            out[o + j] = data[start[i] + j]
+
+
 def dx_key_ids(arr: pa.Array | pa.ChunkedArray | np.ndarray | list, level: str = "subcategory",
                principal: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`dx_key` over an array, as (int64 id per entry, distinct keys): Arrow compute and
-    one dictionary encoding, no Python loop. With ``principal=True`` the input is whole
-    diagnoses fields and their first code is keyed."""
+    """:func:`dx_key` over an array, as (int64 id per entry, distinct keys): one byte pass
+    (numba) over the Arrow buffers and one dictionary encoding, no Python loop. With
+    ``principal=True`` the input is whole diagnoses fields and their first code is keyed."""
+    from drgsim.textkernels import string_buffers
+
     if level not in DX_LEVELS:
         raise ValueError(f"dx_level {level!r}: one of {', '.join(DX_LEVELS)}")
     a = arr if isinstance(arr, (pa.Array, pa.ChunkedArray)) else pa.array(list(arr), pa.string())
     if isinstance(a, pa.ChunkedArray):
         a = a.combine_chunks()
-    if principal:
-        a = principal_dx(a)
     a = pc.fill_null(a, "")
-    before_plus = pc.struct_field(pc.extract_regex(a, r"^(?P<c>[^+]*)"), [0])
-    key = pc.utf8_slice_codeunits(pc.fill_null(before_plus, ""), 0, DX_LEVELS[level])
+    if pa.types.is_large_string(a.type):
+        a = a.cast(pa.string())
+    n = len(a)
+    offsets, data = string_buffers(a)
+    start = np.empty(n, dtype=np.int64)
+    length = np.empty(n, dtype=np.int64)
+    _key_spans(offsets, data, DX_LEVELS[level], principal, start, length)
+    out_off = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(length, out=out_off[1:])
+    out = np.empty(int(out_off[-1]), dtype=np.uint8)
+    _gather(data, start, length, out_off, out)
+    key = pa.StringArray.from_buffers(n, pa.py_buffer(out_off), pa.py_buffer(out))
     enc = pc.dictionary_encode(key)
-    ids = np.asarray(enc.indices, dtype=np.int64) if len(key) else np.zeros(0, np.int64)
+    ids = np.asarray(enc.indices, dtype=np.int64) if n else np.zeros(0, np.int64)
     names = np.asarray(enc.dictionary.to_pylist(), dtype=object)
     return ids, names
 
@@ -257,6 +342,9 @@ def code_types(codes: np.ndarray, scheme: str | os.PathLike[str] | None = "chs_d
     sdir = _scheme_dir(scheme)
     orl = _or_list(sdir) if sdir else frozenset()
     head = np.asarray([str(c)[:5] for c in codes], dtype=object)  # distinct codes only
+    well_formed = np.asarray([bool(_RANGE.match(h)) for h in head], dtype=bool)
+    in_or = (np.asarray([str(c) in orl for c in codes], dtype=bool) if orl
+             else np.zeros(n, bool))
     if rules.codes:
         exact = np.asarray([rules.codes.get(str(c), -1) for c in codes], dtype=np.int8)
         out = np.where(exact >= 0, exact, out).astype(np.int8)
@@ -265,10 +353,9 @@ def code_types(codes: np.ndarray, scheme: str | os.PathLike[str] | None = "chs_d
         if not free.any():
             break
         if rule == "or_list":
-            m = np.asarray([str(c) in orl for c in codes], dtype=bool) if orl else np.zeros(n, bool)
+            m = in_or
         else:
-            m = (head >= lo) & (head <= hi) & np.asarray([bool(_RANGE.match(h)) for h in head],
-                                                         dtype=bool)
+            m = (head >= lo) & (head <= hi) & well_formed
         out[free & m] = t
     matched = out >= 0
     out[~matched] = THERAPEUTIC
@@ -313,28 +400,27 @@ def _sorted_vocab(cl: CodeLists) -> tuple[np.ndarray, np.ndarray]:
 
 def _set_ids(n: int, row: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct sets of codes per row (``row``/``code`` sorted by row then code, deduplicated):
-    (ptr, set id per row, -1 for an empty set). Exact: rows compare as padded integer rows."""
+    (ptr, set id per row, -1 for an empty set). Exact: the id of a row's first j codes is
+    factorised from (id of its first j-1 codes, j-th code), slot by slot, then with the count."""
+    import pandas as pd
+
     cnt = np.bincount(row, minlength=n)
     ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(cnt, out=ptr[1:])
     sid = np.full(n, -1, dtype=np.int64)
-    has = np.flatnonzero(cnt > 0)
-    if len(has) == 0:
+    if len(row) == 0:
         return ptr, sid
-    width = int(cnt.max())
-    mat = np.full((len(has), width), -1, dtype=np.int64)
     slot = np.arange(len(row), dtype=np.int64) - ptr[row]
-    pos_of_row = np.full(n, -1, dtype=np.int64)
-    pos_of_row[has] = np.arange(len(has))
-    mat[pos_of_row[row], slot] = code
-    # rows sorted by (count, then codes): a set id per distinct row
-    keys = [mat[:, j] for j in range(width - 1, -1, -1)] + [cnt[has]]
-    order = np.lexsort(keys)
-    sm = mat[order]
-    new = np.ones(len(order), dtype=bool)
-    new[1:] = (sm[1:] != sm[:-1]).any(axis=1)
-    ids = np.cumsum(new) - 1
-    sid[has[order]] = ids
+    v = int(code.max()) + 1
+    prefix = np.zeros(n, dtype=np.int64)  # id of each row's codes so far
+    for j in range(int(cnt.max())):  # a loop over slots (the widest set), not records
+        sel = np.flatnonzero(slot == j)
+        r = row[sel]
+        ids, _ = pd.factorize(prefix[r] * v + code[sel])
+        prefix[r] = ids
+    has = cnt > 0
+    full, _ = pd.factorize(prefix[has] * (int(cnt.max()) + 1) + cnt[has])
+    sid[has] = full
     return ptr, sid
 
 
@@ -362,7 +448,8 @@ def proc_keys(procedures: pa.Array | pa.ChunkedArray, version: str = "1.0",
     q = t_piece >= DIAGNOSTIC
     row, code, pos = cl.row[q], rank[q], cl.pos[q]
     # sort by (row, code), drop repeated codes within a row (keep the earliest position)
-    o = np.lexsort((pos, code, row))
+    # pieces come row by row in listed order: a stable sort on (row, code) keeps positions
+    o = np.argsort(row * (len(vocab) + 1) + code, kind="stable")
     row, code, pos = row[o], code[o], pos[o]
     dup = np.zeros(len(row), dtype=bool)
     dup[1:] = (row[1:] == row[:-1]) & (code[1:] == code[:-1])
