@@ -108,6 +108,27 @@ def test_v2_main_and_related_by_estimated_cost_share():
     assert pk4.codes_of(4) == sorted([SURG_A, DIAG])
 
 
+def test_procedure_costs_estimate_and_fallback():
+    # codes 0, 1, 2; code 2 never alone: its equal part of the cases listing it
+    row = np.array([0, 1, 2, 2, 3, 3, 3])
+    code = np.array([0, 1, 0, 2, 0, 1, 2])
+    cost = np.array([900.0, 300.0, 1200.0, 1500.0])
+    est = K.procedure_costs(4, row, code, 3, cost, np.ones(4, bool))
+    assert est[0] == 900.0 and est[1] == 300.0  # the mean cost of its cases alone
+    assert est[2] == pytest.approx((1200 / 2 + 1500 / 3) / 2)  # 550: equal parts, averaged
+    # unusable cases (failed checks, out of years) teach nothing
+    est2 = K.procedure_costs(4, row, code, 3, cost, np.array([False, True, True, True]))
+    assert est2[0] == pytest.approx((1200 / 2 + 1500 / 3) / 2)
+
+
+def test_v2_related_tie_takes_the_smaller_code():
+    # DIAG and ERCP cost the same (500 alone each): the related one is the smaller code
+    px = pa.array([SURG_A, DIAG, ERCP, f"{SURG_A}|{ERCP}|{DIAG}"])
+    cost = np.array([2000.0, 500.0, 500.0, 3000.0])
+    pk = K.proc_keys(px, "2.0", cost=cost)
+    assert pk.codes_of(3) == sorted([SURG_A, min(DIAG, ERCP)])
+
+
 def test_v1_vs_v2_packets_in_a_build():
     rows = [("K80.100", f"{SURG_A}|{DIAG}", 10400, 2023)] * 3 + [("K80.100", SURG_A, 10000, 2023)] * 3
     rows += [("K80.100", DIAG, 500, 2023)] * 3
