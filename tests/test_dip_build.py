@@ -88,6 +88,9 @@ def test_v1_keys_order_free_and_deduplicated():
     assert pk.set_id[0] == pk.set_id[1] != pk.set_id[2]
     assert pk.set_id[3] == -1  # no procedure: conservative
     assert pk.treatment.tolist() == [3, 3, 3, 0, 1]
+    # two sets of the same size ending in the same code are still two sets
+    pk2 = K.proc_keys(pa.array([f"{SURG_B}|{SURG_A}", f"{ERCP}|{SURG_A}", f"{SURG_A}|{ERCP}"]))
+    assert pk2.set_id[0] != pk2.set_id[1] == pk2.set_id[2]
 
 
 def test_v2_main_and_related_by_estimated_cost_share():
