@@ -469,3 +469,31 @@ def test_lazy_exports():
     assert callable(dip.build) and dip.Catalogue is not None
     with pytest.raises(AttributeError):
         dip.nothing  # noqa: B018
+
+
+# ---------------------------------------------------------------- byte kernels vs Python
+
+_TEXT = st.text(alphabet=st.sampled_from(list("AK80.1x9+|,*中 ")), max_size=14)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.none(), _TEXT), max_size=12), st.sampled_from(["subcategory",
+                                                                             "category"]))
+def test_dx_key_kernel_matches_python(fields, level):
+    import re
+
+    got = K.dx_keys(pa.array(fields, pa.string()), level, principal=True).tolist()
+    want = [K.dx_key(re.split(r"[|,]", f or "")[0], level) for f in fields]
+    assert got == want
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(st.none(), _TEXT), max_size=12))
+def test_split_codes_matches_python(fields):
+    import re
+
+    cl = K.split_codes(pa.array(fields, pa.string()))
+    got = [(int(r), int(p), cl.vocab[i]) for r, p, i in zip(cl.row, cl.pos, cl.ids, strict=True)]
+    want = [(r, p, c) for r, f in enumerate(fields) if f
+            for p, c in enumerate(re.split(r"[|,]", f)) if c]
+    assert got == want
