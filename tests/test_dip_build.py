@@ -68,6 +68,11 @@ def test_treatment_table_errors(tmp_path):
     msgs = [str(p) for p in e.value.problems]
     assert msgs[0] == f"{f}:2: type: 'X' is not one of C, D, T, S"
     assert msgs[1].startswith(f"{f}:3: code_to: ")
+    # checked before any work: the history is not even read
+    with pytest.raises(K.TreatmentTableError):
+        build(tmp_path / "no-such-history.parquet", treatment_table=f)
+    with pytest.raises(CatalogueError, match="no-base.csv"):
+        build(tmp_path / "no-such-history.parquet", base_packets=tmp_path / "no-base.csv")
 
 
 def test_dx_keys_and_dagger_asterisk():

@@ -34,7 +34,11 @@ def dip() -> None:
                    "(without it: no level means).")
 @click.option("--base-packets", default=None, metavar="FILE|demo|none",
               help="List of base packets (CSV with a packet column; default: the demo's list).")
-def build_cmd(history, out, policy_file, year, scheme, hospitals, base_packets) -> None:
+@click.option("--treatment-types", default=None, type=click.Path(exists=True), metavar="FILE",
+              help="A region's treatment-type table (columns as data/dip/treatment_types.csv; "
+                   "default: the shipped one).")
+def build_cmd(history, out, policy_file, year, scheme, hospitals, base_packets,
+              treatment_types) -> None:
     """Build a DIP catalogue (packets, scores, level means, auxiliary coefficients) from
     HISTORY (discharges of the history years: parquet file or folder, CSV, .xlsx).
 
@@ -56,14 +60,15 @@ def build_cmd(history, out, policy_file, year, scheme, hospitals, base_packets) 
 
     con = console()
     try:
-        check_output(out, [history, hospitals], folder=True, writes=[*FILES, REPORT])
+        check_output(out, [history, hospitals, treatment_types], folder=True,
+                     writes=[*FILES, REPORT])
         pol = policy_file
         if pol is not None and not Path(pol).exists():
             from drgsim.policy import bundled_policy_path
 
             pol = bundled_policy_path(pol)
         cat, _ = build(history, policy=pol, scheme=scheme, hospitals=hospitals, year=year,
-                       base_packets=base_packets)
+                       base_packets=base_packets, treatment_table=treatment_types)
         write_catalogue(cat, out)
     except DrgsimError as exc:
         fail(exc)

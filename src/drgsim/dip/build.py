@@ -472,27 +472,38 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
     history years are the ``len(year_weights)`` years before it (default: the year after the
     latest in ``history``, as ``drgsim calibrate``).
     """
+    # every table and parameter file is read and validated before the history (no work
+    # is done on a history that a malformed table would stop later)
+    rules = K.read_treatment_rules(treatment_table)
+    if isinstance(policy, (str, os.PathLike)):
+        from drgsim.policy import load_policy
+
+        policy = load_policy(policy)
+    dated = policy is not None and not isinstance(policy, Mapping)  # a Policy: at the year
+    blist = None
+    if base_packets is not None or not dated:
+        src = base_packets if base_packets is not None else resolve_params(policy)["base_packets"]
+        blist = read_base_list(src)
     h = read_history(history, columns)
     from concurrent.futures import ThreadPoolExecutor
 
     pool = ThreadPoolExecutor(1)  # sha256 releases the GIL: the history's hash runs beside
     digest = pool.submit(_sha256_history, h)  # the build
     try:
-        return _build(h, digest, policy, scheme, hospitals, year, base_packets, treatment_table)
+        return _build(h, digest, policy, scheme, hospitals, year, base_packets, rules, blist)
     finally:
         pool.shutdown(wait=True)
 
 
 def _build(h: History, digest: Any, policy: Any, scheme: Any, hospitals: Any,
-           year: int | None, base_packets: Any, treatment_table: Any
-           ) -> tuple[Catalogue, pd.DataFrame]:
+           year: int | None, base_packets: Any, rules: K.TreatmentRules,
+           blist: list[str] | None) -> tuple[Catalogue, pd.DataFrame]:
     years_all = np.unique(h.year[h.year >= 0])
     if year is None:
         year = int(years_all.max()) + 1 if len(years_all) else None
     p = resolve_params(policy, year)
     if base_packets is not None:
         p["base_packets"] = base_packets
-    rules = K.read_treatment_rules(treatment_table)
     info = BuildInfo(rows=h.n)
 
     # record checks first (scheme README 4.2, as the DRG path), then money and dates
@@ -554,7 +565,8 @@ def _build(h: History, digest: Any, policy: Any, scheme: Any, hospitals: Any,
     score = np.round(rw * scale, 4)
 
     # base packets: listed codes that are conservative core packets here
-    blist = read_base_list(p["base_packets"])
+    if blist is None:  # a Policy object: its dip section is known only at the history's year
+        blist = read_base_list(p["base_packets"])
     is_base = np.isin(a.codes, blist) & (a.kind == "core") & (a.procs == "")
     info.base_missing = sorted(set(blist) - set(a.codes[is_base].tolist()))
     packets = pd.DataFrame({
