@@ -502,3 +502,17 @@ def test_split_codes_matches_python(fields):
     want = [(r, p, c) for r, f in enumerate(fields) if f
             for p, c in enumerate(re.split(r"[|,]", f)) if c]
     assert got == want
+
+
+def test_column_map_and_missing_columns():
+    from drgsim.errors import MissingColumnError
+
+    df = hist([("K80.100", "", 1000, 2023)] * 3).rename(columns={"total_cost": "fee",
+                                                                  "discharge_date": "out_day"})
+    cat, _ = build(df, policy(core_threshold=1), columns={"total_cost": "fee",
+                                                           "discharge_date": "out_day"})
+    assert cat.packets["mean_cost_fen"].tolist() == pytest.approx([100000.0], rel=1e-12)
+    with pytest.raises(MissingColumnError, match="total_cost"):
+        build(df, policy(core_threshold=1))
+    with pytest.raises(MissingColumnError, match="'nope'"):
+        build(df, policy(), columns={"total_cost": "nope"})
