@@ -351,11 +351,12 @@ def assign_packets(dx_ids: np.ndarray, dx_all: np.ndarray, pk: K.ProcKeys, rows:
     # comprehensive folds
     rest = ~is_core
     dnames = dx_names.astype(str)
+    # a key shorter than a fold's prefix skips that fold (so labels of two folds never meet)
     prefixes = {
-        "category": np.asarray([s[:3] for s in dnames], dtype=object),  # distinct keys only
-        "prefix": np.asarray([s[:2] for s in dnames], dtype=object),
+        "category": np.asarray([s[:3] if len(s) >= 3 else "" for s in dnames], dtype=object),
+        "prefix": np.asarray([s[:2] if len(s) >= 2 else "" for s in dnames], dtype=object),
         "chapter": K.chapters(dnames),
-    }
+    }  # over the distinct keys only
     for fold in ("category", "prefix", "chapter"):
         if not rest.any():
             break
