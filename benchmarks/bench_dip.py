@@ -66,7 +66,9 @@ def bench_build(table, hospitals, args) -> list[str]:
     p = cat.packets
     core = p["kind"] == "core"
     share = p.loc[core, "n_cases"].sum() / max(1, p["n_cases"].sum())
+    cost_line = next((ln for ln in cat.report.splitlines() if ln.startswith("cost in core")), "")
     return [
+        f"build: {cost_line}",
         f"build: {table.num_rows:,} rows -> {len(p):,} packets ({int(core.sum()):,} core covering "
         f"{share:.1%} of cases, {int((~core).sum()):,} comprehensive), "
         f"{len(cat.levels):,} level means",
