@@ -185,17 +185,21 @@ def test_folding_category_prefix_chapter():
     assert (p["kind"] == "comprehensive").all()
 
 
-def test_short_and_odd_keys_never_collide():
+def test_short_and_odd_keys_never_collide(tmp_path):
     # "A1" (a malformed 2-character code) skips the category fold; its prefix fold is A1's,
     # shared with A10/A11 but one packet, not two with the same code
     rows = [("A1", "", 1000, 2023)] * 4 + [("A10.000", "", 1000, 2023)] * 2
     rows += [("A11.000", "", 1000, 2023)] * 2 + [("", "", 1000, 2023)] * 1
     rows += [("|A10.000", "", 1000, 2023)] * 2  # an empty first piece: no key, chapter fold
+    rows += [(" A10.000", "", 1000, 2023)] * 4  # a stray space is part of the code, kept as is
     cat, a = build(hist(rows), policy(core_threshold=15, comprehensive_min_cases=4))
     p = cat.packets.set_index("packet")
     assert p.at["Z/A1/C", "n_cases"] == 8 and p.at["Z/A1/C", "fold"] == "prefix"
     assert p.at["Z/CH00/C", "n_cases"] == 2  # the empty principal (the empty field fails checks)
     assert (a["status"] == "check_failed").sum() == 1
+    assert p.at["Z/ A1/C", "n_cases"] == 4
+    dip.write_catalogue(cat, tmp_path / "c")  # and the folder validates as written
+    assert dip.read_catalogue(tmp_path / "c").packets["packet"].tolist() == sorted(p.index)
 
 
 # ---------------------------------------------------------------- scores

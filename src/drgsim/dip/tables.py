@@ -194,7 +194,7 @@ class _Row:
         self.ok = True
         if len(cells) != len(header):
             self.bad(None, f"{len(cells)} cells, the header has {len(header)}")
-        self.v = dict(zip(header, (c.strip() for c in cells), strict=False))
+        self.v = dict(zip(header, cells, strict=False))  # exact: codes are byte for byte
 
     def bad(self, col: str | None, msg: str) -> None:
         self.problems.append(Problem(self.file, self.line, col, msg))
