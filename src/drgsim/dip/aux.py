@@ -1,0 +1,703 @@
+"""DIP auxiliary catalogues (辅助目录): case classes, fitted coefficients, applied coefficients.
+
+Four catalogues (``../shared/DIP.md``, Scores): comorbidity (a Charlson index from secondary
+diagnoses), disease severity I–IV, tumour severity and age bands. Classes, bounds and code
+lists are data (``data/dip/aux_classes.csv``, ``charlson_icd10.csv``, ``tumour_codes.csv``);
+this module reads them, assigns one class per case and catalogue (0 = none / reference),
+fits ``subgroup mean / packet mean`` per packet and keeps a coefficient only where the CV
+rule accepts the split, and applies the highest kept coefficient to a case.
+
+Everything runs over whole arrays: codes become ids once per batch (Arrow dictionary
+encoding of the split code fields), group sums are ``np.bincount`` over integer keys.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from numba import njit
+
+from drgsim.constants import ABSENT
+from drgsim.errors import DrgsimError, Problem, ValidationError
+from drgsim.grouper.kernels import _effective
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from drgsim.records import RecordFields
+    from drgsim.scheme.compiled import CompiledScheme
+
+#: The catalogues, in tie-break order (an equal coefficient goes to the earlier one).
+CATALOGUES = ("comorbidity", "severity", "tumour", "age")
+#: ``discharge_mode`` of a death (DOMAIN.md section 1: 5 died).
+DEATH_MODE = 5
+MEASURES = ("cci", "los_days", "age_days", "age_years")
+BASE_CONDITIONS = ("any", "cc", "mcc", "death", "age_under_1")
+MARKERS = ("scope", "metastasis", "radiotherapy", "chemotherapy")
+CONDITIONS = BASE_CONDITIONS + MARKERS[1:]
+
+#: Acceptance defaults (DIP.md: "enough cases", CV >= 0.7, cut >= 20%). ``min_cases``: a
+#: packet needs 30 cases (twice the core threshold) before any split of it is trusted;
+#: ``min_subgroup_cases``: a class needs 5 cases of its own for its mean to be a coefficient.
+DEFAULTS = {"min_cases": 30, "min_subgroup_cases": 5, "cv_min": 0.7, "cv_cut": 0.2}
+#: Relative tolerance of the CV comparisons: a CV or cut that equals its bound in exact
+#: arithmetic is accepted although float rounding may land a hair below it.
+CV_RTOL = 1e-9
+
+AUX_COLUMNS = ("packet", "catalogue", "class", "class_id", "n_cases", "mean_cost_fen",
+               "coefficient", "cv_before", "cv_after", "kept", "reason")
+
+REASONS = (
+    "kept: CV >= cv_min and the split cuts it by >= cv_cut",
+    "packet has fewer than min_cases cases",
+    "packet mean cost is 0",
+    "packet CV below cv_min",
+    "split cuts the CV by less than cv_cut",
+    "subgroup has fewer than min_subgroup_cases cases",
+)
+
+
+class AuxTableError(ValidationError):
+    """An auxiliary-catalogue data table (classes, Charlson or tumour codes) is malformed."""
+
+    kind = "auxiliary catalogue tables"
+
+
+# ---------------------------------------------------------------- data tables
+
+def _data_dir() -> Path:
+    return Path(str(resources.files("drgsim") / "data" / "dip"))
+
+
+def _rows(path: Path, columns: tuple[str, ...], problems: list[Problem]) -> list[tuple[int, dict]]:
+    name = path.name
+    try:
+        fh = path.open(encoding="utf-8", newline="")
+    except OSError as e:
+        problems.append(Problem(name, None, None, f"cannot read: {e.strerror}"))
+        return []
+    with fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            problems.append(Problem(name, 1, missing[0], "missing column"))
+            return []
+        out = []
+        for row in reader:
+            if None in row or any(v is None for v in row.values()):
+                problems.append(Problem(name, reader.line_num, None, "wrong number of fields"))
+                continue
+            out.append((reader.line_num, row))
+        return out
+
+
+def _int(row: dict, col: str, file: str, line: int, problems: list[Problem],
+         lo: int | None = None, hi: int | None = None, empty_ok: bool = False) -> int | None:
+    s = row[col]
+    if s == "" and empty_ok:
+        return None
+    try:
+        v = int(s)
+    except ValueError:
+        problems.append(Problem(file, line, col, f"not an integer: {s!r}"))
+        return None
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        problems.append(Problem(file, line, col, f"{v} outside {lo}..{hi}"))
+        return None
+    return v
+
+
+@dataclass(frozen=True)
+class AuxClass:
+    """One row of aux_classes.csv: a class applies when its condition holds and its
+    measure lies in [min, max] (inclusive; empty = unbounded; an absent measure fails)."""
+
+    catalogue: str
+    class_id: int
+    label: str
+    priority: int
+    condition: str
+    measure: str
+    lo: int | None
+    hi: int | None
+    name_zh: str
+
+
+@dataclass(frozen=True)
+class AuxTables:
+    """The validated data tables of the auxiliary catalogues."""
+
+    classes: tuple[AuxClass, ...]
+    # Charlson: condition names, weights, superseded condition index (-1 none), prefixes
+    conditions: tuple[str, ...]
+    weights: tuple[int, ...]
+    supersedes: tuple[int, ...]
+    charlson_prefixes: tuple[tuple[str, int], ...]  # (prefix, condition index)
+    tumour: tuple[tuple[str, str, str], ...]  # (marker, field dx|px, prefix)
+    which_labels: tuple[tuple[str, str], ...] = field(default=())  # index 0 = ("", "")
+
+    def of(self, catalogue: str) -> list[AuxClass]:
+        return [c for c in self.classes if c.catalogue == catalogue]
+
+    def which(self, catalogue: str, class_id: int) -> int:
+        """The ``which`` code of a class (see :func:`case_coefficients`)."""
+        return self.which_labels.index((catalogue, self.label(catalogue, class_id)))
+
+    def label(self, catalogue: str, class_id: int) -> str:
+        for c in self.classes:
+            if c.catalogue == catalogue and c.class_id == class_id:
+                return c.label
+        raise KeyError((catalogue, class_id))
+
+
+def _read_classes(path: Path, problems: list[Problem]) -> list[AuxClass]:
+    cols = ("catalogue", "class_id", "class", "priority", "condition", "measure", "min", "max",
+            "name_zh")
+    out = []
+    seen: dict[tuple[str, str], set] = {}
+    for line, r in _rows(path, cols, problems):
+        f = path.name
+        cat = r["catalogue"]
+        if cat not in CATALOGUES:
+            problems.append(Problem(f, line, "catalogue", f"unknown catalogue {cat!r} "
+                                    f"(one of {', '.join(CATALOGUES)})"))
+        cid = _int(r, "class_id", f, line, problems, 1, 127)
+        prio = _int(r, "priority", f, line, problems, 1, 127)
+        for col, v in (("class_id", cid), ("class", r["class"]), ("priority", prio)):
+            key = seen.setdefault((cat, col), set())
+            if v in key:
+                problems.append(Problem(f, line, col, f"duplicate {col} {v!r} in catalogue {cat}"))
+            key.add(v)
+        if not r["class"] or any(ch in r["class"] for ch in ",\"\n/"):
+            problems.append(Problem(f, line, "class", f"not a class label: {r['class']!r}"))
+        cond = r["condition"]
+        if cond not in CONDITIONS:
+            problems.append(Problem(f, line, "condition", f"unknown condition {cond!r} "
+                                    f"(one of {', '.join(CONDITIONS)})"))
+        meas = r["measure"]
+        if meas not in ("", *MEASURES):
+            problems.append(Problem(f, line, "measure", f"unknown measure {meas!r} "
+                                    f"(one of {', '.join(MEASURES)} or empty)"))
+        lo = _int(r, "min", f, line, problems, empty_ok=True)
+        hi = _int(r, "max", f, line, problems, empty_ok=True)
+        if meas == "" and (lo is not None or hi is not None):
+            problems.append(Problem(f, line, "measure", "min/max given without a measure"))
+        if meas and lo is None and hi is None and r["min"] == r["max"] == "":
+            problems.append(Problem(f, line, "min", "a measure needs min or max"))
+        if lo is not None and hi is not None and lo > hi:
+            problems.append(Problem(f, line, "max", f"max {hi} below min {lo}"))
+        out.append(AuxClass(cat, cid or 0, r["class"], prio or 0, cond, meas, lo, hi,
+                            r["name_zh"]))
+    for cat in CATALOGUES:
+        if not any(c.catalogue == cat for c in out):
+            problems.append(Problem(path.name, None, "catalogue", f"no class for catalogue {cat}"))
+    return out
+
+
+def _read_charlson(path: Path, problems: list[Problem]):
+    f = path.name
+    names: list[str] = []
+    weights: dict[str, int] = {}
+    sup: dict[str, str] = {}
+    prefixes: list[tuple[str, str]] = []
+    seen = set()
+    rows = _rows(path, ("condition", "icd10_prefix", "weight", "supersedes"), problems)
+    for line, r in rows:
+        c = r["condition"]
+        if not c:
+            problems.append(Problem(f, line, "condition", "empty condition"))
+            continue
+        w = _int(r, "weight", f, line, problems, 0, 100)
+        if c not in weights:
+            names.append(c)
+            weights[c] = w if w is not None else 0
+            sup[c] = r["supersedes"]
+        elif w is not None and weights[c] != w:
+            problems.append(Problem(f, line, "weight", f"condition {c} has weight {weights[c]} "
+                                    f"on an earlier row, {w} here"))
+        if r["supersedes"] != sup[c]:
+            problems.append(Problem(f, line, "supersedes", f"condition {c} supersedes "
+                                    f"{sup[c]!r} on an earlier row"))
+        p = r["icd10_prefix"]
+        if not p or p != p.strip():
+            problems.append(Problem(f, line, "icd10_prefix", f"not a code prefix: {p!r}"))
+        if (c, p) in seen:
+            problems.append(Problem(f, line, "icd10_prefix", f"duplicate prefix {p} for {c}"))
+        seen.add((c, p))
+        prefixes.append((p, c))
+    line_of = {r["condition"]: line for line, r in rows}
+    for c, s in sup.items():
+        if s and s not in weights:
+            problems.append(Problem(f, line_of.get(c), "supersedes", f"unknown condition {s!r}"))
+        elif s and weights.get(s, 0) > weights[c]:
+            problems.append(Problem(f, line_of.get(c), "supersedes",
+                                    f"{c} (weight {weights[c]}) supersedes the heavier {s}"))
+    if len(names) > 62:
+        problems.append(Problem(f, None, "condition", "more than 62 conditions"))
+    idx = {c: i for i, c in enumerate(names)}
+    return (tuple(names), tuple(weights[c] for c in names),
+            tuple(idx.get(sup[c], -1) if sup[c] else -1 for c in names),
+            tuple((p, idx[c]) for p, c in prefixes))
+
+
+def _read_tumour(path: Path, problems: list[Problem]):
+    f = path.name
+    out = []
+    for line, r in _rows(path, ("marker", "field", "prefix"), problems):
+        if r["marker"] not in MARKERS:
+            problems.append(Problem(f, line, "marker", f"unknown marker {r['marker']!r} "
+                                    f"(one of {', '.join(MARKERS)})"))
+        if r["field"] not in ("dx", "px"):
+            problems.append(Problem(f, line, "field", f"must be dx or px: {r['field']!r}"))
+        if not r["prefix"] or r["prefix"] != r["prefix"].strip():
+            problems.append(Problem(f, line, "prefix", f"not a code prefix: {r['prefix']!r}"))
+        out.append((r["marker"], r["field"], r["prefix"]))
+    for m in MARKERS:
+        if not any(x[0] == m for x in out):
+            problems.append(Problem(f, None, "marker", f"no code for marker {m}"))
+    return tuple(out)
+
+
+@lru_cache(maxsize=8)
+def load_aux_tables(folder: str | None = None) -> AuxTables:
+    """The validated auxiliary tables (default: the shipped ``data/dip``); every problem
+    is collected and raised together as one :class:`AuxTableError`."""
+    d = Path(folder) if folder else _data_dir()
+    problems: list[Problem] = []
+    classes = _read_classes(d / "aux_classes.csv", problems)
+    conds, weights, sup, prefixes = _read_charlson(d / "charlson_icd10.csv", problems)
+    tumour = _read_tumour(d / "tumour_codes.csv", problems)
+    if problems:
+        raise AuxTableError(problems)
+    classes.sort(key=lambda c: (CATALOGUES.index(c.catalogue), c.class_id))
+    which = (("", ""), *((c.catalogue, c.label) for c in classes))
+    return AuxTables(tuple(classes), conds, weights, sup, prefixes, tumour, which)
+
+
+# ---------------------------------------------------------------- case classes
+
+def _fields(records: Any) -> RecordFields:
+    from drgsim.records import RecordFields, dataframe_record_table, fields_from_table
+
+    if isinstance(records, RecordFields):
+        return records
+    if isinstance(records, pa.RecordBatch):
+        records = pa.Table.from_batches([records])
+    if isinstance(records, pa.Table):
+        return fields_from_table(records)
+    return fields_from_table(dataframe_record_table(records))  # a DataFrame
+
+
+def _pieces(field_: pa.Array, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, pa.Array]:
+    """Split a code field (``|`` or ``,``): (piece record, piece position, piece code id,
+    unique codes). An empty field has no piece; codes become ids once (dictionary encode)."""
+    text = pc.replace_substring(field_, ",", "|")
+    lists = pc.split_pattern(text, "|")
+    lists = pc.if_else(pc.equal(field_, ""), pa.scalar([], pa.list_(pa.string())), lists)
+    flat = pc.list_flatten(lists)
+    rec = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    lengths = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    starts = np.zeros(n, np.int64)
+    if n > 1:
+        np.cumsum(lengths[:-1], out=starts[1:])
+    pos = np.arange(len(rec), dtype=np.int64) - starts[rec] if len(rec) else rec
+    enc = pc.dictionary_encode(flat).combine_chunks() if isinstance(flat, pa.ChunkedArray) \
+        else pc.dictionary_encode(flat)
+    ids = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return rec, pos, ids, enc.dictionary
+
+
+def _prefix_mask(uniques: pa.Array, prefixes: list[tuple[str, int]]) -> np.ndarray:
+    """uint64 bit mask per unique code: bit k when the code (or, for a dagger-asterisk code
+    ``A+B*``, its asterisk part ``B``) starts with a prefix of item k."""
+    mask = np.zeros(len(uniques), np.uint64)
+    if not len(uniques):
+        return mask
+    star = pc.replace_substring_regex(uniques, r"^[^+]*\+", "")  # part after '+', else itself
+    has_plus = pc.match_substring(uniques, "+").to_numpy(zero_copy_only=False)
+    for p, k in prefixes:
+        hit = pc.starts_with(uniques, p).to_numpy(zero_copy_only=False)
+        hit = hit | (has_plus & pc.starts_with(star, p).to_numpy(zero_copy_only=False))
+        mask[hit] |= np.uint64(1) << np.uint64(k)
+    return mask
+
+
+def _or_by_record(masks: np.ndarray, rec: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n, np.uint64)
+    nz = masks != 0
+    np.bitwise_or.at(out, rec[nz], masks[nz])
+    return out
+
+
+def charlson_scores(diagnoses: pa.Array, n: int, tables: AuxTables | None = None) -> np.ndarray:
+    """Charlson index per record from its secondary diagnoses (int64): each condition
+    counted once, a superseded condition dropped when its superseding one is present."""
+    t = tables or load_aux_tables()
+    rec, pos, ids, uniques = _pieces(diagnoses, n)
+    umask = _prefix_mask(uniques, list(t.charlson_prefixes))
+    pm = umask[ids] if len(ids) else np.zeros(0, np.uint64)
+    pm = np.where(pos > 0, pm, np.uint64(0))  # secondary diagnoses only
+    have = _or_by_record(pm, rec, n)
+    one = np.uint64(1)
+    eff = have.copy()
+    for j, sup in enumerate(t.supersedes):  # j present: the condition it supersedes is dropped
+        if sup >= 0:
+            eff &= ~(((have >> np.uint64(j)) & one) << np.uint64(sup))
+    score = np.zeros(n, np.int64)
+    for k, w in enumerate(t.weights):
+        score += w * ((eff >> np.uint64(k)) & one).astype(np.int64)
+    return score
+
+
+def _markers(fields: RecordFields, n: int, tables: AuxTables) -> dict[str, np.ndarray]:
+    """Tumour markers per record (any diagnosis / any procedure with a listed prefix)."""
+    out = {m: np.zeros(n, bool) for m in MARKERS}
+    for fld, arr in (("dx", fields.diagnoses), ("px", fields.procedures)):
+        items = [(p, MARKERS.index(m)) for m, f, p in tables.tumour if f == fld]
+        if not items:
+            continue
+        rec, _pos, ids, uniques = _pieces(arr, n)
+        if not len(ids):
+            continue
+        have = _or_by_record(_prefix_mask(uniques, items)[ids], rec, n)
+        for k, m in enumerate(MARKERS):
+            out[m] |= ((have >> np.uint64(k)) & np.uint64(1)).astype(bool)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _cc_levels_kernel(kt, dx_ptr, dx_ids, out):
+    """0 none, 1 an effective CC, 2 an effective MCC (the grouper's own test, with the
+    principal's exclusion table)."""
+    for i in range(out.shape[0]):
+        d0 = dx_ptr[i]
+        nd = dx_ptr[i + 1] - d0
+        dx = dx_ids[d0:d0 + nd]
+        if _effective(kt, dx, nd, True):
+            out[i] = 2
+        elif _effective(kt, dx, nd, False):
+            out[i] = 1
+        else:
+            out[i] = 0
+
+
+def cc_levels(diagnoses: pa.Array, scheme: CompiledScheme) -> np.ndarray:
+    """Per record: 2 with an effective MCC secondary, 1 with an effective CC, else 0."""
+    from drgsim.codes import encode_field
+
+    ptr, ids = encode_field(diagnoses, scheme, keep_empty_field=False, threads=1)
+    out = np.zeros(len(ptr) - 1, np.int8)
+    _cc_levels_kernel(scheme.kt, ptr, ids, out)
+    return out
+
+
+def _catalogues(policy: Any) -> tuple[str, ...]:
+    if policy is None:
+        return CATALOGUES
+    aux = _aux_section(policy)
+    cats = aux.get("catalogues", list(CATALOGUES))
+    bad = [c for c in cats if c not in CATALOGUES]
+    if bad:
+        raise DrgsimError(f"dip.aux.catalogues: unknown catalogue {bad[0]!r} "
+                          f"(one of {', '.join(CATALOGUES)})")
+    return tuple(c for c in CATALOGUES if c in cats)
+
+
+def _aux_section(policy: Any) -> Mapping:
+    if isinstance(policy, Mapping):
+        dip = policy.get("dip", policy)
+        aux = dip.get("aux", dip) if isinstance(dip, Mapping) else {}
+        return aux if isinstance(aux, Mapping) else {}
+    raise DrgsimError(f"policy: expected a mapping, got {type(policy).__name__}")
+
+
+def case_classes(records_or_fields: Any, scheme: Any = "chs_drg_11", policy: Any = None,
+                 tables: AuxTables | None = None) -> dict[str, np.ndarray]:
+    """One class per case and catalogue (``int8``; 0 = none / the reference class).
+
+    ``records_or_fields``: :class:`~drgsim.records.RecordFields`, an Arrow table/batch or a
+    DataFrame with the record columns. ``scheme`` (name, folder or compiled) gives the CC/MCC
+    tables for severity II/III; ``policy`` may restrict ``dip.aux.catalogues``. Within a
+    catalogue a case takes the applicable class of highest ``priority`` (aux_classes.csv).
+    """
+    t = tables or load_aux_tables()
+    fields = _fields(records_or_fields)
+    n = fields.n
+    cats = _catalogues(policy)
+    ints = fields.ints
+    mode = ints["discharge_mode"]
+    age_y = ints["age_years"]
+    conds: dict[str, np.ndarray] = {
+        "any": np.ones(n, bool),
+        "death": mode == DEATH_MODE,
+        "age_under_1": age_y == 0,
+    }
+    measures: dict[str, np.ndarray] = {
+        "los_days": ints["los_days"], "age_days": ints["age_days"], "age_years": age_y,
+    }
+    scope = np.ones(n, bool)
+    used = {c.condition for c in t.classes if c.catalogue in cats}
+    if {"cc", "mcc"} & used:
+        from drgsim.grouper.core import load_scheme
+
+        lv = cc_levels(fields.diagnoses, load_scheme(scheme))
+        conds["cc"] = lv == 1
+        conds["mcc"] = lv == 2
+    if "tumour" in cats:
+        mk = _markers(fields, n, t)
+        conds.update({m: mk[m] for m in MARKERS[1:]})
+        scope = mk["scope"] | mk["metastasis"] | mk["radiotherapy"] | mk["chemotherapy"]
+    if "comorbidity" in cats:
+        measures["cci"] = charlson_scores(fields.diagnoses, n, t)
+    out: dict[str, np.ndarray] = {}
+    for cat in cats:
+        cls = np.zeros(n, np.int8)
+        best = np.zeros(n, np.int16)  # priority of the class chosen so far
+        for c in t.of(cat):
+            ok = conds[c.condition].copy()
+            if cat == "tumour":
+                ok &= scope
+            if c.measure:
+                v = measures[c.measure]
+                ok &= v != ABSENT
+                if c.lo is not None:
+                    ok &= v >= c.lo
+                if c.hi is not None:
+                    ok &= v <= c.hi
+            take = ok & (c.priority > best)
+            cls[take] = c.class_id
+            best[take] = c.priority
+        out[cat] = cls
+    return out
+
+
+# ---------------------------------------------------------------- fitting
+
+@dataclass(frozen=True)
+class AuxParams:
+    """The acceptance rule of DIP.md: a coefficient is kept where the packet has at least
+    ``min_cases`` cases, the class at least ``min_subgroup_cases``, the packet CV is at
+    least ``cv_min`` and the split cuts the CV by at least ``cv_cut`` (a share)."""
+
+    min_cases: int = DEFAULTS["min_cases"]
+    min_subgroup_cases: int = DEFAULTS["min_subgroup_cases"]
+    cv_min: float = DEFAULTS["cv_min"]
+    cv_cut: float = DEFAULTS["cv_cut"]
+    catalogues: tuple[str, ...] = CATALOGUES
+
+    @classmethod
+    def from_mapping(cls, params: Mapping | AuxParams | None) -> AuxParams:
+        """From ``dip.aux`` of a policy (``min_cases``; ``aux_min_cases`` is read too).
+        An unknown key or a value out of range is refused, never ignored."""
+        if isinstance(params, AuxParams):
+            return params
+        p = dict(params or {})
+        if "aux_min_cases" in p:
+            p.setdefault("min_cases", p.pop("aux_min_cases"))
+        known = {"min_cases", "min_subgroup_cases", "cv_min", "cv_cut", "catalogues"}
+        unknown = sorted(set(p) - known)
+        if unknown:
+            raise DrgsimError(f"dip.aux: unknown parameter {unknown[0]!r} "
+                              f"(known: {', '.join(sorted(known))})")
+
+        def num(key: str, kind: type, lo: float, hi: float) -> Any:
+            v = p.get(key, DEFAULTS[key])
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or \
+                    (kind is int and not float(v).is_integer()) or not lo <= v <= hi:
+                raise DrgsimError(f"dip.aux.{key}: expected {'an integer' if kind is int else 'a number'}"
+                                  f" in {lo}..{hi}, got {v!r}")
+            return kind(v)
+
+        cats = p.get("catalogues", list(CATALOGUES))
+        if isinstance(cats, str) or not all(isinstance(c, str) and c in CATALOGUES for c in cats):
+            raise DrgsimError(f"dip.aux.catalogues: expected a list from {', '.join(CATALOGUES)},"
+                              f" got {cats!r}")
+        return cls(num("min_cases", int, 1, 10**9), num("min_subgroup_cases", int, 1, 10**9),
+                   num("cv_min", float, 0.0, 100.0), num("cv_cut", float, 0.0, 1.0),
+                   tuple(c for c in CATALOGUES if c in cats))
+
+
+def _group_stats(key: np.ndarray, x: np.ndarray, w: np.ndarray, size: int):
+    """(n, weighted mean, weighted population CV) per key 0..size-1 (two-pass variance)."""
+    n = np.bincount(key, minlength=size).astype(np.int64)
+    sw = np.bincount(key, weights=w, minlength=size)
+    swx = np.bincount(key, weights=w * x, minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(sw > 0, swx / np.where(sw > 0, sw, 1.0), 0.0)
+        d = x - mean[key]
+        var = np.bincount(key, weights=w * d * d, minlength=size) / np.where(sw > 0, sw, 1.0)
+        cv = np.where(mean > 0, np.sqrt(np.maximum(var, 0.0)) / np.where(mean > 0, mean, 1.0), 0.0)
+    return n, mean, cv
+
+
+def _check_fit_inputs(packet_idx, cost, year_weight, classes, n_packets) -> None:
+    n = len(packet_idx)
+    for name, a in (("cost", cost), ("year_weight", year_weight)):
+        if len(a) != n:
+            raise DrgsimError(f"fit_aux: {name} has {len(a)} values, packet_idx {n}")
+        if not np.all(np.isfinite(a)) or np.any(a < 0):
+            raise DrgsimError(f"fit_aux: {name} must be finite and >= 0")
+    if n and (packet_idx.min() < -1 or packet_idx.max() >= n_packets):
+        raise DrgsimError(f"fit_aux: packet_idx outside -1..{n_packets - 1}")
+    for cat, c in classes.items():
+        if len(c) != n:
+            raise DrgsimError(f"fit_aux: classes[{cat!r}] has {len(c)} values, packet_idx {n}")
+        if n and (c.min() < 0 or c.max() > 127):
+            raise DrgsimError(f"fit_aux: classes[{cat!r}] outside 0..127")
+
+
+def fit_aux(packet_idx: np.ndarray, cost: np.ndarray, year_weight: np.ndarray,
+            classes: Mapping[str, np.ndarray], packet_names: Any,
+            params: Mapping | AuxParams | None = None,
+            tables: AuxTables | None = None) -> pd.DataFrame:
+    """The aux.csv table: per packet, catalogue and class (classes >= 1 present in the
+    packet) its cases, year-weighted mean, coefficient and whether the CV rule keeps it.
+
+    ``packet_idx``: per history case, an index into ``packet_names`` (-1: no packet);
+    ``cost`` in fen; ``year_weight``: the case's year weight (0 drops the case, e.g. a
+    trimmed one). Means and CVs are year-weighted (population CV); ``cv_after`` is the
+    case-count-weighted mean of the CVs of all subgroups of the split, the reference
+    class 0 included. The acceptance (min_cases, cv_min, cv_cut) is per packet and
+    catalogue; min_subgroup_cases is per class.
+    """
+    import pandas as pd
+
+    t = tables or load_aux_tables()
+    prm = AuxParams.from_mapping(params)
+    names = np.asarray(packet_names, dtype=object)
+    p_all = np.asarray(packet_idx, dtype=np.int64)
+    x_all = np.asarray(cost, dtype=np.float64)
+    w_all = np.asarray(year_weight, dtype=np.float64)
+    cls_all = {k: np.asarray(v, dtype=np.int64) for k, v in classes.items()}
+    _check_fit_inputs(p_all, x_all, w_all, cls_all, len(names))
+    keep = (p_all >= 0) & (w_all > 0)
+    p, x, w = p_all[keep], x_all[keep], w_all[keep]
+    P = len(names)
+    n_p, mean_p, cv_p = _group_stats(p, x, w, P)
+    frames = []
+    for cat in CATALOGUES:
+        if cat not in cls_all or cat not in prm.catalogues:
+            continue
+        cls = cls_all[cat][keep]
+        defined = t.of(cat)
+        K = max(c.class_id for c in defined) + 1
+        if len(cls) and cls.max() >= K:
+            raise DrgsimError(f"fit_aux: classes[{cat!r}] has class {int(cls.max())}, "
+                              f"not in aux_classes.csv")
+        key = p * K + cls
+        n_g, mean_g, cv_g = _group_stats(key, x, w, P * K)
+        n_g, mean_g, cv_g = n_g.reshape(P, K), mean_g.reshape(P, K), cv_g.reshape(P, K)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cv_after = (n_g * cv_g).sum(axis=1) / np.where(n_p > 0, n_p, 1)
+            cut = np.where(cv_p > 0, (cv_p - cv_after) / np.where(cv_p > 0, cv_p, 1.0), 0.0)
+        pk, ck = np.nonzero(n_g[:, 1:])
+        ck = ck + 1
+        nb = n_p[pk]
+        cvb = cv_p[pk]
+        reason = np.select(
+            [nb < prm.min_cases,
+             mean_p[pk] <= 0,
+             cvb < prm.cv_min * (1 - CV_RTOL),
+             cut[pk] < prm.cv_cut - CV_RTOL,
+             n_g[pk, ck] < prm.min_subgroup_cases],
+            [1, 2, 3, 4, 5], default=0)
+        label = {c.class_id: c.label for c in defined}
+        with np.errstate(invalid="ignore", divide="ignore"):
+            coef = np.where(mean_p[pk] > 0, mean_g[pk, ck] / np.where(mean_p[pk] > 0,
+                                                                       mean_p[pk], 1.0), np.nan)
+        frames.append(pd.DataFrame({
+            "packet": names[pk], "catalogue": cat,
+            "class": np.array([label.get(int(c), "") for c in range(K)], dtype=object)[ck],
+            "class_id": ck.astype(np.int64), "n_cases": n_g[pk, ck],
+            "mean_cost_fen": mean_g[pk, ck], "coefficient": coef,
+            "cv_before": cvb, "cv_after": cv_after[pk],
+            "kept": (reason == 0).astype(np.int64),
+            "reason": np.asarray(REASONS, dtype=object)[reason],
+        }))
+    if not frames:
+        return pd.DataFrame({c: [] for c in AUX_COLUMNS})
+    out = pd.concat(frames, ignore_index=True)
+    order = np.lexsort((out["class_id"].to_numpy(),
+                        out["catalogue"].map(CATALOGUES.index).to_numpy(),
+                        out["packet"].astype(str).to_numpy()))
+    return out.iloc[order].reset_index(drop=True)[list(AUX_COLUMNS)]
+
+
+# ---------------------------------------------------------------- applying
+
+def case_coefficients(packet_idx: np.ndarray, classes: Mapping[str, np.ndarray],
+                      aux_table: pd.DataFrame, packet_names: Any = None,
+                      tables: AuxTables | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(coefficient float64, which int16) per case: the highest kept coefficient among the
+    case's classes in its packet, 1.0 and ``which`` 0 when none applies.
+
+    ``packet_idx`` indexes ``packet_names`` (-1: no packet); without ``packet_names`` it
+    must be the packet codes themselves (strings). ``which`` indexes
+    ``load_aux_tables().which_labels`` ((catalogue, class); 0 = none). Ties go to the
+    catalogue first in ``CATALOGUES`` (comorbidity, severity, tumour, age): the result
+    never depends on row order. A kept coefficient below 1 applies when it is the highest.
+    """
+    t = tables or load_aux_tables()
+    if packet_names is None:
+        names_arr = np.asarray(packet_idx, dtype=object)
+        uniq, inv = np.unique(names_arr.astype(str), return_inverse=True)
+        pidx = inv.astype(np.int64)
+        names = uniq
+    else:
+        names = np.asarray(packet_names, dtype=object).astype(str)
+        pidx = np.asarray(packet_idx, dtype=np.int64)
+    n = len(pidx)
+    P = len(names)
+    coef = np.ones(n, np.float64)
+    which = np.zeros(n, np.int16)
+    if n == 0:
+        return coef, which
+    kept = aux_table[aux_table["kept"].astype(int) == 1]
+    sorter = np.argsort(names, kind="stable")
+    best = np.full(n, -np.inf)
+    valid = (pidx >= 0) & (pidx < P)
+    safe_p = np.where(valid, pidx, 0)
+    for cat in CATALOGUES:  # in tie-break order: a later catalogue must be strictly higher
+        if cat not in classes:
+            continue
+        rows = kept[kept["catalogue"] == cat]
+        defined = t.of(cat)
+        K = max(c.class_id for c in defined) + 1
+        lut = np.full((P, K), -np.inf)
+        if len(rows):
+            pn = rows["packet"].astype(str).to_numpy()
+            pos = np.searchsorted(names, pn, sorter=sorter)
+            pos = np.minimum(pos, P - 1)
+            found = names[sorter[pos]] == pn
+            cid = rows["class_id"].astype(np.int64).to_numpy()
+            ok = found & (cid >= 1) & (cid < K)
+            lut[sorter[pos[ok]], cid[ok]] = rows["coefficient"].astype(float).to_numpy()[ok]
+        cls = np.asarray(classes[cat], dtype=np.int64)
+        cls_ok = valid & (cls >= 1) & (cls < K)
+        v = np.where(cls_ok, lut[safe_p, np.where(cls_ok, cls, 0)], -np.inf)
+        better = v > best
+        best = np.where(better, v, best)
+        wcode = np.array([0] + [t.which(cat, k) if any(c.class_id == k for c in defined) else 0
+                                for k in range(1, K)], dtype=np.int16)
+        which = np.where(better, wcode[np.where(cls_ok, cls, 0)], which)
+    has = np.isfinite(best)
+    coef[has] = best[has]
+    return coef, which.astype(np.int16)
+
+
+def which_labels(which: np.ndarray, tables: AuxTables | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(catalogue, class) label arrays for ``which`` codes (empty strings for 0)."""
+    t = tables or load_aux_tables()
+    cats = np.array([c for c, _ in t.which_labels], dtype=object)
+    labs = np.array([k for _, k in t.which_labels], dtype=object)
+    w = np.asarray(which, dtype=np.int64)
+    return cats[w], labs[w]
