@@ -179,6 +179,17 @@ def test_tumour_classes():
         ids["radiotherapy"], ids["metastasis"], ids["death"], 0, 0, ids["chemotherapy"]]
 
 
+def test_priority_comes_from_the_table(tmp_path):
+    # a region that ranks chemotherapy above everything: the table decides, not the class id
+    folder = _broken_copy(tmp_path, "aux_classes.csv", "tumour,1,chemotherapy,1,",
+                          "tumour,1,chemotherapy,9,")
+    t = aux.load_aux_tables(folder)
+    recs = records([{"diagnoses": "C50.900|C79.500", "procedures": "99.2500"},
+                    {"diagnoses": "C50.900|C79.500"}])
+    got = aux.case_classes(recs, policy={"catalogues": ["tumour"]}, tables=t)["tumour"]
+    assert got.tolist() == [1, 3]  # chemotherapy over metastasis; metastasis alone
+
+
 def test_case_classes_inputs_and_policy():
     recs = records([{"age_years": 70}, {"age_years": 3}])
     import pyarrow as pa
