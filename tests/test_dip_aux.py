@@ -101,6 +101,42 @@ def test_charlson_weights_summed_on_secondaries_with_hierarchy():
     assert s.tolist() == [6, 2, 6, 0, 0, 1]  # last: MI counted once for I21 and I22
 
 
+# codes in the scheme's dictionary, outside it (a local extension, lower case, a dagger form)
+# and empty pieces: the vocabulary path must equal the text path on every mix
+DX_POOL = ["K80.100x001", "I21.000", "I21.000x999", "i21.000", "E11.200", "E11.900", "C78.000",
+           "C77.000x005", "B18.100", "K70.400", "N18.900", "E14.400+G63.2*", "Q99.9+B20.000*",
+           "Z51.100", "Z51.000x003", "C50.900", "D05.900", "J18.900", ""]
+PX_POOL = ["99.2500", "99.2500x999", "92.2201", "92.29", "51.2300", "", "00.5500"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.sampled_from(DX_POOL), max_size=5),
+                          st.lists(st.sampled_from(PX_POOL), max_size=3),
+                          st.sampled_from(["|", ","])), min_size=1, max_size=25))
+def test_vocabulary_path_equals_text_path(rows):
+    import pyarrow as pa
+
+    from drgsim.grouper.core import load_scheme
+
+    dx = pa.array([sep.join(d) for d, _, sep in rows])
+    px = pa.array([sep.join(p) for _, p, sep in rows])
+    n = len(rows)
+    t = aux.load_aux_tables()
+    cs = load_scheme("chs_drg_11")
+    c_mask, dx_mask, px_mask = aux._vocab_masks(cs, t)
+    dx_all, dx_sec, _, _ = aux._field_bits(dx, cs, dx_mask, c_mask, aux._marker_items(t, "dx"),
+                                           list(t.charlson_prefixes), 1)
+    px_all, _, _, _ = aux._field_bits(px, cs, px_mask, px_mask * 0, aux._marker_items(t, "px"),
+                                      [], 1)
+    assert aux._charlson_from_bits(dx_sec, t).tolist() == aux.charlson_scores(dx, n).tolist()
+    from drgsim.records import RecordFields
+
+    ref = aux.markers_arrow(RecordFields(n, {}, dx, px))
+    got = aux._bits_to_markers(dx_all | px_all)
+    for m in aux.MARKERS:
+        assert got[m].tolist() == ref[m].tolist(), m
+
+
 def test_comorbidity_levels():
     ids = label_ids("comorbidity")
     # scores 0, 1, 2, 3, 4, 5 built from: MI 1, renal N18 2, metastasis C78 6
@@ -371,7 +407,7 @@ def _reference_fit(packet, cost, weight, cls, P, prm):
                 continue
             m_g = stats(g)[0]
             kept = (len(sel) >= prm["min_cases"] and m_p > 0 and cv_p >= prm["cv_min"]
-                    and (cv_p - cv_after) / cv_p >= prm["cv_cut"]
+                    and ((cv_p - cv_after) / cv_p if cv_p > 0 else 0.0) >= prm["cv_cut"]
                     and len(g) >= prm["min_subgroup_cases"])
             out[(p, k)] = (len(g), m_g, m_g / m_p if m_p > 0 else np.nan, cv_p, cv_after, kept)
     return out

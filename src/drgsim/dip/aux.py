@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from numba import njit
+from numba import njit, prange
 
 from drgsim.constants import ABSENT
 from drgsim.errors import DrgsimError, Problem, ValidationError
@@ -338,40 +338,117 @@ def _or_by_record(masks: np.ndarray, rec: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def charlson_scores(diagnoses: pa.Array, n: int, tables: AuxTables | None = None) -> np.ndarray:
-    """Charlson index per record from its secondary diagnoses (int64): each condition
-    counted once, a superseded condition dropped when its superseding one is present."""
-    t = tables or load_aux_tables()
-    rec, pos, ids, uniques = _pieces(diagnoses, n)
-    umask = _prefix_mask(uniques, list(t.charlson_prefixes))
-    pm = umask[ids] if len(ids) else np.zeros(0, np.uint64)
-    pm = np.where(pos > 0, pm, np.uint64(0))  # secondary diagnoses only
-    have = _or_by_record(pm, rec, n)
+def _field_bits_arrow(field_: pa.Array, n: int, items_all: list[tuple[str, int]],
+                      items_sec: list[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per record, the OR of the prefix bits of all its codes and of its codes after the
+    first, matching the text itself (any code, in the scheme's dictionary or not)."""
+    rec, pos, ids, uniques = _pieces(field_, n)
+    if not len(ids):
+        return np.zeros(n, np.uint64), np.zeros(n, np.uint64)
+    m_all = _prefix_mask(uniques, items_all)[ids]
+    m_sec = np.where(pos > 0, _prefix_mask(uniques, items_sec)[ids], np.uint64(0))
+    return _or_by_record(m_all, rec, n), _or_by_record(m_sec, rec, n)
+
+
+def _charlson_from_bits(have: np.ndarray, t: AuxTables) -> np.ndarray:
+    """The index from condition bits: each condition once, superseded ones dropped."""
     one = np.uint64(1)
     eff = have.copy()
     for j, sup in enumerate(t.supersedes):  # j present: the condition it supersedes is dropped
         if sup >= 0:
             eff &= ~(((have >> np.uint64(j)) & one) << np.uint64(sup))
-    score = np.zeros(n, np.int64)
+    score = np.zeros(len(have), np.int64)
     for k, w in enumerate(t.weights):
         score += w * ((eff >> np.uint64(k)) & one).astype(np.int64)
     return score
 
 
-def _markers(fields: RecordFields, n: int, tables: AuxTables) -> dict[str, np.ndarray]:
-    """Tumour markers per record (any diagnosis / any procedure with a listed prefix)."""
-    out = {m: np.zeros(n, bool) for m in MARKERS}
-    for fld, arr in (("dx", fields.diagnoses), ("px", fields.procedures)):
-        items = [(p, MARKERS.index(m)) for m, f, p in tables.tumour if f == fld]
-        if not items:
-            continue
-        rec, _pos, ids, uniques = _pieces(arr, n)
-        if not len(ids):
-            continue
-        have = _or_by_record(_prefix_mask(uniques, items)[ids], rec, n)
-        for k, m in enumerate(MARKERS):
-            out[m] |= ((have >> np.uint64(k)) & np.uint64(1)).astype(bool)
-    return out
+def charlson_scores(diagnoses: pa.Array, n: int, tables: AuxTables | None = None) -> np.ndarray:
+    """Charlson index per record from its secondary diagnoses (int64), matching the code
+    text directly (the reference for the scheme-vocabulary path of :func:`case_classes`)."""
+    t = tables or load_aux_tables()
+    _, have = _field_bits_arrow(diagnoses, n, [], list(t.charlson_prefixes))
+    return _charlson_from_bits(have, t)
+
+
+def _marker_items(t: AuxTables, fld: str) -> list[tuple[str, int]]:
+    return [(p, MARKERS.index(m)) for m, f, p in t.tumour if f == fld]
+
+
+def _bits_to_markers(bits: np.ndarray) -> dict[str, np.ndarray]:
+    return {m: ((bits >> np.uint64(k)) & np.uint64(1)).astype(bool) for k, m in enumerate(MARKERS)}
+
+
+def markers_arrow(fields: RecordFields, tables: AuxTables | None = None) -> dict[str, np.ndarray]:
+    """Tumour markers per record matching the code text directly (the reference path)."""
+    t = tables or load_aux_tables()
+    a, _ = _field_bits_arrow(fields.diagnoses, fields.n, _marker_items(t, "dx"), [])
+    b, _ = _field_bits_arrow(fields.procedures, fields.n, _marker_items(t, "px"), [])
+    return _bits_to_markers(a | b)
+
+
+_VOCAB_MASKS: dict[tuple[str, AuxTables], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _vocab_masks(scheme: CompiledScheme, t: AuxTables) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(Charlson bits, tumour dx marker bits, tumour px marker bits) per scheme code id,
+    computed once per scheme and tables."""
+    key = (scheme.content_hash, t)
+    got = _VOCAB_MASKS.get(key)
+    if got is None:
+        codes = pa.array(scheme.codes, type=pa.string())
+        got = (_prefix_mask(codes, list(t.charlson_prefixes)),
+               _prefix_mask(codes, _marker_items(t, "dx")),
+               _prefix_mask(codes, _marker_items(t, "px")))
+        for m in got:
+            m[0] = 0  # id 0: an empty piece or a code in no table
+        _VOCAB_MASKS[key] = got
+    return got
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _or_codes_kernel(ptr, ids, mask_all, mask_sec, out_all, out_sec, unknown):
+    """Per record: OR of ``mask_all`` over its codes, of ``mask_sec`` over the codes after
+    the first; ``unknown`` when some piece has id 0 (not in the scheme's vocabulary)."""
+    for i in prange(out_all.shape[0]):
+        a = np.uint64(0)
+        s = np.uint64(0)
+        unk = False
+        for k in range(ptr[i], ptr[i + 1]):
+            c = ids[k]
+            if c == 0:
+                unk = True
+            a |= mask_all[c]
+            if k > ptr[i]:
+                s |= mask_sec[c]
+        out_all[i] = a
+        out_sec[i] = s
+        unknown[i] = unk
+
+
+def _field_bits(field_: pa.Array, scheme: CompiledScheme, mask_all: np.ndarray,
+                mask_sec: np.ndarray, items_all: list[tuple[str, int]],
+                items_sec: list[tuple[str, int]], threads: int):
+    """:func:`_field_bits_arrow` through the scheme's code ids (one numba pass); the text
+    path runs only for the records holding a code outside the vocabulary (or an empty
+    piece), so any code matches its prefixes. Also returns the CSR (ptr, ids)."""
+    from drgsim.codes import encode_field
+    from drgsim.parallel import parallel_section
+
+    ptr, ids = encode_field(field_, scheme, keep_empty_field=False, threads=threads)
+    n = len(ptr) - 1
+    out_all = np.zeros(n, np.uint64)
+    out_sec = np.zeros(n, np.uint64)
+    unknown = np.zeros(n, np.bool_)
+    with parallel_section(threads):
+        _or_codes_kernel(ptr, ids, mask_all, mask_sec, out_all, out_sec, unknown)
+    idx = np.flatnonzero(unknown)
+    if len(idx):
+        sub = field_.take(pa.array(idx))
+        a, s = _field_bits_arrow(sub, len(idx), items_all, items_sec)
+        out_all[idx] = a
+        out_sec[idx] = s
+    return out_all, out_sec, ptr, ids
 
 
 @njit(cache=True, nogil=True)
@@ -390,11 +467,14 @@ def _cc_levels_kernel(kt, dx_ptr, dx_ids, out):
             out[i] = 0
 
 
-def cc_levels(diagnoses: pa.Array, scheme: CompiledScheme) -> np.ndarray:
-    """Per record: 2 with an effective MCC secondary, 1 with an effective CC, else 0."""
-    from drgsim.codes import encode_field
+def cc_levels(diagnoses: pa.Array, scheme: CompiledScheme, ptr: np.ndarray | None = None,
+              ids: np.ndarray | None = None) -> np.ndarray:
+    """Per record: 2 with an effective MCC secondary, 1 with an effective CC, else 0
+    (``ptr``/``ids``: the field already encoded with the scheme's vocabulary)."""
+    if ptr is None or ids is None:
+        from drgsim.codes import encode_field
 
-    ptr, ids = encode_field(diagnoses, scheme, keep_empty_field=False, threads=1)
+        ptr, ids = encode_field(diagnoses, scheme, keep_empty_field=False, threads=1)
     out = np.zeros(len(ptr) - 1, np.int8)
     _cc_levels_kernel(scheme.kt, ptr, ids, out)
     return out
@@ -421,13 +501,16 @@ def _aux_section(policy: Any) -> Mapping:
 
 
 def case_classes(records_or_fields: Any, scheme: Any = "chs_drg_11", policy: Any = None,
-                 tables: AuxTables | None = None) -> dict[str, np.ndarray]:
+                 tables: AuxTables | None = None,
+                 threads: int | None = None) -> dict[str, np.ndarray]:
     """One class per case and catalogue (``int8``; 0 = none / the reference class).
 
     ``records_or_fields``: :class:`~drgsim.records.RecordFields`, an Arrow table/batch or a
     DataFrame with the record columns. ``scheme`` (name, folder or compiled) gives the CC/MCC
-    tables for severity II/III; ``policy`` may restrict ``dip.aux.catalogues``. Within a
-    catalogue a case takes the applicable class of highest ``priority`` (aux_classes.csv).
+    tables for severity II/III and the vocabulary codes are matched through (codes outside
+    it fall back to matching their text); ``policy`` may restrict ``dip.aux.catalogues``.
+    Within a catalogue a case takes the applicable class of highest ``priority``
+    (aux_classes.csv). No translation (dx_map) is applied: codes are read as given.
     """
     t = tables or load_aux_tables()
     fields = _fields(records_or_fields)
@@ -446,18 +529,28 @@ def case_classes(records_or_fields: Any, scheme: Any = "chs_drg_11", policy: Any
     }
     scope = np.ones(n, bool)
     used = {c.condition for c in t.classes if c.catalogue in cats}
-    if {"cc", "mcc"} & used:
-        from drgsim.grouper.core import load_scheme
+    need_cc = bool({"cc", "mcc"} & used)
+    if need_cc or "tumour" in cats or "comorbidity" in cats:
+        from drgsim.grouper.core import default_threads, load_scheme
 
-        lv = cc_levels(fields.diagnoses, load_scheme(scheme))
-        conds["cc"] = lv == 1
-        conds["mcc"] = lv == 2
-    if "tumour" in cats:
-        mk = _markers(fields, n, t)
-        conds.update({m: mk[m] for m in MARKERS[1:]})
-        scope = mk["scope"] | mk["metastasis"] | mk["radiotherapy"] | mk["chemotherapy"]
-    if "comorbidity" in cats:
-        measures["cci"] = charlson_scores(fields.diagnoses, n, t)
+        cs = load_scheme(scheme)
+        threads = threads or default_threads()
+        c_mask, dx_mask, px_mask = _vocab_masks(cs, t)
+        dx_all, dx_sec, ptr, ids = _field_bits(
+            fields.diagnoses, cs, dx_mask, c_mask, _marker_items(t, "dx"),
+            list(t.charlson_prefixes), threads)
+        if need_cc:
+            lv = cc_levels(fields.diagnoses, cs, ptr, ids)
+            conds["cc"] = lv == 1
+            conds["mcc"] = lv == 2
+        if "tumour" in cats:
+            px_all, _, _, _ = _field_bits(fields.procedures, cs, px_mask, px_mask * 0,
+                                          _marker_items(t, "px"), [], threads)
+            mk = _bits_to_markers(dx_all | px_all)
+            conds.update({m: mk[m] for m in MARKERS[1:]})
+            scope = mk["scope"] | mk["metastasis"] | mk["radiotherapy"] | mk["chemotherapy"]
+        if "comorbidity" in cats:
+            measures["cci"] = _charlson_from_bits(dx_sec, t)
     out: dict[str, np.ndarray] = {}
     for cat in cats:
         cls = np.zeros(n, np.int8)
