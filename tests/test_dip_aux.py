@@ -137,6 +137,22 @@ def test_vocabulary_path_equals_text_path(rows):
         assert got[m].tolist() == ref[m].tolist(), m
 
 
+def test_pre_encoded_fields_give_the_same_classes():
+    from drgsim.codes import encode_field
+    from drgsim.grouper.core import load_scheme
+
+    recs = records([{"diagnoses": d, "procedures": p, "discharge_mode": m, "los_days": los}
+                    for d, p, m, los in [("C50.900|C79.500|J18.900", "99.2500", 1, 2),
+                                         ("K80.100x001|I21.000x999|N18.900", "", 5, 9),
+                                         ("Z51.100", "92.2201|99.2500", 1, 3)]])
+    f = aux._fields(recs)
+    cs = load_scheme("chs_drg_11")
+    a = aux.case_classes(f)
+    b = aux.case_classes(f, dx_encoded=encode_field(f.diagnoses, cs),
+                         px_encoded=encode_field(f.procedures, cs))
+    assert {k: v.tolist() for k, v in a.items()} == {k: v.tolist() for k, v in b.items()}
+
+
 def test_comorbidity_levels():
     ids = label_ids("comorbidity")
     # scores 0, 1, 2, 3, 4, 5 built from: MI 1, renal N18 2, metastasis C78 6

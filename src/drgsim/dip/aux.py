@@ -428,14 +428,18 @@ def _or_codes_kernel(ptr, ids, mask_all, mask_sec, out_all, out_sec, unknown):
 
 def _field_bits(field_: pa.Array, scheme: CompiledScheme, mask_all: np.ndarray,
                 mask_sec: np.ndarray, items_all: list[tuple[str, int]],
-                items_sec: list[tuple[str, int]], threads: int):
+                items_sec: list[tuple[str, int]], threads: int,
+                encoded: tuple[np.ndarray, np.ndarray] | None = None):
     """:func:`_field_bits_arrow` through the scheme's code ids (one numba pass); the text
     path runs only for the records holding a code outside the vocabulary (or an empty
     piece), so any code matches its prefixes. Also returns the CSR (ptr, ids)."""
     from drgsim.codes import encode_field
     from drgsim.parallel import parallel_section
 
-    ptr, ids = encode_field(field_, scheme, keep_empty_field=False, threads=threads)
+    if encoded is None:
+        ptr, ids = encode_field(field_, scheme, keep_empty_field=False, threads=threads)
+    else:
+        ptr, ids = encoded
     n = len(ptr) - 1
     out_all = np.zeros(n, np.uint64)
     out_sec = np.zeros(n, np.uint64)
@@ -451,11 +455,11 @@ def _field_bits(field_: pa.Array, scheme: CompiledScheme, mask_all: np.ndarray,
     return out_all, out_sec, ptr, ids
 
 
-@njit(cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _cc_levels_kernel(kt, dx_ptr, dx_ids, out):
     """0 none, 1 an effective CC, 2 an effective MCC (the grouper's own test, with the
     principal's exclusion table)."""
-    for i in range(out.shape[0]):
+    for i in prange(out.shape[0]):
         d0 = dx_ptr[i]
         nd = dx_ptr[i + 1] - d0
         dx = dx_ids[d0:d0 + nd]
@@ -468,15 +472,18 @@ def _cc_levels_kernel(kt, dx_ptr, dx_ids, out):
 
 
 def cc_levels(diagnoses: pa.Array, scheme: CompiledScheme, ptr: np.ndarray | None = None,
-              ids: np.ndarray | None = None) -> np.ndarray:
+              ids: np.ndarray | None = None, threads: int = 1) -> np.ndarray:
     """Per record: 2 with an effective MCC secondary, 1 with an effective CC, else 0
     (``ptr``/``ids``: the field already encoded with the scheme's vocabulary)."""
+    from drgsim.parallel import parallel_section
+
     if ptr is None or ids is None:
         from drgsim.codes import encode_field
 
-        ptr, ids = encode_field(diagnoses, scheme, keep_empty_field=False, threads=1)
+        ptr, ids = encode_field(diagnoses, scheme, keep_empty_field=False, threads=threads)
     out = np.zeros(len(ptr) - 1, np.int8)
-    _cc_levels_kernel(scheme.kt, ptr, ids, out)
+    with parallel_section(threads):
+        _cc_levels_kernel(scheme.kt, ptr, ids, out)
     return out
 
 
@@ -501,8 +508,10 @@ def _aux_section(policy: Any) -> Mapping:
 
 
 def case_classes(records_or_fields: Any, scheme: Any = "chs_drg_11", policy: Any = None,
-                 tables: AuxTables | None = None,
-                 threads: int | None = None) -> dict[str, np.ndarray]:
+                 tables: AuxTables | None = None, threads: int | None = None,
+                 dx_encoded: tuple[np.ndarray, np.ndarray] | None = None,
+                 px_encoded: tuple[np.ndarray, np.ndarray] | None = None,
+                 ) -> dict[str, np.ndarray]:
     """One class per case and catalogue (``int8``; 0 = none / the reference class).
 
     ``records_or_fields``: :class:`~drgsim.records.RecordFields`, an Arrow table/batch or a
@@ -511,6 +520,9 @@ def case_classes(records_or_fields: Any, scheme: Any = "chs_drg_11", policy: Any
     it fall back to matching their text); ``policy`` may restrict ``dip.aux.catalogues``.
     Within a catalogue a case takes the applicable class of highest ``priority``
     (aux_classes.csv). No translation (dx_map) is applied: codes are read as given.
+    ``dx_encoded``/``px_encoded``: the fields already encoded by
+    :func:`drgsim.codes.encode_field` with this scheme (``keep_empty_field=False``), to
+    skip encoding them again (the matcher has them).
     """
     t = tables or load_aux_tables()
     fields = _fields(records_or_fields)
@@ -538,14 +550,14 @@ def case_classes(records_or_fields: Any, scheme: Any = "chs_drg_11", policy: Any
         c_mask, dx_mask, px_mask = _vocab_masks(cs, t)
         dx_all, dx_sec, ptr, ids = _field_bits(
             fields.diagnoses, cs, dx_mask, c_mask, _marker_items(t, "dx"),
-            list(t.charlson_prefixes), threads)
+            list(t.charlson_prefixes), threads, dx_encoded)
         if need_cc:
-            lv = cc_levels(fields.diagnoses, cs, ptr, ids)
+            lv = cc_levels(fields.diagnoses, cs, ptr, ids, threads)
             conds["cc"] = lv == 1
             conds["mcc"] = lv == 2
         if "tumour" in cats:
             px_all, _, _, _ = _field_bits(fields.procedures, cs, px_mask, px_mask * 0,
-                                          _marker_items(t, "px"), [], threads)
+                                          _marker_items(t, "px"), [], threads, px_encoded)
             mk = _bits_to_markers(dx_all | px_all)
             conds.update({m: mk[m] for m in MARKERS[1:]})
             scope = mk["scope"] | mk["metastasis"] | mk["radiotherapy"] | mk["chemotherapy"]
