@@ -49,7 +49,6 @@ def test_shipped_tables_load():
     t = aux.load_aux_tables()
     assert len(t.conditions) == 17
     assert t.weights[t.conditions.index("metastatic_solid_tumour")] == 6
-    assert t.which_labels[0] == ("", "")
     assert {c.catalogue for c in t.classes} == set(aux.CATALOGUES)
 
 
@@ -368,13 +367,14 @@ def _table(rows):
 
 
 def test_highest_kept_coefficient_and_tie_break():
-    t = aux.load_aux_tables()
     table = _table([
-        ("A", "comorbidity", 1, 1.2, 1), ("A", "severity", 4, 1.5, 1),
-        ("A", "age", 5, 1.9, 0),  # not kept: ignored
-        ("A", "tumour", 3, 1.2, 1),
-        ("B", "age", 5, 0.8, 1),  # below 1: applies when it is the only one
-        ("B", "comorbidity", 1, 1.3, 1), ("B", "severity", 4, 1.3, 1),  # tie
+        ("A", "comorbidity", 1, 1.2, 1),  # row 0
+        ("A", "severity", 4, 1.5, 1),     # row 1
+        ("A", "age", 5, 1.9, 0),          # row 2: not kept, ignored
+        ("A", "tumour", 3, 1.2, 1),       # row 3: ties with row 0, comorbidity comes first
+        ("B", "age", 5, 0.8, 1),          # row 4: below 1, applies when it is the only one
+        ("B", "comorbidity", 1, 1.3, 1),  # row 5
+        ("B", "severity", 4, 1.3, 1),     # row 6: tie with row 5
     ])
     classes = {"comorbidity": np.array([1, 1, 0, 1, 0, 1], np.int8),
                "severity": np.array([4, 0, 0, 4, 0, 4], np.int8),
@@ -383,18 +383,25 @@ def test_highest_kept_coefficient_and_tie_break():
     pidx = np.array([0, 0, 0, 1, 1, -1])
     coef, which = aux.case_coefficients(pidx, classes, table, packet_names=["A", "B"])
     assert coef.tolist() == [1.5, 1.2, 1.0, 1.3, 0.8, 1.0]
-    assert which.tolist() == [t.which("severity", 4), t.which("comorbidity", 1), 0,
-                              t.which("comorbidity", 1), t.which("age", 5), 0]
-    # the tie-break does not depend on the table's row order
+    assert which.tolist() == [1, 0, -1, 5, 4, -1]
+    cats, labs = aux.which_labels(which, table)
+    assert cats.tolist() == ["severity", "comorbidity", "", "comorbidity", "age", ""]
+    assert labs.tolist() == ["III", "cci_1_2", "", "cci_1_2", "age_ge65", ""]
+    # the tie-break does not depend on the table's row order (which follows the rows)
     shuffled = table.iloc[::-1].reset_index(drop=True)
-    assert aux.case_coefficients(pidx, classes, shuffled, packet_names=["A", "B"])[1].tolist() \
-        == which.tolist()
-    # packet codes instead of indices
+    c2, w2 = aux.case_coefficients(pidx, classes, shuffled, packet_names=["A", "B"])
+    assert c2.tolist() == coef.tolist()
+    assert aux.which_labels(w2, shuffled)[0].tolist() == cats.tolist()
+    # packet codes instead of indices; integers without names are refused, not guessed
     names = np.array(["A", "A", "A", "B", "B", "Z"], dtype=object)
-    c2, w2 = aux.case_coefficients(names, classes, table)
-    assert c2.tolist() == coef.tolist() and w2.tolist() == which.tolist()
-    cats, labs = aux.which_labels(which)
-    assert cats.tolist()[:2] == ["severity", "comorbidity"] and labs[0] == "III"
+    c3, w3 = aux.case_coefficients(names, classes, table)
+    assert c3.tolist() == coef.tolist() and w3.tolist() == which.tolist()
+    with pytest.raises(DrgsimError, match="pass packet_names"):
+        aux.case_coefficients(pidx, classes, table)
+    # a table read back from CSV text behaves the same
+    text = table.astype(str)
+    assert aux.case_coefficients(pidx, classes, text, packet_names=["A", "B"])[1].tolist() \
+        == which.tolist()
 
 
 # ---------------------------------------------------------------- properties
@@ -495,13 +502,13 @@ def test_case_coefficients_match_a_per_case_reference(data):
                for cat in aux.CATALOGUES}
     coef, which = aux.case_coefficients(pidx, classes, table,
                                         packet_names=[f"P{p}" for p in range(P)])
-    lut = {(r[0], r[1], r[2]): r[3] for r in rows if r[4] == 1}
+    lut = {(r[0], r[1], r[2]): (r[3], i) for i, r in enumerate(rows) if r[4] == 1}
     for i in range(n):
-        best, bw = None, 0
+        best, bw = None, -1
         for cat in aux.CATALOGUES:  # first catalogue wins a tie
             k = int(classes[cat][i])
             v = lut.get((f"P{pidx[i]}", cat, k)) if pidx[i] >= 0 and k else None
-            if v is not None and (best is None or v > best):
-                best, bw = v, tables.which(cat, k)
+            if v is not None and (best is None or v[0] > best):
+                best, bw = v
         assert coef[i] == (1.0 if best is None else best)
         assert which[i] == bw

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -143,14 +143,9 @@ class AuxTables:
     supersedes: tuple[int, ...]
     charlson_prefixes: tuple[tuple[str, int], ...]  # (prefix, condition index)
     tumour: tuple[tuple[str, str, str], ...]  # (marker, field dx|px, prefix)
-    which_labels: tuple[tuple[str, str], ...] = field(default=())  # index 0 = ("", "")
 
     def of(self, catalogue: str) -> list[AuxClass]:
         return [c for c in self.classes if c.catalogue == catalogue]
-
-    def which(self, catalogue: str, class_id: int) -> int:
-        """The ``which`` code of a class (see :func:`case_coefficients`)."""
-        return self.which_labels.index((catalogue, self.label(catalogue, class_id)))
 
     def label(self, catalogue: str, class_id: int) -> str:
         for c in self.classes:
@@ -279,8 +274,7 @@ def load_aux_tables(folder: str | None = None) -> AuxTables:
     if problems:
         raise AuxTableError(problems)
     classes.sort(key=lambda c: (CATALOGUES.index(c.catalogue), c.class_id))
-    which = (("", ""), *((c.catalogue, c.label) for c in classes))
-    return AuxTables(tuple(classes), conds, weights, sup, prefixes, tumour, which)
+    return AuxTables(tuple(classes), conds, weights, sup, prefixes, tumour)
 
 
 # ---------------------------------------------------------------- case classes
@@ -742,67 +736,84 @@ def fit_aux(packet_idx: np.ndarray, cost: np.ndarray, year_weight: np.ndarray,
 def case_coefficients(packet_idx: np.ndarray, classes: Mapping[str, np.ndarray],
                       aux_table: pd.DataFrame, packet_names: Any = None,
                       tables: AuxTables | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(coefficient float64, which int16) per case: the highest kept coefficient among the
-    case's classes in its packet, 1.0 and ``which`` 0 when none applies.
+    """(coefficient float64, which int64) per case: the highest kept coefficient among the
+    case's classes in its packet; 1.0 and ``which`` -1 when none applies.
 
-    ``packet_idx`` indexes ``packet_names`` (-1: no packet); without ``packet_names`` it
-    must be the packet codes themselves (strings). ``which`` indexes
-    ``load_aux_tables().which_labels`` ((catalogue, class); 0 = none). Ties go to the
-    catalogue first in ``CATALOGUES`` (comorbidity, severity, tumour, age): the result
-    never depends on row order. A kept coefficient below 1 applies when it is the highest.
+    ``which`` is the position (0-based row) in ``aux_table`` of the row that gave the
+    coefficient: it names packet, catalogue and class (:func:`which_labels`). ``packet_idx``
+    indexes ``packet_names`` (-1: no packet); without ``packet_names`` it must hold the
+    packet codes themselves (strings). Ties go to the catalogue first in ``CATALOGUES``
+    (comorbidity, severity, tumour, age), whatever the table's row order; a kept
+    coefficient below 1 applies when it is the highest that applies.
     """
     t = tables or load_aux_tables()
+    missing = [c for c in ("packet", "catalogue", "class_id", "coefficient", "kept")
+               if c not in aux_table.columns]
+    if missing:
+        raise DrgsimError(f"case_coefficients: the aux table has no column {missing[0]!r}")
+    raw = np.asarray(packet_idx)
     if packet_names is None:
-        names_arr = np.asarray(packet_idx, dtype=object)
-        uniq, inv = np.unique(names_arr.astype(str), return_inverse=True)
-        pidx = inv.astype(np.int64)
-        names = uniq
+        if raw.dtype.kind in "iub":
+            raise DrgsimError("case_coefficients: packet_idx holds integers: pass packet_names "
+                              "(the packet codes in index order) or the packet codes themselves")
+        names, pidx = np.unique(raw.astype(str), return_inverse=True)
+        pidx = pidx.astype(np.int64).reshape(-1)
     else:
         names = np.asarray(packet_names, dtype=object).astype(str)
-        pidx = np.asarray(packet_idx, dtype=np.int64)
+        pidx = raw.astype(np.int64)
     n = len(pidx)
     P = len(names)
     coef = np.ones(n, np.float64)
-    which = np.zeros(n, np.int16)
-    if n == 0:
+    which = np.full(n, -1, np.int64)
+    if n == 0 or P == 0 or len(aux_table) == 0:
         return coef, which
-    kept = aux_table[aux_table["kept"].astype(int) == 1]
+    kept_pos = np.flatnonzero(pd_numeric(aux_table["kept"]) == 1)
+    tab_cat = aux_table["catalogue"].astype(str).to_numpy()[kept_pos]
+    tab_pkt = aux_table["packet"].astype(str).to_numpy()[kept_pos]
+    tab_cid = pd_numeric(aux_table["class_id"])[kept_pos]
+    tab_coef = pd_numeric(aux_table["coefficient"])[kept_pos]
     sorter = np.argsort(names, kind="stable")
+    pos = np.minimum(np.searchsorted(names, tab_pkt, sorter=sorter), P - 1)
+    tab_p = sorter[pos]
+    found = names[tab_p] == tab_pkt
     best = np.full(n, -np.inf)
     valid = (pidx >= 0) & (pidx < P)
     safe_p = np.where(valid, pidx, 0)
     for cat in CATALOGUES:  # in tie-break order: a later catalogue must be strictly higher
         if cat not in classes:
             continue
-        rows = kept[kept["catalogue"] == cat]
-        defined = t.of(cat)
-        K = max(c.class_id for c in defined) + 1
+        K = max(c.class_id for c in t.of(cat)) + 1
+        sel = found & (tab_cat == cat) & (tab_cid >= 1) & (tab_cid < K) & np.isfinite(tab_coef)
         lut = np.full((P, K), -np.inf)
-        if len(rows):
-            pn = rows["packet"].astype(str).to_numpy()
-            pos = np.searchsorted(names, pn, sorter=sorter)
-            pos = np.minimum(pos, P - 1)
-            found = names[sorter[pos]] == pn
-            cid = rows["class_id"].astype(np.int64).to_numpy()
-            ok = found & (cid >= 1) & (cid < K)
-            lut[sorter[pos[ok]], cid[ok]] = rows["coefficient"].astype(float).to_numpy()[ok]
+        row = np.full((P, K), -1, np.int64)
+        cid = tab_cid[sel].astype(np.int64)
+        lut[tab_p[sel], cid] = tab_coef[sel]
+        row[tab_p[sel], cid] = kept_pos[sel]
         cls = np.asarray(classes[cat], dtype=np.int64)
-        cls_ok = valid & (cls >= 1) & (cls < K)
-        v = np.where(cls_ok, lut[safe_p, np.where(cls_ok, cls, 0)], -np.inf)
+        if len(cls) != n:
+            raise DrgsimError(f"case_coefficients: classes[{cat!r}] has {len(cls)} values, "
+                              f"packet_idx {n}")
+        ok = valid & (cls >= 1) & (cls < K)
+        c0 = np.where(ok, cls, 0)
+        v = np.where(ok, lut[safe_p, c0], -np.inf)
         better = v > best
         best = np.where(better, v, best)
-        wcode = np.array([0] + [t.which(cat, k) if any(c.class_id == k for c in defined) else 0
-                                for k in range(1, K)], dtype=np.int16)
-        which = np.where(better, wcode[np.where(cls_ok, cls, 0)], which)
+        which = np.where(better, row[safe_p, c0], which)
     has = np.isfinite(best)
     coef[has] = best[has]
-    return coef, which.astype(np.int16)
+    return coef, which
 
 
-def which_labels(which: np.ndarray, tables: AuxTables | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(catalogue, class) label arrays for ``which`` codes (empty strings for 0)."""
-    t = tables or load_aux_tables()
-    cats = np.array([c for c, _ in t.which_labels], dtype=object)
-    labs = np.array([k for _, k in t.which_labels], dtype=object)
+def pd_numeric(col: Any) -> np.ndarray:
+    """A table column as float64 (text read from a CSV included; unreadable -> NaN)."""
+    import pandas as pd
+
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+
+
+def which_labels(which: np.ndarray, aux_table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(catalogue, class) label arrays for ``which`` rows of ``aux_table`` ("" for -1)."""
     w = np.asarray(which, dtype=np.int64)
-    return cats[w], labs[w]
+    cats = np.append(aux_table["catalogue"].astype(str).to_numpy(dtype=object), "")
+    labs = np.append(aux_table["class"].astype(str).to_numpy(dtype=object), "")
+    return cats[w], labs[w]  # -1 picks the appended ""
