@@ -7,8 +7,11 @@ this module reads them, assigns one class per case and catalogue (0 = none / ref
 fits ``subgroup mean / packet mean`` per packet and keeps a coefficient only where the CV
 rule accepts the split, and applies the highest kept coefficient to a case.
 
-Everything runs over whole arrays: codes become ids once per batch (Arrow dictionary
-encoding of the split code fields), group sums are ``np.bincount`` over integer keys.
+Everything runs over whole arrays: codes become the scheme's ids once per batch
+(:func:`drgsim.codes.encode_field`; per-id bit masks of the Charlson conditions and tumour
+markers are built once per scheme), one numba pass ORs them per record and reuses the
+grouper's own CC/MCC test; only records holding a code outside the scheme's vocabulary are
+matched on their text (Arrow). Group sums are ``np.bincount`` over integer keys.
 """
 
 from __future__ import annotations
