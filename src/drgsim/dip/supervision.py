@@ -185,7 +185,7 @@ def _col(df: pd.DataFrame, name: str, columns: Mapping[str, str] | None) -> str 
 def required_columns(params: Mapping[str, Any] | None = None) -> dict[str, list[str]]:
     """Canonical input columns the enabled flags read -> the flags that read them."""
     p = resolve_params(params)
-    out: dict[str, list[str]] = {"hospital_id": ["(every flag)"]}
+    out: dict[str, list[str]] = {"hospital_id": ["every flag"]}
     for f in p["flags"]:
         for c in NEEDS[f]:
             out.setdefault(c, []).append(f)
