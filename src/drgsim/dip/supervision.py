@@ -427,7 +427,7 @@ def flags(df: pd.DataFrame | pa.Table, group: str = "drg",
     # ---- per case ----------------------------------------------------------------------------
     out = pd.DataFrame(index=df.index)
     if col["case_id"]:
-        out["case_id"] = case_ids
+        out["case_id"] = df[col["case_id"]].to_numpy()  # as given (the reasons use text)
     out["hospital_id"] = hosp_ids
     out[group] = grp_raw
     listed = np.full(n, "", dtype=object)
