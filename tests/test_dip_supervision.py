@@ -170,6 +170,19 @@ def test_upcoding_boundary_is_strictly_above_the_margin():
     assert not cases.sv_upcoding.any() and not hosp.upcoding_hospital.any()
 
 
+def test_a_group_at_the_diagnosis_mean_is_not_higher_scored():
+    # LO 1000, MID 1500, HI 2000; region mean of K35.8 = (2 x 1000 + 4 x 1500 + 2 x 2000) / 8
+    # = 1500 = MID: only HI is higher-scored (region share 2/8); H1 codes MID only (share 0),
+    # H2 codes LO, HI, LO, HI (share 0.5 > 0.25 + 0.2).
+    rows = [_case(k, patient=f"P{k}", hospital=h, dx="K35.800", drg=g) for k, (h, g) in
+            enumerate([("H1", "MID")] * 4 + [("H2", "LO"), ("H2", "HI")] * 2, start=1)]
+    means = pd.DataFrame({"group": ["LO", "MID", "HI"], "mean_cost": [1000.0, 1500.0, 2000.0]})
+    cases, hosp = _flags(rows, {"flags": ["upcoding"],
+                                "upcoding": {"margin": 0.2, "min_cases": 4}}, means=means)
+    assert cases.index[cases.sv_upcoding].tolist() == [6, 8]
+    assert hosp.set_index("hospital").loc["H1", "upcoding_high_share"] == 0.0
+
+
 def test_upcoding_on_dip_packets_uses_dip_status():
     rows, means = _upcoding_rows()
     for r in rows:
