@@ -125,6 +125,18 @@ def test_low_cost_against_the_cases_own_means_needs_min_group_cases():
     assert not cases.sv_low_cost.any()
 
 
+def test_means_from_weights_and_from_a_catalogue():
+    weights = pd.DataFrame({"key": ["AA1", "AA", "all"], "level": ["drg", "adrg", "all"],
+                            "mean_cost_fen": [100_000.0, 5.0, 7.0], "mean_los": [5.0, 1.0, 1.0]})
+    m = S.means_from_table(weights)
+    assert m.to_dict("records") == [{"group": "AA1", "mean_cost": 1000.0, "mean_los": 5.0}]
+    cases, _ = _flags([_case(1, cost=299.99), _case(2, los=11)],
+                      {"flags": ["low_cost", "long_stay"]}, means=m)
+    assert cases.supervision.tolist() == ["low_cost", "long_stay"]
+    packets = pd.DataFrame({"packet": ["K80.1", "Z/K80/S"], "mean_cost_fen": [250_000.0, 1.0]})
+    assert S.means_from_table(packets).mean_cost.tolist() == [2500.0, 0.01]
+
+
 # ---- over-long stays -----------------------------------------------------------------------
 def test_long_stay_boundary():
     means = pd.DataFrame({"group": ["AA1"], "mean_cost": [1000.0], "mean_los": [5.0]})
@@ -260,6 +272,7 @@ def test_parameters_default_and_refuse_what_they_cannot_honour():
     from drgsim.policy import load_policy
 
     assert S.params_from_policy(load_policy()) == p
+    assert S.flags(pd.DataFrame([_case(1)]), "drg", load_policy())[0].supervision.tolist() == [""]
     assert S.params_from_policy({"supervision": {"split": {"days": 2}}})["split"]["days"] == 2
     for bad, where in (({"readmission": {"dayz": 3}}, "supervision.readmission.dayz"),
                        ({"low_cost": {"ratio": 0.0}}, "supervision.low_cost.ratio"),

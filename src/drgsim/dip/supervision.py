@@ -319,11 +319,13 @@ def _s(x: np.ndarray) -> np.ndarray:
 
 
 def flags(df: pd.DataFrame | pa.Table, group: str = "drg",
-          params: Mapping[str, Any] | None = None, *, means: pd.DataFrame | None = None,
+          params: Mapping[str, Any] | Any | None = None, *, means: pd.DataFrame | None = None,
           columns: Mapping[str, str] | None = None,
           status: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Supervision flags of grouped cases: (per case, per hospital); see the module docstring.
 
+    ``params``: a ``supervision:`` mapping or a policy (its section, see
+    :func:`params_from_policy`), over the defaults.
     ``group``: the group column (``drg``, ``adrg`` or DIP's ``packet``); ``status``: its
     status column (default ``dip_status`` for packets when present, else ``status``); only
     ``ok`` cases get cost, LOS and upcoding flags. ``means``: mean cost (yuan) and LOS per
@@ -331,7 +333,7 @@ def flags(df: pd.DataFrame | pa.Table, group: str = "drg",
     canonical name (``hospital_id``, ``patient_id``, ...) to the frame's column. The per-case
     frame has the input's index and one row per input row; nothing in ``df`` is changed.
     """
-    p = resolve_params(params)
+    p = params_from_policy(params) if hasattr(params, "at") else resolve_params(params)
     if isinstance(df, pa.Table):
         df = df.to_pandas()
     n = len(df)
