@@ -268,6 +268,7 @@ def cell_points(
     for b in cells.built_segments:
         thr.append(
             {
+                **b,  # the DIP keys (inclusive, extreme, coefficient switch) as built
                 "tiers": b["tiers"] if tiers is None else tiers,
                 "low": b["low"] if low_factor is None else float(low_factor),
                 "beta": b["beta"] if beta is None else float(beta),

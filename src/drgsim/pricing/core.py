@@ -16,7 +16,7 @@ import pandas as pd
 
 from drgsim.errors import DrgsimError
 from drgsim.policy.dated import YearPolicy, as_year_policy, constant_year
-from drgsim.pricing.cases import PAY_STATUSES, Cases
+from drgsim.pricing.cases import DIP_CASE_COLUMNS, PAY_STATUSES, Cases
 from drgsim.scheme.spec import STATUSES
 
 CASE_TYPES = (
@@ -491,7 +491,6 @@ PRICED_PER_CASE = (
     "extreme",
     "level_fallback",
 )
-DIP_CASE_COLUMNS = ("packet", "packet_kind", "aux_catalogue", "aux_class", "aux_coef", "dip_status")
 CUT_TYPES = ("normal", "high_cost", "low_cost", "short_stay")  # the readmission modifier's
 
 
@@ -562,9 +561,10 @@ def _price_segment(
     pay[(pay == 0) & held] = PAY_STATUSES.index("held_for_review")
     del status_name
 
-    row, lev = weights.lookup(cases, pv["calibration"]["fallback"])
+    dip = pv.get("method") == "dip"  # a DIP case key has no pooled fallback
+    row, lev = weights.lookup(cases, [] if dip else pv["calibration"]["fallback"])
     t = weights.table
-    has_w = row >= 0
+    has_w = (row >= 0) & (len(t) > 0)
     pay[(pay == 0) & is_ok & ~has_w] = PAY_STATUSES.index("no_weight")
     r = np.maximum(row, 0)
     P = np.where(has_w, t["points"].to_numpy(dtype=np.float64)[r], 0.0)
@@ -607,7 +607,6 @@ def _price_segment(
         if len(coef_h)
         else np.ones(n)
     )
-    dip = pv.get("method") == "dip"
     level_fb = np.zeros(n, dtype=bool)
     if dip:  # C: the key's mean at the hospital's level; no coefficient on base packets
         dp = pv["dip"]
