@@ -448,3 +448,56 @@ def test_drg_only_keys_refused_under_dip():
     cells = build_cells(pr)
     with pytest.raises(Exception, match="do\\(es\\) not apply to method dip"):
         points_under(cells, pr, dip_pv(**{"low_cost.factor": 0.3}))
+
+
+# --- end to end: prepare / simulate / sweep on matched DIP cases ---
+
+
+def region_rows(seed: int = 11) -> pd.DataFrame:
+    """Two years of matched DIP cases (2023 history, 2024 simulated) at three hospitals."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for yr in (2023, 2024):
+        df = cases(random_rows(seed + yr, 600))
+        df["discharge_date"] = [
+            f"{yr}-{m:02d}-{d:02d}" for m, d in zip(rng.integers(1, 13, len(df)), rng.integers(1, 28, len(df)), strict=True)
+        ]
+        df["case_id"] = df["case_id"] + (yr - 2023) * 10_000
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_prepare_simulate_sweep_dip_region():
+    import drgsim
+
+    df = region_rows()
+    amount = {f"budget.{f}.source": "amount" for f in ("employee", "resident")}
+    amount.update({f"budget.{f}.amount_yuan": 4_000_000.0 for f in ("employee", "resident")})
+    pol = load_policy("dip_baseline").with_values(amount)
+    base = drgsim.prepare(df, policy=pol, hospitals=HOSP, catalogue=catalogue())
+    assert base.dip_ratio["employee"] == pytest.approx(0.7)  # patients pay 30% everywhere
+    assert set(base.reference_pv) == {"employee", "resident"}  # PV_b from the 2023 cases
+    t = base.simulate()
+    assert t["ledger"]["amount_fen"].sum() == 0
+    funds = t["funds"].set_index("fund")
+    assert (funds["pv_basis"] == "reimbursement_ratio").all()
+    assert (funds["pv_ratio_residual_fen"] != 0).all()
+    cs = t["cases"]
+    assert {"packet", "aux_class", "dip_status", "extreme_review"} <= set(cs.columns)
+    assert cs["payment_fen"].sum() == funds["paid_by_points_fen"].sum()
+    # months prepaid at PV_b
+    months = t["months"]
+    pvb = base.reference_pv["employee"]
+    assert np.allclose(months[months["fund"] == "employee"]["provisional_pv"], pvb)
+    res = base.sweep([{"dip.outliers.high": 2.5}, {"dip.outliers.low": 0.4}, {"budget.employee.amount_yuan": 3_000_000.0}])
+    assert len(res.scenarios) == 4  # the baseline first
+    assert "re-priced on the cells" in res.scenarios["note"].iloc[1]
+    f0 = res.funds[(res.funds["scenario"] == 0)].set_index("fund")
+    assert f0.loc["employee", "pv"] == pytest.approx(funds.loc["employee", "pv_used"], rel=1e-12)
+    f1 = res.funds[(res.funds["scenario"] == 1)].set_index("fund")
+    new = drgsim.prepare(
+        df, policy=pol.with_values({"dip.outliers.high": 2.5}), hospitals=HOSP, catalogue=catalogue()
+    ).simulate()["funds"].set_index("fund")
+    assert f1.loc["employee", "pv"] == pytest.approx(new.loc["employee", "pv_used"], rel=1e-12)
+    with pytest.raises(Exception, match="not apply to method dip"):
+        base.sweep([{"high_cost.beta": 0.5}])

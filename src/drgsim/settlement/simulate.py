@@ -295,6 +295,7 @@ def simulate(
     grouped: bool | None = None,
     columns: dict[str, str] | None = None,
     reference_pv: dict[str, float] | None = None,
+    catalogue: Any = None,
 ) -> dict[str, pd.DataFrame]:
     """Price and settle one year of cases; the years before it are history.
 
@@ -303,6 +304,8 @@ def simulate(
     records, grouped here with the policy's scheme. Without ``weights`` they are
     calibrated on the history years. ``reference_pv``: last year's point value per fund
     for ``budgeted_pv: last_year`` (default: computed here by :func:`last_year_pv`).
+    ``catalogue``: a DIP policy's packet catalogue (folder or ``Catalogue``; default: built
+    from the history years when the cases are not matched yet).
     Inputs that would change the money silently (no cases in the year, unknown hospital
     levels, non-positive fund figures or budgets, a budget source that cannot give the
     budget) raise before any work. Returns tables: cases, hospitals, months, drgs,
@@ -320,6 +323,7 @@ def simulate(
         columns=columns,
         grouped=grouped,
         reference_pv=reference_pv,
+        catalogue=catalogue,
     ).simulate()
 
 
