@@ -259,8 +259,9 @@ def test_pv_b_year_weighted_hand_worked():
 def test_history_point_values_from_matched_history():
     df = cases([("H3", PACKET, 24_000), ("H3", PACKET, 36_000), ("H1", BASE, 5_000)])
     df["discharge_date"] = ["2022-03-01", "2023-03-01", "2023-05-01"]
-    W = dip_weights(catalogue(), df)
-    pv_b, r = history_point_values(dip_frame(df), W, [0.1, 0.2, 0.7])
+    pr = priced(list(zip(df["hospital_id"], df["packet"], df["total_cost"], strict=True)))
+    pr.cases.year[:] = [2022, 2023, 2023]
+    pv_b, r = history_point_values(pr, [0.1, 0.2, 0.7])
     w22, w23 = 0.2 / 0.9, 0.7 / 0.9
     want = (w22 * 24_000 + w23 * 41_000) / (w22 * 200 + w23 * 250)
     assert pv_b["employee"] == pytest.approx(want)

@@ -18,9 +18,8 @@ import numpy as np
 import pandas as pd
 
 from drgsim.errors import DrgsimError
-from drgsim.pricing.cases import FUNDS, _col
+from drgsim.pricing.cases import FUNDS
 from drgsim.pricing.core import Weights
-from drgsim.pricing.money import yuan_to_fen
 from drgsim.scheme.spec import STATUSES
 
 MATCH_COLUMNS = ("packet", "aux_class", "aux_coef", "dip_status")  # required of matched cases
@@ -209,44 +208,17 @@ def history_ratio(
     return out
 
 
-def history_point_values(
-    history: pd.DataFrame, weights: Weights, year_weights: list[float], columns: dict | None = None
-) -> tuple[dict[str, float], dict[str, float]]:
-    """(PV_b, r) per fund from matched history cases (a :func:`dip_frame`): cases with a
-    packet (status ok) and a valid cost; score = the key's base score."""
-    from drgsim.pricing.cases import FUND_ALIASES, SHARE_PARTS
-
-    if not len(history):
+def history_point_values(pr: Any, year_weights: list[float]) -> tuple[dict[str, float], dict[str, float]]:
+    """(PV_b, r) per fund from the history cases priced with the simulated year's policy
+    (a :class:`~drgsim.pricing.core.Priced`): the cases pricing pays by score (matched to a
+    packet or blank, payable, inside the budget; implausible costs held out as in the
+    simulated year), their final scores, costs and patients' shares, years weighted."""
+    c = pr.cases
+    ok = pr.payable & pr.in_budget & (c.fund >= 0) & (pr.points > 0)
+    if not ok.any():
         return {}, {}
-    cost, ok_c = yuan_to_fen(history[_col(history, "total_cost", columns)])
-    scol = _col(history, "patient_share", columns)
-    if scol is not None:
-        share, ok_s = yuan_to_fen(history[scol])
-        share = np.where(ok_s, share, 0)
-    else:
-        share = np.zeros(len(history), np.int64)
-        for part in SHARE_PARTS:
-            if part in history.columns:
-                f_, ok_ = yuan_to_fen(history[part])
-                share += np.where(ok_, f_, 0)
-    dcol = _col(history, "discharge_date", columns)
-    yr = pd.to_datetime(history[dcol], errors="coerce").dt.year
-    fund = (
-        history[_col(history, "fund", columns)]
-        .astype("string")
-        .str.strip()
-        .str.lower()
-        .map(FUND_ALIASES)
-        .fillna(-1)
-        .to_numpy()
-        .astype(np.int8)
-    )
-    t = weights.table
-    pts = dict(zip(t["key"].astype(str), t["points"].astype(float), strict=True))
-    score = history["drg"].astype(str).map(pts).fillna(0.0).to_numpy(dtype=np.float64)
-    good = ok_c & (cost >= 0) & yr.notna().to_numpy() & (history["status"] == "ok").to_numpy()
-    y = yr.fillna(0).astype(int).to_numpy()
-    args = (y[good], fund[good], year_weights)
-    pv_b = budget_point_value(cost[good], score[good], *args)
-    r = history_ratio(cost[good], share[good], *args)
+    args = (c.year[ok].astype(np.int64), c.fund[ok], year_weights)
+    cost = c.cost_fen[ok].astype(np.float64)
+    pv_b = budget_point_value(cost, pr.points[ok], *args)
+    r = history_ratio(cost, c.share_fen[ok].astype(np.float64), *args)
     return pv_b, r

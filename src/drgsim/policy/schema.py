@@ -326,14 +326,19 @@ DIP_SCHEMA: dict[str, Any] = {
     "score_scale": Param("int", "score = RW x scale (100 or 1000)", lo=1),
     "trim": {
         "rule": Param("enum", "trimming inside a packet", choices=("sd", "percentile", "none")),
-        "k": pos("sd: mean +- k SD kept; percentile: unused"),
+        "k": pos("sd: mean +- k SD kept"),
+        "lower": ratio("percentile: lower percentile kept"),
+        "upper": ratio("percentile: upper percentile kept"),
     },
     "year_weights": Param("list_float", "history years' weights, oldest to newest (1:2:7)"),
     "aux": {
         "catalogues": Param(
             "list_enum", "auxiliary catalogues applied", choices=AUX_CATALOGUES
         ),
-        "min_cases": Param("int", "a subgroup needs this many cases for a coefficient", lo=1),
+        "min_cases": Param("int", "a packet needs this many cases to be split", lo=1),
+        "min_subgroup_cases": Param(
+            "int", "a subgroup needs this many cases for a coefficient", lo=1
+        ),
         "cv_min": pos("a packet's CV must be at least this for a split"),
         "cv_cut": ratio("the split must cut the CV by at least this share"),
     },

@@ -395,7 +395,7 @@ def _dip_match(
                 f"no history before {year} to build a DIP catalogue from: give --catalogue DIR"
             )
         cat, _ = need("build", "building a DIP catalogue").build(
-            hist, policy=pol, scheme=pol.scheme, columns=columns
+            hist, policy=pol, scheme=pol.scheme, columns=columns, year=year
         )
         src = f"built from {len(hist):,} history cases"
     matched = need("match", "matching DIP packets").match(df, catalogue=cat, scheme=pol.scheme)
@@ -404,13 +404,19 @@ def _dip_match(
 
 def _dip_point_values(base: Prepared, cat: Any, reference_pv: dict[str, float] | None) -> None:
     """PV_b (``budgeted_pv: history``) and the reimbursement ratio r per fund from the
-    matched history; without history rows, the catalogue's own pv_budget and
+    matched history, priced with this year's policy (so the same cases count as in the
+    simulated year: payable, inside the budget); without history rows, the catalogue's own pv_budget and
     reimbursement_ratio (from the history it was built on) for both funds."""
     from drgsim.dip.price import history_point_values
 
     pv = base.pv
     yw = pv["dip"]["year_weights"]
-    pv_b, r = history_point_values(base.history, base.W, yw, base.columns)
+    pv_b: dict[str, float] = {}
+    r: dict[str, float] = {}
+    if len(base.history):  # the history priced like the simulated year (same clean cases)
+        hids = base.hosp_df["hospital_id"] if base.hosp_df is not None else None
+        hist = prepare_cases(base.history, hids, columns=base.columns)
+        pv_b, r = history_point_values(price(hist, base.W, pv, base.hosp_df), yw)
     meta = getattr(cat, "meta", {}) or {}
     for f in FUNDS:
         if f not in pv_b and meta.get("pv_budget") not in (None, ""):
