@@ -502,3 +502,39 @@ def test_prepare_simulate_sweep_dip_region():
     assert f1.loc["employee", "pv"] == pytest.approx(new.loc["employee", "pv_used"], rel=1e-12)
     with pytest.raises(Exception, match="not apply to method dip"):
         base.sweep([{"high_cost.beta": 0.5}])
+
+
+def test_last_year_pv_on_a_dip_region():
+    import drgsim
+
+    df = region_rows(5)
+    ov = {
+        "point_value.bounds.budgeted_pv": "last_year",
+        "point_value.bounds.floor": 0.9,
+        "presettlement.provisional_pv": "monthly_budget",
+    }
+    region = pd.DataFrame(
+        {"fund": ["employee", "resident"] * 2, "year": [2023, 2023, 2022, 2022],
+         "drg_spending": [3_000_000.0, 3_000_000.0, 2_800_000.0, 2_800_000.0]}
+    )
+    base = drgsim.prepare(
+        df, policy=load_policy("dip_baseline").with_values(ov), hospitals=HOSP,
+        region=region, catalogue=catalogue(),
+    )
+    assert base.reference_pv["employee"] > 0
+    assert base.simulate()["ledger"]["amount_fen"].sum() == 0
+
+
+def test_cli_simulate_dip_policy_errors_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    p = tmp_path / "matched.csv"
+    region_rows(3).to_csv(p, index=False)
+    r = CliRunner().invoke(main, ["simulate", str(p), "--policy", "dip_baseline", "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    assert "give the catalogue they were matched with" in r.output
+    assert "Traceback" not in r.output
+    r2 = CliRunner().invoke(main, ["simulate", str(p), "--policy", "no_such", "-o", str(tmp_path / "o")])
+    assert r2.exit_code == 2 and "neither a file nor a bundled policy" in r2.output

@@ -309,7 +309,9 @@ def prepare(
     if need_hist and prev is not None:
         base.spend = history_spending(prev, W, pv, hosp_df)
     if need_ref and prev is not None:
-        base.reference_pv = last_year_pv(prev, W, pv, region_df, year, hosp_df)
+        base.reference_pv = last_year_pv(
+            prev, W, pv, region_df, year, hosp_df, ratio=base.dip_ratio
+        )
 
     # last year's discharges inside the readmission window link January readmissions
     base.back = readmission_lookback(history, dcol, year, yp)

@@ -315,7 +315,9 @@ def sweep(
     ref = base.reference_pv
     if ref is None and any(needs_reference_pv(s.yp.pv) for s in scs):
         prev = base.prev_cases()  # fixed once per sweep, with the baseline's pricing
-        ref = last_year_pv(prev, base.W, base.pv, base.region_df, base.year, base.hosp_df)
+        ref = last_year_pv(
+            prev, base.W, base.pv, base.region_df, base.year, base.hosp_df, ratio=base.dip_ratio
+        )
         base.reference_pv = ref
 
     # one pricing per distinct set; a cells set the cells cannot re-price goes to the rows

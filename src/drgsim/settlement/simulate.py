@@ -236,8 +236,10 @@ def last_year_pv(
     region: pd.DataFrame | None,
     year: int,
     hospitals: Any = None,
+    ratio: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Last year's point value per fund (yuan per point), for ``budgeted_pv: last_year``.
+    ``ratio``: the reimbursement ratio per fund (DIP's reimbursement-ratio basis).
 
     Last year's (``year`` − 1) cases priced with the current weights and policy ``pv``,
     settled with the point-value bounds and the region corridor off, paying the region
@@ -265,7 +267,7 @@ def last_year_pv(
                 "budgeted_pv: given with budgeted_pv_yuan"
             )
         budgets[name] = Budget(spent, 0, source="region_table", base_label=f"drg_spending {y}")
-    st = settle(pr, p0, budgets, y)
+    st = settle(pr, p0, budgets, y, ratio=ratio)
     return {fs.fund: float(fs.pv) for fs in st.funds}
 
 
