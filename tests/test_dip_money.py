@@ -538,3 +538,14 @@ def test_cli_simulate_dip_policy_errors_in_one_line(tmp_path):
     assert "Traceback" not in r.output
     r2 = CliRunner().invoke(main, ["simulate", str(p), "--policy", "no_such", "-o", str(tmp_path / "o")])
     assert r2.exit_code == 2 and "neither a file nor a bundled policy" in r2.output
+
+
+def test_outlier_order_and_scale_are_checked():
+    with pytest.raises(PolicyError, match="low < high <= extreme"):
+        load_policy("dip_baseline").with_values({"dip.outliers.extreme": 1.5})
+    import drgsim
+
+    cat = catalogue()
+    cat.meta["score_scale"] = 1000
+    with pytest.raises(DipPricingError, match="scores x1000"):
+        drgsim.prepare(region_rows(2), policy="dip_baseline", hospitals=HOSP, catalogue=cat)

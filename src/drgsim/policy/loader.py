@@ -423,6 +423,21 @@ def _method_checks(params: dict, file: str, problems: list[Problem]) -> None:
             problems.append(
                 _Problem(file, lines.get(key), key, f"{word} needs method: dip (is {method})")
             )
+    for day, (low, high, ext) in _in_force(
+        params, ["dip.outliers.low", "dip.outliers.high", "dip.outliers.extreme"]
+    ):
+        if low is None or high is None:
+            continue
+        if not low < high or (ext is not None and ext < high):
+            problems.append(
+                _Problem(
+                    file,
+                    lines.get("dip.outliers.high"),
+                    "dip.outliers",
+                    f"needs low < high <= extreme (low {low}, high {high}, extreme {ext}; in "
+                    f"force {day.isoformat()})",
+                )
+            )
     for day, (prov, kind) in _in_force(
         params, ["presettlement.provisional_pv", "point_value.bounds.budgeted_pv"]
     ):

@@ -470,7 +470,7 @@ REPRICED = {
     "dip.outliers.high": "tiers",
     "dip.outliers.low": "low",
 }
-DRG_ONLY = ("high_cost", "low_cost", "ungroupable", "calibration")  # unused by method dip
+DRG_ONLY = ("high_cost", "low_cost", "ungroupable", "calibration", "points")  # unused by dip
 
 
 def _flat(tree: Any, prefix: str) -> dict[str, Any]:
@@ -500,7 +500,8 @@ def pricing_differences(built: dict, new: dict) -> list[str]:
         if unused:
             raise PricingError(
                 f"{', '.join(unused)} do(es) not apply to method dip (its outliers are "
-                "dip.outliers.*, a blank packet dip.blank_ratio): change those instead"
+                "dip.outliers.*, a blank packet dip.blank_ratio, scores the catalogue's): "
+                "change those instead"
             )
     return out
 

@@ -545,7 +545,8 @@ def _price_segment(
     selection made over the whole year (dated values)."""
     n = cases.n
     pay = cases.pay_status.copy()
-    scale = float(pv["points"]["scale"])
+    # DIP: the catalogue's score scale (blank packets, special review), not points.scale
+    scale = weights.scale if pv.get("method") == "dip" else float(pv["points"]["scale"])
     m_all = weights.m_all_fen
     st_rule = pv["statuses"]
     status_name = np.asarray(STATUSES + ("?",), dtype=object)

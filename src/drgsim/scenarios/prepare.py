@@ -389,6 +389,7 @@ def _dip_match(
                 "the cases are matched to DIP packets (a packet column): give the catalogue "
                 "they were matched with (--catalogue DIR)"
             )
+        _check_scale(cat, pol, year)
         return dip_frame(df), cat, src
     if cat is None:
         hist = df[hist_mask]
@@ -400,8 +401,22 @@ def _dip_match(
             hist, policy=pol, scheme=pol.scheme, columns=columns, year=year
         )
         src = f"built from {len(hist):,} history cases"
+    _check_scale(cat, pol, year)
     matched = need("match", "matching DIP packets").match(df, catalogue=cat, scheme=pol.scheme)
     return dip_frame(matched), cat, src
+
+
+def _check_scale(cat: Any, pol: Policy, year: int) -> None:
+    """A catalogue scored on another scale than the policy's dip.score_scale is refused."""
+    from drgsim.dip.price import DipPricingError
+
+    want = resolve_year(pol, year).pv["dip"]["score_scale"]
+    got = (getattr(cat, "meta", None) or {}).get("score_scale")
+    if got is not None and int(got) != int(want):
+        raise DipPricingError(
+            f"the DIP catalogue scores x{got} but the policy's dip.score_scale is {want}: "
+            "rebuild the catalogue with this policy, or set dip.score_scale to match"
+        )
 
 
 def _dip_point_values(base: Prepared, cat: Any, reference_pv: dict[str, float] | None) -> None:
