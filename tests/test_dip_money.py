@@ -223,7 +223,9 @@ def test_special_review_share_is_five_per_mille():
 def test_policy_method_and_dip_section_validation():
     base = load_policy()
     assert base.method == "drg" and load_policy("dip_baseline").method == "dip"
-    text = open(load_policy("dip_baseline").source, encoding="utf-8").read()
+    from pathlib import Path
+
+    text = Path(load_policy("dip_baseline").source).read_text(encoding="utf-8")
     with pytest.raises(PolicyError, match=r"dip_x.yaml:\d+: dip.outliers.low"):
         parse_policy(text.replace("values: {2019-01-01: 0.5}\n    high:", "values: {2019-01-01: -1}\n    high:"), "dip_x.yaml")
     with pytest.raises(PolicyError, match="needs the dip section"):
