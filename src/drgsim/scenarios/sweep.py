@@ -627,8 +627,8 @@ def _settle_all(
             res["provisional_pv"][idx] = r["provisional_pv"]
             for k in H_KEYS:
                 res[k][idx] = r[k]
-            res["withheld"][idx] = r["withheld_hm"].sum(2)
-            res["prepaid"][idx] = r["prepaid_hm"].sum(2)
+            res["withheld"][idx] = r["withheld_h"]
+            res["prepaid"][idx] = r["prepaid_h"]
             if monthly:
                 for k in HM_KEYS:
                     res[k][idx] = r[k]
@@ -739,23 +739,26 @@ def _tables(
     with np.errstate(divide="ignore", invalid="ignore"):
         dpct = np.where(ref != 0, delta / ref.astype(np.float64), np.nan)
     cost = stack("cost")
-    u_i, f_i, h_i = np.meshgrid(np.arange(U), np.arange(F), np.arange(H), indexing="ij")
-    sel = np.broadcast_to(keep_fh, (U, F, H)).ravel()
-
-    every = bool(sel.all())
+    every = bool(keep_fh.all())
+    # row (u, f, h) of the flattened (U, F, H) arrays: its index columns without meshgrids
+    fh = np.flatnonzero(keep_fh.ravel())  # kept (f, h) pairs, the same in every unit
+    n_fh = len(fh)
+    f_codes = (fh // H).astype(np.int8)
+    h_codes = fh % H
+    u_col = np.repeat(np.arange(U), n_fh)
 
     def col(a: np.ndarray) -> np.ndarray:
-        a = np.asarray(a).ravel()
-        return a if every else a[sel]
+        a = np.asarray(a).reshape(U, F * H)
+        return a.ravel() if every else a[:, fh].ravel()
 
     hosp = pd.DataFrame(
         {
-            "scenario": s_of[col(u_i)],
-            "draw": d_of[col(u_i)],
-            "fund": pd.Categorical.from_codes(col(f_i), FUNDS),
-            "hospital_id": _cat(hids, col(h_i)),
-            "hospital_name": _cat(hn, col(h_i)),
-            "level": _cat(hl, col(h_i)),
+            "scenario": s_of[u_col],
+            "draw": d_of[u_col],
+            "fund": pd.Categorical.from_codes(np.tile(f_codes, U), FUNDS, validate=False),
+            "hospital_id": _cat(hids, h_codes, U),
+            "hospital_name": _cat(hn, h_codes, U),
+            "level": _cat(hl, h_codes, U),
             "cases": col(cases),
             "points": col(stack("points")),
             "cost_fen": col(cost),
@@ -774,7 +777,8 @@ def _tables(
             "surplus_fen": col(received - cost),
             "delta_fen": col(delta),
             "delta_pct": col(dpct),
-        }
+        },
+        copy=False,  # the columns are this sweep's own arrays: no copy into blocks
     )
 
     all_share = base.fund_share_all_cases()  # fund share of every simulated case
@@ -888,10 +892,12 @@ def _tables(
     return SweepResult(sc_tab, routes, hosp, funds, months, prov, notes, cov)
 
 
-def _cat(values: np.ndarray, idx: np.ndarray) -> pd.Categorical:
-    """``values[idx]`` as a categorical (one entry per hospital, not per row)."""
+def _cat(values: np.ndarray, idx: np.ndarray, reps: int) -> pd.Categorical:
+    """``values[idx]`` repeated ``reps`` times as a categorical (one entry per hospital,
+    not per row)."""
     codes, uniq = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
-    return pd.Categorical.from_codes(codes[idx], uniq)
+    small = np.int16 if len(uniq) < 2**15 else np.int32
+    return pd.Categorical.from_codes(np.tile(codes[idx].astype(small), reps), uniq, validate=False)
 
 
 def _whole(x: np.ndarray) -> np.ndarray:
