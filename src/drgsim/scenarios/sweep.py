@@ -363,34 +363,46 @@ def _units(
             sc.reason += f"; behaviour {keys}: a LOS change re-prices the rows (cells hold no LOS)"
         else:
             sc.reason += f"; behaviour {keys} applied on the cells"
+        # draws grouped by the priced rows they need (one group unless LOS changes); each
+        # group's draws priced on the cells at once
+        groups: dict[str, list[int]] = {}
         for d in range(n_draws):
-            dv = {k: v[min(d, len(v) - 1)] for k, v in vals.items()}
             pkey = sc.key
             if b.needs_rows:  # a LOS change re-prices the rows (cells hold no LOS)
-                x = float(dv["los_change"])
+                x = float(vals["los_change"][min(d, len(vals["los_change"]) - 1)])
                 pkey = f"{sc.key}|los={x!r}"
                 if pkey not in tsets:
                     tsets[pkey] = _price_set(base, sc, los=x, mod=mod)
+            groups.setdefault(pkey, []).append(d)
+        for pkey, ds in groups.items():
             ps = tsets[pkey]
             if pkey not in prepared:
                 prepared[pkey] = mod.prepare_cells(ps.pr, ps.cells, ps.W, siblings, hosp_level)
-            t = mod.apply_cells(
-                prepared[pkey], {k: np.array([v]) for k, v in dv.items()}, hosp_level, sc.yp, 0
-            )
+            idx = np.array(ds)
+            dv = {k: v[np.minimum(idx, len(v) - 1)] for k, v in vals.items()}
+            t = mod.apply_cells_stacked(prepared[pkey], dv, hosp_level, sc.yp)
             H = t.n_hosp
-            out_hf = np.asarray(t.outside_fen).reshape(H, N_FUNDS)
-            totals = []
-            for f, name in enumerate(FUNDS):
-                pts, shr, cst = t.fund(f)
-                n = np.asarray(t.cases).reshape(H, N_FUNDS, MONTHS)[:, f, :]
-                totals.append(FundTotals(name, pts, shr, cst, n, out_hf[:, f].copy()))
-            tkey = f"{pkey}|scenario={i}|draw={d}"
-            tsets[tkey] = _PriceSet(
-                totals,
-                {name: int(out_hf[:, f].sum()) for f, name in enumerate(FUNDS)},
-                ps.spend,
-            )
-            units.append((i, d, tkey))
+            shape = (len(ds), H, N_FUNDS, MONTHS)
+            pts4, shr4, cst4 = (x.reshape(shape) for x in (t.points, t.share_fen, t.cost_fen))
+            n4 = np.asarray(t.cases).reshape(shape)
+            out_hf = np.asarray(t.outside_fen).reshape(len(ds), H, N_FUNDS)
+            out_f = out_hf.sum(1).tolist()
+            for j, d in enumerate(ds):
+                totals = [
+                    FundTotals(
+                        name,
+                        pts4[j, :, f],
+                        shr4[j, :, f],
+                        cst4[j, :, f],
+                        n4[j, :, f],
+                        out_hf[j, :, f],
+                    )
+                    for f, name in enumerate(FUNDS)
+                ]
+                tkey = f"{pkey}|scenario={i}|draw={d}"
+                tsets[tkey] = _PriceSet(totals, dict(zip(FUNDS, out_f[j], strict=True)), ps.spend)
+                units.append((i, d, tkey))
+    units.sort(key=lambda u: (u[0], u[1]))  # scenario-major, draws in order
     return units, tsets
 
 

@@ -9,7 +9,6 @@ integer fen; totals are split top-down by largest remainder (fund -> hospital ->
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass, field
 
 import numpy as np
