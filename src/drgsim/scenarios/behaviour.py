@@ -743,7 +743,8 @@ def _cell_weight_rows(pr: Priced, cells: Cells) -> np.ndarray:
     W = int(wr.max()) + 1
     n_seg = len(pr.policy.segments) if pr.policy is not None else 1
     sub = pr.segment[idx].astype(np.int64) * 2 + pr.readmit[idx]
-    raw = np.unique((hfm * (2 * n_seg) + sub) * W + wr)
+    raw = np.sort((hfm * (2 * n_seg) + sub) * W + wr)  # np.unique, by a sort (faster here)
+    raw = raw[np.r_[True, raw[1:] != raw[:-1]]]
     wrow = raw % W
     if len(raw) != len(cells.P) or not np.array_equal(raw // W // (2 * n_seg), cells.hfm):
         raise CellsError("the cells do not match the priced cases they were said to be built from")
@@ -1011,10 +1012,10 @@ def _priced_cells_draws(
     of draws, no loop over draws in Python."""
     cells = bc.cells
     n_hfm = cells.n_hfm
-    rows = np.ascontiguousarray(infl).view(np.dtype((np.void, infl.shape[1] * 8))).ravel()
+    D, H = infl.shape
+    rows = np.ascontiguousarray(infl).view(np.dtype((np.void, H * 8))).ravel()
     _, first, inv = np.unique(rows, return_index=True, return_inverse=True)
-    uniq = infl[first]
-    inv = inv.ravel()
+    uniq, inv = (infl[first], inv.ravel()) if len(first) < D else (infl, None)
     key = json.dumps(thr, sort_keys=True, default=str)
     prm = bc.cache.get(("params", key))
     if prm is None:
@@ -1030,9 +1031,13 @@ def _priced_cells_draws(
         bc.cache[("params", key)] = prm
     (k, low, beta, cap), sib_k, sprm = prm
     U_ = len(uniq)
+    one_key = ("one", key, uniq.tobytes()) if U_ == 1 else None
+    if one_key is not None and one_key in bc.cache:  # draws of volume or creep alone
+        own1, dlt1 = bc.cache[one_key]
+        return np.broadcast_to(own1, (D, n_hfm)), np.broadcast_to(dlt1, (D, n_hfm))
     own_u = np.empty((U_, n_hfm))
     dlt_u = np.zeros((U_, n_hfm))
-    fl = np.repeat(uniq, N_FUNDS * MONTHS, axis=1)  # (U, hfm) factor per hfm
+    lin = bc.fixed_linear.reshape(H, N_FUNDS * MONTHS)
     for a in range(0, U_, DRAW_BLOCK):
         blk = uniq[a : a + DRAW_BLOCK]
         fiT = np.ascontiguousarray(blk.T)
@@ -1064,7 +1069,7 @@ def _priced_cells_draws(
             dlt,
         )
         o = own.T + bc.fixed_other
-        o = o + bc.fixed_linear * fl[a : a + DRAW_BLOCK]
+        o = (o.reshape(len(blk), H, -1) + lin * blk[:, :, None]).reshape(len(blk), n_hfm)
         if bc.short is not None:
             sh = bc.short
             sk, slow, sbeta, scap = sprm
@@ -1098,6 +1103,13 @@ def _priced_cells_draws(
         own_u[a : a + len(blk)] = o
         if bc.has_sib.any():
             dlt_u[a : a + len(blk)] = dlt.T
+    if inv is None:
+        return own_u, dlt_u
+    if one_key is not None:
+        if len(bc.cache) >= CACHE_SIZE:
+            bc.cache.pop(next(iter(bc.cache)))
+        bc.cache[one_key] = (own_u, dlt_u)
+        return np.broadcast_to(own_u, (D, n_hfm)), np.broadcast_to(dlt_u, (D, n_hfm))
     return own_u[inv], dlt_u[inv]
 
 
@@ -1142,15 +1154,15 @@ def apply_cells_stacked(
     else:
         thr = [_thresholds(p) for p in segments_on(cells, as_year_policy(policy))]
     own_h, dlt_h = _priced_cells_draws(bc, infl, thr)
-    rep = N_FUNDS * MONTHS
-    total = own_h + np.repeat(creep, rep, axis=1) * dlt_h
-    per_hfm_vol = np.repeat(vol, rep, axis=1)
+    D, n_hfm = own_h.shape
+    per = (D, H, N_FUNDS * MONTHS)  # per hospital factors broadcast over its hfm
+    total = own_h.reshape(per) + creep[:, :, None] * dlt_h.reshape(per)
     ratio = vol * infl  # per hospital, as the per-hfm product (the same two factors)
     return Totals(
-        points=total * per_hfm_vol,
+        points=(total * vol[:, :, None]).reshape(D, n_hfm),
         cost_fen=_money_draws(cells.cost_fen, ratio),
         share_fen=_money_draws(cells.share_fen, ratio),
-        cases=cells.cases * per_hfm_vol,
+        cases=(cells.cases.reshape(H, -1) * vol[:, :, None]).reshape(D, n_hfm),
         outside_fen=_money_draws(cells.outside_fen, vol),
         n_hosp=H,
     )

@@ -110,6 +110,24 @@ class _PriceSet:
     pr: Any = None  # the priced rows, cells and weights it came from (behaviour needs them)
     cells: Any = None
     W: Any = None
+    lazy: tuple[_DrawGroup, int] | None = None  # one draw of a group priced when settled
+
+
+@dataclass
+class _DrawGroup:
+    """Draws of one scenario's behaviour on one set of priced cells: their totals are
+    priced block by block as they are settled (all draws' totals are never held at once)."""
+
+    mod: Any
+    bc: Any
+    values: dict[str, np.ndarray]  # per key, one value per draw of the group (or one: fixed)
+    hosp_level: np.ndarray
+    yp: YearPolicy
+
+    def totals(self, js: np.ndarray) -> Any:
+        """The behaviour module's stacked totals of the group's draws ``js``."""
+        dv = {k: v[np.minimum(js, len(v) - 1)] for k, v in self.values.items()}
+        return self.mod.apply_cells_stacked(self.bc, dv, self.hosp_level, self.yp)
 
 
 @dataclass
@@ -346,7 +364,6 @@ def _units(
     units: list[tuple[int, int, str]] = []
     if not behaviours:
         return [(i, 0, sc.key) for i, sc in enumerate(scs)], tsets
-    from drgsim.pricing.cells import MONTHS, N_FUNDS
 
     hosp_level = mod.hospital_levels(base.priced.cases.hospital_ids, base.hosp_df)
     creep = any(k.startswith("coding_creep") for b, _ in behaviours.values() for k in b.items)
@@ -380,27 +397,17 @@ def _units(
                 prepared[pkey] = mod.prepare_cells(ps.pr, ps.cells, ps.W, siblings, hosp_level)
             idx = np.array(ds)
             dv = {k: v[np.minimum(idx, len(v) - 1)] for k, v in vals.items()}
-            t = mod.apply_cells_stacked(prepared[pkey], dv, hosp_level, sc.yp)
-            H = t.n_hosp
-            shape = (len(ds), H, N_FUNDS, MONTHS)
-            pts4, shr4, cst4 = (x.reshape(shape) for x in (t.points, t.share_fen, t.cost_fen))
-            n4 = np.asarray(t.cases).reshape(shape)
-            out_hf = np.asarray(t.outside_fen).reshape(len(ds), H, N_FUNDS)
-            out_f = out_hf.sum(1).tolist()
+            grp = _DrawGroup(mod, prepared[pkey], dv, hosp_level, sc.yp)
+            grp.totals(np.zeros(1, np.int64))  # refuses what the cells cannot price, now
+            bc = prepared[pkey]
+            g = mod.hospital_values_draws(dv, bc.hospital_ids, hosp_level, len(ds))
+            out_hf = mod._money_draws(bc.cells.outside_fen, 1.0 + g["volume_growth"])
+            out_f = out_hf.reshape(len(ds), -1, len(FUNDS)).sum(1).tolist()
             for j, d in enumerate(ds):
-                totals = [
-                    FundTotals(
-                        name,
-                        pts4[j, :, f],
-                        shr4[j, :, f],
-                        cst4[j, :, f],
-                        n4[j, :, f],
-                        out_hf[j, :, f],
-                    )
-                    for f, name in enumerate(FUNDS)
-                ]
                 tkey = f"{pkey}|scenario={i}|draw={d}"
-                tsets[tkey] = _PriceSet(totals, dict(zip(FUNDS, out_f[j], strict=True)), ps.spend)
+                tsets[tkey] = _PriceSet(
+                    [], dict(zip(FUNDS, out_f[j], strict=True)), ps.spend, lazy=(grp, j)
+                )
                 units.append((i, d, tkey))
     units.sort(key=lambda u: (u[0], u[1]))  # scenario-major, draws in order
     return units, tsets
@@ -573,6 +580,10 @@ S_KEYS = (
 )
 
 
+DRAW_CHUNK = 64  # draws of one behaviour group priced and settled together (arrays
+# of a few MB, which the allocator reuses: fresh pages cost more than the arithmetic)
+
+
 def _settle_all(
     base: Prepared,
     scs: list[_Scenario],
@@ -585,25 +596,39 @@ def _settle_all(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per fund, arrays over units (scenario × draw): (U,) figures, (U, H) hospital sums,
     and the hospital-month arrays only when ``monthly``. Units sharing totals are settled
-    together on shared arrays; others on stacked (U, H, 12) arrays."""
+    together on shared arrays; others on stacked (U, H, 12) arrays; behaviour draws in
+    blocks, each block's totals priced on the cells just before it is settled."""
     U = len(units)
     H = base.cells.n_hosp
+    F = len(FUNDS)
     order = sorted(range(U), key=lambda u: (units[u][2], u))  # shared totals together
     first = {}
     for u in order:
         first.setdefault(units[u][2], u)
     order.sort(key=lambda u: (first[units[u][2]], u))
+    blocks: list[tuple[np.ndarray, Any]] = []
+    plain = [u for u in order if tsets[units[u][2]].lazy is None]
+    blocks += [(np.array(plain[a : a + chunk]), None) for a in range(0, len(plain), chunk)]
+    groups: dict[int, tuple[_DrawGroup, list[tuple[int, int]]]] = {}
+    for u in order:
+        lz = tsets[units[u][2]].lazy
+        if lz is not None:
+            groups.setdefault(id(lz[0]), (lz[0], []))[1].append((u, lz[1]))
+    step = max(chunk, DRAW_CHUNK)
+    for g, lst in groups.values():
+        for a in range(0, len(lst), step):
+            part = lst[a : a + step]
+            blocks.append((np.array([u for u, _ in part]), (g, np.array([j for _, j in part]))))
+
     out: dict[str, dict[str, np.ndarray]] = {}
     # hospital arrays live in (U, F, H) arrays, each fund a view: the tables read them whole
     per_h = (*H_KEYS, "withheld", "prepaid", "cost", "share", "outside", "points", "cases")
     full = {
-        k: np.zeros((U, len(FUNDS), H), np.float64 if k in ("points", "cases") else np.int64)
-        for k in per_h
+        k: np.zeros((U, F, H), np.float64 if k in ("points", "cases") else np.int64) for k in per_h
     }
     out["_full"] = full  # type: ignore[assignment]
-    for f, name in enumerate(FUNDS):
-        B = np.array([b.budget_fen for b in budgets[name]], np.int64)
-        R = np.array([b.reserve_fen for b in budgets[name]], np.int64)
+    ress: list[dict[str, np.ndarray]] = []
+    for f in range(F):
         res: dict[str, np.ndarray] = {
             k: np.zeros(U, np.float64 if k.startswith("pv") and k != "pv_bound" else np.int64)
             for k in S_KEYS
@@ -617,23 +642,50 @@ def _settle_all(
                 res[k] = np.zeros((U, H, 12), np.int64)
             res["points_hm"] = np.zeros((U, H, 12))
             res["cases_hm"] = np.zeros((U, H, 12))
-        r_ref = None if ref is None else ref.get(name)
-        for a in range(0, U, chunk):
-            idx = np.array(order[a : a + chunk])
+        ress.append(res)
+    Bs = [np.array([b.budget_fen for b in budgets[n]], np.int64) for n in FUNDS]
+    Rs = [np.array([b.reserve_fen for b in budgets[n]], np.int64) for n in FUNDS]
+    for idx, lz in blocks:
+        if lz is None:
             keys = list(dict.fromkeys(units[u][2] for u in idx))
-            if len(keys) == 1:
-                t = tsets[keys[0]].totals[f]
-                pts, shr, cst = t.points, t.share_fen, t.cost_fen
-            else:
-                ts = [tsets[units[u][2]].totals[f] for u in idx]
-                pts = np.stack([t.points for t in ts])
-                shr = np.stack([t.share_fen for t in ts])
-                cst = np.stack([t.cost_fen for t in ts])
+            per_f = []
+            for f in range(F):
+                if len(keys) == 1:
+                    t = tsets[keys[0]].totals[f]
+                    per_f.append((t.points, t.share_fen, t.cost_fen))
+                else:
+                    ts = [tsets[units[u][2]].totals[f] for u in idx]
+                    per_f.append(
+                        tuple(np.stack([getattr(t, a) for t in ts]) for a in _TOT)  # type: ignore[arg-type]
+                    )
+            for key in keys:  # the totals each unit was settled on
+                us = [u for u in idx if units[u][2] == key]
+                for f in range(F):
+                    t = tsets[key].totals[f]
+                    _sums(ress[f], us, t.points, t.cost_fen, t.share_fen, t.cases, monthly)
+                    ress[f]["outside"][us] = t.outside_fen
+        else:
+            g, js = lz
+            t = g.totals(js)
+            n = len(js)
+            P4, S4, C4, N4 = (
+                np.asarray(x).reshape(n, H, F, 12)
+                for x in (t.points, t.share_fen, t.cost_fen, t.cases)
+            )
+            O3 = np.asarray(t.outside_fen).reshape(n, H, F)
+            per_f = [(P4[:, :, f], S4[:, :, f], C4[:, :, f]) for f in range(F)]
+            for f in range(F):
+                _sums(ress[f], idx, P4[:, :, f], C4[:, :, f], S4[:, :, f], N4[:, :, f], monthly)
+                ress[f]["outside"][idx] = O3[:, :, f]
+        for f, name in enumerate(FUNDS):
+            res = ress[f]
+            pts, shr, cst = per_f[f]
+            r_ref = None if ref is None else ref.get(name)
             sps = [scs[units[u][0]].yp for u in idx]
             sp = ScenarioParams.from_policies(
                 [y.pv for y in sps], name, [y.months for y in sps], r_ref
             )
-            r = settle_scenarios(pts, shr, cst, B[idx], R[idx], sp, base.scores, monthly)
+            r = settle_scenarios(pts, shr, cst, Bs[f][idx], Rs[f][idx], sp, base.scores, monthly)
             for k in S_KEYS:
                 res[k][idx] = r[k]
             res["provisional_pv"][idx] = r["provisional_pv"]
@@ -644,19 +696,8 @@ def _settle_all(
             if monthly:
                 for k in HM_KEYS:
                     res[k][idx] = r[k]
-        by_key: dict[str, list[int]] = {}
-        for u in range(U):
-            by_key.setdefault(units[u][2], []).append(u)
-        for key, us in by_key.items():  # the totals each unit was settled on
-            t = tsets[key].totals[f]
-            res["points"][us] = t.points.sum(1)
-            res["cost"][us] = t.cost_fen.sum(1)
-            res["share"][us] = t.share_fen.sum(1)
-            res["cases"][us] = t.cases.sum(1)
-            res["outside"][us] = t.outside_fen
-            if monthly:
-                res["points_hm"][us] = t.points
-                res["cases_hm"][us] = t.cases
+    for f, name in enumerate(FUNDS):
+        res = ress[f]
         # the ledger's identity in every unit: hospitals are paid what is distributed by
         # points, less the forfeits, through prepayments and the annual balance
         paid = res["prepaid"].sum(1) + res["balance"].sum(1)
@@ -670,6 +711,29 @@ def _settle_all(
             )
         out[name] = res
     return out
+
+
+_TOT = ("points", "share_fen", "cost_fen")
+
+
+def _sums(
+    res: dict[str, np.ndarray],
+    us: Any,
+    pts: np.ndarray,
+    cost: np.ndarray,
+    share: np.ndarray,
+    cases: np.ndarray,
+    monthly: bool,
+) -> None:
+    """The hospital sums (and, ``monthly``, the months) of the totals units ``us`` were
+    settled on: (H, 12) shared by them, or (len(us), H, 12)."""
+    res["points"][us] = pts.sum(-1)
+    res["cost"][us] = cost.sum(-1)
+    res["share"][us] = share.sum(-1)
+    res["cases"][us] = cases.sum(-1)
+    if monthly:
+        res["points_hm"][us] = pts
+        res["cases_hm"][us] = cases
 
 
 def _hospital_info(base: Prepared, hids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
