@@ -1015,7 +1015,7 @@ def _priced_cells_draws(
     D, H = infl.shape
     rows = np.ascontiguousarray(infl).view(np.dtype((np.void, H * 8))).ravel()
     _, first, inv = np.unique(rows, return_index=True, return_inverse=True)
-    uniq, inv = (infl[first], inv.ravel()) if len(first) < D else (infl, None)
+    uniq, inv = (infl[first], inv.ravel()) if len(first) < D or D == 1 else (infl, None)
     key = json.dumps(thr, sort_keys=True, default=str)
     prm = bc.cache.get(("params", key))
     if prm is None:
@@ -1103,13 +1103,13 @@ def _priced_cells_draws(
         own_u[a : a + len(blk)] = o
         if bc.has_sib.any():
             dlt_u[a : a + len(blk)] = dlt.T
-    if inv is None:
-        return own_u, dlt_u
     if one_key is not None:
         if len(bc.cache) >= CACHE_SIZE:
             bc.cache.pop(next(iter(bc.cache)))
         bc.cache[one_key] = (own_u, dlt_u)
         return np.broadcast_to(own_u, (D, n_hfm)), np.broadcast_to(dlt_u, (D, n_hfm))
+    if inv is None:
+        return own_u, dlt_u
     return own_u[inv], dlt_u[inv]
 
 
