@@ -139,7 +139,8 @@ def test_rows_frame_sums_to_the_row_totals(region):
 
 
 def test_one_prepared_cells_many_values(region):
-    """The cells' cache (cell parameters per thresholds set) never serves a stale result."""
+    """The cells' cache (cell parameters per thresholds set, points per inflation and
+    thresholds) never serves a stale result."""
     r = region
     bc = prepare_cells(r["pr"], r["cells"], r["W"], r["sib"], r["lv"])
     other = r["pol"].with_values({"high_cost.beta": 0.5}).at(2024)
@@ -153,7 +154,7 @@ def test_one_prepared_cells_many_values(region):
     ]:
         rows = apply_rows(r["pr"], r["W"], vals, r["sib"], r["lv"], policy=pol)
         assert_totals_equal(apply_cells(bc, vals, policy=pol), rows)
-    assert len(bc.cache) == 2  # the built thresholds and β 0.5
+    assert len(bc.cache) == 2 + 5  # 2 threshold sets; 5 (inflation, thresholds) pairs
 
 
 def test_what_does_not_creep(region):
