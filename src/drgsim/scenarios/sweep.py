@@ -554,6 +554,8 @@ def _fund_budget(
     return dataclasses.replace(b, source="region_table", base_label=f"drg_spending {base.year - 1}")
 
 
+DRAW_CHUNK = CHUNK  # draws of one behaviour group priced and settled together: arrays
+# of a few MB, which the allocator reuses (fresh pages cost more than the arithmetic)
 HM_KEYS = ("payment_hm", "gross_prepay_hm", "withheld_hm", "prepaid_hm")
 H_KEYS = (
     "payment",
@@ -580,8 +582,6 @@ S_KEYS = (
 )
 
 
-DRAW_CHUNK = 64  # draws of one behaviour group priced and settled together (arrays
-# of a few MB, which the allocator reuses: fresh pages cost more than the arithmetic)
 
 
 def _settle_all(
@@ -614,7 +614,7 @@ def _settle_all(
         lz = tsets[units[u][2]].lazy
         if lz is not None:
             groups.setdefault(id(lz[0]), (lz[0], []))[1].append((u, lz[1]))
-    step = max(chunk, DRAW_CHUNK)
+    step = chunk  # DRAW_CHUNK by default: arrays of a few MB, which the allocator reuses
     for g, lst in groups.values():
         for a in range(0, len(lst), step):
             part = lst[a : a + step]
