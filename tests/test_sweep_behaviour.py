@@ -756,8 +756,15 @@ def test_draws_at_once_equal_each_draw_alone(region, monkeypatch):
         monkeypatch.setattr(beh, "DRAW_BLOCK", 3)
         small = apply_cells_stacked(bc, drawn, policy=pol)
         monkeypatch.setattr(beh, "DRAW_BLOCK", 256)
-        for a, b in zip(_fields(stacked), _fields(small), strict=True):
+        fi = 1.0 + beh.hospital_values_draws(drawn, bc.hospital_ids, r["lv"])["cost_inflation"]
+        wide = (fi.min(0) * 0.9, fi.max(0) * 1.1)  # the range of a larger run
+        ranged = [
+            apply_cells_stacked(bc, {k: v[a : a + 7] for k, v in drawn.items()}, None, pol, wide)
+            for a in range(0, 40, 7)
+        ]
+        for i, (a, b) in enumerate(zip(_fields(stacked), _fields(small), strict=True)):
             assert np.array_equal(a, b)
+            assert np.array_equal(a, np.concatenate([_fields(t)[i] for t in ranged]))
         for d in range(40):
             one = apply_cells(bc, drawn, policy=pol, draw=d)
             for a, b in zip(_fields(one), _fields(stacked), strict=True):

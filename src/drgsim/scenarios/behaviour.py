@@ -942,68 +942,141 @@ def _draws_kernel(
     fiT,
     own,
     dlt,
+    pre,
+    pC,
+    pL,
+    pre2,
+    pC2,
+    pL2,
 ):  # pragma: no cover - numba
     """Every cell in every draw: its points summed into ``own[hfm, draw]`` in cell order
     (as ``np.bincount`` sums them), and for cells with ``two`` (creeping) what pricing at
-    the second weights (``P2``, ``m2``, ``k2``) adds, into ``dlt``. ``fiT``: (H, draws)."""
+    the second weights (``P2``, ``m2``, ``k2``) adds, into ``dlt``. ``fiT``: (H, draws).
+    Cells with ``pre`` (``pre2``) set keep their types over every draw: ``C + L × factor``
+    from ``pC``, ``pL`` (:func:`_stable_kernel`), with no search."""
     D = fiT.shape[1]
     t1 = np.empty(D)
     t2 = np.empty(D)
     for j in range(len(P)):
         a, b = start[j], start[j + 1]
         fi = fiT[hosp[j]]
-        _cell_draws(
-            cost,
-            cum,
-            a,
-            b,
-            P[j],
-            c[j],
-            m[j],
-            k[j],
-            low[j],
-            beta[j],
-            cap[j],
-            f[j],
-            has_high,
-            has_low,
-            low_first,
-            fi,
-            t1,
-        )
+        if pre[j]:
+            for d in range(D):
+                t1[d] = pC[j] + pL[j] * fi[d]
+        else:
+            _cell_draws(
+                cost, cum, a, b, P[j], c[j], m[j], k[j], low[j], beta[j], cap[j], f[j],
+                has_high, has_low, low_first, fi, t1,
+            )  # fmt: skip
         row = own[hfm[j]]
         for d in range(D):
             row[d] += t1[d]
         if two[j]:
-            _cell_draws(
-                cost,
-                cum,
-                a,
-                b,
-                P2[j],
-                c[j],
-                m2[j],
-                k2[j],
-                low[j],
-                beta[j],
-                cap[j],
-                f[j],
-                has_high,
-                has_low,
-                low_first,
-                fi,
-                t2,
-            )
+            if pre2[j]:
+                for d in range(D):
+                    t2[d] = pC2[j] + pL2[j] * fi[d]
+            else:
+                _cell_draws(
+                    cost, cum, a, b, P2[j], c[j], m2[j], k2[j], low[j], beta[j], cap[j], f[j],
+                    has_high, has_low, low_first, fi, t2,
+                )  # fmt: skip
             row2 = dlt[hfm[j]]
             for d in range(D):
                 row2[d] += t2[d] - t1[d]
 
 
+@nb.njit(cache=True)
+def _stable_kernel(
+    cost,
+    cum,
+    start,
+    hosp,
+    c,
+    f,
+    P,
+    m,
+    k,
+    low,
+    beta,
+    cap,
+    has_high,
+    has_low,
+    low_first,
+    fmin,
+    fmax,
+    pre,
+    pC,
+    pL,
+):  # pragma: no cover - numba
+    """Per cell: whether its cases keep their types for every factor in its hospital's
+    [``fmin``, ``fmax``] (the types at both ends agree; the predicates are monotone in
+    the factor), and then its ``C``, ``L`` (:func:`_linear`), found once for all draws."""
+    for j in range(len(P)):
+        m0 = m[j]
+        if not (m0 > 0.0):
+            continue  # priced without a search anyway
+        a, b = start[j], start[j + 1]
+        h = hosp[j]
+        Pj = P[j]
+        Pc = Pj * c[j]
+        p0 = _positions(
+            cost, a, b, m0 / fmin[h], Pj, Pc, k[j], low[j], beta[j], cap[j],
+            has_high, has_low, low_first,
+        )  # fmt: skip
+        p1 = _positions(
+            cost, a, b, m0 / fmax[h], Pj, Pc, k[j], low[j], beta[j], cap[j],
+            has_high, has_low, low_first,
+        )  # fmt: skip
+        if p0 == p1:
+            pre[j] = True
+            pC[j], pL[j] = _linear(
+                cum, a, b, m0, Pj, Pc, k[j], beta[j], cap[j], f[j], p0[0], p0[1], p0[2], p0[3]
+            )
+
+
 DRAW_BLOCK = 256  # distinct inflations priced together (bounds the kernel's buffers)
 
 
+def _stable_all(
+    bc: BehaviourCells,
+    k: np.ndarray,
+    low: np.ndarray,
+    beta: np.ndarray,
+    cap: np.ndarray,
+    sib_k: np.ndarray,
+    sprm: Any,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """:func:`_stable_kernel` for the cells at their own DRG, at the sibling's weights,
+    and for the short-stay cells: (flags, C, L) three times."""
+    cells = bc.cells
+
+    def one(cl: Cells, hosp: np.ndarray, P, m, kk, lw, bt, cp) -> tuple[np.ndarray, ...]:
+        n = len(cl.P)
+        out = (np.zeros(n, np.bool_), np.zeros(n), np.zeros(n))
+        _stable_kernel(
+            cl.cost, cl.cum, cl.start, hosp, cl.c, cl.f, P, m, kk, lw, bt, cp,
+            cl.has_high, cl.has_low, cl.low_first, lo, hi, *out,
+        )  # fmt: skip
+        return out
+
+    own = one(cells, bc.hosp, cells.P, cells.m, k, low, beta, cap)
+    sib = one(cells, bc.hosp, bc.sib_P, bc.sib_m, sib_k, low, beta, cap)
+    if bc.short is None:
+        short = (np.zeros(0, np.bool_), np.zeros(0), np.zeros(0))
+    else:
+        sk, slow, sbeta, scap = sprm
+        sh = bc.short
+        short = one(sh, bc.short_hosp, sh.P, sh.m, sk, slow, sbeta, scap)
+    return (*own, *sib, *short)
+
+
 def _priced_cells_draws(
-    bc: BehaviourCells, infl: np.ndarray, thr: list[dict]
+    bc: BehaviourCells,
+    infl: np.ndarray,
+    thr: list[dict],
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per draw and hfm at inflation factors ``infl`` (draws, H) and thresholds ``thr``:
     the points without creep (threshold cells at their own DRG, fixed points, short
@@ -1030,6 +1103,19 @@ def _priced_cells_draws(
             bc.cache.pop(next(iter(bc.cache)))
         bc.cache[("params", key)] = prm
     (k, low, beta, cap), sib_k, sprm = prm
+    nc = len(cells.P)
+    ns = 0 if bc.short is None else len(bc.short.P)
+    none = (np.zeros(nc, np.bool_), np.zeros(nc), np.zeros(nc))
+    pre = (*none, *none, np.zeros(ns, np.bool_), np.zeros(ns), np.zeros(ns))
+    if bounds is not None:  # cells whose types hold over every draw of the group: once
+        lo, hi = (np.ascontiguousarray(x, dtype=np.float64) for x in bounds)
+        pkey = ("stable", key, lo.tobytes(), hi.tobytes())
+        pre = bc.cache.get(pkey)
+        if pre is None:
+            pre = _stable_all(bc, k, low, beta, cap, sib_k, sprm, lo, hi)
+            if len(bc.cache) >= CACHE_SIZE:
+                bc.cache.pop(next(iter(bc.cache)))
+            bc.cache[pkey] = pre
     U_ = len(uniq)
     one_key = ("one", key, uniq.tobytes()) if U_ == 1 else None
     if one_key is not None and one_key in bc.cache:  # draws of volume or creep alone
@@ -1067,6 +1153,7 @@ def _priced_cells_draws(
             fiT,
             own,
             dlt,
+            *pre[:6],
         )
         o = own.T + bc.fixed_other
         o = (o.reshape(len(blk), H, -1) + lin * blk[:, :, None]).reshape(len(blk), n_hfm)
@@ -1098,6 +1185,8 @@ def _priced_cells_draws(
                 fiT,
                 so,
                 np.zeros((0, 0)),
+                *pre[6:],
+                *pre[6:],
             )
             o = o + so.T
         own_u[a : a + len(blk)] = o
@@ -1140,10 +1229,13 @@ def apply_cells_stacked(
     drawn: Mapping[str, np.ndarray],
     hosp_level: np.ndarray | None = None,
     policy: dict | YearPolicy | None = None,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Totals:
     """:func:`apply_cells` of every draw of ``drawn`` at once: a :class:`Totals` whose
     arrays have a leading draw axis (draws, hfm) and (draws, hospital × fund); each draw
-    equals :func:`apply_cells` of that draw to the last bit."""
+    equals :func:`apply_cells` of that draw to the last bit. ``bounds``: per hospital the
+    smallest and largest inflation factor of every draw to come (blocks of one Monte Carlo
+    run): the cells that keep their types over that range are found once."""
     cells = bc.cells
     H = cells.n_hosp
     lv = bc.hosp_level if hosp_level is None else hosp_level
@@ -1153,7 +1245,7 @@ def apply_cells_stacked(
         thr = list(cells.built_segments)
     else:
         thr = [_thresholds(p) for p in segments_on(cells, as_year_policy(policy))]
-    own_h, dlt_h = _priced_cells_draws(bc, infl, thr)
+    own_h, dlt_h = _priced_cells_draws(bc, infl, thr, bounds)
     D, n_hfm = own_h.shape
     per = (D, H, N_FUNDS * MONTHS)  # per hospital factors broadcast over its hfm
     total = own_h.reshape(per) + creep[:, :, None] * dlt_h.reshape(per)

@@ -123,11 +123,12 @@ class _DrawGroup:
     values: dict[str, np.ndarray]  # per key, one value per draw of the group (or one: fixed)
     hosp_level: np.ndarray
     yp: YearPolicy
+    bounds: tuple[np.ndarray, np.ndarray] | None = None  # per hospital, inflation range
 
     def totals(self, js: np.ndarray) -> Any:
         """The behaviour module's stacked totals of the group's draws ``js``."""
         dv = {k: v[np.minimum(js, len(v) - 1)] for k, v in self.values.items()}
-        return self.mod.apply_cells_stacked(self.bc, dv, self.hosp_level, self.yp)
+        return self.mod.apply_cells_stacked(self.bc, dv, self.hosp_level, self.yp, self.bounds)
 
 
 @dataclass
@@ -397,10 +398,11 @@ def _units(
                 prepared[pkey] = mod.prepare_cells(ps.pr, ps.cells, ps.W, siblings, hosp_level)
             idx = np.array(ds)
             dv = {k: v[np.minimum(idx, len(v) - 1)] for k, v in vals.items()}
-            grp = _DrawGroup(mod, prepared[pkey], dv, hosp_level, sc.yp)
-            grp.totals(np.zeros(1, np.int64))  # refuses what the cells cannot price, now
             bc = prepared[pkey]
             g = mod.hospital_values_draws(dv, bc.hospital_ids, hosp_level, len(ds))
+            fi = 1.0 + g["cost_inflation"]
+            grp = _DrawGroup(mod, bc, dv, hosp_level, sc.yp, (fi.min(0), fi.max(0)))
+            grp.totals(np.zeros(1, np.int64))  # refuses what the cells cannot price, now
             out_hf = mod._money_draws(bc.cells.outside_fen, 1.0 + g["volume_growth"])
             out_f = out_hf.reshape(len(ds), -1, len(FUNDS)).sum(1).tolist()
             for j, d in enumerate(ds):
@@ -580,8 +582,6 @@ S_KEYS = (
     "pv_bound",
     "overdraw",
 )
-
-
 
 
 def _settle_all(
