@@ -794,9 +794,8 @@ def _tables(
     S, F, U = len(scs), len(FUNDS), len(units)
     s_of = np.array([u[0] for u in units])
     d_of = np.array([u[1] for u in units])
-    b_of = np.array(
-        [next(j for j, v in enumerate(units) if v[0] == 0 and v[1] == d) for d in range(n_draws)]
-    )[d_of]  # each unit's baseline unit (same draw)
+    base_unit = {v[1]: j for j, v in enumerate(units) if v[0] == 0}
+    b_of = np.array([base_unit[d] for d in range(n_draws)])[d_of]  # baseline unit, same draw
     hids = base.priced.cases.hospital_ids
     H = len(hids)
     hn, hl = _hospital_info(base, hids)
