@@ -8,6 +8,7 @@ integer fen; totals are split top-down by largest remainder (fund -> hospital ->
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,7 +77,9 @@ class Budget:
 BUDGET_SOURCES = ("region_table", "amount", "history")
 
 
+@functools.lru_cache(maxsize=4096)
 def _fen(x: float) -> int:
+    # cached: a sweep asks for the same few amounts (carve-out 0...) thousands of times
     return int(yuan_to_fen(np.array([x]))[0][0])
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from drgsim.pricing.money import PPM, grouped_largest_remainder, half_up, seqsum
@@ -111,7 +112,9 @@ class ScenarioParams:
                 fixed = ps["provisional_pv"] == "fixed" and ps["provisional_pv_yuan"] is not None
                 return float(ps["provisional_pv_yuan"]) if fixed else np.nan
 
-            sp.prepay = np.array([[m["presettlement"]["prepay_share"] for m in ms] for ms in months])
+            sp.prepay = np.array(
+                [[m["presettlement"]["prepay_share"] for m in ms] for ms in months]
+            )
             sp.prov_fixed = np.array([[prov(m) for m in ms] for ms in months])
             sp.prov_budgeted = np.array(
                 [[m["presettlement"]["provisional_pv"] == "budgeted" for m in ms] for ms in months]
@@ -285,9 +288,44 @@ def settle_scenarios(
     T = np.where(~pos, 0, np.where(clamped, half_up(P * pv * 100.0 - sub), Dr)).astype(np.int64)
 
     # fund -> hospital -> month, per scenario
-    share_hm = np.where(tc_like[:, None, None], shr, 0)
-    q_hm = pts * (pv * 100.0)[:, None, None] - share_hm
-    q_h = seqsum(q_hm, 2)
+    P_m = np.broadcast_to(seqsum(pts[one], 1), (S_, 12))
+    S_m = np.broadcast_to(shr[one].sum(1), (S_, 12))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        num = np.where(
+            isr[:, None],
+            B[:, None] / 12.0 / rr[:, None],
+            B[:, None] / 12.0 + np.where(tc[:, None], S_m, 0),
+        )
+        prov_b = np.where(P_m > 0, num / P_m / 100.0, 0.0)
+    prov_b = np.where(sp.prov_budgeted, sp.budgeted_pv[:, None], prov_b)  # e.g. PV_b (DIP)
+    prov = np.where(np.isnan(sp.prov_fixed), prov_b, sp.prov_fixed)
+    if monthly:
+        share_hm = np.where(tc_like[:, None, None], shr, 0)
+        q_hm = pts * (pv * 100.0)[:, None, None] - share_hm
+        q_h = seqsum(q_hm, 2)
+        # monthly pre-settlement
+        due = pts * prov[:, None, :] * 100.0 - share_hm
+        gross = half_up(np.maximum(due, 0.0) * sp.prepay[:, None, :])
+        withheld = np.where(
+            sp.as_on[:, None, None], mul_half_up(gross, sp.withhold[:, None, None]), 0
+        )
+        prepaid = gross - withheld
+        W, prepaid_h = withheld.sum(2), prepaid.sum(2)
+    else:  # the same arithmetic fused over months: no (S, H, 12) array is built
+        q_h, W, prepaid_h = (np.empty((S_, H)), *(np.empty((S_, H), np.int64) for _ in "wp"))
+        _month_kernel(
+            np.ascontiguousarray(pts if np.ndim(points) == 3 else pts[:1]),
+            np.ascontiguousarray(shr if np.ndim(share_fen) == 3 else shr[:1]),
+            pv * 100.0,
+            np.asarray(tc_like, dtype=np.bool_),
+            np.ascontiguousarray(prov, dtype=np.float64),
+            np.ascontiguousarray(sp.prepay, dtype=np.float64),
+            np.asarray(sp.as_on, dtype=np.bool_),
+            _ppm(np.where(sp.as_on, sp.withhold, 0.0)),
+            q_h,
+            W,
+            prepaid_h,
+        )
     n_sh = S_ * H
     A = grouped_largest_remainder(
         q_h.ravel(), np.repeat(np.arange(S_), H), T, np.arange(n_sh)
@@ -299,20 +337,6 @@ def settle_scenarios(
         if monthly
         else None
     )
-
-    # monthly pre-settlement
-    P_m = np.broadcast_to(seqsum(pts[one], 1), (S_, 12))
-    S_m = np.broadcast_to(shr[one].sum(1), (S_, 12))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        num = np.where(
-            isr[:, None], B[:, None] / 12.0 / rr[:, None], B[:, None] / 12.0 + np.where(tc[:, None], S_m, 0)
-        )
-        prov_b = np.where(P_m > 0, num / P_m / 100.0, 0.0)
-    prov_b = np.where(sp.prov_budgeted, sp.budgeted_pv[:, None], prov_b)  # e.g. PV_b (DIP)
-    prov = np.where(np.isnan(sp.prov_fixed), prov_b, sp.prov_fixed)
-    due = pts * prov[:, None, :] * 100.0 - share_hm
-    gross = half_up(np.maximum(due, 0.0) * sp.prepay[:, None, :])
-    withheld = np.where(sp.as_on[:, None, None], mul_half_up(gross, sp.withhold[:, None, None]), 0)
     sc = np.broadcast_to(np.nan if scores is None else scores, (S_, H)).astype(np.float64)
     sc = np.where(np.isnan(sc), sp.default_score[:, None], sc)
     full, zero = sp.full_score[:, None], sp.zero_score[:, None]
@@ -322,12 +346,10 @@ def settle_scenarios(
             (sc >= full).astype(np.float64),
             np.clip((sc - zero) / (full - zero), 0.0, 1.0),
         )
-    W = withheld.sum(2)
     released = np.where(sp.as_on[:, None], half_up(W * frac), 0)
     forfeited = W - released
-    prepaid = gross - withheld
     annual = A - forfeited
-    balance = annual - prepaid.sum(2)
+    balance = annual - prepaid_h
 
     # hospital corridor: on the payment before the assessment's forfeit (forfeit_after) or
     # after it
@@ -365,11 +387,9 @@ def settle_scenarios(
         "pv": pv,
         "total": T,
         "payment": A,
-        "payment_hm": A_hm,
         "provisional_pv": prov,
-        "gross_prepay_hm": gross,
-        "withheld_hm": withheld,
-        "prepaid_hm": prepaid,
+        "withheld_h": W,
+        "prepaid_h": prepaid_h,
         "released": released,
         "forfeited": forfeited,
         "annual": annual,
@@ -377,15 +397,64 @@ def settle_scenarios(
         "refund": refund.astype(np.int64),
         "clawback": claw.astype(np.int64),
         "received": received,
-        "quota_hm": q_hm,
         "pv_budgeted": pv_b,
         "pv_floor": floor,
         "pv_ceiling": ceiling,
         "pv_bound": np.where(hi_hit, 2, np.where(lo_hit, 1, 0)).astype(np.int8),
     }
-    if not monthly:
-        del out["payment_hm"], out["quota_hm"]
+    if monthly:
+        out.update(
+            payment_hm=A_hm,
+            quota_hm=q_hm,
+            gross_prepay_hm=gross,
+            withheld_hm=withheld,
+            prepaid_hm=prepaid,
+        )
     return out
+
+
+@nb.njit(cache=True)
+def _month_kernel(
+    pts, shr, pvx, tc, prov, prepay, as_on, wppm, q_h, W_h, pre_h
+):  # pragma: no cover - numba
+    """Per scenario × hospital, over the 12 months in order: the quota summed as
+    :func:`seqsum` does, and the pre-settlement withheld and prepaid sums, by the very
+    expressions (and roundings) of the monthly arrays. ``pts``, ``shr``: (S, H, 12) or
+    (1, H, 12) shared; ``pvx``: the point value × 100; ``wppm``: the withheld share in
+    millionths (0 where the assessment is off)."""
+    S, H = q_h.shape
+    stacked_p = pts.shape[0] > 1
+    stacked_s = shr.shape[0] > 1
+    for s in range(S):
+        sp_ = s if stacked_p else 0
+        ss_ = s if stacked_s else 0
+        x = pvx[s]
+        for h in range(H):
+            q = 0.0
+            w_sum = 0
+            pre = 0
+            for m in range(12):
+                p = pts[sp_, h, m]
+                sh = np.float64(shr[ss_, h, m]) if tc[s] else 0.0
+                v = p * x - sh
+                q = v if m == 0 else q + v
+                due = p * prov[s, m] * 100.0 - sh
+                g = (due if due > 0.0 else 0.0) * prepay[s, m]
+                g = np.rint(g * 1e6) / 1e6  # half_up: rounded to 6 places first
+                gi = np.int64(np.floor(abs(g) + 0.5))
+                if g < 0.0:
+                    gi = -gi
+                wi = 0
+                if as_on[s]:
+                    num = abs(gi) * wppm[s]
+                    wi = (2 * num + PPM) // (2 * PPM)
+                    if gi < 0:
+                        wi = -wi
+                w_sum += wi
+                pre += gi - wi
+            q_h[s, h] = q
+            W_h[s, h] = w_sum
+            pre_h[s, h] = pre
 
 
 def settle_fund_fast(
