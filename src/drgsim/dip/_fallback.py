@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from drgsim.errors import ValidationError
+from drgsim.errors import Problem, ValidationError
 
 LEVEL_CHARS = {"subcategory": 5, "category": 3}
 
@@ -22,7 +22,8 @@ LEVEL_CHARS = {"subcategory": 5, "category": 3}
 def dx_key(code: str, level: str = "subcategory") -> str:
     """Packet diagnosis key: the part before ``+`` (dagger–asterisk), first 5 (or 3) chars."""
     if level not in LEVEL_CHARS:
-        raise ValidationError(f"dx_level {level!r}: expected subcategory or category")
+        raise ValidationError([Problem("catalogue.csv", None, "dx_level",
+                                       f"{level!r}: expected subcategory or category")])
     return str(code).split("+", 1)[0][: LEVEL_CHARS[level]]
 
 
@@ -62,7 +63,8 @@ def read_catalogue(folder: str | Path) -> Catalogue:
     """Read catalogue.csv and packets.csv (aux.csv, levels.csv when present); one-line errors."""
     d = Path(folder)
     if not (d / "packets.csv").is_file():
-        raise ValidationError(f"{d}: not a DIP catalogue folder (no packets.csv)")
+        raise ValidationError([Problem(str(d), None, None,
+                                       "not a DIP catalogue folder (no packets.csv)")])
     meta: dict[str, str] = {}
     if (d / "catalogue.csv").is_file():
         with (d / "catalogue.csv").open(encoding="utf-8", newline="") as fh:
@@ -71,7 +73,7 @@ def read_catalogue(folder: str | Path) -> Catalogue:
     packets = pd.read_csv(d / "packets.csv", dtype=str, keep_default_na=False)
     missing = [c for c in _PACKET_COLS if c not in packets.columns]
     if missing:
-        raise ValidationError(f"{d / 'packets.csv'}:1: {missing[0]}: column missing")
+        raise ValidationError([Problem(str(d / "packets.csv"), 1, missing[0], "column missing")])
     for c in ("treatment_type", "base"):
         packets[c] = pd.to_numeric(packets[c], errors="coerce")
     packets["mean_cost_fen"] = pd.to_numeric(packets["mean_cost_fen"], errors="coerce")
@@ -79,7 +81,7 @@ def read_catalogue(folder: str | Path) -> Catalogue:
         bad = packets[c].isna()
         if bad.any():
             line = int(bad.to_numpy().argmax()) + 2
-            raise ValidationError(f"{d / 'packets.csv'}:{line}: {c}: not a number")
+            raise ValidationError([Problem(str(d / "packets.csv"), line, c, "not a number")])
     opt = {}
     for name in ("levels", "aux"):
         p = d / f"{name}.csv"

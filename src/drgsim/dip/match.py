@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 import pyarrow as pa
 
-from drgsim.errors import DrgsimError, ValidationError
+from drgsim.errors import DrgsimError, Problem, ValidationError
 from drgsim.grouper.core import default_threads, load_scheme
 from drgsim.records import RecordFields, check_columns, dataframe_record_table, fields_from_table
 from drgsim.scheme.compiled import CompiledScheme
@@ -129,17 +129,22 @@ class Prepared:
         return pos
 
     def principal_rows(self, codes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Key index and comprehensive packets for principal codes (one Python pass each)."""
-        keys = np.full(len(codes), -1, np.int32)
-        comp = np.full((len(codes), 3, 4), -1, np.int32)
-        get, none = self.comp_of.get, None
-        for i, c in enumerate(codes):
-            keys[i] = self.key_of.get(self.principal_keys[i + self._offset], -1)
-            for lv, pre in enumerate(fallback_prefixes(c)):
-                row = get(pre, none)
+        """Key index and comprehensive packets for principal codes (per distinct category)."""
+        import pandas as pd
+
+        keys_txt = self.principal_keys[self._offset:self._offset + len(codes)]
+        keys = pd.Index(list(self.key_of)).get_indexer(keys_txt).astype(np.int32) \
+            if self.key_of else np.full(len(codes), -1, np.int32)
+        cats = [c.split("+", 1)[0][:3] for c in codes]
+        uniq, inv = np.unique(np.array(cats, dtype=object).astype(str), return_inverse=True) \
+            if codes else (np.array([], str), np.zeros(0, np.int64))
+        per = np.full((len(uniq), 3, 4), -1, np.int32)
+        for u, cat in enumerate(uniq.tolist()):
+            for lv, pre in enumerate(fallback_prefixes(cat)):
+                row = self.comp_of.get(pre) if pre else None
                 if row is not None:
-                    comp[i, lv] = row
-        return keys, comp
+                    per[u, lv] = row
+        return keys, per[inv.reshape(-1)] if len(codes) else np.zeros((0, 3, 4), np.int32)
 
     def extend_principal(self, new: list[str]) -> None:
         """Add principal codes unknown to the scheme (matched by their text)."""
@@ -185,6 +190,13 @@ def _catalogue(catalogue: Any) -> Any:
     return catalogue
 
 
+def pd_numeric(col: Any) -> np.ndarray:
+    """A column as float64, NaN where it is not a number."""
+    import pandas as pd
+
+    return pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
 def _split_procs(text: Any) -> list[str]:
     s = "" if text is None else str(text)
     return sorted({p for p in s.split("+") if p}) if s else []
@@ -209,6 +221,13 @@ def prepare(catalogue: Any, scheme: CompiledScheme,
     return p
 
 
+def _bad(cat: Any, row: int | None, column: str | None, message: str) -> ValidationError:
+    """One catalogue problem as ``file:line: column: message`` (line of packets.csv)."""
+    path = getattr(cat, "path", None)
+    where = str(Path(path) / "packets.csv") if path is not None else "catalogue packets"
+    return ValidationError([Problem(where, None if row is None else row + 2, column, message)])
+
+
 def _prepare(cat: Any, scheme: CompiledScheme, treatment: dict[str, int] | None) -> Prepared:
     from drgsim.codes import codes_index
 
@@ -218,20 +237,24 @@ def _prepare(cat: Any, scheme: CompiledScheme, treatment: dict[str, int] | None)
     need = ("packet", "kind", "dx_key", "procs", "base", "mean_cost_fen")
     miss = [c for c in need if c not in df.columns]
     if miss:
-        raise ValidationError(f"catalogue packets: column(s) missing: {', '.join(miss)}")
+        raise _bad(cat, None, miss[0], "column missing")
     codes_col = [str(c) for c in df["packet"].tolist()]
     order = sorted(range(len(codes_col)), key=lambda i: codes_col[i])
     df = df.iloc[order].reset_index(drop=True)
     codes = [codes_col[i] for i in order]
-    if len(set(codes)) != len(codes):
-        dup = next(c for i, c in enumerate(codes[1:]) if c == codes[i])
-        raise ValidationError(f"catalogue packets: packet {dup!r} appears twice")
+    for i in range(1, len(codes)):
+        if codes[i] == codes[i - 1]:
+            raise _bad(cat, max(order[i], order[i - 1]), "packet",
+                       f"packet {codes[i]!r} appears twice (also line {min(order[i], order[i - 1]) + 2})")
     kinds_txt = [str(k) for k in df["kind"].tolist()]
-    bad = [k for k in kinds_txt if k not in ("core", "comprehensive")]
-    if bad:
-        raise ValidationError(f"catalogue packets: kind {bad[0]!r} (expected core or comprehensive)")
+    for i, k in enumerate(kinds_txt):
+        if k not in ("core", "comprehensive"):
+            raise _bad(cat, order[i], "kind", f"{k!r}: expected core or comprehensive")
     base = np.array([str(b) in ("1", "1.0", "True", "true") for b in df["base"].tolist()], bool)
-    mean = np.asarray(df["mean_cost_fen"], dtype=np.float64)
+    mean = pd_numeric(df["mean_cost_fen"])
+    bad = np.flatnonzero(~np.isfinite(mean) | (mean < 0))
+    if len(bad):
+        raise _bad(cat, order[bad[0]], "mean_cost_fen", "not a non-negative number")
     kinds = np.array([1 if k == "core" else 2 for k in kinds_txt], np.int8)
     kinds[(kinds == 1) & base] = 3
 
@@ -256,8 +279,8 @@ def _prepare(cat: Any, scheme: CompiledScheme, treatment: dict[str, int] | None)
         if kind == "comprehensive":
             parts = code.split("/")
             if len(parts) != 3 or parts[0] != "Z" or parts[2] not in TT_LETTERS or not parts[2]:
-                raise ValidationError(f"catalogue packets: comprehensive packet {code!r} is not "
-                                      "Z/<prefix>/<C|D|T|S>")
+                raise _bad(cat, order[i], "packet", f"comprehensive packet {code!r} is not "
+                           "Z/<prefix>/<C|D|T|S>")
             comp_of.setdefault(parts[1], [-1] * 4)[TT_LETTERS.index(parts[2])] = i
             proc_ids.append([])
             continue
@@ -273,8 +296,8 @@ def _prepare(cat: Any, scheme: CompiledScheme, treatment: dict[str, int] | None)
         elif cons_list[j] < 0:
             cons_list[j] = i
         else:
-            raise ValidationError(f"catalogue packets: two conservative packets for {k!r}: "
-                                  f"{codes[cons_list[j]]!r} and {code!r}")
+            raise _bad(cat, order[i], "procs", f"a second conservative packet for {k!r} "
+                       f"(also {codes[cons_list[j]]!r})")
     p = Prepared(codes, kinds, df, dx_level, vocab, codes_index(vocab), len(scheme.codes),
                  rank_of, [], key_of, comp_of, core_by_key, cons_list, proc_ids, mean, base,
                  np.zeros(0, np.int32), np.zeros((0, 3, 4), np.int32), [])
@@ -552,5 +575,55 @@ def catalogue_folder(path: str | os.PathLike[str]) -> Path:
     """A catalogue folder given on the command line, checked to exist."""
     p = Path(path)
     if not p.is_dir():
-        raise ValidationError(f"{p}: no such catalogue folder")
+        raise ValidationError([Problem(str(p), None, None, "no such catalogue folder")])
     return p
+
+
+@dataclass
+class Agreement:
+    """How many history cases matching puts back in their build-time packet (issue 19)."""
+
+    cases: int
+    same: int
+    moves: Any  # DataFrame: build_packet, build_kind, packet, packet_kind, cases (moved only)
+
+    @property
+    def share(self) -> float:
+        return self.same / self.cases if self.cases else 0.0
+
+    def text(self) -> str:
+        lines = [f"history put back in its build-time packet: {self.same:,} of {self.cases:,} "
+                 f"({self.share:.2%})"]
+        if len(self.moves):
+            by = self.moves.groupby(["build_kind", "packet_kind"])["cases"].sum()
+            lines += [f"  {a or 'none'} -> {b or 'none'}: {n:,}" for (a, b), n in by.items()]
+        return "\n".join(lines)
+
+
+def history_agreement(history: Any, assigned: Any, catalogue: Any,
+                      scheme: str | os.PathLike[str] | CompiledScheme = DEFAULT_SCHEME,
+                      treatment: dict[str, int] | None = None) -> Agreement:
+    """Match the history a catalogue was built from and compare with the build's assignment
+    (``assigned``: case_id, packet, kind — what ``dip.build`` returns beside the catalogue).
+    Containment can move a case from a comprehensive packet to a core one by design."""
+    import pandas as pd
+
+    got = match(history, catalogue, scheme, treatment=treatment)
+    if isinstance(got, pa.Table):
+        got = got.to_pandas()
+    a = pd.DataFrame({"case_id": assigned["case_id"].astype(str).to_numpy(),
+                      "build_packet": assigned["packet"].astype(str).to_numpy(),
+                      "build_kind": assigned["kind"].astype(str).to_numpy()})
+    if a["case_id"].duplicated().any():
+        raise DrgsimError("history_agreement: case_id repeats in the build's assignment")
+    g = pd.DataFrame({"case_id": got["case_id"].astype(str).to_numpy(),
+                      "packet": got["packet"].to_numpy(), "packet_kind": got["packet_kind"].to_numpy()})
+    j = a.merge(g, on="case_id", how="left", validate="one_to_one")
+    if j["packet"].isna().any():
+        raise DrgsimError(f"history_agreement: case {j.loc[j['packet'].isna(), 'case_id'].iloc[0]!r} "
+                          "of the assignment is not in the history")
+    same = j["build_packet"] == j["packet"]
+    moved = j[~same].groupby(["build_packet", "build_kind", "packet", "packet_kind"]).size()
+    moves = moved.rename("cases").reset_index().sort_values("cases", ascending=False,
+                                                             kind="stable").reset_index(drop=True)
+    return Agreement(len(j), int(same.sum()), moves)
