@@ -70,6 +70,7 @@ def test_containment_core_packet_needs_all_its_procedures():
     cat = catalogue([packet(f"K80.1/{A}+{B}"), packet("Z/K80/S")])
     assert one(cat, dx="K80.100x001", px=f"{B}|{A}|99.0400").packet == f"K80.1/{A}+{B}"
     assert one(cat, dx="K80.100x001", px=A).packet == "Z/K80/S"  # {A, B} ⊄ {A}
+    assert one(cat, dx="K80.100x001", px=f"{A}|{C}").packet == "Z/K80/S"  # {A, B} ⊄ {A, C}
     # a repeated code is one procedure; order never matters
     assert one(cat, dx="K80.100x001", px=f"{A}|{A}").packet == "Z/K80/S"
 
@@ -83,6 +84,10 @@ def test_tie_break_1_most_procedures_matched_before_cost():
     # cost 10,000 yuan = the mean of {A}; {A, B} is far but matches more procedures
     cat = catalogue([packet(f"K80.1/{A}", mean=1_000_000.0),
                      packet(f"K80.1/{A}+{B}", mean=9_000_000.0)])
+    assert one(cat, dx="K80.100x001", px=f"{A}|{B}", cost=10_000.0).packet == f"K80.1/{A}+{B}"
+    # and when the smaller set comes later in code order and is nearer: "K80.1/51.2200+51.2300"
+    # < "K80.1/51.2300", cost at {B}'s mean
+    cat = catalogue([packet(f"K80.1/{A}+{B}", mean=9_000_000.0), packet(f"K80.1/{B}", mean=1_000_000.0)])
     assert one(cat, dx="K80.100x001", px=f"{A}|{B}", cost=10_000.0).packet == f"K80.1/{A}+{B}"
 
 
