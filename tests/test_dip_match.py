@@ -174,6 +174,8 @@ def test_dagger_asterisk_and_category_level_keys():
     assert (r.packet, r.dx_key) == ("A18.0", "A18.0")
     r = run(catalogue([packet("A18")], dx_level="category"), [case("A18.002+M49.0*")]).iloc[0]
     assert (r.packet, r.dx_key) == ("A18", "A18")
+    # the part before "+" even when it is shorter than the level (B26: mumps orchitis)
+    assert one(catalogue([packet("B26")]), dx="B26+N51.1*").dx_key == "B26"
     assert one(cat, dx="NOT-A-CODE").dip_status == "blank_packet"
 
 
