@@ -405,3 +405,75 @@ def test_many_rows_kernel_path(chs):
     whole = run(cat, cases)
     for i in range(0, 3000, 397):
         assert whole.packet.iloc[i] == run(cat, [cases[i]]).packet.iloc[0]
+
+
+# ---------------------------------------------------------------- command line
+
+def test_cli_group_and_explain_dip(tmp_path):
+    import json
+
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    cat = write_folder(tmp_path / "cat", [packet("K80.1", 500_000.0),
+                                           packet("K80.1/51.2200", 1_000_000.0),
+                                           packet("K80.1/51.2300", 3_000_000.0),
+                                           packet("Z/K80/S", 900_000.0)])
+    src = tmp_path / "in.csv"
+    pd.DataFrame([case("K80.100x001", cost=5000, case_id="a"),
+                  case("K80.100x001", "51.2200|51.2300", 25_000, case_id="b"),
+                  case("K81.000", "51.2200", 1, case_id="c"),
+                  case("K80.100x001", sex=9, case_id="d")]).to_csv(src, index=False)
+    out = tmp_path / "out.parquet"
+    r = CliRunner().invoke(main, ["group", str(src), "--method", "dip", "--catalogue", str(cat),
+                                  "-o", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    t = pq.read_table(out)
+    assert t.column("packet").to_pylist() == ["K80.1", "K80.1/51.2300", "", ""]
+    assert t.column("dip_status").to_pylist() == ["ok", "ok", "blank_packet", "check_failed"]
+    assert t.schema.metadata[b"drgsim.method"] == b"dip"
+    assert "blank_packet" in r.output and "check_failed" in r.output
+    # the default method is untouched: DRG columns, no DIP ones
+    r = CliRunner().invoke(main, ["group", str(src), "-o", str(tmp_path / "drg.csv"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    head = (tmp_path / "drg.csv").read_text(encoding="utf-8").splitlines()[0]
+    assert '"drg"' in head and "packet" not in head
+
+    r = CliRunner().invoke(main, ["explain", "--method", "dip", "--catalogue", str(cat),
+                                  "--sex", "1", "--age", "50", "--dx", "K80.100x001",
+                                  "--px", "51.2200|51.2300", "--cost", "20000"])
+    assert r.exit_code == 0, r.output
+    assert "chosen by: smallest packet code" in r.output
+    assert "result: K80.1/51.2200 · core · ok" in r.output
+    r = CliRunner().invoke(main, ["explain", str(src), "--case-id", "b", "--method", "dip",
+                                  "--catalogue", str(cat), "--json"])
+    d = json.loads(r.output)
+    assert d["result"]["packet"] == "K80.1/51.2300"
+    assert d["tie_break"] == "smallest |cost - packet mean|"
+    assert [c["contained"] for c in d["core_candidates"]] == [True, True]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "dip"], "needs --catalogue"),
+    (["--catalogue", "CAT"], "is for --method dip"),
+    (["--method", "dip", "--catalogue", "CAT", "--flags"], "--flags: DRG options"),
+    (["--method", "dip", "--catalogue", "NOPE"], "no such catalogue folder"),
+    (["--method", "dip", "--catalogue", "BAD"], "packets.csv:3: packet: "),
+])
+def test_cli_dip_refusals_leave_no_output(tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    write_folder(tmp_path / "CAT", [packet("K80.1")])
+    write_folder(tmp_path / "BAD", [packet("K80.1"), packet("K80.1")])
+    src = tmp_path / "in.csv"
+    pd.DataFrame([case("K80.100x001")]).to_csv(src, index=False)
+    args = [str(tmp_path / a) if a in ("CAT", "NOPE", "BAD") else a for a in args]
+    r = CliRunner().invoke(main, ["group", str(src), "-o", str(tmp_path / "o.csv"), *args])
+    assert r.exit_code != 0
+    assert message in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "o.csv").exists()
