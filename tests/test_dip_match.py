@@ -477,3 +477,36 @@ def test_cli_dip_refusals_leave_no_output(tmp_path, args, message):
     assert message in r.output and "Traceback" not in r.output
     assert len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_aux_coefficients_wired_through_dip_aux(monkeypatch):
+    """While drgsim.dip.aux is absent aux_coef is 1.0; when present, matching hands it the
+    packets' rows in the catalogue's own order and labels the columns from the aux table's
+    row it names (a stand-in module here, per DIP_CONTRACT.md's signatures)."""
+    import sys
+    import types
+
+    cat = catalogue([packet("Z/K80/C"), packet("K80.1")])  # row 1 = K80.1, sorted index 0
+    cat.aux = pd.DataFrame([dict(packet="K80.1", catalogue="age", **{"class": "age_ge65"},
+                                 class_id=5, coefficient=1.25, kept=1)])
+    fake = types.ModuleType("drgsim.dip.aux")
+
+    def case_classes(fields, scheme):
+        return {"age": np.where(fields.ints["age_years"] >= 65, 5, 0).astype(np.int8)}
+
+    def case_coefficients(rows, classes, aux):
+        codes = cat.packets["packet"].to_numpy()
+        coef, which = np.ones(len(rows)), np.full(len(rows), -1)
+        for i, r in enumerate(rows):
+            for j, a in enumerate(aux.to_dict("records")):
+                if r >= 0 and codes[r] == a["packet"] and classes["age"][i] == a["class_id"]:
+                    coef[i], which[i] = a["coefficient"], j
+        return coef, which
+
+    fake.case_classes, fake.case_coefficients = case_classes, case_coefficients
+    monkeypatch.setitem(sys.modules, "drgsim.dip.aux", fake)
+    got = run(cat, [case("K80.100x001", age_years=70), case("K80.100x001", age_years=40),
+                    case("K81.000", age_years=70)])
+    assert got.aux_coef.tolist() == [1.25, 1.0, 1.0]
+    assert got.aux_catalogue.tolist() == ["age", "", ""]
+    assert got.aux_class.tolist() == ["age_ge65", "", ""]

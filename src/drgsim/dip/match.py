@@ -117,6 +117,7 @@ class Prepared:
     principal_keys: list[str]  # diagnosis key text per principal id
     kc: KernelCatalogue | None = None
     aux_table: Any = None
+    row_of: np.ndarray | None = None  # packet index -> row of the catalogue's own table
     _offset: int = 0
 
     @property
@@ -301,6 +302,7 @@ def _prepare(cat: Any, scheme: CompiledScheme, treatment: dict[str, int] | None)
     p = Prepared(codes, kinds, df, dx_level, vocab, codes_index(vocab), len(scheme.codes),
                  rank_of, [], key_of, comp_of, core_by_key, cons_list, proc_ids, mean, base,
                  np.zeros(0, np.int32), np.zeros((0, 3, 4), np.int32), [])
+    p.row_of = np.array(order, np.int64)
     p.extend_principal(list(scheme.codes))
     p.pdx_key[0] = -1  # id 0: "in no table" (the text path decides those rows)
     p.pdx_comp[0] = -1
@@ -412,7 +414,8 @@ def _aux(fields: RecordFields, scheme: CompiledScheme, prep: Prepared, out: Matc
     if aux is None or len(aux) == 0:
         return
     classes = case_classes(fields, scheme)
-    coef, which = case_coefficients(out.packet, classes, aux)
+    rows = np.where(out.packet >= 0, prep.row_of[np.maximum(out.packet, 0)], -1)
+    coef, which = case_coefficients(rows, classes, aux)  # rows of cat.packets, -1 none
     out.aux_coef[:] = np.where(out.packet >= 0, np.asarray(coef, np.float64), 1.0)
     out.aux_row[:] = np.where(out.packet >= 0, np.asarray(which, np.int64), -1)
 
