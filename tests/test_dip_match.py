@@ -510,3 +510,14 @@ def test_aux_coefficients_wired_through_dip_aux(monkeypatch):
     assert got.aux_coef.tolist() == [1.25, 1.0, 1.0]
     assert got.aux_catalogue.tolist() == ["age", "", ""]
     assert got.aux_class.tolist() == ["age_ge65", "", ""]
+
+
+def test_history_agreement_refuses_ambiguous_ids():
+    cat = catalogue([packet("K80.1")])
+    recs = pd.DataFrame([case("K80.100x001", case_id="h"), case("K80.100x001", case_id="h")])
+    with pytest.raises(DrgsimError, match="repeats in the history"):
+        history_agreement(recs, pd.DataFrame({"case_id": ["h"], "packet": ["K80.1"],
+                                              "kind": ["core"]}), cat, treatment=TT)
+    with pytest.raises(DrgsimError, match="not in the history"):
+        history_agreement(recs.iloc[:1], pd.DataFrame({"case_id": ["x"], "packet": ["K80.1"],
+                                                       "kind": ["core"]}), cat, treatment=TT)

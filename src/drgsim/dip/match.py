@@ -621,7 +621,9 @@ def history_agreement(history: Any, assigned: Any, catalogue: Any,
         raise DrgsimError("history_agreement: case_id repeats in the build's assignment")
     g = pd.DataFrame({"case_id": got["case_id"].astype(str).to_numpy(),
                       "packet": got["packet"].to_numpy(), "packet_kind": got["packet_kind"].to_numpy()})
-    j = a.merge(g, on="case_id", how="left", validate="one_to_one")
+    if g["case_id"].duplicated().any():
+        raise DrgsimError("history_agreement: case_id repeats in the history")
+    j = a.merge(g, on="case_id", how="left")
     if j["packet"].isna().any():
         raise DrgsimError(f"history_agreement: case {j.loc[j['packet'].isna(), 'case_id'].iloc[0]!r} "
                           "of the assignment is not in the history")
