@@ -210,7 +210,8 @@ def prepare(catalogue: Any, scheme: CompiledScheme,
     ``treatment`` overrides the procedure treatment types (code → 0..3); default the
     scheme's (:func:`drgsim.dip.keys.treatment_types`)."""
     cat = _catalogue(catalogue)
-    key = (scheme.content_hash, id(treatment) if treatment is not None else None)
+    key = (scheme.content_hash, id(cat.packets), len(cat.packets),
+           None if treatment is None else hash(frozenset(treatment.items())))
     cache = getattr(cat, "_dip_prepared", None)
     if cache is not None and cache[0] == key:
         return cache[1]
