@@ -521,3 +521,21 @@ def test_history_agreement_refuses_ambiguous_ids():
     with pytest.raises(DrgsimError, match="not in the history"):
         history_agreement(recs.iloc[:1], pd.DataFrame({"case_id": ["x"], "packet": ["K80.1"],
                                                        "kind": ["core"]}), cat, treatment=TT)
+
+
+def test_cli_dip_keeps_malformed_rows(tmp_path):
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    cat = write_folder(tmp_path / "cat", [packet("K80.1")])
+    src = tmp_path / "in.csv"
+    src.write_text("case_id,sex,age_years,diagnoses\na,1,50,K80.100x001\nb,1,50\n"
+                   "c,1,50,K80.100x001\n", encoding="utf-8")
+    out = tmp_path / "out.csv"
+    r = CliRunner().invoke(main, ["group", str(src), "--method", "dip", "--catalogue", str(cat),
+                                  "--bad-lines", "keep", "-o", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    got = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert got.dip_status.tolist() == ["ok", "malformed_row", "ok"]
+    assert got.packet.tolist() == ["K80.1", "", "K80.1"]
