@@ -165,7 +165,25 @@ def test_each_comprehensive_fallback_then_blank():
 def test_chapter_labels():
     assert [chapter(c) for c in ("A01.0", "C50.9", "D50.0", "H60.0", "K80.1", "S72.0",
                                  "T14.9", "Z38.0", "U07.1", "V89.2", "1234", "")] == \
-        ["CH1", "CH2", "CH3", "CH8", "CH11", "CH19", "CH19", "CH21", "CH22", "CH20", "", ""]
+        ["CH01", "CH02", "CH03", "CH08", "CH11", "CH19", "CH19", "CH21", "CH22", "CH20",
+         "CH00", "CH00"]
+
+
+def test_short_keys_skip_the_levels_they_cannot_fill():
+    # "K8" has no category; "K" neither a category nor a prefix, and no chapter (CH00)
+    full = [packet("Z/K8/C"), packet("Z/K/C"), packet("Z/CH11/C"), packet("Z/CH00/C")]
+    assert one(catalogue(full), dx="K8").packet == "Z/K8/C"
+    assert one(catalogue(full), dx="K").packet == "Z/CH00/C"
+    assert one(catalogue([packet("Z/CH00/C")]), dx="|K80.100x001").packet == "Z/CH00/C"
+
+
+def test_procedure_outside_every_table_is_typed_like_the_builder(chs):
+    """Without a caller's table, a procedure in no dictionary gets the builder's type
+    (keys.code_types: no rule matched = therapeutic), not conservative."""
+    cat = catalogue([packet("K80.1"), packet("Z/K80/T"), packet("Z/K80/C")])
+    got = match(pd.DataFrame([case("K80.100x001", "QQ.9999"), case("K80.100x001", "")]), cat)
+    assert got.treatment_type.tolist() == [2, 0]
+    assert got.packet.tolist() == ["Z/K80/T", "K80.1"]
 
 
 def test_dagger_asterisk_and_category_level_keys():
@@ -282,7 +300,8 @@ DXS = ["K80.100x001", "K80.101", "K80.200", "K81.000", "K30.x00", "J18.900", "A1
        "Q99.999-not-in-scheme", "", "1234"]
 PXS = ["51.2200", "51.2300", "51.8800", "51.1000", "99.0400", "93.3900", "ZZ.9999"]
 KEYS = ["K80.1", "K80.2", "K81.0", "K30.x", "J18.9", "A18.0"]
-PREFIXES = ["K80", "K81", "K30", "J18", "A18", "K8", "K3", "J1", "A1", "CH11", "CH10", "CH1"]
+PREFIXES = ["K80", "K81", "K30", "J18", "A18", "K8", "K3", "J1", "A1", "CH11", "CH10", "CH01",
+            "CH00", "CH02"]
 MEANS = [1_000_000.0, 2_000_000.0, 3_000_000.0]
 
 
@@ -480,33 +499,34 @@ def test_cli_dip_refusals_leave_no_output(tmp_path, args, message):
 
 
 def test_aux_coefficients_wired_through_dip_aux(monkeypatch):
-    """While drgsim.dip.aux is absent aux_coef is 1.0; when present, matching hands it the
-    packets' rows in the catalogue's own order and labels the columns from the aux table's
-    row it names (a stand-in module here, per DIP_CONTRACT.md's signatures)."""
+    """While drgsim.dip.aux is absent aux_coef is 1.0; when present, matching hands it each
+    case's packet index with the packet codes in index order (dip-aux's ``packet_names``)
+    and labels the columns from the aux table's row it names (a stand-in module here,
+    with dip-aux's signatures)."""
     import sys
     import types
 
-    cat = catalogue([packet("Z/K80/C"), packet("K80.1")])  # row 1 = K80.1, sorted index 0
+    cat = catalogue([packet("Z/K80/C"), packet("K80.1")])
     cat.aux = pd.DataFrame([dict(packet="K80.1", catalogue="age", **{"class": "age_ge65"},
                                  class_id=5, coefficient=1.25, kept=1)])
     fake = types.ModuleType("drgsim.dip.aux")
 
-    def case_classes(fields, scheme):
+    def case_classes(fields, scheme="chs_drg_11", policy=None, **kw):
         return {"age": np.where(fields.ints["age_years"] >= 65, 5, 0).astype(np.int8)}
 
-    def case_coefficients(rows, classes, aux):
-        codes = cat.packets["packet"].to_numpy()
-        coef, which = np.ones(len(rows)), np.full(len(rows), -1)
-        for i, r in enumerate(rows):
+    def case_coefficients(packet_idx, classes, aux, packet_names=None, tables=None):
+        coef, which = np.ones(len(packet_idx)), np.full(len(packet_idx), -1)
+        for i, r in enumerate(packet_idx):
             for j, a in enumerate(aux.to_dict("records")):
-                if r >= 0 and codes[r] == a["packet"] and classes["age"][i] == a["class_id"]:
+                if r >= 0 and packet_names[r] == a["packet"] and classes["age"][i] == a["class_id"]:
                     coef[i], which[i] = a["coefficient"], j
         return coef, which
 
     fake.case_classes, fake.case_coefficients = case_classes, case_coefficients
     monkeypatch.setitem(sys.modules, "drgsim.dip.aux", fake)
     got = run(cat, [case("K80.100x001", age_years=70), case("K80.100x001", age_years=40),
-                    case("K81.000", age_years=70)])
+                    case("K80.100x001", "51.1000", age_years=70)])
+    assert got.packet.tolist() == ["K80.1", "K80.1", ""]
     assert got.aux_coef.tolist() == [1.25, 1.0, 1.0]
     assert got.aux_catalogue.tolist() == ["age", "", ""]
     assert got.aux_class.tolist() == ["age_ge65", "", ""]

@@ -27,6 +27,38 @@ def dx_key(code: str, level: str = "subcategory") -> str:
     return str(code).split("+", 1)[0][: LEVEL_CHARS[level]]
 
 
+_CHAPTERS = (  # ICD-10 chapters by the first three characters (WHO ICD-10, 2019)
+    ("A00", "B99", 1), ("C00", "D48", 2), ("D50", "D89", 3), ("E00", "E90", 4),
+    ("F00", "F99", 5), ("G00", "G99", 6), ("H00", "H59", 7), ("H60", "H95", 8),
+    ("I00", "I99", 9), ("J00", "J99", 10), ("K00", "K93", 11), ("L00", "L99", 12),
+    ("M00", "M99", 13), ("N00", "N99", 14), ("O00", "O99", 15), ("P00", "P96", 16),
+    ("Q00", "Q99", 17), ("R00", "R99", 18), ("S00", "T98", 19), ("V01", "Y98", 20),
+    ("Z00", "Z99", 21), ("U00", "U99", 22),
+)
+
+
+def chapters(keys: Any) -> Any:
+    """ICD-10 chapter labels ``CH01``..``CH22`` of keys (``CH00`` outside every chapter)."""
+    import numpy as np
+
+    out = []
+    for k in keys:
+        k3 = str(k)[:3]
+        out.append(next((f"CH{ch:02d}" for lo, hi, ch in _CHAPTERS
+                         if lo <= k3 <= hi + "\uffff"), "CH00"))
+    return np.asarray(out, dtype=object)
+
+
+def code_types(codes: Any, scheme: Any = None) -> tuple[Any, Any]:
+    """Ranks of codes outside the scheme's dictionary: ICD-9-CM-3 87-91 diagnostic, any
+    other code therapeutic (the builder's "no rule matched")."""
+    import numpy as np
+
+    t = np.asarray([1 if str(c)[:2] in ("87", "88", "89", "90", "91") else 2 for c in codes],
+                   dtype=np.int8)
+    return t, np.zeros(len(t), bool)
+
+
 def treatment_types(scheme: Any) -> dict[str, int]:
     """Minimal treatment ranks: the scheme's OR list = surgery (3), ICD-9-CM-3 chapters
     87-91 diagnostic (1), any other procedure code of the scheme therapeutic (2)."""

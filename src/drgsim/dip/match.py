@@ -12,10 +12,9 @@ highest treatment type, then the coarser prefix, then the ICD-10 chapter; else
 
 from __future__ import annotations
 
-import bisect
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -30,9 +29,9 @@ from drgsim.scheme.paths import DEFAULT_SCHEME
 from drgsim.scheme.spec import STATUSES
 
 try:  # dip-catalogue's modules; the private stand-ins until they are merged
-    from drgsim.dip.keys import dx_key, treatment_types
+    from drgsim.dip.keys import chapters, code_types, dx_key, treatment_types
 except ImportError:  # pragma: no cover - depends on the merge
-    from drgsim.dip._fallback import dx_key, treatment_types
+    from drgsim.dip._fallback import chapters, code_types, dx_key, treatment_types
 
 T = TypeVar("T")
 
@@ -49,25 +48,18 @@ COST_COLUMNS = ("total_cost", "cost", "total_cost_yuan")  # as drgsim.pricing.ca
 _STATUS_MAP = np.array([DIP_STATUSES.index(s) if s in DIP_STATUSES else 2 for s in STATUSES],
                        dtype=np.int32)
 
-# ICD-10 chapters by the first 3-character category of each (WHO ICD-10 2019 blocks)
-_CHAPTER_STARTS = ("A00", "C00", "D50", "E00", "F00", "G00", "H00", "H60", "I00", "J00", "K00",
-                   "L00", "M00", "N00", "O00", "P00", "Q00", "R00", "S00", "U00", "V00", "Z00")
-_CHAPTER_NUMS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 22, 20, 21)
-
-
 def chapter(code: str) -> str:
-    """ICD-10 chapter label (``K80.1`` → ``CH11``), ``""`` for what is not an ICD-10 code."""
-    c = str(code).split("+", 1)[0][:3].upper()
-    if len(c) < 3 or not ("A" <= c[0] <= "Z") or not c[1].isdigit():
-        return ""
-    i = bisect.bisect_right(_CHAPTER_STARTS, c) - 1
-    return f"CH{_CHAPTER_NUMS[i]}" if i >= 0 else ""
+    """ICD-10 chapter label of a code or key as the catalogue builder labels it
+    (``K80.1`` → ``CH11``; ``CH00`` outside every chapter)."""
+    return str(chapters(np.array([str(code).split("+", 1)[0][:5]], dtype=object))[0])
 
 
 def fallback_prefixes(code: str) -> tuple[str, str, str]:
-    """The comprehensive fallbacks of a principal diagnosis: category, coarser prefix, chapter."""
-    cat = str(code).split("+", 1)[0][:3]
-    return cat, cat[:2], chapter(code)
+    """The comprehensive fallbacks of a principal diagnosis, as the builder folds its key:
+    category (3 characters), coarser prefix (2), chapter; a key too short skips a level."""
+    key = str(code).split("+", 1)[0]
+    return (key[:3] if len(key) >= 3 else "", key[:2] if len(key) >= 2 else "",
+            chapter(key) if key else chapter(""))
 
 
 def comprehensive_code(prefix: str, tt: int) -> str:
@@ -117,7 +109,9 @@ class Prepared:
     principal_keys: list[str]  # diagnosis key text per principal id
     kc: KernelCatalogue | None = None
     aux_table: Any = None
-    row_of: np.ndarray | None = None  # packet index -> row of the catalogue's own table
+    treatment_given: bool = False
+    scheme_path: str = ""
+    vocab_pos: dict[str, int] = field(default_factory=dict)
     _offset: int = 0
 
     @property
@@ -140,8 +134,10 @@ class Prepared:
         uniq, inv = np.unique(np.array(cats, dtype=object).astype(str), return_inverse=True) \
             if codes else (np.array([], str), np.zeros(0, np.int64))
         per = np.full((len(uniq), 3, 4), -1, np.int32)
+        chs = chapters(uniq.astype(object)) if len(uniq) else []
         for u, cat in enumerate(uniq.tolist()):
-            for lv, pre in enumerate(fallback_prefixes(cat)):
+            pres = (cat if len(cat) >= 3 else "", cat[:2] if len(cat) >= 2 else "", str(chs[u]))
+            for lv, pre in enumerate(pres):
                 row = self.comp_of.get(pre) if pre else None
                 if row is not None:
                     per[u, lv] = row
@@ -156,6 +152,24 @@ class Prepared:
         self.pdx_key = np.concatenate([self.pdx_key, k])
         self.pdx_comp = np.concatenate([self.pdx_comp, c])
         self.kc = None
+
+    def extend_vocab(self, new: list[str]) -> None:
+        """Add procedure codes met in records that neither the scheme nor the catalogue has,
+        with their treatment type (so a case's type never depends on the dictionary)."""
+        from drgsim.codes import codes_index
+
+        self.rank_of.update(zip(new, self.rank_new(new)))
+        self.vocab += new
+        self.vocab_pos.update({c: len(self.vocab) - len(new) + i for i, c in enumerate(new)})
+        self.index = codes_index(self.vocab)
+        self.kc = None
+
+    def rank_new(self, codes: list[str]) -> list[int]:
+        """Treatment type of codes outside the treatment table: the builder's rules
+        (:func:`drgsim.dip.keys.code_types`), or 0 under a table given by the caller."""
+        if self.treatment_given or not codes:
+            return [int(self.rank_of.get(c, 0)) for c in codes]
+        return [int(t) for t in code_types(np.array(codes, dtype=object), self.scheme_path)[0]]
 
     def kernel(self) -> KernelCatalogue:
         if self.kc is None:
@@ -260,7 +274,7 @@ def _prepare(cat: Any, scheme: CompiledScheme, treatment: dict[str, int] | None)
     kinds = np.array([1 if k == "core" else 2 for k in kinds_txt], np.int8)
     kinds[(kinds == 1) & base] = 3
 
-    rank_of = dict(treatment if treatment is not None else treatment_types(scheme))
+    rank_of = dict(treatment if treatment is not None else treatment_types(str(scheme.path)))
     vocab = list(scheme.codes)
     seen = set(vocab)
     procs = [_split_procs(x) for x in df["procs"].tolist()]
@@ -303,7 +317,11 @@ def _prepare(cat: Any, scheme: CompiledScheme, treatment: dict[str, int] | None)
     p = Prepared(codes, kinds, df, dx_level, vocab, codes_index(vocab), len(scheme.codes),
                  rank_of, [], key_of, comp_of, core_by_key, cons_list, proc_ids, mean, base,
                  np.zeros(0, np.int32), np.zeros((0, 3, 4), np.int32), [])
-    p.row_of = np.array(order, np.int64)
+    p.treatment_given = treatment is not None
+    p.scheme_path = str(scheme.path)
+    p.vocab_pos = {c: i for i, c in enumerate(vocab) if i}
+    extra = [c for c in vocab[len(scheme.codes):] if c not in rank_of]
+    rank_of.update(zip(extra, p.rank_new(extra)))
     p.extend_principal(list(scheme.codes))
     p.pdx_key[0] = -1  # id 0: "in no table" (the text path decides those rows)
     p.pdx_comp[0] = -1
@@ -361,6 +379,22 @@ def _principal_ids(fields: RecordFields, dx_ptr: np.ndarray, dx_ids: np.ndarray,
     return pdx
 
 
+def _learn_procedures(fields: RecordFields, px_ptr: np.ndarray, px_ids: np.ndarray,
+                      prep: Prepared) -> bool:
+    """Procedure codes in no vocabulary yet (id 0, not empty): add them with their type.
+    True when the vocabulary grew (the field is then encoded again, once)."""
+    zero = np.flatnonzero(px_ids == 0)
+    if not len(zero):
+        return False
+    rows = np.unique(np.searchsorted(px_ptr, zero, side="right") - 1)
+    texts = fields.procedures.take(pa.array(rows)).to_pylist()
+    new = sorted({p for t in texts for p in (t or "").replace(",", "|").split("|")
+                  if p and p not in prep.vocab_pos})
+    if new:
+        prep.extend_vocab(new)
+    return bool(new)
+
+
 def match_fields(fields: RecordFields, costs: tuple[np.ndarray, np.ndarray], prep: Prepared,
                  scheme: CompiledScheme, translate: bool = False,
                  threads: int | None = None) -> MatchResult:
@@ -378,6 +412,9 @@ def match_fields(fields: RecordFields, costs: tuple[np.ndarray, np.ndarray], pre
     # translation maps scheme ids: catalogue-only codes are then simply not in the map
     px_ptr, px_ids = encode_field(fields.procedures, scheme, keep_empty_field=False,
                                   threads=threads, index=None if translate else prep.index)
+    if not translate and _learn_procedures(fields, px_ptr, px_ids, prep):
+        px_ptr, px_ids = encode_field(fields.procedures, scheme, keep_empty_field=False,
+                                      threads=threads, index=prep.index)
     pdx = _principal_ids(fields, dx_ptr, dx_ids, prep)
     ck = prep.kernel()
     out = MatchResult(np.empty(n, np.int32), np.empty(n, np.int8), np.empty(n, np.int8),
@@ -415,8 +452,7 @@ def _aux(fields: RecordFields, scheme: CompiledScheme, prep: Prepared, out: Matc
     if aux is None or len(aux) == 0:
         return
     classes = case_classes(fields, scheme)
-    rows = np.where(out.packet >= 0, prep.row_of[np.maximum(out.packet, 0)], -1)
-    coef, which = case_coefficients(rows, classes, aux)  # rows of cat.packets, -1 none
+    coef, which = case_coefficients(out.packet, classes, aux, packet_names=prep.codes)
     out.aux_coef[:] = np.where(out.packet >= 0, np.asarray(coef, np.float64), 1.0)
     out.aux_row[:] = np.where(out.packet >= 0, np.asarray(which, np.int64), -1)
 

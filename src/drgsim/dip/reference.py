@@ -121,8 +121,10 @@ class ReferenceMatcher:
 
 
 def _prefixes(code: str) -> tuple[str, str, str]:
-    cat = code.split("+", 1)[0][:3]
-    return cat, cat[:2], chapter(code)
+    """Category, coarser prefix, chapter of the code's part before "+"; a part too short
+    for a level has no label there (as the builder folds)."""
+    key = code.split("+", 1)[0]
+    return (key[:3] if len(key) >= 3 else "", key[:2] if len(key) >= 2 else "", chapter(key))
 
 
 def _tie_level(hits: list[Packet], rank: Any) -> str:
