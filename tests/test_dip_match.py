@@ -239,12 +239,35 @@ def test_arrow_in_arrow_out_and_collisions_renamed():
     assert got.aux_coef.eq(1.0).all()
 
 
+M_ALL = 1_000_000.0
+META = {"format": "drgsim-dip-1", "version": "1.0", "dx_level": "subcategory", "score_scale": "100",
+        "m_all_fen": str(M_ALL), "core_threshold": "15", "comprehensive_min_cases": "5",
+        "aux_min_cases": "30", "level_min_cases": "5", "years": "2021,2022,2023",
+        "year_weights": "0.1,0.2,0.7", "pv_budget": "100.0", "reimbursement_ratio": "0.6",
+        "built_from": "hand", "drgsim_version": drgsim.__version__}
+
+
 def write_folder(d, rows):
+    """A complete catalogue folder by hand (DIP_CONTRACT.md: every file, key and column)."""
     d.mkdir()
-    pd.DataFrame({"key": ["format", "version", "dx_level", "score_scale"],
-                  "value": ["drgsim-dip-1", "1.0", "subcategory", "100"]}).to_csv(
+    pd.DataFrame({"key": list(META), "value": list(META.values())}).to_csv(
         d / "catalogue.csv", index=False)
-    pd.DataFrame(rows).to_csv(d / "packets.csv", index=False)
+    full = []
+    for r in rows:
+        kind_fold = r["fold"]
+        if r["kind"] == "comprehensive":
+            pre = r["dx_key"]
+            kind_fold = "chapter" if pre.startswith("CH") else "category" if len(pre) == 3 \
+                else "prefix"
+        rw = r["mean_cost_fen"] / M_ALL
+        full.append({**r, "fold": kind_fold, "n_trimmed": r["n_cases"], "rw": rw,
+                     "score": round(rw * 100, 4), "cv": 0.5})
+    cols = ["packet", "kind", "dx_key", "procs", "n_procs", "treatment_type", "fold", "base",
+            "n_cases", "n_trimmed", "mean_cost_fen", "rw", "score", "cv"]
+    pd.DataFrame(full, columns=cols).to_csv(d / "packets.csv", index=False)
+    (d / "levels.csv").write_text("packet,level,n_cases,mean_cost_fen\n", encoding="utf-8")
+    (d / "aux.csv").write_text("packet,catalogue,class,class_id,n_cases,mean_cost_fen,"
+                               "coefficient,cv_before,cv_after,kept,reason\n", encoding="utf-8")
     return d
 
 
