@@ -312,6 +312,12 @@ def test_history_put_back_in_build_time_packets():
                                       for h in hist], "year": 2023})
     ag = history_agreement(recs, assigned, cat, treatment=TT)
     assert (ag.cases, ag.same) == (8, 7) and ag.share == pytest.approx(7 / 8)
+    # a row the build excluded (no packet) is not counted either way
+    excl = pd.concat([assigned, pd.DataFrame({"case_id": ["hx"], "packet": [""], "kind": [""],
+                                               "year": [2023]})])
+    recs_x = pd.concat([recs, pd.DataFrame([case("K80.100x001", case_id="hx", sex=9)])])
+    ag2 = history_agreement(recs_x, excl, cat, treatment=TT)
+    assert (ag2.cases, ag2.same, ag2.excluded) == (8, 7, 1)
     assert ag.moves.to_dict("records") == [dict(build_packet="Z/K80/S", build_kind="comprehensive",
                                                 packet=f"K80.1/{A}", packet_kind="core", cases=1)]
     assert "comprehensive -> core: 1" in ag.text()

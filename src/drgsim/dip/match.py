@@ -626,6 +626,7 @@ class Agreement:
     cases: int
     same: int
     moves: Any  # DataFrame: build_packet, build_kind, packet, packet_kind, cases (moved only)
+    excluded: int = 0  # history rows the build gave no packet (check failed, bad cost, ...)
 
     @property
     def share(self) -> float:
@@ -633,7 +634,8 @@ class Agreement:
 
     def text(self) -> str:
         lines = [f"history put back in its build-time packet: {self.same:,} of {self.cases:,} "
-                 f"({self.share:.2%})"]
+                 f"({self.share:.2%})" + (f"; {self.excluded:,} rows the build excluded, not "
+                                          "counted" if self.excluded else "")]
         if len(self.moves):
             by = self.moves.groupby(["build_kind", "packet_kind"])["cases"].sum()
             lines += [f"  {a or 'none'} -> {b or 'none'}: {n:,}" for (a, b), n in by.items()]
@@ -656,6 +658,9 @@ def history_agreement(history: Any, assigned: Any, catalogue: Any,
                       "build_kind": assigned["kind"].astype(str).to_numpy()})
     if a["case_id"].duplicated().any():
         raise DrgsimError("history_agreement: case_id repeats in the build's assignment")
+    built = a["build_packet"] != ""
+    excluded = int((~built).sum())
+    a = a[built]
     g = pd.DataFrame({"case_id": got["case_id"].astype(str).to_numpy(),
                       "packet": got["packet"].to_numpy(), "packet_kind": got["packet_kind"].to_numpy()})
     if g["case_id"].duplicated().any():
@@ -668,4 +673,4 @@ def history_agreement(history: Any, assigned: Any, catalogue: Any,
     moved = j[~same].groupby(["build_packet", "build_kind", "packet", "packet_kind"]).size()
     moves = moved.rename("cases").reset_index().sort_values("cases", ascending=False,
                                                              kind="stable").reset_index(drop=True)
-    return Agreement(len(j), int(same.sum()), moves)
+    return Agreement(len(j), int(same.sum()), moves, excluded)
