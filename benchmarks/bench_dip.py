@@ -1,10 +1,11 @@
 """DIP performance on this machine (issue 19 targets: catalogue from 3 × 600k cases ≤ 5 s,
 matching 1M cases ≤ 1 s; in memory, after reading). Prints figures, asserts nothing.
 
-    python benchmarks/bench_dip.py            # every DIP benchmark present
-    python benchmarks/bench_dip.py match      # only the matching one
+    python benchmarks/bench_dip.py                # every DIP benchmark present
+    python benchmarks/bench_dip.py --only match   # only the matching one
 
-Each part is a ``bench_<name>()`` function in its own block below; ``main()`` runs them.
+Each part is a ``bench_<name>(table, hospitals, args)`` function in its own block below,
+registered in ``BENCHES``; ``main()`` runs them.
 """
 
 from __future__ import annotations
@@ -16,10 +17,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _machine import machine_lines  # noqa: E402
-from _records import benchmark_records  # noqa: E402
+
+BENCHES: dict = {}
 
 
-def best(fn, repeat: int = 3) -> float:
+# ---------------------------------------------------------------- matching (dip-match)
+
+def _match_best(fn, repeat: int = 3) -> float:
+    """Best wall time of ``repeat`` runs."""
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -28,17 +33,15 @@ def best(fn, repeat: int = 3) -> float:
     return min(times)
 
 
-# ---------------------------------------------------------------- matching (dip-match)
-
-def _match_catalogue(table, scheme):
+def _match_catalogue(table, scheme, hospitals=None):
     """A catalogue for the benchmark records: ``dip.build`` when present, else a quick
     stand-in (keys with ≥ 15 cases core, the rest comprehensive by category × type)."""
     try:
         from drgsim.dip import build
     except ImportError:
         build = None
-    if build is not None:
-        return build(table, scheme=scheme)[0]
+    if build is not None and hospitals is not None:
+        return build(table, scheme=scheme, hospitals=hospitals)[0]
     from types import SimpleNamespace
 
     import numpy as np
@@ -71,26 +74,35 @@ def _match_catalogue(table, scheme):
     return cat
 
 
-def bench_match(n: int = 1_000_000) -> list[str]:
-    """Matching n cases in memory (records already read), threads as the DRG grouper."""
+def bench_match(table=None, hospitals=None, args=None, n: int = 1_000_000) -> list[str]:
+    """Matching n cases in memory (records already read), threads as the DRG grouper.
+    ``table``/``hospitals``: a history to build the catalogue from and match (its first n
+    rows); none: the synthetic generator's records and a stand-in catalogue."""
     import numpy as np
+    from _records import benchmark_records
 
     from drgsim.dip.match import _prepare, case_costs, match_arrow_result, match_fields, prepare
     from drgsim.grouper.core import default_threads, load_scheme
     from drgsim.records import fields_from_table
 
     cs = load_scheme("chs_drg_11")
-    table, what = benchmark_records(n)
     t0 = time.perf_counter()
-    cat = _match_catalogue(table, cs)
+    if table is None:
+        table, what = benchmark_records(n)
+        cat = _match_catalogue(table, cs)
+    else:
+        cat = _match_catalogue(table, cs, hospitals)
+        what = f"the first {min(n, table.num_rows):,} history rows, catalogue from the history"
+        table = table.slice(0, n)
+    n = table.num_rows
     t_cat = time.perf_counter() - t0
-    t_prep = best(lambda: _prepare(cat, cs, None), 1)
+    t_prep = _match_best(lambda: _prepare(cat, cs, None), 1)
     prep = prepare(cat, cs)
     match_arrow_result(table.slice(0, 1000), cat, cs)  # compile / load the kernels
     fields = fields_from_table(table)
     costs = case_costs(table)[:2]
-    t_kernel = best(lambda: match_fields(fields, costs, prep, cs))
-    t_all = best(lambda: match_arrow_result(table, cat, cs))
+    t_kernel = _match_best(lambda: match_fields(fields, costs, prep, cs))
+    t_all = _match_best(lambda: match_arrow_result(table, cat, cs))
     res = match_fields(fields, costs, prep, cs)
     kinds = np.bincount(res.kind, minlength=4)
     return [
@@ -104,19 +116,23 @@ def bench_match(n: int = 1_000_000) -> list[str]:
     ]
 
 
+
+BENCHES["match"] = bench_match  # registered in the file's table of benchmarks
+
+
 # ---------------------------------------------------------------- main
 
 def main(argv: list[str] | None = None) -> None:
-    """Run every ``bench_<name>`` defined in this file (or those named on the command line)."""
-    argv = sys.argv[1:] if argv is None else argv
-    benches = {k[6:]: v for k, v in globals().items() if k.startswith("bench_") and callable(v)}
-    wanted = argv or list(benches)
+    """Run every benchmark in ``BENCHES`` (or those named with --only)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", nargs="*", default=None, choices=sorted(BENCHES))
+    args = ap.parse_args(argv)
     for line in machine_lines():
         print(line)
-    for name in wanted:
-        if name not in benches:
-            raise SystemExit(f"no benchmark {name!r} (have: {', '.join(benches)})")
-        for line in benches[name]():
+    for name in args.only or list(BENCHES):
+        for line in BENCHES[name](None, None, args):
             print(line)
 
 
