@@ -21,17 +21,13 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 import pyarrow as pa
 
+from drgsim.dip.keys import chapters, code_types, dx_key, treatment_types
 from drgsim.errors import DrgsimError, Problem, ValidationError
 from drgsim.grouper.core import default_threads, load_scheme
 from drgsim.records import RecordFields, check_columns, dataframe_record_table, fields_from_table
 from drgsim.scheme.compiled import CompiledScheme
 from drgsim.scheme.paths import DEFAULT_SCHEME
 from drgsim.scheme.spec import STATUSES
-
-try:  # dip-catalogue's modules; the private stand-ins until they are merged
-    from drgsim.dip.keys import chapters, code_types, dx_key, treatment_types
-except ImportError:  # pragma: no cover - depends on the merge
-    from drgsim.dip._fallback import chapters, code_types, dx_key, treatment_types
 
 T = TypeVar("T")
 
@@ -189,11 +185,9 @@ class Prepared:
 
 
 def read_catalogue(folder: str | os.PathLike[str]) -> Any:
-    """The catalogue folder through dip/tables.py (or the private stand-in until merged)."""
-    try:
-        from drgsim.dip.tables import read_catalogue as read
-    except ImportError:  # pragma: no cover - depends on the merge
-        from drgsim.dip._fallback import read_catalogue as read
+    """The catalogue folder, validated (:func:`drgsim.dip.tables.read_catalogue`)."""
+    from drgsim.dip.tables import read_catalogue as read
+
     return read(folder)
 
 
@@ -428,7 +422,7 @@ def match_fields(fields: RecordFields, costs: tuple[np.ndarray, np.ndarray], pre
                      ints["age_years"], ints["age_days"], ints["birth_weight_g"], cost, cost_ok,
                      bool(translate), _STATUS_MAP, n_chunks, out.packet, out.kind,
                      out.treatment_type, out.status, out.principal)
-    _aux(fields, scheme, prep, out)
+    _aux(fields, scheme, prep, out, None if translate else (dx_ptr, dx_ids), threads)
     return out
 
 
@@ -441,17 +435,19 @@ def aux_available() -> bool:
     return True
 
 
-def _aux(fields: RecordFields, scheme: CompiledScheme, prep: Prepared, out: MatchResult) -> None:
-    """Auxiliary coefficient per case (DIP.md: the highest kept coefficient that applies);
-    1.0 everywhere while drgsim.dip.aux is not there."""
-    if not aux_available():
+def _aux(fields: RecordFields, scheme: CompiledScheme, prep: Prepared, out: MatchResult,
+         dx_encoded: tuple[np.ndarray, np.ndarray] | None, threads: int) -> None:
+    """Auxiliary coefficient per case (DIP.md: the highest kept coefficient that applies,
+    :mod:`drgsim.dip.aux`); 1.0 where the catalogue keeps none (its aux.csv reflects the
+    policy's auxiliary catalogues at build time)."""
+    aux = getattr(prep, "aux_table", None)
+    if aux is None or len(aux) == 0 or not aux_available():
+        return
+    if "kept" in aux.columns and not (pd_numeric(aux["kept"]) == 1).any():
         return
     from drgsim.dip.aux import case_classes, case_coefficients
 
-    aux = getattr(prep, "aux_table", None)
-    if aux is None or len(aux) == 0:
-        return
-    classes = case_classes(fields, scheme)
+    classes = case_classes(fields, scheme, threads=threads, dx_encoded=dx_encoded)
     coef, which = case_coefficients(out.packet, classes, aux, packet_names=prep.codes)
     out.aux_coef[:] = np.where(out.packet >= 0, np.asarray(coef, np.float64), 1.0)
     out.aux_row[:] = np.where(out.packet >= 0, np.asarray(which, np.int64), -1)

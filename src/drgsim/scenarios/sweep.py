@@ -144,11 +144,20 @@ def _pricing_view(yp: YearPolicy) -> list:
 def _classify(base: Prepared, sc: _Scenario, calibrated: bool) -> None:
     """The scenario's route and the key of its pricing set."""
     keys = [k for k in sc.overlay if not k.startswith("behaviour.")]
+    if base.pv.get("method") == "dip" and (sc.behaviour or len(keys) < len(sc.overlay)):
+        raise SweepError(  # behaviour re-prices with the DRG outlier formulas
+            f"scenario {sc.name!r}: behaviour scenarios are not supported for method dip yet"
+        )
     if all(_is_settlement_key(k) for k in keys):
         sc.route, sc.key = "settlement", "base"
         sc.reason = "settlement-only keys: " + (", ".join(keys) or "none (baseline)")
         return
     calib = _get(sc.yp.pv, "calibration") != _get(base.pv, "calibration")
+    if calib and base.pv.get("method") == "dip":  # DIP scores come from its catalogue
+        raise SweepError(
+            f"scenario {sc.name!r}: calibration keys do not apply to method dip (its scores "
+            "come from the packet catalogue, dip.*)"
+        )
     # the fallback order is read by pricing too: given weights just re-price the rows
     cal_keys = sorted(
         k
@@ -306,7 +315,9 @@ def sweep(
     ref = base.reference_pv
     if ref is None and any(needs_reference_pv(s.yp.pv) for s in scs):
         prev = base.prev_cases()  # fixed once per sweep, with the baseline's pricing
-        ref = last_year_pv(prev, base.W, base.pv, base.region_df, base.year, base.hosp_df)
+        ref = last_year_pv(
+            prev, base.W, base.pv, base.region_df, base.year, base.hosp_df, ratio=base.dip_ratio
+        )
         base.reference_pv = ref
 
     # one pricing per distinct set; a cells set the cells cannot re-price goes to the rows
@@ -619,7 +630,11 @@ def _settle_all(
                 cst = np.stack([t.cost_fen for t in ts])
             sps = [scs[units[u][0]].yp for u in idx]
             sp = ScenarioParams.from_policies(
-                [y.pv for y in sps], name, [y.months for y in sps], r_ref
+                [y.pv for y in sps],
+                name,
+                [y.months for y in sps],
+                r_ref,
+                (base.dip_ratio or {}).get(name),  # DIP: reimbursement ratio from history
             )
             r = settle_scenarios(pts, shr, cst, B[idx], R[idx], sp, base.scores, monthly)
             for k in S_KEYS:
