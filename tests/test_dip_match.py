@@ -588,3 +588,56 @@ def test_cli_dip_keeps_malformed_rows(tmp_path):
     got = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert got.dip_status.tolist() == ["ok", "malformed_row", "ok"]
     assert got.packet.tolist() == ["K80.1", "", "K80.1"]
+
+
+# ---------------------------------------------------------------- with dip.build
+
+@pytest.fixture(scope="module")
+def built_region():
+    from drgsim import dip
+    from drgsim.synth import SyntheticRegion
+
+    reg = SyntheticRegion(30000, 40, (2021, 2022, 2023), 3, 0.01, "chs_drg_11", 2)
+    t, h = reg.discharges_table(), reg.hospitals_table().to_pandas()
+    cat, assigned = dip.build(t, hospitals=h)
+    return t, cat, assigned
+
+
+def test_history_put_back_by_dip_build(built_region):
+    """Matching the history dip.build was built from puts every core and base case back in
+    its packet; the only moves are comprehensive → core, by containment (a core packet whose
+    procedures are a subset of the case's, with the same diagnosis key)."""
+    t, cat, assigned = built_region
+    ag = history_agreement(t, assigned, cat)
+    assert ag.cases == int((assigned["packet"] != "").sum()) and ag.share > 0.9
+    assert set(zip(ag.moves.build_kind, ag.moves.packet_kind)) <= {("comprehensive", "core")}
+    got = match(t, cat).to_pandas()
+    pk = cat.packets.set_index("packet")
+    moved = np.flatnonzero((got.packet.to_numpy() != assigned.packet.to_numpy())
+                           & (assigned.packet.to_numpy() != ""))
+    for i in moved[:200]:
+        p = got.packet.iloc[i]
+        procs = set(filter(None, str(pk.loc[p, "procs"]).split("+")))
+        assert procs and procs <= set(str(got.procedures.iloc[i]).split("|"))
+        assert pk.loc[p, "dx_key"] == got.dx_key.iloc[i]
+
+
+def test_cli_dip_with_supervision_on_a_built_catalogue(built_region, tmp_path):
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+    from drgsim.dip.tables import write_catalogue
+
+    t, cat, _ = built_region
+    write_catalogue(cat, tmp_path / "cat")
+    pq.write_table(t, tmp_path / "h.parquet")
+    out = tmp_path / "m.parquet"
+    r = CliRunner().invoke(main, ["group", str(tmp_path / "h.parquet"), "--method", "dip",
+                                  "--catalogue", str(tmp_path / "cat"), "--supervision",
+                                  "-o", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "supervision flags[/]" not in r.output and "supervision flags" in r.output
+    assert (tmp_path / "m.supervision_by_hospital.csv").exists()
+    m = pq.read_table(out, columns=["packet", "dip_status"]).to_pandas()
+    assert len(m) == t.num_rows and (m.packet != "").mean() > 0.9
