@@ -102,7 +102,7 @@ def _match_catalogue(table, scheme, hospitals=None):
     except ImportError:
         build = None
     if build is not None and hospitals is not None:
-        return build(table, scheme=scheme, hospitals=hospitals)[0]
+        return build(table, scheme=str(scheme.path), hospitals=hospitals)[0]
     from types import SimpleNamespace
 
     import numpy as np
