@@ -29,10 +29,20 @@ def vocab_index(scheme: CompiledScheme) -> tuple[np.ndarray, np.ndarray, np.ndar
     return cached
 
 
-def encode_field(field: pa.Array, scheme: CompiledScheme, keep_empty_field: bool = False,
-                 threads: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Encode a text code field into CSR (offsets int64[n+1], ids int32)."""
-    table, voff, vdata = vocab_index(scheme)
+def codes_index(codes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hash table, offsets, bytes) over any vocabulary (id 0 = ``codes[0]`` is never found)."""
+    voff, vdata = string_buffers(pa.array(codes, type=pa.string()))
+    return build_table(voff, vdata), voff, vdata
+
+
+def encode_field(field: pa.Array, scheme: CompiledScheme | None, keep_empty_field: bool = False,
+                 threads: int = 2, index: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Encode a text code field into CSR (offsets int64[n+1], ids int32).
+
+    ``index`` (from :func:`codes_index`) replaces the scheme's vocabulary, e.g. the scheme's
+    codes extended by a DIP catalogue's (ids of the scheme's codes unchanged)."""
+    table, voff, vdata = index if index is not None else vocab_index(scheme)
     offsets, data = string_buffers(field)
     n = len(field)
     with parallel_section(threads) as used:

@@ -48,12 +48,17 @@ from drgsim.errors import DrgsimError
               help="Column that names the hospital (flag and agreement summaries).")
 @click.option("--cost-column", default=None,
               help="Cost column for --compare (default: total_cost, 住院总费用, ... if present).")
+@click.option("--method", type=click.Choice(["drg", "dip"]), default="drg", show_default=True,
+              help="drg: CHS-DRG groups; dip: the packets of a DIP catalogue (--catalogue).")
+@click.option("--catalogue", "catalogue", default=None, metavar="DIR",
+              help="With --method dip: the DIP catalogue folder (drgsim dip build).")
 @click.option("--batch-rows", default=1 << 18, show_default=True, type=click.IntRange(1000),
               help="Rows per streamed batch (bounds memory).")
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, column_map,
           with_flags, with_supervision, with_names, compare_col, hospital_column, cost_column,
+          method, catalogue,
           batch_rows, threads, quiet):
     """Group discharge records (parquet, a folder of parquet, CSV or .xlsx) into CHS-DRG groups.
 
@@ -65,7 +70,14 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
       drgsim group discharges.parquet -o grouped.parquet
       drgsim group month.csv -o grouped.csv --scheme beijing_2022
       drgsim group 首页.csv --map bingan_shouye --flags --names --compare drg -o out.csv
+      drgsim group cases.parquet --method dip --catalogue catalogue/ -o matched.parquet
     """
+    if method == "dip" or catalogue is not None:
+        _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet,
+                   column_map, method, catalogue, batch_rows, threads, quiet,
+                   {"--flags": with_flags, "--names": with_names, "--compare": compare_col,
+                    "--cost-column": cost_column}, with_supervision, hospital_column)
+        return
     from drgsim.grouper.core import load_scheme
     from drgsim.grouper.stream import OUTPUT_FORMATS, group_file, input_rows
     from drgsim.output import check_output
@@ -136,6 +148,94 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
             written += _supervision_report(con, out, hospital_column)
     except DrgsimError as exc:
         fail(exc)
+    _drop_stale_sidecars(out, written)
+
+
+def _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, column_map,
+               method, catalogue, batch_rows, threads, quiet, drg_only, with_supervision=False,
+               hospital_column="hospital_id") -> None:
+    """``group --method dip``: every case gets its packet (drgsim.dip.match), same output
+    machinery as DRG grouping (streamed, atomic, provenance), a summary of DIP statuses;
+    ``--supervision`` flags by packet as for DRG."""
+    from drgsim.dip.match import (
+        COST_COLUMNS,
+        DIP_STATUSES,
+        aux_available,
+        catalogue_folder,
+        match_arrow_result,
+        prepare,
+        read_catalogue,
+    )
+    from drgsim.grouper.core import load_scheme
+    from drgsim.grouper.stream import OUTPUT_FORMATS, group_file, input_rows
+    from drgsim.output import check_output
+
+    con = console()
+    try:
+        if method != "dip":
+            raise DrgsimError("--catalogue is for --method dip (the DRG grouper has no catalogue)")
+        given = [k for k, v in drg_only.items() if v]
+        if given:
+            raise DrgsimError(f"{', '.join(given)}: DRG options, not available with --method dip")
+        if catalogue is None:
+            raise DrgsimError("--method dip needs --catalogue DIR (a folder from drgsim dip build)")
+        input_path, glob = split_glob_input(input_path, glob)
+        folder = catalogue_folder(catalogue)
+        check_output(out, [input_path, column_map, scheme, str(folder)], OUTPUT_FORMATS)
+        cs = load_scheme(scheme)
+        cat = read_catalogue(folder)
+        prepare(cat, cs)  # a malformed catalogue fails here, before any output
+        seen: dict[str, bool] = {}
+
+        def matcher(batch):
+            table, res = match_arrow_result(batch, cat, cs, translate, threads)
+            seen["no_cost"] = seen.get("no_cost", False) or not any(
+                c in batch.schema.names for c in COST_COLUMNS)
+            return table, res.status
+
+        needs = _supervision_needs(hospital_column) if with_supervision else {}
+        opts = dict(encoding=encoding, column_map=column_map, bad_lines=bad_lines, glob=glob,
+                    sheet=sheet, matcher=matcher, status_labels=list(DIP_STATUSES), needs=needs)
+        total = input_rows(input_path, glob)
+        if quiet:
+            summary = group_file(input_path, out, cs, translate, batch_rows, threads, **opts)
+        else:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            with Progress(TextColumn("matching"), BarColumn(), MofNCompleteColumn(),
+                          console=con, transient=True) as bar:
+                task = bar.add_task("match", total=total)
+                summary = group_file(input_path, out, cs, translate, batch_rows, threads,
+                                     progress=lambda k: bar.advance(task, k), **opts)
+    except DrgsimError as exc:
+        fail(exc)
+        return
+    rate = summary.rows / summary.seconds if summary.seconds else 0.0
+    con.print(f"[bold]{summary.rows:,}[/] cases matched to DIP packets -> {out}  "
+              f"({summary.grouped_share:.2%} ok, {rate:,.0f} cases/s)")
+    for status, n in sorted(summary.status_counts.items(), key=lambda kv: -kv[1]):
+        con.print(f"  {status:<18} {n:>12,}  {n / summary.rows:7.2%}")
+    if summary.missing_columns:
+        con.print(f"  absent optional columns (all values absent): "
+                  f"{', '.join(summary.missing_columns)}")
+    if seen.get("no_cost"):
+        summary.notes.append("no total_cost column: ties on procedure count went to the "
+                             "smallest packet code (no |cost - packet mean| tie-break)")
+    if not aux_available():
+        summary.notes.append("auxiliary catalogues not applied (drgsim.dip.aux absent): "
+                             "aux_coef 1.0")
+    for note in summary.notes:
+        con.print(f"  note: {note}", markup=False)
+    con.print(f"  provenance: drgsim {cs.provenance['drgsim.version']}, scheme {cs.name} "
+              f"{cs.version}, DIP catalogue {folder} (built from "
+              f"{cat.meta.get('built_from', '?') or '?'}), translation "
+              f"{'on' if translate else 'off'}", markup=False)
+    written = [Path(p) for p in summary.sidecars]
+    if with_supervision:
+        try:
+            written += _supervision_report(con, out, hospital_column)
+        except DrgsimError as exc:
+            fail(exc)
     _drop_stale_sidecars(out, written)
 
 

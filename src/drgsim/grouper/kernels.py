@@ -64,38 +64,41 @@ def _translate(target, lst, n):
 
 
 @njit(inline="always")
+def record_checks(kt, dx, nd, px, npx, sex, age_y, age_d, weight, translate):
+    """Scheme README 4.1 translation (in place) and 4.2 record checks: OK or the failing
+    status. Shared by every method that groups records (DRG here, DIP in drgsim.dip)."""
+    if translate:
+        for k in range(nd):
+            if kt.code_dx_target[dx[k]] < 0:
+                return DX_UNMAPPABLE
+        for k in range(npx):
+            if kt.code_px_target[px[k]] < 0:
+                return PX_UNMAPPABLE
+        _translate(kt.code_dx_target, dx, nd)
+        _translate(kt.code_px_target, px, npx)
+    if sex != 1 and sex != 2:
+        return CHECK_FAILED
+    if age_y == ABSENT:
+        return CHECK_FAILED
+    if age_y == 0 and age_d == ABSENT:
+        return CHECK_FAILED
+    if age_y == 0 and age_d <= 28 and weight == ABSENT:
+        return CHECK_FAILED
+    if nd == 0:
+        return CHECK_FAILED
+    return OK
+
+
+@njit(inline="always")
 def group_one(kt, dx, nd, px, npx, sex, age_y, age_d, weight, los, translate, flags, gmask,
               touched, out):
     """Group one record; writes (mdc index+1, adrg index+1, drg out id, status) into out."""
     out[0] = 0
     out[1] = 0
     out[2] = 0
-    if translate:
-        for k in range(nd):
-            if kt.code_dx_target[dx[k]] < 0:
-                out[3] = DX_UNMAPPABLE
-                return
-        for k in range(npx):
-            if kt.code_px_target[px[k]] < 0:
-                out[3] = PX_UNMAPPABLE
-                return
-        _translate(kt.code_dx_target, dx, nd)
-        _translate(kt.code_px_target, px, npx)
-    # 4.2 checks
-    if sex != 1 and sex != 2:
-        out[3] = CHECK_FAILED
-        return
-    if age_y == ABSENT:
-        out[3] = CHECK_FAILED
-        return
-    if age_y == 0 and age_d == ABSENT:
-        out[3] = CHECK_FAILED
-        return
-    if age_y == 0 and age_d <= 28 and weight == ABSENT:
-        out[3] = CHECK_FAILED
-        return
-    if nd == 0:
-        out[3] = CHECK_FAILED
+    st = record_checks(kt, dx, nd, px, npx, sex, age_y, age_d, weight, translate)
+    if st != OK:
+        out[3] = st
         return
 
     # gather list memberships of every code into per-rule flags

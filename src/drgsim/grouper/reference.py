@@ -168,23 +168,18 @@ class ReferenceGrouper:
                 return f"{len(regions)} trauma region(s) < {k}"
         return ""
 
-    def group(self, record: dict, translate: bool = False) -> Result:
-        """Group one record given as a dict of raw field values."""
-        res = Result()
-        rec = {f: parse_int(record.get(f)) for f in
-               ("sex", "age_years", "age_days", "birth_weight_g", "los_days")}
-        dx = split_codes(record.get("diagnoses"), keep_empty_field=translate)
-        px = split_codes(record.get("procedures"), keep_empty_field=False)
+    def record_checks(self, rec: dict, dx: list[str], px: list[str],
+                      translate: bool) -> tuple[str, str]:
+        """README 4.1 translation (dx/px in place) and 4.2 checks: (status, trail line).
+
+        Shared by every method that groups records (DRG here, DIP in drgsim.dip)."""
         if translate:
             if any(x not in self.dx_map for x in dx):
-                res.status = "dx_not_mappable"
-                return res
+                return "dx_not_mappable", ""
             if any(p not in self.px_map for p in px):
-                res.status = "proc_not_mappable"
-                return res
+                return "proc_not_mappable", ""
             self._translate(self.dx_map, dx)
             self._translate(self.px_map, px)
-            res.trail.append(f"translated: DX={dx} PX={px}")
         checks = (
             (rec["sex"] not in (1, 2), "check 1: sex not 1 or 2"),
             (rec["age_years"] is None, "check 2: age_years absent"),
@@ -195,9 +190,22 @@ class ReferenceGrouper:
         )
         for failed, why in checks:
             if failed:
-                res.status = "check_failed"
-                res.trail.append(why)
-                return res
+                return "check_failed", why
+        return "ok", (f"translated: DX={dx} PX={px}" if translate else "")
+
+    def group(self, record: dict, translate: bool = False) -> Result:
+        """Group one record given as a dict of raw field values."""
+        res = Result()
+        rec = {f: parse_int(record.get(f)) for f in
+               ("sex", "age_years", "age_days", "birth_weight_g", "los_days")}
+        dx = split_codes(record.get("diagnoses"), keep_empty_field=translate)
+        px = split_codes(record.get("procedures"), keep_empty_field=False)
+        status, why = self.record_checks(rec, dx, px, translate)
+        if why:
+            res.trail.append(why)
+        if status != "ok":
+            res.status = status
+            return res
         for m in self.mdcs:
             why = self._mdc_enters(m, rec, dx, px)
             if why:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -90,6 +91,8 @@ def group_file(
     glob: str | None = None,
     sheet: str | int | None = None,
     needs: dict[str, str] | None = None,
+    matcher: Callable[[pa.Table], tuple[pa.Table, Any]] | None = None,
+    status_labels: list[str] | None = None,
 ) -> GroupSummary:
     """Stream ``src`` (parquet, folder of parquet, CSV, .xlsx) through the grouper into ``dst``.
 
@@ -97,7 +100,8 @@ def group_file(
     memory is bounded by ``batch_rows``; the output carries provenance metadata. ``dst``
     is checked before any work (not the input, a writable folder, .parquet or .csv) and
     written atomically: an error or interruption leaves no file there and an earlier
-    output untouched.
+    output untouched. ``matcher`` (batch → (table, status indices into ``status_labels``))
+    replaces DRG grouping, e.g. DIP matching (:mod:`drgsim.dip.match`).
     """
     check_output(dst, [src], OUTPUT_FORMATS)
     cs = load_scheme(scheme)
@@ -112,6 +116,14 @@ def group_file(
     summary.missing_columns = check_columns(source.empty_table().schema.names)
     tmp = AtomicFile(dst)  # renamed onto dst when the ``with`` below completes, else removed
     writer = _Writer(Path(dst), tmp.path)
+    labels = status_labels or cs.out_status
+
+    def run(batch: pa.Table) -> tuple[pa.Table, Any]:
+        if matcher is not None:
+            return matcher(batch)
+        out, res = group_arrow_result(batch, cs, translate, threads, flags, names)
+        return out, res.status
+
     t0 = time.perf_counter()
     first = True
     # Writing batch k (pyarrow, GIL released) overlaps grouping batch k+1 (numba, nogil).
@@ -120,8 +132,8 @@ def group_file(
         try:
             for batch in source.batches(batch_rows):
                 first = False
-                out, res = group_arrow_result(batch, cs, translate, threads, flags, names)
-                summary.add(res.status, cs.out_status)
+                out, status = run(batch)
+                summary.add(status, labels)
                 if pending is not None:
                     pending.result()
                 pending = pool.submit(writer.write, out)
@@ -132,7 +144,7 @@ def group_file(
                 pending = None
             if first:  # no rows (header-only CSV, zero-row parquet): columns, no rows
                 empty = source.empty_table()
-                writer.write(group_arrow_result(empty, cs, translate, threads, flags, names)[0])
+                writer.write(run(empty)[0])
         finally:
             if pending is not None:
                 pending.exception()
