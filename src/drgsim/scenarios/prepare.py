@@ -278,24 +278,16 @@ def prepare(
 
     # last year's discharges inside the readmission window link January readmissions
     base.back = readmission_lookback(history, dcol, year, yp)
-    base.cases = cases_with_lookback(current, base.back, hids, columns)
-    pr = price(base.cases, W, yp, hosp_df)
-    base.priced, base.cells = pr, build_cells(pr)
+    base.cases, base.priced, base.cells = price_partition(
+        current, base.back, W, yp, hosp_df, hids, columns
+    )
+    pr = base.priced
     c = pr.cases
 
     for f, name in enumerate(FUNDS):
         base.outside[name] = int(pr.outside_fen[(c.fund == f) & pr.payable & ~pr.in_budget].sum())
-        base.budgets[name] = fund_budget(
-            pv["budget"][name], name, year, region_df, base.spend.get(name), base.outside[name]
-        )
-        if not (c.fund == f).any():
-            warnings.warn(
-                EmptyFundWarning(
-                    f"fund {name} has no cases in {year}: it is settled with zero points and "
-                    f"pays nothing; its budget ({base.budgets[name].arithmetic()}) stays unspent"
-                ),
-                stacklevel=2,
-            )
+    has_cases = [bool((c.fund == f).any()) for f in range(len(FUNDS))]
+    base.budgets = fund_budgets(pv, year, region_df, base.spend, base.outside, has_cases, 3)
     base.scores = hospital_scores(hosp_df, c.hospital_ids)
     base.prov = {
         "drgsim.version": __version__,
@@ -308,6 +300,54 @@ def prepare(
         "drgsim.year": str(year),
     }
     return base
+
+
+def price_partition(
+    current: pd.DataFrame,
+    back: pd.DataFrame,
+    W: Weights,
+    yp: YearPolicy,
+    hosp_df: pd.DataFrame | None,
+    hids: Any,
+    columns: dict[str, str] | None,
+) -> tuple[Cases, Priced, Cells]:
+    """Prepare, price and build the cells of the simulated year's rows (with last year's
+    look-back rows for readmission linking).
+
+    Every hospital is priced from its own rows alone (readmissions link within a
+    hospital, special review and cost indices are per hospital), so this runs on the
+    whole year or on one hospital partition of a distributed run (:mod:`drgsim.spark`)
+    with the same result for that hospital, given the same ``hids`` (the hospital index).
+    """
+    cases = cases_with_lookback(current, back, hids, columns)
+    pr = price(cases, W, yp, hosp_df)
+    return cases, pr, build_cells(pr)
+
+
+def fund_budgets(
+    pv: dict,
+    year: int,
+    region_df: pd.DataFrame | None,
+    spend: dict[str, int],
+    outside: dict[str, int],
+    has_cases: list[bool],
+    stacklevel: int = 2,
+) -> dict[str, Budget]:
+    """Each fund's budget; a fund without cases is settled empty, and said so."""
+    budgets = {}
+    for f, name in enumerate(FUNDS):
+        budgets[name] = fund_budget(
+            pv["budget"][name], name, year, region_df, spend.get(name), outside[name]
+        )
+        if not has_cases[f]:
+            warnings.warn(
+                EmptyFundWarning(
+                    f"fund {name} has no cases in {year}: it is settled with zero points and "
+                    f"pays nothing; its budget ({budgets[name].arithmetic()}) stays unspent"
+                ),
+                stacklevel=stacklevel,
+            )
+    return budgets
 
 
 def check_reference_pv(reference_pv: dict[str, float] | None, pv: dict) -> None:
@@ -356,4 +396,4 @@ def hospital_scores(hosp_df: pd.DataFrame | None, hospital_ids: np.ndarray) -> n
     )
 
 
-__all__ = ["Prepared", "prepare"]
+__all__ = ["Prepared", "fund_budgets", "prepare", "price_partition"]
