@@ -103,10 +103,11 @@ def group(
     out_schema = _spark_schema(empty.schema.remove_metadata())
     target = pa.schema([pa.field(f.name, f.type) for f in _arrow_schema_of(out_schema)])
     bc = sdf.sparkSession.sparkContext.broadcast(cs)
+    key = "scheme:" + cs.provenance.get("drgsim.scheme_hash", cs.name)
     from drgsim.spark.partitions import group_batches
 
     def run(batches):
-        return group_batches(batches, bc, translate, flags, names, threads, target)
+        return group_batches(batches, bc, key, translate, flags, names, threads, target)
 
     out = sdf.mapInArrow(run, out_schema)
     prov = {**provenance(cs, translate)}
@@ -152,10 +153,11 @@ def dip_match(
     out_schema = _spark_schema(empty.schema.remove_metadata())
     target = _arrow_schema_of(out_schema)
     bc = sdf.sparkSession.sparkContext.broadcast((cs, cat))
+    key = f"dip:{uuid.uuid4().hex}"  # a catalogue has no hash: one key per call
     from drgsim.spark.partitions import dip_batches
 
     def run(batches):
-        return dip_batches(batches, bc, target)
+        return dip_batches(batches, bc, key, target)
 
     return sdf.mapInArrow(run, out_schema)
 

@@ -19,6 +19,7 @@ Core functions called (the list the distributed engines share):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,32 +37,32 @@ ROW = "__drgsim_row"  # the input order, so each hospital's rows keep the single
 _WORKER: dict[str, Any] = {}
 
 
-def _cached(bc: Any) -> Any:
-    key = f"bc{bc.id}"
+def _cached(bc: Any, key: str) -> Any:
     if key not in _WORKER:
         _WORKER[key] = bc.value
     return _WORKER[key]
 
 
 def group_batches(
-    batches: Iterator[pa.RecordBatch], bc: Any, translate: bool, flags: bool, names: bool,
-    threads: int, target: pa.Schema,
+    batches: Iterator[pa.RecordBatch], bc: Any, key: str, translate: bool, flags: bool,
+    names: bool, threads: int, target: pa.Schema,
 ) -> Iterator[pa.RecordBatch]:
-    """Group each Arrow batch with the broadcast scheme (the single path's group_arrow)."""
+    """Group each Arrow batch with the broadcast scheme (the single path's group_arrow);
+    ``key``: the scheme's hash, under which the worker keeps it."""
     from drgsim.grouper.core import group_arrow
 
-    cs = _cached(bc)
+    cs = _cached(bc, key)
     for b in batches:
         t = group_arrow(pa.Table.from_batches([b]), cs, translate, threads, flags, names)
         yield from _conform(t, target).to_batches()
 
 
-def dip_batches(batches: Iterator[pa.RecordBatch], bc: Any, target: pa.Schema
+def dip_batches(batches: Iterator[pa.RecordBatch], bc: Any, key: str, target: pa.Schema
                 ) -> Iterator[pa.RecordBatch]:
     """Match each Arrow batch to DIP packets with the broadcast scheme and catalogue."""
     from drgsim import dip
 
-    cs, cat = _cached(bc)
+    cs, cat = _cached(bc, key)
     for b in batches:
         t = dip.match(pa.Table.from_batches([b]), catalogue=cat, scheme=cs)
         yield from _conform(t, target).to_batches()
@@ -355,7 +356,15 @@ def price_hospital(table: pa.Table, spec: SimSpec, fs_list: list, schema: pa.Sch
     _, pr, cells = got
     pr = priced_under(pr, cells, spec.yp)
     frame = pr.frame()
-    frame["payment_fen"] = case_payments(pr, fs_list)
+    c = pr.cases
+    mine = np.zeros(len(c.hospital_ids), bool)
+    mine[c.hosp[c.hosp >= 0]] = True
+    own = []  # the settlement restricted to this partition's hospitals (the rest: elsewhere)
+    for fs in fs_list:
+        fs = copy.copy(fs)
+        fs.payment_hm = np.where(mine[:, None], fs.payment_hm, 0)
+        own.append(fs)
+    frame["payment_fen"] = case_payments(pr, own)
     if pa.types.is_string(schema.field("case_id").type):
         frame["case_id"] = frame["case_id"].astype("string")
     return pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
