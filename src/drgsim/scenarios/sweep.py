@@ -575,7 +575,7 @@ def _settle_all(
     and the hospital-month arrays only when ``monthly``. Units sharing totals are settled
     together on shared arrays; others on stacked (U, H, 12) arrays."""
     U = len(units)
-    H = base.cells.n_hosp
+    H = len(base.hospital_ids)
     order = sorted(range(U), key=lambda u: (units[u][2], u))  # shared totals together
     first = {}
     for u in order:
@@ -721,7 +721,7 @@ def _tables(
     b_of = np.array(
         [next(j for j, v in enumerate(units) if v[0] == 0 and v[1] == d) for d in range(n_draws)]
     )[d_of]  # each unit's baseline unit (same draw)
-    hids = base.priced.cases.hospital_ids
+    hids = base.hospital_ids
     H = len(hids)
     hn, hl = _hospital_info(base, hids)
     notes: list[str] = []

@@ -157,6 +157,7 @@ def settle(
     scores: np.ndarray | None = None,
     cells: Cells | None = None,
     reference_pv: dict[str, float] | None = None,
+    totals: list[FundTotals] | None = None,
 ) -> Settlement:
     """Settle every fund that has a budget; per-case payments split from the hospital-months.
 
@@ -168,31 +169,19 @@ def settle(
     differs raises (:func:`~drgsim.pricing.cells.points_under`).
     ``reference_pv``: last year's point value per fund, for ``budgeted_pv: last_year``
     (:func:`drgsim.settlement.simulate.last_year_pv`).
-    """
-    yp = as_year_policy(pv, year)
-    cells = build_cells(pr) if cells is None else cells
-    all_tot = cell_fund_totals(cells, points_under(cells, pr, yp))
-    pr = priced_under(pr, cells, yp)  # the rows under the thresholds the cells used
-    out = settle_funds(all_tot, yp, budgets, year, scores, reference_pv)
-    return Settlement(pr, out, case_payments(pr, out), cells)
-
-
-def settle_funds(
-    all_tot: list[FundTotals],
-    pv: dict | YearPolicy,
-    budgets: dict[str, Budget],
-    year: int,
-    scores: np.ndarray | None = None,
-    reference_pv: dict[str, float] | None = None,
-) -> list[FundSettlement]:
-    """Settle every fund that has a budget from its hospital × month totals alone.
-
-    What :func:`settle` does after the cells: also the driver step of a distributed run,
-    whose hospital partitions send only these totals (:mod:`drgsim.spark`).
+    ``totals``: the hospital × month totals per fund, already summed elsewhere (a
+    distributed run prices and sums per hospital partition, :mod:`drgsim.distributed`);
+    ``pr`` then only names the hospitals and its cases are not paid here.
     """
     out = []
     yp = as_year_policy(pv, year)
     pv = yp.pv
+    if totals is None:
+        cells = build_cells(pr) if cells is None else cells
+        all_tot = cell_fund_totals(cells, points_under(cells, pr, yp))
+        pr = priced_under(pr, cells, yp)  # the rows under the thresholds the cells used
+    else:
+        all_tot = list(totals)
     for name, b in budgets.items():
         if b.budget_fen <= 0 or b.reserve_fen < 0:
             raise BudgetError(
@@ -213,7 +202,7 @@ def settle_funds(
         fs.basis = pv["point_value"]["basis"]  # type: ignore[attr-defined]
         fs.budgeted_kind = pv["point_value"]["bounds"]["budgeted_pv"]  # type: ignore[attr-defined]
         out.append(fs)
-    return out
+    return Settlement(pr, out, case_payments(pr, out), cells)
 
 
 def build_tables(st: Settlement) -> dict[str, pd.DataFrame]:
@@ -385,5 +374,4 @@ __all__ = [
     "cell_fund_totals",
     "fund_totals",
     "settle",
-    "settle_funds",
 ]
