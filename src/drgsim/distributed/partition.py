@@ -73,6 +73,19 @@ def status_counts(status: Any) -> dict[str, int]:
     return {str(k): int(v) for k, v in s.value_counts().items()}
 
 
+def calibration_columns(cols: list[str], columns: dict[str, str] | None) -> list[str]:
+    """The case columns :func:`drgsim.calibrate.calibrate` reads through ``prepare_cases``
+    (grouping result, cost and patients' share, fund, dates, LOS, hospital): a driver that
+    calibrates on gathered history rows gathers these only, not the codes."""
+    from drgsim.pricing.cases import SHARE_PARTS
+
+    empty = pd.DataFrame(columns=cols)
+    names = ("hospital_id", "fund", "discharge_date", "admit_date", "los_days", "total_cost",
+             "patient_share", "drg", "adrg", "mdc", "status")
+    found = [_col(empty, n, columns) for n in names]
+    return [c for c in cols if c in found or c in SHARE_PARTS]
+
+
 # ---------------------------------------------------------------------------- pricing
 @dataclass
 class PriceContext:
@@ -457,6 +470,7 @@ __all__ = [
     "FundPay",
     "PartitionPriced",
     "PriceContext",
+    "calibration_columns",
     "check_disjoint",
     "combine",
     "driver_prepared",

@@ -1,23 +1,25 @@
 """drgsim on Spark: the same compiled scheme, kernels, pricing and settlement, driven by Spark.
 
-A thin adapter: it holds partitioning and I/O only. Every rule runs in the core functions
-the single-process path runs (listed in :mod:`drgsim.spark.partitions`):
+A thin adapter: partitioning and I/O only. What runs in a task and on the driver is
+:mod:`drgsim.distributed`, the functions the Dask adapter runs too (the Arrow wrapping
+for Spark's tasks is :mod:`drgsim.spark.partitions`):
 
 - :func:`group` — ``mapInArrow`` over any partitioning, each Arrow batch through
-  :func:`drgsim.grouper.core.group_arrow` with the compiled scheme from a broadcast
-  (unpickled once per Python worker; Spark reuses workers, and numba's disk cache keeps
-  the compiled kernels, so a partition never compiles).
-- :func:`simulate` — a shuffle by hospital (``groupBy(hospital).applyInArrow``): each
-  hospital's rows are priced and built into cells by
-  :func:`drgsim.scenarios.prepare.price_partition`; only the hospital × fund × month
-  totals reach the driver, which settles with
-  :func:`drgsim.settlement.run.settle_funds`; the payments go back in a broadcast and a
-  second pass over the hospital partitions splits them per case
-  (:func:`drgsim.settlement.run.case_payments`).
+  :func:`drgsim.distributed.group_table` with the compiled scheme from a broadcast
+  (unpickled once per Python worker; numba's disk cache keeps the compiled kernels).
+- :func:`prepare` / :func:`simulate` / :func:`sweep` — rows numbered in input order,
+  ``groupBy(hospital).applyInArrow``: each hospital's rows priced and built into cells
+  by :func:`drgsim.distributed.price_partition`; only its summary (hospital × fund ×
+  month totals and sums) reaches the driver (:func:`drgsim.distributed.combine`,
+  :func:`drgsim.distributed.driver_prepared`), which settles once
+  (:func:`drgsim.distributed.settle_driver`) or sweeps settlement-only scenarios; the
+  payments go back in a broadcast and a second pass splits them per case
+  (:func:`drgsim.distributed.pay_partition`).
 - :func:`dip_match` — DIP packet matching per batch (``drgsim.dip.match``).
-- :func:`write_parquet` — partitioned parquet (``year=/month=``) written into a hidden
-  temporary folder beside the target and renamed onto it when complete, with the
-  provenance in a sidecar ``_drgsim_provenance.json`` (Spark drops Arrow schema metadata).
+- :func:`write_parquet` / :func:`group_to` — partitioned parquet (``year=/month=``)
+  written into a hidden temporary folder beside the target and renamed onto it when
+  complete, the provenance in a sidecar ``_drgsim_provenance.json`` (Spark drops Arrow
+  schema metadata).
 
 Spark needs a Java runtime (17 or 21) and ``pip install drgsim[spark]``.
 """
@@ -26,9 +28,9 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -258,33 +260,234 @@ def group_to(
     return write_parquet(grouped, out, ("year", "month"), prov)
 
 
-# ----------------------------------------------------------------------------- simulation
+# ----------------------------------------------------------------------------- pricing
 
 
-@dataclass
-class SparkSimulation:
-    """A simulated year on Spark: per-case rows (a Spark DataFrame) and the settlement."""
+def _arrow_empty(sdf: SparkDataFrame) -> pd.DataFrame:
+    """A zero-row pandas frame of ``sdf``'s columns, typed as a partition converts them."""
+    return _arrow_schema(sdf).empty_table().to_pandas()
 
-    cases: SparkDataFrame  # priced cases with payment_fen (Priced.frame() + payment_fen)
-    funds: list  # FundSettlement per settled fund (drgsim.settlement.core)
-    hospital_ids: np.ndarray
-    year: int
-    provenance: dict[str, str] = field(default_factory=dict)
-    _tables: dict[str, pd.DataFrame] | None = None
 
-    def tables(self) -> dict[str, pd.DataFrame]:
-        """The driver-side tables of :func:`drgsim.simulate` that need no case rows:
-        ``funds``, ``hospitals`` (without CMI and the cost/time indices, which are case
-        aggregates), ``months``, ``ledger``."""
-        if self._tables is None:
-            from drgsim.spark.partitions import settlement_tables
+def _case_schema(empty_cases: pd.DataFrame, in_schema: pa.Schema, cid: str | None
+                 ) -> pa.Schema:
+    """The Arrow types of the per-case rows ``pay_partition`` returns (found on a zero-row
+    run on the driver: text columns are strings, ``case_id`` keeps the input's kind)."""
+    from drgsim.spark.partitions import BLOB
 
-            self._tables = settlement_tables(self.funds, self.hospital_ids)
-        return self._tables
+    fields = []
+    for name, dt in empty_cases.dtypes.items():
+        if name == "case_id":
+            t = in_schema.field(cid).type if cid else pa.int64()
+            t = pa.int64() if pa.types.is_integer(t) else pa.string()
+        elif dt.kind in "biuf":
+            t = pa.from_numpy_dtype(dt)
+        else:
+            t = pa.string()
+        fields.append(pa.field(str(name), t))
+    return pa.schema([*fields, pa.field(BLOB, pa.binary())])
 
-    def write(self, out: str | os.PathLike[str]) -> Path:
-        """The per-case rows as parquet partitioned by year/month, provenance beside them."""
-        return write_parquet(self.cases, out, ("year", "month"), self.provenance)
+
+def prepare(
+    sdf: SparkDataFrame,
+    policy: Any = None,
+    weights: pd.DataFrame | str | os.PathLike[str] | None = None,
+    hospitals: pd.DataFrame | str | os.PathLike[str] | None = None,
+    region: pd.DataFrame | str | os.PathLike[str] | None = None,
+    year: int | None = None,
+    columns: dict[str, str] | None = None,
+    grouped: bool | None = None,
+    reference_pv: dict[str, float] | None = None,
+) -> Any:
+    """``drgsim.prepare`` on Spark: a :class:`~drgsim.scenarios.prepare.Prepared` of the
+    reduced hospital × fund × month totals (settle it with :func:`settle`, or
+    ``.sweep(...)`` settlement-only scenarios on the driver). Arguments as
+    :func:`drgsim.prepare`.
+
+    Each hospital's rows (this year's, last year's, rows without a valid date) are
+    priced together in one group (``groupBy(hospital).applyInArrow``) by
+    :func:`drgsim.distributed.price_partition`. ``weights=None`` calibrates exactly with
+    :func:`drgsim.calibrate.calibrate` on the driver, over the history years' rows of the
+    columns calibration reads (:func:`drgsim.distributed.calibration_columns`) gathered
+    there: the driver needs memory for them (give weights when it has not).
+    """
+    F = _pyspark()
+    from drgsim.calibrate import calibrate, read_weights
+    from drgsim.distributed import (
+        ROW,
+        DistributedError,
+        PriceContext,
+        combine,
+        driver_prepared,
+    )
+    from drgsim.distributed.partition import calibration_columns, global_hospitals
+    from drgsim.errors import RecordsError
+    from drgsim.policy import Policy, load_policy, resolve_year
+    from drgsim.pricing.cases import FUNDS, _col
+    from drgsim.pricing.core import Weights
+    from drgsim.scenarios.prepare import (
+        check_hospitals_named,
+        check_reference_pv,
+        read_hospitals,
+    )
+    from drgsim.settlement.simulate import (
+        GROUPER_COLUMNS,
+        check_inputs,
+        needs_reference_pv,
+        per_diem_categories_of,
+        read_table,
+    )
+    from drgsim.spark import partitions as P
+
+    pol = policy if isinstance(policy, Policy) else load_policy(policy)
+    if grouped is None:
+        grouped = {"drg", "status"} <= set(sdf.columns)
+    # input order (file, then row), so each hospital's rows and calibration's history are
+    # put back in the single machine's order; taken on the scan, before any Python stage
+    # (input_file_name is unreliable after one), as Spark reads a folder's files largest first
+    FILE = "__drgsim_file"
+    sdf = sdf.withColumn(ROW, F.monotonically_increasing_id())
+    sdf = sdf.withColumn(FILE, F.input_file_name())
+    meta: dict[str, str] = {}
+    if not grouped:
+        for c in GROUPER_COLUMNS:
+            if c in sdf.columns:
+                sdf = sdf.withColumnRenamed(c, f"hospital_{c}")
+        sdf = group(sdf, pol.scheme)
+        meta.update(provenance_of(sdf))
+    hosp_df = read_hospitals(hospitals)
+    region_df = read_table(region)[0] if region is not None else None
+    empty = _arrow_empty(sdf.drop(ROW, FILE))
+    dcol = next((c for c in ("discharge_date", "discharge", "disch_date") if c in sdf.columns),
+                None)
+    if columns and "discharge_date" in columns:
+        dcol = columns["discharge_date"]
+    if dcol is None:
+        raise RecordsError("cases lack a discharge_date column")
+    hcol = _col(empty, "hospital_id", columns)
+    if hcol is None:
+        raise RecordsError("cases lack a hospital_id column: a distributed run partitions "
+                           "by hospital")
+    sc = sdf.sparkSession.sparkContext
+
+    def scan(batches):
+        return P.scan_batches(batches, hcol, dcol)
+
+    counts = (sdf.mapInArrow(scan, "year double, hospital string, n long")
+              .groupBy("year", "hospital").agg(F.sum("n").alias("n")).toPandas())
+    per_year = counts.groupby("year", dropna=True)["n"].sum()
+    if year is None:
+        if not len(per_year):
+            raise RecordsError("no valid discharge dates to find the simulated year")
+        year = int(per_year.index.max())
+    yp = resolve_year(pol, year)
+    pv = yp.pv
+    check_inputs(pv, year, int(per_year.get(float(year), 0)),
+                 pd.Series(per_year.index.astype("float64")), hosp_df, region_df)
+    check_hospitals_named(hosp_df, counts.loc[counts["year"] == year, "hospital"].dropna())
+
+    def years(lo, hi, undated, cols):
+        out = sdf.select(*cols) if cols is not None else sdf
+        schema = out.schema
+        keep = [*cols] if cols is not None else None
+
+        def run(batches):
+            return P.year_filter_batches(batches, dcol, lo, hi, undated, keep)
+
+        return out.mapInArrow(run, schema)
+
+    if weights is None:
+        hy = per_diem_categories_of(yp)["calibration"]["history_years"]
+        cols = [*calibration_columns(list(empty.columns), columns), ROW, FILE]
+        hist = years(year - hy, year - 1, False, cols).toArrow().to_pandas()
+        if not len(hist):
+            raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
+        hist = hist.sort_values([FILE, ROW], kind="stable").drop(columns=[ROW, FILE])
+        hist = hist.reset_index(drop=True)
+        w_df = calibrate(hist, per_diem_categories_of(yp), year, scheme=pol.scheme,
+                         columns=columns)
+        del hist
+        w_src = "calibrated"
+    elif isinstance(weights, pd.DataFrame):
+        w_df, w_src = weights, "given"
+    else:
+        def m_all(batches):
+            return P.m_all_batches(batches, columns)
+
+        cols = [c for c in sdf.columns if c not in (ROW, FILE)]
+        part = years(None, year - 1, False, cols).mapInArrow(m_all, "s long, n long").toPandas()
+        n_ok = int(part["n"].sum())
+        m = int(part["s"].sum()) / n_ok if n_ok else None
+        w_df, w_src = read_weights(weights, pv, m), str(weights)
+    W = Weights.from_frame(w_df, pv["points"]["scale"])
+    check_reference_pv(reference_pv, pv)
+    if needs_reference_pv(pv) and reference_pv is None:
+        raise DistributedError(
+            "point_value.bounds.budgeted_pv: last_year needs last year's point value: on "
+            "Spark give reference_pv={fund: yuan per point} (drgsim.settlement.simulate."
+            "last_year_pv of last year's cases)"
+        )
+    need_hist = any(pv["budget"][f]["source"] == "history" for f in FUNDS)
+    ctx = PriceContext(W, yp, year, dcol, hosp_df, columns, spend=need_hist)
+    bc = sc.broadcast(ctx)
+    # last year's rows link January readmissions and give last year's spending; older
+    # years are not needed for pricing and stay out of the shuffle
+    kept = years(year - 1, None, True, None).drop(FILE)
+
+    def summary(table):
+        return P.summary_group(table, bc.value)
+
+    blobs = kept.groupBy(hcol).applyInArrow(summary, _spark_schema(P.SUMMARY)).collect()
+    summaries = [pickle.loads(r[0]) for r in blobs]
+    hids = global_hospitals(summaries, hosp_df)
+    reduced = combine(summaries, hids)
+    base = driver_prepared(pol, yp, year, reduced, hids, W, w_df, w_src, weights, hosp_df,
+                           region_df, columns, dcol, meta, reference_pv, empty)
+    base._cache["spark"] = {"kept": kept, "ctx": bc, "hids": hids, "hcol": hcol,
+                            "empty": empty.assign(**{ROW: np.zeros(0, np.int64)}),
+                            "in_schema": _arrow_schema(sdf)}
+    return base
+
+
+def settle(base: Any) -> dict[str, Any]:
+    """The single settlement of a :func:`prepare` d base: the tables of
+    :func:`drgsim.simulate`, the small ones as pandas, ``cases`` a Spark DataFrame (with
+    ``payment_fen``; its provenance in :func:`provenance_of`)."""
+    F = _pyspark()
+    from drgsim.distributed import (
+        ROW,
+        DistributedError,
+        pay_partition,
+        payments_of,
+        price_partition,
+        settle_driver,
+    )
+    from drgsim.distributed.partition import finish_tables
+    from drgsim.pricing.cases import _col
+    from drgsim.spark import partitions as P
+
+    d = base._cache.get("spark")
+    if d is None:
+        raise DistributedError("settle() takes what drgsim.spark.prepare returned")
+    tables = settle_driver(base)
+    pays = payments_of(tables["_settlement"].funds)
+    probe = pay_partition(price_partition(d["empty"], d["ctx"].value), pays, d["hids"])
+    schema = _case_schema(probe["cases"], d["in_schema"],
+                          _col(d["empty"], "case_id", base.columns))
+    kept = d["kept"]
+    bc_pay = kept.sparkSession.sparkContext.broadcast(pays)
+    ctx, hids = d["ctx"], d["hids"]
+
+    def pay(table):
+        return P.pay_group(table, ctx.value, bc_pay.value, hids, schema)
+
+    out = kept.groupBy(d["hcol"]).applyInArrow(pay, _spark_schema(schema)).persist()
+    small = [pickle.loads(r[0]) for r in out.where(F.col(P.BLOB).isNotNull())
+             .select(P.BLOB).collect()]
+    tables = finish_tables(tables, small, base.prov)
+    cases = out.where(F.col(P.BLOB).isNull()).drop(P.BLOB, ROW)
+    _PROVENANCE[id(cases)] = (cases, dict(base.prov))
+    tables["cases"] = cases
+    return tables
 
 
 def simulate(
@@ -295,93 +498,37 @@ def simulate(
     region: pd.DataFrame | str | os.PathLike[str] | None = None,
     year: int | None = None,
     columns: dict[str, str] | None = None,
+    grouped: bool | None = None,
     reference_pv: dict[str, float] | None = None,
-) -> SparkSimulation:
-    """Price and settle one year of cases on Spark, as :func:`drgsim.simulate` does.
+) -> dict[str, Any]:
+    """:func:`drgsim.simulate` on Spark (see :func:`prepare`): the same tables, the small
+    ones as pandas, ``cases`` a Spark DataFrame (:func:`write_parquet` writes it)."""
+    return settle(prepare(sdf, policy, weights, hospitals, region, year, columns, grouped,
+                          reference_pv))
 
-    Records are grouped first (:func:`group`) unless they carry ``drg`` and ``status``.
-    Pricing and cells run per hospital (a shuffle: readmissions, special review and
-    cost indices are per hospital and year, so month partitions cannot be priced
-    alone); settlement runs on the driver from the hospital × fund × month totals.
-    ``weights`` must be given (a calibrated table or file): distributed calibration is
-    not built, and it is refused rather than done on a sample. Budget sources and
-    bounds that need last year's cases priced (``source: history``, ``budgeted_pv:
-    last_year`` with a floor or ceiling and no ``reference_pv``) are refused likewise.
-    """
-    F = _pyspark()
-    from drgsim.spark.partitions import (
-        case_frame_schema,
-        driver_inputs,
-        hospital_index,
-        price_hospital,
-        scan_batches,
-        settle_on_driver,
-        totals_hospital,
-    )
 
-    if not {"drg", "status"} <= set(sdf.columns):
-        from drgsim.policy import load_policy
-        from drgsim.settlement.simulate import GROUPER_COLUMNS
-
-        pol = policy if not isinstance(policy, (str, os.PathLike, type(None))) else load_policy(
-            policy
-        )
-        for c in GROUPER_COLUMNS:
-            if c in sdf.columns:
-                sdf = sdf.withColumnRenamed(c, f"hospital_{c}")
-        sdf = group(sdf, pol.scheme)
-        policy = pol
-    spec = driver_inputs(list(sdf.columns), policy, weights, hospitals, region, columns,
-                         reference_pv)
-    sdf = sdf.withColumn("__drgsim_row", F.monotonically_increasing_id())
-    spark = sdf.sparkSession
-    # pass 0: years and hospitals present, classified by the same date parsing as prepare
-    scan_schema = "hospital string, year int, n long, gap int"
-
-    def scan(batches):
-        return scan_batches(batches, spec.hcol, spec.dcol)
-
-    counts = (
-        sdf.mapInArrow(scan, scan_schema)
-        .groupBy("hospital", "year")
-        .agg(F.sum("n").alias("n"), F.min("gap").alias("gap"))
-        .toPandas()
-    )
-    spec = hospital_index(spec, counts, year)
-    bc = spark.sparkContext.broadcast(spec)
-    keep = sdf
-    dtype = dict(sdf.dtypes).get(spec.dcol, "")
-    if dtype in ("date", "timestamp", "timestamp_ntz"):  # prune older years before the shuffle
-        keep = sdf.filter(F.col(spec.dcol).isNull() | (F.year(spec.dcol) >= spec.year - 1))
-    by_h = keep.groupBy(spec.hcol)
-    tot_schema = "kind string, h int, f int, m int, points double, share long, cost long, n long"
-
-    def totals(table):
-        return totals_hospital(table, bc.value)
-
-    rows = by_h.applyInArrow(totals, tot_schema).toPandas()
-    fs_list, prov = settle_on_driver(spec, rows)
-    bc_fs = spark.sparkContext.broadcast(fs_list)
-    arrow_out = case_frame_schema(_arrow_schema(sdf), spec)
-    out_schema = _spark_schema(arrow_out)
-
-    def pay(table):
-        return price_hospital(table, bc.value, bc_fs.value, arrow_out)
-
-    cases = by_h.applyInArrow(pay, out_schema)
-    _PROVENANCE[id(cases)] = (cases, prov)
-    return SparkSimulation(cases, fs_list, spec.hs, spec.year, prov)
+def sweep(sdf: SparkDataFrame, scenarios: Any, draws: int | None = None,
+          seed: int | None = None, monthly: bool = False, chunk: int | None = None,
+          **prepare_kw: Any) -> Any:
+    """``drgsim.prepare(...).sweep(scenarios)`` on Spark: prepared once (hospital groups
+    priced on the executors), every scenario settled on the driver from the reduced
+    totals. Scenarios that re-price the cells or rows are refused
+    (:class:`~drgsim.distributed.DistributedError`) before any settlement."""
+    return prepare(sdf, **prepare_kw).sweep(scenarios, draws=draws, seed=seed,
+                                           monthly=monthly, chunk=chunk)
 
 
 __all__ = [
     "PROVENANCE_FILE",
     "SparkError",
-    "SparkSimulation",
     "dip_match",
     "group",
     "group_to",
     "provenance_of",
+    "prepare",
     "read_provenance",
+    "settle",
     "simulate",
+    "sweep",
     "write_parquet",
 ]
