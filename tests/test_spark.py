@@ -1,8 +1,10 @@
-"""drgsim on Spark gives the single-process results: grouping, simulation to the fen,
+"""drgsim on Spark gives the single-process results: grouping, a calibrated simulation and
+a settlement-only sweep to the fen (dirty rows and rows without a valid date included),
 the hospital-partition guard, and a killed write re-run to a complete output.
 
-One local Spark session per module (local[2], two shuffle partitions, no UI). The tests
-need a Java runtime: without one they skip, except under CI (``.ci/run`` installs it).
+One local Spark session for the module (local[2], two shuffle partitions, no UI) and one
+Spark ``prepare`` shared by the simulation and sweep tests, to keep the module short. The
+tests skip only without Java or pyspark, and never under CI (``.ci/run`` installs Java).
 """
 
 from __future__ import annotations
@@ -14,18 +16,23 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from conftest import IN_CI
+
+import drgsim
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _need_java() -> None:
+def _need_spark() -> None:
     missing = []
     if shutil.which("java") is None:
         missing.append("a Java runtime (java on PATH)")
@@ -41,7 +48,7 @@ def _need_java() -> None:
 
 @pytest.fixture(scope="module")
 def spark():
-    _need_java()
+    _need_spark()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers: this interpreter
     from pyspark.sql import SparkSession
 
@@ -60,52 +67,29 @@ def spark():
 
 @pytest.fixture(scope="module")
 def region(tmp_path_factory):
-    """A small synthetic region with dirty rows (two years: history and the simulated one)."""
+    """A small synthetic region (two years, dirty rows) where three simulated-year rows
+    of one hospital have no discharge date (priced bad_date, never dropped)."""
     from drgsim import synth
 
     out = tmp_path_factory.mktemp("spark-region")
-    res = synth.region(out, discharges=3000, hospitals=6, years=(2022, 2023), seed=11)
-    assert sum(res.dirt.values()) > 0  # dirty rows included
+    res = synth.region(out, discharges=1500, hospitals=4, years=(2022, 2023), seed=11)
+    assert sum(res.dirt.values()) > 0
+    f = out / "discharges" / "year=2023" / "month=03" / "part-0.parquet"
+    t = pq.read_table(f).to_pandas()
+    rows = t.index[t["hospital_id"] == t["hospital_id"].iloc[0]][:3]
+    t.loc[rows, "discharge_date"] = None
+    pq.write_table(pa.Table.from_pandas(t, schema=pq.read_schema(f), preserve_index=False), f)
     return out
 
 
-def _single_records(region: Path):
-    return ds.dataset(region / "discharges", partitioning="hive").to_table()
+def _by_case(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values("case_id").reset_index(drop=True)
 
 
-def test_group_equals_the_single_path(spark, region):
-    import drgsim
-    from drgsim import spark as dsp
-
-    sdf = spark.read.parquet(str(region / "discharges")).repartition(3)  # any partitioning
-    out = dsp.group(sdf)
-    got = out.toPandas().sort_values("case_id").reset_index(drop=True)
-    ref = drgsim.group(_single_records(region)).to_pandas()
-    ref = ref.sort_values("case_id").reset_index(drop=True)
-    assert len(got) == len(ref) == 3000  # every row back, the dirty ones too
-    assert (ref["status"] != "ok").any()
-    for c in ("mdc", "adrg", "drg", "status"):
-        assert got[c].tolist() == ref[c].tolist(), c
-    assert got["total_cost"].tolist() == ref["total_cost"].tolist()  # pass-through intact
-    prov = dsp.provenance_of(out)
-    assert prov["drgsim.scheme_hash"] == drgsim.load_scheme().provenance["drgsim.scheme_hash"]
-
-
-def test_simulate_equals_the_single_path_to_the_fen(spark, region):
-    import drgsim
-    from drgsim import spark as dsp
-
-    hosp, reg = region / "hospitals.parquet", region / "region.parquet"
-    w = drgsim.prepare(region / "discharges", hospitals=hosp, region=reg).w_df  # exact
-    single = drgsim.simulate(region / "discharges", weights=w, hospitals=hosp, region=reg)
-    sdf = spark.read.parquet(str(region / "discharges"))
-    res = dsp.simulate(sdf, weights=w, hospitals=hosp, region=reg)
-    got = res.cases.toPandas().sort_values("case_id").reset_index(drop=True)
-    ref = single["cases"].sort_values("case_id").reset_index(drop=True)
+def _same(got: pd.DataFrame, ref: pd.DataFrame) -> None:
+    """Every column equal, floats bit for bit."""
     assert list(got.columns) == list(ref.columns)
     assert len(got) == len(ref)
-    assert (ref["pay_status"] != "ok").any() and ref["readmission"].any()
-    assert (ref["case_type"] == "special_review").any()
     for c in ref.columns:
         a, b = ref[c], got[c]
         if a.dtype.kind == "f":
@@ -113,53 +97,132 @@ def test_simulate_equals_the_single_path_to_the_fen(spark, region):
         else:
             assert a.astype("string").fillna("<NA>").tolist() == \
                 b.astype("string").fillna("<NA>").tolist(), c
-    assert got["payment_fen"].sum() == ref["payment_fen"].sum()
-    t = res.tables()
-    for name in ("funds", "months", "ledger"):
-        pd.testing.assert_frame_equal(t[name], single[name], check_dtype=False, obj=name)
-    pd.testing.assert_frame_equal(
-        t["hospitals"], single["hospitals"][t["hospitals"].columns], check_dtype=False
-    )
 
 
-def test_month_partitions_without_the_hospital_shuffle_would_differ(region):
-    """The guard on the partition boundary: pricing each hospital alone gives the
-    whole year's prices (what spark.simulate does); pricing each month alone does not."""
-    import drgsim
-    from drgsim.scenarios.prepare import price_partition
+def test_group_equals_the_single_path(spark, region):
+    from drgsim import spark as dsp
 
-    hosp, reg = region / "hospitals.parquet", region / "region.parquet"
-    base = drgsim.prepare(region / "discharges", hospitals=hosp, region=reg)
-    cur, hids = base.current, base.hosp_df["hospital_id"]
-
-    def priced(parts):
-        rows = []
-        for part in parts:
-            _, pr, _ = price_partition(part.reset_index(drop=True), base.back.iloc[0:0], base.W,
-                                       base.yp, base.hosp_df, hids, None)
-            rows.append(pr.frame())
-        return pd.concat(rows).sort_values("case_id").reset_index(drop=True)
-
-    whole = priced([cur])
-    by_hospital = priced([g for _, g in cur.groupby("hospital_id", dropna=False)])
-    month = pd.to_datetime(cur[base.dcol], errors="coerce").dt.month
-    by_month = priced([g for _, g in cur.groupby(month, dropna=False)])
-    assert len(whole) == len(by_hospital) == len(by_month)
-    for c in ("case_type", "readmission", "points"):
-        assert whole[c].tolist() == by_hospital[c].tolist(), c
-    # special review takes a share of each hospital's annual cases: a month has fewer
-    sr = (whole["case_type"] == "special_review").sum()
-    assert sr > (by_month["case_type"] == "special_review").sum()
-    assert (whole["points"] != by_month["points"]).any()
-    # (the synthetic region's readmissions fall in their index stay's month, so the
-    # readmission half of the guard is the hospital split's equality above)
+    sdf = spark.read.parquet(str(region / "discharges")).repartition(3)  # any partitioning
+    out = dsp.group(sdf)
+    got = _by_case(out.toPandas())
+    ref = _by_case(drgsim.group(ds.dataset(region / "discharges", partitioning="hive")
+                                .to_table()).to_pandas())
+    assert len(got) == len(ref) == 1500  # every row back, the dirty ones too
+    assert (ref["status"] != "ok").any()
+    for c in ("mdc", "adrg", "drg", "status", "total_cost"):
+        assert got[c].tolist() == ref[c].tolist(), c
+    prov = dsp.provenance_of(out)
+    assert prov["drgsim.scheme_hash"] == drgsim.load_scheme().provenance["drgsim.scheme_hash"]
 
 
-def test_dip_match_per_batch(spark, region):
-    dip = pytest.importorskip("drgsim.dip", reason="drgsim.dip (issue 19) is not in this build")
-    if not hasattr(dip, "match"):
-        pytest.skip("drgsim.dip has no match() yet")
-    pytest.skip("needs a DIP catalogue fixture (dip.build); see the spark report")
+@pytest.fixture(scope="module")
+def history_policy(tmp_path_factory):
+    """The baseline with the employee fund's budget from last year's cases (source history)."""
+    from drgsim.policy.loader import bundled_policy_path
+
+    text = bundled_policy_path().read_text(encoding="utf-8")
+    marker = "values: {2019-01-01: region_table}"
+    assert marker in text
+    p = tmp_path_factory.mktemp("policy") / "history.yaml"
+    p.write_text(text.replace(marker, "values: {2019-01-01: history}", 1), encoding="utf-8")
+    return p
+
+
+@pytest.fixture(scope="module")
+def prepared(spark, region, history_policy):
+    """One Spark prepare (calibrated, budget source history) and the single path's."""
+    from drgsim import spark as dsp
+
+    kw = {"policy": history_policy, "hospitals": region / "hospitals.parquet",
+          "region": region / "region.parquet"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = dsp.prepare(spark.read.parquet(str(region / "discharges")), **kw)
+        single = drgsim.prepare(region / "discharges", **kw)
+    return base, single
+
+
+def test_calibrated_simulation_equals_the_single_path_to_the_fen(prepared):
+    from drgsim import spark as dsp
+
+    base, single = prepared
+    assert base.w_src == "calibrated"
+    pd.testing.assert_frame_equal(base.w_df, single.w_df)  # exact calibration, same order
+    assert base.spend == single.spend and base.spend  # budget source history
+    res, ref = dsp.settle(base), single.simulate()
+    cases, ref_cases = _by_case(res["cases"].toPandas()), _by_case(ref["cases"])
+    _same(cases, ref_cases)
+    assert (ref_cases["pay_status"] != "ok").any() and ref_cases["readmission"].any()
+    assert (ref_cases["case_type"] == "special_review").any()
+    undated = ref_cases["pay_status"] == "bad_date"
+    assert undated.sum() == 3 and (cases["pay_status"] == "bad_date").sum() == 3
+    assert int(cases["payment_fen"].sum()) == int(ref_cases["payment_fen"].sum())
+    assert sorted(res) == sorted(ref)
+    for name in ("funds", "months", "ledger", "hospitals", "drgs", "pay_status", "summary",
+                 "weights"):
+        pd.testing.assert_frame_equal(res[name].reset_index(drop=True),
+                                      ref[name].reset_index(drop=True), check_dtype=False,
+                                      obj=name)
+    assert dsp.provenance_of(res["cases"])["drgsim.weights_source"] == "calibrated"
+
+
+def test_settlement_only_sweep_equals_the_single_path(prepared):
+    from drgsim.distributed import DistributedError
+
+    base, single = prepared
+    grid = drgsim.Grid({"budget.*.growth": [0.02, 0.06], "assessment.withhold_share": [0.0, 0.1]})
+    res, ref = base.sweep(grid), single.sweep(grid)
+    assert len(res.scenarios) == 5
+    for name in ("hospitals", "funds", "scenarios", "routes"):
+        pd.testing.assert_frame_equal(getattr(res, name), getattr(ref, name), obj=name)
+    with pytest.raises(DistributedError, match="settlement-only"):
+        base.sweep(drgsim.Grid({"high_cost.beta": [0.8, 1.0]}))
+
+
+def test_month_groups_without_the_hospital_shuffle_would_differ(region, prepared):
+    """The guard on the partition boundary, on Spark's own task function: grouping by
+    month instead of by hospital loses a readmission across a month end and takes the
+    special-review share per month; the driver's reduce refuses such groups."""
+    import pickle
+
+    from drgsim.distributed import ROW, DistributedError, PriceContext, combine
+    from drgsim.distributed.partition import global_hospitals
+    from drgsim.spark.partitions import summary_group
+
+    single = prepared[1]
+    g = drgsim.group(ds.dataset(region / "discharges", partitioning="hive").to_table())
+    df = g.to_pandas()
+    d = pd.to_datetime(df["discharge_date"])
+    # by hand: an ok 2023 stay moved to end on 30 April, its readmission (same DRG, same
+    # patient and hospital) admitted on 2 May
+    i = df.index[(df["status"] == "ok") & (d.dt.year == 2023) & df["patient_id"].notna()][0]
+    first = df.loc[[i]].copy()
+    first["discharge_date"] = pd.Timestamp("2023-04-30").date()
+    first["admit_date"] = pd.Timestamp("2023-04-25").date()
+    again = first.assign(case_id="READMIT-1", admit_date=pd.Timestamp("2023-05-02").date(),
+                         discharge_date=pd.Timestamp("2023-05-06").date())
+    df = pd.concat([df.drop(index=i), first, again], ignore_index=True)
+    df[ROW] = np.arange(len(df))
+    ctx = PriceContext(single.W, single.yp, single.year, "discharge_date", single.hosp_df)
+    month = pd.to_datetime(df["discharge_date"]).dt.month
+
+    def priced(groups):
+        sums = [pickle.loads(summary_group(pa.Table.from_pandas(p, preserve_index=False),
+                                           ctx).column(0)[0].as_py()) for _, p in groups]
+        from drgsim.distributed import price_partition
+
+        frames = pd.concat([price_partition(p, ctx).priced.frame() for _, p in groups])
+        return sums, frames.set_index("case_id")
+
+    s_h, by_h = priced(list(df.groupby("hospital_id")))
+    s_m, by_m = priced(list(df.groupby(month)))
+    assert bool(by_h.loc["READMIT-1", "readmission"])
+    assert not bool(by_m.loc["READMIT-1", "readmission"])
+    sr = "special_review"
+    assert (by_h["case_type"] == sr).sum() != (by_m["case_type"] == sr).sum()
+    combine(s_h, global_hospitals(s_h, single.hosp_df))  # hospital groups reduce
+    with pytest.raises(DistributedError, match="one partition"):
+        combine(s_m, global_hospitals(s_m, single.hosp_df))
 
 
 KILLED = textwrap.dedent(
@@ -189,7 +252,8 @@ def test_a_killed_group_run_reruns_to_a_complete_output(spark, region, tmp_path)
     out = tmp_path / "grouped"
     script = tmp_path / "killed.py"
     script.write_text(KILLED)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, str(script), str(region / "discharges"), str(out)],
                             env=env, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
@@ -200,7 +264,6 @@ def test_a_killed_group_run_reruns_to_a_complete_output(spark, region, tmp_path)
             assert proc.poll() is None, "the run ended before it could be killed"
             time.sleep(0.2)
         assert any(tmp_path.glob(".grouped.*.part")), "the write never started"
-        time.sleep(2)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -216,12 +279,9 @@ def test_a_killed_group_run_reruns_to_a_complete_output(spark, region, tmp_path)
     assert side["provenance"]["drgsim.scheme"] == "CHS-DRG"
     assert all((out / f).exists() for f in side["files"])
     again = ds.dataset(out, partitioning="hive").to_table().to_pandas()
-    ref = spark.read.parquet(str(region / "discharges"))
-    ref = dsp.group(ref).toPandas()
+    ref = drgsim.group(ds.dataset(region / "discharges", partitioning="hive").to_table())
     key = ["case_id", "drg", "status"]
-    a = again[key].sort_values("case_id").reset_index(drop=True)
-    b = ref[key].sort_values("case_id").reset_index(drop=True)
-    pd.testing.assert_frame_equal(a, b)
+    pd.testing.assert_frame_equal(_by_case(again[key]), _by_case(ref.to_pandas()[key]))
     assert sorted(again["month"].unique().tolist()) == list(range(1, 13))
 
     # a folder drgsim did not write is refused, never replaced
