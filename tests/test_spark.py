@@ -128,17 +128,28 @@ def history_policy(tmp_path_factory):
     return p
 
 
-@pytest.fixture(scope="module")
-def prepared(spark, region, history_policy):
-    """One Spark prepare (calibrated, budget source history) and the single path's."""
-    from drgsim import spark as dsp
+def _kw(region: Path, policy: Path) -> dict:
+    return {"policy": policy, "hospitals": region / "hospitals.parquet",
+            "region": region / "region.parquet"}
 
-    kw = {"policy": history_policy, "hospitals": region / "hospitals.parquet",
-          "region": region / "region.parquet"}
+
+@pytest.fixture(scope="module")
+def single(region, history_policy):
+    """The single path's prepare (calibrated, budget source history)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        base = dsp.prepare(spark.read.parquet(str(region / "discharges")), **kw)
-        single = drgsim.prepare(region / "discharges", **kw)
+        return drgsim.prepare(region / "discharges", **_kw(region, history_policy))
+
+
+@pytest.fixture(scope="module")
+def prepared(spark, region, history_policy, single):
+    """One Spark prepare with the same arguments, and the single path's."""
+    from drgsim import spark as dsp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = dsp.prepare(spark.read.parquet(str(region / "discharges")),
+                           **_kw(region, history_policy))
     return base, single
 
 
@@ -179,7 +190,7 @@ def test_settlement_only_sweep_equals_the_single_path(prepared):
         base.sweep(drgsim.Grid({"high_cost.beta": [0.8, 1.0]}))
 
 
-def test_month_groups_without_the_hospital_shuffle_would_differ(region, prepared):
+def test_month_groups_without_the_hospital_shuffle_would_differ(region, single):
     """The guard on the partition boundary, on Spark's own task function: grouping by
     month instead of by hospital loses a readmission across a month end and takes the
     special-review share per month; the driver's reduce refuses such groups."""
@@ -189,7 +200,6 @@ def test_month_groups_without_the_hospital_shuffle_would_differ(region, prepared
     from drgsim.distributed.partition import global_hospitals
     from drgsim.spark.partitions import summary_group
 
-    single = prepared[1]
     g = drgsim.group(ds.dataset(region / "discharges", partitioning="hive").to_table())
     df = g.to_pandas()
     d = pd.to_datetime(df["discharge_date"])
