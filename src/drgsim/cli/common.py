@@ -34,3 +34,24 @@ def console():
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
+
+engine_option = click.option(
+    "--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+    help="local: this process. dask: a Dask cluster (pip install 'drgsim[dask]'), the one "
+         "at --scheduler, else a local cluster of one worker per core.",
+)
+scheduler_option = click.option(
+    "--scheduler", default=None, metavar="ADDRESS",
+    help="Address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786) for --engine dask.",
+)
+
+
+def check_engine(engine: str, scheduler: str | None, refused: dict[str, object]) -> None:
+    """--scheduler only with --engine dask; options the Dask path cannot honour are refused
+    (``refused``: option -> its value when given), never ignored."""
+    if scheduler and engine != "dask":
+        raise click.UsageError("--scheduler needs --engine dask")
+    if engine == "dask":
+        given = [k for k, v in refused.items() if v]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: not supported with --engine dask")

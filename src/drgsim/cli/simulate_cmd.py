@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from drgsim.cli.common import console, fail, out_option, policy_option
+from drgsim.cli.common import (
+    check_engine,
+    console,
+    engine_option,
+    fail,
+    out_option,
+    policy_option,
+    scheduler_option,
+)
 from drgsim.errors import DrgsimError
 
 
@@ -40,8 +48,11 @@ from drgsim.errors import DrgsimError
     help="Simulated year (default: the latest in CASES; earlier years are history).",
 )
 @click.option("--grouped", is_flag=True, help="CASES are grouped even without drgsim provenance.")
+@engine_option
+@scheduler_option
 def simulate(
-    cases, out, policy_file, weights_file, hospitals_file, region_file, year, grouped
+    cases, out, policy_file, weights_file, hospitals_file, region_file, year, grouped, engine,
+    scheduler,
 ) -> None:
     """Price every case in points, derive the point value from the budget and settle each
     hospital per month and year; write parquet tables, an Excel workbook and plots to DIR,
@@ -54,7 +65,14 @@ def simulate(
     Example:
       drgsim simulate grouped.parquet --hospitals hospitals.parquet --region region.parquet -o out/
       drgsim simulate grouped.parquet --weights weights.parquet --year 2024 -o out/
+      drgsim simulate grouped/ --engine dask --scheduler tcp://10.0.0.5:8786 \\
+          --hospitals hospitals.parquet --region region.parquet -o out/
+
+    With --engine dask, CASES (parquet) are priced per hospital partition on the cluster
+    and settled on this machine; the tables are the same as without it (the per-case
+    table is gathered here to be written).
     """
+    check_engine(engine, scheduler, {})
     import warnings
 
     from drgsim.output import check_output, fingerprint
@@ -68,15 +86,19 @@ def simulate(
         fp = fingerprint(inputs, {"command": "simulate", "year": year, "grouped": grouped})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            tables = run(
-                cases,
-                policy_file,
-                weights_file,
-                hospitals_file,
-                region_file,
-                year,
-                True if grouped else None,
-            )
+            if engine == "dask":
+                tables = _simulate_dask(cases, policy_file, weights_file, hospitals_file,
+                                        region_file, year, grouped, scheduler)
+            else:
+                tables = run(
+                    cases,
+                    policy_file,
+                    weights_file,
+                    hospitals_file,
+                    region_file,
+                    year,
+                    True if grouped else None,
+                )
             paths = write_outputs(tables, out, fp)
         for w in {str(w.message) for w in caught}:
             con.print(f"warning: {w}")
@@ -87,3 +109,20 @@ def simulate(
         if not str(r["item"]).startswith("drgsim."):
             con.print(f"{r['item']}: {r['value']}")
     con.print(f"wrote {len(paths)} files to {out}: " + ", ".join(p.name for p in paths.values()))
+
+
+def _simulate_dask(cases, policy_file, weights_file, hospitals_file, region_file, year, grouped,
+                   scheduler):
+    """``simulate --engine dask``: the same tables, priced on the cluster."""
+    try:
+        import drgsim.dask as dg
+    except ImportError as exc:
+        raise DrgsimError(str(exc)) from None
+    with dg.cluster(scheduler) as client:
+        is_grouped = True if grouped or dg.is_grouped(cases) else False
+        tables = dg.simulate(dg.read_parquet(cases), policy_file, weights_file, hospitals_file,
+                             region_file, year, grouped=is_grouped, client=client)
+        attrs = tables["cases"].attrs
+        tables["cases"] = tables["cases"].compute()
+        tables["cases"].attrs = attrs
+    return tables

@@ -22,6 +22,7 @@ Every function takes ``client=`` (default: the current ``distributed`` client).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -147,7 +148,7 @@ def group_to_parquet(ddf: dd.DataFrame, out: str | os.PathLike[str], fingerprint
                      names: bool = False, date_col: str | None = "discharge_date",
                      client: Client | None = None, _fail_after: int | None = None
                      ) -> dict[str, Any]:
-    """Group and write ``OUT/year=/month=/part-N.parquet`` part by part (atomic,
+    """Group and write ``OUT/data/year=/month=/part-N.parquet`` part by part (atomic,
     fingerprinted, manifest last, :mod:`drgsim.distributed.output`); a re-run with the
     same fingerprint keeps the finished parts. Returns rows and status counts."""
     from dask import delayed
@@ -174,11 +175,14 @@ def group_to_parquet(ddf: dd.DataFrame, out: str | os.PathLike[str], fingerprint
     futs = client.compute(list(todo.values()))
     by_fut = {f.key: i for f, i in zip(futs, todo, strict=True)}
     finished = 0
+    slow = float(os.environ.get("DRGSIM_DASK_SLOW", "0") or 0)  # tests: time to kill a run
     for fut in as_completed(futs):
         res = fut.result()
         po.record(by_fut[fut.key], res["files"], {"status_counts": res["status_counts"]})
         add(res["status_counts"])
         finished += 1
+        if slow:
+            time.sleep(slow)
         if _fail_after is not None and finished >= _fail_after:  # tests: a run cut short
             raise DistributedError(f"injected failure after {finished} partition(s)")
     po.commit(prov, {"partitions": len(parts), "status_counts": counts})
@@ -186,10 +190,40 @@ def group_to_parquet(ddf: dd.DataFrame, out: str | os.PathLike[str], fingerprint
             "reused": len(parts) - len(todo)}
 
 
+def is_grouped(path: str | os.PathLike[str]) -> bool:
+    """A parquet input written by ``drgsim group`` (its provenance in the parquet
+    metadata, or the partitioned output's sidecar)."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from drgsim.distributed.output import PROVENANCE
+
+    p = Path(path)
+    if p.is_dir():
+        if (p / PROVENANCE).is_file() or (p / "data" / PROVENANCE).is_file():
+            return True
+        first = next(iter(sorted(p.rglob("*.parquet"))), None)
+        if first is None:
+            return False
+        p = first
+    meta = pq.read_schema(p).metadata or {}
+    return b"drgsim.scheme" in meta
+
+
 def read_parquet(path: str | os.PathLike[str], **kw: Any) -> dd.DataFrame:
     """A parquet file or hive folder (``year=/month=``) as a Dask frame; the hive keys
-    as int32 columns when they are integers, as ``drgsim.read_records`` gives them."""
-    ddf = dd.read_parquet(str(path), **kw)
+    as int32 columns when they are integers, as ``drgsim.read_records`` gives them. The
+    folder a distributed ``group`` wrote (``OUT``) reads as its ``OUT/data``."""
+    from pathlib import Path
+
+    from drgsim.distributed.output import DATA
+    from drgsim.output import MANIFEST
+
+    p = Path(path)
+    if p.is_dir() and (p / DATA).is_dir() and (p / MANIFEST).is_file():
+        p = p / DATA
+    ddf = dd.read_parquet(str(p), **kw)
     for k in ("year", "month"):
         if k in ddf.columns and isinstance(ddf._meta[k].dtype, pd.CategoricalDtype):
             ddf[k] = ddf[k].astype("int32")
@@ -413,6 +447,7 @@ def _match_part(df: pd.DataFrame, catalogue: Any, scheme: Any) -> pd.DataFrame:
 
 __all__ = [
     "cluster",
+    "is_grouped",
     "group",
     "group_to_parquet",
     "match",

@@ -1,6 +1,7 @@
 """Partitioned parquet output of a distributed run, written part by part through drgsim.output.
 
-Layout like the synthetic region's input: ``OUT/year=YYYY/month=MM/part-NNNNN.parquet``
+Layout like the synthetic region's input: ``OUT/data/year=YYYY/month=MM/part-NNNNN.parquet``
+(``OUT/data`` reads back as one dataset: ``pd.read_parquet(OUT/data)``, Dask, Spark)
 (rows without a valid date under ``year=__HIVE_DEFAULT_PARTITION__``), the ``year`` and
 ``month`` columns in the path only, as hive readers expect. Each worker writes its parts
 atomically (:func:`drgsim.output.atomic_path`); the driver records them in the folder's
@@ -10,7 +11,7 @@ then a marker ``_parts/part-NNNNN.json`` listing the partition's files, and writ
 fingerprint keeps every partition whose marker and files are intact and writes the rest,
 so it ends with the same rows as an uninterrupted run.
 
-``_drgsim_provenance.json`` beside the parts carries what parquet metadata carries in a
+``data/_drgsim_provenance.json`` beside the parts (readers skip ``_`` files) carries what parquet metadata carries in a
 single-machine output (drgsim version, scheme and its hash, translation, policy), because
 engines such as Spark drop Arrow schema metadata when they write.
 """
@@ -30,8 +31,9 @@ import pyarrow.parquet as pq
 from drgsim.output import OutputFolder, atomic_path
 
 PROVENANCE = "_drgsim_provenance.json"
+DATA = "data"  # the parts' folder inside OUT (OUT itself also holds manifest.json)
 NO_DATE = "__HIVE_DEFAULT_PARTITION__"
-OWNED = ("year=*.parquet", "_parts/*.json", PROVENANCE)
+OWNED = (f"{DATA}/year=*.parquet", "_parts/*.json", f"{DATA}/{PROVENANCE}")
 
 
 def part_name(part: int) -> str:
@@ -63,14 +65,14 @@ def write_part(
     date_col: str | None = "discharge_date",
     metadata: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Write one partition's rows under ``root`` (on a worker): one atomic file per
-    year/month it holds. Returns ``[{"name": relative path, "rows": n}]``."""
+    """Write one partition's rows under ``root/data`` (on a worker): one atomic file per
+    year/month it holds. Returns ``[{"name": path relative to root, "rows": n}]``."""
     ys, ms = year_month(df, date_col)
     body = df.drop(columns=[c for c in ("year", "month") if c in df.columns])
     keys = pd.DataFrame({"y": ys, "m": ms})
     out = []
     for (y, m), idx in keys.groupby(["y", "m"], sort=True).indices.items():
-        rel = f"year={y}/month={m}/{part_name(part)}"
+        rel = f"{DATA}/year={y}/month={m}/{part_name(part)}"
         table = pa.Table.from_pandas(body.iloc[idx], preserve_index=False)
         if metadata:
             meta = dict(table.schema.metadata or {})
@@ -132,7 +134,7 @@ class PartitionedOutput:
 
     def commit(self, provenance: dict[str, str], info: dict[str, Any] | None = None) -> Path:
         """The provenance sidecar, then ``manifest.json`` last."""
-        with self.folder.file(PROVENANCE) as tmp:
+        with self.folder.file(f"{DATA}/{PROVENANCE}") as tmp:
             Path(tmp).write_text(
                 json.dumps(provenance, ensure_ascii=False, indent=2, sort_keys=True) + "\n",
                 encoding="utf-8",
@@ -141,11 +143,14 @@ class PartitionedOutput:
 
 
 def read_provenance(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The provenance sidecar of a partitioned output folder."""
-    return json.loads((Path(path) / PROVENANCE).read_text(encoding="utf-8"))
+    """The provenance sidecar of a partitioned output folder (``OUT`` or ``OUT/data``)."""
+    p = Path(path)
+    f = p / PROVENANCE if (p / PROVENANCE).is_file() else p / DATA / PROVENANCE
+    return json.loads(f.read_text(encoding="utf-8"))
 
 
 __all__ = [
+    "DATA",
     "NO_DATE",
     "PROVENANCE",
     "PartitionedOutput",

@@ -62,9 +62,18 @@ def group_frame(
     grouper, used for an empty meta partition so a driver never compiles kernels)."""
     table = pa.Table.from_pandas(df, preserve_index=False)
     out = group_table(table, scheme, translate, flags, names, threads, engine)
-    res = out.to_pandas()
+    res = out.to_pandas(types_mapper=_keep_arrow)
     res.index = df.index
     return res
+
+
+def _keep_arrow(t: pa.DataType) -> Any:
+    """Arrow types pandas would turn into Python objects (decimals, dates, lists) stay
+    Arrow-backed, so every partition writes the same parquet schema."""
+    if (pa.types.is_decimal(t) or pa.types.is_temporal(t) or pa.types.is_list(t)
+            or pa.types.is_large_list(t) or pa.types.is_struct(t)):
+        return pd.ArrowDtype(t)
+    return None
 
 
 def status_counts(status: Any) -> dict[str, int]:
