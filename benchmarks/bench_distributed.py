@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -37,14 +36,30 @@ def region_dir(rows: int, cache: Path) -> Path:
     return out
 
 
-def _rss_mib(who: int) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024
+def _hwm_mib(pid: int | str = "self") -> float:
+    """A process's own peak RSS (VmHWM), MiB: ru_maxrss would carry the parent's across
+    fork+exec (benchmarks/bench_grouper.py child_run)."""
+    import re
+
+    m = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+    return int(m.group(1)) / 1024 if m else float("nan")
+
+
+def _in_child(call: str, rows: int, cache: Path) -> None:
+    """Run ``bench_distributed.<call>`` in a fresh Python (its own peak, printed)."""
+    from bench_grouper import child_run
+
+    code = (f"import sys;sys.path.insert(0,{str(Path(__file__).parent)!r});"
+            f"import bench_distributed as b;from pathlib import Path;"
+            f"b.{call}(b.region_dir({rows},Path({str(cache)!r})),{rows})")
+    _, peak = child_run(code)
+    print(f"{call.split('_')[1]:<7} peak RSS {peak:>12,.0f} MiB (that process, VmHWM)")
 
 
 # ----------------------------------------------------------------------------- single
 
 
-def bench_single(reg: Path, rows: int) -> dict[str, float]:
+def bench_single(reg: Path, rows: int) -> None:
     """The single-process path: drgsim.group and drgsim.simulate on the same data."""
     import pyarrow.dataset as ds
 
@@ -63,20 +78,36 @@ def bench_single(reg: Path, rows: int) -> dict[str, float]:
     s = time.perf_counter() - t0
     print(f"single  group    {rows / g:>12,.0f} records/s  ({g:.2f} s)")
     print(f"single  simulate {s:>12.2f} s (read, prepare, price, settle; weights given)")
-    print(f"single  peak RSS {_rss_mib(resource.RUSAGE_SELF):>12,.0f} MiB")
-    return {"w": base.w_df}
+    base.w_df.to_parquet(reg / "weights-bench.parquet")  # the Spark block reuses them
 
 
 # ----------------------------------------------------------------------------- spark
 
 
-def bench_spark(reg: Path, rows: int, weights=None) -> None:
-    """Spark local[2]: group to partitioned parquet, per-partition overhead, simulate."""
+def _worker_peaks(batches):
+    """In a Spark task: this Python worker's pid and own peak RSS (VmHWM)."""
+    import os
+
+    import pyarrow as pa
+
+    for _ in batches:
+        pass
+    yield pa.RecordBatch.from_pydict({"pid": [os.getpid()], "mib": [_hwm_mib()]})
+
+
+def bench_spark(reg: Path, rows: int) -> None:
+    """Spark local[2]: group to partitioned parquet, per-partition overhead, simulate
+    (shuffle by hospital, driver settlement); peak RSS of the JVM and of each Python
+    worker from their own VmHWM (the driver's is printed by the caller)."""
+    import pandas as pd
+
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark import cloudpickle
     from pyspark.sql import SparkSession
 
     from drgsim import spark as dsp
 
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack benchmarks/
     s = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
          .config("spark.sql.shuffle.partitions", "4").getOrCreate())
     s.sparkContext.setLogLevel("ERROR")
@@ -93,17 +124,23 @@ def bench_spark(reg: Path, rows: int, weights=None) -> None:
         per = (times[64] - times[2]) / 62
         print(f"spark   per-partition overhead {per * 1000:>8,.0f} ms "
               f"(64 vs 2 partitions: {times[64]:.2f} s)")
-        if weights is not None:
-            t0 = time.perf_counter()
-            res = dsp.simulate(sdf, weights=weights, hospitals=reg / "hospitals.parquet",
-                               region=reg / "region.parquet")
-            res.write(Path(tmp) / "cases")
-            t = time.perf_counter() - t0
-            print(f"spark   simulate {t:>12.2f} s (scan, 2 shuffles by hospital, driver "
-                  "settlement, cases to parquet)")
+        w = pd.read_parquet(reg / "weights-bench.parquet")
+        t0 = time.perf_counter()
+        base = dsp.prepare(sdf, weights=w, hospitals=reg / "hospitals.parquet",
+                           region=reg / "region.parquet")
+        t1 = time.perf_counter()
+        res = dsp.settle(base)
+        dsp.write_parquet(res["cases"], Path(tmp) / "cases", ("year", "month"))
+        t2 = time.perf_counter()
+        print(f"spark   simulate {t2 - t0:>12.2f} s (prepare: scan, shuffle by hospital, "
+              f"price, reduce {t1 - t0:.2f} s; settle, price again and pay, cases to "
+              f"parquet {t2 - t1:.2f} s; weights given)")
+    peaks = (sdf.repartition(8).mapInArrow(_worker_peaks, "pid long, mib double")
+             .toPandas().groupby("pid")["mib"].max())
+    jvm = s._jvm.java.lang.ProcessHandle.current().pid()
+    print(f"spark   peak RSS {_hwm_mib(jvm):>12,.0f} MiB JVM (driver and local executor), "
+          f"{peaks.max():,.0f} MiB largest of {len(peaks)} Python worker(s)")
     s.stop()
-    print(f"spark   peak RSS {_rss_mib(resource.RUSAGE_SELF):>12,.0f} MiB driver, "
-          f"{_rss_mib(resource.RUSAGE_CHILDREN):,.0f} MiB largest child (JVM or Python worker)")
 
 
 def _have(module: str) -> bool:
@@ -126,10 +163,10 @@ def main(argv: list[str] | None = None) -> None:
         print(line)
     reg = region_dir(a.rows, a.cache_dir)
     print(f"{a.rows:,} rows over 2 years, {reg}")
-    single = bench_single(reg, a.rows) if a.only in (None, "single", "spark") else {}
+    _in_child("bench_single", a.rows, a.cache_dir)  # also writes the weights Spark reuses
     if a.only in (None, "spark"):
         if _have("pyspark") and os.system("java -version >/dev/null 2>&1") == 0:
-            bench_spark(reg, a.rows, single.get("w"))
+            _in_child("bench_spark", a.rows, a.cache_dir)
         else:
             print("spark   skipped: needs pyspark and a Java runtime")
 

@@ -85,6 +85,9 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
     if engine == "dask":
         _group_dask(input_path, out, scheme, translate, with_names, scheduler)
         return
+    if engine == "spark":
+        _group_spark(input_path, out, scheme, translate, with_names, scheduler)
+        return
     from drgsim.grouper.core import load_scheme
     from drgsim.grouper.stream import OUTPUT_FORMATS, group_file, input_rows
     from drgsim.output import check_output
@@ -182,6 +185,28 @@ def _group_dask(input_path: str, out: str, scheme: str, translate: bool, names: 
               f"{res['reused']} kept from an earlier run)")
     for status, n in sorted(res["status_counts"].items(), key=lambda kv: -kv[1]):
         con.print(f"  {status:<18} {n:>12,}  {n / max(rows, 1):7.2%}")
+
+
+def _group_spark(input_path: str, out: str, scheme: str, translate: bool, names: bool,
+                 master: str | None) -> None:
+    """``group --engine spark``: year=/month= parquet written by Spark, renamed onto OUT
+    when complete, provenance in OUT/_drgsim_provenance.json."""
+    from drgsim.output import check_output
+
+    try:
+        check_output(out, [input_path], folder=True)
+        import drgsim.spark as dsp
+
+        dsp._pyspark()  # SparkError (a DrgsimError) without pyspark
+        with dsp.session(master):
+            path = dsp.group_to(dsp.read_parquet(input_path), out, scheme, translate,
+                                names=names)
+    except DrgsimError as exc:
+        fail(exc)
+        return
+    side = dsp.read_provenance(path)
+    console().print(f"grouped -> {path}/ ({len(side['files'])} parts, provenance in "
+                    f"{dsp.PROVENANCE_FILE})")
 
 
 _GLOB_CHARS = "*?["

@@ -86,7 +86,10 @@ def simulate(
         fp = fingerprint(inputs, {"command": "simulate", "year": year, "grouped": grouped})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            if engine == "dask":
+            if engine == "spark":
+                tables = _simulate_spark(cases, policy_file, weights_file, hospitals_file,
+                                         region_file, year, grouped, scheduler)
+            elif engine == "dask":
                 tables = _simulate_dask(cases, policy_file, weights_file, hospitals_file,
                                         region_file, year, grouped, scheduler)
             else:
@@ -125,4 +128,20 @@ def _simulate_dask(cases, policy_file, weights_file, hospitals_file, region_file
         attrs = tables["cases"].attrs
         tables["cases"] = tables["cases"].compute()
         tables["cases"].attrs = attrs
+    return tables
+
+
+def _simulate_spark(cases, policy_file, weights_file, hospitals_file, region_file, year,
+                    grouped, master):
+    """``simulate --engine spark``: the same tables, priced per hospital group on Spark."""
+    import drgsim.spark as dsp
+
+    dsp._pyspark()  # SparkError (a DrgsimError) without pyspark
+    with dsp.session(master):
+        is_grouped = True if grouped or dsp.is_grouped(cases) else None
+        tables = dsp.simulate(dsp.read_parquet(cases), policy_file, weights_file,
+                              hospitals_file, region_file, year, grouped=is_grouped)
+        prov = dsp.provenance_of(tables["cases"])
+        tables["cases"] = tables["cases"].toPandas()
+        tables["cases"].attrs = prov
     return tables

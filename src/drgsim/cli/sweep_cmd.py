@@ -260,7 +260,15 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
 
 @contextlib.contextmanager
 def _engine(engine: str, scheduler: str | None):
-    """``drgsim.dask`` with a client for --engine dask (None for this process)."""
+    """``drgsim.dask`` with a client for --engine dask, ``drgsim.spark`` with a session
+    for --engine spark (None for this process)."""
+    if engine == "spark":
+        import drgsim.spark as dsp
+
+        dsp._pyspark()  # SparkError (a DrgsimError) without pyspark
+        with dsp.session(scheduler):
+            yield dsp
+        return
     if engine != "dask":
         yield None
         return

@@ -26,11 +26,14 @@ Spark needs a Java runtime (17 or 21) and ``pip install drgsim[spark]``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
 import shutil
+import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +76,58 @@ def _arrow_schema(sdf: SparkDataFrame) -> pa.Schema:
     from pyspark.sql.pandas.types import to_arrow_schema
 
     return to_arrow_schema(sdf.schema)
+
+
+# ----------------------------------------------------------------------------- session
+
+
+@contextlib.contextmanager
+def session(master: str | None = None) -> Iterator[Any]:
+    """A Spark session on ``master`` (``spark://host:7077``, ``yarn``, ...), else the
+    active one, else a local one on every core; a session started here is stopped on exit.
+    Python workers run this interpreter unless ``PYSPARK_PYTHON`` says otherwise."""
+    _pyspark()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None and master is None:
+        yield active
+        return
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    s = (SparkSession.builder.master(master or "local[*]").appName("drgsim")
+         .config("spark.ui.enabled", "false").getOrCreate())
+    s.sparkContext.setLogLevel("ERROR")
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def read_parquet(path: str | os.PathLike[str]) -> SparkDataFrame:
+    """A parquet file or hive folder (``year=/month=``) in the active session."""
+    _pyspark()
+    from pyspark.sql import SparkSession
+
+    s = SparkSession.getActiveSession()
+    if s is None:
+        raise SparkError("no active Spark session: use drgsim.spark.session()")
+    return s.read.parquet(str(path))
+
+
+def is_grouped(path: str | os.PathLike[str]) -> bool:
+    """A parquet input written by ``drgsim group`` (provenance in the parquet metadata,
+    or a partitioned output's sidecar)."""
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if p.is_dir():
+        if (p / PROVENANCE_FILE).is_file():
+            return True
+        first = next(iter(sorted(p.rglob("*.parquet"))), None)
+        if first is None:
+            return False
+        p = first
+    return b"drgsim.scheme" in (pq.read_schema(p).metadata or {})
 
 
 # ----------------------------------------------------------------------------- grouping
@@ -524,9 +579,12 @@ __all__ = [
     "dip_match",
     "group",
     "group_to",
+    "is_grouped",
     "provenance_of",
     "prepare",
+    "read_parquet",
     "read_provenance",
+    "session",
     "settle",
     "simulate",
     "sweep",
