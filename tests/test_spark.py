@@ -303,21 +303,20 @@ def test_a_killed_group_run_reruns_to_a_complete_output(spark, region, tmp_path)
     assert (foreign / "keep.txt").read_text() == "mine"
 
 
-def test_cli_simulate_engine_spark_writes_the_single_tables(spark, region, tmp_path):
-    """``drgsim simulate --engine spark`` (in the active session): the same fund table."""
+def test_cli_simulate_engine_spark_writes_the_single_tables(spark, region, history_policy,
+                                                           single, tmp_path):
+    """``drgsim simulate --engine spark`` (in the active session): the single path's tables."""
     from click.testing import CliRunner
 
     from drgsim.cli import main
 
-    args = [str(region / "discharges"), "--hospitals", str(region / "hospitals.parquet"),
-            "--region", str(region / "region.parquet")]
-    r = CliRunner().invoke(main, ["simulate", *args, "--engine", "spark", "-o",
-                                  str(tmp_path / "spark")])
+    r = CliRunner().invoke(main, [
+        "simulate", str(region / "discharges"), "--policy", str(history_policy),
+        "--hospitals", str(region / "hospitals.parquet"), "--region",
+        str(region / "region.parquet"), "--engine", "spark", "-o", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(main, ["simulate", *args, "-o", str(tmp_path / "local")])
-    assert r.exit_code == 0, r.output
-    for t in ("funds", "cases"):
-        a = pd.read_parquet(tmp_path / "spark" / f"{t}.parquet")
-        b = pd.read_parquet(tmp_path / "local" / f"{t}.parquet")
-        pd.testing.assert_frame_equal(_by_case(a) if t == "cases" else a,
-                                      _by_case(b) if t == "cases" else b, check_dtype=False)
+    ref = single.simulate()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "funds.parquet"), ref["funds"],
+                                  check_dtype=False)
+    cases = _by_case(pd.read_parquet(tmp_path / "cases.parquet"))
+    assert cases["payment_fen"].tolist() == _by_case(ref["cases"])["payment_fen"].tolist()
