@@ -382,6 +382,9 @@ def pay_partition(
     cases["payment_fen"] = case_payments(pr, local)  # type: ignore[arg-type]
     stub = cases.loc[cases["pay_status"] == "ok", ["fund", "hospital_id"]].drop_duplicates()
     idx = _indices(stub.reset_index(drop=True), cases)
+    # the DRG table's aggregates as settlement.run.build_tables computes them, per partition
+    # (plus each DRG's first row, so the combined base_points is the first in input order);
+    # tests/test_dask.py compares the combined table with the single process's
     ok = cases[cases["pay_status"] == "ok"].assign(**{ROW: pp.rows[cases["pay_status"] == "ok"]})
     drgs = (
         ok.groupby(["fund", "drg"], observed=True)
