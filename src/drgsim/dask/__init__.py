@@ -289,6 +289,11 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
 
     client = _client(client)
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
+    if getattr(pol, "method", "drg") == "dip":
+        raise DistributedError(
+            f"policy {pol.name} prices by DIP packet, which the Dask path does not do yet: "
+            "match packets on the cluster (drgsim.dask.match) and price on one machine"
+        )
     cols = [str(c) for c in ddf.columns]
     if grouped is None:
         grouped = {"drg", "status"} <= set(cols)
@@ -459,8 +464,10 @@ def match(ddf: dd.DataFrame, catalogue: Any, scheme: Any = "chs_drg_11",
     try:
         from drgsim import dip
     except ImportError:
-        raise DistributedError("DIP matching needs drgsim.dip, which this installation "
-                               "lacks") from None
+        dip = None
+    if dip is None or not hasattr(dip, "match"):
+        raise DistributedError("DIP matching needs drgsim.dip.match, which this installation "
+                               "lacks")
     _client(client)
     if not hasattr(catalogue, "packets"):
         catalogue = dip.read_catalogue(catalogue)

@@ -333,6 +333,7 @@ def settle_driver(base: Any) -> dict[str, pd.DataFrame]:
         base.scores,
         reference_pv=base.reference_pv,
         totals=base.fund_totals(),
+        ratio=base.dip_ratio,
     )
     tables = st.tables()
     tables["weights"] = base.w_df
