@@ -851,8 +851,8 @@ def _cell_params(
 def _positions(cost, a, b, mj, Pj, Pc, kj, low, beta, cap, has_high, has_low, low_first):
     """Where a cell's sorted costs change case type (as ``_cell_kernel`` finds them)."""
     capP = cap * Pj
-    lo_end = _first(cost, a, b, mj, 1, low, Pc, Pj, kj, beta) if has_low else a
-    hi_start = _first(cost, a, b, mj, 0, kj, Pc, Pj, kj, beta) if has_high else b
+    lo_end = _first(cost, a, b, mj, 1, low, Pc, Pc, Pj, kj, beta) if has_low else a
+    hi_start = _first(cost, a, b, mj, 0, kj, Pc, Pc, Pj, kj, beta) if has_high else b
     if lo_end > hi_start:  # both predicates hold: the first in the precedence wins
         if low_first:
             hi_start = lo_end
@@ -861,8 +861,8 @@ def _positions(cost, a, b, mj, Pj, Pc, kj, low, beta, cap, has_high, has_low, lo
     lc = lo_end
     hc = b
     if cap >= 0.0:
-        lc = _first(cost, a, lo_end, mj, 2, capP, Pc, Pj, kj, beta)
-        hc = _first(cost, hi_start, b, mj, 3, capP, Pc, Pj, kj, beta)
+        lc = _first(cost, a, lo_end, mj, 2, capP, Pc, Pc, Pj, kj, beta)
+        hc = _first(cost, hi_start, b, mj, 3, capP, Pc, Pc, Pj, kj, beta)
     return lo_end, hi_start, lc, hc
 
 
