@@ -1,93 +1,152 @@
-"""Distributed engines against the single-process path: records/s, per-partition overhead,
-peak memory, and the shuffle-by-hospital cost of pricing.
+"""Benchmark: one process against a distributed engine on the same synthetic region (issue 20).
 
-Prints figures and the machine; asserts nothing. Each engine is a separate block with
-its own function; ``main()`` runs every block whose engine is installed. Run:
+For each engine: grouping (records/s, peak memory per worker, per-partition overhead) and
+simulation (records/s of the simulated year, the shuffle by hospital that pricing needs,
+peak memory per worker). The single process runs in a child (``drgsim group`` /
+``drgsim.simulate``); Dask on a LocalCluster of ``--workers`` processes, one thread each.
+Prints figures and the machine; not a test.
 
-    python benchmarks/bench_distributed.py                 # 200k rows
-    python benchmarks/bench_distributed.py --rows 1000000 --only spark
+    python benchmarks/bench_distributed.py [--rows 200000] [--hospitals 40] [--workers 2]
+                                           [--data DIR] [--engines single,dask,spark]
+    python benchmarks/bench_distributed.py --rows 25000000      # the issue's size
 
-The input is generated once by the synthetic region generator and cached under
-``--cache-dir`` (default ``$TMPDIR/drgsim-bench-cache``).
+Each engine is one function ``bench_<engine>(args, data) -> dict`` (Dask below; the Spark
+block is kept apart for the spark adapter), so the engines share the data and the table.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _machine import machine_lines  # noqa: E402
 
-
-def region_dir(rows: int, cache: Path) -> Path:
-    """A synthetic region of ``rows`` discharges over two years (cached)."""
-    from drgsim import synth
-
-    out = cache / f"distributed-region-{rows}"
-    if not (out / "hospitals.parquet").exists():
-        synth.region(out, discharges=rows, hospitals=max(6, rows // 5000),
-                     years=(2022, 2023), seed=5)
-    return out
+PY = sys.executable
 
 
+def child_peak_mib() -> float:
+    """Largest peak RSS of the children waited for so far (MiB)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def make_data(args) -> Path:
+    """The synthetic region (generated once per size and seed, or --data)."""
+    if args.data:
+        return Path(args.data)
+    root = Path(tempfile.gettempdir()) / f"drgsim-bench-dist-{args.rows}-{args.hospitals}"
+    if not (root / "manifest.json").exists():
+        import drgsim
+
+        t = time.perf_counter()
+        drgsim.synth.region(root, discharges=args.rows, hospitals=args.hospitals, seed=1)
+        print(f"synthetic region: {args.rows:,} rows in {time.perf_counter() - t:.1f} s -> {root}")
+    return root
+
+
+def current_rows(data: Path) -> int:
+    import pyarrow.dataset as ds
+
+    d = ds.dataset(data / "discharges", partitioning="hive")
+    year = max(int(f.name.split("=")[1]) for f in (data / "discharges").glob("year=*"))
+    return d.count_rows(filter=ds.field("year") == year)
+
+
+# ---------------------------------------------------------------------------- single process
+def bench_single(args, data: Path) -> dict:
+    """``drgsim group`` and ``drgsim.simulate`` in child processes (their peak RSS)."""
+    out = Path(tempfile.mkdtemp()) / "grouped.parquet"
+    env = {**os.environ}
+    t = time.perf_counter()
+    subprocess.run([PY, "-c", "from drgsim.cli import main; main()", "group",
+                    str(data / "discharges"), "-o", str(out), "--quiet"], check=True, env=env,
+                   capture_output=True)
+    g_s = time.perf_counter() - t
+    g_peak = child_peak_mib()
+    code = (
+        "import time, warnings, json; warnings.simplefilter('ignore'); import drgsim\n"
+        f"t = time.perf_counter(); drgsim.simulate({str(out)!r}, "
+        f"hospitals={str(data / 'hospitals.parquet')!r}, region={str(data / 'region.parquet')!r})\n"
+        "print(json.dumps({'s': time.perf_counter() - t}))\n"
+    )
+    r = subprocess.run([PY, "-c", code], check=True, env=env, capture_output=True, text=True)
+    s_s = json.loads(r.stdout.strip().splitlines()[-1])["s"]
+    return {"group_s": g_s, "group_peak_mib": g_peak, "simulate_s": s_s,
+            "simulate_peak_mib": child_peak_mib(), "workers": 1}
+
+
+# ---------------------------------------------------------------------------- Dask
+def _worker_peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_dask(args, data: Path) -> dict:
+    """``drgsim.dask`` on a LocalCluster: scheme scatter + kernel warm-up, grouping to
+    partitioned parquet, the shuffle by hospital alone, then ``simulate``."""
+    from distributed import Client, LocalCluster, wait
+
+    import drgsim.dask as dg
+    from drgsim.output import fingerprint
+
+    res: dict = {"workers": args.workers}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lc = LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=None)
+    with lc, Client(lc) as client:
+        t = time.perf_counter()
+        dg.scheme_on_workers(client, "chs_drg_11")
+        res["warm_s"] = time.perf_counter() - t
+        ddf = dg.read_parquet(data / "discharges")
+        res["partitions"] = ddf.npartitions
+        t = time.perf_counter()
+        ddf.map_partitions(len).compute()
+        res["per_partition_ms"] = (time.perf_counter() - t) / ddf.npartitions * 1000
+        out = Path(tempfile.mkdtemp()) / "grouped"
+        t = time.perf_counter()
+        dg.group_to_parquet(ddf, out, fingerprint(options={"bench": time.time()}), client=client)
+        res["group_s"] = time.perf_counter() - t
+        res["group_peak_mib"] = max(client.run(_worker_peak_mib).values())
+        g = dg.read_parquet(out)
+        t = time.perf_counter()
+        shuffled = client.persist(g.shuffle("hospital_id"))
+        wait(shuffled)
+        res["shuffle_s"] = time.perf_counter() - t
+        del shuffled
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            base = dg.prepare(g, hospitals=data / "hospitals.parquet",
+                              region=data / "region.parquet", grouped=True, client=client)
+            tables = dg.settle(base)
+            len(tables["cases"])
+        res["simulate_s"] = time.perf_counter() - t
+        print("  dask simulate phases (s): " + ", ".join(
+            f"{k} {v:.1f}" for k, v in base._cache["timings"].items()))
+        res["simulate_peak_mib"] = max(client.run(_worker_peak_mib).values())
+    return res
+
+
+# ---------------------------------------------------------------------------- Spark
 def _hwm_mib(pid: int | str = "self") -> float:
-    """A process's own peak RSS (VmHWM), MiB: ru_maxrss would carry the parent's across
-    fork+exec (benchmarks/bench_grouper.py child_run)."""
+    """A process's own peak RSS (VmHWM, MiB): ru_maxrss would carry the parent's RSS
+    across fork+exec (see bench_grouper.child_run)."""
     import re
 
     m = re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
     return int(m.group(1)) / 1024 if m else float("nan")
 
 
-def _in_child(call: str, rows: int, cache: Path) -> None:
-    """Run ``bench_distributed.<call>`` in a fresh Python (its own peak, printed)."""
-    from bench_grouper import child_run
-
-    code = (f"import sys;sys.path.insert(0,{str(Path(__file__).parent)!r});"
-            f"import bench_distributed as b;from pathlib import Path;"
-            f"b.{call}(b.region_dir({rows},Path({str(cache)!r})),{rows})")
-    _, peak = child_run(code)
-    print(f"{call.split('_')[1]:<7} peak RSS {peak:>12,.0f} MiB (that process, VmHWM)")
-
-
-# ----------------------------------------------------------------------------- single
-
-
-def bench_single(reg: Path, rows: int) -> None:
-    """The single-process path: drgsim.group and drgsim.simulate on the same data."""
-    import pyarrow.dataset as ds
-
-    import drgsim
-
-    table = ds.dataset(reg / "discharges", partitioning="hive").to_table()
-    drgsim.group(table.slice(0, 1000))  # kernels loaded
-    t0 = time.perf_counter()
-    drgsim.group(table)
-    g = time.perf_counter() - t0
-    base = drgsim.prepare(reg / "discharges", hospitals=reg / "hospitals.parquet",
-                          region=reg / "region.parquet")
-    t0 = time.perf_counter()
-    drgsim.simulate(reg / "discharges", weights=base.w_df, hospitals=reg / "hospitals.parquet",
-                    region=reg / "region.parquet")
-    s = time.perf_counter() - t0
-    print(f"single  group    {rows / g:>12,.0f} records/s  ({g:.2f} s)")
-    print(f"single  simulate {s:>12.2f} s (read, prepare, price, settle; weights given)")
-    base.w_df.to_parquet(reg / "weights-bench.parquet")  # the Spark block reuses them
-
-
-# ----------------------------------------------------------------------------- spark
-
-
-def _worker_peaks(batches):
+def _spark_worker_peaks(batches):
     """In a Spark task: this Python worker's pid and own peak RSS (VmHWM)."""
-    import os
-
     import pyarrow as pa
 
     for _ in batches:
@@ -95,80 +154,112 @@ def _worker_peaks(batches):
     yield pa.RecordBatch.from_pydict({"pid": [os.getpid()], "mib": [_hwm_mib()]})
 
 
-def bench_spark(reg: Path, rows: int) -> None:
-    """Spark local[2]: group to partitioned parquet, per-partition overhead, simulate
-    (shuffle by hospital, driver settlement); peak RSS of the JVM and of each Python
-    worker from their own VmHWM (the driver's is printed by the caller)."""
-    import pandas as pd
+def _spark_count(batches):
+    import pyarrow as pa
 
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    yield pa.RecordBatch.from_pydict({"n": [sum(b.num_rows for b in batches)]})
+
+
+def _spark_run(data: str, workers: int) -> dict:
+    """The Spark block's body, in its own process (so its VmHWM is the driver's)."""
+    os.environ.setdefault("PYSPARK_PYTHON", PY)
     from pyspark import cloudpickle
     from pyspark.sql import SparkSession
 
     from drgsim import spark as dsp
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers lack benchmarks/
-    s = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
-         .config("spark.sql.shuffle.partitions", "4").getOrCreate())
+    data_p = Path(data)
+    s = (SparkSession.builder.master(f"local[{workers}]").config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", str(2 * workers)).getOrCreate())
     s.sparkContext.setLogLevel("ERROR")
-    sdf = s.read.parquet(str(reg / "discharges"))
-    dsp.group(sdf.limit(100)).count()  # workers warm: the scheme broadcast and kernels loaded
-    with tempfile.TemporaryDirectory() as tmp:
-        times = {}
-        for parts in (2, 2, 64):  # the first run at 2 warms the reading path
-            t0 = time.perf_counter()
-            dsp.group_to(sdf.repartition(parts), Path(tmp) / f"g{parts}")
-            times[parts] = time.perf_counter() - t0
-        print(f"spark   group    {rows / times[2]:>12,.0f} records/s  ({times[2]:.2f} s, "
-              "2 partitions, to year=/month= parquet)")
-        per = (times[64] - times[2]) / 62
-        print(f"spark   per-partition overhead {per * 1000:>8,.0f} ms "
-              f"(64 vs 2 partitions: {times[64]:.2f} s)")
-        w = pd.read_parquet(reg / "weights-bench.parquet")
-        t0 = time.perf_counter()
-        base = dsp.prepare(sdf, weights=w, hospitals=reg / "hospitals.parquet",
-                           region=reg / "region.parquet")
-        t1 = time.perf_counter()
-        res = dsp.settle(base)
-        dsp.write_parquet(res["cases"], Path(tmp) / "cases", ("year", "month"))
-        t2 = time.perf_counter()
-        print(f"spark   simulate {t2 - t0:>12.2f} s (prepare: scan, shuffle by hospital, "
-              f"price, reduce {t1 - t0:.2f} s; settle, price again and pay, cases to "
-              f"parquet {t2 - t1:.2f} s; weights given)")
-    peaks = (sdf.repartition(8).mapInArrow(_worker_peaks, "pid long, mib double")
-             .toPandas().groupby("pid")["mib"].max())
-    jvm = s._jvm.java.lang.ProcessHandle.current().pid()
-    print(f"spark   peak RSS {_hwm_mib(jvm):>12,.0f} MiB JVM (driver and local executor), "
-          f"{peaks.max():,.0f} MiB largest of {len(peaks)} Python worker(s)")
+
+    def peaks() -> float:
+        p = (s.range(0, 8 * workers, numPartitions=8 * workers)
+             .mapInArrow(_spark_worker_peaks, "pid long, mib double").toPandas())
+        return float(p.groupby("pid")["mib"].max().max())
+
+    res: dict = {"workers": workers}
+    sdf = s.read.parquet(str(data_p / "discharges"))
+    t = time.perf_counter()
+    dsp.group(sdf.limit(100)).count()  # scheme broadcast, kernels loaded per worker
+    res["warm_s"] = time.perf_counter() - t
+    n = sdf.rdd.getNumPartitions()
+    res["partitions"] = n
+    t = time.perf_counter()
+    sdf.select("case_id").mapInArrow(_spark_count, "n long").collect()
+    res["per_partition_ms"] = (time.perf_counter() - t) / n * 1000
+    out = Path(tempfile.mkdtemp()) / "grouped"
+    t = time.perf_counter()
+    dsp.group_to(sdf, out)
+    res["group_s"] = time.perf_counter() - t
+    res["group_peak_mib"] = peaks()
+    g = s.read.parquet(str(out))
+    t = time.perf_counter()
+    g.repartition("hospital_id").write.format("noop").mode("overwrite").save()
+    res["shuffle_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = dsp.prepare(g, hospitals=data_p / "hospitals.parquet",
+                           region=data_p / "region.parquet", grouped=True)
+        res["prepare_s"] = time.perf_counter() - t
+        dsp.settle(base)["cases"].count()
+    res["simulate_s"] = time.perf_counter() - t
+    res["simulate_peak_mib"] = peaks()
+    res["jvm_peak_mib"] = _hwm_mib(s._jvm.java.lang.ProcessHandle.current().pid())
     s.stop()
+    res["driver_peak_mib"] = _hwm_mib()
+    return res
 
 
-def _have(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
+def bench_spark(args, data: Path) -> dict:
+    """``drgsim.spark`` on local[workers], in a child process: kernels warmed per worker,
+    grouping to partitioned parquet, the shuffle by hospital alone, then ``prepare``
+    (calibration on the driver) and ``settle``. Peaks from each process's own VmHWM:
+    Python workers (in a task), the JVM (driver and local executor), the driver."""
+    code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            "import bench_distributed as b; "
+            f"print('RESULT ' + json.dumps(b._spark_run({str(data)!r}, {args.workers})))")
+    r = subprocess.run([PY, "-c", code], check=True, capture_output=True, text=True)
+    line = next(x for x in r.stdout.splitlines() if x.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+ENGINES = {"single": bench_single, "dask": bench_dask, "spark": bench_spark}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=200_000)
-    ap.add_argument("--only", choices=("single", "spark"), default=None)
-    ap.add_argument("--cache-dir", type=Path,
-                    default=Path(tempfile.gettempdir()) / "drgsim-bench-cache")
-    a = ap.parse_args(argv)
-    a.cache_dir.mkdir(parents=True, exist_ok=True)
+    ap.add_argument("--hospitals", type=int, default=40)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--data", default=None, help="an existing synthetic region folder")
+    ap.add_argument("--engines", default=",".join(ENGINES))
+    args = ap.parse_args()
     for line in machine_lines():
         print(line)
-    reg = region_dir(a.rows, a.cache_dir)
-    print(f"{a.rows:,} rows over 2 years, {reg}")
-    _in_child("bench_single", a.rows, a.cache_dir)  # also writes the weights Spark reuses
-    if a.only in (None, "spark"):
-        if _have("pyspark") and os.system("java -version >/dev/null 2>&1") == 0:
-            _in_child("bench_spark", a.rows, a.cache_dir)
-        else:
-            print("spark   skipped: needs pyspark and a Java runtime")
+    data = make_data(args)
+    n_cur = current_rows(data)
+    print(f"rows {args.rows:,} (simulated year {n_cur:,}), hospitals {args.hospitals}")
+    rows = []
+    for name in args.engines.split(","):
+        fn = ENGINES.get(name) or globals().get(f"bench_{name}")
+        if fn is None:
+            print(f"{name}: no benchmark here")
+            continue
+        r = fn(args, data)
+        rows.append((name, r))
+        print(f"{name}: " + json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                                         for k, v in r.items()}))
+    print(f"\n{'engine':<8} {'group rec/s':>12} {'peak/worker':>12} {'simulate rec/s':>15} "
+          f"{'peak/worker':>12} {'shuffle s':>10} {'ms/partition':>13}")
+    for name, r in rows:
+        print(f"{name:<8} {args.rows / r['group_s']:>12,.0f} {r['group_peak_mib']:>9,.0f} MiB "
+              f"{args.rows / r['simulate_s']:>15,.0f} {r['simulate_peak_mib']:>9,.0f} MiB "
+              f"{r.get('shuffle_s', float('nan')):>10.1f} "
+              f"{r.get('per_partition_ms', float('nan')):>13.1f}")
+    print("simulate rec/s counts every row read (history years included), as group does")
 
 
 if __name__ == "__main__":

@@ -253,6 +253,8 @@ def test_sigkilled_cli_group_reruns_to_a_complete_output(client, region, tmp_pat
 
 def test_dip_match_per_partition(client, ddf, frame):
     dip = pytest.importorskip("drgsim.dip", reason="DIP (issue 19) is not merged yet")
+    if not hasattr(dip, "match"):
+        pytest.skip("drgsim.dip.match (DIP matching, issue 19) is not merged yet")
     import drgsim.dask as dg
 
     year = int(pd.to_datetime(frame["discharge_date"]).dt.year.max())
@@ -262,3 +264,36 @@ def test_dip_match_per_partition(client, ddf, frame):
     b = by_case(dip.match(frame, catalogue=cat))
     for col in ("packet", "packet_kind", "aux_coef", "dip_status"):
         assert a[col].tolist() == b[col].tolist(), col
+
+
+def test_cli_simulate_engine_dask_writes_the_single_process_tables(client, region, simulated,
+                                                                     tmp_path):
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    root, _, _ = region
+    out = tmp_path / "sim"
+    r = CliRunner().invoke(main, [
+        "simulate", str(root / "discharges"), "--hospitals", str(root / "hospitals.parquet"),
+        "--region", str(root / "region.parquet"), "-o", str(out), "--engine", "dask",
+        "--scheduler", client.scheduler.address])
+    assert r.exit_code == 0, r.output
+    for name in ("funds", "hospitals"):
+        pd.testing.assert_frame_equal(pd.read_parquet(out / f"{name}.parquet"),
+                                      simulated[1][name], check_dtype=False, obj=name)
+    assert len(pd.read_parquet(out / "cases.parquet")) == len(simulated[1]["cases"])
+
+
+def test_cli_refuses_scheduler_without_dask_and_unsupported_options(region, tmp_path):
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    src = str(region[0] / "discharges")
+    r = CliRunner().invoke(main, ["group", src, "-o", str(tmp_path / "g.parquet"),
+                                  "--scheduler", "tcp://127.0.0.1:1"])
+    assert r.exit_code != 0 and "--scheduler needs --engine dask" in r.output
+    r = CliRunner().invoke(main, ["group", src, "-o", str(tmp_path / "g"), "--engine", "dask",
+                                  "--map", "bingan_shouye"])
+    assert r.exit_code != 0 and "--map: not supported with --engine dask" in r.output

@@ -197,3 +197,48 @@ def test_a_forfeit_is_never_refunded(seed, H, b, lower, keep):
     z = settle_fund_fast(tot, Budget(b, 10**6), off, 2024, scores)
     assert np.array_equal(a.refund, z.refund) and np.array_equal(a.clawback, z.clawback)
     assert np.array_equal(a.annual, z.annual - a.forfeited)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ovs=st.lists(st.tuples(overlays, bounds), min_size=1, max_size=5),
+    seed=st.integers(0, 10_000),
+    H=st.integers(1, 12),
+    stacked=st.booleans(),
+)
+def test_without_monthly_arrays_the_same_money(ovs, seed, H, stacked):
+    """The sweep's path (months fused in one kernel, no hospital-month array) gives every
+    figure of the monthly path, to the fen and to the last bit of the point values."""
+    pvs = []
+    for ov, bd in ovs:
+        ov = {**ov, **bd}
+        if ov["presettlement.provisional_pv_yuan"] is None:
+            ov["presettlement.provisional_pv"] = "monthly_budget"
+        pvs.append(load_policy().with_values(ov).at(2024))
+    S = len(pvs)
+    rng = np.random.default_rng(seed)
+    if stacked:  # one set of totals per scenario (draws), negative quotas included
+        parts = [random_totals(seed + s, H) for s in range(S)]
+        pts = np.stack([p.points for p in parts]) * rng.choice([1e-3, 1.0, 1e3])
+        share = np.stack([p.share_fen for p in parts])
+        cost = np.stack([p.cost_fen for p in parts])
+    else:
+        t = random_totals(seed, H)
+        pts, share, cost = t.points, t.share_fen, t.cost_fen
+    b = rng.integers(10**6, 10**10, S)
+    r = rng.integers(0, 10**8, S)
+    sp = ScenarioParams.from_policies(pvs, "employee")
+    scores = rng.uniform(50, 100, H)
+    a = settle_scenarios(pts, share, cost, b, r, sp, scores, monthly=True)
+    z = settle_scenarios(pts, share, cost, b, r, sp, scores, monthly=False)
+    assert set(a) - set(z) == {
+        "payment_hm",
+        "quota_hm",
+        "gross_prepay_hm",
+        "withheld_hm",
+        "prepaid_hm",
+    }
+    for k, v in z.items():
+        assert np.array_equal(a[k], v, equal_nan=v.dtype.kind == "f"), k
+    assert np.array_equal(z["withheld_h"], a["withheld_hm"].sum(2))
+    assert np.array_equal(z["prepaid_h"], a["prepaid_hm"].sum(2))

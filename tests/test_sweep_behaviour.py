@@ -22,6 +22,7 @@ from drgsim.scenarios.behaviour import (
     Totals,
     apply_cells,
     apply_cells_draws,
+    apply_cells_stacked,
     apply_los,
     apply_rows,
     draw_values,
@@ -138,7 +139,8 @@ def test_rows_frame_sums_to_the_row_totals(region):
 
 
 def test_one_prepared_cells_many_values(region):
-    """The cells' cache (per inflation and thresholds) never serves a stale result."""
+    """The cells' cache (cell parameters per thresholds set, points per inflation and
+    thresholds) never serves a stale result."""
     r = region
     bc = prepare_cells(r["pr"], r["cells"], r["W"], r["sib"], r["lv"])
     other = r["pol"].with_values({"high_cost.beta": 0.5}).at(2024)
@@ -152,7 +154,7 @@ def test_one_prepared_cells_many_values(region):
     ]:
         rows = apply_rows(r["pr"], r["W"], vals, r["sib"], r["lv"], policy=pol)
         assert_totals_equal(apply_cells(bc, vals, policy=pol), rows)
-    assert len(bc.cache) == 5
+    assert len(bc.cache) == 2 + 5  # 2 threshold sets; 5 (inflation, thresholds) pairs
 
 
 def test_what_does_not_creep(region):
@@ -726,3 +728,58 @@ def test_los_change_goes_through_pricing(region):
     short = price(prepare_cases(apply_los(df, 0.2), h["hospital_id"]), W, pol, h)
     st_ = 8  # CASE_TYPES.index("short_stay")
     assert (short.case_type == st_).sum() > (base.case_type == st_).sum()
+
+
+WIDE = {  # wide enough that many cells' cases change type between draws
+    "cost_inflation": {"dist": "uniform", "min": -0.4, "max": 0.9},
+    "cost_inflation.by_level.一级": {"dist": "normal", "mean": 0.1, "sd": 0.3, "min": -0.5},
+    "volume_growth": {"dist": "triangular", "min": -0.1, "mode": 0.02, "max": 0.2},
+    "coding_creep": {"dist": "uniform", "min": 0.0, "max": 0.6},
+}
+
+
+def _fields(t):
+    return (t.points, t.cost_fen, t.share_fen, t.cases, t.outside_fen)
+
+
+def test_draws_at_once_equal_each_draw_alone(region, monkeypatch):
+    """Every draw priced with all the others (in any block size) is, to the last bit, that
+    draw priced alone; and its money is its row definition's, to the fen."""
+    import drgsim.scenarios.behaviour as beh
+
+    r = region
+    drawn = draw_values(parse_behaviour(WIDE), draws=40, seed=11)
+    other = r["pol"].with_values({"high_cost.beta": 0.6, "low_cost.factor": 0.5}).at(2024)
+    for pol in (None, other):
+        bc = prepare_cells(r["pr"], r["cells"], r["W"], r["sib"], r["lv"])
+        stacked = apply_cells_stacked(bc, drawn, policy=pol)
+        monkeypatch.setattr(beh, "DRAW_BLOCK", 3)
+        small = apply_cells_stacked(bc, drawn, policy=pol)
+        monkeypatch.setattr(beh, "DRAW_BLOCK", 256)
+        fi = 1.0 + beh.hospital_values_draws(drawn, bc.hospital_ids, r["lv"])["cost_inflation"]
+        wide = (fi.min(0) * 0.9, fi.max(0) * 1.1)  # the range of a larger run
+        ranged = [
+            apply_cells_stacked(bc, {k: v[a : a + 7] for k, v in drawn.items()}, None, pol, wide)
+            for a in range(0, 40, 7)
+        ]
+        for i, (a, b) in enumerate(zip(_fields(stacked), _fields(small), strict=True)):
+            assert np.array_equal(a, b)
+            assert np.array_equal(a, np.concatenate([_fields(t)[i] for t in ranged]))
+        for d in range(40):
+            one = apply_cells(bc, drawn, policy=pol, draw=d)
+            for a, b in zip(_fields(one), _fields(stacked), strict=True):
+                assert np.array_equal(a, b[d]), d
+        for d in (0, 7, 23, 39):
+            rows = apply_rows(r["pr"], r["W"], drawn, r["sib"], r["lv"], policy=pol, draw=d)
+            assert_totals_equal(apply_cells(bc, drawn, policy=pol, draw=d), rows)
+
+
+def test_draws_move_cases_across_thresholds(region):
+    """The draws above do move cases between types (so the per-draw search is exercised):
+    the row definition's case types differ between the lowest and the highest inflation."""
+    r = region
+    drawn = draw_values(parse_behaviour(WIDE), draws=40, seed=11)
+    lo, hi = int(np.argmin(drawn["cost_inflation"])), int(np.argmax(drawn["cost_inflation"]))
+    fa = rows_frame(r["pr"], r["W"], drawn, r["sib"], r["lv"], draw=lo)
+    fb = rows_frame(r["pr"], r["W"], drawn, r["sib"], r["lv"], draw=hi)
+    assert (fa["case_type"].to_numpy() != fb["case_type"].to_numpy()).sum() > 20

@@ -507,3 +507,29 @@ def test_scenario_spec_duck_typed(base):
     assert list(res.routes["route"]) == ["settlement", "cells", "cells"]
     with pytest.raises(SweepError, match="base other is not the policy"):
         base.sweep(Spec(base="other"))
+
+
+@needs_behaviour
+def test_draws_equal_their_fixed_values_in_any_chunks(base):
+    """Each draw of inflation, creep and per-level volume is, row by row, the sweep of its
+    drawn values as fixed assumptions; blocks of draws settled together change nothing."""
+    from drgsim.scenarios.behaviour import draw_values, parse_behaviour
+
+    beh = {
+        "cost_inflation": {"dist": "uniform", "min": -0.3, "max": 0.6},
+        "coding_creep": {"dist": "uniform", "min": 0.0, "max": 0.5},
+        "volume_growth.by_level.三级": {"dist": "normal", "mean": 0.02, "sd": 0.05, "min": -0.5},
+    }
+    ov = [{f"behaviour.{k}": v for k, v in beh.items()}]
+    a = base.sweep(ov, draws=5, seed=9)
+    b = base.sweep(ov, draws=5, seed=9, chunk=2)
+    pd.testing.assert_frame_equal(a.hospitals, b.hospitals)
+    pd.testing.assert_frame_equal(a.funds, b.funds)
+    vals = draw_values(parse_behaviour(beh), draws=5, seed=9)
+    for d in (0, 3):
+        one = base.sweep([{f"behaviour.{k}": float(v[d]) for k, v in vals.items()}])
+        for got, want in ((a.hospitals, one.hospitals), (a.funds, one.funds)):
+            x = got[(got["scenario"] == 1) & (got["draw"] == d)].drop(columns="draw")
+            y = want[want["scenario"] == 1].drop(columns="draw")
+            pd.testing.assert_frame_equal(x.reset_index(drop=True), y.reset_index(drop=True))
+    conserved(a)

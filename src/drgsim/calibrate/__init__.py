@@ -161,19 +161,63 @@ def per_diem_rates(
     )
 
 
-def _trim_mask(group: np.ndarray, cost: np.ndarray, tp: dict) -> np.ndarray:
-    """Keep cases inside each group's percentile range (or mean ± k SD)."""
-    if tp["method"] == "none" or len(cost) == 0:
-        return np.ones(len(cost), dtype=bool)
-    s = pd.Series(cost)
-    g = s.groupby(group)
+def trim_mask(group: np.ndarray, cost: np.ndarray, tp: dict) -> np.ndarray:
+    """Keep cases inside each group's percentile range (or mean ± k SD), for any key.
+
+    ``group``: one key per case (integer ids, or labels factorised once here); ``tp``:
+    ``{"method": "percentile"|"sd"|"none", "lower", "upper", "sd"}`` as the policy's
+    ``calibration.trimming``. Vectorised (sort and bincount, no per-group loop), with the
+    same arithmetic as pandas: linear-interpolated quantiles, SD with ddof=1 (0 for one case).
+    """
+    n = len(cost)
+    if tp["method"] == "none" or n == 0:
+        return np.ones(n, dtype=bool)
+    g = np.asarray(group)
+    if g.dtype.kind not in "iu":
+        g = pd.factorize(g)[0]
+    g = g.astype(np.int64, copy=False)
+    c = np.asarray(cost, dtype=np.float64)
+    ng = int(g.max()) + 1
+    cnt = np.bincount(g, minlength=ng)
     if tp["method"] == "percentile":
-        lo = g.transform(lambda x: x.quantile(tp["lower"]))
-        hi = g.transform(lambda x: x.quantile(tp["upper"]))
+        order = np.lexsort((c, g))
+        v = c[order]
+        start = np.zeros(ng, dtype=np.int64)
+        np.cumsum(cnt[:-1], out=start[1:])
+
+        def q(p: float) -> np.ndarray:
+            pos = (np.maximum(cnt, 1) - 1) * float(p)
+            fl = np.floor(pos).astype(np.int64)
+            ce = np.minimum(fl + 1, np.maximum(cnt, 1) - 1)
+            frac = pos - fl
+            lo_v = v[np.minimum(start + fl, n - 1)]
+            hi_v = v[np.minimum(start + ce, n - 1)]
+            return lo_v + (hi_v - lo_v) * frac
+
+        lo, hi = q(tp["lower"])[g], q(tp["upper"])[g]
     else:
-        mu, sd = g.transform("mean"), g.transform("std").fillna(0.0)
-        lo, hi = mu - tp["sd"] * sd, mu + tp["sd"] * sd
-    return ((s >= lo) & (s <= hi)).to_numpy()
+        mu = np.bincount(g, weights=c, minlength=ng) / np.maximum(cnt, 1)
+        dev = c - mu[g]
+        ss = np.bincount(g, weights=dev * dev, minlength=ng)
+        sd = np.where(cnt > 1, np.sqrt(ss / np.maximum(cnt - 1, 1)), 0.0)
+        lo, hi = (mu - tp["sd"] * sd)[g], (mu + tp["sd"] * sd)[g]
+    return (c >= lo) & (c <= hi)
+
+
+_trim_mask = trim_mask  # the old private name
+
+
+def year_case_weights(year: np.ndarray, years: list[int], weights: list[float]) -> np.ndarray:
+    """Per-case weight ``w_y / n_y``: each history year counts by its weight (e.g. 1:2:7,
+    oldest to newest) regardless of its volume; cases outside ``years`` get 0."""
+    yr = np.asarray(year, dtype=np.int64)
+    out = np.zeros(len(yr), dtype=np.float64)
+    for y, wy in zip(years, weights, strict=True):  # a loop over years, not records
+        m = yr == y
+        k = int(m.sum())
+        if k:
+            out[m] = float(wy) / k
+    return out
 
 
 def calibrate(
@@ -202,8 +246,7 @@ def calibrate(
         )
     yr = c.year[use].astype(np.int64)
     cost = c.cost_fen[use] * (1.0 + cp["inflation"]) ** (year - yr)
-    n_y = {y: int((yr == y).sum()) for y in years}
-    wy = np.array([yw[years.index(y)] / max(n_y[y], 1) for y in yr])
+    wy = year_case_weights(yr, years, yw)
     drg = c.drg_names[c.drg[use]].astype(str)
     adrg = c.adrg_names[c.adrg[use]].astype(str)
     adrg = np.where(adrg == "", pd.Series(drg).str[:3].to_numpy(), adrg)
@@ -214,7 +257,7 @@ def calibrate(
         np.nan
     )  # absurd LOS: not counted
 
-    keep = _trim_mask(drg, cost, cp["trimming"])
+    keep = trim_mask(drg, cost, cp["trimming"])
     cost_t, w_t, los_t = cost[keep], wy[keep], los[keep]
     d_t, a_t, m_t = drg[keep], adrg[keep], mdc[keep]
     if cp["all_case_mean_yuan"] is not None:
@@ -522,5 +565,7 @@ __all__ = [
     "quality_summary",
     "read_weights",
     "scheme_drgs",
+    "trim_mask",
     "write_weights",
+    "year_case_weights",
 ]

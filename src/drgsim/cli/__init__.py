@@ -18,6 +18,7 @@ from drgsim import __version__
 # command name -> ("module", "click command attribute", "one-line help")
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "calibrate": ("drgsim.cli.calibrate_cmd", "calibrate", "Calibrate DRG weights and base points from history."),
+    "dip": ("drgsim.cli.dip_cmd", "dip", "Build and validate a DIP packet catalogue from history."),
     "demo": ("drgsim.cli.demo_cmd", "demo", "Run the whole pipeline on built-in demo data."),
     "explain": ("drgsim.cli.explain_cmd", "explain", "Explain how one record is grouped (the decision path)."),
     "group": ("drgsim.cli.group_cmd", "group", "Group discharge records into CHS-DRG groups."),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -16,9 +17,23 @@ out_option = click.option("-o", "--out", "out", required=True, type=click.Path()
                           help="Output path.")
 seed_option = click.option("--seed", default=1, show_default=True, type=int,
                            help="Random seed (same seed, same output).")
+def _policy_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A policy file, or the name of a bundled policy (baseline, dip_baseline)."""
+    if value is None or Path(value).exists():
+        return value
+    from drgsim.policy.loader import bundled_policy_path
+
+    bundled = bundled_policy_path(value)
+    if bundled.exists():
+        return str(bundled)
+    raise click.BadParameter(f"{value!r} is neither a file nor a bundled policy", ctx, param)
+
+
 policy_option = click.option(
-    "--policy", "policy_file", default=None, type=click.Path(exists=True), metavar="FILE",
-    help="Policy YAML (default: the bundled baseline; see 'drgsim policy show').",
+    "--policy", "policy_file", default=None, type=click.Path(), metavar="FILE|NAME",
+    callback=_policy_path,
+    help="Policy YAML, or a bundled policy's name (baseline, dip_baseline; default: the "
+         "bundled baseline; see 'drgsim policy show').",
 )
 threads_option = click.option("--threads", default=None, type=click.IntRange(1, 256),
                               help="Worker threads (default: all cores).")

@@ -28,7 +28,10 @@ from drgsim.errors import DrgsimError
 @scheme_option
 @threads_option
 @policy_option
-def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
+@click.option("--method", type=click.Choice(["drg", "dip"]), default="drg", show_default=True,
+              help="drg: group and calibrate; dip: build a DIP packet catalogue from the "
+                   "history, match, score and settle by packet (policy dip_baseline).")
+def demo(out, discharges, hospitals, seed, scheme, threads, policy_file, method):
     """Synthetic region -> group -> calibrate on the history years -> simulate the last year
     -> sweep the bundled example scenarios against the baseline.
 
@@ -40,7 +43,11 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
     Example:
       drgsim demo                              # about a minute on 2 cores
       drgsim demo -o /tmp/demo --discharges 1000000 --hospitals 120 --seed 7
+      drgsim demo --method dip -o /tmp/dip   # synth -> DIP catalogue -> match -> settle -> sweep
     """
+    if method == "dip":
+        _demo_dip(out, discharges, hospitals, seed, scheme, policy_file)
+        return
     import warnings
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -124,5 +131,105 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file):
                       f"{spec.description}")
             for line in summary_lines(res):
                 con.print("   " + line, markup=False)
+    except DrgsimError as exc:
+        fail(exc)
+
+
+DIP_SWEEP = [  # a small sweep of DIP's own parameters on the prepared DIP region
+    {"dip.outliers.high": 1.8},
+    {"dip.outliers.high": 2.5},
+    {"dip.outliers.low": 0.4},
+    {"budget.employee.growth": 0.02, "budget.resident.growth": 0.02},
+    {"point_value.basis": "total_cost"},
+]
+
+
+def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file) -> None:
+    """``drgsim demo --method dip``: synthetic region -> DIP catalogue from the history years
+    (with its report) -> matched cases -> simulation of the last year -> a small sweep."""
+    import warnings
+
+    import pandas as pd
+
+    import drgsim
+    from drgsim import synth
+    from drgsim.output import OutputFolder, atomic_path, check_output, fingerprint
+    from drgsim.policy import load_policy
+    from drgsim.report import write_outputs
+    from drgsim.report.sweep import write_sweep_outputs
+    from drgsim.settlement.simulate import read_table
+
+    con = console()
+    root = Path(out)
+    try:
+        pol = load_policy(policy_file or "dip_baseline")
+        if pol.method != "dip":
+            raise DrgsimError(f"demo --method dip needs a DIP policy; {pol.name} is {pol.method}")
+        try:
+            from drgsim.dip.build import build
+            from drgsim.dip.match import match
+            from drgsim.dip.tables import write_catalogue
+        except ImportError as exc:
+            raise DrgsimError(
+                f"demo --method dip needs drgsim.dip (catalogue building and matching): {exc}"
+            ) from None
+        check_output(root, [policy_file], folder=True)
+        options = {"command": "demo", "method": "dip", "discharges": discharges,
+                   "hospitals": hospitals, "seed": seed, "scheme": scheme}
+        folder = OutputFolder(root, fingerprint([policy_file], options),
+                              owned=["matched.parquet"], writer="demo").open()
+        made = synth.region(root / "region", discharges=discharges, hospitals=hospitals,
+                            seed=seed, scheme=scheme)
+        con.print(f"[bold]1. synthetic region[/]: {made.rows:,} discharges, {hospitals} "
+                  f"hospitals -> {root / 'region'}")
+        df, _ = read_table(root / "region" / "discharges")
+        hosp = pd.read_parquet(root / "region" / "hospitals.parquet")
+        years = pd.to_datetime(df["discharge_date"], errors="coerce").dt.year
+        year = int(years.max())
+        hist = df[(years < year).to_numpy()]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cat, assigned = build(hist, policy=pol, scheme=scheme, hospitals=hosp)
+            write_catalogue(cat, root / "catalogue")
+            pk = cat.packets
+            n_core = int((pk["kind"] == "core").sum())
+            kinds = assigned["kind"].value_counts(normalize=True)
+            con.print(f"[bold]2. DIP catalogue[/] from {len(hist):,} history cases "
+                      f"({', '.join(str(y) for y in sorted(years[years < year].unique()))}): "
+                      f"{len(pk):,} packets ({n_core:,} core, {len(pk) - n_core:,} "
+                      f"comprehensive, {int(pk.get('base', pd.Series(0)).sum()):,} base), "
+                      f"core packets hold {kinds.get('core', 0.0):.1%} of the history cases "
+                      f"-> {root / 'catalogue'}")
+            matched = match(df, catalogue=cat, scheme=scheme)
+            with atomic_path(root / "matched.parquet") as tmp:
+                matched.to_parquet(tmp, index=False)
+            folder.record("matched.parquet")
+            st = matched["dip_status"].astype(str).value_counts(normalize=True)
+            con.print("[bold]3. matched[/] every discharge: "
+                      + ", ".join(f"{k} {v:.2%}" for k, v in st.items()))
+            base = drgsim.prepare(matched, policy=pol, hospitals=hosp,
+                                  region=root / "region" / "region.parquet", catalogue=cat)
+            tables = base.simulate()
+            paths = write_outputs(tables, root / "simulation",
+                                  fingerprint([policy_file], {**options, "part": "simulate"}))
+            res = base.sweep(DIP_SWEEP)
+            write_sweep_outputs(res, root / "sweeps" / "dip", fingerprint(
+                [policy_file], {**options, "part": "sweep"}))
+        folder.commit({**options, "parts": ["region", "catalogue", "matched.parquet",
+                                            "simulation", "sweeps/dip"]})
+        for msg in sorted({str(w.message) for w in caught}):
+            con.print(f"     warning: {msg}")
+        ledger_sum = int(tables["ledger"]["amount_fen"].sum())
+        con.print(f"[bold]4. simulated[/] {year} by packet (ledger sums to {ledger_sum} fen):")
+        for _, r in tables["summary"].iterrows():
+            if not str(r["item"]).startswith("drgsim."):
+                con.print(f"     {r['item']}: {r['value']}")
+        con.print(f"     outputs in {root / 'simulation'}: "
+                  + ", ".join(sorted(p.name for p in paths.values())))
+        from drgsim.cli.sweep_cmd import summary_lines
+
+        con.print(f"[bold]5. swept[/] {len(DIP_SWEEP)} DIP scenarios -> {root / 'sweeps' / 'dip'}")
+        for line in summary_lines(res):
+            con.print("   " + line, markup=False)
     except DrgsimError as exc:
         fail(exc)

@@ -45,6 +45,10 @@ from drgsim.errors import DrgsimError
                    "bingan_shouye (病案首页), settlement_list (医保结算清单).")
 @click.option("--flags", "with_flags", is_flag=True,
               help="Add a 'flags' column (suspect codes and fields) and print a summary.")
+@click.option("--supervision", "with_supervision", is_flag=True,
+              help="Supervision flags (readmission, split admission, low-threshold admission, "
+                   "over-long stay, upcoding signal; default parameters) into "
+                   "OUT.supervision_cases.csv and OUT.supervision_by_hospital.csv.")
 @click.option("--names", "with_names", is_flag=True,
               help="Add mdc_name, adrg_name, drg_name (the tables' titles).")
 @click.option("--compare", "compare_col", default=None, metavar="COLUMN",
@@ -60,8 +64,8 @@ from drgsim.errors import DrgsimError
 @engine_option
 @scheduler_option
 def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, column_map,
-          with_flags, with_names, compare_col, hospital_column, cost_column, batch_rows,
-          threads, quiet, engine, scheduler):
+          with_flags, with_supervision, with_names, compare_col, hospital_column, cost_column,
+          batch_rows, threads, quiet, engine, scheduler):
     """Group discharge records (parquet, a folder of parquet, CSV or .xlsx) into CHS-DRG groups.
 
     Every input row comes out, in order, with mdc, adrg, drg and status; the other
@@ -81,7 +85,8 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
     check_engine(engine, scheduler, {"--encoding": encoding, "--bad-lines keep":
                                      bad_lines == "keep", "--glob": glob, "--sheet": sheet,
                                      "--map": column_map, "--flags": with_flags,
-                                     "--compare": compare_col, "--threads": threads})
+                                     "--compare": compare_col, "--threads": threads,
+                                     "--supervision": with_supervision})
     if engine == "dask":
         _group_dask(input_path, out, scheme, translate, with_names, scheduler)
         return
@@ -92,7 +97,7 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
     from drgsim.grouper.stream import OUTPUT_FORMATS, group_file, input_rows
     from drgsim.output import check_output
 
-    if not (with_flags or compare_col):  # their summaries use pandas; plain grouping does not
+    if not (with_flags or compare_col or with_supervision):  # their summaries use pandas
         from drgsim.grouper.tiny import arrow_without_pandas
 
         arrow_without_pandas()
@@ -108,6 +113,8 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
         src_of = click.get_current_context().get_parameter_source("hospital_column")
         if (with_flags or compare_col) and src_of == click.core.ParameterSource.COMMANDLINE:
             needs["--hospital-column"] = hospital_column  # named: not silently left out
+        if with_supervision:
+            needs.update(_supervision_needs(hospital_column))
         opts = {"bad_lines": bad_lines, "glob": glob, "sheet": sheet, "needs": needs}
         if quiet:
             summary = group_file(input_path, out, cs, translate, batch_rows, threads, encoding,
@@ -152,6 +159,8 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
             written += _flag_report(con, out, hospital_column)
         if compare_col:
             written += _compare_report(con, out, compare_col, hospital_column, cost_column)
+        if with_supervision:
+            written += _supervision_report(con, out, hospital_column)
     except DrgsimError as exc:
         fail(exc)
     _drop_stale_sidecars(out, written)
@@ -236,7 +245,8 @@ def split_glob_input(path: str, glob: str | None) -> tuple[str, str | None]:
 
 #: files written beside the output (``OUT`` without its extension + suffix)
 SIDECARS = (".flags_by_flag.csv", ".flags_by_hospital.csv", ".compare.txt",
-            ".compare_moves.csv", ".compare_hospitals.csv", ".malformed_rows.csv")
+            ".compare_moves.csv", ".compare_hospitals.csv", ".malformed_rows.csv",
+            ".supervision_cases.csv", ".supervision_by_hospital.csv")
 
 
 def _drop_stale_sidecars(out: str, written: list[Path]) -> None:
@@ -318,4 +328,40 @@ def _compare_report(con, out: str, column: str, hospital: str, cost: str | None)
     if ag.by_hospital is not None:
         written.append(_write_csv(ag.by_hospital, _sidecar(out, ".compare_hospitals.csv")))
     con.print(f"  agreement report -> {_sidecar(out, '.compare.txt')} (+ _moves/_hospitals .csv)")
+    return written
+
+
+def _supervision_needs(hospital: str) -> dict[str, str]:
+    """Input columns the supervision flags read, checked before any work."""
+    from drgsim.dip.supervision import required_columns
+
+    out = {}
+    for c, fl in required_columns().items():  # one key per column (the message names both)
+        name = hospital if c == "hospital_id" else c
+        out[f"--supervision ({', '.join(fl)}; column {name})"] = name
+    return out
+
+
+def _supervision_report(con, out: str, hospital: str) -> list[Path]:
+    from drgsim.dip.supervision import ALIASES, DEFAULTS, flags
+
+    wanted = [hospital, *ALIASES, "drg", "status", "packet", "dip_status"]
+    t = _read_back(out, wanted)
+    group = "packet" if "dip_status" in t.schema.names else "drg"
+    cases, by_hosp = flags(t.to_pandas(), group, columns={"hospital_id": hospital})
+    flagged = cases[cases["supervision"] != ""]
+    flagged.insert(0, "row", flagged.index)
+    written = [_write_csv(flagged, _sidecar(out, ".supervision_cases.csv")),
+               _write_csv(by_hosp, _sidecar(out, ".supervision_by_hospital.csv"))]
+    p = DEFAULTS
+    con.print(f"[bold]supervision flags[/] by {group} (never change a group or payment; "
+              f"readmission <= {p['readmission']['days']} d, split <= {p['split']['days']} d, "
+              f"low cost < {p['low_cost']['ratio']:g} x mean, long stay > "
+              f"{p['long_stay']['factor']:g} x mean LOS, upcoding margin "
+              f"{p['upcoding']['margin']:.0%}):")
+    n = max(len(cases), 1)
+    for c in [c for c in cases.columns if c.startswith("sv_")]:
+        k = int(cases[c].sum())
+        con.print(f"  {c[3:]:<20} {k:>10,}  {k / n:7.2%}")
+    con.print("  flags -> " + ", ".join(str(w) for w in written))
     return written

@@ -48,11 +48,19 @@ from drgsim.errors import DrgsimError
     help="Simulated year (default: the latest in CASES; earlier years are history).",
 )
 @click.option("--grouped", is_flag=True, help="CASES are grouped even without drgsim provenance.")
+@click.option(
+    "--catalogue",
+    "catalogue_dir",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="DIP policies (method: dip): the packet catalogue folder ('drgsim dip build'); "
+    "default: built from the history years.",
+)
 @engine_option
 @scheduler_option
 def simulate(
-    cases, out, policy_file, weights_file, hospitals_file, region_file, year, grouped, engine,
-    scheduler,
+    cases, out, policy_file, weights_file, hospitals_file, region_file, year, grouped,
+    catalogue_dir, engine, scheduler,
 ) -> None:
     """Price every case in points, derive the point value from the budget and settle each
     hospital per month and year; write parquet tables, an Excel workbook and plots to DIR,
@@ -65,6 +73,7 @@ def simulate(
     Example:
       drgsim simulate grouped.parquet --hospitals hospitals.parquet --region region.parquet -o out/
       drgsim simulate grouped.parquet --weights weights.parquet --year 2024 -o out/
+      drgsim simulate region/discharges --policy dip_baseline --catalogue cat/ -o out/  # DIP
       drgsim simulate grouped/ --engine dask --scheduler tcp://10.0.0.5:8786 \\
           --hospitals hospitals.parquet --region region.parquet -o out/
 
@@ -72,7 +81,7 @@ def simulate(
     and settled on this machine; the tables are the same as without it (the per-case
     table is gathered here to be written).
     """
-    check_engine(engine, scheduler, {})
+    check_engine(engine, scheduler, {"--catalogue": catalogue_dir})
     import warnings
 
     from drgsim.output import check_output, fingerprint
@@ -81,6 +90,8 @@ def simulate(
 
     con = console()
     inputs = [cases, policy_file, weights_file, hospitals_file, region_file]
+    if catalogue_dir is not None:  # DIP: DRG runs keep their fingerprints
+        inputs.append(catalogue_dir)
     try:
         check_output(out, inputs, folder=True, writes=OUTPUT_FILES)
         fp = fingerprint(inputs, {"command": "simulate", "year": year, "grouped": grouped})
@@ -101,6 +112,7 @@ def simulate(
                     region_file,
                     year,
                     True if grouped else None,
+                    catalogue=catalogue_dir,
                 )
             paths = write_outputs(tables, out, fp)
         for w in {str(w.message) for w in caught}:

@@ -160,12 +160,17 @@ def base_policy(specs: list, policy_file: str | None) -> str | None:
 @click.option("--monthly", is_flag=True,
               help="Also write months.parquet (scenario × draw × fund × hospital × month).")
 @click.option("--grouped", is_flag=True, help="CASES are grouped even without drgsim provenance.")
+@click.option("--catalogue", "catalogue_dir", default=None,
+              type=click.Path(exists=True, file_okay=False),
+              help="DIP policies (method: dip): the packet catalogue folder; default: built "
+                   "from the history years.")
 @click.option("--losing", default=-0.02, show_default=True, type=float,
               help="A hospital whose change against the baseline is below this is losing.")
 @engine_option
 @scheduler_option
 def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, hospitals_file,
-          region_file, year, report, monthly, grouped, losing, engine, scheduler) -> None:
+          region_file, year, report, monthly, grouped, losing, catalogue_dir, engine,
+          scheduler) -> None:
     """Prepare CASES once (weights, pricing, cells, budgets), settle every scenario and
     compare each hospital and fund with the baseline; write parquet tables, sweep.xlsx and
     plots to OUT, and OUT/manifest.json last (a folder without it is incomplete).
@@ -182,7 +187,7 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
     and the scenarios settled on this machine: settlement-only keys (budget, point value,
     assessment, corridors); keys that re-price cells or rows are refused.
     """
-    check_engine(engine, scheduler, {})
+    check_engine(engine, scheduler, {"--catalogue": catalogue_dir})
     import warnings
 
     import drgsim
@@ -196,6 +201,8 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
 
     con = console()
     inputs = [cases, scenarios, policy_file, weights_file, hospitals_file, region_file]
+    if catalogue_dir is not None:  # DIP: DRG runs keep their fingerprints
+        inputs.append(catalogue_dir)
     try:
         try:
             chosen = parse_report(report)
@@ -223,7 +230,8 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
                 base = drgsim.prepare(cases, policy=base_policy(specs, policy_file),
                                       weights=weights_file, hospitals=hospitals_file,
                                       region=region_file, year=year,
-                                      grouped=True if grouped else None)
+                                      grouped=True if grouped else None,
+                                      catalogue=catalogue_dir)
             root = Path(out)
             top = OutputFolder(root, fp, owned=[f"{d}/*" for d in parts]).open() \
                 if folder_mode else None

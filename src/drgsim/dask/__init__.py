@@ -237,10 +237,12 @@ def _add_row(df: pd.DataFrame, offsets: list[int], partition_info: dict | None =
     return df.assign(**{ROW: np.arange(offsets[i], offsets[i] + len(df), dtype=np.int64)})
 
 
-def _scan(df: pd.DataFrame, dcol: str, hcol: str) -> pd.DataFrame:
+def _scan(df: pd.DataFrame, dcol: str, hcol: str) -> dict[str, Any]:
+    """One partition's length and its rows per year and hospital (one pass for both)."""
     y = pd.to_datetime(df[dcol], errors="coerce").dt.year
-    return (pd.DataFrame({"year": y.astype("Float64"), "hospital": df[hcol].astype("string")})
-            .groupby(["year", "hospital"], dropna=False).size().rename("n").reset_index())
+    counts = (pd.DataFrame({"year": y.astype("Float64"), "hospital": df[hcol].astype("string")})
+              .groupby(["year", "hospital"], dropna=False).size().rename("n").reset_index())
+    return {"len": len(df), "counts": counts}
 
 
 def _before(df: pd.DataFrame, dcol: str, year: int) -> pd.DataFrame:
@@ -287,6 +289,11 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
 
     client = _client(client)
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
+    if getattr(pol, "method", "drg") == "dip":
+        raise DistributedError(
+            f"policy {pol.name} prices by DIP packet, which the Dask path does not do yet: "
+            "match packets on the cluster (drgsim.dask.match) and price on one machine"
+        )
     cols = [str(c) for c in ddf.columns]
     if grouped is None:
         grouped = {"drg", "status"} <= set(cols)
@@ -310,14 +317,16 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
         raise RecordsError("cases lack a hospital_id column: a distributed run partitions "
                            "by hospital")
 
-    lengths = ddf.map_partitions(len).compute().tolist()
+    from dask import delayed
+
+    clock = _Clock()
+    scans = client.gather(client.compute([delayed(_scan)(p, dcol, hcol)
+                                          for p in ddf.to_delayed()]))
+    lengths = [s["len"] for s in scans]
+    scan = pd.concat([s["counts"] for s in scans], ignore_index=True)
     offsets = np.r_[0, np.cumsum(lengths)[:-1]].astype(int).tolist()
     ddf = ddf.map_partitions(_add_row, offsets, meta=m0.assign(**{ROW: np.int64(0)}))
-    scan = ddf.map_partitions(
-        _scan, dcol, hcol,
-        meta=pd.DataFrame({"year": pd.Series([], dtype="Float64"),
-                           "hospital": pd.Series([], dtype="string"), "n": pd.Series([], dtype="int64")}),
-    ).compute()
+    clock.lap("scan (rows, years, hospitals)")
     per_year = scan.groupby("year", dropna=True)["n"].sum()
     if year is None:
         if not len(per_year):
@@ -347,6 +356,7 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
         n_ok = int(part["n"].sum())
         m_all = int(part["s"].sum()) / n_ok if n_ok else None
         w_df, w_src = read_weights(weights, pv, m_all), str(weights)
+    clock.lap(f"weights ({w_src if w_src in ('calibrated', 'given') else 'file'})")
     W = Weights.from_frame(w_df, pv["points"]["scale"])
     check_reference_pv(reference_pv, pv)
     if needs_reference_pv(pv) and reference_pv is None:
@@ -362,15 +372,35 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
     part_futs = client.compute(shuffled.to_delayed())
     ctx_f = client.scatter(ctx, broadcast=True, hash=False)
     pp_futs = [client.submit(price_partition, f, ctx_f, pure=False) for f in part_futs]
+    from distributed import wait
+
+    wait(part_futs)
+    clock.lap("shuffle by hospital")
     summaries = client.gather([client.submit(_summary, p, pure=False) for p in pp_futs])
     del part_futs
+    clock.lap("price + cells per partition, gather totals")
     hids = global_hospitals(summaries, hosp_df)
     reduced = combine(summaries, hids)
     empty = m0.iloc[0:0]
     base = driver_prepared(pol, yp, year, reduced, hids, W, w_df, w_src, weights, hosp_df,
                            region_df, columns, dcol, meta, reference_pv, empty)
+    clock.lap("reduce on the driver")
     base._cache["dask"] = {"client": client, "parts": pp_futs, "hids": hids}
+    base._cache["timings"] = clock.laps
     return base
+
+
+class _Clock:
+    """Seconds per phase (``base._cache["timings"]``; the benchmark prints them)."""
+
+    def __init__(self) -> None:
+        self.t = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self.t
+        self.t = now
 
 
 def _small(parts: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
@@ -390,11 +420,15 @@ def settle(base: Any) -> dict[str, Any]:
     if d is None:
         raise DistributedError("settle() takes what drgsim.dask.prepare returned")
     client = d["client"]
+    clock = _Clock()
     tables = settle_driver(base)
+    clock.lap("settle on the driver")
     pays = client.scatter(payments_of(tables["_settlement"].funds), broadcast=True, hash=False)
     outs = [client.submit(pay_partition, p, pays, d["hids"], pure=False) for p in d["parts"]]
     small = client.gather([client.submit(_small, o, pure=False) for o in outs])
     tables = finish_tables(tables, small, base.prov)
+    clock.lap("payments back per partition")
+    base._cache.setdefault("timings", {}).update(clock.laps)
     case_futs = [client.submit(_cases, o, pure=False) for o in outs]
     meta = client.submit(lambda df: df.iloc[0:0], case_futs[0]).result() if case_futs else None
     tables["cases"] = dd.from_delayed([delayed(f) for f in case_futs], meta=meta,
@@ -430,8 +464,10 @@ def match(ddf: dd.DataFrame, catalogue: Any, scheme: Any = "chs_drg_11",
     try:
         from drgsim import dip
     except ImportError:
-        raise DistributedError("DIP matching needs drgsim.dip, which this installation "
-                               "lacks") from None
+        dip = None
+    if dip is None or not hasattr(dip, "match"):
+        raise DistributedError("DIP matching needs drgsim.dip.match, which this installation "
+                               "lacks")
     _client(client)
     if not hasattr(catalogue, "packets"):
         catalogue = dip.read_catalogue(catalogue)

@@ -20,7 +20,15 @@ on a partition and on the driver is here, and that is the single-machine code:
   budgets are global: weights are calibrated on the driver over the history rows (exact),
   or given.
 - **Per-case split back** (per hospital partition): :func:`pay_partition` with the
-  broadcast hospital-month payments (:func:`payments_of`).
+  broadcast hospital-month payments (:func:`payments_of`); :func:`finish_tables` puts
+  its small parts (hospital indices, DRG and pay-status sums) into the driver's tables.
+
+An adapter's simulate is, in order: number the rows in input order (:data:`ROW`); find the
+year and check the inputs (driver); weights (given, or calibrated on the driver); shuffle
+by hospital; ``price_partition`` per partition (keep the result on the worker); gather
+``summary()``; :func:`global_hospitals` + :func:`combine`; :func:`driver_prepared`;
+:func:`settle_driver`; broadcast :func:`payments_of`; :func:`pay_partition` per partition;
+:func:`finish_tables`. ``drgsim.dask`` is the reference implementation.
 - **Output**: :mod:`drgsim.distributed.output` writes partitioned parquet
   (``year=/month=``) part by part, atomically, fingerprinted, manifest last, and the
   provenance sidecar ``_drgsim_provenance.json`` (engines that drop Arrow metadata).
@@ -36,6 +44,8 @@ from drgsim.distributed.partition import (
     check_disjoint,
     combine,
     driver_prepared,
+    finish_tables,
+    global_hospitals,
     group_frame,
     group_table,
     pay_partition,
@@ -53,6 +63,8 @@ __all__ = [
     "check_disjoint",
     "combine",
     "driver_prepared",
+    "finish_tables",
+    "global_hospitals",
     "group_frame",
     "group_table",
     "pay_partition",

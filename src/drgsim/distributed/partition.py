@@ -346,6 +346,7 @@ def settle_driver(base: Any) -> dict[str, pd.DataFrame]:
         base.scores,
         reference_pv=base.reference_pv,
         totals=base.fund_totals(),
+        ratio=base.dip_ratio,
     )
     tables = st.tables()
     tables["weights"] = base.w_df
@@ -395,6 +396,9 @@ def pay_partition(
     cases["payment_fen"] = case_payments(pr, local)  # type: ignore[arg-type]
     stub = cases.loc[cases["pay_status"] == "ok", ["fund", "hospital_id"]].drop_duplicates()
     idx = _indices(stub.reset_index(drop=True), cases)
+    # the DRG table's aggregates as settlement.run.build_tables computes them, per partition
+    # (plus each DRG's first row, so the combined base_points is the first in input order);
+    # tests/test_dask.py compares the combined table with the single process's
     ok = cases[cases["pay_status"] == "ok"].assign(**{ROW: pp.rows[cases["pay_status"] == "ok"]})
     drgs = (
         ok.groupby(["fund", "drg"], observed=True)

@@ -19,7 +19,15 @@ from typing import Any
 
 from drgsim.errors import Problem, ValidationError
 from drgsim.errors import Problem as _Problem
-from drgsim.policy.schema import FUNDS, LEAF_META, SCHEMA, TOP_META, Param
+from drgsim.policy.schema import (
+    FUNDS,
+    LEAF_META,
+    METHODS,
+    OPTIONAL_SECTIONS,
+    SCHEMA,
+    TOP_META,
+    Param,
+)
 from drgsim.yamlsafe import decode_utf8, load_yaml, read_yaml_bytes
 
 
@@ -46,6 +54,12 @@ class Policy:
     params: dict[str, list[tuple[dt.date, Any]]]
     scheme: str = "chs_drg_11"
     text_hash: str = ""
+
+    @property
+    def method(self) -> str:
+        """``drg`` or ``dip`` (the file's top-level ``method``; kept as an undated key)."""
+        v = self.params.get("method")
+        return str(v[0][1]) if v else "drg"
 
     def at(self, date: dt.date | str | int) -> dict[str, Any]:
         """Nested dict of every parameter's value in force on ``date`` (a year means 31 Dec)."""
@@ -78,6 +92,11 @@ class Policy:
             if spec is None:
                 problems.append(Problem("<overlay>", None, key, "unknown key"))
                 continue
+            if key.split(".")[0] in OPTIONAL_SECTIONS and key not in params:
+                problems.append(
+                    Problem("<overlay>", None, key, f"the policy's method {self.method} has no such section")
+                )
+                continue
             v = _check_value(spec, value, "<overlay>", None, key, problems)
             kept = [(d, x) for d, x in params.get(key, []) if d < day]
             params[key] = kept + [(day, v)]
@@ -109,7 +128,7 @@ def _as_date(x: dt.date | str | int) -> dt.date:
 
 
 def _spec_for(key: str) -> Param | None:
-    node: Any = SCHEMA
+    node: Any = {**SCHEMA, **OPTIONAL_SECTIONS}
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             return None
@@ -158,6 +177,15 @@ def _check_value(
         if not isinstance(v, bool):
             bad(f"expected true or false, got {v!r}")
         return bool(v)
+    elif k == "float_or_enum":  # a word among the choices, or a number in [lo, hi]
+        if isinstance(v, str):
+            if v not in spec.choices:
+                bad(f"{v!r} is neither a number nor one of {', '.join(spec.choices)}")
+            return str(v)
+        if not _is_num(v):
+            bad(f"expected a number or one of {', '.join(spec.choices)}, got {v!r}")
+            return None
+        v = float(v)
     elif k in ("str", "enum"):
         if not isinstance(v, str):
             bad(f"expected text, got {type(v).__name__} {v!r}")
@@ -379,6 +407,50 @@ def _cross_checks(params: dict, file: str, problems: list[Problem]) -> None:
                 )
             )
     _bounds_checks(params, file, problems)
+    _method_checks(params, file, problems)
+
+
+def _method_checks(params: dict, file: str, problems: list[Problem]) -> None:
+    """DIP-only choices refused under method drg; the pre-settlement's budgeted point value
+    needs a budgeted point value that exists before the year's points."""
+    lines = params.get(LINES, {})
+    method = params.get("method", [(None, "drg")])[0][1]
+    for key, word in (
+        ("point_value.basis", "reimbursement_ratio"),
+        ("point_value.bounds.budgeted_pv", "history"),
+    ):
+        if method != "dip" and any(v == word for _, v in params.get(key, [])):
+            problems.append(
+                _Problem(file, lines.get(key), key, f"{word} needs method: dip (is {method})")
+            )
+    for day, (low, high, ext) in _in_force(
+        params, ["dip.outliers.low", "dip.outliers.high", "dip.outliers.extreme"]
+    ):
+        if low is None or high is None:
+            continue
+        if not low < high or (ext is not None and ext < high):
+            problems.append(
+                _Problem(
+                    file,
+                    lines.get("dip.outliers.high"),
+                    "dip.outliers",
+                    f"needs low < high <= extreme (low {low}, high {high}, extreme {ext}; in "
+                    f"force {day.isoformat()})",
+                )
+            )
+    for day, (prov, kind) in _in_force(
+        params, ["presettlement.provisional_pv", "point_value.bounds.budgeted_pv"]
+    ):
+        if prov == "budgeted" and kind == "budget":
+            problems.append(
+                _Problem(
+                    file,
+                    lines.get("presettlement.provisional_pv"),
+                    "presettlement.provisional_pv",
+                    "budgeted needs point_value.bounds.budgeted_pv given, last_year or history "
+                    f"(budget depends on the year's own points; in force {day.isoformat()})",
+                )
+            )
 
 
 def _in_force(params: dict, keys: list[str]) -> list[tuple[dt.date, list]]:
@@ -486,7 +558,21 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
                 "not supported yet: copy the baseline and edit it",
             )
         )
-    _walk(doc, SCHEMA, "", file, problems, params, skip=TOP_META)
+    method = doc.get("method", "drg")
+    if method not in METHODS:
+        problems.append(
+            Problem(file, _line(doc, "method"), "method", f"{method!r} is not one of {', '.join(METHODS)}")
+        )
+    params["method"] = [(dt.date(1900, 1, 1), str(method))]
+    _walk(doc, SCHEMA, "", file, problems, params, skip=TOP_META + tuple(OPTIONAL_SECTIONS))
+    if method == "dip" and "dip" not in doc:
+        problems.append(Problem(file, 1, "dip", "missing (method dip needs the dip section)"))
+    elif "dip" in doc and method != "dip":
+        problems.append(
+            Problem(file, _line(doc, "dip"), "dip", f"a dip section needs method: dip (is {method})")
+        )
+    elif "dip" in doc:
+        _walk(doc["dip"], OPTIONAL_SECTIONS["dip"], "dip", file, problems, params)
     _cross_checks(params, file, problems)
     params.pop(LINES, None)
     params.pop(VALUE_LINES, None)

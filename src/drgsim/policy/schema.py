@@ -209,8 +209,12 @@ SCHEMA: dict[str, Any] = {
     "point_value": {
         "basis": Param(
             "enum",
-            "total_cost: (budget + patients' share) / points; fund: budget / points",
-            choices=("total_cost", "fund"),
+            "total_cost: (budget + patients' share) / points; fund: budget / points; "
+            "reimbursement_ratio (DIP, method: dip): (budget / r) / points with r = "
+            "dip.point_value.ratio, the fund paying points x PV - patients' share; what that "
+            "pays beyond the budget (or short of it) is its own ledger line (pv_ratio_residual), "
+            "drawn from (returned to) the reserve",
+            choices=("total_cost", "fund", "reimbursement_ratio"),
         ),
         "bounds": {
             "mode": Param(
@@ -228,8 +232,9 @@ SCHEMA: dict[str, Any] = {
                 "the region corridor (binds only with the region corridor); given = "
                 "budgeted_pv_yuan, fixed in advance; last_year = last year's point value: last "
                 "year's cases priced with the current weights and policy, bounds off, paid the "
-                "region table's drg_spending of that year",
-                choices=("budget", "given", "last_year"),
+                "region table's drg_spending of that year; history (DIP) = PV_b, the history's "
+                "year-weighted cost over its year-weighted score (DIP.md), per fund",
+                choices=("budget", "given", "last_year", "history"),
             ),
             "budgeted_pv_yuan": Param(
                 "map_float",
@@ -243,8 +248,10 @@ SCHEMA: dict[str, Any] = {
         "prepay_share": ratio("share of each month's provisional payment prepaid"),
         "provisional_pv": Param(
             "enum",
-            "monthly_budget: the month's budget/12 over its points; fixed: provisional_pv_yuan",
-            choices=("monthly_budget", "fixed"),
+            "monthly_budget: the month's budget/12 over its points; fixed: provisional_pv_yuan; "
+            "budgeted: the budgeted point value of point_value.bounds.budgeted_pv (e.g. PV_b "
+            "from history, DIP)",
+            choices=("monthly_budget", "fixed", "budgeted"),
         ),
         "provisional_pv_yuan": pos("provisional point value in yuan (fixed)", nullable=True),
     },
@@ -295,6 +302,91 @@ SCHEMA: dict[str, Any] = {
     },
 }
 
+METHODS = ("drg", "dip")
+AUX_CATALOGUES = ("comorbidity", "severity", "tumour", "age")
+
+# DIP (按病种分值付费, ../shared/DIP.md): present exactly when the policy's method is dip.
+DIP_SCHEMA: dict[str, Any] = {
+    "version": Param("enum", "packet keys: 1.0 all procedures; 2.0 main + related", choices=("1.0", "2.0")),
+    "dx_level": Param(
+        "enum",
+        "principal-diagnosis key: subcategory (first 5 characters, K80.1) or category (K80)",
+        choices=("subcategory", "category"),
+    ),
+    "proc_mode": Param(
+        "enum",
+        "all: every procedure, order-free (1.0); main_related: main + related procedure (2.0)",
+        choices=("all", "main_related"),
+    ),
+    "related_cost_share": ratio("a related procedure forms its own packet at this cost share"),
+    "core_threshold": Param("int", "a key with at least this many history cases is core", lo=1),
+    "comprehensive_min_cases": Param(
+        "int", "a comprehensive packet with fewer cases folds into a coarser prefix", lo=1
+    ),
+    "score_scale": Param("int", "score = RW x scale (100 or 1000)", lo=1),
+    "trim": {
+        "rule": Param("enum", "trimming inside a packet", choices=("sd", "percentile", "none")),
+        "k": pos("sd: mean +- k SD kept"),
+        "lower": ratio("percentile: lower percentile kept"),
+        "upper": ratio("percentile: upper percentile kept"),
+    },
+    "year_weights": Param("list_float", "history years' weights, oldest to newest (1:2:7)"),
+    "aux": {
+        "catalogues": Param(
+            "list_enum", "auxiliary catalogues applied", choices=AUX_CATALOGUES
+        ),
+        "min_cases": Param("int", "a packet needs this many cases to be split", lo=1),
+        "min_subgroup_cases": Param(
+            "int", "a subgroup needs this many cases for a coefficient", lo=1
+        ),
+        "cv_min": pos("a packet's CV must be at least this for a split"),
+        "cv_cut": ratio("the split must cut the CV by at least this share"),
+    },
+    "level_min_cases": Param(
+        "int",
+        "a packet's mean at a hospital level (C) needs this many cases at that level; fewer: "
+        "the packet mean",
+        lo=1,
+    ),
+    "outliers": {
+        "low": pos("low outlier: cost <= low x C (score = base x cost / C)"),
+        "high": pos("high outlier: cost >= high x C (score = base x (cost / C - high + 1))"),
+        "extreme": pos("extreme: cost > extreme x C, flagged for review", nullable=True),
+        "inclusive": Param(
+            "bool", "true: the boundaries belong to the outliers (<= low, >= high), as DIP.md"
+        ),
+        "extreme_mode": Param(
+            "enum",
+            "an extreme case: high_cost = flagged and paid by the high-cost formula until "
+            "reviewed; review = held for review (paid 0, listed); coefficient = paid base x "
+            "coefficient",
+            choices=("high_cost", "review", "coefficient"),
+        ),
+        "coef_on_outliers": Param(
+            "bool", "the hospital coefficient multiplies low and high outliers' scores too"
+        ),
+    },
+    "blank_ratio": ratio("a blank packet (空白病组) scores cost / M x scale x this"),
+    "point_value": {
+        "ratio": Param(
+            "float_or_enum",
+            "reimbursement ratio r of point_value.basis reimbursement_ratio: history = DIP "
+            "cases' fund payment over their total cost in the history, year-weighted, per "
+            "fund; or a number in (0, 1]",
+            choices=("history",),
+            lo=0.0,
+            hi=1.0,
+        ),
+    },
+    "supervision": {
+        "readmission_days": Param("int", "readmission for the same condition within N days", lo=0),
+        "low_threshold_ratio": pos("low-threshold admission: cost below this x packet mean"),
+        "long_stay_ratio": pos("over-long stay: LOS above this x the packet's mean LOS"),
+        "split_days": Param("int", "split admission: readmitted within N days of discharge", lo=0),
+    },
+}
+OPTIONAL_SECTIONS = {"dip": DIP_SCHEMA}  # required with method dip, refused with method drg
+
 # When a dated value applies (README "Dated values"): case-level keys take the value in
 # force on each case's discharge date, month-level keys on the first day of the month,
 # year-level keys on 1 January of the simulated year. Keyed by dotted prefix; the longest
@@ -321,6 +413,10 @@ LEVELS: dict[str, str] = {
     "hospital_corridor": "year",
     "region_corridor": "year",
     "plausibility": "year",
+    "method": "year",
+    "dip": "year",
+    "dip.outliers": "case",
+    "dip.blank_ratio": "case",
 }
 
 
@@ -334,5 +430,5 @@ def level_of(key: str) -> str:
     raise KeyError(f"{key}: no level")
 
 
-TOP_META = ("name", "description", "scheme", "extends")
+TOP_META = ("name", "description", "scheme", "extends", "method")
 LEAF_META = ("values", "description", "unit", "reference")

@@ -61,6 +61,9 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "patient_share": ("patient_share", "patient_pay", "self_total"),
     "special_review": ("special_review",),
 }
+# DIP cases (drgsim.dip.price.dip_frame) carry these beside the case key; kept in
+# ``Cases.extra`` and shown in the priced cases table
+DIP_CASE_COLUMNS = ("packet", "packet_kind", "aux_catalogue", "aux_class", "aux_coef", "dip_status")
 # summed into the patients' share when no single patient_share column exists
 SHARE_PARTS = (
     "deductible",
@@ -140,6 +143,10 @@ class Cases:
             else:
                 kw[k] = v
         kw["n"] = int(np.count_nonzero(mask))
+        kw["extra"] = {
+            k: v[mask] if isinstance(v, np.ndarray) and len(v) == self.n else v
+            for k, v in self.extra.items()
+        }
         out = Cases(**kw)
         out.index()
         return out
@@ -298,6 +305,7 @@ def prepare_cases(
         pay_status=pay,
         link_only=np.zeros(n, bool) if link_only is None else np.asarray(link_only, bool),
         hosp_raw=hcol.to_numpy(dtype=object, na_value=None),
+        extra={c: df[c].to_numpy() for c in DIP_CASE_COLUMNS if c in df.columns},
     )
     out.index()
     return out

@@ -42,12 +42,21 @@ import numpy as np
 
 from drgsim.errors import DrgsimError
 from drgsim.policy.dated import YearPolicy, as_year_policy
-from drgsim.pricing.core import CASE_TYPES, Priced, PricingError, reprice_thresholds
+from drgsim.pricing.core import (
+    CASE_TYPES,
+    Priced,
+    PricingError,
+    outlier_params,
+    reprice_thresholds,
+)
 
 THRESHOLD_TYPES = [CASE_TYPES.index(t) for t in ("normal", "high_cost", "low_cost")]
 FIXED_TYPES = ("per_diem", "special_review", "ungroupable", "readmission", "short_stay")
 FIXED_CAPPED = [CASE_TYPES.index(t) for t in ("readmission", "short_stay")]  # capped, fixed
 THRESHOLD_KEYS = ("tiers", "low", "beta", "cap")
+# DIP (method dip) prices a cell keyed by hospital × packet × auxiliary class × fund × month:
+# its own reference mean C (the packet's mean at the hospital's level), coefficient (1 for
+# base packets), inclusive boundaries and DIP's outlier formulas (pricing.core.outlier_params)
 N_FUNDS = 2
 MONTHS = 12
 
@@ -103,12 +112,9 @@ class Cells:
 
 
 def _thresholds(pv: dict) -> dict:
-    return {
-        "tiers": [dict(t) for t in pv["high_cost"]["tiers"]],
-        "low": float(pv["low_cost"]["factor"]),
-        "beta": float(pv["high_cost"]["beta"]),
-        "cap": pv["caps"]["max_points_multiple"],
-    }
+    """The outlier thresholds of a resolved policy (DRG or DIP): tiers, low, beta, cap and
+    the DIP keys inclusive, extreme, coef_out (:func:`~drgsim.pricing.core.outlier_params`)."""
+    return outlier_params(pv)
 
 
 def build_cells(pr: Priced) -> Cells:
@@ -162,16 +168,21 @@ def build_cells(pr: Priced) -> Cells:
         start = np.r_[first, len(raw_s)].astype(np.int64)
         cell_raw = raw_s[first]
         wrow = cell_raw % W
-        # per weight row: the same for every case of a cell
-        Pw, mw, rww = np.zeros(W), np.zeros(W), np.zeros(W)
-        Pw[wr], mw[wr], rww[wr] = pr.base_points[idx], pr.mean_cost_fen[idx], pr.rw[idx]
         hs = cell_raw // W
         hfm, sub_c = hs // (2 * n_seg), hs % (2 * n_seg)
         # per cell from its cases (equal inside a cell): coefficient and readmission factor
         cell_of = np.searchsorted(cell_raw, raw)  # each threshold case's cell
+        # and base points, reference mean and RW (a DIP key's mean C depends on the
+        # hospital's level, which the cell's hospital fixes)
         cc, fc_ = np.ones(len(cell_raw)), np.ones(len(cell_raw))
         cc[cell_of], fc_[cell_of] = pr.coefficient[idx], pr.factor[idx]
-        P, m, rw = Pw[wrow], mw[wrow], rww[wrow]
+        P, m, rw = (np.zeros(len(cell_raw)) for _ in range(3))
+        P[cell_of], m[cell_of], rw[cell_of] = (
+            pr.base_points[idx],
+            pr.mean_cost_fen[idx],
+            pr.rw[idx],
+        )
+        del wrow
         seg_c, f_c = sub_c // 2, fc_
     else:
         cost_s = np.zeros(0, np.int64)
@@ -257,6 +268,7 @@ def cell_points(
     for b in cells.built_segments:
         thr.append(
             {
+                **b,  # the DIP keys (inclusive, extreme, coefficient switch) as built
                 "tiers": b["tiers"] if tiers is None else tiers,
                 "low": b["low"] if low_factor is None else float(low_factor),
                 "beta": b["beta"] if beta is None else float(beta),
@@ -269,27 +281,42 @@ def cell_points(
 def _cell_points_segments(cells: Cells, thr: list[dict]) -> np.ndarray:
     """Cell points with thresholds per dated-value segment (``thr[s]`` for segment ``s``)."""
     _check_repriceable(cells, thr)
-    k = np.empty(len(cells.P), dtype=np.float64)
-    low, beta, cap = (np.empty(len(cells.P)) for _ in range(3))
+    nc = len(cells.P)
+    k = np.empty(nc, dtype=np.float64)
+    low, beta, cap, ext = (np.empty(nc) for _ in range(4))
+    incl = np.zeros(nc, dtype=np.bool_)
+    Pc = cells.P * cells.c
+    Lo, Hb, Hp = Pc.copy(), Pc.copy(), cells.P.copy()  # DRG: Pc r; Pc + P (r - k) β
     for s_, t in enumerate(thr):
+        t = {"inclusive": False, "extreme": None, "coef_out": True, "dip": False, **t}
         sel = cells.seg == s_
         edges = np.array([x["rw_upto"] for x in t["tiers"][:-1]], dtype=np.float64)
         ks = np.array([x["k"] for x in t["tiers"]], dtype=np.float64)
         k[sel] = ks[np.searchsorted(edges, cells.rw[sel], side="left")]
         low[sel], beta[sel] = float(t["low"]), float(t["beta"])
         cap[sel] = -1.0 if t["cap"] is None else float(t["cap"])
-    out = np.empty(len(cells.P), dtype=np.float64)
+        ext[sel] = -1.0 if t["extreme"] is None else float(t["extreme"])
+        incl[sel] = bool(t["inclusive"])
+        if t["dip"]:  # DIP: Po r and Po + Po (r - k), Po = base x c or base alone
+            Po = Pc[sel] if t["coef_out"] else cells.P[sel]
+            Lo[sel], Hb[sel], Hp[sel] = Po, Po, Po
+    out = np.empty(nc, dtype=np.float64)
     _cell_kernel(
         cells.cost,
         cells.cum,
         cells.start,
         cells.P,
-        cells.c,
+        Pc,
+        Lo,
+        Hb,
+        Hp,
         cells.m,
         k,
         low,
         beta,
         cap,
+        ext,
+        incl,
         cells.f,
         cells.has_high,
         cells.has_low,
@@ -326,12 +353,12 @@ def segments_on(cells: Cells, yp: YearPolicy) -> list[dict]:
 
 
 @nb.njit(cache=True)
-def _first(cost, a, b, m, mode, thr, Pc, P, k, beta):  # pragma: no cover - numba
+def _first(cost, a, b, m, mode, thr, Lo, Hb, Hp, k, beta):  # pragma: no cover - numba
     """First index in [a, b) whose case satisfies the (monotone in cost) predicate.
 
-    mode 0: cost / m > thr (high-cost); 1: cost / m >= thr (not low-cost);
-    2: Pc × (cost / m) > thr (a low-cost case above the cap);
-    3: Pc + P × (cost / m − k) × β > thr (a high-cost case above the cap).
+    mode 0: cost / m > thr; 1: cost / m >= thr (a high-cost case, or a case that is not
+    low-cost, strict or inclusive); 2: Lo × (cost / m) > thr (a low-cost case above the
+    cap); 3: Hb + Hp × (cost / m − k) × β > thr (a high-cost case above the cap).
     The expressions are those of row pricing, so both classify every case alike.
     """
     lo, hi = a, b
@@ -343,9 +370,9 @@ def _first(cost, a, b, m, mode, thr, Pc, P, k, beta):  # pragma: no cover - numb
         elif mode == 1:
             hit = r >= thr
         elif mode == 2:
-            hit = Pc * r > thr
+            hit = Lo * r > thr
         else:
-            hit = Pc + P * (r - k) * beta > thr
+            hit = Hb + Hp * (r - k) * beta > thr
         if hit:
             hi = mid
         else:
@@ -355,43 +382,51 @@ def _first(cost, a, b, m, mode, thr, Pc, P, k, beta):  # pragma: no cover - numb
 
 @nb.njit(cache=True)
 def _cell_kernel(
-    cost, cum, start, P, c, m, k, low_, beta_, cap_, f, has_high, has_low, low_first, out
+    cost, cum, start, P, Pc_, Lo_, Hb_, Hp_, m, k, low_, beta_, cap_, ext_, incl, f,
+    has_high, has_low, low_first, out,
 ):  # pragma: no cover - numba
     for j in range(len(P)):
         a, b = start[j], start[j + 1]
         Pj, mj = P[j], m[j]
         low, beta, cap = low_[j], beta_[j], cap_[j]
-        Pc = Pj * c[j]
+        Pc, Lo, Hb, Hp = Pc_[j], Lo_[j], Hb_[j], Hp_[j]
         capP = cap * Pj
         if not (mj > 0.0):  # no reference cost: every case is normal (as in row pricing)
             pn = min(Pc, capP) if cap >= 0.0 else Pc
             out[j] = pn * (b - a) * f[j]
             continue
-        lo_end = _first(cost, a, b, mj, 1, low, Pc, Pj, k[j], beta) if has_low else a
-        hi_start = _first(cost, a, b, mj, 0, k[j], Pc, Pj, k[j], beta) if has_high else b
+        # strict (DRG): low r < l, high r > k; inclusive (DIP.md): low r <= l, high r >= k
+        lo_mode = 0 if incl[j] else 1  # the first case that is not low-cost
+        hi_mode = 1 if incl[j] else 0  # the first high-cost case
+        lo_end = _first(cost, a, b, mj, lo_mode, low, Lo, Hb, Hp, k[j], beta) if has_low else a
+        hi_start = _first(cost, a, b, mj, hi_mode, k[j], Lo, Hb, Hp, k[j], beta) if has_high else b
         if lo_end > hi_start:  # both predicates hold: the first in the precedence wins
             if low_first:
                 hi_start = lo_end
             else:
                 lo_end = hi_start
+        # extreme at coefficient mode (DIP): beyond ext × C, paid as normal
+        ex = b
+        if ext_[j] >= 0.0:
+            ex = _first(cost, max(hi_start, lo_end), b, mj, 0, ext_[j], Lo, Hb, Hp, k[j], beta)
         # normal
         pn = Pc
         if cap >= 0.0 and capP < Pc:
             pn = capP
-        pts = pn * (hi_start - lo_end)
-        # low-cost: Pc × cost / m, capped
+        pts = pn * (hi_start - lo_end + b - ex)
+        # low-cost: Lo × cost / m, capped
         lc = lo_end
         if cap >= 0.0:
-            lc = _first(cost, a, lo_end, mj, 2, capP, Pc, Pj, k[j], beta)
+            lc = _first(cost, a, lo_end, mj, 2, capP, Lo, Hb, Hp, k[j], beta)
             pts += capP * (lo_end - lc)
-        pts += Pc * (cum[lc] - cum[a]) / mj
-        # high-cost: Pc + P (cost / m - k) β, capped
-        hc = b
+        pts += Lo * (cum[lc] - cum[a]) / mj
+        # high-cost: Hb + Hp (cost / m - k) β, capped
+        hc = ex
         if cap >= 0.0:
-            hc = _first(cost, hi_start, b, mj, 3, capP, Pc, Pj, k[j], beta)
-            pts += capP * (b - hc)
+            hc = _first(cost, hi_start, ex, mj, 3, capP, Lo, Hb, Hp, k[j], beta)
+            pts += capP * (ex - hc)
         nh = hc - hi_start
-        pts += Pc * nh + Pj * beta * ((cum[hc] - cum[hi_start]) / mj - k[j] * nh)
+        pts += Hb * nh + Hp * beta * ((cum[hc] - cum[hi_start]) / mj - k[j] * nh)
         out[j] = pts * f[j]  # the readmission cut, after the cap (as in row pricing)
 
 
@@ -422,13 +457,20 @@ PRICING_SECTIONS = (
     "caps",
     "plausibility",
     "calibration.fallback",
+    "method",
+    "dip.outliers",
+    "dip.blank_ratio",
+    "dip.level_min_cases",
 )
 REPRICED = {
     "high_cost.tiers": "tiers",
     "high_cost.beta": "beta",
     "low_cost.factor": "low",
     "caps.max_points_multiple": "cap",
+    "dip.outliers.high": "tiers",
+    "dip.outliers.low": "low",
 }
+DRG_ONLY = ("high_cost", "low_cost", "ungroupable", "calibration", "points")  # unused by dip
 
 
 def _flat(tree: Any, prefix: str) -> dict[str, Any]:
@@ -445,12 +487,22 @@ def _is_leaf_map(key: str) -> bool:
 
 
 def pricing_differences(built: dict, new: dict) -> list[str]:
-    """Dotted pricing keys whose values differ between two resolved policies."""
+    """Dotted pricing keys whose values differ between two resolved policies. Under method
+    dip a change of a DRG-only key (high_cost, low_cost, ungroupable, calibration) is
+    refused: DIP prices with dip.* and would otherwise ignore it."""
     out = []
     for sec in PRICING_SECTIONS:
         a = _flat(_get(built, sec), sec)
         b = _flat(_get(new, sec), sec)
         out += [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    if built.get("method") == "dip" and new.get("method") == "dip":
+        unused = [k for k in out if k.split(".")[0] in DRG_ONLY]
+        if unused:
+            raise PricingError(
+                f"{', '.join(unused)} do(es) not apply to method dip (its outliers are "
+                "dip.outliers.*, a blank packet dip.blank_ratio, scores the catalogue's): "
+                "change those instead"
+            )
     return out
 
 
@@ -480,7 +532,8 @@ def points_under(cells: Cells, pr: Priced, policy: dict | YearPolicy) -> np.ndar
             "the policy's pricing parameter(s) "
             + ", ".join(other)
             + " differ from those the cases were priced with, and only outlier thresholds "
-            "(high_cost.tiers, high_cost.beta, low_cost.factor, caps.max_points_multiple) "
+            "(high_cost.tiers, high_cost.beta, low_cost.factor, caps.max_points_multiple; "
+            "DIP: dip.outliers.high, dip.outliers.low) "
             "re-price through the cells: price the cases with this policy"
         )
     return hfm_points(cells, _cell_points_segments(cells, [_thresholds(p) for p in new]))

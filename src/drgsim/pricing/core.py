@@ -16,7 +16,7 @@ import pandas as pd
 
 from drgsim.errors import DrgsimError
 from drgsim.policy.dated import YearPolicy, as_year_policy, constant_year
-from drgsim.pricing.cases import PAY_STATUSES, Cases
+from drgsim.pricing.cases import DIP_CASE_COLUMNS, PAY_STATUSES, Cases
 from drgsim.scheme.spec import STATUSES
 
 CASE_TYPES = (
@@ -44,6 +44,10 @@ class Weights:
     table: pd.DataFrame
     m_all_fen: float
     scale: float
+    # DIP: the packet's mean cost at each hospital level (C of the outlier rules): columns
+    # key, level, n_cases, mean_cost_fen; a key × level without a row (or with fewer than
+    # dip.level_min_cases) takes the key's own mean_cost_fen
+    levels: pd.DataFrame | None = None
 
     @classmethod
     def from_frame(cls, df: pd.DataFrame, scale: float | None = None) -> Weights:
@@ -72,6 +76,36 @@ class Weights:
                 t[c] = np.nan
         t = t.reset_index(drop=True)
         return cls(t, float(m_all), sc)
+
+    def level_means(
+        self, row: np.ndarray, case_level: np.ndarray, min_cases: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per case: the reference mean C at its hospital's level (fen) and True where the
+        key's own mean stands in (no level row, or fewer than ``min_cases`` there)."""
+        t = self.table
+        own = t["mean_cost_fen"].to_numpy(dtype=np.float64)
+        m = np.where(row >= 0, own[np.maximum(row, 0)], np.nan)
+        fb = np.ones(len(row), dtype=bool)
+        lv = self.levels
+        if lv is None or not len(lv) or not len(row):
+            return m, fb
+        lv = lv[pd.to_numeric(lv["n_cases"], errors="coerce").fillna(0) >= min_cases]
+        kidx = pd.Index(t["key"].astype(str)).get_indexer(lv["key"].astype(str))
+        lv = lv[kidx >= 0]
+        kidx = kidx[kidx >= 0]
+        levels = np.asarray(sorted(set(lv["level"].map(level_digit))), dtype=object)
+        if not len(levels):
+            return m, fb
+        L = len(levels)
+        table = np.full(len(t) * L, np.nan)
+        li = pd.Index(levels).get_indexer(lv["level"].map(level_digit))
+        table[kidx * L + li] = lv["mean_cost_fen"].to_numpy(dtype=np.float64)
+        cl = pd.Index(levels).get_indexer(pd.Series(case_level, dtype=object))
+        ok = (row >= 0) & (cl >= 0)
+        got = np.full(len(row), np.nan)
+        got[ok] = table[row[ok] * L + cl[ok]]
+        have = ~np.isnan(got)
+        return np.where(have, got, m), ~have
 
     def lookup(self, cases: Cases, fallback: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Per case: row index into the table (-1 none) and the level it was found at."""
@@ -105,6 +139,86 @@ class Weights:
                     lev[j] = WEIGHT_LEVELS.index(lv)
                     break
         return row[inv], lev[inv]
+
+
+def level_digit(x: object) -> str:
+    """A hospital level as its digit ("三级", "3", "level 3" -> "3"); "" when none."""
+    import re
+
+    s = str(x).replace("三", "3").replace("二", "2").replace("一", "1")
+    mt = re.search(r"\d", s)
+    return mt.group(0) if mt else ""
+
+
+def hospital_levels(hospital_ids: np.ndarray, hospitals: pd.DataFrame | None) -> np.ndarray:
+    """Each hospital's level digit ("" when the table gives none), in ``hospital_ids`` order."""
+    if hospitals is None or "level" not in hospitals or not len(hospital_ids):
+        return np.full(len(hospital_ids), "", dtype=object)
+    h = hospitals.assign(hospital_id=hospitals["hospital_id"].astype("string"))
+    lv = h.drop_duplicates("hospital_id").set_index("hospital_id")["level"]
+    lv = lv.reindex(pd.Index(hospital_ids, dtype="string"))
+    return np.asarray([level_digit(x) if pd.notna(x) else "" for x in lv], dtype=object)
+
+
+def outlier_params(pv: dict) -> dict:
+    """The outlier thresholds a resolved policy prices with, as the cells re-price them:
+    DRG: k by RW tier, low-cost factor, β, cap, strict boundaries; DIP: one tier k =
+    dip.outliers.high, low = dip.outliers.low, β = 1, inclusive boundaries as the policy
+    says, the extreme multiple (coefficient mode only) and the coefficient switch."""
+    cap = pv["caps"]["max_points_multiple"]
+    if pv.get("method") == "dip":
+        o = pv["dip"]["outliers"]
+        return {
+            "tiers": [{"rw_upto": None, "k": float(o["high"])}],
+            "low": float(o["low"]),
+            "beta": 1.0,
+            "cap": cap,
+            "inclusive": bool(o["inclusive"]),
+            "extreme": None
+            if o["extreme"] is None or o["extreme_mode"] != "coefficient"
+            else float(o["extreme"]),
+            "coef_out": bool(o["coef_on_outliers"]),
+            "dip": True,
+        }
+    return {
+        "tiers": [dict(t) for t in pv["high_cost"]["tiers"]],
+        "low": float(pv["low_cost"]["factor"]),
+        "beta": float(pv["high_cost"]["beta"]),
+        "cap": cap,
+        "inclusive": False,
+        "extreme": None,
+        "coef_out": True,
+        "dip": False,
+    }
+
+
+def outlier_points(
+    P: np.ndarray, c: np.ndarray, r: np.ndarray, k: np.ndarray, t: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(normal, low-cost, high-cost points, high-cost premium) per case for thresholds ``t``
+    (:func:`outlier_params`). DRG: P c, P c r, P c + P (r − k) β. DIP: base × c, then the
+    outliers on Po = base × c (or base alone when coefficients are off on outliers):
+    Po r and Po (r − k + 1) = Po + Po (r − k)."""
+    Pc = P * c
+    if t["dip"]:
+        Po = Pc if t["coef_out"] else P
+        prem = Po * (r - k) * t["beta"]
+        return Pc, Po * r, Po + prem, prem
+    prem = P * (r - k) * t["beta"]
+    return Pc, Pc * r, Pc + prem, prem
+
+
+def outlier_masks(
+    r: np.ndarray, k: np.ndarray, low: np.ndarray | float, t: dict
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(high, low, extreme-at-coefficient) predicates before precedence: strict (DRG:
+    r > k, r < l) or inclusive (DIP.md: r >= k, r <= l); extreme r > e (coefficient mode)."""
+    if t["inclusive"]:
+        high, lo = r >= k, r <= low
+    else:
+        high, lo = r > k, r < low
+    ext = r > t["extreme"] if t["extreme"] is not None else np.zeros(len(r), bool)
+    return high, lo, ext
 
 
 def hospital_coefficients(
@@ -280,6 +394,8 @@ class Priced:
     segment: np.ndarray = None  # type: ignore[assignment]  # int16: index into policy.segments
     policy: YearPolicy | None = None  # case-level values per segment (dated values)
     sr_candidate: np.ndarray = None  # type: ignore[assignment]  # special-review candidates
+    extreme: np.ndarray = None  # type: ignore[assignment]  # DIP: cost > extreme x C, for review
+    level_fallback: np.ndarray = None  # type: ignore[assignment]  # DIP: C is the packet mean
 
     def __post_init__(self) -> None:
         n = self.cases.n
@@ -289,6 +405,10 @@ class Priced:
             self.segment = np.zeros(n, dtype=np.int16)
         if self.sr_candidate is None:
             self.sr_candidate = np.zeros(n, dtype=bool)
+        if self.extreme is None:
+            self.extreme = np.zeros(n, dtype=bool)
+        if self.level_fallback is None:
+            self.level_fallback = np.zeros(n, dtype=bool)
         if self.policy is None and self.pv is not None:
             self.policy = constant_year(self.pv)
 
@@ -333,8 +453,20 @@ class Priced:
                 "in_budget": self.in_budget,
                 "cost_fen": c.cost_fen,
                 "patient_share_fen": c.share_fen,
+                **self._dip_columns(),
             }
         )
+
+    def _dip_columns(self) -> dict:
+        """DIP cases: the packet, auxiliary class and status they came with, the extreme
+        flag (cost > extreme x C, for expert review) and whether C fell back to the packet
+        mean (too few cases at the hospital's level)."""
+        if not self.pv or self.pv.get("method") != "dip":
+            return {}
+        out = {k: v for k, v in self.cases.extra.items() if k in DIP_CASE_COLUMNS}
+        out["extreme_review"] = self.extreme
+        out["c_level_fallback"] = self.level_fallback
+        return out
 
 
 PRICED_PER_CASE = (
@@ -356,6 +488,8 @@ PRICED_PER_CASE = (
     "mean_los",
     "readmit",
     "sr_candidate",
+    "extreme",
+    "level_fallback",
 )
 CUT_TYPES = ("normal", "high_cost", "low_cost", "short_stay")  # the readmission modifier's
 
@@ -411,7 +545,8 @@ def _price_segment(
     selection made over the whole year (dated values)."""
     n = cases.n
     pay = cases.pay_status.copy()
-    scale = float(pv["points"]["scale"])
+    # DIP: the catalogue's score scale (blank packets, special review), not points.scale
+    scale = weights.scale if pv.get("method") == "dip" else float(pv["points"]["scale"])
     m_all = weights.m_all_fen
     st_rule = pv["statuses"]
     status_name = np.asarray(STATUSES + ("?",), dtype=object)
@@ -427,9 +562,10 @@ def _price_segment(
     pay[(pay == 0) & held] = PAY_STATUSES.index("held_for_review")
     del status_name
 
-    row, lev = weights.lookup(cases, pv["calibration"]["fallback"])
+    dip = pv.get("method") == "dip"  # a DIP case key has no pooled fallback
+    row, lev = weights.lookup(cases, [] if dip else pv["calibration"]["fallback"])
     t = weights.table
-    has_w = row >= 0
+    has_w = (row >= 0) & (len(t) > 0)
     pay[(pay == 0) & is_ok & ~has_w] = PAY_STATUSES.index("no_weight")
     r = np.maximum(row, 0)
     P = np.where(has_w, t["points"].to_numpy(dtype=np.float64)[r], 0.0)
@@ -472,6 +608,21 @@ def _price_segment(
         if len(coef_h)
         else np.ones(n)
     )
+    level_fb = np.zeros(n, dtype=bool)
+    if dip:  # C: the key's mean at the hospital's level; no coefficient on base packets
+        dp = pv["dip"]
+        hl = hospital_levels(cases.hospital_ids, hospitals)
+        case_lv = (
+            np.where(cases.hosp >= 0, hl[np.maximum(cases.hosp, 0)], "")
+            if len(hl)
+            else np.full(n, "", dtype=object)
+        )
+        m, level_fb = weights.level_means(row, case_lv, dp["level_min_cases"])
+        m = np.where(has_w, m, np.nan)
+        level_fb &= has_w
+        if "base" in t:
+            is_base = has_w & (pd.to_numeric(t["base"]).fillna(0).to_numpy()[r] > 0)
+            c = np.where(is_base, 1.0, c)
     cost = cases.cost_fen.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(has_w & (m > 0), cost / m, np.nan)
@@ -484,13 +635,18 @@ def _price_segment(
         pay[bad] = PAY_STATUSES.index("implausible_cost")
     if pl["max_los_days"] is not None:
         pay[(pay == 0) & (cases.los > pl["max_los_days"])] = PAY_STATUSES.index("implausible_los")
-    hc = pv["high_cost"]
-    edges = np.array([tr["rw_upto"] for tr in hc["tiers"][:-1]], dtype=np.float64)
-    ks = np.array([tr["k"] for tr in hc["tiers"]], dtype=np.float64)
+    op = outlier_params(pv)
+    edges = np.array([tr["rw_upto"] for tr in op["tiers"][:-1]], dtype=np.float64)
+    ks = np.array([tr["k"] for tr in op["tiers"]], dtype=np.float64)
     k = ks[np.searchsorted(edges, rw, side="left")]
-    beta = hc["beta"]
-    low_f = pv["low_cost"]["factor"]
+    low_f = op["low"]
     drg_ok = is_ok & has_w
+    extreme = np.zeros(n, dtype=bool)
+    if dip and dp["outliers"]["extreme"] is not None:  # flagged for expert review
+        with np.errstate(invalid="ignore"):
+            extreme = drg_ok & (ratio > dp["outliers"]["extreme"])
+        if dp["outliers"]["extreme_mode"] == "review":
+            pay[(pay == 0) & extreme] = PAY_STATUSES.index("held_for_review")
 
     # predicates
     pdm = pv["per_diem"]
@@ -536,8 +692,10 @@ def _price_segment(
         if ss["enabled"]
         else np.zeros(n, bool)
     )
-    high = drg_ok & (ratio > k)
-    low = drg_ok & (ratio < low_f)
+    with np.errstate(invalid="ignore"):
+        high_m, low_m, ext_m = outlier_masks(ratio, k, low_f, op)
+    high = drg_ok & high_m & ~ext_m  # extreme at coefficient mode: paid as normal
+    low = drg_ok & low_m
     preds = {
         "per_diem": per_diem,
         "special_review": special,
@@ -551,20 +709,21 @@ def _price_segment(
 
     # points per type
     pdays = np.minimum(np.maximum(cases.los, 0), pdm["max_days"]).astype(np.float64)
-    premium = np.where(high, P * (r0 - k) * beta, 0.0)
+    normal_pts, low_pts, high_pts, premium = outlier_points(P, c, r0, k, op)
+    premium = np.where(high, premium, 0.0)
     cap = pv["caps"]["max_points_multiple"]
-    normal_pts = P * c
+    blank = pv["dip"]["blank_ratio"] if dip else pv["ungroupable"]["discount"]
     factor = np.ones(n)
     pts = {
         "per_diem": np.where(np.isnan(pdp), 0.0, pdp) * pdays,
         "special_review": cost / m_all * scale,
-        "ungroupable": cost / m_all * scale * pv["ungroupable"]["discount"],
+        "ungroupable": cost / m_all * scale * blank,
         "readmission": normal_pts * ra["points_factor"],
         "short_stay": (normal_pts * np.minimum(r0, 1.0))
         if ss["pricing"] == "low_cost"
         else np.zeros(n),
-        "high_cost": normal_pts + premium,
-        "low_cost": normal_pts * r0,
+        "high_cost": high_pts,
+        "low_cost": low_pts,
         "normal": normal_pts,
     }
     order = pv["case_types"]["precedence"]
@@ -630,6 +789,8 @@ def _price_segment(
         pv=pv,
         readmit=cut & (pay == 0),
         sr_candidate=cand,
+        extreme=extreme,
+        level_fallback=level_fb,
     )
 
 
@@ -669,30 +830,34 @@ def reprice_thresholds(pr: Priced, segments: list[dict]) -> Priced:
     thr = pr.payable & np.isin(pr.case_type, [CASE_TYPES.index(x) for x in CUT_TYPES[:3]])
     seg = pr.segment if pr.segment is not None else np.zeros(n, np.int16)
     k = pr.k.copy()
-    low_f, beta, cap = np.zeros(n), np.zeros(n), np.full(n, np.inf)
-    for s_, p in enumerate(segments):
-        sel = seg == s_
-        tiers = p["high_cost"]["tiers"]
-        edges = np.array([t["rw_upto"] for t in tiers[:-1]], dtype=np.float64)
-        ks = np.array([t["k"] for t in tiers], dtype=np.float64)
-        k[sel] = ks[np.searchsorted(edges, pr.rw[sel], side="left")]
-        low_f[sel], beta[sel] = p["low_cost"]["factor"], p["high_cost"]["beta"]
-        c_ = p["caps"]["max_points_multiple"]
-        cap[sel] = np.inf if c_ is None else c_
+    low_f, cap = np.zeros(n), np.full(n, np.inf)
+    high, low = np.zeros(n, bool), np.zeros(n, bool)
+    pts_n, pts_l, pts_h, premium = (np.zeros(n) for _ in range(4))
     prec = list(pr.pv["case_types"]["precedence"])
     valid = pr.mean_cost_fen > 0
     r0 = pr.cost_ratio
-    high = valid & (r0 > k) & ("high_cost" in prec)
-    low = valid & (r0 < low_f) & ("low_cost" in prec)
+    P, c = pr.base_points, pr.coefficient
+    for s_, p in enumerate(segments):
+        sel = seg == s_
+        t = outlier_params(p)
+        edges = np.array([x["rw_upto"] for x in t["tiers"][:-1]], dtype=np.float64)
+        ks = np.array([x["k"] for x in t["tiers"]], dtype=np.float64)
+        k[sel] = ks[np.searchsorted(edges, pr.rw[sel], side="left")]
+        low_f[sel] = t["low"]
+        cap[sel] = np.inf if t["cap"] is None else t["cap"]
+        h_, l_, e_ = outlier_masks(r0[sel], k[sel], low_f[sel], t)
+        high[sel], low[sel] = h_ & ~e_, l_
+        a, b_, c2, d = outlier_points(P[sel], c[sel], r0[sel], k[sel], t)
+        pts_n[sel], pts_l[sel], pts_h[sel], premium[sel] = a, b_, c2, d
+    high &= valid & ("high_cost" in prec)
+    low &= valid & ("low_cost" in prec)
     if "high_cost" in prec and "low_cost" in prec:
         if prec.index("low_cost") < prec.index("high_cost"):
             high &= ~low
         else:
             low &= ~high
-    P, c = pr.base_points, pr.coefficient
-    normal_pts = P * c
-    premium = np.where(high, P * (r0 - k) * beta, 0.0)
-    pts = np.where(high, normal_pts + premium, np.where(low, normal_pts * r0, normal_pts))
+    premium = np.where(high, premium, 0.0)
+    pts = np.where(high, pts_h, np.where(low, pts_l, pts_n))
     pts = np.where(np.isfinite(cap), np.minimum(pts, cap * P), pts) * pr.factor
     ct = np.where(
         high,
@@ -707,6 +872,8 @@ def reprice_thresholds(pr: Priced, segments: list[dict]) -> Priced:
     for a, b in zip(segs, segments, strict=False):
         for sec in ("high_cost", "low_cost", "caps"):
             a[sec] = copy.deepcopy(b[sec])
+        if "dip" in b:
+            a["dip"]["outliers"] = copy.deepcopy(b["dip"]["outliers"])
     if pr.policy is not None:
         out.policy = YearPolicy(pr.policy.year, segs[0], pr.policy.starts, segs, pr.policy.months)
         out.pv = segs[0]

@@ -58,6 +58,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numba as nb
 import numpy as np
 import pandas as pd
 
@@ -69,14 +70,16 @@ from drgsim.pricing.cells import (
     THRESHOLD_TYPES,
     Cells,
     CellsError,
-    _cell_points_segments,
+    _check_repriceable,
+    _first,
     _thresholds,
     build_cells,
     segments_on,
 )
 from drgsim.pricing.core import CASE_TYPES, WEIGHT_LEVELS, Priced, Weights
+from drgsim.pricing.money import PPM
 from drgsim.scenarios.draws import Dist, key_rng, parse_dist
-from drgsim.settlement.scenarios import mul_half_up
+from drgsim.settlement.scenarios import _ppm, mul_half_up
 
 NAMES = ("volume_growth", "cost_inflation", "coding_creep", "los_change")
 BY = {
@@ -95,7 +98,7 @@ DOMAIN = {
 LINEAR_TYPES = [CASE_TYPES.index(t) for t in ("special_review", "ungroupable")]
 SHORT = CASE_TYPES.index("short_stay")
 NORMAL, HIGH, LOW = (CASE_TYPES.index(t) for t in ("normal", "high_cost", "low_cost"))
-CACHE_SIZE = 16  # re-priced cell sets kept per BehaviourCells (distinct inflations/thresholds)
+CACHE_SIZE = 16  # cell parameter sets kept per BehaviourCells (distinct thresholds)
 SEVERITY_RANK = {"": 0, "cc": 1, "mcc_or_cc": 1, "mcc": 2}
 OTHER_CONDITIONS = (
     "min_dx_count",
@@ -284,18 +287,36 @@ def hospital_values(
     """Per hospital (aligned with ``hospital_ids``) g, f, s: name -> (H,) float64 (0 when
     not given); ``los_change`` is not per hospital. A level or hospital no hospital has
     raises :class:`ScenarioError` (it could not be honoured)."""
+
+    def val(v: float | np.ndarray) -> np.ndarray:
+        a = np.asarray(v, dtype=np.float64)
+        return a.reshape(1) if a.ndim == 0 else a[draw : draw + 1]
+
+    one = {k: val(v) for k, v in values.items()}
+    return {k: v[0] for k, v in hospital_values_draws(one, hospital_ids, hosp_level).items()}
+
+
+def hospital_values_draws(
+    values: Mapping[str, float | np.ndarray],
+    hospital_ids: np.ndarray,
+    hosp_level: np.ndarray | None = None,
+    n_draws: int | None = None,
+) -> dict[str, np.ndarray]:
+    """:func:`hospital_values` of every draw at once: name -> (draws, H) float64. A value
+    of one entry (a fixed assumption) holds in every draw; ``n_draws`` default: the longest."""
     H = len(hospital_ids)
+    D = n_draws or max((np.size(v) for v in values.values()), default=1)
     lv = (
         np.full(H, "", dtype=object) if hosp_level is None else np.asarray(hosp_level, dtype=object)
     )
     codes = np.array([_level_code(x) for x in lv], dtype=object)
     ids = np.asarray(hospital_ids).astype(str)
-    out = {n: np.zeros(H) for n in ("volume_growth", "cost_inflation", "coding_creep")}
+    out = {n: np.zeros((D, H)) for n in ("volume_growth", "cost_inflation", "coding_creep")}
     problems: list[Problem] = []
 
-    def val(v: float | np.ndarray) -> float:
-        a = np.asarray(v, dtype=np.float64)
-        return float(a) if a.ndim == 0 else float(a[draw])
+    def val(v: float | np.ndarray) -> np.ndarray:
+        a = np.atleast_1d(np.asarray(v, dtype=np.float64))
+        return np.broadcast_to(a[:D] if len(a) >= D else a[:1], (D,))[:, None]
 
     for sub in ("", "by_level"):  # overall, then levels, then hospitals (most specific wins)
         for key, v in values.items():
@@ -316,7 +337,7 @@ def hospital_values(
                             f"no hospital has level {parts[2]!r} (levels: {known})",
                         )
                     )
-                out[parts[0]][sel] = val(v)
+                out[parts[0]][:, sel] = val(v)
     for key, v in values.items():
         parts = key.split(".", 2)
         if parts[0] in out and len(parts) == 3 and parts[1] == "by_hospital":
@@ -325,7 +346,7 @@ def hospital_values(
                 problems.append(
                     Problem("behaviour", None, key, f"no hospital {parts[2]!r} in the cases")
                 )
-            out[parts[0]][sel] = val(v)
+            out[parts[0]][:, sel] = val(v)
     if problems:
         raise ScenarioError(problems)
     return out
@@ -427,6 +448,28 @@ def _factors(hv: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndar
 def _money(x: np.ndarray, r: np.ndarray) -> np.ndarray:
     """Fen totals × per-total ratio, half away from zero (exact integers)."""
     return mul_half_up(np.asarray(x, np.int64), r).astype(np.int64)
+
+
+def _money_draws(x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """:func:`_money` of totals ``x`` (hospital-major, ``len(x) / H`` per hospital) under
+    per-draw, per-hospital ratios ``r`` (draws, H): (draws, len(x)), one pass."""
+    x = np.ascontiguousarray(x, dtype=np.int64)
+    out = np.empty((r.shape[0], len(x)), np.int64)
+    _money_kernel(x, _ppm(r), len(x) // max(r.shape[1], 1), out)
+    return out
+
+
+@nb.njit(cache=True)
+def _money_kernel(x, ppm, per, out):  # pragma: no cover - numba
+    """``mul_half_up`` element by element: sign(x) × ((2 |x| ppm + PPM) // (2 PPM))."""
+    D, H = ppm.shape
+    for d in range(D):
+        for h in range(H):
+            p = ppm[d, h]
+            for i in range(h * per, (h + 1) * per):
+                v = x[i]
+                q = (2 * abs(v) * p + PPM) // (2 * PPM)
+                out[d, i] = -q if v < 0 else q
 
 
 def _thr_segments(policy: dict | YearPolicy | None, pr: Priced) -> YearPolicy:
@@ -685,7 +728,7 @@ class BehaviourCells:
     short_hosp: np.ndarray
     hospital_ids: np.ndarray
     hosp_level: np.ndarray | None
-    cache: dict = dataclasses.field(default_factory=dict)  # see _priced_cells
+    cache: dict = dataclasses.field(default_factory=dict)  # see _priced_cells_draws
 
 
 def _cell_weight_rows(pr: Priced, cells: Cells) -> np.ndarray:
@@ -700,7 +743,8 @@ def _cell_weight_rows(pr: Priced, cells: Cells) -> np.ndarray:
     W = int(wr.max()) + 1
     n_seg = len(pr.policy.segments) if pr.policy is not None else 1
     sub = pr.segment[idx].astype(np.int64) * 2 + pr.readmit[idx]
-    raw = np.unique((hfm * (2 * n_seg) + sub) * W + wr)
+    raw = np.sort((hfm * (2 * n_seg) + sub) * W + wr)  # np.unique, by a sort (faster here)
+    raw = raw[np.r_[True, raw[1:] != raw[:-1]]]
     wrow = raw % W
     if len(raw) != len(cells.P) or not np.array_equal(raw // W // (2 * n_seg), cells.hfm):
         raise CellsError("the cells do not match the priced cases they were said to be built from")
@@ -785,41 +829,377 @@ def prepare_cells(
     )
 
 
-def _priced_cells(
-    bc: BehaviourCells, infl: np.ndarray, thr: list[dict]
+def _cell_params(
+    cells: Cells, rw: np.ndarray, thr: list[dict]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell k (by ``rw``'s tier), low-cost factor, β and cap (−1: none), as
+    :func:`~drgsim.pricing.cells.cell_points` sets them."""
+    _check_repriceable(cells, thr)
+    n = len(cells.P)
+    k, low, beta, cap = (np.empty(n) for _ in range(4))
+    for s_, t in enumerate(thr):
+        sel = cells.seg == s_
+        edges = np.array([x["rw_upto"] for x in t["tiers"][:-1]], dtype=np.float64)
+        ks = np.array([x["k"] for x in t["tiers"]], dtype=np.float64)
+        k[sel] = ks[np.searchsorted(edges, rw[sel], side="left")]
+        low[sel], beta[sel] = float(t["low"]), float(t["beta"])
+        cap[sel] = -1.0 if t["cap"] is None else float(t["cap"])
+    return k, low, beta, cap
+
+
+@nb.njit(cache=True)
+def _positions(cost, a, b, mj, Pj, Pc, kj, low, beta, cap, has_high, has_low, low_first):
+    """Where a cell's sorted costs change case type (as ``_cell_kernel`` finds them)."""
+    capP = cap * Pj
+    lo_end = _first(cost, a, b, mj, 1, low, Pc, Pc, Pj, kj, beta) if has_low else a
+    hi_start = _first(cost, a, b, mj, 0, kj, Pc, Pc, Pj, kj, beta) if has_high else b
+    if lo_end > hi_start:  # both predicates hold: the first in the precedence wins
+        if low_first:
+            hi_start = lo_end
+        else:
+            lo_end = hi_start
+    lc = lo_end
+    hc = b
+    if cap >= 0.0:
+        lc = _first(cost, a, lo_end, mj, 2, capP, Pc, Pc, Pj, kj, beta)
+        hc = _first(cost, hi_start, b, mj, 3, capP, Pc, Pc, Pj, kj, beta)
+    return lo_end, hi_start, lc, hc
+
+
+@nb.njit(cache=True)
+def _linear(cum, a, b, m0, Pj, Pc, kj, beta, cap, fj, lo_end, hi_start, lc, hc):
+    """A cell's points at positions found by :func:`_positions` as ``C + L × factor``:
+    with the cases' types fixed, low-cost and high-cost points are linear in the cost
+    factor (``Pc × Σcost × factor / m``, ``P β (Σcost × factor / m − k n)``)."""
+    capP = cap * Pj
+    pn = Pc
+    if cap >= 0.0 and capP < Pc:
+        pn = capP
+    C = pn * (hi_start - lo_end)
+    if cap >= 0.0:
+        C += capP * (lo_end - lc) + capP * (b - hc)
+    nh = hc - hi_start
+    C += Pc * nh - Pj * beta * kj * nh
+    L = (Pc * (cum[lc] - cum[a]) + Pj * beta * (cum[hc] - cum[hi_start])) / m0
+    return C * fj, L * fj
+
+
+@nb.njit(cache=True)
+def _cell_draws(cost, cum, a, b, Pj, cj, m0, kj, low, beta, cap, fj, hh, hl, lf, fi, out):
+    """One cell's points in every draw (``fi``: the draws' inflation factors of its
+    hospital) into ``out``. The cases' types are found once when the smallest and the
+    largest factor give the same (the predicates are monotone in the factor; each is
+    ``cost / (m / factor)``, row pricing's expression), else per draw."""
+    D = len(fi)
+    Pc = Pj * cj
+    if not (m0 > 0.0):  # no reference cost: every case is normal (as in row pricing)
+        pn = min(Pc, cap * Pj) if cap >= 0.0 else Pc
+        v = pn * (b - a) * fj
+        for d in range(D):
+            out[d] = v
+        return
+    fmin, fmax = fi[0], fi[0]
+    for d in range(1, D):
+        fmin = min(fmin, fi[d])
+        fmax = max(fmax, fi[d])
+    p0 = _positions(cost, a, b, m0 / fmin, Pj, Pc, kj, low, beta, cap, hh, hl, lf)
+    p1 = _positions(cost, a, b, m0 / fmax, Pj, Pc, kj, low, beta, cap, hh, hl, lf)
+    if p0 == p1:
+        C, L = _linear(cum, a, b, m0, Pj, Pc, kj, beta, cap, fj, p0[0], p0[1], p0[2], p0[3])
+        for d in range(D):
+            out[d] = C + L * fi[d]
+        return
+    for d in range(D):
+        lo_end, hi_start, lc, hc = _positions(
+            cost, a, b, m0 / fi[d], Pj, Pc, kj, low, beta, cap, hh, hl, lf
+        )
+        C, L = _linear(cum, a, b, m0, Pj, Pc, kj, beta, cap, fj, lo_end, hi_start, lc, hc)
+        out[d] = C + L * fi[d]
+
+
+@nb.njit(cache=True)
+def _draws_kernel(
+    cost,
+    cum,
+    start,
+    hfm,
+    hosp,
+    c,
+    f,
+    P,
+    m,
+    k,
+    P2,
+    m2,
+    k2,
+    two,
+    low,
+    beta,
+    cap,
+    has_high,
+    has_low,
+    low_first,
+    fiT,
+    own,
+    dlt,
+    pre,
+    pC,
+    pL,
+    pre2,
+    pC2,
+    pL2,
+):  # pragma: no cover - numba
+    """Every cell in every draw: its points summed into ``own[hfm, draw]`` in cell order
+    (as ``np.bincount`` sums them), and for cells with ``two`` (creeping) what pricing at
+    the second weights (``P2``, ``m2``, ``k2``) adds, into ``dlt``. ``fiT``: (H, draws).
+    Cells with ``pre`` (``pre2``) set keep their types over every draw: ``C + L × factor``
+    from ``pC``, ``pL`` (:func:`_stable_kernel`), with no search."""
+    D = fiT.shape[1]
+    t1 = np.empty(D)
+    t2 = np.empty(D)
+    for j in range(len(P)):
+        a, b = start[j], start[j + 1]
+        fi = fiT[hosp[j]]
+        if pre[j]:
+            for d in range(D):
+                t1[d] = pC[j] + pL[j] * fi[d]
+        else:
+            _cell_draws(
+                cost, cum, a, b, P[j], c[j], m[j], k[j], low[j], beta[j], cap[j], f[j],
+                has_high, has_low, low_first, fi, t1,
+            )  # fmt: skip
+        row = own[hfm[j]]
+        for d in range(D):
+            row[d] += t1[d]
+        if two[j]:
+            if pre2[j]:
+                for d in range(D):
+                    t2[d] = pC2[j] + pL2[j] * fi[d]
+            else:
+                _cell_draws(
+                    cost, cum, a, b, P2[j], c[j], m2[j], k2[j], low[j], beta[j], cap[j], f[j],
+                    has_high, has_low, low_first, fi, t2,
+                )  # fmt: skip
+            row2 = dlt[hfm[j]]
+            for d in range(D):
+                row2[d] += t2[d] - t1[d]
+
+
+@nb.njit(cache=True)
+def _stable_kernel(
+    cost,
+    cum,
+    start,
+    hosp,
+    c,
+    f,
+    P,
+    m,
+    k,
+    low,
+    beta,
+    cap,
+    has_high,
+    has_low,
+    low_first,
+    fmin,
+    fmax,
+    pre,
+    pC,
+    pL,
+):  # pragma: no cover - numba
+    """Per cell: whether its cases keep their types for every factor in its hospital's
+    [``fmin``, ``fmax``] (the types at both ends agree; the predicates are monotone in
+    the factor), and then its ``C``, ``L`` (:func:`_linear`), found once for all draws."""
+    for j in range(len(P)):
+        m0 = m[j]
+        if not (m0 > 0.0):
+            continue  # priced without a search anyway
+        a, b = start[j], start[j + 1]
+        h = hosp[j]
+        Pj = P[j]
+        Pc = Pj * c[j]
+        p0 = _positions(
+            cost, a, b, m0 / fmin[h], Pj, Pc, k[j], low[j], beta[j], cap[j],
+            has_high, has_low, low_first,
+        )  # fmt: skip
+        p1 = _positions(
+            cost, a, b, m0 / fmax[h], Pj, Pc, k[j], low[j], beta[j], cap[j],
+            has_high, has_low, low_first,
+        )  # fmt: skip
+        if p0 == p1:
+            pre[j] = True
+            pC[j], pL[j] = _linear(
+                cum, a, b, m0, Pj, Pc, k[j], beta[j], cap[j], f[j], p0[0], p0[1], p0[2], p0[3]
+            )
+
+
+DRAW_BLOCK = 256  # distinct inflations priced together (bounds the kernel's buffers)
+
+
+def _stable_all(
+    bc: BehaviourCells,
+    k: np.ndarray,
+    low: np.ndarray,
+    beta: np.ndarray,
+    cap: np.ndarray,
+    sib_k: np.ndarray,
+    sprm: Any,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """:func:`_stable_kernel` for the cells at their own DRG, at the sibling's weights,
+    and for the short-stay cells: (flags, C, L) three times."""
+    cells = bc.cells
+
+    def one(cl: Cells, hosp: np.ndarray, P, m, kk, lw, bt, cp) -> tuple[np.ndarray, ...]:
+        n = len(cl.P)
+        out = (np.zeros(n, np.bool_), np.zeros(n), np.zeros(n))
+        _stable_kernel(
+            cl.cost, cl.cum, cl.start, hosp, cl.c, cl.f, P, m, kk, lw, bt, cp,
+            cl.has_high, cl.has_low, cl.low_first, lo, hi, *out,
+        )  # fmt: skip
+        return out
+
+    own = one(cells, bc.hosp, cells.P, cells.m, k, low, beta, cap)
+    sib = one(cells, bc.hosp, bc.sib_P, bc.sib_m, sib_k, low, beta, cap)
+    if bc.short is None:
+        short = (np.zeros(0, np.bool_), np.zeros(0), np.zeros(0))
+    else:
+        sk, slow, sbeta, scap = sprm
+        sh = bc.short
+        short = one(sh, bc.short_hosp, sh.P, sh.m, sk, slow, sbeta, scap)
+    return (*own, *sib, *short)
+
+
+def _priced_cells_draws(
+    bc: BehaviourCells,
+    infl: np.ndarray,
+    thr: list[dict],
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per hfm at inflation factors ``infl`` (per hospital) and thresholds ``thr``: the
-    points without creep (threshold cells at their own DRG, fixed points, short stays), and
-    what a full creep adds (sibling minus own, creeping cells). Cached per (factors,
-    thresholds): draws of volume growth or creep alone re-price no cell."""
-    key = (infl.tobytes(), json.dumps(thr, sort_keys=True, default=str))
-    hit = bc.cache.get(key)
-    if hit is not None:
-        return hit
+    """Per draw and hfm at inflation factors ``infl`` (draws, H) and thresholds ``thr``:
+    the points without creep (threshold cells at their own DRG, fixed points, short
+    stays) and what a full creep adds (sibling minus own, creeping cells). Each distinct row of factors is priced once
+    (draws of volume or creep alone re-price no cell); cells in one kernel pass per block
+    of draws, no loop over draws in Python."""
     cells = bc.cells
     n_hfm = cells.n_hfm
-    fi = infl[bc.hosp]
-    own = _cell_points_segments(dataclasses.replace(cells, m=cells.m / fi), thr)
-    own_h = np.bincount(cells.hfm, weights=own, minlength=n_hfm) + bc.fixed_other
-    own_h = own_h + bc.fixed_linear * np.repeat(infl, N_FUNDS * MONTHS)
-    if bc.short is not None:
-        sthr = [{**t, "low": 1.0} for t in thr]  # min(ratio, 1): low-cost below 1
-        sp = _cell_points_segments(
-            dataclasses.replace(bc.short, m=bc.short.m / infl[bc.short_hosp]), sthr
+    D, H = infl.shape
+    rows = np.ascontiguousarray(infl).view(np.dtype((np.void, H * 8))).ravel()
+    _, first, inv = np.unique(rows, return_index=True, return_inverse=True)
+    uniq, inv = (infl[first], inv.ravel()) if len(first) < D or D == 1 else (infl, None)
+    key = json.dumps(thr, sort_keys=True, default=str)
+    prm = bc.cache.get(("params", key))
+    if prm is None:
+        prm = _cell_params(cells, cells.rw, thr)
+        sib_k = _cell_params(cells, bc.sib_rw, thr)[0]
+        sprm = None
+        if bc.short is not None:
+            sthr = [{**t, "low": 1.0} for t in thr]  # min(ratio, 1): low-cost below 1
+            sprm = _cell_params(bc.short, bc.short.rw, sthr)
+        prm = (prm, sib_k, sprm)
+        if len(bc.cache) >= CACHE_SIZE:
+            bc.cache.pop(next(iter(bc.cache)))
+        bc.cache[("params", key)] = prm
+    (k, low, beta, cap), sib_k, sprm = prm
+    nc = len(cells.P)
+    ns = 0 if bc.short is None else len(bc.short.P)
+    none = (np.zeros(nc, np.bool_), np.zeros(nc), np.zeros(nc))
+    pre = (*none, *none, np.zeros(ns, np.bool_), np.zeros(ns), np.zeros(ns))
+    if bounds is not None:  # cells whose types hold over every draw of the group: once
+        lo, hi = (np.ascontiguousarray(x, dtype=np.float64) for x in bounds)
+        pkey = ("stable", key, lo.tobytes(), hi.tobytes())
+        pre = bc.cache.get(pkey)
+        if pre is None:
+            pre = _stable_all(bc, k, low, beta, cap, sib_k, sprm, lo, hi)
+            if len(bc.cache) >= CACHE_SIZE:
+                bc.cache.pop(next(iter(bc.cache)))
+            bc.cache[pkey] = pre
+    U_ = len(uniq)
+    one_key = ("one", key, uniq.tobytes()) if U_ == 1 else None
+    if one_key is not None and one_key in bc.cache:  # draws of volume or creep alone
+        own1, dlt1 = bc.cache[one_key]
+        return np.broadcast_to(own1, (D, n_hfm)), np.broadcast_to(dlt1, (D, n_hfm))
+    own_u = np.empty((U_, n_hfm))
+    dlt_u = np.zeros((U_, n_hfm))
+    lin = bc.fixed_linear.reshape(H, N_FUNDS * MONTHS)
+    for a in range(0, U_, DRAW_BLOCK):
+        blk = uniq[a : a + DRAW_BLOCK]
+        fiT = np.ascontiguousarray(blk.T)
+        own = np.zeros((n_hfm, len(blk)))
+        dlt = np.zeros((n_hfm, len(blk)))
+        _draws_kernel(
+            cells.cost,
+            cells.cum,
+            cells.start,
+            cells.hfm,
+            bc.hosp,
+            cells.c,
+            cells.f,
+            cells.P,
+            cells.m,
+            k,
+            bc.sib_P,
+            bc.sib_m,
+            sib_k,
+            bc.has_sib,
+            low,
+            beta,
+            cap,
+            cells.has_high,
+            cells.has_low,
+            cells.low_first,
+            fiT,
+            own,
+            dlt,
+            *pre[:6],
         )
-        own_h = own_h + np.bincount(bc.short.hfm, weights=sp, minlength=n_hfm)
-    dlt_h = np.zeros(n_hfm)
-    if bc.has_sib.any():
-        at = _cell_points_segments(
-            dataclasses.replace(cells, P=bc.sib_P, m=bc.sib_m / fi, rw=bc.sib_rw), thr
-        )
-        sel = bc.has_sib
-        gain = at[sel] - own[sel]
-        dlt_h = np.bincount(cells.hfm[sel], weights=gain, minlength=n_hfm)
-    if len(bc.cache) >= CACHE_SIZE:
-        bc.cache.pop(next(iter(bc.cache)))
-    bc.cache[key] = (own_h, dlt_h)
-    return own_h, dlt_h
+        o = own.T + bc.fixed_other
+        o = (o.reshape(len(blk), H, -1) + lin * blk[:, :, None]).reshape(len(blk), n_hfm)
+        if bc.short is not None:
+            sh = bc.short
+            sk, slow, sbeta, scap = sprm
+            so = np.zeros((n_hfm, len(blk)))
+            _draws_kernel(
+                sh.cost,
+                sh.cum,
+                sh.start,
+                sh.hfm,
+                bc.short_hosp,
+                sh.c,
+                sh.f,
+                sh.P,
+                sh.m,
+                sk,
+                sh.P,
+                sh.m,
+                sk,
+                np.zeros(len(sh.P), np.bool_),
+                slow,
+                sbeta,
+                scap,
+                sh.has_high,
+                sh.has_low,
+                sh.low_first,
+                fiT,
+                so,
+                np.zeros((0, 0)),
+                *pre[6:],
+                *pre[6:],
+            )
+            o = o + so.T
+        own_u[a : a + len(blk)] = o
+        if bc.has_sib.any():
+            dlt_u[a : a + len(blk)] = dlt.T
+    if one_key is not None:
+        if len(bc.cache) >= CACHE_SIZE:
+            bc.cache.pop(next(iter(bc.cache)))
+        bc.cache[one_key] = (own_u, dlt_u)
+        return np.broadcast_to(own_u, (D, n_hfm)), np.broadcast_to(dlt_u, (D, n_hfm))
+    if inv is None:
+        return own_u, dlt_u
+    return own_u[inv], dlt_u[inv]
 
 
 def apply_cells(
@@ -833,25 +1213,49 @@ def apply_cells(
     means (cost inflation) and the siblings' weights (coding creep), scaled by volume; no
     case row is touched. ``policy``: outlier thresholds (default: as built). Raises
     :class:`~drgsim.pricing.cells.CellsError` where the cells cannot re-price exactly."""
+
+    def one(v: float | np.ndarray) -> np.ndarray:
+        a = np.asarray(v, dtype=np.float64)
+        return a.reshape(1) if a.ndim == 0 else a[draw : draw + 1]
+
+    t = apply_cells_stacked(bc, {k: one(v) for k, v in values.items()}, hosp_level, policy)
+    return Totals(
+        t.points[0], t.cost_fen[0], t.share_fen[0], t.cases[0], t.outside_fen[0], t.n_hosp
+    )
+
+
+def apply_cells_stacked(
+    bc: BehaviourCells,
+    drawn: Mapping[str, np.ndarray],
+    hosp_level: np.ndarray | None = None,
+    policy: dict | YearPolicy | None = None,
+    bounds: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Totals:
+    """:func:`apply_cells` of every draw of ``drawn`` at once: a :class:`Totals` whose
+    arrays have a leading draw axis (draws, hfm) and (draws, hospital × fund); each draw
+    equals :func:`apply_cells` of that draw to the last bit. ``bounds``: per hospital the
+    smallest and largest inflation factor of every draw to come (blocks of one Monte Carlo
+    run): the cells that keep their types over that range are found once."""
     cells = bc.cells
     H = cells.n_hosp
     lv = bc.hosp_level if hosp_level is None else hosp_level
-    hv = hospital_values(values, bc.hospital_ids, lv, draw)
-    vol, infl, creep = _factors(hv)
+    hv = hospital_values_draws(drawn, bc.hospital_ids, lv)
+    vol, infl, creep = _factors(hv)  # (draws, H)
     if policy is None:
         thr = list(cells.built_segments)
     else:
         thr = [_thresholds(p) for p in segments_on(cells, as_year_policy(policy))]
-    own_h, dlt_h = _priced_cells(bc, infl, thr)
-    per_hfm_infl = np.repeat(infl, N_FUNDS * MONTHS)
-    total = own_h + np.repeat(creep, N_FUNDS * MONTHS) * dlt_h
-    per_hfm_vol = np.repeat(vol, N_FUNDS * MONTHS)
+    own_h, dlt_h = _priced_cells_draws(bc, infl, thr, bounds)
+    D, n_hfm = own_h.shape
+    per = (D, H, N_FUNDS * MONTHS)  # per hospital factors broadcast over its hfm
+    total = own_h.reshape(per) + creep[:, :, None] * dlt_h.reshape(per)
+    ratio = vol * infl  # per hospital, as the per-hfm product (the same two factors)
     return Totals(
-        points=total * per_hfm_vol,
-        cost_fen=_money(cells.cost_fen, per_hfm_vol * per_hfm_infl),
-        share_fen=_money(cells.share_fen, per_hfm_vol * per_hfm_infl),
-        cases=cells.cases * per_hfm_vol,
-        outside_fen=_money(cells.outside_fen, np.repeat(vol, N_FUNDS)),
+        points=(total * vol[:, :, None]).reshape(D, n_hfm),
+        cost_fen=_money_draws(cells.cost_fen, ratio),
+        share_fen=_money_draws(cells.share_fen, ratio),
+        cases=(cells.cases.reshape(H, -1) * vol[:, :, None]).reshape(D, n_hfm),
+        outside_fen=_money_draws(cells.outside_fen, vol),
         n_hosp=H,
     )
 
@@ -862,9 +1266,13 @@ def apply_cells_draws(
     hosp_level: np.ndarray | None = None,
     policy: dict | YearPolicy | None = None,
 ) -> list[Totals]:
-    """:func:`apply_cells` for every draw of ``drawn`` (from :func:`draw_values`)."""
-    n = max((len(np.atleast_1d(v)) for v in drawn.values()), default=1)
-    return [apply_cells(bc, drawn, hosp_level, policy, d) for d in range(n)]
+    """:func:`apply_cells` for every draw of ``drawn`` (from :func:`draw_values`), all
+    draws priced at once (:func:`apply_cells_stacked`); one :class:`Totals` view per draw."""
+    t = apply_cells_stacked(bc, drawn, hosp_level, policy)
+    return [
+        Totals(t.points[d], t.cost_fen[d], t.share_fen[d], t.cases[d], t.outside_fen[d], H)
+        for d, H in ((d, t.n_hosp) for d in range(len(t.points)))
+    ]
 
 
 def stack_fund(totals: list[Totals], fund: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -72,6 +72,8 @@ class Prepared:
     reference_pv: dict[str, float] | None
     meta: dict[str, str]
     prov: dict[str, str] = field(default_factory=dict)
+    catalogue: Any = None  # DIP (method dip): the catalogue the cases were matched with
+    dip_ratio: dict[str, float] | None = None  # DIP: the reimbursement ratio r per fund
     _prev: Cases | None = None  # last year's prepared cases, on demand
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -124,6 +126,7 @@ class Prepared:
             self.scores,
             cells=self.cells,
             reference_pv=self.reference_pv,
+            ratio=self.dip_ratio,
         )
         tables = st.tables()
         tables["weights"] = self.w_df
@@ -163,15 +166,27 @@ def prepare(
     columns: dict[str, str] | None = None,
     grouped: bool | None = None,
     reference_pv: dict[str, float] | None = None,
+    catalogue: Any = None,
 ) -> Prepared:
     """Read, split, calibrate, price and build cells once for one simulated year.
 
     Arguments as :func:`drgsim.simulate`; inputs that would change the money silently
-    raise here, before any settlement.
+    raise here, before any settlement. With a DIP policy (``method: dip``) the cases are
+    priced by packet instead of DRG (:mod:`drgsim.dip.price`): cases without a ``packet``
+    column are matched here with ``catalogue`` (a folder or a ``Catalogue``), or with a
+    catalogue built from the history years when none is given.
     """
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
     df, meta = read_table(cases)
+    dip = pol.method == "dip"
+    if catalogue is not None and not dip:
+        raise RecordsError(
+            f"a DIP catalogue was given, but policy {pol.name} has method {pol.method}: "
+            "use a DIP policy (e.g. dip_baseline)"
+        )
     is_grouped = grouped
+    if dip:
+        is_grouped = True  # DIP matches packets below; no DRG grouping
     if is_grouped is None:
         if isinstance(cases, pd.DataFrame):
             is_grouped = "drgsim.scheme" in meta or {"drg", "status"} <= set(df.columns)
@@ -198,15 +213,30 @@ def prepare(
         year = int(years.max())
     current, history, prev_years = split_years(df, years, year)
     cur_mask = (years == year).to_numpy()
+    hist_mask = (years < year).to_numpy()
     yp = resolve_year(pol, year)  # each key at its level: case, month or year (README)
     pv = yp.pv
+    cat = cat_src = None
+    if dip:
+        if weights is not None:
+            raise RecordsError(
+                "DIP scores come from the packet catalogue: give --catalogue (or none to "
+                "build it from the history), not weights"
+            )
+        df, cat, cat_src = _dip_match(df, hist_mask, catalogue, pol, year, columns)
+        current, history, prev_years = split_years(df, years, year)
     check_inputs(pv, year, int(cur_mask.sum()), years, hosp_df, region_df)
     hcol = _col(current, "hospital_id", columns)
     if hcol is not None:
         check_hospitals_named(hosp_df, current[hcol].astype("string").dropna().unique())
 
-    hist_cases = prepare_cases(history, columns=columns) if len(history) else None
-    if weights is None:
+    hist_cases = prepare_cases(history, columns=columns) if len(history) and not dip else None
+    if dip:
+        from drgsim.dip.price import dip_weights
+
+        W = dip_weights(cat, df)
+        w_df, w_src = W.table, cat_src
+    elif weights is None:
         if hist_cases is None:
             raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
         w_df = calibrate(
@@ -221,7 +251,8 @@ def prepare(
             ok = (hist_cases.status == 0) & (hist_cases.pay_status == 0)
             m_all = float(hist_cases.cost_fen[ok].mean()) if ok.any() else None
         w_df, w_src = read_weights(weights, pv, m_all), str(weights)
-    W = Weights.from_frame(w_df, pv["points"]["scale"])
+    if not dip:
+        W = Weights.from_frame(w_df, pv["points"]["scale"])
 
     check_reference_pv(reference_pv, pv)
     base = Prepared(
@@ -250,13 +281,18 @@ def prepare(
         reference_pv=reference_pv,
         meta=meta,
     )
+    base.catalogue = cat
+    if dip:
+        _dip_point_values(base, cat, reference_pv)
     need_hist = any(pv["budget"][f]["source"] == "history" for f in FUNDS)
     need_ref = needs_reference_pv(pv) and reference_pv is None
     prev = base.prev_cases() if need_hist or need_ref else None
     if need_hist and prev is not None:
         base.spend = history_spending(prev, W, pv, hosp_df)
     if need_ref and prev is not None:
-        base.reference_pv = last_year_pv(prev, W, pv, region_df, year, hosp_df)
+        base.reference_pv = last_year_pv(
+            prev, W, pv, region_df, year, hosp_df, ratio=base.dip_ratio
+        )
 
     # last year's discharges inside the readmission window link January readmissions
     base.back = readmission_lookback(history, dcol, year, yp)
@@ -268,6 +304,12 @@ def prepare(
     base.budgets = fund_budgets(pv, year, region_df, base.spend, base.outside, present)
     base.scores = hospital_scores(hosp_df, c.hospital_ids)
     base.prov = run_provenance(pol, w_df, w_src, meta, year)
+    if dip:
+        base.prov["drgsim.catalogue"] = str(cat_src)
+        if base.dip_ratio:
+            base.prov["drgsim.reimbursement_ratio"] = ", ".join(
+                f"{k} {v:.6f}" for k, v in sorted(base.dip_ratio.items())
+            )
     return base
 
 
@@ -380,17 +422,109 @@ def run_provenance(
         "drgsim.scheme": meta.get("drgsim.scheme", pol.scheme),
         "drgsim.scheme_hash": meta.get("drgsim.scheme_hash", ""),
         "drgsim.year": str(year),
+        "drgsim.method": pol.method,
     }
+
+
+def _dip_match(
+    df: pd.DataFrame,
+    hist_mask: np.ndarray,
+    catalogue: Any,
+    pol: Policy,
+    year: int,
+    columns: dict[str, str] | None,
+) -> tuple[pd.DataFrame, Any, str]:
+    """DIP cases as pricing reads them (:func:`drgsim.dip.price.dip_frame`) and the catalogue:
+    matched cases (a ``packet`` column) are taken as they are, with their catalogue; raw
+    cases are matched with ``catalogue``, or with one built from the history rows."""
+    from drgsim.dip.price import DipPricingError, dip_frame
+
+    def need(mod: str, what: str) -> Any:
+        import importlib
+
+        try:
+            return importlib.import_module(f"drgsim.dip.{mod}")
+        except ImportError as e:
+            raise DipPricingError(
+                f"{what} needs drgsim.dip.{mod}, which this installation lacks ({e}): give "
+                "cases already matched (drgsim group --method dip) and their --catalogue"
+            ) from None
+
+    cat, src = catalogue, "given"
+    if isinstance(catalogue, (str, os.PathLike)):
+        cat, src = need("tables", "reading a DIP catalogue").read_catalogue(catalogue), str(
+            catalogue
+        )
+    if "packet" in df.columns:
+        if cat is None:
+            raise DipPricingError(
+                "the cases are matched to DIP packets (a packet column): give the catalogue "
+                "they were matched with (--catalogue DIR)"
+            )
+        _check_scale(cat, pol, year)
+        return dip_frame(df), cat, src
+    if cat is None:
+        hist = df[hist_mask]
+        if not len(hist):
+            raise DipPricingError(
+                f"no history before {year} to build a DIP catalogue from: give --catalogue DIR"
+            )
+        cat, _ = need("build", "building a DIP catalogue").build(
+            hist, policy=pol, scheme=pol.scheme, columns=columns, year=year
+        )
+        src = f"built from {len(hist):,} history cases"
+    _check_scale(cat, pol, year)
+    matched = need("match", "matching DIP packets").match(df, catalogue=cat, scheme=pol.scheme)
+    return dip_frame(matched), cat, src
+
+
+def _check_scale(cat: Any, pol: Policy, year: int) -> None:
+    """A catalogue scored on another scale than the policy's dip.score_scale is refused."""
+    from drgsim.dip.price import DipPricingError
+
+    want = resolve_year(pol, year).pv["dip"]["score_scale"]
+    got = (getattr(cat, "meta", None) or {}).get("score_scale")
+    if got is not None and int(got) != int(want):
+        raise DipPricingError(
+            f"the DIP catalogue scores x{got} but the policy's dip.score_scale is {want}: "
+            "rebuild the catalogue with this policy, or set dip.score_scale to match"
+        )
+
+
+def _dip_point_values(base: Prepared, cat: Any, reference_pv: dict[str, float] | None) -> None:
+    """PV_b (``budgeted_pv: history``) and the reimbursement ratio r per fund from the
+    matched history, priced with this year's policy (so the same cases count as in the
+    simulated year: payable, inside the budget); without history rows, the catalogue's own pv_budget and
+    reimbursement_ratio (from the history it was built on) for both funds."""
+    from drgsim.dip.price import history_point_values
+
+    pv = base.pv
+    yw = pv["dip"]["year_weights"]
+    pv_b: dict[str, float] = {}
+    r: dict[str, float] = {}
+    if len(base.history):  # the history priced like the simulated year (same clean cases)
+        hids = base.hosp_df["hospital_id"] if base.hosp_df is not None else None
+        hist = prepare_cases(base.history, hids, columns=base.columns)
+        pv_b, r = history_point_values(price(hist, base.W, pv, base.hosp_df), yw)
+    meta = getattr(cat, "meta", {}) or {}
+    for f in FUNDS:
+        if f not in pv_b and meta.get("pv_budget") not in (None, ""):
+            pv_b[f] = float(meta["pv_budget"])
+        if f not in r and meta.get("reimbursement_ratio") not in (None, ""):
+            r[f] = float(meta["reimbursement_ratio"])
+    base.dip_ratio = r
+    if pv["point_value"]["bounds"]["budgeted_pv"] == "history" and reference_pv is None:
+        base.reference_pv = pv_b
 
 
 def check_reference_pv(reference_pv: dict[str, float] | None, pv: dict) -> None:
     """A given last-year point value is never silently unused, nor given for a non-fund."""
     if reference_pv is None:
         return
-    if pv["point_value"]["bounds"]["budgeted_pv"] != "last_year":
+    if pv["point_value"]["bounds"]["budgeted_pv"] not in ("last_year", "history"):
         raise BudgetError(
-            "reference_pv is last year's point value for point_value.bounds.budgeted_pv: "
-            f"last_year, but the policy's budgeted_pv is "
+            "reference_pv is last year's point value (or PV_b) for "
+            "point_value.bounds.budgeted_pv: last_year (history), but the policy's budgeted_pv is "
             f"{pv['point_value']['bounds']['budgeted_pv']}"
         )
     if set(reference_pv) - set(FUNDS):

@@ -110,6 +110,25 @@ class _PriceSet:
     pr: Any = None  # the priced rows, cells and weights it came from (behaviour needs them)
     cells: Any = None
     W: Any = None
+    lazy: tuple[_DrawGroup, int] | None = None  # one draw of a group priced when settled
+
+
+@dataclass
+class _DrawGroup:
+    """Draws of one scenario's behaviour on one set of priced cells: their totals are
+    priced block by block as they are settled (all draws' totals are never held at once)."""
+
+    mod: Any
+    bc: Any
+    values: dict[str, np.ndarray]  # per key, one value per draw of the group (or one: fixed)
+    hosp_level: np.ndarray
+    yp: YearPolicy
+    bounds: tuple[np.ndarray, np.ndarray] | None = None  # per hospital, inflation range
+
+    def totals(self, js: np.ndarray) -> Any:
+        """The behaviour module's stacked totals of the group's draws ``js``."""
+        dv = {k: v[np.minimum(js, len(v) - 1)] for k, v in self.values.items()}
+        return self.mod.apply_cells_stacked(self.bc, dv, self.hosp_level, self.yp, self.bounds)
 
 
 @dataclass
@@ -144,11 +163,20 @@ def _pricing_view(yp: YearPolicy) -> list:
 def _classify(base: Prepared, sc: _Scenario, calibrated: bool) -> None:
     """The scenario's route and the key of its pricing set."""
     keys = [k for k in sc.overlay if not k.startswith("behaviour.")]
+    if base.pv.get("method") == "dip" and (sc.behaviour or len(keys) < len(sc.overlay)):
+        raise SweepError(  # behaviour re-prices with the DRG outlier formulas
+            f"scenario {sc.name!r}: behaviour scenarios are not supported for method dip yet"
+        )
     if all(_is_settlement_key(k) for k in keys):
         sc.route, sc.key = "settlement", "base"
         sc.reason = "settlement-only keys: " + (", ".join(keys) or "none (baseline)")
         return
     calib = _get(sc.yp.pv, "calibration") != _get(base.pv, "calibration")
+    if calib and base.pv.get("method") == "dip":  # DIP scores come from its catalogue
+        raise SweepError(
+            f"scenario {sc.name!r}: calibration keys do not apply to method dip (its scores "
+            "come from the packet catalogue, dip.*)"
+        )
     # the fallback order is read by pricing too: given weights just re-price the rows
     cal_keys = sorted(
         k
@@ -306,7 +334,9 @@ def sweep(
     ref = base.reference_pv
     if ref is None and any(needs_reference_pv(s.yp.pv) for s in scs):
         prev = base.prev_cases()  # fixed once per sweep, with the baseline's pricing
-        ref = last_year_pv(prev, base.W, base.pv, base.region_df, base.year, base.hosp_df)
+        ref = last_year_pv(
+            prev, base.W, base.pv, base.region_df, base.year, base.hosp_df, ratio=base.dip_ratio
+        )
         base.reference_pv = ref
 
     # one pricing per distinct set; a cells set the cells cannot re-price goes to the rows
@@ -346,7 +376,6 @@ def _units(
     units: list[tuple[int, int, str]] = []
     if not behaviours:
         return [(i, 0, sc.key) for i, sc in enumerate(scs)], tsets
-    from drgsim.pricing.cells import MONTHS, N_FUNDS
 
     hosp_level = mod.hospital_levels(base.priced.cases.hospital_ids, base.hosp_df)
     creep = any(k.startswith("coding_creep") for b, _ in behaviours.values() for k in b.items)
@@ -363,34 +392,37 @@ def _units(
             sc.reason += f"; behaviour {keys}: a LOS change re-prices the rows (cells hold no LOS)"
         else:
             sc.reason += f"; behaviour {keys} applied on the cells"
+        # draws grouped by the priced rows they need (one group unless LOS changes); each
+        # group's draws priced on the cells at once
+        groups: dict[str, list[int]] = {}
         for d in range(n_draws):
-            dv = {k: v[min(d, len(v) - 1)] for k, v in vals.items()}
             pkey = sc.key
             if b.needs_rows:  # a LOS change re-prices the rows (cells hold no LOS)
-                x = float(dv["los_change"])
+                x = float(vals["los_change"][min(d, len(vals["los_change"]) - 1)])
                 pkey = f"{sc.key}|los={x!r}"
                 if pkey not in tsets:
                     tsets[pkey] = _price_set(base, sc, los=x, mod=mod)
+            groups.setdefault(pkey, []).append(d)
+        for pkey, ds in groups.items():
             ps = tsets[pkey]
             if pkey not in prepared:
                 prepared[pkey] = mod.prepare_cells(ps.pr, ps.cells, ps.W, siblings, hosp_level)
-            t = mod.apply_cells(
-                prepared[pkey], {k: np.array([v]) for k, v in dv.items()}, hosp_level, sc.yp, 0
-            )
-            H = t.n_hosp
-            out_hf = np.asarray(t.outside_fen).reshape(H, N_FUNDS)
-            totals = []
-            for f, name in enumerate(FUNDS):
-                pts, shr, cst = t.fund(f)
-                n = np.asarray(t.cases).reshape(H, N_FUNDS, MONTHS)[:, f, :]
-                totals.append(FundTotals(name, pts, shr, cst, n, out_hf[:, f].copy()))
-            tkey = f"{pkey}|scenario={i}|draw={d}"
-            tsets[tkey] = _PriceSet(
-                totals,
-                {name: int(out_hf[:, f].sum()) for f, name in enumerate(FUNDS)},
-                ps.spend,
-            )
-            units.append((i, d, tkey))
+            idx = np.array(ds)
+            dv = {k: v[np.minimum(idx, len(v) - 1)] for k, v in vals.items()}
+            bc = prepared[pkey]
+            g = mod.hospital_values_draws(dv, bc.hospital_ids, hosp_level, len(ds))
+            fi = 1.0 + g["cost_inflation"]
+            grp = _DrawGroup(mod, bc, dv, hosp_level, sc.yp, (fi.min(0), fi.max(0)))
+            grp.totals(np.zeros(1, np.int64))  # refuses what the cells cannot price, now
+            out_hf = mod._money_draws(bc.cells.outside_fen, 1.0 + g["volume_growth"])
+            out_f = out_hf.reshape(len(ds), -1, len(FUNDS)).sum(1).tolist()
+            for j, d in enumerate(ds):
+                tkey = f"{pkey}|scenario={i}|draw={d}"
+                tsets[tkey] = _PriceSet(
+                    [], dict(zip(FUNDS, out_f[j], strict=True)), ps.spend, lazy=(grp, j)
+                )
+                units.append((i, d, tkey))
+    units.sort(key=lambda u: (u[0], u[1]))  # scenario-major, draws in order
     return units, tsets
 
 
@@ -535,6 +567,8 @@ def _fund_budget(
     return dataclasses.replace(b, source="region_table", base_label=f"drg_spending {base.year - 1}")
 
 
+DRAW_CHUNK = CHUNK  # draws of one behaviour group priced and settled together: arrays
+# of a few MB, which the allocator reuses (fresh pages cost more than the arithmetic)
 HM_KEYS = ("payment_hm", "gross_prepay_hm", "withheld_hm", "prepaid_hm")
 H_KEYS = (
     "payment",
@@ -573,25 +607,39 @@ def _settle_all(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Per fund, arrays over units (scenario × draw): (U,) figures, (U, H) hospital sums,
     and the hospital-month arrays only when ``monthly``. Units sharing totals are settled
-    together on shared arrays; others on stacked (U, H, 12) arrays."""
+    together on shared arrays; others on stacked (U, H, 12) arrays; behaviour draws in
+    blocks, each block's totals priced on the cells just before it is settled."""
     U = len(units)
     H = len(base.hospital_ids)
+    F = len(FUNDS)
     order = sorted(range(U), key=lambda u: (units[u][2], u))  # shared totals together
     first = {}
     for u in order:
         first.setdefault(units[u][2], u)
     order.sort(key=lambda u: (first[units[u][2]], u))
+    blocks: list[tuple[np.ndarray, Any]] = []
+    plain = [u for u in order if tsets[units[u][2]].lazy is None]
+    blocks += [(np.array(plain[a : a + chunk]), None) for a in range(0, len(plain), chunk)]
+    groups: dict[int, tuple[_DrawGroup, list[tuple[int, int]]]] = {}
+    for u in order:
+        lz = tsets[units[u][2]].lazy
+        if lz is not None:
+            groups.setdefault(id(lz[0]), (lz[0], []))[1].append((u, lz[1]))
+    step = chunk  # DRAW_CHUNK by default: arrays of a few MB, which the allocator reuses
+    for g, lst in groups.values():
+        for a in range(0, len(lst), step):
+            part = lst[a : a + step]
+            blocks.append((np.array([u for u, _ in part]), (g, np.array([j for _, j in part]))))
+
     out: dict[str, dict[str, np.ndarray]] = {}
     # hospital arrays live in (U, F, H) arrays, each fund a view: the tables read them whole
     per_h = (*H_KEYS, "withheld", "prepaid", "cost", "share", "outside", "points", "cases")
     full = {
-        k: np.zeros((U, len(FUNDS), H), np.float64 if k in ("points", "cases") else np.int64)
-        for k in per_h
+        k: np.zeros((U, F, H), np.float64 if k in ("points", "cases") else np.int64) for k in per_h
     }
     out["_full"] = full  # type: ignore[assignment]
-    for f, name in enumerate(FUNDS):
-        B = np.array([b.budget_fen for b in budgets[name]], np.int64)
-        R = np.array([b.reserve_fen for b in budgets[name]], np.int64)
+    ress: list[dict[str, np.ndarray]] = []
+    for f in range(F):
         res: dict[str, np.ndarray] = {
             k: np.zeros(U, np.float64 if k.startswith("pv") and k != "pv_bound" else np.int64)
             for k in S_KEYS
@@ -605,46 +653,66 @@ def _settle_all(
                 res[k] = np.zeros((U, H, 12), np.int64)
             res["points_hm"] = np.zeros((U, H, 12))
             res["cases_hm"] = np.zeros((U, H, 12))
-        r_ref = None if ref is None else ref.get(name)
-        for a in range(0, U, chunk):
-            idx = np.array(order[a : a + chunk])
+        ress.append(res)
+    Bs = [np.array([b.budget_fen for b in budgets[n]], np.int64) for n in FUNDS]
+    Rs = [np.array([b.reserve_fen for b in budgets[n]], np.int64) for n in FUNDS]
+    for idx, lz in blocks:
+        if lz is None:
             keys = list(dict.fromkeys(units[u][2] for u in idx))
-            if len(keys) == 1:
-                t = tsets[keys[0]].totals[f]
-                pts, shr, cst = t.points, t.share_fen, t.cost_fen
-            else:
-                ts = [tsets[units[u][2]].totals[f] for u in idx]
-                pts = np.stack([t.points for t in ts])
-                shr = np.stack([t.share_fen for t in ts])
-                cst = np.stack([t.cost_fen for t in ts])
+            per_f = []
+            for f in range(F):
+                if len(keys) == 1:
+                    t = tsets[keys[0]].totals[f]
+                    per_f.append((t.points, t.share_fen, t.cost_fen))
+                else:
+                    ts = [tsets[units[u][2]].totals[f] for u in idx]
+                    per_f.append(
+                        tuple(np.stack([getattr(t, a) for t in ts]) for a in _TOT)  # type: ignore[arg-type]
+                    )
+            for key in keys:  # the totals each unit was settled on
+                us = [u for u in idx if units[u][2] == key]
+                for f in range(F):
+                    t = tsets[key].totals[f]
+                    _sums(ress[f], us, t.points, t.cost_fen, t.share_fen, t.cases, monthly)
+                    ress[f]["outside"][us] = t.outside_fen
+        else:
+            g, js = lz
+            t = g.totals(js)
+            n = len(js)
+            P4, S4, C4, N4 = (
+                np.asarray(x).reshape(n, H, F, 12)
+                for x in (t.points, t.share_fen, t.cost_fen, t.cases)
+            )
+            O3 = np.asarray(t.outside_fen).reshape(n, H, F)
+            per_f = [(P4[:, :, f], S4[:, :, f], C4[:, :, f]) for f in range(F)]
+            for f in range(F):
+                _sums(ress[f], idx, P4[:, :, f], C4[:, :, f], S4[:, :, f], N4[:, :, f], monthly)
+                ress[f]["outside"][idx] = O3[:, :, f]
+        for f, name in enumerate(FUNDS):
+            res = ress[f]
+            pts, shr, cst = per_f[f]
+            r_ref = None if ref is None else ref.get(name)
             sps = [scs[units[u][0]].yp for u in idx]
             sp = ScenarioParams.from_policies(
-                [y.pv for y in sps], name, [y.months for y in sps], r_ref
+                [y.pv for y in sps],
+                name,
+                [y.months for y in sps],
+                r_ref,
+                (base.dip_ratio or {}).get(name),  # DIP: reimbursement ratio from history
             )
-            r = settle_scenarios(pts, shr, cst, B[idx], R[idx], sp, base.scores, monthly)
+            r = settle_scenarios(pts, shr, cst, Bs[f][idx], Rs[f][idx], sp, base.scores, monthly)
             for k in S_KEYS:
                 res[k][idx] = r[k]
             res["provisional_pv"][idx] = r["provisional_pv"]
             for k in H_KEYS:
                 res[k][idx] = r[k]
-            res["withheld"][idx] = r["withheld_hm"].sum(2)
-            res["prepaid"][idx] = r["prepaid_hm"].sum(2)
+            res["withheld"][idx] = r["withheld_h"]
+            res["prepaid"][idx] = r["prepaid_h"]
             if monthly:
                 for k in HM_KEYS:
                     res[k][idx] = r[k]
-        by_key: dict[str, list[int]] = {}
-        for u in range(U):
-            by_key.setdefault(units[u][2], []).append(u)
-        for key, us in by_key.items():  # the totals each unit was settled on
-            t = tsets[key].totals[f]
-            res["points"][us] = t.points.sum(1)
-            res["cost"][us] = t.cost_fen.sum(1)
-            res["share"][us] = t.share_fen.sum(1)
-            res["cases"][us] = t.cases.sum(1)
-            res["outside"][us] = t.outside_fen
-            if monthly:
-                res["points_hm"][us] = t.points
-                res["cases_hm"][us] = t.cases
+    for f, name in enumerate(FUNDS):
+        res = ress[f]
         # the ledger's identity in every unit: hospitals are paid what is distributed by
         # points, less the forfeits, through prepayments and the annual balance
         paid = res["prepaid"].sum(1) + res["balance"].sum(1)
@@ -658,6 +726,29 @@ def _settle_all(
             )
         out[name] = res
     return out
+
+
+_TOT = ("points", "share_fen", "cost_fen")
+
+
+def _sums(
+    res: dict[str, np.ndarray],
+    us: Any,
+    pts: np.ndarray,
+    cost: np.ndarray,
+    share: np.ndarray,
+    cases: np.ndarray,
+    monthly: bool,
+) -> None:
+    """The hospital sums (and, ``monthly``, the months) of the totals units ``us`` were
+    settled on: (H, 12) shared by them, or (len(us), H, 12)."""
+    res["points"][us] = pts.sum(-1)
+    res["cost"][us] = cost.sum(-1)
+    res["share"][us] = share.sum(-1)
+    res["cases"][us] = cases.sum(-1)
+    if monthly:
+        res["points_hm"][us] = pts
+        res["cases_hm"][us] = cases
 
 
 def _hospital_info(base: Prepared, hids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -718,9 +809,8 @@ def _tables(
     S, F, U = len(scs), len(FUNDS), len(units)
     s_of = np.array([u[0] for u in units])
     d_of = np.array([u[1] for u in units])
-    b_of = np.array(
-        [next(j for j, v in enumerate(units) if v[0] == 0 and v[1] == d) for d in range(n_draws)]
-    )[d_of]  # each unit's baseline unit (same draw)
+    base_unit = {v[1]: j for j, v in enumerate(units) if v[0] == 0}
+    b_of = np.array([base_unit[d] for d in range(n_draws)])[d_of]  # baseline unit, same draw
     hids = base.hospital_ids
     H = len(hids)
     hn, hl = _hospital_info(base, hids)
@@ -739,23 +829,26 @@ def _tables(
     with np.errstate(divide="ignore", invalid="ignore"):
         dpct = np.where(ref != 0, delta / ref.astype(np.float64), np.nan)
     cost = stack("cost")
-    u_i, f_i, h_i = np.meshgrid(np.arange(U), np.arange(F), np.arange(H), indexing="ij")
-    sel = np.broadcast_to(keep_fh, (U, F, H)).ravel()
-
-    every = bool(sel.all())
+    every = bool(keep_fh.all())
+    # row (u, f, h) of the flattened (U, F, H) arrays: its index columns without meshgrids
+    fh = np.flatnonzero(keep_fh.ravel())  # kept (f, h) pairs, the same in every unit
+    n_fh = len(fh)
+    f_codes = (fh // H).astype(np.int8)
+    h_codes = fh % H
+    u_col = np.repeat(np.arange(U), n_fh)
 
     def col(a: np.ndarray) -> np.ndarray:
-        a = np.asarray(a).ravel()
-        return a if every else a[sel]
+        a = np.asarray(a).reshape(U, F * H)
+        return a.ravel() if every else a[:, fh].ravel()
 
     hosp = pd.DataFrame(
         {
-            "scenario": s_of[col(u_i)],
-            "draw": d_of[col(u_i)],
-            "fund": pd.Categorical.from_codes(col(f_i), FUNDS),
-            "hospital_id": _cat(hids, col(h_i)),
-            "hospital_name": _cat(hn, col(h_i)),
-            "level": _cat(hl, col(h_i)),
+            "scenario": s_of[u_col],
+            "draw": d_of[u_col],
+            "fund": pd.Categorical.from_codes(np.tile(f_codes, U), FUNDS, validate=False),
+            "hospital_id": _cat(hids, h_codes, U),
+            "hospital_name": _cat(hn, h_codes, U),
+            "level": _cat(hl, h_codes, U),
             "cases": col(cases),
             "points": col(stack("points")),
             "cost_fen": col(cost),
@@ -774,7 +867,8 @@ def _tables(
             "surplus_fen": col(received - cost),
             "delta_fen": col(delta),
             "delta_pct": col(dpct),
-        }
+        },
+        copy=False,  # the columns are this sweep's own arrays: no copy into blocks
     )
 
     all_share = base.fund_share_all_cases()  # fund share of every simulated case
@@ -888,10 +982,12 @@ def _tables(
     return SweepResult(sc_tab, routes, hosp, funds, months, prov, notes, cov)
 
 
-def _cat(values: np.ndarray, idx: np.ndarray) -> pd.Categorical:
-    """``values[idx]`` as a categorical (one entry per hospital, not per row)."""
+def _cat(values: np.ndarray, idx: np.ndarray, reps: int) -> pd.Categorical:
+    """``values[idx]`` repeated ``reps`` times as a categorical (one entry per hospital,
+    not per row)."""
     codes, uniq = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
-    return pd.Categorical.from_codes(codes[idx], uniq)
+    small = np.int16 if len(uniq) < 2**15 else np.int32
+    return pd.Categorical.from_codes(np.tile(codes[idx].astype(small), reps), uniq, validate=False)
 
 
 def _whole(x: np.ndarray) -> np.ndarray:

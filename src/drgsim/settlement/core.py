@@ -8,6 +8,7 @@ integer fen; totals are split top-down by largest remainder (fund -> hospital ->
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,7 +77,9 @@ class Budget:
 BUDGET_SOURCES = ("region_table", "amount", "history")
 
 
+@functools.lru_cache(maxsize=4096)
 def _fen(x: float) -> int:
+    # cached: a sweep asks for the same few amounts (carve-out 0...) thousands of times
     return int(yuan_to_fen(np.array([x]))[0][0])
 
 
@@ -227,16 +230,21 @@ class FundSettlement:
     pv_bound: str = ""  # "floor" or "ceiling" when one binds
     overdraw_fen: int = 0  # what the fund pays beyond the reserve (reserve.overdraw: fund_pays)
     corridor_base: np.ndarray = field(repr=False, default=None)  # what the corridor judged
+    # reimbursement-ratio basis (DIP): D / r - patients' share - D, from (+) or back to (-)
+    # the reserve; 0 on the other bases
+    ratio_residual_fen: int = 0
 
     @property
     def floor_topup_fen(self) -> int:
         """What the floor pays beyond the amount distributable by points (>= 0)."""
-        return self.total_fen - self.distributable_fen if self.pv_bound == "floor" else 0
+        d = self.distributable_fen + self.ratio_residual_fen
+        return self.total_fen - d if self.pv_bound == "floor" else 0
 
     @property
     def ceiling_withheld_fen(self) -> int:
         """What the ceiling keeps back of the amount distributable by points (>= 0)."""
-        return self.distributable_fen - self.total_fen if self.pv_bound == "ceiling" else 0
+        d = self.distributable_fen + self.ratio_residual_fen
+        return d - self.total_fen if self.pv_bound == "ceiling" else 0
 
 
 def budgeted_pv(
@@ -257,6 +265,14 @@ def budgeted_pv(
     simulate.last_year_pv`), computed once and passed in.
     """
     kind = bounds["budgeted_pv"]
+    if kind == "history":
+        if reference is None or not np.isfinite(reference) or reference <= 0:
+            raise BudgetError(
+                f"point_value.bounds.budgeted_pv: history needs PV_b of fund {fund} from the "
+                "history (year-weighted cost over year-weighted score, "
+                "drgsim.dip.price.budget_point_value): give history years, or budgeted_pv: given"
+            )
+        return float(reference)
     if kind == "given":
         v = (bounds["budgeted_pv_yuan"] or {}).get(fund)
         if v is None:
@@ -275,6 +291,24 @@ def budgeted_pv(
     return (budget_fen + share_fen) / points / 100.0 if points > 0 else 0.0
 
 
+def reimbursement_ratio(pv: dict, fund: str, history: float | None = None) -> float:
+    """r of the reimbursement-ratio basis (NaN on the other bases): the policy's number, or
+    with ``dip.point_value.ratio: history`` the fund's ratio from history (``history``:
+    :func:`drgsim.dip.price.history_ratio`); a missing or non-positive r raises."""
+    if pv["point_value"]["basis"] != "reimbursement_ratio":
+        return np.nan
+    given = pv.get("dip", {}).get("point_value", {}).get("ratio", "history")
+    r = history if given == "history" else given
+    if r is None or not np.isfinite(r) or not 0 < r <= 1:
+        src = "from history" if given == "history" else "given"
+        raise BudgetError(
+            f"point_value.basis reimbursement_ratio, fund {fund}: the reimbursement ratio "
+            f"{src} is {r}: it must be in (0, 1] (give history years with costs and patients' "
+            "shares, or a number in dip.point_value.ratio)"
+        )
+    return float(r)
+
+
 def pv_bounds(
     pvp: dict,
     fund: str,
@@ -282,6 +316,7 @@ def pv_bounds(
     share_fen: int,
     points: float,
     reference: float | None = None,
+    ratio: float = np.nan,
 ) -> tuple[float, float | None, float | None]:
     """(budgeted PV or NaN, floor, ceiling) in yuan per point for one fund-year.
 
@@ -293,6 +328,9 @@ def pv_bounds(
     if bd["mode"] != "relative" or (lo is None and hi is None):
         return np.nan, lo, hi
     sub = share_fen if pvp["basis"] == "total_cost" else 0
+    if pvp["basis"] == "reimbursement_ratio" and bd["budgeted_pv"] == "budget":
+        b = budget_fen / ratio / points / 100.0 if points > 0 else 0.0
+        return b, (None if lo is None else lo * b), (None if hi is None else hi * b)
     b = budgeted_pv(bd, fund, budget_fen, sub, points, reference)
     return b, (None if lo is None else lo * b), (None if hi is None else hi * b)
 
@@ -311,8 +349,15 @@ def settle_fund(
     year: int,
     scores: np.ndarray | None = None,
     reference_pv: float | None = None,
+    ratio: float | None = None,
 ) -> FundSettlement:
     """Settle one fund-year from its hospital × month totals (DOMAIN.md section 4).
+
+    Reimbursement-ratio basis (DIP.md): PV = (D / r) / points, the fund paying points × PV
+    − patients' share = D / r − S; the difference from D is the ratio residual, drawn from
+    the reserve (an overspend, capped at what the reserve holds when overdraw is refused)
+    or returned to it. ``ratio``: the fund's r from history (``dip.point_value.ratio:
+    history``).
 
     The slow, obvious reference of :func:`drgsim.settlement.scenarios.settle_scenarios`
     (which ``settle`` uses, one scenario at a time or many at once). ``reference_pv``:
@@ -341,26 +386,37 @@ def settle_fund(
                 region_draw = min(region_draw, R)
             D = B + region_draw
 
+    r = reimbursement_ratio(pv, tot.fund, ratio)
+    isr = basis == "reimbursement_ratio"
+    resid = 0
+    if isr:
+        resid = int(half_up(D / r)) - S - D
+        if refuse and resid > max(R - region_draw, 0):
+            resid = max(R - region_draw, 0)
+    Dr = D + resid
     pv_tc = (D + S) / P / 100.0 if P > 0 else 0.0
     pv_f = D / P / 100.0 if P > 0 else 0.0
     pv_used = pv_tc if basis == "total_cost" else pv_f
-    pv_b, lo, hi = pv_bounds(pv["point_value"], tot.fund, B, S, P, reference_pv)
+    if isr:
+        pv_used = (Dr + S) / P / 100.0 if P > 0 else 0.0
+    pv_b, lo, hi = pv_bounds(pv["point_value"], tot.fund, B, S, P, reference_pv, r)
     clamped, bound = False, ""
     if P > 0 and lo is not None and pv_used < lo:
         pv_used, clamped, bound = lo, True, "floor"
     if P > 0 and hi is not None and pv_used > hi:
         pv_used, clamped, bound = hi, True, "ceiling"
     pv_fen = pv_used * 100.0
-    sub = S if basis == "total_cost" else 0
+    tc_like = basis in ("total_cost", "reimbursement_ratio")
+    sub = S if tc_like else 0
     if P <= 0:
         T = 0
     elif clamped:
         T = int(half_up(P * pv_fen - sub))
     else:
-        T = D
+        T = Dr
 
     # fund -> hospital -> month
-    share_hm = tot.share_fen if basis == "total_cost" else np.zeros_like(tot.share_fen)
+    share_hm = tot.share_fen if tc_like else np.zeros_like(tot.share_fen)
     q_hm = tot.points * pv_fen - share_hm
     q_h = seqsum(q_hm, 1)
     hid = np.arange(H)
@@ -379,9 +435,11 @@ def settle_fund(
     S_m = tot.share_fen.sum(axis=0)
     if ps["provisional_pv"] == "fixed" and ps["provisional_pv_yuan"] is not None:
         prov = np.full(12, float(ps["provisional_pv_yuan"]))
+    elif ps["provisional_pv"] == "budgeted":  # e.g. PV_b from history (DIP)
+        prov = np.full(12, budgeted_pv(pv["point_value"]["bounds"], tot.fund, 0, 0, 0.0, reference_pv))
     else:
         with np.errstate(divide="ignore", invalid="ignore"):
-            num = B / 12.0 + (S_m if basis == "total_cost" else 0)
+            num = B / 12.0 / r if isr else B / 12.0 + (S_m if basis == "total_cost" else 0)
             prov = np.where(P_m > 0, num / P_m / 100.0, 0.0)
     due = tot.points * prov[None, :] * 100.0 - share_hm
     gross = half_up(np.maximum(due, 0.0) * ps["prepay_share"])
@@ -426,7 +484,7 @@ def settle_fund(
         refund = np.where(below, mul_ratio_half_up(np.maximum(loss, 0), hc["loss_share"]), 0)
         above = base > hi_amt
         claw = np.where(above, mul_ratio_half_up(base - hi_amt, 1.0 - hc["surplus_keep"]), 0)
-        avail = max(R - region_draw + int(claw.sum()), 0)
+        avail = max(R - region_draw - resid + int(claw.sum()), 0)
         want = int(refund.sum())
         if refuse and want > avail:
             # scale down pro rata, split by largest remainder (ties by hospital order)
@@ -434,7 +492,7 @@ def settle_fund(
                 refund * (avail / want), np.zeros(H, np.int64), np.array([avail]), np.arange(H)
             )
     # what the fund pays beyond the reserve (only when draws are not capped)
-    overdraw = max(region_draw + int(refund.sum()) - int(claw.sum()) - R, 0)
+    overdraw = max(region_draw + resid + int(refund.sum()) - int(claw.sum()) - R, 0)
     return FundSettlement(
         fund=tot.fund,
         year=year,
@@ -466,6 +524,7 @@ def settle_fund(
         pv_bound=bound,
         overdraw_fen=int(overdraw),
         corridor_base=base,
+        ratio_residual_fen=int(resid),
     )
 
 
@@ -480,7 +539,10 @@ def ledger(fs: FundSettlement, hospital_ids: np.ndarray) -> pd.DataFrame:
     distributable by points) or ``pv_ceiling_withheld`` (−, kept by the fund: what the
     ceiling holds back of it); ``budget_remaining`` (B plus region draws and the floor's
     top-up, less the ceiling's withholding, less the final PV × all points, less the
-    patients' share on the total-cost basis); ``reserve_overdraw`` (+, the fund pays what
+    patients' share on the total-cost basis); ``pv_ratio_residual`` (reimbursement-ratio
+    basis, DIP: what paying D / r − patients' share takes beyond D, a transfer from the
+    reserve to the budget; negative when it pays less, returned to the reserve);
+    ``reserve_overdraw`` (+, the fund pays what
     region draws and refunds take beyond the reserve, ``reserve.overdraw: fund_pays``) and
     ``reserve_remaining`` (R less refunds and region draws, plus clawbacks and the
     overdraw).
@@ -517,6 +579,10 @@ def ledger(fs: FundSettlement, hospital_ids: np.ndarray) -> pd.DataFrame:
     if fs.region_draw_fen:  # a transfer: out of the reserve, into the DRG budget
         add("region_corridor_draw", "reserve", -fs.region_draw_fen)
         add("region_corridor_draw", "drg_budget", fs.region_draw_fen)
+    rr = fs.ratio_residual_fen
+    if rr:  # a transfer: out of the reserve into the budget (overspend), or back (underspend)
+        add("pv_ratio_residual", "reserve", -rr)
+        add("pv_ratio_residual", "drg_budget", rr)
     up, held = fs.floor_topup_fen, fs.ceiling_withheld_fen
     if fs.pv_bound == "floor":  # the fund pays beyond the DRG budget to hold the floor
         add("pv_floor_topup", "fund", up)
@@ -525,11 +591,20 @@ def ledger(fs: FundSettlement, hospital_ids: np.ndarray) -> pd.DataFrame:
     if fs.overdraw_fen:  # the fund pays what the draws take beyond the reserve
         add("reserve_overdraw", "fund", fs.overdraw_fen)
     # what remains, each from its own parts
-    add("budget_remaining", "drg_budget", -(B + fs.region_draw_fen + up - held - fs.total_fen))
+    add(
+        "budget_remaining", "drg_budget", -(B + fs.region_draw_fen + rr + up - held - fs.total_fen)
+    )
     add(
         "reserve_remaining",
         "reserve",
-        -(R - int(fs.refund.sum()) - fs.region_draw_fen + int(fs.clawback.sum()) + fs.overdraw_fen),
+        -(
+            R
+            - int(fs.refund.sum())
+            - fs.region_draw_fen
+            - rr
+            + int(fs.clawback.sum())
+            + fs.overdraw_fen
+        ),
     )
     return pd.DataFrame(
         rows, columns=["fund", "year", "month", "line", "account", "hospital_id", "amount_fen"]

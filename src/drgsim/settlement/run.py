@@ -133,7 +133,7 @@ def case_payments(pr: Priced, fs_list: list[FundSettlement]) -> np.ndarray:
     if len(sel) == 0:
         return pay
     pv_fen = np.array([fs.pv * 100.0 for fs in fs_list])
-    sub = np.array([_basis(fs) == "total_cost" for fs in fs_list])
+    sub = np.array([_basis(fs) in ("total_cost", "reimbursement_ratio") for fs in fs_list])
     fs_row = fsl[sel]
     q = pr.points[sel] * pv_fen[fs_row] - np.where(sub[fs_row], c.share_fen[sel], 0)
     cell = (fs_row * H + c.hosp[sel]) * 12 + c.month[sel]
@@ -158,6 +158,7 @@ def settle(
     cells: Cells | None = None,
     reference_pv: dict[str, float] | None = None,
     totals: list[FundTotals] | None = None,
+    ratio: dict[str, float] | None = None,
 ) -> Settlement:
     """Settle every fund that has a budget; per-case payments split from the hospital-months.
 
@@ -168,7 +169,9 @@ def settle(
     were priced with are re-priced through the cells, any other pricing parameter that
     differs raises (:func:`~drgsim.pricing.cells.points_under`).
     ``reference_pv``: last year's point value per fund, for ``budgeted_pv: last_year``
-    (:func:`drgsim.settlement.simulate.last_year_pv`).
+    (:func:`drgsim.settlement.simulate.last_year_pv`), or PV_b from history for
+    ``budgeted_pv: history`` (DIP). ``ratio``: each fund's reimbursement ratio from history
+    (DIP's reimbursement-ratio basis with ``dip.point_value.ratio: history``).
     ``totals``: the hospital × month totals per fund, already summed elsewhere (a
     distributed run prices and sums per hospital partition, :mod:`drgsim.distributed`);
     ``pr`` then only names the hospitals and its cases are not paid here.
@@ -198,7 +201,8 @@ def settle(
             continue
         tot = all_tot[f]
         ref = None if reference_pv is None else reference_pv.get(name)
-        fs = settle_fund_fast(tot, budgets[name], pv, year, scores, yp.months, ref)
+        rr = None if ratio is None else ratio.get(name)
+        fs = settle_fund_fast(tot, budgets[name], pv, year, scores, yp.months, ref, rr)
         fs.basis = pv["point_value"]["basis"]  # type: ignore[attr-defined]
         fs.budgeted_kind = pv["point_value"]["bounds"]["budgeted_pv"]  # type: ignore[attr-defined]
         out.append(fs)
@@ -297,6 +301,8 @@ def build_tables(st: Settlement) -> dict[str, pd.DataFrame]:
                 "corridor_clawbacks_fen": int(fs.clawback.sum()),
                 "forfeited_fen": int(fs.forfeited.sum()),
                 "reserve_overdraw_fen": fs.overdraw_fen,
+                "pv_basis": _basis(fs),
+                "pv_ratio_residual_fen": fs.ratio_residual_fen,
             }
         )
         ledgers.append(ledger(fs, hids))

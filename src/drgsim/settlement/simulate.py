@@ -236,8 +236,10 @@ def last_year_pv(
     region: pd.DataFrame | None,
     year: int,
     hospitals: Any = None,
+    ratio: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Last year's point value per fund (yuan per point), for ``budgeted_pv: last_year``.
+    ``ratio``: the reimbursement ratio per fund (DIP's reimbursement-ratio basis).
 
     Last year's (``year`` − 1) cases priced with the current weights and policy ``pv``,
     settled with the point-value bounds and the region corridor off, paying the region
@@ -265,7 +267,7 @@ def last_year_pv(
                 "budgeted_pv: given with budgeted_pv_yuan"
             )
         budgets[name] = Budget(spent, 0, source="region_table", base_label=f"drg_spending {y}")
-    st = settle(pr, p0, budgets, y)
+    st = settle(pr, p0, budgets, y, ratio=ratio)
     return {fs.fund: float(fs.pv) for fs in st.funds}
 
 
@@ -295,6 +297,7 @@ def simulate(
     grouped: bool | None = None,
     columns: dict[str, str] | None = None,
     reference_pv: dict[str, float] | None = None,
+    catalogue: Any = None,
 ) -> dict[str, pd.DataFrame]:
     """Price and settle one year of cases; the years before it are history.
 
@@ -303,6 +306,8 @@ def simulate(
     records, grouped here with the policy's scheme. Without ``weights`` they are
     calibrated on the history years. ``reference_pv``: last year's point value per fund
     for ``budgeted_pv: last_year`` (default: computed here by :func:`last_year_pv`).
+    ``catalogue``: a DIP policy's packet catalogue (folder or ``Catalogue``; default: built
+    from the history years when the cases are not matched yet).
     Inputs that would change the money silently (no cases in the year, unknown hospital
     levels, non-positive fund figures or budgets, a budget source that cannot give the
     budget) raise before any work. Returns tables: cases, hospitals, months, drgs,
@@ -320,6 +325,7 @@ def simulate(
         columns=columns,
         grouped=grouped,
         reference_pv=reference_pv,
+        catalogue=catalogue,
     ).simulate()
 
 

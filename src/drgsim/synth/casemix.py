@@ -92,6 +92,33 @@ class Segments:
     cdf: np.ndarray
     start: np.ndarray
     guide: np.ndarray
+    res: int = GUIDE  # guide-table slices per pool
+
+    @classmethod
+    def from_flat(cls, values: np.ndarray, weights: np.ndarray, counts: np.ndarray,
+                  res: int = GUIDE) -> Segments:
+        """Pools given flat: pool ``s`` is the next ``counts[s]`` values (weights > 0).
+
+        The same pools as :meth:`build`, without a Python loop over them (for many pools)."""
+        values = np.asarray(values, dtype=np.int64)
+        w = np.asarray(weights, dtype=np.float64)
+        counts = np.asarray(counts, dtype=np.int64)
+        n_seg = len(counts)
+        start = np.zeros(n_seg + 1, np.int64)
+        np.cumsum(counts, out=start[1:])
+        seg = np.repeat(np.arange(n_seg), counts)
+        cs = np.cumsum(w)
+        before = np.zeros(n_seg)
+        full = counts > 0
+        before[full] = cs[start[:-1][full]] - w[start[:-1][full]]
+        within = cs - before[seg]
+        total = np.zeros(n_seg)
+        total[full] = within[start[1:][full] - 1]
+        cdf = seg + within / total[seg]
+        cdf[start[1:][full] - 1] = np.arange(n_seg)[full] + 1.0
+        grid = (np.arange(n_seg)[:, None] + np.arange(res)[None, :] / res).ravel()
+        guide = np.searchsorted(cdf, grid, side="right").astype(np.int64)
+        return cls(values, cdf, start, guide, res)
 
     @classmethod
     def build(cls, pools: list[np.ndarray], weights: list[np.ndarray]) -> Segments:
@@ -124,7 +151,7 @@ class Segments:
 
         seg = np.ascontiguousarray(seg, dtype=np.int64)
         out = np.empty(len(seg), np.int64)
-        sample(self.values, self.cdf, self.guide, self.start, GUIDE, seg,
+        sample(self.values, self.cdf, self.guide, self.start, self.res, seg,
                np.ascontiguousarray(u, dtype=np.float64), out)
         return out
 
@@ -169,7 +196,11 @@ class Catalogue:
     cc_dx: Segments  # pool per (domain*2 + level-1): CC or MCC secondaries
     safe_cc: Segments  # pool per level-1: CC/MCC codes no principal excludes
     excluded_dx: Segments  # pool per exclusion table: CC/MCC codes that table excludes
-    filler_proc: Segments  # one pool: procedures that no rule looks at
+    filler_proc: Segments  # pool per principal entry (and a last one with all of them):
+    #                        procedures that no rule looks at
+    entry_dx: np.ndarray  # dx id of each principal entry (an ADRG's principal pool, flat)
+    principal_entry: Segments  # pool per ADRG of principal entry ids (weights of principal)
+    entry_combos: Segments  # pool per principal entry: its typical combo ids
     dept_codes: np.ndarray  # (A, 2) dept code for medical / surgical cases
     dept_arrow: pa.Array  # dept_codes.ravel(): index a * 2 + surgical
     drg_arrow: pa.Array
@@ -202,6 +233,68 @@ _DEPT = {
     "V": ("200000", "040200"), "W": ("040900", "040900"), "X": ("210000", "040100"),
     "Y": ("060000", "040100"), "Z": ("200000", "040200"),
 }
+
+
+#: DIP-like concentration (DIP.md: a city's core packets, diagnosis x procedure set with
+#: >= 15 cases, cover most cases): each principal diagnosis of an ADRG is treated with a few
+#: typical procedure combinations of that ADRG and gets its extra (filler) procedures from
+#: a short list of its own, not from the whole pool.
+ENTRY_SEED = CATALOGUE_SEED + 1  # a stream of its own: the older pools stay as they were
+#: number of typical combinations of a principal diagnosis (1, 2, ...) and their shares
+ENTRY_COMBOS_P = (0.45, 0.30, 0.15, 0.10)
+ENTRY_COMBOS_ZIPF = 1.3
+#: number of filler procedures a principal diagnosis draws from (1, 2, ...) and their shares
+ENTRY_FILLERS_P = (0.35, 0.35, 0.30)
+ENTRY_FILLERS_ZIPF = 1.2
+ENTRY_RES = 16  # guide-table resolution of the (small) per-entry pools
+
+
+def _top_k(weights: np.ndarray, k: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per row, ``k[r]`` distinct columns drawn without replacement in proportion to
+    ``weights[r]`` (Gumbel top-k), in draw order; -1 pads. Zero weights are never drawn."""
+    with np.errstate(divide="ignore"):
+        keys = np.log(weights) + rng.gumbel(size=weights.shape)
+    order = np.argsort(-keys, axis=1, kind="stable")[:, : int(k.max(initial=0))]
+    picked = np.take_along_axis(weights, order, axis=1) > 0
+    picked &= np.arange(order.shape[1])[None, :] < k[:, None]
+    return np.where(picked, order, -1)
+
+
+def _entry_pools(principal: Segments, combo_pools: list[np.ndarray],
+                 fill_ids: np.ndarray) -> tuple[Segments, Segments]:
+    """Per principal entry: its typical combos (of its ADRG) and its filler procedures."""
+    rng = np.random.default_rng(ENTRY_SEED)
+    n_a = len(combo_pools)
+    sizes = principal.size(np.arange(n_a))
+    entry_adrg = np.repeat(np.arange(n_a), sizes)
+    n_e = len(entry_adrg)
+    n_c = np.array([len(p) for p in combo_pools], np.int64)
+    width = int(n_c.max(initial=1))
+    first = np.array([p[0] if len(p) else 0 for p in combo_pools], np.int64)
+    # the ADRG's combo popularity (as the ADRG-wide pool), per entry row
+    w_adrg = np.where(np.arange(width)[None, :] < n_c[:, None],
+                      _zipf(width, 1.1)[None, :], 0.0)
+    k = 1 + np.searchsorted(np.cumsum(ENTRY_COMBOS_P), rng.random(n_e) * 0.999999)
+    cols = _top_k(w_adrg[entry_adrg], np.minimum(k, n_c[entry_adrg]), rng)
+    got = cols >= 0
+    combos = (first[entry_adrg][:, None] + cols)[got]
+    ranks = np.cumsum(got, axis=1)[got]
+    entry_combos = Segments.from_flat(combos, _zipf(cols.shape[1], ENTRY_COMBOS_ZIPF)[ranks - 1],
+                                      got.sum(axis=1), ENTRY_RES)
+    # filler procedures: a short list per entry, drawn by the pool's overall popularity
+    kf = 1 + np.searchsorted(np.cumsum(ENTRY_FILLERS_P), rng.random(n_e) * 0.999999)
+    kf = np.minimum(kf, len(fill_ids))
+    w_fill = np.broadcast_to(_zipf(len(fill_ids), 1.2), (n_e, len(fill_ids)))
+    fcols = _top_k(w_fill, kf, rng)
+    fgot = fcols >= 0
+    franks = np.cumsum(fgot, axis=1)[fgot]
+    # one more pool (index n_e) holds the whole list, for atypical cases
+    filler = Segments.from_flat(
+        np.concatenate([fill_ids[fcols[fgot]], fill_ids]),
+        np.concatenate([_zipf(max(fcols.shape[1], 1), ENTRY_FILLERS_ZIPF)[franks - 1],
+                        _zipf(len(fill_ids), 1.2)]),
+        np.append(fgot.sum(axis=1), len(fill_ids)), ENTRY_RES)
+    return entry_combos, filler
 
 
 def build_catalogue(scheme: str | os.PathLike[str] = "chs_drg_11") -> Catalogue:
@@ -486,8 +579,9 @@ def build_catalogue(scheme: str | os.PathLike[str] = "chs_drg_11") -> Catalogue:
 
     fill_proc = sorted(set(proc_list) - or_set - proc_listed)
     fp_idx = rng.permutation(len(fill_proc))[:40]
-    filler_proc = Segments.build([np.array([proc_id[fill_proc[i]] for i in fp_idx])],
-                                 [_zipf(len(fp_idx), 1.2)])
+    fill_ids = np.array([proc_id[fill_proc[i]] for i in fp_idx], np.int64)
+    principal = Segments.build(principal_pools, principal_w)
+    entry_combos, filler_proc = _entry_pools(principal, combo_pools, fill_ids)
 
     drg_codes = np.array(sorted(set(drg.drg) | {x for t in adrg_drg for x in t}), dtype=object)
     drg_id = {d: i for i, d in enumerate(drg_codes)}
@@ -521,7 +615,7 @@ def build_catalogue(scheme: str | os.PathLike[str] = "chs_drg_11") -> Catalogue:
         adrg_days_max=np.array(days_max, np.int32),
         drg_codes=drg_codes,
         adrg_drg=np.array([[drg_id[x] for x in t] for t in adrg_drg], np.int32),
-        principal=Segments.build(principal_pools, principal_w),
+        principal=principal,
         combos=Segments.build(combo_pools, combo_w),
         combo_procs=np.array(combo_procs, np.int64).reshape(-1, 2),
         second_dx=Segments.build(second_pools, second_w),
@@ -532,6 +626,11 @@ def build_catalogue(scheme: str | os.PathLike[str] = "chs_drg_11") -> Catalogue:
         safe_cc=safe_cc,
         excluded_dx=excluded_dx,
         filler_proc=filler_proc,
+        entry_dx=principal.values,
+        principal_entry=Segments(np.arange(len(principal.values), dtype=np.int64),
+                                 principal.cdf, principal.start, principal.guide,
+                                 principal.res),
+        entry_combos=entry_combos,
         dept_codes=dept,
         dept_arrow=dept_arrow,
         drg_arrow=pa.array(drg_codes.tolist(), pa.string()),

@@ -20,7 +20,6 @@ from drgsim.synth.casemix import (
     AGE_ADULT,
     AGE_INFANT,
     AGE_NEONATE,
-    GUIDE,
     KIND_SURGICAL,
     PER_DIEM_MIN_LOS,
     SEX_ANY,
@@ -108,8 +107,16 @@ def generate_block(cat: Catalogue, hosp: Hospitals, spec: BlockSpec, seed: int) 
     h = hosp.sample(rng.random(n))
     level = hosp.level[h].astype(np.int64)
     a = a_cat.adrg_by_level.sample(level, rng.random(n))
-    pdx = a_cat.principal.sample(a, rng.random(n))
-    combo = a_cat.combos.sample(a, rng.random(n))
+    # a principal "entry" (the diagnosis within its ADRG's pool) carries its own typical
+    # procedure combinations and filler procedures (DIP-like concentration, casemix.py)
+    # except an atypical few, whose procedures come from the whole ADRG's pools
+    entry = a_cat.principal_entry.sample(a, rng.random(n))
+    u_c = rng.random(n)
+    t = P.ATYPICAL_PROC_SHARE
+    atypical = u_c < t
+    combo = a_cat.entry_combos.sample(np.where(atypical, -1, entry), (u_c - t) / (1 - t))
+    at = np.flatnonzero(atypical)
+    combo[at] = a_cat.combos.sample(a[at], u_c[at] / t)
 
     # ---- follow-up admissions: row 2k+1 may follow row 2k ----------------------------
     idx = np.arange(n)
@@ -129,8 +136,10 @@ def generate_block(cat: Catalogue, hosp: Hospitals, spec: BlockSpec, seed: int) 
         fkind[fu & (fkind == 2)] = 0
     copy_case = fu & (fkind != 3)
     a = np.where(copy_case, a[src], a)
-    pdx = np.where(copy_case, pdx[src], pdx)
+    entry = np.where(copy_case, entry[src], entry)
+    atypical = np.where(copy_case, atypical[src], atypical)
     combo = np.where(copy_case, combo[src], combo)
+    pdx = np.where(entry >= 0, a_cat.entry_dx[np.maximum(entry, 0)], -1)
     h_other = (h[src] + 1 + (u_other_h * max(len(hosp) - 1, 1)).astype(np.int64)) % len(hosp)
     h = np.where(fu, np.where(fkind == 2, h_other, h[src]), h)
     level = hosp.level[h].astype(np.int64)
@@ -193,7 +202,7 @@ def generate_block(cat: Catalogue, hosp: Hospitals, spec: BlockSpec, seed: int) 
     fill = np.empty((N_FILL_DX, n), np.int64)
     fd = a_cat.filler_dx
     K.fill_codes(n_fill, dom, pdx, second, rng.random((N_FILL_DX, n)), fd.values, fd.cdf,
-                 fd.guide, GUIDE, fill)
+                 fd.guide, fd.res, fill)
     second = np.where(second == pdx, -1, second)
     sev = np.where((sev == pdx) | (sev == second), -1, sev)
     dx_slots = np.vstack([pdx, second, sev, fill])  # slot-major (S, n)
@@ -212,10 +221,12 @@ def generate_block(cat: Catalogue, hosp: Hospitals, spec: BlockSpec, seed: int) 
     has_main = cp[:, 0] >= 0
     n_fp = np.where(rng.random(n) < np.where(has_main, 0.55, 0.4),
                     1 + (rng.random(n) < 0.3), 0)
+    n_fp = np.where(entry >= 0, n_fp, 0)
     fp = np.empty((N_FILL_PROC, n), np.int64)
-    fpool = a_cat.filler_proc
-    K.fill_codes(n_fp, np.zeros(n, np.int64), cp[:, 0], cp[:, 1], rng.random((N_FILL_PROC, n)),
-                 fpool.values, fpool.cdf, fpool.guide, GUIDE, fp)
+    fpool = a_cat.filler_proc  # a short list per principal entry
+    fill_pool = np.where(atypical, len(a_cat.entry_dx), np.maximum(entry, 0))  # last: whole
+    K.fill_codes(n_fp, fill_pool, cp[:, 0], cp[:, 1], rng.random((N_FILL_PROC, n)),
+                 fpool.values, fpool.cdf, fpool.guide, fpool.res, fp)
     proc_slots = np.vstack([cp[:, 0], cp[:, 1], fp])
     surgical = has_main & (mdc_kind == KIND_SURGICAL)
 

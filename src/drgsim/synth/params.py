@@ -53,6 +53,10 @@ HIGH_SHARE = 0.008
 LONG_STAY_SHARE = 0.3
 PER_DIEM_COST = (300.0, 650.0)
 
+#: share of cases whose procedures are not their diagnosis' typical ones but drawn from the
+#: whole ADRG's combinations and filler procedures (the long tail of a DIP catalogue)
+ATYPICAL_PROC_SHARE = 0.12
+
 #: follow-up admissions (same patient again in the same month's block)
 FOLLOWUP_SHARE = 0.045
 FOLLOWUP_KINDS = ("readmission", "near_16_days", "near_other_hospital", "near_other_adrg")
