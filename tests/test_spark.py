@@ -320,3 +320,18 @@ def test_cli_simulate_engine_spark_writes_the_single_tables(spark, region, histo
                                   check_dtype=False)
     cases = _by_case(pd.read_parquet(tmp_path / "cases.parquet"))
     assert cases["payment_fen"].tolist() == _by_case(ref["cases"])["payment_fen"].tolist()
+
+
+def test_dip_match_per_batch_equals_the_single_path(spark, region):
+    pytest.importorskip("drgsim.dip.match", reason="DIP matching (issue 19) is not merged yet")
+    from drgsim import dip
+    from drgsim import spark as dsp
+
+    frame = ds.dataset(region / "discharges", partitioning="hive").to_table().to_pandas()
+    years = pd.to_datetime(frame["discharge_date"]).dt.year
+    cat, _ = dip.build(frame[years < years.max()])
+    sdf = spark.read.parquet(str(region / "discharges")).repartition(3)
+    a = _by_case(dsp.dip_match(sdf, cat).toPandas())
+    b = _by_case(dip.match(frame, catalogue=cat))
+    for col in ("packet", "packet_kind", "aux_coef", "dip_status"):
+        assert a[col].astype("string").tolist() == b[col].astype("string").tolist(), col
