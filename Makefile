@@ -27,6 +27,7 @@ bench: $(BIN)/.installed  ## performance figures for this machine (not part of t
 	$(BIN)/python benchmarks/bench_batch.py
 	$(BIN)/python benchmarks/bench_inputs.py
 	$(BIN)/python benchmarks/bench_sweep.py
+	$(BIN)/python benchmarks/bench_distributed.py
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -49,3 +49,28 @@ def console():
     from rich.console import Console
 
     return Console(stderr=True, highlight=False)
+
+engine_option = click.option(
+    "--engine", type=click.Choice(["local", "dask", "spark"]), default="local",
+    show_default=True,
+    help="local: this process. dask: a Dask cluster (pip install 'drgsim[dask]'), the one "
+         "at --scheduler, else a local cluster of one worker per core. spark: a Spark "
+         "session (pip install 'drgsim[spark]' and Java), the master at --scheduler, else "
+         "local[*].",
+)
+scheduler_option = click.option(
+    "--scheduler", default=None, metavar="ADDRESS",
+    help="Address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786) for --engine dask; "
+         "the Spark master (e.g. spark://10.0.0.5:7077, yarn) for --engine spark.",
+)
+
+
+def check_engine(engine: str, scheduler: str | None, refused: dict[str, object]) -> None:
+    """--scheduler only with --engine dask or spark; options a distributed path cannot
+    honour are refused (``refused``: option -> its value when given), never ignored."""
+    if scheduler and engine not in ("dask", "spark"):
+        raise click.UsageError("--scheduler needs --engine dask or spark")
+    if engine in ("dask", "spark"):
+        given = [k for k, v in refused.items() if v]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: not supported with --engine {engine}")

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import click
 
-from drgsim.cli.common import console, fail, out_option, scheme_option, threads_option
+from drgsim.cli.common import (
+    check_engine,
+    console,
+    engine_option,
+    fail,
+    out_option,
+    scheduler_option,
+    scheme_option,
+    threads_option,
+)
 from drgsim.errors import DrgsimError
 
 
@@ -56,10 +65,12 @@ from drgsim.errors import DrgsimError
               help="Rows per streamed batch (bounds memory).")
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@engine_option
+@scheduler_option
 def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, column_map,
           with_flags, with_supervision, with_names, compare_col, hospital_column, cost_column,
           method, catalogue,
-          batch_rows, threads, quiet):
+          batch_rows, threads, quiet, engine, scheduler):
     """Group discharge records (parquet, a folder of parquet, CSV or .xlsx) into CHS-DRG groups.
 
     Every input row comes out, in order, with mdc, adrg, drg and status; the other
@@ -71,7 +82,25 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
       drgsim group month.csv -o grouped.csv --scheme beijing_2022
       drgsim group 首页.csv --map bingan_shouye --flags --names --compare drg -o out.csv
       drgsim group cases.parquet --method dip --catalogue catalogue/ -o matched.parquet
+      drgsim group discharges/ --engine dask --scheduler tcp://10.0.0.5:8786 -o grouped/
+
+    With --engine dask or spark, INPUT is parquet (a file or a year=/month= folder) and -o a
+    folder of parts by year=/month= (atomic; a re-run completes a killed run) with
+    _drgsim_provenance.json beside them.
     """
+    check_engine(engine, scheduler, {"--encoding": encoding, "--bad-lines keep":
+                                     bad_lines == "keep", "--glob": glob, "--sheet": sheet,
+                                     "--map": column_map, "--flags": with_flags,
+                                     "--compare": compare_col, "--threads": threads,
+                                     "--supervision": with_supervision,
+                                     "--method dip": method == "dip",
+                                     "--catalogue": catalogue is not None})
+    if engine == "dask":
+        _group_dask(input_path, out, scheme, translate, with_names, scheduler)
+        return
+    if engine == "spark":
+        _group_spark(input_path, out, scheme, translate, with_names, scheduler)
+        return
     if method == "dip" or catalogue is not None:
         _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet,
                    column_map, method, catalogue, batch_rows, threads, quiet,
@@ -237,6 +266,58 @@ def _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sh
         except DrgsimError as exc:
             fail(exc)
     _drop_stale_sidecars(out, written)
+
+
+def _group_dask(input_path: str, out: str, scheme: str, translate: bool, names: bool,
+                scheduler: str | None) -> None:
+    """``group --engine dask``: partitioned parquet output on a Dask cluster."""
+    from drgsim.grouper.core import load_scheme
+    from drgsim.output import check_output, fingerprint
+
+    con = console()
+    try:
+        check_output(out, [input_path], folder=True)
+        cs = load_scheme(scheme)
+        try:
+            import drgsim.dask as dg
+        except ImportError as exc:
+            raise DrgsimError(str(exc)) from None
+        fp = fingerprint([input_path], {"command": "group", "engine": "dask",
+                                        "scheme": cs.content_hash, "translate": translate,
+                                        "names": names})
+        with dg.cluster(scheduler) as client:
+            ddf = dg.read_parquet(input_path)
+            res = dg.group_to_parquet(ddf, out, fp, cs, translate, names=names, client=client)
+    except DrgsimError as exc:
+        fail(exc)
+        return
+    rows = res["rows"]
+    con.print(f"[bold]{rows:,}[/] rows grouped -> {out}/ ({res['partitions']} partitions, "
+              f"{res['reused']} kept from an earlier run)")
+    for status, n in sorted(res["status_counts"].items(), key=lambda kv: -kv[1]):
+        con.print(f"  {status:<18} {n:>12,}  {n / max(rows, 1):7.2%}")
+
+
+def _group_spark(input_path: str, out: str, scheme: str, translate: bool, names: bool,
+                 master: str | None) -> None:
+    """``group --engine spark``: year=/month= parquet written by Spark, renamed onto OUT
+    when complete, provenance in OUT/_drgsim_provenance.json."""
+    from drgsim.output import check_output
+
+    try:
+        check_output(out, [input_path], folder=True)
+        import drgsim.spark as dsp
+
+        dsp._pyspark()  # SparkError (a DrgsimError) without pyspark
+        with dsp.session(master):
+            path = dsp.group_to(dsp.read_parquet(input_path), out, scheme, translate,
+                                names=names)
+    except DrgsimError as exc:
+        fail(exc)
+        return
+    side = dsp.read_provenance(path)
+    console().print(f"grouped -> {path}/ ({len(side['files'])} parts, provenance in "
+                    f"{dsp.PROVENANCE_FILE})")
 
 
 _GLOB_CHARS = "*?["

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from drgsim.cli.common import console, fail, out_option, policy_option
+from drgsim.cli.common import (
+    check_engine,
+    console,
+    engine_option,
+    fail,
+    out_option,
+    policy_option,
+    scheduler_option,
+)
 from drgsim.errors import DrgsimError
 
 
@@ -48,9 +56,11 @@ from drgsim.errors import DrgsimError
     help="DIP policies (method: dip): the packet catalogue folder ('drgsim dip build'); "
     "default: built from the history years.",
 )
+@engine_option
+@scheduler_option
 def simulate(
     cases, out, policy_file, weights_file, hospitals_file, region_file, year, grouped,
-    catalogue_dir,
+    catalogue_dir, engine, scheduler,
 ) -> None:
     """Price every case in points, derive the point value from the budget and settle each
     hospital per month and year; write parquet tables, an Excel workbook and plots to DIR,
@@ -64,7 +74,14 @@ def simulate(
       drgsim simulate grouped.parquet --hospitals hospitals.parquet --region region.parquet -o out/
       drgsim simulate grouped.parquet --weights weights.parquet --year 2024 -o out/
       drgsim simulate region/discharges --policy dip_baseline --catalogue cat/ -o out/  # DIP
+      drgsim simulate grouped/ --engine dask --scheduler tcp://10.0.0.5:8786 \\
+          --hospitals hospitals.parquet --region region.parquet -o out/
+
+    With --engine dask, CASES (parquet) are priced per hospital partition on the cluster
+    and settled on this machine; the tables are the same as without it (the per-case
+    table is gathered here to be written).
     """
+    check_engine(engine, scheduler, {"--catalogue": catalogue_dir})
     import warnings
 
     from drgsim.output import check_output, fingerprint
@@ -80,16 +97,23 @@ def simulate(
         fp = fingerprint(inputs, {"command": "simulate", "year": year, "grouped": grouped})
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            tables = run(
-                cases,
-                policy_file,
-                weights_file,
-                hospitals_file,
-                region_file,
-                year,
-                True if grouped else None,
-                catalogue=catalogue_dir,
-            )
+            if engine == "spark":
+                tables = _simulate_spark(cases, policy_file, weights_file, hospitals_file,
+                                         region_file, year, grouped, scheduler)
+            elif engine == "dask":
+                tables = _simulate_dask(cases, policy_file, weights_file, hospitals_file,
+                                        region_file, year, grouped, scheduler)
+            else:
+                tables = run(
+                    cases,
+                    policy_file,
+                    weights_file,
+                    hospitals_file,
+                    region_file,
+                    year,
+                    True if grouped else None,
+                    catalogue=catalogue_dir,
+                )
             paths = write_outputs(tables, out, fp)
         for w in {str(w.message) for w in caught}:
             con.print(f"warning: {w}")
@@ -100,3 +124,36 @@ def simulate(
         if not str(r["item"]).startswith("drgsim."):
             con.print(f"{r['item']}: {r['value']}")
     con.print(f"wrote {len(paths)} files to {out}: " + ", ".join(p.name for p in paths.values()))
+
+
+def _simulate_dask(cases, policy_file, weights_file, hospitals_file, region_file, year, grouped,
+                   scheduler):
+    """``simulate --engine dask``: the same tables, priced on the cluster."""
+    try:
+        import drgsim.dask as dg
+    except ImportError as exc:
+        raise DrgsimError(str(exc)) from None
+    with dg.cluster(scheduler) as client:
+        is_grouped = True if grouped or dg.is_grouped(cases) else False
+        tables = dg.simulate(dg.read_parquet(cases), policy_file, weights_file, hospitals_file,
+                             region_file, year, grouped=is_grouped, client=client)
+        attrs = tables["cases"].attrs
+        tables["cases"] = tables["cases"].compute()
+        tables["cases"].attrs = attrs
+    return tables
+
+
+def _simulate_spark(cases, policy_file, weights_file, hospitals_file, region_file, year,
+                    grouped, master):
+    """``simulate --engine spark``: the same tables, priced per hospital group on Spark."""
+    import drgsim.spark as dsp
+
+    dsp._pyspark()  # SparkError (a DrgsimError) without pyspark
+    with dsp.session(master):
+        is_grouped = True if grouped or dsp.is_grouped(cases) else None
+        tables = dsp.simulate(dsp.read_parquet(cases), policy_file, weights_file,
+                              hospitals_file, region_file, year, grouped=is_grouped)
+        prov = dsp.provenance_of(tables["cases"])
+        tables["cases"] = tables["cases"].toPandas()
+        tables["cases"].attrs = prov
+    return tables

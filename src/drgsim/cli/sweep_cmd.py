@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
 
-from drgsim.cli.common import console, fail, out_option, policy_option
+from drgsim.cli.common import (
+    check_engine,
+    console,
+    engine_option,
+    fail,
+    out_option,
+    policy_option,
+    scheduler_option,
+)
 from drgsim.errors import DrgsimError, Problem, ScenarioError
 
 
@@ -157,8 +166,11 @@ def base_policy(specs: list, policy_file: str | None) -> str | None:
                    "from the history years.")
 @click.option("--losing", default=-0.02, show_default=True, type=float,
               help="A hospital whose change against the baseline is below this is losing.")
+@engine_option
+@scheduler_option
 def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, hospitals_file,
-          region_file, year, report, monthly, grouped, losing, catalogue_dir) -> None:
+          region_file, year, report, monthly, grouped, losing, catalogue_dir, engine,
+          scheduler) -> None:
     """Prepare CASES once (weights, pricing, cells, budgets), settle every scenario and
     compare each hospital and fund with the baseline; write parquet tables, sweep.xlsx and
     plots to OUT, and OUT/manifest.json last (a folder without it is incomplete).
@@ -169,7 +181,13 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
       drgsim sweep grouped.parquet --grid 'budget.*.growth=0.02,0.04,0.06' \\
           --grid high_cost.beta=0.8,1.0 --hospitals hospitals.parquet -o out/
       drgsim sweep grouped.parquet --scenarios my_scenarios/ --draws 200 --seed 7 -o out/
+      drgsim sweep grouped/ --engine dask --grid 'budget.*.growth=0.02,0.04' -o out/
+
+    With --engine dask, CASES (parquet) are prepared per hospital partition on the cluster
+    and the scenarios settled on this machine: settlement-only keys (budget, point value,
+    assessment, corridors); keys that re-price cells or rows are refused.
     """
+    check_engine(engine, scheduler, {"--catalogue": catalogue_dir})
     import warnings
 
     import drgsim
@@ -201,13 +219,19 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
                    "year": year, "report": report, "losing": losing, "grouped": grouped,
                    "monthly": monthly}
         fp = fingerprint(inputs, options)
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, _engine(engine, scheduler) as dg:
             warnings.simplefilter("always")
-            base = drgsim.prepare(cases, policy=base_policy(specs, policy_file),
+            if dg is not None:
+                base = dg.prepare(dg.read_parquet(cases), policy=base_policy(specs, policy_file),
                                   weights=weights_file, hospitals=hospitals_file,
                                   region=region_file, year=year,
-                                  grouped=True if grouped else None,
-                                  catalogue=catalogue_dir)
+                                  grouped=True if grouped or dg.is_grouped(cases) else False)
+            else:
+                base = drgsim.prepare(cases, policy=base_policy(specs, policy_file),
+                                      weights=weights_file, hospitals=hospitals_file,
+                                      region=region_file, year=year,
+                                      grouped=True if grouped else None,
+                                      catalogue=catalogue_dir)
             root = Path(out)
             top = OutputFolder(root, fp, owned=[f"{d}/*" for d in parts]).open() \
                 if folder_mode else None
@@ -240,3 +264,25 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
             con.print(f"warning: {w}")
     except DrgsimError as exc:
         fail(exc)
+
+
+@contextlib.contextmanager
+def _engine(engine: str, scheduler: str | None):
+    """``drgsim.dask`` with a client for --engine dask, ``drgsim.spark`` with a session
+    for --engine spark (None for this process)."""
+    if engine == "spark":
+        import drgsim.spark as dsp
+
+        dsp._pyspark()  # SparkError (a DrgsimError) without pyspark
+        with dsp.session(scheduler):
+            yield dsp
+        return
+    if engine != "dask":
+        yield None
+        return
+    try:
+        import drgsim.dask as dg
+    except ImportError as exc:
+        raise DrgsimError(str(exc)) from None
+    with dg.cluster(scheduler):
+        yield dg

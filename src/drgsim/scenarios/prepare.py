@@ -97,6 +97,13 @@ class Prepared:
         return self._cache["all_share"]
 
     @property
+    def hospital_ids(self) -> np.ndarray:
+        """The hospitals of the settlement's hospital axis."""
+        if "hospital_ids" in self._cache:
+            return self._cache["hospital_ids"]
+        return self.priced.cases.hospital_ids
+
+    @property
     def pv(self) -> dict:
         """The baseline policy resolved on 1 January."""
         return self.yp.pv
@@ -191,18 +198,7 @@ def prepare(
         own = {c: f"hospital_{c}" for c in GROUPER_COLUMNS if c in df.columns}
         df = group(df.rename(columns=own), scheme=pol.scheme)
         meta.update({str(k): str(v) for k, v in df.attrs.items()})
-    hosp_df = read_table(hospitals)[0] if hospitals is not None else None
-    if hosp_df is not None and "hospital_id" not in hosp_df.columns:
-        raise RecordsError("the hospitals table lacks a hospital_id column")
-    if hosp_df is not None:  # a second row would be dropped silently, with its level
-        n_rows = hosp_df["hospital_id"].astype("string").str.strip().value_counts()
-        dups = n_rows[n_rows > 1]
-        if len(dups):
-            listed = ", ".join(f"{h} ({n} rows)" for h, n in sorted(dups.items())[:10])
-            raise RecordsError(
-                f"the hospitals table lists {len(dups)} hospital(s) more than once: {listed}; "
-                "keep one row per hospital_id"
-            )
+    hosp_df = read_hospitals(hospitals)
     region_df = read_table(region)[0] if region is not None else None
 
     dcol = next((c for c in ("discharge_date", "discharge", "disch_date") if c in df.columns), None)
@@ -215,14 +211,9 @@ def prepare(
         if years.isna().all():
             raise RecordsError("no valid discharge dates to find the simulated year")
         year = int(years.max())
+    current, history, prev_years = split_years(df, years, year)
     cur_mask = (years == year).to_numpy()
     hist_mask = (years < year).to_numpy()
-    history = df[hist_mask]
-    prev_years = years[hist_mask]
-    current = df[cur_mask].reset_index(drop=True)
-    bad_year = df[years.isna().to_numpy()]
-    if len(bad_year):  # kept in the output with pay_status bad_date, never dropped
-        current = pd.concat([current, bad_year], ignore_index=True)
     yp = resolve_year(pol, year)  # each key at its level: case, month or year (README)
     pv = yp.pv
     cat = cat_src = None
@@ -233,20 +224,11 @@ def prepare(
                 "build it from the history), not weights"
             )
         df, cat, cat_src = _dip_match(df, hist_mask, catalogue, pol, year, columns)
-        history, current = df[hist_mask], df[cur_mask].reset_index(drop=True)
-        if len(bad_year):
-            current = pd.concat([current, df[years.isna().to_numpy()]], ignore_index=True)
+        current, history, prev_years = split_years(df, years, year)
     check_inputs(pv, year, int(cur_mask.sum()), years, hosp_df, region_df)
     hcol = _col(current, "hospital_id", columns)
-    if hosp_df is not None and hcol is not None:  # e.g. codes 0001 read as numbers 1
-        table = set(hosp_df["hospital_id"].astype("string").dropna())
-        in_cases = sorted(set(current[hcol].astype("string").dropna()))
-        if in_cases and not table & set(in_cases):
-            raise SettlementInputError(
-                f"the hospitals table names none of the {len(in_cases)} hospitals of the "
-                f"cases (cases: {', '.join(in_cases[:3])}…; table: "
-                f"{', '.join(sorted(table)[:3])}…): check the hospital_id columns"
-            )
+    if hcol is not None:
+        check_hospitals_named(hosp_df, current[hcol].astype("string").dropna().unique())
 
     hist_cases = prepare_cases(history, columns=columns) if len(history) and not dip else None
     if dip:
@@ -273,7 +255,6 @@ def prepare(
         W = Weights.from_frame(w_df, pv["points"]["scale"])
 
     check_reference_pv(reference_pv, pv)
-    hids = hosp_df["hospital_id"] if hosp_df is not None else None
     base = Prepared(
         policy=pol,
         year=year,
@@ -315,26 +296,124 @@ def prepare(
 
     # last year's discharges inside the readmission window link January readmissions
     base.back = readmission_lookback(history, dcol, year, yp)
-    base.cases = cases_with_lookback(current, base.back, hids, columns)
-    pr = price(base.cases, W, yp, hosp_df)
-    base.priced, base.cells = pr, build_cells(pr)
+    base.cases, base.priced, base.cells = price_rows(current, base.back, W, yp, hosp_df, columns)
+    pr = base.priced
     c = pr.cases
+    base.outside = outside_budget(pr)
+    present = {name: bool((c.fund == f).any()) for f, name in enumerate(FUNDS)}
+    base.budgets = fund_budgets(pv, year, region_df, base.spend, base.outside, present)
+    base.scores = hospital_scores(hosp_df, c.hospital_ids)
+    base.prov = run_provenance(pol, w_df, w_src, meta, year)
+    if dip:
+        base.prov["drgsim.catalogue"] = str(cat_src)
+        if base.dip_ratio:
+            base.prov["drgsim.reimbursement_ratio"] = ", ".join(
+                f"{k} {v:.6f}" for k, v in sorted(base.dip_ratio.items())
+            )
+    return base
 
-    for f, name in enumerate(FUNDS):
-        base.outside[name] = int(pr.outside_fen[(c.fund == f) & pr.payable & ~pr.in_budget].sum())
-        base.budgets[name] = fund_budget(
-            pv["budget"][name], name, year, region_df, base.spend.get(name), base.outside[name]
+
+def read_hospitals(hospitals: Any) -> pd.DataFrame | None:
+    """The hospitals table (a frame or a file), one row per hospital_id, or None."""
+    hosp_df = read_table(hospitals)[0] if hospitals is not None else None
+    if hosp_df is not None and "hospital_id" not in hosp_df.columns:
+        raise RecordsError("the hospitals table lacks a hospital_id column")
+    if hosp_df is not None:  # a second row would be dropped silently, with its level
+        n_rows = hosp_df["hospital_id"].astype("string").str.strip().value_counts()
+        dups = n_rows[n_rows > 1]
+        if len(dups):
+            listed = ", ".join(f"{h} ({n} rows)" for h, n in sorted(dups.items())[:10])
+            raise RecordsError(
+                f"the hospitals table lists {len(dups)} hospital(s) more than once: {listed}; "
+                "keep one row per hospital_id"
+            )
+    return hosp_df
+
+
+def check_hospitals_named(hosp_df: pd.DataFrame | None, in_cases: Any) -> None:
+    """Refuse a hospitals table that names none of the cases' hospitals (e.g. codes 0001
+    read as numbers 1): every case would be ``unknown_hospital``."""
+    if hosp_df is None:
+        return
+    table = set(hosp_df["hospital_id"].astype("string").dropna())
+    in_cases = sorted({str(h) for h in in_cases})
+    if in_cases and not table & set(in_cases):
+        raise SettlementInputError(
+            f"the hospitals table names none of the {len(in_cases)} hospitals of the "
+            f"cases (cases: {', '.join(in_cases[:3])}…; table: "
+            f"{', '.join(sorted(table)[:3])}…): check the hospital_id columns"
         )
-        if not (c.fund == f).any():
+
+
+def split_years(
+    df: pd.DataFrame, years: pd.Series, year: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """(current, history, history's years): the simulated year's rows, then the rows
+    without a valid date (kept, paid as bad_date, never dropped); the years before."""
+    hist_mask = (years < year).to_numpy()
+    current = df[(years == year).to_numpy()].reset_index(drop=True)
+    bad_year = df[years.isna().to_numpy()]
+    if len(bad_year):
+        current = pd.concat([current, bad_year], ignore_index=True)
+    return current, df[hist_mask], years[hist_mask]
+
+
+def price_rows(
+    current: pd.DataFrame,
+    back: pd.DataFrame,
+    W: Weights,
+    yp: YearPolicy,
+    hosp_df: pd.DataFrame | None,
+    columns: dict[str, str] | None,
+) -> tuple[Cases, Priced, Cells]:
+    """Prepare, price and build the cells of the simulated year's rows (``back``: last
+    year's look-back rows, linking only). Everything here is per hospital, so a
+    distributed run calls it once per hospital partition (:mod:`drgsim.distributed`)."""
+    hids = hosp_df["hospital_id"] if hosp_df is not None else None
+    cases = cases_with_lookback(current, back, hids, columns)
+    pr = price(cases, W, yp, hosp_df)
+    return cases, pr, build_cells(pr)
+
+
+def outside_budget(pr: Priced) -> dict[str, int]:
+    """Per fund, the per diem paid outside the budget (fen; a sum, so partitions add)."""
+    c = pr.cases
+    return {
+        name: int(pr.outside_fen[(c.fund == f) & pr.payable & ~pr.in_budget].sum())
+        for f, name in enumerate(FUNDS)
+    }
+
+
+def fund_budgets(
+    pv: dict,
+    year: int,
+    region_df: pd.DataFrame | None,
+    spend: dict[str, int],
+    outside: dict[str, int],
+    present: dict[str, bool],
+) -> dict[str, Budget]:
+    """Each fund's budget; a fund without cases (``present``) is warned about."""
+    budgets = {}
+    for name in FUNDS:
+        budgets[name] = fund_budget(
+            pv["budget"][name], name, year, region_df, spend.get(name), outside[name]
+        )
+        if not present[name]:
             warnings.warn(
                 EmptyFundWarning(
                     f"fund {name} has no cases in {year}: it is settled with zero points and "
-                    f"pays nothing; its budget ({base.budgets[name].arithmetic()}) stays unspent"
+                    f"pays nothing; its budget ({budgets[name].arithmetic()}) stays unspent"
                 ),
-                stacklevel=2,
+                stacklevel=3,
             )
-    base.scores = hospital_scores(hosp_df, c.hospital_ids)
-    base.prov = {
+    return budgets
+
+
+def run_provenance(
+    pol: Policy, w_df: pd.DataFrame, w_src: str, meta: dict[str, str], year: int
+) -> dict[str, str]:
+    """What a run's tables carry about how they were made."""
+    return {
         "drgsim.version": __version__,
         "drgsim.policy": pol.name,
         "drgsim.policy_hash": pol.text_hash,
@@ -345,13 +424,6 @@ def prepare(
         "drgsim.year": str(year),
         "drgsim.method": pol.method,
     }
-    if dip:
-        base.prov["drgsim.catalogue"] = str(cat_src)
-        if base.dip_ratio:
-            base.prov["drgsim.reimbursement_ratio"] = ", ".join(
-                f"{k} {v:.6f}" for k, v in sorted(base.dip_ratio.items())
-            )
-    return base
 
 
 def _dip_match(

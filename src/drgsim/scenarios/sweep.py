@@ -610,7 +610,7 @@ def _settle_all(
     together on shared arrays; others on stacked (U, H, 12) arrays; behaviour draws in
     blocks, each block's totals priced on the cells just before it is settled."""
     U = len(units)
-    H = base.cells.n_hosp
+    H = len(base.hospital_ids)
     F = len(FUNDS)
     order = sorted(range(U), key=lambda u: (units[u][2], u))  # shared totals together
     first = {}
@@ -811,7 +811,7 @@ def _tables(
     d_of = np.array([u[1] for u in units])
     base_unit = {v[1]: j for j, v in enumerate(units) if v[0] == 0}
     b_of = np.array([base_unit[d] for d in range(n_draws)])[d_of]  # baseline unit, same draw
-    hids = base.priced.cases.hospital_ids
+    hids = base.hospital_ids
     H = len(hids)
     hn, hl = _hospital_info(base, hids)
     notes: list[str] = []

@@ -157,6 +157,7 @@ def settle(
     scores: np.ndarray | None = None,
     cells: Cells | None = None,
     reference_pv: dict[str, float] | None = None,
+    totals: list[FundTotals] | None = None,
     ratio: dict[str, float] | None = None,
 ) -> Settlement:
     """Settle every fund that has a budget; per-case payments split from the hospital-months.
@@ -171,13 +172,19 @@ def settle(
     (:func:`drgsim.settlement.simulate.last_year_pv`), or PV_b from history for
     ``budgeted_pv: history`` (DIP). ``ratio``: each fund's reimbursement ratio from history
     (DIP's reimbursement-ratio basis with ``dip.point_value.ratio: history``).
+    ``totals``: the hospital × month totals per fund, already summed elsewhere (a
+    distributed run prices and sums per hospital partition, :mod:`drgsim.distributed`);
+    ``pr`` then only names the hospitals and its cases are not paid here.
     """
     out = []
     yp = as_year_policy(pv, year)
     pv = yp.pv
-    cells = build_cells(pr) if cells is None else cells
-    all_tot = cell_fund_totals(cells, points_under(cells, pr, yp))
-    pr = priced_under(pr, cells, yp)  # the rows under the thresholds the cells used
+    if totals is None:
+        cells = build_cells(pr) if cells is None else cells
+        all_tot = cell_fund_totals(cells, points_under(cells, pr, yp))
+        pr = priced_under(pr, cells, yp)  # the rows under the thresholds the cells used
+    else:
+        all_tot = list(totals)
     for name, b in budgets.items():
         if b.budget_fen <= 0 or b.reserve_fen < 0:
             raise BudgetError(

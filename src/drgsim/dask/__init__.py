@@ -1,0 +1,496 @@
+"""drgsim on a Dask cluster: the same compiled scheme, kernels, pricing and settlement.
+
+``pip install drgsim[dask]``. This adapter holds partitioning and I/O only; what runs on a
+partition and on the driver is :mod:`drgsim.distributed` (the single-machine functions).
+
+- :func:`group` — ``map_partitions`` over the Arrow path of ``drgsim.group``; the compiled
+  scheme is scattered once to every worker and its kernels warmed there first.
+- :func:`prepare` / :func:`simulate` / :func:`sweep` — rows numbered in input order, a
+  shuffle by hospital, then per hospital partition ``prepare``'s pricing and cells
+  (kept on the workers); the hospital × fund × month totals reduce to the driver, which
+  settles with the single-machine functions (one settlement, or a sweep of
+  settlement-only scenarios); the per-case payments are split back per partition from
+  the broadcast hospital-month payments.
+- Weights: given, or calibrated exactly on the driver over the history rows (the years
+  before the simulated one are collected there; give weights when they do not fit).
+- :func:`match` — DIP packet matching per partition (``drgsim.dip.match``), when the DIP
+  package is installed.
+
+Every function takes ``client=`` (default: the current ``distributed`` client).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from drgsim.distributed.output import PartitionedOutput, write_part
+from drgsim.distributed.partition import (
+    ROW,
+    DistributedError,
+    PriceContext,
+    combine,
+    driver_prepared,
+    finish_tables,
+    global_hospitals,
+    group_frame,
+    pay_partition,
+    payments_of,
+    price_partition,
+    settle_driver,
+    status_counts,
+)
+
+try:  # the extra: pip install drgsim[dask]
+    import dask.dataframe as dd
+    from distributed import Client, LocalCluster, as_completed, get_client
+except ImportError as _exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "drgsim.dask needs Dask: pip install 'drgsim[dask]' (dask[dataframe,distributed])"
+    ) from _exc
+
+
+# ---------------------------------------------------------------------------- cluster
+@contextmanager
+def cluster(scheduler: str | None = None, workers: int | None = None) -> Iterator[Client]:
+    """A client on ``scheduler`` (an address such as ``tcp://host:8786``), or on a local
+    cluster of ``workers`` processes (default: one per core), one thread each."""
+    if scheduler:
+        with Client(scheduler) as c:
+            yield c
+        return
+    n = workers or max(1, os.cpu_count() or 1)
+    with LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as lc, Client(lc) as c:
+        yield c
+
+
+def _client(client: Client | None) -> Client:
+    if client is not None:
+        return client
+    try:
+        return get_client()
+    except ValueError:
+        raise DistributedError(
+            "no Dask client: start one (distributed.Client(...)) or pass client="
+        ) from None
+
+
+_SCHEMES: dict[tuple[int, str], Any] = {}
+
+
+def _warm(cs: Any) -> float:
+    """Load the kernels on this worker (numba's disk cache, else a compile); seconds."""
+    import time
+
+    import pyarrow as pa
+
+    from drgsim.grouper.core import group_arrow
+
+    t = time.perf_counter()
+    one = pa.table({"case_id": ["w"], "principal_dx": ["I10.x00"], "sex": ["1"],
+                    "age_years": ["60"], "los_days": ["5"], "diagnoses": [""],
+                    "procedures": [""]})
+    group_arrow(one, cs, threads=1)
+    return time.perf_counter() - t
+
+
+def scheme_on_workers(client: Client, scheme: Any = "chs_drg_11") -> tuple[Any, Any]:
+    """The compiled scheme and its future, scattered once to every worker (kernels warmed
+    there), cached per client and scheme content."""
+    from drgsim.grouper.core import load_scheme
+
+    cs = load_scheme(scheme)
+    key = (id(client), cs.content_hash)
+    if key not in _SCHEMES:
+        fut = client.scatter(cs, broadcast=True, hash=False)
+        workers = list(client.scheduler_info(n_workers=-1)["workers"])
+        client.gather([client.submit(_warm, fut, workers=[w], allow_other_workers=False,
+                                     pure=False) for w in workers])
+        _SCHEMES[key] = fut
+    return cs, _SCHEMES[key]
+
+
+# ---------------------------------------------------------------------------- grouping
+def _group_part(df: pd.DataFrame, cs: Any, translate: bool, flags: bool, names: bool
+                ) -> pd.DataFrame:
+    return group_frame(df, cs, translate, flags, names, threads=1)
+
+
+def group(ddf: dd.DataFrame, scheme: Any = "chs_drg_11", translate: bool = False,
+          flags: bool = False, names: bool = False, client: Client | None = None
+          ) -> dd.DataFrame:
+    """Group every partition as ``drgsim.group`` groups an Arrow table (lazy): every row
+    comes back in its partition with mdc, adrg, drg, status."""
+    from drgsim.records import check_columns
+
+    client = _client(client)
+    check_columns([str(c) for c in ddf.columns])
+    cs, fut = scheme_on_workers(client, scheme)
+    meta = group_frame(ddf._meta, cs, translate, flags, names, engine="reference")
+    return ddf.map_partitions(_group_part, fut, translate, flags, names, meta=meta)
+
+
+def _write_grouped(df: pd.DataFrame, root: str, part: int, date_col: str | None,
+                   metadata: dict[str, str]) -> dict[str, Any]:
+    files = write_part(df, root, part, date_col, metadata)
+    return {"files": files, "status_counts": status_counts(df["status"])}
+
+
+def group_to_parquet(ddf: dd.DataFrame, out: str | os.PathLike[str], fingerprint: str,
+                     scheme: Any = "chs_drg_11", translate: bool = False, flags: bool = False,
+                     names: bool = False, date_col: str | None = "discharge_date",
+                     client: Client | None = None, _fail_after: int | None = None
+                     ) -> dict[str, Any]:
+    """Group and write ``OUT/data/year=/month=/part-N.parquet`` part by part (atomic,
+    fingerprinted, manifest last, :mod:`drgsim.distributed.output`); a re-run with the
+    same fingerprint keeps the finished parts. Returns rows and status counts."""
+    from dask import delayed
+
+    client = _client(client)
+    cs, _ = scheme_on_workers(client, scheme)
+    grouped = group(ddf, cs, translate, flags, names, client=client)
+    prov = {**cs.provenance, "drgsim.translate": "on" if translate else "off"}
+    po = PartitionedOutput(out, fingerprint, writer="group").open()
+    counts: dict[str, int] = {}
+
+    def add(c: dict[str, int]) -> None:
+        for k, v in c.items():
+            counts[k] = counts.get(k, 0) + int(v)
+
+    todo = {}
+    parts = grouped.to_delayed()
+    for i, p in enumerate(parts):
+        rec = po.done(i)
+        if rec is not None:
+            add(rec.get("status_counts", {}))
+        else:
+            todo[i] = delayed(_write_grouped)(p, str(po.path), i, date_col, prov)
+    futs = client.compute(list(todo.values()))
+    by_fut = {f.key: i for f, i in zip(futs, todo, strict=True)}
+    finished = 0
+    slow = float(os.environ.get("DRGSIM_DASK_SLOW", "0") or 0)  # tests: time to kill a run
+    for fut in as_completed(futs):
+        res = fut.result()
+        po.record(by_fut[fut.key], res["files"], {"status_counts": res["status_counts"]})
+        add(res["status_counts"])
+        finished += 1
+        if slow:
+            time.sleep(slow)
+        if _fail_after is not None and finished >= _fail_after:  # tests: a run cut short
+            raise DistributedError(f"injected failure after {finished} partition(s)")
+    po.commit(prov, {"partitions": len(parts), "status_counts": counts})
+    return {"rows": po.rows, "status_counts": counts, "partitions": len(parts),
+            "reused": len(parts) - len(todo)}
+
+
+def is_grouped(path: str | os.PathLike[str]) -> bool:
+    """A parquet input written by ``drgsim group`` (its provenance in the parquet
+    metadata, or the partitioned output's sidecar)."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from drgsim.distributed.output import PROVENANCE
+
+    p = Path(path)
+    if p.is_dir():
+        if (p / PROVENANCE).is_file() or (p / "data" / PROVENANCE).is_file():
+            return True
+        first = next(iter(sorted(p.rglob("*.parquet"))), None)
+        if first is None:
+            return False
+        p = first
+    meta = pq.read_schema(p).metadata or {}
+    return b"drgsim.scheme" in meta
+
+
+def read_parquet(path: str | os.PathLike[str], **kw: Any) -> dd.DataFrame:
+    """A parquet file or hive folder (``year=/month=``) as a Dask frame; the hive keys
+    as int32 columns when they are integers, as ``drgsim.read_records`` gives them. The
+    folder a distributed ``group`` wrote (``OUT``) reads as its ``OUT/data``."""
+    from pathlib import Path
+
+    from drgsim.distributed.output import DATA
+    from drgsim.output import MANIFEST
+
+    p = Path(path)
+    if p.is_dir() and (p / DATA).is_dir() and (p / MANIFEST).is_file():
+        p = p / DATA
+    ddf = dd.read_parquet(str(p), **kw)
+    for k in ("year", "month"):
+        if k in ddf.columns and isinstance(ddf._meta[k].dtype, pd.CategoricalDtype):
+            ddf[k] = ddf[k].astype("int32")
+    return ddf
+
+
+# ---------------------------------------------------------------------------- pricing
+def _add_row(df: pd.DataFrame, offsets: list[int], partition_info: dict | None = None
+             ) -> pd.DataFrame:
+    i = partition_info["number"] if partition_info else 0
+    return df.assign(**{ROW: np.arange(offsets[i], offsets[i] + len(df), dtype=np.int64)})
+
+
+def _scan(df: pd.DataFrame, dcol: str, hcol: str) -> dict[str, Any]:
+    """One partition's length and its rows per year and hospital (one pass for both)."""
+    y = pd.to_datetime(df[dcol], errors="coerce").dt.year
+    counts = (pd.DataFrame({"year": y.astype("Float64"), "hospital": df[hcol].astype("string")})
+              .groupby(["year", "hospital"], dropna=False).size().rename("n").reset_index())
+    return {"len": len(df), "counts": counts}
+
+
+def _before(df: pd.DataFrame, dcol: str, year: int) -> pd.DataFrame:
+    return df[(pd.to_datetime(df[dcol], errors="coerce").dt.year < year).to_numpy()]
+
+
+def _m_all_partial(df: pd.DataFrame, dcol: str, year: int, columns: Any) -> pd.DataFrame:
+    from drgsim.pricing.cases import prepare_cases
+
+    y = pd.to_datetime(df[dcol], errors="coerce").dt.year
+    h = df[(y < year).to_numpy()]
+    if not len(h):
+        return pd.DataFrame({"s": [0], "n": [0]})
+    c = prepare_cases(h, columns=columns)
+    ok = (c.status == 0) & (c.pay_status == 0)
+    return pd.DataFrame({"s": [int(c.cost_fen[ok].sum())], "n": [int(ok.sum())]})
+
+
+def _summary(pp: Any) -> dict[str, Any]:
+    return pp.summary()
+
+
+def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospitals: Any = None,
+            region: Any = None, year: int | None = None, columns: dict[str, str] | None = None,
+            grouped: bool | None = None, reference_pv: dict[str, float] | None = None,
+            npartitions: int | None = None, client: Client | None = None) -> Any:
+    """``drgsim.prepare`` on a cluster: the priced partitions stay on the workers, the
+    driver holds a :class:`~drgsim.scenarios.prepare.Prepared` of the reduced totals
+    (``.simulate()``-like settlement via :func:`simulate`, ``.sweep()`` for
+    settlement-only scenarios). Arguments as :func:`drgsim.prepare`."""
+    from drgsim.calibrate import calibrate, read_weights
+    from drgsim.errors import RecordsError
+    from drgsim.policy import Policy, load_policy, resolve_year
+    from drgsim.pricing.cases import FUNDS, _col
+    from drgsim.pricing.core import Weights
+    from drgsim.scenarios.prepare import check_hospitals_named, check_reference_pv, read_hospitals
+    from drgsim.settlement.simulate import (
+        GROUPER_COLUMNS,
+        check_inputs,
+        needs_reference_pv,
+        per_diem_categories_of,
+        read_table,
+    )
+
+    client = _client(client)
+    pol = policy if isinstance(policy, Policy) else load_policy(policy)
+    if getattr(pol, "method", "drg") == "dip":
+        raise DistributedError(
+            f"policy {pol.name} prices by DIP packet, which the Dask path does not do yet: "
+            "match packets on the cluster (drgsim.dask.match) and price on one machine"
+        )
+    cols = [str(c) for c in ddf.columns]
+    if grouped is None:
+        grouped = {"drg", "status"} <= set(cols)
+    meta: dict[str, str] = {}
+    if not grouped:
+        own = {c: f"hospital_{c}" for c in GROUPER_COLUMNS if c in cols}
+        cs, _ = scheme_on_workers(client, pol.scheme)
+        ddf = group(ddf.rename(columns=own) if own else ddf, cs, client=client)
+        meta.update({**cs.provenance, "drgsim.translate": "off"})
+    hosp_df = read_hospitals(hospitals)
+    region_df = read_table(region)[0] if region is not None else None
+    m0 = ddf._meta
+    dcol = next((c for c in ("discharge_date", "discharge", "disch_date") if c in m0.columns),
+                None)
+    if columns and "discharge_date" in columns:
+        dcol = columns["discharge_date"]
+    if dcol is None:
+        raise RecordsError("cases lack a discharge_date column")
+    hcol = _col(m0, "hospital_id", columns)
+    if hcol is None:
+        raise RecordsError("cases lack a hospital_id column: a distributed run partitions "
+                           "by hospital")
+
+    from dask import delayed
+
+    clock = _Clock()
+    scans = client.gather(client.compute([delayed(_scan)(p, dcol, hcol)
+                                          for p in ddf.to_delayed()]))
+    lengths = [s["len"] for s in scans]
+    scan = pd.concat([s["counts"] for s in scans], ignore_index=True)
+    offsets = np.r_[0, np.cumsum(lengths)[:-1]].astype(int).tolist()
+    ddf = ddf.map_partitions(_add_row, offsets, meta=m0.assign(**{ROW: np.int64(0)}))
+    clock.lap("scan (rows, years, hospitals)")
+    per_year = scan.groupby("year", dropna=True)["n"].sum()
+    if year is None:
+        if not len(per_year):
+            raise RecordsError("no valid discharge dates to find the simulated year")
+        year = int(per_year.index.max())
+    yp = resolve_year(pol, year)
+    pv = yp.pv
+    years_series = pd.Series(per_year.index.astype("float64"))
+    check_inputs(pv, year, int(per_year.get(float(year), 0)), years_series, hosp_df, region_df)
+    cur_h = scan.loc[scan["year"] == year, "hospital"].dropna().unique()
+    check_hospitals_named(hosp_df, cur_h)
+
+    if weights is None:
+        hist = ddf.map_partitions(_before, dcol, year, meta=ddf._meta).compute()
+        hist = hist.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
+        if not len(hist):
+            raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
+        w_df = calibrate(hist, per_diem_categories_of(yp), year, scheme=pol.scheme,
+                         columns=columns)
+        w_src = "calibrated"
+    elif isinstance(weights, pd.DataFrame):
+        w_df, w_src = weights, "given"
+    else:
+        part = ddf.map_partitions(_m_all_partial, dcol, year, columns,
+                                  meta=pd.DataFrame({"s": pd.Series([], dtype="int64"),
+                                                     "n": pd.Series([], dtype="int64")})).compute()
+        n_ok = int(part["n"].sum())
+        m_all = int(part["s"].sum()) / n_ok if n_ok else None
+        w_df, w_src = read_weights(weights, pv, m_all), str(weights)
+    clock.lap(f"weights ({w_src if w_src in ('calibrated', 'given') else 'file'})")
+    W = Weights.from_frame(w_df, pv["points"]["scale"])
+    check_reference_pv(reference_pv, pv)
+    if needs_reference_pv(pv) and reference_pv is None:
+        raise DistributedError(
+            "point_value.bounds.budgeted_pv: last_year needs last year's point value: on a "
+            "cluster give reference_pv={fund: yuan per point} (drgsim.settlement.simulate."
+            "last_year_pv of last year's cases)"
+        )
+    need_hist = any(pv["budget"][f]["source"] == "history" for f in FUNDS)
+    ctx = PriceContext(W, yp, year, dcol, hosp_df, columns, spend=need_hist)
+
+    shuffled = ddf.shuffle(hcol, npartitions=npartitions or ddf.npartitions)
+    part_futs = client.compute(shuffled.to_delayed())
+    ctx_f = client.scatter(ctx, broadcast=True, hash=False)
+    pp_futs = [client.submit(price_partition, f, ctx_f, pure=False) for f in part_futs]
+    from distributed import wait
+
+    wait(part_futs)
+    clock.lap("shuffle by hospital")
+    summaries = client.gather([client.submit(_summary, p, pure=False) for p in pp_futs])
+    del part_futs
+    clock.lap("price + cells per partition, gather totals")
+    hids = global_hospitals(summaries, hosp_df)
+    reduced = combine(summaries, hids)
+    empty = m0.iloc[0:0]
+    base = driver_prepared(pol, yp, year, reduced, hids, W, w_df, w_src, weights, hosp_df,
+                           region_df, columns, dcol, meta, reference_pv, empty)
+    clock.lap("reduce on the driver")
+    base._cache["dask"] = {"client": client, "parts": pp_futs, "hids": hids}
+    base._cache["timings"] = clock.laps
+    return base
+
+
+class _Clock:
+    """Seconds per phase (``base._cache["timings"]``; the benchmark prints them)."""
+
+    def __init__(self) -> None:
+        self.t = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self.t
+        self.t = now
+
+
+def _small(parts: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    return {k: v for k, v in parts.items() if k != "cases"}
+
+
+def _cases(parts: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    return parts["cases"].drop(columns=[ROW])
+
+
+def settle(base: Any) -> dict[str, Any]:
+    """The single settlement of a :func:`prepare` d base: the tables of ``drgsim.simulate``,
+    ``cases`` a Dask frame (rows grouped by hospital partition, input order inside)."""
+    from dask import delayed
+
+    d = base._cache.get("dask")
+    if d is None:
+        raise DistributedError("settle() takes what drgsim.dask.prepare returned")
+    client = d["client"]
+    clock = _Clock()
+    tables = settle_driver(base)
+    clock.lap("settle on the driver")
+    pays = client.scatter(payments_of(tables["_settlement"].funds), broadcast=True, hash=False)
+    outs = [client.submit(pay_partition, p, pays, d["hids"], pure=False) for p in d["parts"]]
+    small = client.gather([client.submit(_small, o, pure=False) for o in outs])
+    tables = finish_tables(tables, small, base.prov)
+    clock.lap("payments back per partition")
+    base._cache.setdefault("timings", {}).update(clock.laps)
+    case_futs = [client.submit(_cases, o, pure=False) for o in outs]
+    meta = client.submit(lambda df: df.iloc[0:0], case_futs[0]).result() if case_futs else None
+    tables["cases"] = dd.from_delayed([delayed(f) for f in case_futs], meta=meta,
+                                      verify_meta=False)
+    tables["cases"].attrs = dict(base.prov)
+    return tables
+
+
+def simulate(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospitals: Any = None,
+             region: Any = None, year: int | None = None, columns: dict[str, str] | None = None,
+             grouped: bool | None = None, reference_pv: dict[str, float] | None = None,
+             npartitions: int | None = None, client: Client | None = None
+             ) -> dict[str, Any]:
+    """``drgsim.simulate`` on a cluster (see the module docstring): the same tables, the
+    small ones as pandas, ``cases`` as a Dask frame."""
+    return settle(prepare(ddf, policy, weights, hospitals, region, year, columns, grouped,
+                          reference_pv, npartitions, client))
+
+
+def sweep(ddf: dd.DataFrame, scenarios: Any, draws: int | None = None, seed: int | None = None,
+          monthly: bool = False, chunk: int | None = None, **prepare_kw: Any) -> Any:
+    """``drgsim.prepare(...).sweep(scenarios)`` on a cluster: prepared once on the workers,
+    every scenario settled on the driver. Scenarios that re-price the cells or rows are
+    refused (:class:`~drgsim.distributed.DistributedError`), before any settlement."""
+    return prepare(ddf, **prepare_kw).sweep(scenarios, draws=draws, seed=seed, monthly=monthly,
+                                           chunk=chunk)
+
+
+# ---------------------------------------------------------------------------- DIP
+def match(ddf: dd.DataFrame, catalogue: Any, scheme: Any = "chs_drg_11",
+          client: Client | None = None) -> dd.DataFrame:
+    """DIP packet matching per partition (``drgsim.dip.match``; any partition will do)."""
+    try:
+        from drgsim import dip
+    except ImportError:
+        dip = None
+    if dip is None or not hasattr(dip, "match"):
+        raise DistributedError("DIP matching needs drgsim.dip.match, which this installation "
+                               "lacks")
+    _client(client)
+    if not hasattr(catalogue, "packets"):
+        catalogue = dip.read_catalogue(catalogue)
+    meta = dip.match(ddf._meta, catalogue=catalogue, scheme=scheme)
+    return ddf.map_partitions(_match_part, catalogue, scheme, meta=meta)
+
+
+def _match_part(df: pd.DataFrame, catalogue: Any, scheme: Any) -> pd.DataFrame:
+    from drgsim import dip
+
+    return dip.match(df, catalogue=catalogue, scheme=scheme)
+
+
+__all__ = [
+    "cluster",
+    "is_grouped",
+    "group",
+    "group_to_parquet",
+    "match",
+    "prepare",
+    "read_parquet",
+    "scheme_on_workers",
+    "settle",
+    "simulate",
+    "sweep",
+]

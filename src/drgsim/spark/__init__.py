@@ -1,0 +1,592 @@
+"""drgsim on Spark: the same compiled scheme, kernels, pricing and settlement, driven by Spark.
+
+A thin adapter: partitioning and I/O only. What runs in a task and on the driver is
+:mod:`drgsim.distributed`, the functions the Dask adapter runs too (the Arrow wrapping
+for Spark's tasks is :mod:`drgsim.spark.partitions`):
+
+- :func:`group` — ``mapInArrow`` over any partitioning, each Arrow batch through
+  :func:`drgsim.distributed.group_table` with the compiled scheme from a broadcast
+  (unpickled once per Python worker; numba's disk cache keeps the compiled kernels).
+- :func:`prepare` / :func:`simulate` / :func:`sweep` — rows numbered in input order,
+  ``groupBy(hospital).applyInArrow``: each hospital's rows priced and built into cells
+  by :func:`drgsim.distributed.price_partition`; only its summary (hospital × fund ×
+  month totals and sums) reaches the driver (:func:`drgsim.distributed.combine`,
+  :func:`drgsim.distributed.driver_prepared`), which settles once
+  (:func:`drgsim.distributed.settle_driver`) or sweeps settlement-only scenarios; the
+  payments go back in a broadcast and a second pass splits them per case
+  (:func:`drgsim.distributed.pay_partition`).
+- :func:`dip_match` — DIP packet matching per batch (``drgsim.dip.match``).
+- :func:`write_parquet` / :func:`group_to` — partitioned parquet (``year=/month=``)
+  written into a hidden temporary folder beside the target and renamed onto it when
+  complete, the provenance in a sidecar ``_drgsim_provenance.json`` (Spark drops Arrow
+  schema metadata).
+
+Spark needs a Java runtime (17 or 21) and ``pip install drgsim[spark]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import shutil
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from drgsim.errors import DrgsimError, OutputError
+from drgsim.scheme.paths import DEFAULT_SCHEME
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame as SparkDataFrame
+
+PROVENANCE_FILE = "_drgsim_provenance.json"
+SIDE_FORMAT = "drgsim-spark-1"
+
+
+class SparkError(DrgsimError):
+    """Spark is missing, or a Spark run was asked for something it cannot honour."""
+
+
+def _pyspark():
+    try:
+        import pyspark  # noqa: F401
+        from pyspark.sql import functions as F
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise SparkError(
+            "drgsim.spark needs pyspark and a Java runtime: pip install 'drgsim[spark]'"
+        ) from e
+    return F
+
+
+def _spark_schema(schema: pa.Schema):
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)
+
+
+def _arrow_schema(sdf: SparkDataFrame) -> pa.Schema:
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(sdf.schema)
+
+
+# ----------------------------------------------------------------------------- session
+
+
+@contextlib.contextmanager
+def session(master: str | None = None) -> Iterator[Any]:
+    """A Spark session on ``master`` (``spark://host:7077``, ``yarn``, ...), else the
+    active one, else a local one on every core; a session started here is stopped on exit.
+    Python workers run this interpreter unless ``PYSPARK_PYTHON`` says otherwise."""
+    _pyspark()
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None and master is None:
+        yield active
+        return
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    s = (SparkSession.builder.master(master or "local[*]").appName("drgsim")
+         .config("spark.ui.enabled", "false").getOrCreate())
+    s.sparkContext.setLogLevel("ERROR")
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def read_parquet(path: str | os.PathLike[str]) -> SparkDataFrame:
+    """A parquet file or hive folder (``year=/month=``) in the active session."""
+    _pyspark()
+    from pyspark.sql import SparkSession
+
+    s = SparkSession.getActiveSession()
+    if s is None:
+        raise SparkError("no active Spark session: use drgsim.spark.session()")
+    return s.read.parquet(str(path))
+
+
+def is_grouped(path: str | os.PathLike[str]) -> bool:
+    """A parquet input written by ``drgsim group`` (provenance in the parquet metadata,
+    or a partitioned output's sidecar)."""
+    import pyarrow.parquet as pq
+
+    p = Path(path)
+    if p.is_dir():
+        if (p / PROVENANCE_FILE).is_file():
+            return True
+        first = next(iter(sorted(p.rglob("*.parquet"))), None)
+        if first is None:
+            return False
+        p = first
+    return b"drgsim.scheme" in (pq.read_schema(p).metadata or {})
+
+
+# ----------------------------------------------------------------------------- grouping
+
+
+def group(
+    sdf: SparkDataFrame,
+    scheme: Any = DEFAULT_SCHEME,
+    translate: bool = False,
+    *,
+    flags: bool = False,
+    names: bool = False,
+    threads: int = 1,
+) -> SparkDataFrame:
+    """Group a Spark DataFrame of discharge records: every input column passes through,
+    ``mdc``, ``adrg``, ``drg`` and ``status`` appended, as :func:`drgsim.group`.
+
+    ``threads``: numba threads per Spark task (1: Spark's tasks are the parallelism).
+    The provenance (scheme, hash, translate) is in :func:`provenance_of` of the result;
+    :func:`write_parquet` writes it beside the output.
+    """
+    _pyspark()
+    from drgsim.grouper.core import group_arrow, load_scheme, provenance
+    from drgsim.records import check_columns
+
+    cs = load_scheme(scheme)
+    check_columns(list(sdf.columns))
+    in_schema = _arrow_schema(sdf)
+    empty = group_arrow(in_schema.empty_table(), cs, translate, 1, flags, names)
+    out_schema = _spark_schema(empty.schema.remove_metadata())
+    target = pa.schema([pa.field(f.name, f.type) for f in _arrow_schema_of(out_schema)])
+    bc = sdf.sparkSession.sparkContext.broadcast(cs)
+    key = "scheme:" + cs.provenance.get("drgsim.scheme_hash", cs.name)
+    from drgsim.spark.partitions import group_batches
+
+    def run(batches):
+        return group_batches(batches, bc, key, translate, flags, names, threads, target)
+
+    out = sdf.mapInArrow(run, out_schema)
+    prov = {**provenance(cs, translate)}
+    absent = (empty.schema.metadata or {}).get(b"drgsim.absent_columns", b"").decode()
+    prov["drgsim.absent_columns"] = absent
+    _PROVENANCE[id(out)] = (out, prov)
+    return out
+
+
+def _arrow_schema_of(spark_schema) -> pa.Schema:
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(spark_schema)
+
+
+# the provenance of a DataFrame this module made (Spark keeps no Arrow metadata)
+_PROVENANCE: dict[int, tuple[Any, dict[str, str]]] = {}
+
+
+def provenance_of(sdf: SparkDataFrame) -> dict[str, str]:
+    """The provenance of a DataFrame made by :func:`group` / :func:`simulate` ({} if none)."""
+    hit = _PROVENANCE.get(id(sdf))
+    return dict(hit[1]) if hit is not None and hit[0] is sdf else {}
+
+
+def dip_match(
+    sdf: SparkDataFrame, catalogue: Any, scheme: Any = DEFAULT_SCHEME
+) -> SparkDataFrame:
+    """DIP packet matching per batch, ``drgsim.dip.match(records, catalogue=..., scheme=...)``
+    (any partitioning: a case's packet depends on its own codes only)."""
+    _pyspark()
+    try:
+        from drgsim import dip
+    except ImportError as e:
+        raise SparkError("DIP matching needs drgsim.dip (not installed in this drgsim)") from e
+    from drgsim.grouper.core import load_scheme
+
+    cs = load_scheme(scheme)
+    cat = catalogue if not isinstance(catalogue, (str, os.PathLike)) else dip.read_catalogue(
+        catalogue
+    )
+    empty = dip.match(_arrow_schema(sdf).empty_table(), catalogue=cat, scheme=cs)
+    out_schema = _spark_schema(empty.schema.remove_metadata())
+    target = _arrow_schema_of(out_schema)
+    bc = sdf.sparkSession.sparkContext.broadcast((cs, cat))
+    key = f"dip:{uuid.uuid4().hex}"  # a catalogue has no hash: one key per call
+    from drgsim.spark.partitions import dip_batches
+
+    def run(batches):
+        return dip_batches(batches, bc, key, target)
+
+    return sdf.mapInArrow(run, out_schema)
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def write_parquet(
+    sdf: SparkDataFrame,
+    out: str | os.PathLike[str],
+    partition_by: tuple[str, ...] = ("year", "month"),
+    provenance: dict[str, str] | None = None,
+) -> Path:
+    """Write ``sdf`` as partitioned parquet under the local folder ``out``, atomically.
+
+    Spark writes into a hidden temporary folder beside ``out`` (``.NAME.XXXX.part``);
+    the sidecar ``_drgsim_provenance.json`` (provenance, partitioning, the part files)
+    is written last, then the folder is renamed onto ``out``. A killed job leaves only
+    the temporary folder, which the next write removes: ``out`` is either the earlier
+    complete output or the new complete one. An existing ``out`` that drgsim did not
+    write (no sidecar) is refused, never replaced.
+    """
+    _pyspark()
+    target = Path(out)
+    if "://" in str(out):
+        raise SparkError(
+            f"{out}: write_parquet writes to a local (or mounted) folder, where a rename is "
+            "atomic; write to a path, then copy"
+        )
+    if target.exists() and not (target / PROVENANCE_FILE).exists():
+        if not target.is_dir() or any(target.iterdir()):
+            raise OutputError(
+                f"{target}: exists and is not a drgsim Spark output (no {PROVENANCE_FILE}): "
+                "choose another folder"
+            )
+    missing = [c for c in partition_by if c not in sdf.columns]
+    if missing:
+        raise SparkError(f"cannot partition the output by {', '.join(missing)}: no such column")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.part"):  # a killed run's leftovers
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.part"
+    try:
+        sdf.write.mode("errorifexists").partitionBy(*partition_by).parquet(str(tmp))
+        from drgsim import __version__
+        from drgsim.output import write_text
+
+        files = sorted(
+            p.relative_to(tmp).as_posix()
+            for p in tmp.rglob("*.parquet")
+            if not any(x.startswith((".", "_")) for x in p.relative_to(tmp).parts)
+        )
+        side = {
+            "format": SIDE_FORMAT,
+            "drgsim_version": __version__,
+            "partition_by": list(partition_by),
+            "provenance": dict(provenance or {}),
+            "files": files,
+        }
+        write_text(tmp / PROVENANCE_FILE, json.dumps(side, indent=2, ensure_ascii=False) + "\n")
+        if target.exists():
+            old = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old.part"
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def read_provenance(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """The sidecar of a :func:`write_parquet` output."""
+    return json.loads((Path(out) / PROVENANCE_FILE).read_text(encoding="utf-8"))
+
+
+def group_to(
+    sdf: SparkDataFrame, out: str | os.PathLike[str], scheme: Any = DEFAULT_SCHEME,
+    translate: bool = False, *, flags: bool = False, names: bool = False,
+) -> Path:
+    """:func:`group` then :func:`write_parquet` partitioned by ``year``/``month`` (taken
+    from the input's columns, else from ``discharge_date``; rows without a readable date
+    go to Spark's ``__HIVE_DEFAULT_PARTITION__``)."""
+    F = _pyspark()
+    grouped = group(sdf, scheme, translate, flags=flags, names=names)
+    prov = provenance_of(grouped)
+    cols = grouped.columns
+    if "year" not in cols or "month" not in cols:
+        if "discharge_date" not in cols:
+            raise SparkError("the records have neither year/month columns nor discharge_date")
+        d = F.to_date(F.col("discharge_date"))
+        if "year" not in cols:
+            grouped = grouped.withColumn("year", F.year(d))
+        if "month" not in cols:
+            grouped = grouped.withColumn("month", F.month(d))
+    return write_parquet(grouped, out, ("year", "month"), prov)
+
+
+# ----------------------------------------------------------------------------- pricing
+
+
+def _arrow_empty(sdf: SparkDataFrame) -> pd.DataFrame:
+    """A zero-row pandas frame of ``sdf``'s columns, typed as a partition converts them."""
+    return _arrow_schema(sdf).empty_table().to_pandas()
+
+
+def _case_schema(empty_cases: pd.DataFrame, in_schema: pa.Schema, cid: str | None
+                 ) -> pa.Schema:
+    """The Arrow types of the per-case rows ``pay_partition`` returns (found on a zero-row
+    run on the driver: text columns are strings, ``case_id`` keeps the input's kind)."""
+    from drgsim.spark.partitions import BLOB
+
+    fields = []
+    for name, dt in empty_cases.dtypes.items():
+        if name == "case_id":
+            t = in_schema.field(cid).type if cid else pa.int64()
+            t = pa.int64() if pa.types.is_integer(t) else pa.string()
+        elif dt.kind in "biuf":
+            t = pa.from_numpy_dtype(dt)
+        else:
+            t = pa.string()
+        fields.append(pa.field(str(name), t))
+    return pa.schema([*fields, pa.field(BLOB, pa.binary())])
+
+
+def prepare(
+    sdf: SparkDataFrame,
+    policy: Any = None,
+    weights: pd.DataFrame | str | os.PathLike[str] | None = None,
+    hospitals: pd.DataFrame | str | os.PathLike[str] | None = None,
+    region: pd.DataFrame | str | os.PathLike[str] | None = None,
+    year: int | None = None,
+    columns: dict[str, str] | None = None,
+    grouped: bool | None = None,
+    reference_pv: dict[str, float] | None = None,
+) -> Any:
+    """``drgsim.prepare`` on Spark: a :class:`~drgsim.scenarios.prepare.Prepared` of the
+    reduced hospital × fund × month totals (settle it with :func:`settle`, or
+    ``.sweep(...)`` settlement-only scenarios on the driver). Arguments as
+    :func:`drgsim.prepare`.
+
+    Each hospital's rows (this year's, last year's, rows without a valid date) are
+    priced together in one group (``groupBy(hospital).applyInArrow``) by
+    :func:`drgsim.distributed.price_partition`. ``weights=None`` calibrates exactly with
+    :func:`drgsim.calibrate.calibrate` on the driver, over the history years' rows of the
+    columns calibration reads (:func:`drgsim.distributed.calibration_columns`) gathered
+    there: the driver needs memory for them (give weights when it has not).
+    """
+    F = _pyspark()
+    from drgsim.calibrate import calibrate, read_weights
+    from drgsim.distributed import (
+        ROW,
+        DistributedError,
+        PriceContext,
+        combine,
+        driver_prepared,
+    )
+    from drgsim.distributed.partition import calibration_columns, global_hospitals
+    from drgsim.errors import RecordsError
+    from drgsim.policy import Policy, load_policy, resolve_year
+    from drgsim.pricing.cases import FUNDS, _col
+    from drgsim.pricing.core import Weights
+    from drgsim.scenarios.prepare import (
+        check_hospitals_named,
+        check_reference_pv,
+        read_hospitals,
+    )
+    from drgsim.settlement.simulate import (
+        GROUPER_COLUMNS,
+        check_inputs,
+        needs_reference_pv,
+        per_diem_categories_of,
+        read_table,
+    )
+    from drgsim.spark import partitions as P
+
+    pol = policy if isinstance(policy, Policy) else load_policy(policy)
+    if grouped is None:
+        grouped = {"drg", "status"} <= set(sdf.columns)
+    # input order (file, then row), so each hospital's rows and calibration's history are
+    # put back in the single machine's order; taken on the scan, before any Python stage
+    # (input_file_name is unreliable after one), as Spark reads a folder's files largest first
+    FILE = "__drgsim_file"
+    sdf = sdf.withColumn(ROW, F.monotonically_increasing_id())
+    sdf = sdf.withColumn(FILE, F.input_file_name())
+    meta: dict[str, str] = {}
+    if not grouped:
+        for c in GROUPER_COLUMNS:
+            if c in sdf.columns:
+                sdf = sdf.withColumnRenamed(c, f"hospital_{c}")
+        sdf = group(sdf, pol.scheme)
+        meta.update(provenance_of(sdf))
+    hosp_df = read_hospitals(hospitals)
+    region_df = read_table(region)[0] if region is not None else None
+    empty = _arrow_empty(sdf.drop(ROW, FILE))
+    dcol = next((c for c in ("discharge_date", "discharge", "disch_date") if c in sdf.columns),
+                None)
+    if columns and "discharge_date" in columns:
+        dcol = columns["discharge_date"]
+    if dcol is None:
+        raise RecordsError("cases lack a discharge_date column")
+    hcol = _col(empty, "hospital_id", columns)
+    if hcol is None:
+        raise RecordsError("cases lack a hospital_id column: a distributed run partitions "
+                           "by hospital")
+    sc = sdf.sparkSession.sparkContext
+
+    def scan(batches):
+        return P.scan_batches(batches, hcol, dcol)
+
+    counts = (sdf.mapInArrow(scan, "year double, hospital string, n long")
+              .groupBy("year", "hospital").agg(F.sum("n").alias("n")).toPandas())
+    per_year = counts.groupby("year", dropna=True)["n"].sum()
+    if year is None:
+        if not len(per_year):
+            raise RecordsError("no valid discharge dates to find the simulated year")
+        year = int(per_year.index.max())
+    yp = resolve_year(pol, year)
+    pv = yp.pv
+    check_inputs(pv, year, int(per_year.get(float(year), 0)),
+                 pd.Series(per_year.index.astype("float64")), hosp_df, region_df)
+    check_hospitals_named(hosp_df, counts.loc[counts["year"] == year, "hospital"].dropna())
+
+    def years(lo, hi, undated, cols):
+        out = sdf.select(*cols) if cols is not None else sdf
+        schema = out.schema
+        keep = [*cols] if cols is not None else None
+
+        def run(batches):
+            return P.year_filter_batches(batches, dcol, lo, hi, undated, keep)
+
+        return out.mapInArrow(run, schema)
+
+    if weights is None:
+        hy = per_diem_categories_of(yp)["calibration"]["history_years"]
+        cols = [*calibration_columns(list(empty.columns), columns), ROW, FILE]
+        hist = years(year - hy, year - 1, False, cols).toArrow().to_pandas()
+        if not len(hist):
+            raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
+        hist = hist.sort_values([FILE, ROW], kind="stable").drop(columns=[ROW, FILE])
+        hist = hist.reset_index(drop=True)
+        w_df = calibrate(hist, per_diem_categories_of(yp), year, scheme=pol.scheme,
+                         columns=columns)
+        del hist
+        w_src = "calibrated"
+    elif isinstance(weights, pd.DataFrame):
+        w_df, w_src = weights, "given"
+    else:
+        def m_all(batches):
+            return P.m_all_batches(batches, columns)
+
+        cols = [c for c in sdf.columns if c not in (ROW, FILE)]
+        part = years(None, year - 1, False, cols).mapInArrow(m_all, "s long, n long").toPandas()
+        n_ok = int(part["n"].sum())
+        m = int(part["s"].sum()) / n_ok if n_ok else None
+        w_df, w_src = read_weights(weights, pv, m), str(weights)
+    W = Weights.from_frame(w_df, pv["points"]["scale"])
+    check_reference_pv(reference_pv, pv)
+    if needs_reference_pv(pv) and reference_pv is None:
+        raise DistributedError(
+            "point_value.bounds.budgeted_pv: last_year needs last year's point value: on "
+            "Spark give reference_pv={fund: yuan per point} (drgsim.settlement.simulate."
+            "last_year_pv of last year's cases)"
+        )
+    need_hist = any(pv["budget"][f]["source"] == "history" for f in FUNDS)
+    ctx = PriceContext(W, yp, year, dcol, hosp_df, columns, spend=need_hist)
+    bc = sc.broadcast(ctx)
+    # last year's rows link January readmissions and give last year's spending; older
+    # years are not needed for pricing and stay out of the shuffle
+    kept = years(year - 1, None, True, None).drop(FILE)
+
+    def summary(table):
+        return P.summary_group(table, bc.value)
+
+    blobs = kept.groupBy(hcol).applyInArrow(summary, _spark_schema(P.SUMMARY)).collect()
+    summaries = [pickle.loads(r[0]) for r in blobs]
+    hids = global_hospitals(summaries, hosp_df)
+    reduced = combine(summaries, hids)
+    base = driver_prepared(pol, yp, year, reduced, hids, W, w_df, w_src, weights, hosp_df,
+                           region_df, columns, dcol, meta, reference_pv, empty)
+    base._cache["spark"] = {"kept": kept, "ctx": bc, "hids": hids, "hcol": hcol,
+                            "empty": empty.assign(**{ROW: np.zeros(0, np.int64)}),
+                            "in_schema": _arrow_schema(sdf)}
+    return base
+
+
+def settle(base: Any) -> dict[str, Any]:
+    """The single settlement of a :func:`prepare` d base: the tables of
+    :func:`drgsim.simulate`, the small ones as pandas, ``cases`` a Spark DataFrame (with
+    ``payment_fen``; its provenance in :func:`provenance_of`)."""
+    F = _pyspark()
+    from drgsim.distributed import (
+        ROW,
+        DistributedError,
+        pay_partition,
+        payments_of,
+        price_partition,
+        settle_driver,
+    )
+    from drgsim.distributed.partition import finish_tables
+    from drgsim.pricing.cases import _col
+    from drgsim.spark import partitions as P
+
+    d = base._cache.get("spark")
+    if d is None:
+        raise DistributedError("settle() takes what drgsim.spark.prepare returned")
+    tables = settle_driver(base)
+    pays = payments_of(tables["_settlement"].funds)
+    probe = pay_partition(price_partition(d["empty"], d["ctx"].value), pays, d["hids"])
+    schema = _case_schema(probe["cases"], d["in_schema"],
+                          _col(d["empty"], "case_id", base.columns))
+    kept = d["kept"]
+    bc_pay = kept.sparkSession.sparkContext.broadcast(pays)
+    ctx, hids = d["ctx"], d["hids"]
+
+    def pay(table):
+        return P.pay_group(table, ctx.value, bc_pay.value, hids, schema)
+
+    out = kept.groupBy(d["hcol"]).applyInArrow(pay, _spark_schema(schema)).persist()
+    small = [pickle.loads(r[0]) for r in out.where(F.col(P.BLOB).isNotNull())
+             .select(P.BLOB).collect()]
+    tables = finish_tables(tables, small, base.prov)
+    cases = out.where(F.col(P.BLOB).isNull()).drop(P.BLOB, ROW)
+    _PROVENANCE[id(cases)] = (cases, dict(base.prov))
+    tables["cases"] = cases
+    return tables
+
+
+def simulate(
+    sdf: SparkDataFrame,
+    policy: Any = None,
+    weights: pd.DataFrame | str | os.PathLike[str] | None = None,
+    hospitals: pd.DataFrame | str | os.PathLike[str] | None = None,
+    region: pd.DataFrame | str | os.PathLike[str] | None = None,
+    year: int | None = None,
+    columns: dict[str, str] | None = None,
+    grouped: bool | None = None,
+    reference_pv: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """:func:`drgsim.simulate` on Spark (see :func:`prepare`): the same tables, the small
+    ones as pandas, ``cases`` a Spark DataFrame (:func:`write_parquet` writes it)."""
+    return settle(prepare(sdf, policy, weights, hospitals, region, year, columns, grouped,
+                          reference_pv))
+
+
+def sweep(sdf: SparkDataFrame, scenarios: Any, draws: int | None = None,
+          seed: int | None = None, monthly: bool = False, chunk: int | None = None,
+          **prepare_kw: Any) -> Any:
+    """``drgsim.prepare(...).sweep(scenarios)`` on Spark: prepared once (hospital groups
+    priced on the executors), every scenario settled on the driver from the reduced
+    totals. Scenarios that re-price the cells or rows are refused
+    (:class:`~drgsim.distributed.DistributedError`) before any settlement."""
+    return prepare(sdf, **prepare_kw).sweep(scenarios, draws=draws, seed=seed,
+                                           monthly=monthly, chunk=chunk)
+
+
+__all__ = [
+    "PROVENANCE_FILE",
+    "SparkError",
+    "dip_match",
+    "group",
+    "group_to",
+    "is_grouped",
+    "provenance_of",
+    "prepare",
+    "read_parquet",
+    "read_provenance",
+    "session",
+    "settle",
+    "simulate",
+    "sweep",
+    "write_parquet",
+]

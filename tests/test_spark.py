@@ -1,0 +1,337 @@
+"""drgsim on Spark gives the single-process results: grouping, a calibrated simulation and
+a settlement-only sweep to the fen (dirty rows and rows without a valid date included),
+the hospital-partition guard, and a killed write re-run to a complete output.
+
+One local Spark session for the module (local[2], two shuffle partitions, no UI) and one
+Spark ``prepare`` shared by the simulation and sweep tests, to keep the module short. The
+tests skip only without Java or pyspark, and never under CI (``.ci/run`` installs Java).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from conftest import IN_CI
+
+import drgsim
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _need_spark() -> None:
+    missing = []
+    if shutil.which("java") is None:
+        missing.append("a Java runtime (java on PATH)")
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        missing.append("pyspark (pip install 'drgsim[spark]')")
+    if missing:
+        if IN_CI:
+            pytest.fail(f"Spark tests need {' and '.join(missing)}; .ci/run installs them")
+        pytest.skip(f"Spark tests need {' and '.join(missing)}")
+
+
+@pytest.fixture(scope="module")
+def spark():
+    _need_spark()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers: this interpreter
+    from pyspark.sql import SparkSession
+
+    s = (
+        SparkSession.builder.master("local[2]")
+        .appName("drgsim-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .getOrCreate()
+    )
+    s.sparkContext.setLogLevel("ERROR")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def region(tmp_path_factory):
+    """A small synthetic region (two years, dirty rows) where three simulated-year rows
+    of one hospital have no discharge date (priced bad_date, never dropped)."""
+    from drgsim import synth
+
+    out = tmp_path_factory.mktemp("spark-region")
+    res = synth.region(out, discharges=1500, hospitals=4, years=(2022, 2023), seed=11)
+    assert sum(res.dirt.values()) > 0
+    f = out / "discharges" / "year=2023" / "month=03" / "part-0.parquet"
+    t = pq.read_table(f).to_pandas()
+    rows = t.index[t["hospital_id"] == t["hospital_id"].iloc[0]][:3]
+    t.loc[rows, "discharge_date"] = None
+    pq.write_table(pa.Table.from_pandas(t, schema=pq.read_schema(f), preserve_index=False), f)
+    return out
+
+
+def _by_case(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values("case_id").reset_index(drop=True)
+
+
+def _same(got: pd.DataFrame, ref: pd.DataFrame) -> None:
+    """Every column equal, floats bit for bit."""
+    assert list(got.columns) == list(ref.columns)
+    assert len(got) == len(ref)
+    for c in ref.columns:
+        a, b = ref[c], got[c]
+        if a.dtype.kind == "f":
+            np.testing.assert_array_equal(a.to_numpy(), b.to_numpy(), err_msg=c)
+        else:
+            assert a.astype("string").fillna("<NA>").tolist() == \
+                b.astype("string").fillna("<NA>").tolist(), c
+
+
+def test_group_equals_the_single_path(spark, region):
+    from drgsim import spark as dsp
+
+    sdf = spark.read.parquet(str(region / "discharges")).repartition(3)  # any partitioning
+    out = dsp.group(sdf)
+    got = _by_case(out.toPandas())
+    ref = _by_case(drgsim.group(ds.dataset(region / "discharges", partitioning="hive")
+                                .to_table()).to_pandas())
+    assert len(got) == len(ref) == 1500  # every row back, the dirty ones too
+    assert (ref["status"] != "ok").any()
+    for c in ("mdc", "adrg", "drg", "status", "total_cost"):
+        assert got[c].tolist() == ref[c].tolist(), c
+    prov = dsp.provenance_of(out)
+    assert prov["drgsim.scheme_hash"] == drgsim.load_scheme().provenance["drgsim.scheme_hash"]
+
+
+@pytest.fixture(scope="module")
+def history_policy(tmp_path_factory):
+    """The baseline with the employee fund's budget from last year's cases (source history)."""
+    from drgsim.policy.loader import bundled_policy_path
+
+    text = bundled_policy_path().read_text(encoding="utf-8")
+    marker = "values: {2019-01-01: region_table}"
+    assert marker in text
+    p = tmp_path_factory.mktemp("policy") / "history.yaml"
+    p.write_text(text.replace(marker, "values: {2019-01-01: history}", 1), encoding="utf-8")
+    return p
+
+
+def _kw(region: Path, policy: Path) -> dict:
+    return {"policy": policy, "hospitals": region / "hospitals.parquet",
+            "region": region / "region.parquet"}
+
+
+@pytest.fixture(scope="module")
+def single(region, history_policy):
+    """The single path's prepare (calibrated, budget source history)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return drgsim.prepare(region / "discharges", **_kw(region, history_policy))
+
+
+@pytest.fixture(scope="module")
+def prepared(spark, region, history_policy, single):
+    """One Spark prepare with the same arguments, and the single path's."""
+    from drgsim import spark as dsp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = dsp.prepare(spark.read.parquet(str(region / "discharges")),
+                           **_kw(region, history_policy))
+    return base, single
+
+
+def test_calibrated_simulation_equals_the_single_path_to_the_fen(prepared):
+    from drgsim import spark as dsp
+
+    base, single = prepared
+    assert base.w_src == "calibrated"
+    pd.testing.assert_frame_equal(base.w_df, single.w_df)  # exact calibration, same order
+    assert base.spend == single.spend and base.spend  # budget source history
+    res, ref = dsp.settle(base), single.simulate()
+    cases, ref_cases = _by_case(res["cases"].toPandas()), _by_case(ref["cases"])
+    _same(cases, ref_cases)
+    assert (ref_cases["pay_status"] != "ok").any() and ref_cases["readmission"].any()
+    assert (ref_cases["case_type"] == "special_review").any()
+    undated = ref_cases["pay_status"] == "bad_date"
+    assert undated.sum() == 3 and (cases["pay_status"] == "bad_date").sum() == 3
+    assert int(cases["payment_fen"].sum()) == int(ref_cases["payment_fen"].sum())
+    assert sorted(res) == sorted(ref)
+    for name in ("funds", "months", "ledger", "hospitals", "drgs", "pay_status", "summary",
+                 "weights"):
+        pd.testing.assert_frame_equal(res[name].reset_index(drop=True),
+                                      ref[name].reset_index(drop=True), check_dtype=False,
+                                      obj=name)
+    assert dsp.provenance_of(res["cases"])["drgsim.weights_source"] == "calibrated"
+
+
+def test_settlement_only_sweep_equals_the_single_path(prepared):
+    from drgsim.distributed import DistributedError
+
+    base, single = prepared
+    grid = drgsim.Grid({"budget.*.growth": [0.02, 0.06], "assessment.withhold_share": [0.0, 0.1]})
+    res, ref = base.sweep(grid), single.sweep(grid)
+    assert len(res.scenarios) == 5
+    for name in ("hospitals", "funds", "scenarios", "routes"):
+        pd.testing.assert_frame_equal(getattr(res, name), getattr(ref, name), obj=name)
+    with pytest.raises(DistributedError, match="settlement-only"):
+        base.sweep(drgsim.Grid({"high_cost.beta": [0.8, 1.0]}))
+
+
+def test_month_groups_without_the_hospital_shuffle_would_differ(region, single):
+    """The guard on the partition boundary, on Spark's own task function: grouping by
+    month instead of by hospital loses a readmission across a month end and takes the
+    special-review share per month; the driver's reduce refuses such groups."""
+    import pickle
+
+    from drgsim.distributed import ROW, DistributedError, PriceContext, combine
+    from drgsim.distributed.partition import global_hospitals
+    from drgsim.spark.partitions import summary_group
+
+    g = drgsim.group(ds.dataset(region / "discharges", partitioning="hive").to_table())
+    df = g.to_pandas()
+    d = pd.to_datetime(df["discharge_date"])
+    # by hand: an ok 2023 stay moved to end on 30 April, its readmission (same DRG, same
+    # patient and hospital) admitted on 2 May
+    i = df.index[(df["status"] == "ok") & (d.dt.year == 2023) & df["patient_id"].notna()][0]
+    first = df.loc[[i]].copy()
+    first["discharge_date"] = pd.Timestamp("2023-04-30").date()
+    first["admit_date"] = pd.Timestamp("2023-04-25").date()
+    again = first.assign(case_id="READMIT-1", admit_date=pd.Timestamp("2023-05-02").date(),
+                         discharge_date=pd.Timestamp("2023-05-06").date())
+    df = pd.concat([df.drop(index=i), first, again], ignore_index=True)
+    df[ROW] = np.arange(len(df))
+    ctx = PriceContext(single.W, single.yp, single.year, "discharge_date", single.hosp_df)
+    month = pd.to_datetime(df["discharge_date"]).dt.month
+
+    def priced(groups):
+        sums = [pickle.loads(summary_group(pa.Table.from_pandas(p, preserve_index=False),
+                                           ctx).column(0)[0].as_py()) for _, p in groups]
+        from drgsim.distributed import price_partition
+
+        frames = pd.concat([price_partition(p, ctx).priced.frame() for _, p in groups])
+        return sums, frames.set_index("case_id")
+
+    s_h, by_h = priced(list(df.groupby("hospital_id")))
+    s_m, by_m = priced(list(df.groupby(month)))
+    assert bool(by_h.loc["READMIT-1", "readmission"])
+    assert not bool(by_m.loc["READMIT-1", "readmission"])
+    sr = "special_review"
+    assert (by_h["case_type"] == sr).sum() != (by_m["case_type"] == sr).sum()
+    combine(s_h, global_hospitals(s_h, single.hosp_df))  # hospital groups reduce
+    with pytest.raises(DistributedError, match="one partition"):
+        combine(s_m, global_hospitals(s_m, single.hosp_df))
+
+
+KILLED = textwrap.dedent(
+    """
+    import os, sys, time
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+    from drgsim import spark as dsp
+    s = (SparkSession.builder.master("local[2]").config("spark.ui.enabled", "false")
+         .config("spark.sql.shuffle.partitions", "2").getOrCreate())
+    g = dsp.group(s.read.parquet(sys.argv[1]).repartition(4))
+
+    def slow(batches):
+        for b in batches:
+            time.sleep(4)
+            yield b
+
+    dsp.write_parquet(g.mapInArrow(slow, g.schema), sys.argv[2], provenance={"x": "y"})
+    print("FINISHED")
+    """
+)
+
+
+def test_a_killed_group_run_reruns_to_a_complete_output(spark, region, tmp_path):
+    from drgsim import spark as dsp
+
+    out = tmp_path / "grouped"
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    env = {**os.environ,
+           "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(script), str(region / "discharges"), str(out)],
+                            env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        # kill once Spark has started writing into the temporary folder
+        while time.time() < deadline and not any(tmp_path.glob(".grouped.*.part/_temporary")):
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.2)
+        assert any(tmp_path.glob(".grouped.*.part")), "the write never started"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert b"FINISHED" not in proc.stdout.read()
+    assert not out.exists()  # no half-written output under the target name
+    assert any(tmp_path.glob(".grouped.*.part"))  # the killed run's leftovers
+
+    sdf = spark.read.parquet(str(region / "discharges"))
+    dsp.group_to(sdf, out)  # the re-run
+    assert not any(tmp_path.glob(".grouped.*.part"))  # leftovers removed
+    side = dsp.read_provenance(out)
+    assert side["partition_by"] == ["year", "month"]
+    assert side["provenance"]["drgsim.scheme"] == "CHS-DRG"
+    assert all((out / f).exists() for f in side["files"])
+    again = ds.dataset(out, partitioning="hive").to_table().to_pandas()
+    ref = drgsim.group(ds.dataset(region / "discharges", partitioning="hive").to_table())
+    key = ["case_id", "drg", "status"]
+    pd.testing.assert_frame_equal(_by_case(again[key]), _by_case(ref.to_pandas()[key]))
+    assert sorted(again["month"].unique().tolist()) == list(range(1, 13))
+
+    # a folder drgsim did not write is refused, never replaced
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    with pytest.raises(Exception, match="not a drgsim Spark output"):
+        dsp.group_to(sdf, foreign)
+    assert (foreign / "keep.txt").read_text() == "mine"
+
+
+def test_cli_simulate_engine_spark_writes_the_single_tables(spark, region, history_policy,
+                                                           single, tmp_path):
+    """``drgsim simulate --engine spark`` (in the active session): the single path's tables."""
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    r = CliRunner().invoke(main, [
+        "simulate", str(region / "discharges"), "--policy", str(history_policy),
+        "--hospitals", str(region / "hospitals.parquet"), "--region",
+        str(region / "region.parquet"), "--engine", "spark", "-o", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    ref = single.simulate()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "funds.parquet"), ref["funds"],
+                                  check_dtype=False)
+    cases = _by_case(pd.read_parquet(tmp_path / "cases.parquet"))
+    assert cases["payment_fen"].tolist() == _by_case(ref["cases"])["payment_fen"].tolist()
+
+
+def test_dip_match_per_batch_equals_the_single_path(spark, region):
+    pytest.importorskip("drgsim.dip.match", reason="DIP matching (issue 19) is not merged yet")
+    from drgsim import dip
+    from drgsim import spark as dsp
+
+    frame = ds.dataset(region / "discharges", partitioning="hive").to_table().to_pandas()
+    years = pd.to_datetime(frame["discharge_date"]).dt.year
+    cat, _ = dip.build(frame[years < years.max()])
+    sdf = spark.read.parquet(str(region / "discharges")).repartition(3)
+    a = _by_case(dsp.dip_match(sdf, cat).toPandas())
+    b = _by_case(dip.match(frame, catalogue=cat))
+    for col in ("packet", "packet_kind", "aux_coef", "dip_status"):
+        assert a[col].astype("string").tolist() == b[col].astype("string").tolist(), col
