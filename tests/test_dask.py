@@ -252,9 +252,8 @@ def test_sigkilled_cli_group_reruns_to_a_complete_output(client, region, tmp_pat
 
 
 def test_dip_match_per_partition(client, ddf, frame):
-    dip = pytest.importorskip("drgsim.dip", reason="DIP (issue 19) is not merged yet")
-    if not hasattr(dip, "match"):
-        pytest.skip("drgsim.dip.match (DIP matching, issue 19) is not merged yet")
+    pytest.importorskip("drgsim.dip.match", reason="DIP matching (issue 19) is not merged yet")
+    from drgsim import dip
     import drgsim.dask as dg
 
     year = int(pd.to_datetime(frame["discharge_date"]).dt.year.max())
