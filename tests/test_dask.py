@@ -253,8 +253,8 @@ def test_sigkilled_cli_group_reruns_to_a_complete_output(client, region, tmp_pat
 
 def test_dip_match_per_partition(client, ddf, frame):
     pytest.importorskip("drgsim.dip.match", reason="DIP matching (issue 19) is not merged yet")
-    from drgsim import dip
     import drgsim.dask as dg
+    from drgsim import dip
 
     year = int(pd.to_datetime(frame["discharge_date"]).dt.year.max())
     history = frame[pd.to_datetime(frame["discharge_date"]).dt.year < year]
