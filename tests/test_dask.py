@@ -296,3 +296,11 @@ def test_cli_refuses_scheduler_without_dask_and_unsupported_options(region, tmp_
     r = CliRunner().invoke(main, ["group", src, "-o", str(tmp_path / "g"), "--engine", "dask",
                                   "--map", "bingan_shouye"])
     assert r.exit_code != 0 and "--map: not supported with --engine dask" in r.output
+
+
+def test_dip_policy_refused_on_the_cluster(client, ddf):
+    import drgsim.dask as dg
+    from drgsim.policy import load_policy
+
+    with pytest.raises(DistributedError, match="DIP packet"):
+        dg.prepare(ddf, policy=load_policy("dip_baseline"), client=client)
