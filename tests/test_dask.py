@@ -252,10 +252,9 @@ def test_sigkilled_cli_group_reruns_to_a_complete_output(client, region, tmp_pat
 
 
 def test_dip_match_per_partition(client, ddf, frame):
-    dip = pytest.importorskip("drgsim.dip", reason="DIP (issue 19) is not merged yet")
-    if not hasattr(dip, "match"):
-        pytest.skip("drgsim.dip.match (DIP matching, issue 19) is not merged yet")
+    pytest.importorskip("drgsim.dip.match", reason="DIP matching (issue 19) is not merged yet")
     import drgsim.dask as dg
+    from drgsim import dip
 
     year = int(pd.to_datetime(frame["discharge_date"]).dt.year.max())
     history = frame[pd.to_datetime(frame["discharge_date"]).dt.year < year]
@@ -297,3 +296,11 @@ def test_cli_refuses_scheduler_without_dask_and_unsupported_options(region, tmp_
     r = CliRunner().invoke(main, ["group", src, "-o", str(tmp_path / "g"), "--engine", "dask",
                                   "--map", "bingan_shouye"])
     assert r.exit_code != 0 and "--map: not supported with --engine dask" in r.output
+
+
+def test_dip_policy_refused_on_the_cluster(client, ddf):
+    import drgsim.dask as dg
+    from drgsim.policy import load_policy
+
+    with pytest.raises(DistributedError, match="DIP packet"):
+        dg.prepare(ddf, policy=load_policy("dip_baseline"), client=client)

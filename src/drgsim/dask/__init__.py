@@ -461,13 +461,16 @@ def sweep(ddf: dd.DataFrame, scenarios: Any, draws: int | None = None, seed: int
 def match(ddf: dd.DataFrame, catalogue: Any, scheme: Any = "chs_drg_11",
           client: Client | None = None) -> dd.DataFrame:
     """DIP packet matching per partition (``drgsim.dip.match``; any partition will do)."""
+    import importlib.util
+
     try:
-        from drgsim import dip
+        found = importlib.util.find_spec("drgsim.dip.match") is not None
     except ImportError:
-        dip = None
-    if dip is None or not hasattr(dip, "match"):
+        found = False
+    if not found:
         raise DistributedError("DIP matching needs drgsim.dip.match, which this installation "
                                "lacks")
+    from drgsim import dip
     _client(client)
     if not hasattr(catalogue, "packets"):
         catalogue = dip.read_catalogue(catalogue)
