@@ -117,6 +117,18 @@ OTHER_CONDITIONS = (
 )
 
 
+# why coding creep is refused on a DIP region (one line, for the sweep and the API)
+DIP_NO_CREEP = (
+    "coding_creep is not defined for method dip: a DIP packet has no more severe sibling "
+    "in CHS-DRG's sense (its severity is an auxiliary class of the same packet)"
+)
+
+
+def _refuse_dip_creep(pr: Priced, siblings: Mapping[str, str]) -> None:
+    if siblings and pr.pv is not None and pr.pv.get("method") == "dip":
+        raise ScenarioError([Problem("behaviour", None, "coding_creep", DIP_NO_CREEP)])
+
+
 # ----------------------------------------------------------------------------- parsing
 
 
@@ -571,6 +583,7 @@ def _row_cases(
     draw: int,
 ) -> dict[str, Any]:
     """Every case by the row definitions: per-case arrays (see :func:`apply_rows`)."""
+    _refuse_dip_creep(pr, siblings)
     c = pr.cases
     hv = hospital_values(values, c.hospital_ids, hosp_level, draw)
     vol, infl, creep = _factors(hv)
@@ -773,6 +786,7 @@ def prepare_cells(
 ) -> BehaviourCells:
     """Once per priced case set: each cell's sibling weight, the fixed points split by
     how they respond to cost, and the short stays as cells (sorted costs)."""
+    _refuse_dip_creep(pr, siblings)
     c = pr.cases
     H = len(c.hospital_ids)
     n_hfm = H * N_FUNDS * MONTHS
