@@ -36,6 +36,15 @@ Exact definitions, per case of hospital h (g, f, s: h's values):
   coefficient, thresholds and readmission factor. Cost, patients' share and the case count
   do not move. Other case types (per diem, special review, ungroupable, short stay,
   readmission as a type) and cases priced at a fallback weight (ADRG, MDC, all) do not creep.
+- **DIP regions** (``method: dip``): the same definitions on packets, with DIP's outlier
+  rules (:func:`~drgsim.pricing.core.outlier_params`): the reference mean is the packet's
+  level mean C, the boundaries inclusive (r ≤ low, r ≥ high) unless the policy says
+  otherwise, outliers priced on base × c (or base alone with ``coef_on_outliers`` off),
+  and at ``extreme_mode: coefficient`` a case beyond ``extreme`` × C is paid as normal, so
+  inflation moves cases into and out of that zone too; at ``review`` the held cases are
+  those held on the observed costs (kept, like special review). Rows and cells share the
+  formulas (``outlier_masks``/``outlier_points``; ``cells.cell_params``). Coding creep is
+  refused (:data:`DIP_NO_CREEP`): a packet has no more severe sibling.
 - **LOS change x** (> 0): every case's LOS becomes ``max(1, half_up(los × x))`` and its
   admission date moves to discharge − LOS (:func:`apply_los`); the cases are then priced
   again (the rows route: cells hold no LOS).
