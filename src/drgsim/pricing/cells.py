@@ -278,28 +278,42 @@ def cell_points(
     return _cell_points_segments(cells, thr)
 
 
-def _cell_points_segments(cells: Cells, thr: list[dict]) -> np.ndarray:
-    """Cell points with thresholds per dated-value segment (``thr[s]`` for segment ``s``)."""
-    _check_repriceable(cells, thr)
-    nc = len(cells.P)
+def cell_params(
+    cells: Cells, rw: np.ndarray, P: np.ndarray, thr: list[dict]
+) -> tuple[np.ndarray, ...]:
+    """Per cell what :func:`_cell_kernel` prices with under thresholds ``thr[s]`` (segment
+    ``s``), for base points ``P`` and RW ``rw`` (the cells' own, or a sibling's for coding
+    creep): k, low, β, cap (−1: none), extreme (−1: none), inclusive, and the multipliers
+    Pc (normal), Lo (low-cost × r), Hb, Hp (high-cost Hb + Hp (r − k) β). DRG: Lo = Hb =
+    P c, Hp = P, strict, no extreme zone; DIP: Lo = Hb = Hp = Po (P c, or P with the
+    coefficient switched off on outliers). One place, shared with the behaviour kernels."""
+    nc = len(P)
     k = np.empty(nc, dtype=np.float64)
     low, beta, cap, ext = (np.empty(nc) for _ in range(4))
     incl = np.zeros(nc, dtype=np.bool_)
-    Pc = cells.P * cells.c
-    Lo, Hb, Hp = Pc.copy(), Pc.copy(), cells.P.copy()  # DRG: Pc r; Pc + P (r - k) β
+    Pc = P * cells.c
+    Lo, Hb, Hp = Pc.copy(), Pc.copy(), np.array(P, dtype=np.float64)  # DRG: Pc r; Pc + P (r - k) β
     for s_, t in enumerate(thr):
         t = {"inclusive": False, "extreme": None, "coef_out": True, "dip": False, **t}
         sel = cells.seg == s_
         edges = np.array([x["rw_upto"] for x in t["tiers"][:-1]], dtype=np.float64)
         ks = np.array([x["k"] for x in t["tiers"]], dtype=np.float64)
-        k[sel] = ks[np.searchsorted(edges, cells.rw[sel], side="left")]
+        k[sel] = ks[np.searchsorted(edges, rw[sel], side="left")]
         low[sel], beta[sel] = float(t["low"]), float(t["beta"])
         cap[sel] = -1.0 if t["cap"] is None else float(t["cap"])
         ext[sel] = -1.0 if t["extreme"] is None else float(t["extreme"])
         incl[sel] = bool(t["inclusive"])
         if t["dip"]:  # DIP: Po r and Po + Po (r - k), Po = base x c or base alone
-            Po = Pc[sel] if t["coef_out"] else cells.P[sel]
+            Po = Pc[sel] if t["coef_out"] else P[sel]
             Lo[sel], Hb[sel], Hp[sel] = Po, Po, Po
+    return k, low, beta, cap, ext, incl, Pc, Lo, Hb, Hp
+
+
+def _cell_points_segments(cells: Cells, thr: list[dict]) -> np.ndarray:
+    """Cell points with thresholds per dated-value segment (``thr[s]`` for segment ``s``)."""
+    _check_repriceable(cells, thr)
+    nc = len(cells.P)
+    k, low, beta, cap, ext, incl, Pc, Lo, Hb, Hp = cell_params(cells, cells.rw, cells.P, thr)
     out = np.empty(nc, dtype=np.float64)
     _cell_kernel(
         cells.cost,

@@ -36,6 +36,15 @@ Exact definitions, per case of hospital h (g, f, s: h's values):
   coefficient, thresholds and readmission factor. Cost, patients' share and the case count
   do not move. Other case types (per diem, special review, ungroupable, short stay,
   readmission as a type) and cases priced at a fallback weight (ADRG, MDC, all) do not creep.
+- **DIP regions** (``method: dip``): the same definitions on packets, with DIP's outlier
+  rules (:func:`~drgsim.pricing.core.outlier_params`): the reference mean is the packet's
+  level mean C, the boundaries inclusive (r ≤ low, r ≥ high) unless the policy says
+  otherwise, outliers priced on base × c (or base alone with ``coef_on_outliers`` off),
+  and at ``extreme_mode: coefficient`` a case beyond ``extreme`` × C is paid as normal, so
+  inflation moves cases into and out of that zone too; at ``review`` the held cases are
+  those held on the observed costs (kept, like special review). Rows and cells share the
+  formulas (``outlier_masks``/``outlier_points``; ``cells.cell_params``). Coding creep is
+  refused (:data:`DIP_NO_CREEP`): a packet has no more severe sibling.
 - **LOS change x** (> 0): every case's LOS becomes ``max(1, half_up(los × x))`` and its
   admission date moves to discharge − LOS (:func:`apply_los`); the cases are then priced
   again (the rows route: cells hold no LOS).
@@ -74,9 +83,17 @@ from drgsim.pricing.cells import (
     _first,
     _thresholds,
     build_cells,
+    cell_params,
     segments_on,
 )
-from drgsim.pricing.core import CASE_TYPES, WEIGHT_LEVELS, Priced, Weights
+from drgsim.pricing.core import (
+    CASE_TYPES,
+    WEIGHT_LEVELS,
+    Priced,
+    Weights,
+    outlier_masks,
+    outlier_points,
+)
 from drgsim.pricing.money import PPM
 from drgsim.scenarios.draws import Dist, key_rng, parse_dist
 from drgsim.settlement.scenarios import _ppm, mul_half_up
@@ -107,6 +124,18 @@ OTHER_CONDITIONS = (
     "los_days_min",
     "los_days_max",
 )
+
+
+# why coding creep is refused on a DIP region (one line, for the sweep and the API)
+DIP_NO_CREEP = (
+    "coding_creep is not defined for method dip: a DIP packet has no more severe sibling "
+    "in CHS-DRG's sense (its severity is an auxiliary class of the same packet)"
+)
+
+
+def _refuse_dip_creep(pr: Priced, siblings: Mapping[str, str]) -> None:
+    if siblings and pr.pv is not None and pr.pv.get("method") == "dip":
+        raise ScenarioError([Problem("behaviour", None, "coding_creep", DIP_NO_CREEP)])
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -492,29 +521,34 @@ def _row_threshold_points(
     segments: list[dict],
     prec: list[str],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Points and case type of normal/high/low-cost cases by the formulas of pricing."""
+    """Points and case type of normal/high/low-cost cases by the formulas of pricing
+    (:func:`~drgsim.pricing.core.outlier_masks`, :func:`~drgsim.pricing.core.outlier_points`):
+    DRG strict, DIP inclusive with its extreme zone at coefficient mode paid as normal."""
     n = len(cost)
-    k, low_f, beta, cap = np.zeros(n), np.zeros(n), np.zeros(n), np.full(n, np.inf)
+    k, cap = np.zeros(n), np.full(n, np.inf)
+    valid = m_eff > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(valid, cost / np.where(valid, m_eff, 1.0), 0.0)
+    high, low = np.zeros(n, bool), np.zeros(n, bool)
+    pts_n, pts_l, pts_h = np.zeros(n), np.zeros(n), np.zeros(n)
     for s_, p in enumerate(segments):
         sel = seg == s_
         t = _thresholds(p)
         edges = np.array([x["rw_upto"] for x in t["tiers"][:-1]], dtype=np.float64)
         ks = np.array([x["k"] for x in t["tiers"]], dtype=np.float64)
         k[sel] = ks[np.searchsorted(edges, rw[sel], side="left")]
-        low_f[sel], beta[sel] = t["low"], t["beta"]
         cap[sel] = np.inf if t["cap"] is None else t["cap"]
-    valid = m_eff > 0
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(valid, cost / np.where(valid, m_eff, 1.0), 0.0)
-    high = valid & (r > k) & ("high_cost" in prec)
-    low = valid & (r < low_f) & ("low_cost" in prec)
+        h_, l_, e_ = outlier_masks(r[sel], k[sel], float(t["low"]), t)
+        high[sel], low[sel] = h_ & ~e_, l_
+        pts_n[sel], pts_l[sel], pts_h[sel], _ = outlier_points(P[sel], c[sel], r[sel], k[sel], t)
+    high &= valid & ("high_cost" in prec)
+    low &= valid & ("low_cost" in prec)
     if "high_cost" in prec and "low_cost" in prec:
         if prec.index("low_cost") < prec.index("high_cost"):
             high &= ~low
         else:
             low &= ~high
-    Pc = P * c
-    pts = np.where(high, Pc + P * (r - k) * beta, np.where(low, Pc * r, Pc))
+    pts = np.where(high, pts_h, np.where(low, pts_l, pts_n))
     pts = np.where(np.isfinite(cap), np.minimum(pts, cap * P), pts)
     types = np.where(high, HIGH, np.where(low, LOW, NORMAL)).astype(np.int8)
     return pts * factor, types
@@ -558,6 +592,7 @@ def _row_cases(
     draw: int,
 ) -> dict[str, Any]:
     """Every case by the row definitions: per-case arrays (see :func:`apply_rows`)."""
+    _refuse_dip_creep(pr, siblings)
     c = pr.cases
     hv = hospital_values(values, c.hospital_ids, hosp_level, draw)
     vol, infl, creep = _factors(hv)
@@ -760,6 +795,7 @@ def prepare_cells(
 ) -> BehaviourCells:
     """Once per priced case set: each cell's sibling weight, the fixed points split by
     how they respond to cost, and the short stays as cells (sorted costs)."""
+    _refuse_dip_creep(pr, siblings)
     c = pr.cases
     H = len(c.hospital_ids)
     n_hfm = H * N_FUNDS * MONTHS
@@ -830,68 +866,75 @@ def prepare_cells(
 
 
 def _cell_params(
-    cells: Cells, rw: np.ndarray, thr: list[dict]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per cell k (by ``rw``'s tier), low-cost factor, β and cap (−1: none), as
-    :func:`~drgsim.pricing.cells.cell_points` sets them."""
+    cells: Cells, rw: np.ndarray, thr: list[dict], P: np.ndarray | None = None
+) -> tuple[np.ndarray, ...]:
+    """Per cell k (by ``rw``'s tier), low-cost factor, β, cap (−1: none), extreme (−1:
+    none), inclusive, and the multipliers Pc, Lo, Hb, Hp for base points ``P`` (default the
+    cells' own): :func:`~drgsim.pricing.cells.cell_params`, as ``cell_points`` sets them."""
     _check_repriceable(cells, thr)
-    n = len(cells.P)
-    k, low, beta, cap = (np.empty(n) for _ in range(4))
-    for s_, t in enumerate(thr):
-        sel = cells.seg == s_
-        edges = np.array([x["rw_upto"] for x in t["tiers"][:-1]], dtype=np.float64)
-        ks = np.array([x["k"] for x in t["tiers"]], dtype=np.float64)
-        k[sel] = ks[np.searchsorted(edges, rw[sel], side="left")]
-        low[sel], beta[sel] = float(t["low"]), float(t["beta"])
-        cap[sel] = -1.0 if t["cap"] is None else float(t["cap"])
-    return k, low, beta, cap
+    return cell_params(cells, rw, cells.P if P is None else P, thr)
 
 
 @nb.njit(cache=True)
-def _positions(cost, a, b, mj, Pj, Pc, kj, low, beta, cap, has_high, has_low, low_first):
-    """Where a cell's sorted costs change case type (as ``_cell_kernel`` finds them)."""
+def _positions(
+    cost, a, b, mj, Pj, Lo, Hb, Hp, kj, low, beta, cap, ext, incl, has_high, has_low, low_first
+):  # pragma: no cover - numba
+    """Where a cell's sorted costs change case type, as ``_cell_kernel`` finds them: the
+    end of the low-cost cases, the start of the high-cost ones, the ends of the capped
+    low-cost and the start of the capped high-cost, and the start of the extreme zone
+    (DIP at coefficient mode: paid as normal; ``b`` without one)."""
     capP = cap * Pj
-    lo_end = _first(cost, a, b, mj, 1, low, Pc, Pc, Pj, kj, beta) if has_low else a
-    hi_start = _first(cost, a, b, mj, 0, kj, Pc, Pc, Pj, kj, beta) if has_high else b
+    lo_mode = 0 if incl else 1  # the first case that is not low-cost (strict or inclusive)
+    hi_mode = 1 if incl else 0  # the first high-cost case
+    lo_end = _first(cost, a, b, mj, lo_mode, low, Lo, Hb, Hp, kj, beta) if has_low else a
+    hi_start = _first(cost, a, b, mj, hi_mode, kj, Lo, Hb, Hp, kj, beta) if has_high else b
     if lo_end > hi_start:  # both predicates hold: the first in the precedence wins
         if low_first:
             hi_start = lo_end
         else:
             lo_end = hi_start
+    ex = b
+    if ext >= 0.0:
+        ex = _first(cost, max(hi_start, lo_end), b, mj, 0, ext, Lo, Hb, Hp, kj, beta)
     lc = lo_end
-    hc = b
+    hc = ex
     if cap >= 0.0:
-        lc = _first(cost, a, lo_end, mj, 2, capP, Pc, Pc, Pj, kj, beta)
-        hc = _first(cost, hi_start, b, mj, 3, capP, Pc, Pc, Pj, kj, beta)
-    return lo_end, hi_start, lc, hc
+        lc = _first(cost, a, lo_end, mj, 2, capP, Lo, Hb, Hp, kj, beta)
+        hc = _first(cost, hi_start, ex, mj, 3, capP, Lo, Hb, Hp, kj, beta)
+    return lo_end, hi_start, lc, hc, ex
 
 
 @nb.njit(cache=True)
-def _linear(cum, a, b, m0, Pj, Pc, kj, beta, cap, fj, lo_end, hi_start, lc, hc):
+def _linear(
+    cum, a, b, m0, Pj, Pc, Lo, Hb, Hp, kj, beta, cap, fj, lo_end, hi_start, lc, hc, ex
+):  # pragma: no cover - numba
     """A cell's points at positions found by :func:`_positions` as ``C + L × factor``:
     with the cases' types fixed, low-cost and high-cost points are linear in the cost
-    factor (``Pc × Σcost × factor / m``, ``P β (Σcost × factor / m − k n)``)."""
+    factor (``Lo × Σcost × factor / m``, ``Hb n + Hp β (Σcost × factor / m − k n)``);
+    normal and extreme-zone cases pay ``Pc`` (capped)."""
     capP = cap * Pj
     pn = Pc
     if cap >= 0.0 and capP < Pc:
         pn = capP
-    C = pn * (hi_start - lo_end)
+    C = pn * (hi_start - lo_end + b - ex)
     if cap >= 0.0:
-        C += capP * (lo_end - lc) + capP * (b - hc)
+        C += capP * (lo_end - lc) + capP * (ex - hc)
     nh = hc - hi_start
-    C += Pc * nh - Pj * beta * kj * nh
-    L = (Pc * (cum[lc] - cum[a]) + Pj * beta * (cum[hc] - cum[hi_start])) / m0
+    C += Hb * nh - Hp * beta * kj * nh
+    L = (Lo * (cum[lc] - cum[a]) + Hp * beta * (cum[hc] - cum[hi_start])) / m0
     return C * fj, L * fj
 
 
 @nb.njit(cache=True)
-def _cell_draws(cost, cum, a, b, Pj, cj, m0, kj, low, beta, cap, fj, hh, hl, lf, fi, out):
+def _cell_draws(
+    cost, cum, a, b, Pj, Pc, Lo, Hb, Hp, m0, kj, low, beta, cap, ext, incl, fj, hh, hl, lf, fi,
+    out,
+):  # pragma: no cover - numba
     """One cell's points in every draw (``fi``: the draws' inflation factors of its
     hospital) into ``out``. The cases' types are found once when the smallest and the
     largest factor give the same (the predicates are monotone in the factor; each is
     ``cost / (m / factor)``, row pricing's expression), else per draw."""
     D = len(fi)
-    Pc = Pj * cj
     if not (m0 > 0.0):  # no reference cost: every case is normal (as in row pricing)
         pn = min(Pc, cap * Pj) if cap >= 0.0 else Pc
         v = pn * (b - a) * fj
@@ -902,58 +945,36 @@ def _cell_draws(cost, cum, a, b, Pj, cj, m0, kj, low, beta, cap, fj, hh, hl, lf,
     for d in range(1, D):
         fmin = min(fmin, fi[d])
         fmax = max(fmax, fi[d])
-    p0 = _positions(cost, a, b, m0 / fmin, Pj, Pc, kj, low, beta, cap, hh, hl, lf)
-    p1 = _positions(cost, a, b, m0 / fmax, Pj, Pc, kj, low, beta, cap, hh, hl, lf)
+    p0 = _positions(
+        cost, a, b, m0 / fmin, Pj, Lo, Hb, Hp, kj, low, beta, cap, ext, incl, hh, hl, lf
+    )
+    p1 = _positions(
+        cost, a, b, m0 / fmax, Pj, Lo, Hb, Hp, kj, low, beta, cap, ext, incl, hh, hl, lf
+    )
     if p0 == p1:
-        C, L = _linear(cum, a, b, m0, Pj, Pc, kj, beta, cap, fj, p0[0], p0[1], p0[2], p0[3])
+        C, L = _linear(cum, a, b, m0, Pj, Pc, Lo, Hb, Hp, kj, beta, cap, fj, *p0)
         for d in range(D):
             out[d] = C + L * fi[d]
         return
     for d in range(D):
-        lo_end, hi_start, lc, hc = _positions(
-            cost, a, b, m0 / fi[d], Pj, Pc, kj, low, beta, cap, hh, hl, lf
+        p = _positions(
+            cost, a, b, m0 / fi[d], Pj, Lo, Hb, Hp, kj, low, beta, cap, ext, incl, hh, hl, lf
         )
-        C, L = _linear(cum, a, b, m0, Pj, Pc, kj, beta, cap, fj, lo_end, hi_start, lc, hc)
+        C, L = _linear(cum, a, b, m0, Pj, Pc, Lo, Hb, Hp, kj, beta, cap, fj, *p)
         out[d] = C + L * fi[d]
 
 
 @nb.njit(cache=True)
 def _draws_kernel(
-    cost,
-    cum,
-    start,
-    hfm,
-    hosp,
-    c,
-    f,
-    P,
-    m,
-    k,
-    P2,
-    m2,
-    k2,
-    two,
-    low,
-    beta,
-    cap,
-    has_high,
-    has_low,
-    low_first,
-    fiT,
-    own,
-    dlt,
-    pre,
-    pC,
-    pL,
-    pre2,
-    pC2,
-    pL2,
+    cost, cum, start, hfm, hosp, f, P, m, prm, P2, m2, prm2, two, low, beta, cap, ext, incl,
+    has_high, has_low, low_first, fiT, own, dlt, pre, pC, pL, pre2, pC2, pL2,
 ):  # pragma: no cover - numba
     """Every cell in every draw: its points summed into ``own[hfm, draw]`` in cell order
     (as ``np.bincount`` sums them), and for cells with ``two`` (creeping) what pricing at
-    the second weights (``P2``, ``m2``, ``k2``) adds, into ``dlt``. ``fiT``: (H, draws).
-    Cells with ``pre`` (``pre2``) set keep their types over every draw: ``C + L × factor``
-    from ``pC``, ``pL`` (:func:`_stable_kernel`), with no search."""
+    the second weights (``P2``, ``m2``; ``prm2``) adds, into ``dlt``. ``prm``: per cell the
+    rows k, Pc, Lo, Hb, Hp (:func:`_cell_params`). ``fiT``: (H, draws). Cells with ``pre``
+    (``pre2``) set keep their types over every draw: ``C + L × factor`` from ``pC``,
+    ``pL`` (:func:`_stable_kernel`), with no search."""
     D = fiT.shape[1]
     t1 = np.empty(D)
     t2 = np.empty(D)
@@ -965,7 +986,8 @@ def _draws_kernel(
                 t1[d] = pC[j] + pL[j] * fi[d]
         else:
             _cell_draws(
-                cost, cum, a, b, P[j], c[j], m[j], k[j], low[j], beta[j], cap[j], f[j],
+                cost, cum, a, b, P[j], prm[1, j], prm[2, j], prm[3, j], prm[4, j], m[j],
+                prm[0, j], low[j], beta[j], cap[j], ext[j], incl[j], f[j],
                 has_high, has_low, low_first, fi, t1,
             )  # fmt: skip
         row = own[hfm[j]]
@@ -977,7 +999,8 @@ def _draws_kernel(
                     t2[d] = pC2[j] + pL2[j] * fi[d]
             else:
                 _cell_draws(
-                    cost, cum, a, b, P2[j], c[j], m2[j], k2[j], low[j], beta[j], cap[j], f[j],
+                    cost, cum, a, b, P2[j], prm2[1, j], prm2[2, j], prm2[3, j], prm2[4, j],
+                    m2[j], prm2[0, j], low[j], beta[j], cap[j], ext[j], incl[j], f[j],
                     has_high, has_low, low_first, fi, t2,
                 )  # fmt: skip
             row2 = dlt[hfm[j]]
@@ -987,26 +1010,8 @@ def _draws_kernel(
 
 @nb.njit(cache=True)
 def _stable_kernel(
-    cost,
-    cum,
-    start,
-    hosp,
-    c,
-    f,
-    P,
-    m,
-    k,
-    low,
-    beta,
-    cap,
-    has_high,
-    has_low,
-    low_first,
-    fmin,
-    fmax,
-    pre,
-    pC,
-    pL,
+    cost, cum, start, hosp, f, P, m, prm, low, beta, cap, ext, incl,
+    has_high, has_low, low_first, fmin, fmax, pre, pC, pL,
 ):  # pragma: no cover - numba
     """Per cell: whether its cases keep their types for every factor in its hospital's
     [``fmin``, ``fmax``] (the types at both ends agree; the predicates are monotone in
@@ -1018,58 +1023,65 @@ def _stable_kernel(
         a, b = start[j], start[j + 1]
         h = hosp[j]
         Pj = P[j]
-        Pc = Pj * c[j]
+        kj, Pc, Lo, Hb, Hp = prm[0, j], prm[1, j], prm[2, j], prm[3, j], prm[4, j]
         p0 = _positions(
-            cost, a, b, m0 / fmin[h], Pj, Pc, k[j], low[j], beta[j], cap[j],
-            has_high, has_low, low_first,
+            cost, a, b, m0 / fmin[h], Pj, Lo, Hb, Hp, kj, low[j], beta[j], cap[j], ext[j],
+            incl[j], has_high, has_low, low_first,
         )  # fmt: skip
         p1 = _positions(
-            cost, a, b, m0 / fmax[h], Pj, Pc, k[j], low[j], beta[j], cap[j],
-            has_high, has_low, low_first,
+            cost, a, b, m0 / fmax[h], Pj, Lo, Hb, Hp, kj, low[j], beta[j], cap[j], ext[j],
+            incl[j], has_high, has_low, low_first,
         )  # fmt: skip
         if p0 == p1:
             pre[j] = True
             pC[j], pL[j] = _linear(
-                cum, a, b, m0, Pj, Pc, k[j], beta[j], cap[j], f[j], p0[0], p0[1], p0[2], p0[3]
+                cum, a, b, m0, Pj, Pc, Lo, Hb, Hp, kj, beta[j], cap[j], f[j], *p0
             )
 
 
 DRAW_BLOCK = 256  # distinct inflations priced together (bounds the kernel's buffers)
 
 
+def _params_of(
+    cells: Cells, rw: np.ndarray, thr: list[dict], P: np.ndarray | None = None
+) -> tuple[np.ndarray, ...]:
+    """:func:`_cell_params` packed for the kernels: (rows k, Pc, Lo, Hb, Hp as a (5, n)
+    array, low, β, cap, extreme, inclusive)."""
+    k, low, beta, cap, ext, incl, Pc, Lo, Hb, Hp = _cell_params(cells, rw, thr, P)
+    M = np.ascontiguousarray(np.stack([k, Pc, Lo, Hb, Hp]).reshape(5, len(k)))
+    return M, low, beta, cap, ext, incl
+
+
 def _stable_all(
-    bc: BehaviourCells,
-    k: np.ndarray,
-    low: np.ndarray,
-    beta: np.ndarray,
-    cap: np.ndarray,
-    sib_k: np.ndarray,
-    sprm: Any,
-    lo: np.ndarray,
-    hi: np.ndarray,
+    bc: BehaviourCells, own_p: tuple, sib_p: tuple, short_p: Any, lo: np.ndarray, hi: np.ndarray
 ) -> tuple[np.ndarray, ...]:
     """:func:`_stable_kernel` for the cells at their own DRG, at the sibling's weights,
     and for the short-stay cells: (flags, C, L) three times."""
     cells = bc.cells
 
-    def one(cl: Cells, hosp: np.ndarray, P, m, kk, lw, bt, cp) -> tuple[np.ndarray, ...]:
+    def one(cl: Cells, hosp: np.ndarray, P, m, prm: tuple) -> tuple[np.ndarray, ...]:
         n = len(cl.P)
         out = (np.zeros(n, np.bool_), np.zeros(n), np.zeros(n))
         _stable_kernel(
-            cl.cost, cl.cum, cl.start, hosp, cl.c, cl.f, P, m, kk, lw, bt, cp,
+            cl.cost, cl.cum, cl.start, hosp, cl.f, P, m, *prm,
             cl.has_high, cl.has_low, cl.low_first, lo, hi, *out,
         )  # fmt: skip
         return out
 
-    own = one(cells, bc.hosp, cells.P, cells.m, k, low, beta, cap)
-    sib = one(cells, bc.hosp, bc.sib_P, bc.sib_m, sib_k, low, beta, cap)
+    own = one(cells, bc.hosp, cells.P, cells.m, own_p)
+    sib = one(cells, bc.hosp, bc.sib_P, bc.sib_m, (sib_p[0], *own_p[1:]))
     if bc.short is None:
         short = (np.zeros(0, np.bool_), np.zeros(0), np.zeros(0))
     else:
-        sk, slow, sbeta, scap = sprm
         sh = bc.short
-        short = one(sh, bc.short_hosp, sh.P, sh.m, sk, slow, sbeta, scap)
+        short = one(sh, bc.short_hosp, sh.P, sh.m, short_p)
     return (*own, *sib, *short)
+
+
+def _short_thresholds(thr: list[dict]) -> list[dict]:
+    """Short stays priced as low cost: P c min(r, 1), a strict low-cost factor of 1 on
+    P c with no extreme zone, under DRG and DIP alike (pricing's ``normal × min(r, 1)``)."""
+    return [{**t, "low": 1.0, "inclusive": False, "extreme": None, "dip": False} for t in thr]
 
 
 def _priced_cells_draws(
@@ -1092,17 +1104,16 @@ def _priced_cells_draws(
     key = json.dumps(thr, sort_keys=True, default=str)
     prm = bc.cache.get(("params", key))
     if prm is None:
-        prm = _cell_params(cells, cells.rw, thr)
-        sib_k = _cell_params(cells, bc.sib_rw, thr)[0]
-        sprm = None
+        own_p = _params_of(cells, cells.rw, thr)
+        sib_p = _params_of(cells, bc.sib_rw, thr, bc.sib_P)
+        short_p = None
         if bc.short is not None:
-            sthr = [{**t, "low": 1.0} for t in thr]  # min(ratio, 1): low-cost below 1
-            sprm = _cell_params(bc.short, bc.short.rw, sthr)
-        prm = (prm, sib_k, sprm)
+            short_p = _params_of(bc.short, bc.short.rw, _short_thresholds(thr))
+        prm = (own_p, sib_p, short_p)
         if len(bc.cache) >= CACHE_SIZE:
             bc.cache.pop(next(iter(bc.cache)))
         bc.cache[("params", key)] = prm
-    (k, low, beta, cap), sib_k, sprm = prm
+    own_p, sib_p, short_p = prm
     nc = len(cells.P)
     ns = 0 if bc.short is None else len(bc.short.P)
     none = (np.zeros(nc, np.bool_), np.zeros(nc), np.zeros(nc))
@@ -1112,7 +1123,7 @@ def _priced_cells_draws(
         pkey = ("stable", key, lo.tobytes(), hi.tobytes())
         pre = bc.cache.get(pkey)
         if pre is None:
-            pre = _stable_all(bc, k, low, beta, cap, sib_k, sprm, lo, hi)
+            pre = _stable_all(bc, own_p, sib_p, short_p, lo, hi)
             if len(bc.cache) >= CACHE_SIZE:
                 bc.cache.pop(next(iter(bc.cache)))
             bc.cache[pkey] = pre
@@ -1130,64 +1141,23 @@ def _priced_cells_draws(
         own = np.zeros((n_hfm, len(blk)))
         dlt = np.zeros((n_hfm, len(blk)))
         _draws_kernel(
-            cells.cost,
-            cells.cum,
-            cells.start,
-            cells.hfm,
-            bc.hosp,
-            cells.c,
-            cells.f,
-            cells.P,
-            cells.m,
-            k,
-            bc.sib_P,
-            bc.sib_m,
-            sib_k,
-            bc.has_sib,
-            low,
-            beta,
-            cap,
-            cells.has_high,
-            cells.has_low,
-            cells.low_first,
-            fiT,
-            own,
-            dlt,
-            *pre[:6],
-        )
+            cells.cost, cells.cum, cells.start, cells.hfm, bc.hosp, cells.f,
+            cells.P, cells.m, own_p[0], bc.sib_P, bc.sib_m, sib_p[0], bc.has_sib,
+            *own_p[1:], cells.has_high, cells.has_low, cells.low_first,
+            fiT, own, dlt, *pre[:6],
+        )  # fmt: skip
         o = own.T + bc.fixed_other
         o = (o.reshape(len(blk), H, -1) + lin * blk[:, :, None]).reshape(len(blk), n_hfm)
         if bc.short is not None:
             sh = bc.short
-            sk, slow, sbeta, scap = sprm
             so = np.zeros((n_hfm, len(blk)))
             _draws_kernel(
-                sh.cost,
-                sh.cum,
-                sh.start,
-                sh.hfm,
-                bc.short_hosp,
-                sh.c,
-                sh.f,
-                sh.P,
-                sh.m,
-                sk,
-                sh.P,
-                sh.m,
-                sk,
-                np.zeros(len(sh.P), np.bool_),
-                slow,
-                sbeta,
-                scap,
-                sh.has_high,
-                sh.has_low,
-                sh.low_first,
-                fiT,
-                so,
-                np.zeros((0, 0)),
-                *pre[6:],
-                *pre[6:],
-            )
+                sh.cost, sh.cum, sh.start, sh.hfm, bc.short_hosp, sh.f,
+                sh.P, sh.m, short_p[0], sh.P, sh.m, short_p[0],
+                np.zeros(len(sh.P), np.bool_), *short_p[1:],
+                sh.has_high, sh.has_low, sh.low_first,
+                fiT, so, np.zeros((0, 0)), *pre[6:], *pre[6:],
+            )  # fmt: skip
             o = o + so.T
         own_u[a : a + len(blk)] = o
         if bc.has_sib.any():

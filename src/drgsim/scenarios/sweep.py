@@ -163,10 +163,9 @@ def _pricing_view(yp: YearPolicy) -> list:
 def _classify(base: Prepared, sc: _Scenario, calibrated: bool) -> None:
     """The scenario's route and the key of its pricing set."""
     keys = [k for k in sc.overlay if not k.startswith("behaviour.")]
-    if base.pv.get("method") == "dip" and (sc.behaviour or len(keys) < len(sc.overlay)):
-        raise SweepError(  # behaviour re-prices with the DRG outlier formulas
-            f"scenario {sc.name!r}: behaviour scenarios are not supported for method dip yet"
-        )
+    creep = [k for k in sc.behaviour if k.split(".")[0] == "coding_creep"]
+    if base.pv.get("method") == "dip" and creep:
+        raise SweepError(f"scenario {sc.name!r}: {_behaviour_module().DIP_NO_CREEP}")
     if all(_is_settlement_key(k) for k in keys):
         sc.route, sc.key = "settlement", "base"
         sc.reason = "settlement-only keys: " + (", ".join(keys) or "none (baseline)")
