@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from drgsim.cli.common import console, fail, out_option, scheme_option, threads_option
+from drgsim.cli.common import (
+    _policy_path,
+    console,
+    fail,
+    out_option,
+    scheme_option,
+    threads_option,
+)
 from drgsim.errors import DrgsimError
 
 
@@ -38,8 +45,13 @@ from drgsim.errors import DrgsimError
               help="Add a 'flags' column (suspect codes and fields) and print a summary.")
 @click.option("--supervision", "with_supervision", is_flag=True,
               help="Supervision flags (readmission, split admission, low-threshold admission, "
-                   "over-long stay, upcoding signal; default parameters) into "
-                   "OUT.supervision_cases.csv and OUT.supervision_by_hospital.csv.")
+                   "over-long stay, upcoding signal; parameters from --policy's supervision: "
+                   "section, else the defaults) into OUT.supervision_cases.csv and "
+                   "OUT.supervision_by_hospital.csv.")
+@click.option("--policy", "policy_file", default=None, type=click.Path(), metavar="FILE|NAME",
+              callback=_policy_path,
+              help="With --supervision: the policy whose supervision: section sets the flags' "
+                   "parameters (a key it leaves out keeps its default).")
 @click.option("--names", "with_names", is_flag=True,
               help="Add mdc_name, adrg_name, drg_name (the tables' titles).")
 @click.option("--compare", "compare_col", default=None, metavar="COLUMN",
@@ -57,8 +69,8 @@ from drgsim.errors import DrgsimError
 @threads_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, column_map,
-          with_flags, with_supervision, with_names, compare_col, hospital_column, cost_column,
-          method, catalogue,
+          with_flags, with_supervision, policy_file, with_names, compare_col, hospital_column,
+          cost_column, method, catalogue,
           batch_rows, threads, quiet):
     """Group discharge records (parquet, a folder of parquet, CSV or .xlsx) into CHS-DRG groups.
 
@@ -71,12 +83,23 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
       drgsim group month.csv -o grouped.csv --scheme beijing_2022
       drgsim group 首页.csv --map bingan_shouye --flags --names --compare drg -o out.csv
       drgsim group cases.parquet --method dip --catalogue catalogue/ -o matched.parquet
+      drgsim group cases.parquet --supervision --policy my_policy.yaml -o grouped.parquet
     """
+    sv = None  # supervision parameters: read and checked before any work
+    try:
+        if policy_file is not None and not with_supervision:
+            raise DrgsimError("--policy is read only by --supervision (its supervision: "
+                              "section); grouping itself takes no policy")
+        if with_supervision:
+            sv = _supervision_params(policy_file)
+    except DrgsimError as exc:
+        fail(exc)
+        return
     if method == "dip" or catalogue is not None:
         _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet,
                    column_map, method, catalogue, batch_rows, threads, quiet,
                    {"--flags": with_flags, "--names": with_names, "--compare": compare_col,
-                    "--cost-column": cost_column}, with_supervision, hospital_column)
+                    "--cost-column": cost_column}, sv, hospital_column)
         return
     from drgsim.grouper.core import load_scheme
     from drgsim.grouper.stream import OUTPUT_FORMATS, group_file, input_rows
@@ -99,7 +122,7 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
         if (with_flags or compare_col) and src_of == click.core.ParameterSource.COMMANDLINE:
             needs["--hospital-column"] = hospital_column  # named: not silently left out
         if with_supervision:
-            needs.update(_supervision_needs(hospital_column))
+            needs.update(_supervision_needs(hospital_column, sv))
         opts = {"bad_lines": bad_lines, "glob": glob, "sheet": sheet, "needs": needs}
         if quiet:
             summary = group_file(input_path, out, cs, translate, batch_rows, threads, encoding,
@@ -145,18 +168,18 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
         if compare_col:
             written += _compare_report(con, out, compare_col, hospital_column, cost_column)
         if with_supervision:
-            written += _supervision_report(con, out, hospital_column)
+            written += _supervision_report(con, out, hospital_column, sv)
     except DrgsimError as exc:
         fail(exc)
     _drop_stale_sidecars(out, written)
 
 
 def _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, column_map,
-               method, catalogue, batch_rows, threads, quiet, drg_only, with_supervision=False,
+               method, catalogue, batch_rows, threads, quiet, drg_only, supervision=None,
                hospital_column="hospital_id") -> None:
     """``group --method dip``: every case gets its packet (drgsim.dip.match), same output
     machinery as DRG grouping (streamed, atomic, provenance), a summary of DIP statuses;
-    ``--supervision`` flags by packet as for DRG."""
+    ``--supervision`` flags (``supervision``: their resolved parameters) by packet as for DRG."""
     from drgsim.dip.match import (
         COST_COLUMNS,
         DIP_STATUSES,
@@ -193,7 +216,7 @@ def _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sh
                 c in batch.schema.names for c in COST_COLUMNS)
             return table, res.status
 
-        needs = _supervision_needs(hospital_column) if with_supervision else {}
+        needs = _supervision_needs(hospital_column, supervision) if supervision else {}
         opts = dict(encoding=encoding, column_map=column_map, bad_lines=bad_lines, glob=glob,
                     sheet=sheet, matcher=matcher, status_labels=list(DIP_STATUSES), needs=needs)
         total = input_rows(input_path, glob)
@@ -231,9 +254,9 @@ def _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sh
               f"{cat.meta.get('built_from', '?') or '?'}), translation "
               f"{'on' if translate else 'off'}", markup=False)
     written = [Path(p) for p in summary.sidecars]
-    if with_supervision:
+    if supervision:
         try:
-            written += _supervision_report(con, out, hospital_column)
+            written += _supervision_report(con, out, hospital_column, supervision)
         except DrgsimError as exc:
             fail(exc)
     _drop_stale_sidecars(out, written)
@@ -352,29 +375,41 @@ def _compare_report(con, out: str, column: str, hospital: str, cost: str | None)
     return written
 
 
-def _supervision_needs(hospital: str) -> dict[str, str]:
+def _supervision_params(policy_file: str | None) -> dict:
+    """The supervision flags' parameters: the policy's ``supervision:`` section over the
+    defaults (no policy: the defaults)."""
+    from drgsim.dip.supervision import params_from_policy
+
+    if policy_file is None:
+        return params_from_policy(None)
+    from drgsim.policy import load_policy
+
+    return params_from_policy(load_policy(policy_file))
+
+
+def _supervision_needs(hospital: str, params: dict) -> dict[str, str]:
     """Input columns the supervision flags read, checked before any work."""
     from drgsim.dip.supervision import required_columns
 
     out = {}
-    for c, fl in required_columns().items():  # one key per column (the message names both)
+    for c, fl in required_columns(params).items():  # one key per column (the message names both)
         name = hospital if c == "hospital_id" else c
         out[f"--supervision ({', '.join(fl)}; column {name})"] = name
     return out
 
 
-def _supervision_report(con, out: str, hospital: str) -> list[Path]:
-    from drgsim.dip.supervision import ALIASES, DEFAULTS, flags
+def _supervision_report(con, out: str, hospital: str, params: dict) -> list[Path]:
+    from drgsim.dip.supervision import ALIASES, flags
 
     wanted = [hospital, *ALIASES, "drg", "status", "packet", "dip_status"]
     t = _read_back(out, wanted)
     group = "packet" if "dip_status" in t.schema.names else "drg"
-    cases, by_hosp = flags(t.to_pandas(), group, columns={"hospital_id": hospital})
+    cases, by_hosp = flags(t.to_pandas(), group, params, columns={"hospital_id": hospital})
     flagged = cases[cases["supervision"] != ""]
     flagged.insert(0, "row", flagged.index)
     written = [_write_csv(flagged, _sidecar(out, ".supervision_cases.csv")),
                _write_csv(by_hosp, _sidecar(out, ".supervision_by_hospital.csv"))]
-    p = DEFAULTS
+    p = params
     con.print(f"[bold]supervision flags[/] by {group} (never change a group or payment; "
               f"readmission <= {p['readmission']['days']} d, split <= {p['split']['days']} d, "
               f"low cost < {p['low_cost']['ratio']:g} x mean, long stay > "

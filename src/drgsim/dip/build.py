@@ -50,8 +50,8 @@ DEFAULTS: dict[str, Any] = {
     "level_min_cases": 10,
     "base_packets": "demo",  # "demo" = data/dip/base_packets_demo.csv, a path, or "none"
 }
-#: keys of a DIP policy section that other parts read (pricing, matching, supervision)
-OTHER_KEYS = {"outliers", "blank_ratio", "special_review_share", "point_value", "supervision",
+#: keys of a DIP policy section that other parts read (pricing, matching)
+OTHER_KEYS = {"outliers", "blank_ratio", "special_review_share", "point_value",
               "method", "hospital_coefficient"}
 BASE_LIST = Path(__file__).resolve().parent.parent / "data" / "dip" / "base_packets_demo.csv"
 BUILD_STATUSES = ("ok", "check_failed", "malformed_row", "missing_cost", "negative_cost",

@@ -36,10 +36,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from drgsim.errors import MissingColumnError, Problem, ValidationError
+from drgsim.policy.schema import SUPERVISION_FLAGS as FLAGS
 
-FLAGS = ("readmission", "split", "low_cost", "long_stay", "upcoding")
-
-#: every parameter of the ``supervision:`` policy section, with its default
+#: every parameter of the ``supervision:`` policy section (policy.schema.SUPERVISION_SCHEMA),
+#: with its default
 DEFAULTS: dict[str, Any] = {
     "flags": list(FLAGS),
     "dx_level": "subcategory",  # principal-diagnosis key: subcategory (K80.1) | category (K80)
