@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -323,15 +324,19 @@ def _or_list(scheme_dir: str) -> frozenset[str]:
         return frozenset(r["code"] for r in csv.DictReader(fh))
 
 
-def _scheme_dir(scheme: str | os.PathLike[str] | None) -> str | None:
+def _scheme_dir(scheme: Any) -> str | None:
+    """The folder of a scheme given by name, folder or compiled (its ``path``), or None."""
     if scheme is None:
         return None
     from drgsim.scheme import resolve_scheme_dir
+    from drgsim.scheme.compiled import CompiledScheme
 
+    if isinstance(scheme, CompiledScheme):
+        scheme = scheme.path
     return str(resolve_scheme_dir(scheme))
 
 
-def code_types(codes: np.ndarray, scheme: str | os.PathLike[str] | None = "chs_drg_11",
+def code_types(codes: np.ndarray, scheme: Any = "chs_drg_11",
                rules: TreatmentRules | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(type rank int8, matched bool) for distinct procedure codes: the first rule of the
     table that matches; a code no rule matches is therapeutic (``matched`` False)."""
@@ -362,7 +367,7 @@ def code_types(codes: np.ndarray, scheme: str | os.PathLike[str] | None = "chs_d
     return out, matched
 
 
-def treatment_types(scheme: str | os.PathLike[str] | None = "chs_drg_11",
+def treatment_types(scheme: Any = "chs_drg_11",
                     rules: TreatmentRules | None = None) -> dict[str, int]:
     """Treatment type rank of every code of the scheme's procedure dictionary (icd9.csv)."""
     sdir = _scheme_dir(scheme)
@@ -425,7 +430,7 @@ def _set_ids(n: int, row: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def proc_keys(procedures: pa.Array | pa.ChunkedArray, version: str = "1.0",
-              scheme: str | os.PathLike[str] | None = "chs_drg_11",
+              scheme: Any = "chs_drg_11",
               rules: TreatmentRules | None = None, cost: np.ndarray | None = None,
               usable: np.ndarray | None = None, related_cost_share: float = 0.10) -> ProcKeys:
     """The procedure part of each record's packet key.
