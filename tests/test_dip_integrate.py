@@ -153,3 +153,41 @@ def test_supervision_schema_and_defaults_name_the_same_keys():
     from drgsim.dip.supervision import params_from_policy
 
     assert params_from_policy(parse_policy(_with(text), "p.yaml")) == params_from_policy(None)
+
+
+# ---- the CLI on a small synthetic DIP region, as a user runs it ----------------------------
+@pytest.fixture(scope="module")
+def dip_region(tmp_path_factory):
+    import drgsim.synth as syn
+    from drgsim.cli import main
+
+    root = tmp_path_factory.mktemp("dipregion")
+    syn.region(root / "region", discharges=8_000, hospitals=6, seed=3)
+    r = CliRunner().invoke(main, ["dip", "build", str(root / "region" / "discharges"), "-o",
+                                  str(root / "cat"), "--hospitals",
+                                  str(root / "region" / "hospitals.parquet")])
+    assert r.exit_code == 0, r.output
+    return root
+
+
+def _run(*args):
+    from drgsim.cli import main
+
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_cli_sweep_dip_policy_with_a_bundled_scenario_file(dip_region, tmp_path):
+    from drgsim.scenarios.files import bundled_scenarios_path
+
+    reg = dip_region / "region"
+    r = _run("sweep", reg / "discharges", "--policy", "dip_baseline", "--catalogue",
+             dip_region / "cat", "--hospitals", reg / "hospitals.parquet", "--region",
+             reg / "region.parquet", "--scenarios", bundled_scenarios_path() / "pv_floor.yaml",
+             "-o", tmp_path / "sw")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "sw" / "manifest.json").exists()
+    ledger = pd.read_parquet(tmp_path / "sw" / "ledger.parquet") if (
+        tmp_path / "sw" / "ledger.parquet").exists() else None
+    if ledger is not None:
+        assert ledger.groupby([c for c in ("scenario", "draw") if c in ledger])[
+            "amount_fen"].sum().eq(0).all()

@@ -203,7 +203,11 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
         fp = fingerprint(inputs, options)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            base = drgsim.prepare(cases, policy=base_policy(specs, policy_file),
+            policy = base_policy(specs, policy_file)
+            for s in specs:  # a file on the default base overlays --policy (as base_policy)
+                if policy_file and s.base == "baseline":
+                    s.base = policy_file
+            base = drgsim.prepare(cases, policy=policy,
                                   weights=weights_file, hospitals=hospitals_file,
                                   region=region_file, year=year,
                                   grouped=True if grouped else None,
