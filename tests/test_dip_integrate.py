@@ -191,3 +191,25 @@ def test_cli_sweep_dip_policy_with_a_bundled_scenario_file(dip_region, tmp_path)
     if ledger is not None:
         assert ledger.groupby([c for c in ("scenario", "draw") if c in ledger])[
             "amount_fen"].sum().eq(0).all()
+
+
+def test_the_build_uses_the_groupers_record_checks():
+    """One implementation of the record checks (the grouper's): the build's reasons are
+    check_failed exactly where drgsim.group says so, and name the field."""
+    import drgsim
+    import drgsim.synth as syn
+    from drgsim import dip
+    from drgsim.dip import keys as K
+    from drgsim.grouper import kernels as GK
+
+    assert not hasattr(K, "record_checks")
+    t = syn.discharges(4_000, seed=9, hospitals=4, years=(2022, 2023, 2024)).to_pandas()
+    bad = {0: {"sex": 3}, 1: {"age_years": None}, 2: {"age_years": 0, "age_days": None},
+           3: {"age_years": 0, "age_days": 10, "birth_weight_g": None}, 4: {"diagnoses": ""}}
+    for i, fix in bad.items():
+        for c, v in fix.items():
+            t.loc[i, c] = v
+    _, asg = dip.build(t)
+    g = drgsim.group(t)
+    assert ((asg.status == "check_failed") == (g.status == "check_failed")).all()
+    assert asg.loc[list(bad), "reason"].tolist() == list(GK.CHECK_FIELDS[1:])

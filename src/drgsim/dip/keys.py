@@ -20,7 +20,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit
 
-from drgsim.constants import ABSENT
 from drgsim.errors import Problem, ValidationError
 
 #: treatment type ranks, lowest to highest (DIP.md): letters used in packet codes
@@ -29,10 +28,6 @@ TREATMENT_NAMES = ("conservative", "diagnostic", "therapeutic", "surgery")
 CONSERVATIVE, DIAGNOSTIC, THERAPEUTIC, SURGERY = range(4)
 DX_LEVELS = {"subcategory": 5, "category": 3}
 
-#: record checks of the DRG path (scheme README 4.2), first failure wins: the reason names
-#: the field. A DIP case failing one gets status ``check_failed`` like the DRG path.
-CHECK_REASONS = ("", "sex", "age_years", "age_days", "birth_weight_g", "diagnoses")
-
 TREATMENT_TABLE = Path(__file__).resolve().parent.parent / "data" / "dip" / "treatment_types.csv"
 
 
@@ -40,26 +35,6 @@ class TreatmentTableError(ValidationError):
     """The treatment-type table (data/dip/treatment_types.csv or a region's) is malformed."""
 
     kind = "treatment-type table"
-
-
-# ---------------------------------------------------------------- record checks
-
-def record_checks(ints: dict[str, np.ndarray], n_dx: np.ndarray) -> np.ndarray:
-    """Index into :data:`CHECK_REASONS` per record (0 = passes), the grouper's checks in its
-    order (scheme README 4.2): sex, age_years, age_days, birth weight, empty diagnoses."""
-    sex, age_y = ints["sex"], ints["age_years"]
-    age_d, wt = ints["age_days"], ints["birth_weight_g"]
-    out = np.zeros(len(sex), dtype=np.int8)
-    tests = (
-        (sex != 1) & (sex != 2),
-        age_y == ABSENT,
-        (age_y == 0) & (age_d == ABSENT),
-        (age_y == 0) & (age_d != ABSENT) & (age_d <= 28) & (wt == ABSENT),
-        np.asarray(n_dx) == 0,
-    )
-    for i, bad in enumerate(tests, start=1):
-        out[(out == 0) & bad] = i
-    return out
 
 
 # ---------------------------------------------------------------- code fields
