@@ -213,3 +213,20 @@ def test_the_build_uses_the_groupers_record_checks():
     g = drgsim.group(t)
     assert ((asg.status == "check_failed") == (g.status == "check_failed")).all()
     assert asg.loc[list(bad), "reason"].tolist() == list(GK.CHECK_FIELDS[1:])
+
+
+def test_demo_dip_reports_the_catalogues_core_share(tmp_path):
+    """The demo's summary line and the catalogue report give the same core share (base
+    packets are core packets; rows the build did not use are not in the denominator)."""
+    import re
+
+    r = _run("demo", "--method", "dip", "-o", tmp_path / "d", "--discharges", 4000,
+             "--hospitals", 5)
+    assert r.exit_code == 0, r.output
+    out = " ".join(r.output.split())
+    report = (tmp_path / "d" / "catalogue" / "report.txt").read_text(encoding="utf-8")
+    share = re.search(r"cases in core packets: [\d,]+ of [\d,]+ \(([\d.]+%)\)", report).group(1)
+    assert f"core packets hold {share} of the history cases" in out
+    assert "ledger balance (fen, must be 0): 0" in out
+    n_core = re.search(r"core\s+([\d,]+)\s+\(", report).group(1)
+    assert f"{n_core} core" in out
