@@ -230,3 +230,17 @@ def test_demo_dip_reports_the_catalogues_core_share(tmp_path):
     assert "ledger balance (fen, must be 0): 0" in out
     n_core = re.search(r"core\s+([\d,]+)\s+\(", report).group(1)
     assert f"{n_core} core" in out
+
+
+def test_a_build_on_a_policy_without_dip_names_the_file_once():
+    from drgsim import dip
+    from drgsim.dip.build import DipPolicyError
+
+    with pytest.raises(DipPolicyError) as e:
+        import drgsim.synth as syn
+
+        dip.build(syn.discharges(1_000, seed=1, hospitals=2, years=(2023, 2024)),
+                  policy="baseline")
+    src = str(bundled_policy_path("baseline"))
+    assert str(e.value) == f"{src}: dip: the policy has no dip section (a DIP build needs " \
+                           "one, e.g. dip_baseline)"

@@ -84,8 +84,8 @@ class BuildInfo:
 
 # ---------------------------------------------------------------- parameters
 
-def _problem(key: str, msg: str) -> DipPolicyError:
-    return DipPolicyError([Problem("<dip policy>", None, f"dip.{key}", msg)])
+def _problem(key: str, msg: str, source: str = "<dip policy>") -> DipPolicyError:
+    return DipPolicyError([Problem(source, None, f"dip.{key}" if key else "dip", msg)])
 
 
 def resolve_params(policy: Any = None, year: int | None = None) -> dict[str, Any]:
@@ -104,8 +104,8 @@ def resolve_params(policy: Any = None, year: int | None = None) -> dict[str, Any
         day = dt.date(year if year is not None else dt.date.today().year, 1, 1)
         tree = pol.at(day)
         if "dip" not in tree:
-            raise _problem("", f"{pol.source}: the policy has no dip section "
-                               "(a DIP build needs one, e.g. dip_baseline.yaml)")
+            raise _problem("", "the policy has no dip section (a DIP build needs one, e.g. "
+                               "dip_baseline)", str(pol.source))
         sec = tree["dip"]
     p = copy.deepcopy(DEFAULTS)
     for k, v in dict(sec).items():
