@@ -244,3 +244,11 @@ def test_a_build_on_a_policy_without_dip_names_the_file_once():
     src = str(bundled_policy_path("baseline"))
     assert str(e.value) == f"{src}: dip: the policy has no dip section (a DIP build needs " \
                            "one, e.g. dip_baseline)"
+
+
+def test_policy_show_takes_a_bundled_name():
+    r = _run("policy", "show", "dip_baseline", "--date", "2025-01-01")
+    assert r.exit_code == 0, r.output
+    assert "method" in r.output and "core_threshold" in r.output
+    r = _run("policy", "show", "no_such_policy")
+    assert r.exit_code != 0 and "neither a file nor a bundled policy" in r.output
