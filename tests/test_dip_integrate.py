@@ -252,3 +252,11 @@ def test_policy_show_takes_a_bundled_name():
     assert "method" in r.output and "core_threshold" in r.output
     r = _run("policy", "show", "no_such_policy")
     assert r.exit_code != 0 and "neither a file nor a bundled policy" in r.output
+
+
+def test_supervision_reads_columns_by_the_pricings_names():
+    from drgsim.dip import supervision as S
+    from drgsim.pricing.cases import ALIASES
+
+    shared = [k for k in S.ALIASES if k in ALIASES]
+    assert len(shared) >= 7 and all(S.ALIASES[k] is ALIASES[k] for k in shared)

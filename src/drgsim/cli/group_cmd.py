@@ -147,14 +147,7 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
     except DrgsimError as exc:
         fail(exc)
         return
-    rate = summary.rows / summary.seconds if summary.seconds else 0.0
-    con.print(f"[bold]{summary.rows:,}[/] rows grouped -> {out}  "
-              f"({summary.grouped_share:.2%} ok, {rate:,.0f} records/s)")
-    for status, n in sorted(summary.status_counts.items(), key=lambda kv: -kv[1]):
-        con.print(f"  {status:<18} {n:>12,}  {n / summary.rows:7.2%}")
-    if summary.missing_columns:
-        con.print(f"  absent optional columns (all values absent): "
-                  f"{', '.join(summary.missing_columns)}")
+    _print_counts(con, summary, f"rows grouped -> {out}", "records/s")
     for note in summary.notes:
         con.print(f"  note: {note}", markup=False)
     con.print(f"  provenance: drgsim {cs.provenance['drgsim.version']}, scheme {cs.name} "
@@ -233,14 +226,7 @@ def _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sh
     except DrgsimError as exc:
         fail(exc)
         return
-    rate = summary.rows / summary.seconds if summary.seconds else 0.0
-    con.print(f"[bold]{summary.rows:,}[/] cases matched to DIP packets -> {out}  "
-              f"({summary.grouped_share:.2%} ok, {rate:,.0f} cases/s)")
-    for status, n in sorted(summary.status_counts.items(), key=lambda kv: -kv[1]):
-        con.print(f"  {status:<18} {n:>12,}  {n / summary.rows:7.2%}")
-    if summary.missing_columns:
-        con.print(f"  absent optional columns (all values absent): "
-                  f"{', '.join(summary.missing_columns)}")
+    _print_counts(con, summary, f"cases matched to DIP packets -> {out}", "cases/s")
     if seen.get("no_cost"):
         summary.notes.append("no total_cost column: ties on procedure count went to the "
                              "smallest packet code (no |cost - packet mean| tie-break)")
@@ -260,6 +246,18 @@ def _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sh
         except DrgsimError as exc:
             fail(exc)
     _drop_stale_sidecars(out, written)
+
+
+def _print_counts(con, summary, what: str, unit: str) -> None:
+    """Rows, ok share and rate, then each status's count and absent optional columns."""
+    rate = summary.rows / summary.seconds if summary.seconds else 0.0
+    con.print(f"[bold]{summary.rows:,}[/] {what}  ({summary.grouped_share:.2%} ok, "
+              f"{rate:,.0f} {unit})")
+    for status, n in sorted(summary.status_counts.items(), key=lambda kv: -kv[1]):
+        con.print(f"  {status:<18} {n:>12,}  {n / summary.rows:7.2%}")
+    if summary.missing_columns:
+        con.print(f"  absent optional columns (all values absent): "
+                  f"{', '.join(summary.missing_columns)}")
 
 
 _GLOB_CHARS = "*?["
