@@ -89,16 +89,20 @@ def _fill_pieces(offsets, data, ptr, row, pos, start, length):
                 run += 1
 
 
+def _plain_strings(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous ``string`` array, nulls as "" (what the byte kernels read)."""
+    if isinstance(a, pa.ChunkedArray):
+        a = a.combine_chunks()
+    a = pc.fill_null(a, "")
+    return a.cast(pa.string()) if pa.types.is_large_string(a.type) else a
+
+
 def split_codes(field: pa.Array | pa.ChunkedArray) -> CodeLists:
     """Split a ``|``/``,``-joined code field (scheme README 3) and encode the codes once:
     one byte pass (numba) over the Arrow buffers, one dictionary encoding of the pieces."""
     from drgsim.textkernels import string_buffers
 
-    if isinstance(field, pa.ChunkedArray):
-        field = field.combine_chunks()
-    field = pc.fill_null(field, "")
-    if pa.types.is_large_string(field.type):
-        field = field.cast(pa.string())
+    field = _plain_strings(field)
     n = len(field)
     offsets, data = string_buffers(field)
     counts = np.empty(n, dtype=np.int64)
@@ -175,11 +179,7 @@ def dx_key_ids(arr: pa.Array | pa.ChunkedArray | np.ndarray | list, level: str =
     if level not in DX_LEVELS:
         raise ValueError(f"dx_level {level!r}: one of {', '.join(DX_LEVELS)}")
     a = arr if isinstance(arr, (pa.Array, pa.ChunkedArray)) else pa.array(list(arr), pa.string())
-    if isinstance(a, pa.ChunkedArray):
-        a = a.combine_chunks()
-    a = pc.fill_null(a, "")
-    if pa.types.is_large_string(a.type):
-        a = a.cast(pa.string())
+    a = _plain_strings(a)
     n = len(a)
     offsets, data = string_buffers(a)
     start = np.empty(n, dtype=np.int64)
