@@ -260,3 +260,14 @@ def test_supervision_reads_columns_by_the_pricings_names():
 
     shared = [k for k in S.ALIASES if k in ALIASES]
     assert len(shared) >= 7 and all(S.ALIASES[k] is ALIASES[k] for k in shared)
+
+
+def test_unmatched_procedure_codes_count_only_the_rows_the_build_uses():
+    import pyarrow as pa
+
+    from drgsim.dip import keys as K
+
+    procs = pa.array(["XYZ1|51.2300", "QQQ2", ""])  # codes no treatment-type rule matches
+    assert K.proc_keys(procs).unmatched_codes == 2
+    assert K.proc_keys(procs, usable=[True, True, True]).unmatched_codes == 2
+    assert K.proc_keys(procs, usable=[True, False, True]).unmatched_codes == 1

@@ -364,7 +364,7 @@ class ProcKeys:
     vocab: np.ndarray  # sorted object array
     treatment: np.ndarray  # int8 per record: highest type over all its procedures, 0 none
     set_id: np.ndarray  # int64 per record: -1 conservative, else id of its procedure set
-    unmatched_codes: int  # distinct codes no treatment rule matched (typed therapeutic)
+    unmatched_codes: int  # distinct codes of usable records no treatment rule matched
 
     def codes_of(self, row: int) -> list[str]:
         return self.vocab[self.codes[self.ptr[row]:self.ptr[row + 1]]].tolist()
@@ -443,8 +443,12 @@ def proc_keys(procedures: pa.Array | pa.ChunkedArray, version: str = "1.0",
     elif version != "1.0":
         raise ValueError(f"version {version!r}: 1.0 or 2.0")
     ptr, sid = _set_ids(cl.n, row, code)
+    listed = np.ones(len(vocab), bool)  # codes of the records the build uses (``usable``)
+    if usable is not None and len(rank):
+        listed[:] = False
+        listed[rank[np.asarray(usable, bool)[cl.row]]] = True
     return ProcKeys(ptr, code.astype(np.int32), vocab, treatment, sid,
-                    int((~matched).sum()))
+                    int((~matched & listed).sum()))
 
 
 def procedure_costs(n: int, row: np.ndarray, code: np.ndarray, n_codes: int, cost: np.ndarray,
