@@ -193,12 +193,14 @@ def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file) -> None:
             write_catalogue(cat, root / "catalogue")
             pk = cat.packets
             n_core = int((pk["kind"] == "core").sum())
-            kinds = assigned["kind"].value_counts(normalize=True)
+            # base packets are core packets; the denominator is the cases the build used
+            in_core = int(pk.loc[pk["kind"] == "core", "n_cases"].sum())
+            core_share = in_core / max(int(pk["n_cases"].sum()), 1)
             con.print(f"[bold]2. DIP catalogue[/] from {len(hist):,} history cases "
                       f"({', '.join(str(y) for y in sorted(years[years < year].unique()))}): "
-                      f"{len(pk):,} packets ({n_core:,} core, {len(pk) - n_core:,} "
-                      f"comprehensive, {int(pk.get('base', pd.Series(0)).sum()):,} base), "
-                      f"core packets hold {kinds.get('core', 0.0):.1%} of the history cases "
+                      f"{len(pk):,} packets ({n_core:,} core of which "
+                      f"{int(pk.get('base', pd.Series(0)).sum()):,} base, {len(pk) - n_core:,} "
+                      f"comprehensive), core packets hold {core_share:.1%} of the history cases "
                       f"-> {root / 'catalogue'}")
             matched = match(df, catalogue=cat, scheme=scheme)
             with atomic_path(root / "matched.parquet") as tmp:

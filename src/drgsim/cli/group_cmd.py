@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from drgsim.cli.common import (
+    _policy_path,
     check_engine,
     console,
     engine_option,
@@ -47,8 +48,13 @@ from drgsim.errors import DrgsimError
               help="Add a 'flags' column (suspect codes and fields) and print a summary.")
 @click.option("--supervision", "with_supervision", is_flag=True,
               help="Supervision flags (readmission, split admission, low-threshold admission, "
-                   "over-long stay, upcoding signal; default parameters) into "
-                   "OUT.supervision_cases.csv and OUT.supervision_by_hospital.csv.")
+                   "over-long stay, upcoding signal; parameters from --policy's supervision: "
+                   "section, else the defaults) into OUT.supervision_cases.csv and "
+                   "OUT.supervision_by_hospital.csv.")
+@click.option("--policy", "policy_file", default=None, type=click.Path(), metavar="FILE|NAME",
+              callback=_policy_path,
+              help="With --supervision: the policy whose supervision: section sets the flags' "
+                   "parameters (a key it leaves out keeps its default).")
 @click.option("--names", "with_names", is_flag=True,
               help="Add mdc_name, adrg_name, drg_name (the tables' titles).")
 @click.option("--compare", "compare_col", default=None, metavar="COLUMN",
@@ -68,8 +74,8 @@ from drgsim.errors import DrgsimError
 @engine_option
 @scheduler_option
 def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, column_map,
-          with_flags, with_supervision, with_names, compare_col, hospital_column, cost_column,
-          method, catalogue,
+          with_flags, with_supervision, policy_file, with_names, compare_col, hospital_column,
+          cost_column, method, catalogue,
           batch_rows, threads, quiet, engine, scheduler):
     """Group discharge records (parquet, a folder of parquet, CSV or .xlsx) into CHS-DRG groups.
 
@@ -82,6 +88,7 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
       drgsim group month.csv -o grouped.csv --scheme beijing_2022
       drgsim group 首页.csv --map bingan_shouye --flags --names --compare drg -o out.csv
       drgsim group cases.parquet --method dip --catalogue catalogue/ -o matched.parquet
+      drgsim group cases.parquet --supervision --policy my_policy.yaml -o grouped.parquet
       drgsim group discharges/ --engine dask --scheduler tcp://10.0.0.5:8786 -o grouped/
 
     With --engine dask or spark, INPUT is parquet (a file or a year=/month= folder) and -o a
@@ -93,6 +100,7 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
                                      "--map": column_map, "--flags": with_flags,
                                      "--compare": compare_col, "--threads": threads,
                                      "--supervision": with_supervision,
+                                     "--policy": policy_file,
                                      "--method dip": method == "dip",
                                      "--catalogue": catalogue is not None})
     if engine == "dask":
@@ -101,11 +109,21 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
     if engine == "spark":
         _group_spark(input_path, out, scheme, translate, with_names, scheduler)
         return
+    sv = None  # supervision parameters: read and checked before any work
+    try:
+        if policy_file is not None and not with_supervision:
+            raise DrgsimError("--policy is read only by --supervision (its supervision: "
+                              "section); grouping itself takes no policy")
+        if with_supervision:
+            sv = _supervision_params(policy_file)
+    except DrgsimError as exc:
+        fail(exc)
+        return
     if method == "dip" or catalogue is not None:
         _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet,
                    column_map, method, catalogue, batch_rows, threads, quiet,
                    {"--flags": with_flags, "--names": with_names, "--compare": compare_col,
-                    "--cost-column": cost_column}, with_supervision, hospital_column)
+                    "--cost-column": cost_column}, sv, hospital_column)
         return
     from drgsim.grouper.core import load_scheme
     from drgsim.grouper.stream import OUTPUT_FORMATS, group_file, input_rows
@@ -128,7 +146,7 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
         if (with_flags or compare_col) and src_of == click.core.ParameterSource.COMMANDLINE:
             needs["--hospital-column"] = hospital_column  # named: not silently left out
         if with_supervision:
-            needs.update(_supervision_needs(hospital_column))
+            needs.update(_supervision_needs(hospital_column, sv))
         opts = {"bad_lines": bad_lines, "glob": glob, "sheet": sheet, "needs": needs}
         if quiet:
             summary = group_file(input_path, out, cs, translate, batch_rows, threads, encoding,
@@ -153,14 +171,7 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
     except DrgsimError as exc:
         fail(exc)
         return
-    rate = summary.rows / summary.seconds if summary.seconds else 0.0
-    con.print(f"[bold]{summary.rows:,}[/] rows grouped -> {out}  "
-              f"({summary.grouped_share:.2%} ok, {rate:,.0f} records/s)")
-    for status, n in sorted(summary.status_counts.items(), key=lambda kv: -kv[1]):
-        con.print(f"  {status:<18} {n:>12,}  {n / summary.rows:7.2%}")
-    if summary.missing_columns:
-        con.print(f"  absent optional columns (all values absent): "
-                  f"{', '.join(summary.missing_columns)}")
+    _print_counts(con, summary, f"rows grouped -> {out}", "records/s")
     for note in summary.notes:
         con.print(f"  note: {note}", markup=False)
     con.print(f"  provenance: drgsim {cs.provenance['drgsim.version']}, scheme {cs.name} "
@@ -174,18 +185,18 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
         if compare_col:
             written += _compare_report(con, out, compare_col, hospital_column, cost_column)
         if with_supervision:
-            written += _supervision_report(con, out, hospital_column)
+            written += _supervision_report(con, out, hospital_column, sv)
     except DrgsimError as exc:
         fail(exc)
     _drop_stale_sidecars(out, written)
 
 
 def _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, column_map,
-               method, catalogue, batch_rows, threads, quiet, drg_only, with_supervision=False,
+               method, catalogue, batch_rows, threads, quiet, drg_only, supervision=None,
                hospital_column="hospital_id") -> None:
     """``group --method dip``: every case gets its packet (drgsim.dip.match), same output
     machinery as DRG grouping (streamed, atomic, provenance), a summary of DIP statuses;
-    ``--supervision`` flags by packet as for DRG."""
+    ``--supervision`` flags (``supervision``: their resolved parameters) by packet as for DRG."""
     from drgsim.dip.match import (
         COST_COLUMNS,
         DIP_STATUSES,
@@ -222,7 +233,7 @@ def _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sh
                 c in batch.schema.names for c in COST_COLUMNS)
             return table, res.status
 
-        needs = _supervision_needs(hospital_column) if with_supervision else {}
+        needs = _supervision_needs(hospital_column, supervision) if supervision else {}
         opts = dict(encoding=encoding, column_map=column_map, bad_lines=bad_lines, glob=glob,
                     sheet=sheet, matcher=matcher, status_labels=list(DIP_STATUSES), needs=needs)
         total = input_rows(input_path, glob)
@@ -239,14 +250,7 @@ def _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sh
     except DrgsimError as exc:
         fail(exc)
         return
-    rate = summary.rows / summary.seconds if summary.seconds else 0.0
-    con.print(f"[bold]{summary.rows:,}[/] cases matched to DIP packets -> {out}  "
-              f"({summary.grouped_share:.2%} ok, {rate:,.0f} cases/s)")
-    for status, n in sorted(summary.status_counts.items(), key=lambda kv: -kv[1]):
-        con.print(f"  {status:<18} {n:>12,}  {n / summary.rows:7.2%}")
-    if summary.missing_columns:
-        con.print(f"  absent optional columns (all values absent): "
-                  f"{', '.join(summary.missing_columns)}")
+    _print_counts(con, summary, f"cases matched to DIP packets -> {out}", "cases/s")
     if seen.get("no_cost"):
         summary.notes.append("no total_cost column: ties on procedure count went to the "
                              "smallest packet code (no |cost - packet mean| tie-break)")
@@ -260,9 +264,9 @@ def _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sh
               f"{cat.meta.get('built_from', '?') or '?'}), translation "
               f"{'on' if translate else 'off'}", markup=False)
     written = [Path(p) for p in summary.sidecars]
-    if with_supervision:
+    if supervision:
         try:
-            written += _supervision_report(con, out, hospital_column)
+            written += _supervision_report(con, out, hospital_column, supervision)
         except DrgsimError as exc:
             fail(exc)
     _drop_stale_sidecars(out, written)
@@ -318,6 +322,18 @@ def _group_spark(input_path: str, out: str, scheme: str, translate: bool, names:
     side = dsp.read_provenance(path)
     console().print(f"grouped -> {path}/ ({len(side['files'])} parts, provenance in "
                     f"{dsp.PROVENANCE_FILE})")
+
+
+def _print_counts(con, summary, what: str, unit: str) -> None:
+    """Rows, ok share and rate, then each status's count and absent optional columns."""
+    rate = summary.rows / summary.seconds if summary.seconds else 0.0
+    con.print(f"[bold]{summary.rows:,}[/] {what}  ({summary.grouped_share:.2%} ok, "
+              f"{rate:,.0f} {unit})")
+    for status, n in sorted(summary.status_counts.items(), key=lambda kv: -kv[1]):
+        con.print(f"  {status:<18} {n:>12,}  {n / summary.rows:7.2%}")
+    if summary.missing_columns:
+        con.print(f"  absent optional columns (all values absent): "
+                  f"{', '.join(summary.missing_columns)}")
 
 
 _GLOB_CHARS = "*?["
@@ -433,29 +449,41 @@ def _compare_report(con, out: str, column: str, hospital: str, cost: str | None)
     return written
 
 
-def _supervision_needs(hospital: str) -> dict[str, str]:
+def _supervision_params(policy_file: str | None) -> dict:
+    """The supervision flags' parameters: the policy's ``supervision:`` section over the
+    defaults (no policy: the defaults)."""
+    from drgsim.dip.supervision import params_from_policy
+
+    if policy_file is None:
+        return params_from_policy(None)
+    from drgsim.policy import load_policy
+
+    return params_from_policy(load_policy(policy_file))
+
+
+def _supervision_needs(hospital: str, params: dict) -> dict[str, str]:
     """Input columns the supervision flags read, checked before any work."""
     from drgsim.dip.supervision import required_columns
 
     out = {}
-    for c, fl in required_columns().items():  # one key per column (the message names both)
+    for c, fl in required_columns(params).items():  # one key per column (the message names both)
         name = hospital if c == "hospital_id" else c
         out[f"--supervision ({', '.join(fl)}; column {name})"] = name
     return out
 
 
-def _supervision_report(con, out: str, hospital: str) -> list[Path]:
-    from drgsim.dip.supervision import ALIASES, DEFAULTS, flags
+def _supervision_report(con, out: str, hospital: str, params: dict) -> list[Path]:
+    from drgsim.dip.supervision import ALIASES, flags
 
     wanted = [hospital, *ALIASES, "drg", "status", "packet", "dip_status"]
     t = _read_back(out, wanted)
     group = "packet" if "dip_status" in t.schema.names else "drg"
-    cases, by_hosp = flags(t.to_pandas(), group, columns={"hospital_id": hospital})
+    cases, by_hosp = flags(t.to_pandas(), group, params, columns={"hospital_id": hospital})
     flagged = cases[cases["supervision"] != ""]
     flagged.insert(0, "row", flagged.index)
     written = [_write_csv(flagged, _sidecar(out, ".supervision_cases.csv")),
                _write_csv(by_hosp, _sidecar(out, ".supervision_by_hospital.csv"))]
-    p = DEFAULTS
+    p = params
     con.print(f"[bold]supervision flags[/] by {group} (never change a group or payment; "
               f"readmission <= {p['readmission']['days']} d, split <= {p['split']['days']} d, "
               f"low cost < {p['low_cost']['ratio']:g} x mean, long stay > "

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from drgsim.cli.common import fail
+from drgsim.cli.common import _policy_path, fail
 from drgsim.errors import DrgsimError
 
 
@@ -18,6 +18,7 @@ def policy() -> None:
     Example:
       drgsim policy validate my_city.yaml
       drgsim policy show --date 2025-01-01
+      drgsim policy show dip_baseline
     """
 
 
@@ -45,7 +46,8 @@ def validate(files) -> None:
 
 
 @policy.command("show")
-@click.argument("file", required=False, type=click.Path(exists=True))
+@click.argument("file", required=False, type=click.Path(), metavar="[FILE|NAME]",
+                callback=_policy_path)
 @click.option(
     "--date", "date", default=None, help="Date the values are in force (YYYY-MM-DD; default today)."
 )

@@ -221,13 +221,17 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
         fp = fingerprint(inputs, options)
         with warnings.catch_warnings(record=True) as caught, _engine(engine, scheduler) as dg:
             warnings.simplefilter("always")
+            policy = base_policy(specs, policy_file)
+            for s in specs:  # a file on the default base overlays --policy (as base_policy)
+                if policy_file and s.base == "baseline":
+                    s.base = policy_file
             if dg is not None:
-                base = dg.prepare(dg.read_parquet(cases), policy=base_policy(specs, policy_file),
+                base = dg.prepare(dg.read_parquet(cases), policy=policy,
                                   weights=weights_file, hospitals=hospitals_file,
                                   region=region_file, year=year,
                                   grouped=True if grouped or dg.is_grouped(cases) else False)
             else:
-                base = drgsim.prepare(cases, policy=base_policy(specs, policy_file),
+                base = drgsim.prepare(cases, policy=policy,
                                       weights=weights_file, hospitals=hospitals_file,
                                       region=region_file, year=year,
                                       grouped=True if grouped else None,

@@ -2,7 +2,9 @@
 
 ``build`` makes a :class:`Catalogue` (packets, level means, auxiliary coefficients) from
 history; ``write_catalogue``/``read_catalogue``/``validate_catalogue`` handle its folder.
-``match`` (:mod:`drgsim.dip.match`) and ``aux`` (:mod:`drgsim.dip.aux`) load on first use.
+``match`` (:mod:`drgsim.dip.match`, a module callable as its function ``match``, so
+``dip.match(records, cat)`` works whether or not the submodule was imported first) and
+``aux`` (:mod:`drgsim.dip.aux`) load on first use.
 Rules and defaults: ../shared/DIP.md; names: DIP_CONTRACT.md.
 """
 
@@ -35,7 +37,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """``match`` and ``aux`` load lazily: the catalogue works without those modules."""
     if name == "match":
-        return import_module("drgsim.dip.match").match
+        return import_module("drgsim.dip.match")  # callable: dip.match(...) = match.match(...)
     if name == "aux":
         return import_module("drgsim.dip.aux")
     raise AttributeError(f"module 'drgsim.dip' has no attribute {name!r}")

@@ -28,6 +28,7 @@ from drgsim.calibrate import trim_mask, year_case_weights
 from drgsim.dip import keys as K
 from drgsim.dip.tables import FORMAT, Catalogue, CatalogueError
 from drgsim.errors import MissingColumnError, Problem, ValidationError
+from drgsim.grouper.kernels import CHECK_FIELDS, check_reasons
 
 #: the build's parameters and their defaults (the ``dip:`` section of a DIP policy)
 DEFAULTS: dict[str, Any] = {
@@ -50,8 +51,8 @@ DEFAULTS: dict[str, Any] = {
     "level_min_cases": 10,
     "base_packets": "demo",  # "demo" = data/dip/base_packets_demo.csv, a path, or "none"
 }
-#: keys of a DIP policy section that other parts read (pricing, matching, supervision)
-OTHER_KEYS = {"outliers", "blank_ratio", "special_review_share", "point_value", "supervision",
+#: keys of a DIP policy section that other parts read (pricing, matching)
+OTHER_KEYS = {"outliers", "blank_ratio", "special_review_share", "point_value",
               "method", "hospital_coefficient"}
 BASE_LIST = Path(__file__).resolve().parent.parent / "data" / "dip" / "base_packets_demo.csv"
 BUILD_STATUSES = ("ok", "check_failed", "malformed_row", "missing_cost", "negative_cost",
@@ -83,8 +84,8 @@ class BuildInfo:
 
 # ---------------------------------------------------------------- parameters
 
-def _problem(key: str, msg: str) -> DipPolicyError:
-    return DipPolicyError([Problem("<dip policy>", None, f"dip.{key}", msg)])
+def _problem(key: str, msg: str, source: str = "<dip policy>") -> DipPolicyError:
+    return DipPolicyError([Problem(source, None, f"dip.{key}" if key else "dip", msg)])
 
 
 def resolve_params(policy: Any = None, year: int | None = None) -> dict[str, Any]:
@@ -103,8 +104,8 @@ def resolve_params(policy: Any = None, year: int | None = None) -> dict[str, Any
         day = dt.date(year if year is not None else dt.date.today().year, 1, 1)
         tree = pol.at(day)
         if "dip" not in tree:
-            raise _problem("", f"{pol.source}: the policy has no dip section "
-                               "(a DIP build needs one, e.g. dip_baseline.yaml)")
+            raise _problem("", "the policy has no dip section (a DIP build needs one, e.g. "
+                               "dip_baseline)", str(pol.source))
         sec = tree["dip"]
     p = copy.deepcopy(DEFAULTS)
     for k, v in dict(sec).items():
@@ -511,8 +512,12 @@ def _build(h: History, digest: Any, policy: Any, scheme: Any, hospitals: Any,
     from drgsim.records import fields_from_table
 
     fields = fields_from_table(h.table)
-    empty_dx = np.asarray(pc.equal(pc.binary_length(fields.diagnoses), 0), dtype=bool)
-    reason = K.record_checks(fields.ints, ~empty_dx)
+    # the grouper's own record checks (the reason = the field that fails); a diagnoses field
+    # counts as many codes as the grouper reads in it (none only when empty)
+    n_dx = np.asarray(pc.binary_length(fields.diagnoses).fill_null(0), dtype=np.int64)
+    ints = fields.ints
+    reason = check_reasons(n_dx, ints["sex"], ints["age_years"], ints["age_days"],
+                           ints["birth_weight_g"])
     status = np.zeros(h.n, dtype=np.int8)
 
     def flag(mask: np.ndarray, name: str) -> None:
@@ -660,12 +665,12 @@ def _build(h: History, digest: Any, policy: Any, scheme: Any, hospitals: Any,
         "status": pd.Categorical.from_codes(status.astype(np.int64),
                                             categories=list(BUILD_STATUSES)),
         "reason": pd.Categorical.from_codes(reason.astype(np.int64),
-                                            categories=list(K.CHECK_REASONS)),
+                                            categories=list(CHECK_FIELDS)),
     })
     info.status_counts = {s: int(c) for s, c in zip(BUILD_STATUSES, np.bincount(
         status, minlength=len(BUILD_STATUSES)), strict=True) if c}
-    info.reason_counts = {r: int(c) for r, c in zip(K.CHECK_REASONS, np.bincount(
-        reason, minlength=len(K.CHECK_REASONS)), strict=True) if c and r}
+    info.reason_counts = {r: int(c) for r, c in zip(CHECK_FIELDS, np.bincount(
+        reason, minlength=len(CHECK_FIELDS)), strict=True) if c and r}
     info.cost_fen = float(cost.sum())
     info.core_cost_fen = float(cost[a.kind[a.packet] == "core"].sum())
     cat.info = info  # type: ignore[attr-defined]

@@ -13,13 +13,13 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit
 
-from drgsim.constants import ABSENT
 from drgsim.errors import Problem, ValidationError
 
 #: treatment type ranks, lowest to highest (DIP.md): letters used in packet codes
@@ -28,10 +28,6 @@ TREATMENT_NAMES = ("conservative", "diagnostic", "therapeutic", "surgery")
 CONSERVATIVE, DIAGNOSTIC, THERAPEUTIC, SURGERY = range(4)
 DX_LEVELS = {"subcategory": 5, "category": 3}
 
-#: record checks of the DRG path (scheme README 4.2), first failure wins: the reason names
-#: the field. A DIP case failing one gets status ``check_failed`` like the DRG path.
-CHECK_REASONS = ("", "sex", "age_years", "age_days", "birth_weight_g", "diagnoses")
-
 TREATMENT_TABLE = Path(__file__).resolve().parent.parent / "data" / "dip" / "treatment_types.csv"
 
 
@@ -39,26 +35,6 @@ class TreatmentTableError(ValidationError):
     """The treatment-type table (data/dip/treatment_types.csv or a region's) is malformed."""
 
     kind = "treatment-type table"
-
-
-# ---------------------------------------------------------------- record checks
-
-def record_checks(ints: dict[str, np.ndarray], n_dx: np.ndarray) -> np.ndarray:
-    """Index into :data:`CHECK_REASONS` per record (0 = passes), the grouper's checks in its
-    order (scheme README 4.2): sex, age_years, age_days, birth weight, empty diagnoses."""
-    sex, age_y = ints["sex"], ints["age_years"]
-    age_d, wt = ints["age_days"], ints["birth_weight_g"]
-    out = np.zeros(len(sex), dtype=np.int8)
-    tests = (
-        (sex != 1) & (sex != 2),
-        age_y == ABSENT,
-        (age_y == 0) & (age_d == ABSENT),
-        (age_y == 0) & (age_d != ABSENT) & (age_d <= 28) & (wt == ABSENT),
-        np.asarray(n_dx) == 0,
-    )
-    for i, bad in enumerate(tests, start=1):
-        out[(out == 0) & bad] = i
-    return out
 
 
 # ---------------------------------------------------------------- code fields
@@ -113,16 +89,20 @@ def _fill_pieces(offsets, data, ptr, row, pos, start, length):
                 run += 1
 
 
+def _plain_strings(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous ``string`` array, nulls as "" (what the byte kernels read)."""
+    if isinstance(a, pa.ChunkedArray):
+        a = a.combine_chunks()
+    a = pc.fill_null(a, "")
+    return a.cast(pa.string()) if pa.types.is_large_string(a.type) else a
+
+
 def split_codes(field: pa.Array | pa.ChunkedArray) -> CodeLists:
     """Split a ``|``/``,``-joined code field (scheme README 3) and encode the codes once:
     one byte pass (numba) over the Arrow buffers, one dictionary encoding of the pieces."""
     from drgsim.textkernels import string_buffers
 
-    if isinstance(field, pa.ChunkedArray):
-        field = field.combine_chunks()
-    field = pc.fill_null(field, "")
-    if pa.types.is_large_string(field.type):
-        field = field.cast(pa.string())
+    field = _plain_strings(field)
     n = len(field)
     offsets, data = string_buffers(field)
     counts = np.empty(n, dtype=np.int64)
@@ -199,11 +179,7 @@ def dx_key_ids(arr: pa.Array | pa.ChunkedArray | np.ndarray | list, level: str =
     if level not in DX_LEVELS:
         raise ValueError(f"dx_level {level!r}: one of {', '.join(DX_LEVELS)}")
     a = arr if isinstance(arr, (pa.Array, pa.ChunkedArray)) else pa.array(list(arr), pa.string())
-    if isinstance(a, pa.ChunkedArray):
-        a = a.combine_chunks()
-    a = pc.fill_null(a, "")
-    if pa.types.is_large_string(a.type):
-        a = a.cast(pa.string())
+    a = _plain_strings(a)
     n = len(a)
     offsets, data = string_buffers(a)
     start = np.empty(n, dtype=np.int64)
@@ -323,15 +299,19 @@ def _or_list(scheme_dir: str) -> frozenset[str]:
         return frozenset(r["code"] for r in csv.DictReader(fh))
 
 
-def _scheme_dir(scheme: str | os.PathLike[str] | None) -> str | None:
+def _scheme_dir(scheme: Any) -> str | None:
+    """The folder of a scheme given by name, folder or compiled (its ``path``), or None."""
     if scheme is None:
         return None
     from drgsim.scheme import resolve_scheme_dir
+    from drgsim.scheme.compiled import CompiledScheme
 
+    if isinstance(scheme, CompiledScheme):
+        scheme = scheme.path
     return str(resolve_scheme_dir(scheme))
 
 
-def code_types(codes: np.ndarray, scheme: str | os.PathLike[str] | None = "chs_drg_11",
+def code_types(codes: np.ndarray, scheme: Any = "chs_drg_11",
                rules: TreatmentRules | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(type rank int8, matched bool) for distinct procedure codes: the first rule of the
     table that matches; a code no rule matches is therapeutic (``matched`` False)."""
@@ -362,7 +342,7 @@ def code_types(codes: np.ndarray, scheme: str | os.PathLike[str] | None = "chs_d
     return out, matched
 
 
-def treatment_types(scheme: str | os.PathLike[str] | None = "chs_drg_11",
+def treatment_types(scheme: Any = "chs_drg_11",
                     rules: TreatmentRules | None = None) -> dict[str, int]:
     """Treatment type rank of every code of the scheme's procedure dictionary (icd9.csv)."""
     sdir = _scheme_dir(scheme)
@@ -384,7 +364,7 @@ class ProcKeys:
     vocab: np.ndarray  # sorted object array
     treatment: np.ndarray  # int8 per record: highest type over all its procedures, 0 none
     set_id: np.ndarray  # int64 per record: -1 conservative, else id of its procedure set
-    unmatched_codes: int  # distinct codes no treatment rule matched (typed therapeutic)
+    unmatched_codes: int  # distinct codes of usable records no treatment rule matched
 
     def codes_of(self, row: int) -> list[str]:
         return self.vocab[self.codes[self.ptr[row]:self.ptr[row + 1]]].tolist()
@@ -425,7 +405,7 @@ def _set_ids(n: int, row: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def proc_keys(procedures: pa.Array | pa.ChunkedArray, version: str = "1.0",
-              scheme: str | os.PathLike[str] | None = "chs_drg_11",
+              scheme: Any = "chs_drg_11",
               rules: TreatmentRules | None = None, cost: np.ndarray | None = None,
               usable: np.ndarray | None = None, related_cost_share: float = 0.10) -> ProcKeys:
     """The procedure part of each record's packet key.
@@ -463,8 +443,12 @@ def proc_keys(procedures: pa.Array | pa.ChunkedArray, version: str = "1.0",
     elif version != "1.0":
         raise ValueError(f"version {version!r}: 1.0 or 2.0")
     ptr, sid = _set_ids(cl.n, row, code)
+    listed = np.ones(len(vocab), bool)  # codes of the records the build uses (``usable``)
+    if usable is not None and len(rank):
+        listed[:] = False
+        listed[rank[np.asarray(usable, bool)[cl.row]]] = True
     return ProcKeys(ptr, code.astype(np.int32), vocab, treatment, sid,
-                    int((~matched).sum()))
+                    int((~matched & listed).sum()))
 
 
 def procedure_costs(n: int, row: np.ndarray, code: np.ndarray, n_codes: int, cost: np.ndarray,

@@ -670,3 +670,15 @@ def history_agreement(history: Any, assigned: Any, catalogue: Any,
     moves = moved.rename("cases").reset_index().sort_values("cases", ascending=False,
                                                              kind="stable").reset_index(drop=True)
     return Agreement(len(j), int(same.sum()), moves, excluded)
+
+
+class _CallableModule(type(sys)):
+    """This module, callable as :func:`match`: importing ``drgsim.dip.match`` makes the
+    package attribute ``drgsim.dip.match`` the module (Python's import sets it), so
+    ``from drgsim import dip; dip.match(records, cat)`` works whatever was imported first."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return match(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

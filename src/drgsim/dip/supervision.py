@@ -36,10 +36,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from drgsim.errors import MissingColumnError, Problem, ValidationError
+from drgsim.policy.schema import SUPERVISION_FLAGS as FLAGS
+from drgsim.pricing.cases import ALIASES as _CASE_ALIASES
 
-FLAGS = ("readmission", "split", "low_cost", "long_stay", "upcoding")
-
-#: every parameter of the ``supervision:`` policy section, with its default
+#: every parameter of the ``supervision:`` policy section (policy.schema.SUPERVISION_SCHEMA),
+#: with its default
 DEFAULTS: dict[str, Any] = {
     "flags": list(FLAGS),
     "dx_level": "subcategory",  # principal-diagnosis key: subcategory (K80.1) | category (K80)
@@ -52,17 +53,11 @@ DEFAULTS: dict[str, Any] = {
     "upcoding": {"margin": 0.15, "min_cases": 20},
 }
 
-#: input columns by their canonical name -> names accepted for it
+#: input columns by their canonical name -> names accepted for it (the pricing's names)
 ALIASES: dict[str, tuple[str, ...]] = {
-    "case_id": ("case_id", "id"),
-    "patient_id": ("patient_id", "person_id"),
-    "hospital_id": ("hospital_id", "hospital"),
-    "admit_date": ("admit_date", "admission_date", "admit"),
-    "discharge_date": ("discharge_date", "discharge", "disch_date"),
-    "total_cost": ("total_cost", "cost", "total_cost_yuan"),
-    "los_days": ("los_days", "los"),
-    "diagnoses": ("diagnoses",),
-    "discharge_mode": ("discharge_mode",),
+    k: _CASE_ALIASES.get(k, (k,))
+    for k in ("case_id", "patient_id", "hospital_id", "admit_date", "discharge_date",
+              "total_cost", "los_days", "diagnoses", "discharge_mode")
 }
 
 #: columns each flag reads (besides the group, its status and the hospital)

@@ -63,6 +63,38 @@ def _translate(target, lst, n):
             lst[j] = t
 
 
+#: the field each record check (scheme README 4.2) tests, by :func:`check_reason`'s value
+CHECK_FIELDS = ("", "sex", "age_years", "age_days", "birth_weight_g", "diagnoses")
+
+
+@njit(inline="always")
+def check_reason(nd, sex, age_y, age_d, weight):
+    """Scheme README 4.2 record checks, first failure wins: 0 passes, else the index into
+    :data:`CHECK_FIELDS` of the field that fails (``nd``: the record's diagnosis count)."""
+    if sex != 1 and sex != 2:
+        return 1
+    if age_y == ABSENT:
+        return 2
+    if age_y == 0 and age_d == ABSENT:
+        return 3
+    if age_y == 0 and age_d <= 28 and weight == ABSENT:
+        return 4
+    if nd == 0:
+        return 5
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def check_reasons(nd, sex, age_y, age_d, weight):
+    """:func:`check_reason` of every record (int8 array), for callers that read the fields
+    without grouping (the DIP catalogue build)."""
+    n = sex.shape[0]
+    out = np.zeros(n, dtype=np.int8)
+    for i in range(n):
+        out[i] = check_reason(nd[i], sex[i], age_y[i], age_d[i], weight[i])
+    return out
+
+
 @njit(inline="always")
 def record_checks(kt, dx, nd, px, npx, sex, age_y, age_d, weight, translate):
     """Scheme README 4.1 translation (in place) and 4.2 record checks: OK or the failing
@@ -76,15 +108,7 @@ def record_checks(kt, dx, nd, px, npx, sex, age_y, age_d, weight, translate):
                 return PX_UNMAPPABLE
         _translate(kt.code_dx_target, dx, nd)
         _translate(kt.code_px_target, px, npx)
-    if sex != 1 and sex != 2:
-        return CHECK_FAILED
-    if age_y == ABSENT:
-        return CHECK_FAILED
-    if age_y == 0 and age_d == ABSENT:
-        return CHECK_FAILED
-    if age_y == 0 and age_d <= 28 and weight == ABSENT:
-        return CHECK_FAILED
-    if nd == 0:
+    if check_reason(nd, sex, age_y, age_d, weight) != 0:
         return CHECK_FAILED
     return OK
 

@@ -20,6 +20,7 @@ from typing import Any
 from drgsim.errors import Problem, ValidationError
 from drgsim.errors import Problem as _Problem
 from drgsim.policy.schema import (
+    ANY_METHOD_SECTIONS,
     FUNDS,
     LEAF_META,
     METHODS,
@@ -128,7 +129,7 @@ def _as_date(x: dt.date | str | int) -> dt.date:
 
 
 def _spec_for(key: str) -> Param | None:
-    node: Any = {**SCHEMA, **OPTIONAL_SECTIONS}
+    node: Any = {**SCHEMA, **OPTIONAL_SECTIONS, **ANY_METHOD_SECTIONS}
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             return None
@@ -204,6 +205,12 @@ def _check_value(
             if len(set(v)) != len(v):
                 bad("a value is listed twice")
         return [str(x) for x in v]
+    elif k == "list_int":
+        if not isinstance(v, list) or not all(isinstance(x, int) and not isinstance(x, bool)
+                                              for x in v):
+            bad("expected a list of whole numbers")
+            return []
+        return [int(x) for x in v]
     elif k == "list_float":
         if not isinstance(v, list) or not v or not all(_is_num(x) and x >= 0 for x in v):
             bad("expected a non-empty list of non-negative numbers")
@@ -253,7 +260,10 @@ def _walk(
     problems: list[Problem],
     params: dict,
     skip: tuple = (),
+    partial: bool = False,
 ) -> None:
+    """Check a section against its schema into ``params``; ``partial``: keys may be left out
+    (an optional section whose reader holds the defaults)."""
     if not isinstance(node, dict):
         problems.append(Problem(file, _line(node, None), prefix or None, "expected a mapping"))
         return
@@ -269,10 +279,10 @@ def _walk(
             continue
         spec = schema[key]
         if isinstance(spec, dict):
-            _walk(child, spec, path, file, problems, params)
+            _walk(child, spec, path, file, problems, params, partial=partial)
         else:
             _leaf(child, spec, path, file, line, problems, params)
-    for key in schema:
+    for key in () if partial else schema:
         if key not in node:
             path = f"{prefix}.{key}" if prefix else str(key)
             problems.append(Problem(file, _line(node, None), path, "missing"))
@@ -564,7 +574,10 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
             Problem(file, _line(doc, "method"), "method", f"{method!r} is not one of {', '.join(METHODS)}")
         )
     params["method"] = [(dt.date(1900, 1, 1), str(method))]
-    _walk(doc, SCHEMA, "", file, problems, params, skip=TOP_META + tuple(OPTIONAL_SECTIONS))
+    _walk(doc, SCHEMA, "", file, problems, params, skip=TOP_META + tuple(OPTIONAL_SECTIONS) + tuple(ANY_METHOD_SECTIONS))
+    for sec, sec_schema in ANY_METHOD_SECTIONS.items():
+        if sec in doc:
+            _walk(doc[sec], sec_schema, sec, file, problems, params, partial=True)
     if method == "dip" and "dip" not in doc:
         problems.append(Problem(file, 1, "dip", "missing (method dip needs the dip section)"))
     elif "dip" in doc and method != "dip":

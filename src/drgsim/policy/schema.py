@@ -17,7 +17,7 @@ from drgsim.scheme.spec import STATUSES
 class Param:
     """One dated leaf: its kind, whether it may be null, and what the value may be."""
 
-    kind: str  # float, int, bool, str, enum, list_enum, list_float, list_str, map_float, tiers
+    kind: str  # float, int, bool, str, enum, list_enum, list_float, list_int, list_str, map_float, tiers
     doc: str = ""
     nullable: bool = False
     choices: tuple[str, ...] = ()
@@ -378,14 +378,44 @@ DIP_SCHEMA: dict[str, Any] = {
             hi=1.0,
         ),
     },
-    "supervision": {
-        "readmission_days": Param("int", "readmission for the same condition within N days", lo=0),
-        "low_threshold_ratio": pos("low-threshold admission: cost below this x packet mean"),
-        "long_stay_ratio": pos("over-long stay: LOS above this x the packet's mean LOS"),
-        "split_days": Param("int", "split admission: readmitted within N days of discharge", lo=0),
-    },
 }
 OPTIONAL_SECTIONS = {"dip": DIP_SCHEMA}  # required with method dip, refused with method drg
+
+SUPERVISION_FLAGS = ("readmission", "split", "low_cost", "long_stay", "upcoding")
+
+# Supervision flags (drgsim.dip.supervision; DIP.md's last section), for drg and dip policies
+# alike. The section and each of its keys are optional: a key left out takes the default of
+# drgsim.dip.supervision.DEFAULTS (the flags are computed only when asked, never paid on).
+SUPERVISION_SCHEMA: dict[str, Any] = {
+    "flags": Param("list_enum", "flags computed", choices=SUPERVISION_FLAGS),
+    "dx_level": Param(
+        "enum", "principal-diagnosis key: subcategory (K80.1) or category (K80)",
+        choices=("subcategory", "category"),
+    ),
+    "min_group_cases": Param(
+        "int", "a group's own mean cost and LOS need this many ok cases", lo=1
+    ),
+    "readmission": {
+        "days": Param("int", "readmitted for the same condition within N days", lo=0),
+        "same_hospital": Param("bool", "the readmission is at the same hospital"),
+    },
+    "split": {
+        "days": Param("int", "split admission: admitted within N days of a discharge", lo=0),
+    },
+    "low_cost": {
+        "ratio": Param("float", "low-threshold admission: cost below this x group mean",
+                       lo=0.0, hi=1.0),
+        "exclude_discharge_modes": Param(
+            "list_int", "discharge modes never flagged low-cost (transfer, against advice, death)"
+        ),
+    },
+    "long_stay": {"factor": pos("over-long stay: LOS above this x the group's mean LOS")},
+    "upcoding": {
+        "margin": ratio("a hospital's higher-scored share above the region's by more than this"),
+        "min_cases": Param("int", "cases of a diagnosis a hospital needs for the signal", lo=1),
+    },
+}
+ANY_METHOD_SECTIONS = {"supervision": SUPERVISION_SCHEMA}  # optional, partial, any method
 
 # When a dated value applies (README "Dated values"): case-level keys take the value in
 # force on each case's discharge date, month-level keys on the first day of the month,
@@ -417,6 +447,7 @@ LEVELS: dict[str, str] = {
     "dip": "year",
     "dip.outliers": "case",
     "dip.blank_ratio": "case",
+    "supervision": "year",
 }
 
 
