@@ -322,16 +322,41 @@ def test_cli_simulate_engine_spark_writes_the_single_tables(spark, region, histo
     assert cases["payment_fen"].tolist() == _by_case(ref["cases"])["payment_fen"].tolist()
 
 
-def test_dip_match_per_batch_equals_the_single_path(spark, region):
-    pytest.importorskip("drgsim.dip.match", reason="DIP matching (issue 19) is not merged yet")
+DIP_COLUMNS = ("packet", "packet_kind", "aux_catalogue", "aux_class", "aux_coef",
+               "treatment_type", "dip_status", "dx_key")
+
+
+@pytest.fixture(scope="module")
+def catalogue(region, tmp_path_factory):
+    """The region's rows, and a catalogue ``dip.build`` made of the years before the last
+    (in memory and as a folder)."""
     from drgsim import dip
-    from drgsim import spark as dsp
 
     frame = ds.dataset(region / "discharges", partitioning="hive").to_table().to_pandas()
     years = pd.to_datetime(frame["discharge_date"]).dt.year
     cat, _ = dip.build(frame[years < years.max()])
+    folder = tmp_path_factory.mktemp("spark-dip") / "catalogue"
+    dip.write_catalogue(cat, folder)
+    return frame, cat, folder
+
+
+def test_dip_match_per_batch_equals_the_single_path(spark, region, catalogue):
+    from drgsim import spark as dsp
+    from drgsim.dip.match import match as dip_match
+
+    frame, cat, folder = catalogue
     sdf = spark.read.parquet(str(region / "discharges")).repartition(3)
-    a = _by_case(dsp.dip_match(sdf, cat).toPandas())
-    b = _by_case(dip.match(frame, catalogue=cat))
-    for col in ("packet", "packet_kind", "aux_coef", "dip_status"):
-        assert a[col].astype("string").tolist() == b[col].astype("string").tolist(), col
+    out = dsp.dip_match(sdf, folder)
+    a = _by_case(out.toPandas())
+    b = _by_case(dip_match(frame, catalogue=cat))
+    assert len(a) == len(b) == 1500
+    assert (b["dip_status"] != "ok").any() and (b["packet"] != "").any()  # dirty rows in
+    for col in DIP_COLUMNS:
+        if col == "aux_coef":
+            np.testing.assert_array_equal(a[col].to_numpy(float), b[col].to_numpy(float))
+        elif col == "treatment_type":  # Spark hands a nullable int8 back as float
+            assert a[col].astype("Int64").tolist() == b[col].astype("Int64").tolist(), col
+        else:
+            assert a[col].astype("string").fillna("<NA>").tolist() == \
+                b[col].astype("string").fillna("<NA>").tolist(), col
+    assert dsp.provenance_of(out)["drgsim.method"] == "dip"

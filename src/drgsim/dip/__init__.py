@@ -35,7 +35,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """``match`` and ``aux`` load lazily: the catalogue works without those modules."""
     if name == "match":
-        return import_module("drgsim.dip.match").match
+        fn = import_module("drgsim.dip.match").match
+        globals()["match"] = fn  # the import set dip.match to the module: the function wins
+        return fn
     if name == "aux":
         return import_module("drgsim.dip.aux")
     raise AttributeError(f"module 'drgsim.dip' has no attribute {name!r}")
