@@ -360,3 +360,35 @@ def test_dip_match_per_batch_equals_the_single_path(spark, region, catalogue):
             assert a[col].astype("string").fillna("<NA>").tolist() == \
                 b[col].astype("string").fillna("<NA>").tolist(), col
     assert dsp.provenance_of(out)["drgsim.method"] == "dip"
+
+
+def test_cli_group_method_dip_engine_spark_equals_the_single_path(spark, region, catalogue,
+                                                                   tmp_path):
+    """``group --method dip --engine spark`` (the active session): the year=/month= output
+    holds the rows the single path's ``group --method dip`` writes, every DIP column equal."""
+    from click.testing import CliRunner
+
+    from drgsim import spark as dsp
+    from drgsim.cli import main
+
+    _, _, folder = catalogue
+    src = str(region / "discharges")
+    single, out = tmp_path / "single.parquet", tmp_path / "spark"
+    r = CliRunner().invoke(main, ["group", src, "--method", "dip", "--catalogue", str(folder),
+                                  "-o", str(single), "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["group", src, "--method", "dip", "--catalogue", str(folder),
+                                  "-o", str(out), "--engine", "spark"])
+    assert r.exit_code == 0, r.output
+    got = _by_case(ds.dataset(out, partitioning="hive").to_table().to_pandas())
+    ref = _by_case(pd.read_parquet(single))
+    assert len(got) == len(ref) == 1500 and (ref["dip_status"] != "ok").any()
+    for col in DIP_COLUMNS:
+        if col == "aux_coef":
+            np.testing.assert_array_equal(got[col].to_numpy(float), ref[col].to_numpy(float))
+        elif col == "treatment_type":
+            assert got[col].astype("Int64").tolist() == ref[col].astype("Int64").tolist(), col
+        else:
+            assert got[col].astype("string").fillna("<NA>").tolist() == \
+                ref[col].astype("string").fillna("<NA>").tolist(), col
+    assert dsp.read_provenance(out)["provenance"]["drgsim.method"] == "dip"
