@@ -500,6 +500,22 @@ def match(ddf: dd.DataFrame, catalogue: Any, scheme: Any = "chs_drg_11",
     return ddf.map_partitions(_match_part, cfut, sfut, translate, meta=meta)
 
 
+def build_catalogue(ddf: dd.DataFrame, policy: Any = None, scheme: Any = "chs_drg_11",
+                    hospitals: Any = None, columns: dict[str, str] | None = None,
+                    client: Client | None = None, **build_kw: Any) -> tuple[Any, pd.DataFrame]:
+    """``drgsim.dip.build`` of a history on the cluster: only the columns the build reads
+    (:func:`drgsim.distributed.dip.build_columns`) are gathered to the driver, partitions in
+    order (the input order), and the single-machine build runs there: the same catalogue
+    as ``dip.build`` of the whole frame. The driver needs memory for those columns."""
+    from drgsim.distributed.dip import build_columns, build_gathered
+
+    client = _client(client)
+    cols = build_columns([str(c) for c in ddf.columns], columns)
+    hist = client.compute(ddf[cols]).result()
+    return build_gathered(hist, policy=policy, scheme=scheme, hospitals=hospitals,
+                          columns=columns, **build_kw)
+
+
 def match_to_parquet(ddf: dd.DataFrame, out: str | os.PathLike[str], fingerprint: str,
                      catalogue: Any, scheme: Any = "chs_drg_11", translate: bool = False,
                      date_col: str | None = "discharge_date", client: Client | None = None,
@@ -521,6 +537,7 @@ __all__ = [
     "is_grouped",
     "group",
     "group_to_parquet",
+    "build_catalogue",
     "catalogue_on_workers",
     "match",
     "match_to_parquet",
