@@ -392,3 +392,23 @@ def test_cli_group_method_dip_engine_spark_equals_the_single_path(spark, region,
             assert got[col].astype("string").fillna("<NA>").tolist() == \
                 ref[col].astype("string").fillna("<NA>").tolist(), col
     assert dsp.read_provenance(out)["provenance"]["drgsim.method"] == "dip"
+
+
+def test_dip_build_equals_dip_build_of_the_same_rows(spark, region, catalogue):
+    """The collected build gives ``dip.build``'s catalogue table for table (same history
+    hash) for the rows in case_id order, from any partitioning."""
+    from drgsim import dip
+    from drgsim import spark as dsp
+
+    frame = catalogue[0]
+    hosp = pd.read_parquet(region / "hospitals.parquet")
+    year = int(pd.to_datetime(frame["discharge_date"]).dt.year.max())
+    sdf = spark.read.parquet(str(region / "discharges")).repartition(3)
+    cat, assigned = dsp.dip_build(sdf, hospitals=hosp, year=year)
+    rows = frame.sort_values("case_id", kind="stable").reset_index(drop=True)
+    ref, ref_assigned = dip.build(rows, hospitals=hosp, year=year)
+    assert cat.meta == ref.meta
+    for name in ("packets", "levels", "aux"):
+        pd.testing.assert_frame_equal(getattr(cat, name), getattr(ref, name), obj=name)
+    assert len(cat.packets) and len(cat.levels)
+    pd.testing.assert_frame_equal(assigned, ref_assigned)

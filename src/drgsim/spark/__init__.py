@@ -15,6 +15,8 @@ for Spark's tasks is :mod:`drgsim.spark.partitions`):
   (:func:`drgsim.distributed.settle_driver`) or sweeps settlement-only scenarios; the
   payments go back in a broadcast and a second pass splits them per case
   (:func:`drgsim.distributed.pay_partition`).
+- :func:`dip_build` — the DIP catalogue: the build's columns collected, ``dip.build`` on the
+  driver.
 - :func:`dip_match` / :func:`dip_match_to` — DIP packet matching per batch
   (:func:`drgsim.distributed.dip.match_table`, ``drgsim.dip.match``'s Arrow path).
 - :func:`write_parquet` / :func:`group_to` — partitioned parquet (``year=/month=``)
@@ -222,6 +224,26 @@ def dip_match(
     prov["drgsim.absent_columns"] = absent
     _PROVENANCE[id(out)] = (out, prov)
     return out
+
+
+def dip_build(
+    sdf: SparkDataFrame, policy: Any = None, scheme: Any = DEFAULT_SCHEME, hospitals: Any = None,
+    columns: dict[str, str] | None = None, *, order_by: str = "case_id", **build_kw: Any,
+) -> tuple[Any, pd.DataFrame]:
+    """``drgsim.dip.build`` of a history in Spark: only the columns the build reads
+    (:func:`drgsim.distributed.dip.build_columns`) are collected to the driver, ordered by
+    ``order_by`` (a Spark frame has no input order; the year-weighted means are float sums,
+    so the order is fixed), and the single-machine build runs there: the catalogue equals
+    ``dip.build`` of the same rows in that order. The driver needs memory for those columns."""
+    _pyspark()
+    from drgsim.distributed.dip import build_columns, build_gathered
+
+    cols = build_columns(list(sdf.columns), columns)
+    if order_by not in cols:
+        raise SparkError(f"order_by {order_by!r}: not a column the build reads ({', '.join(cols)})")
+    hist = sdf.select(*cols).orderBy(order_by).toPandas()
+    return build_gathered(hist, policy=policy, scheme=scheme, hospitals=hospitals,
+                          columns=columns, **build_kw)
 
 
 # ----------------------------------------------------------------------------- output
@@ -596,6 +618,7 @@ def sweep(sdf: SparkDataFrame, scenarios: Any, draws: int | None = None,
 __all__ = [
     "PROVENANCE_FILE",
     "SparkError",
+    "dip_build",
     "dip_match",
     "dip_match_to",
     "group",
