@@ -506,7 +506,9 @@ def build_catalogue(ddf: dd.DataFrame, policy: Any = None, scheme: Any = "chs_dr
     """``drgsim.dip.build`` of a history on the cluster: only the columns the build reads
     (:func:`drgsim.distributed.dip.build_columns`) are gathered to the driver, partitions in
     order (the input order), and the single-machine build runs there: the same catalogue
-    as ``dip.build`` of the whole frame. The driver needs memory for those columns."""
+    as ``dip.build`` of the whole frame. The driver needs memory for those columns as a
+    pandas frame (~630 bytes a row on the synthetic region, ~170 as Arrow) and the build's
+    working arrays."""
     from drgsim.distributed.dip import build_columns, build_gathered
 
     client = _client(client)
