@@ -4,7 +4,8 @@ One LocalCluster (2 workers, 1 thread each) per module; a small synthetic region
 dirty rows. Grouping, simulation (calibrated weights: exact calibration) and a
 settlement-only sweep must equal the single-process path to the fen; pricing month
 partitions without the hospital shuffle must differ (and is refused); a group run cut
-short re-runs to the same rows.
+short re-runs to the same rows. DIP: matching per partition, ``group --method dip --engine
+dask`` and the gathered catalogue build equal the single path.
 """
 
 from __future__ import annotations

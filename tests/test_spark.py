@@ -1,6 +1,7 @@
 """drgsim on Spark gives the single-process results: grouping, a calibrated simulation and
 a settlement-only sweep to the fen (dirty rows and rows without a valid date included),
-the hospital-partition guard, and a killed write re-run to a complete output.
+the hospital-partition guard, and a killed write re-run to a complete output; DIP matching
+per batch, ``group --method dip --engine spark`` and the collected catalogue build.
 
 One local Spark session for the module (local[2], two shuffle partitions, no UI) and one
 Spark ``prepare`` shared by the simulation and sweep tests, to keep the module short. The

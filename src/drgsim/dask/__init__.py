@@ -13,8 +13,10 @@ partition and on the driver is :mod:`drgsim.distributed` (the single-machine fun
   the broadcast hospital-month payments.
 - Weights: given, or calibrated exactly on the driver over the history rows (the years
   before the simulated one are collected there; give weights when they do not fit).
-- :func:`match` — DIP packet matching per partition (``drgsim.dip.match``), when the DIP
-  package is installed.
+- :func:`match` / :func:`match_to_parquet` — DIP packet matching per partition
+  (:func:`drgsim.distributed.dip.match_frame`, ``drgsim.dip.match``'s Arrow path), the
+  catalogue scattered once; :func:`build_catalogue` — the DIP catalogue: the build's
+  columns gathered in input order, ``dip.build`` on the driver (no shuffle by packet key).
 
 Every function takes ``client=`` (default: the current ``distributed`` client).
 """
