@@ -4,7 +4,8 @@ One LocalCluster (2 workers, 1 thread each) per module; a small synthetic region
 dirty rows. Grouping, simulation (calibrated weights: exact calibration) and a
 settlement-only sweep must equal the single-process path to the fen; pricing month
 partitions without the hospital shuffle must differ (and is refused); a group run cut
-short re-runs to the same rows.
+short re-runs to the same rows. DIP: matching per partition, ``group --method dip --engine
+dask`` and the gathered catalogue build equal the single path.
 """
 
 from __future__ import annotations
@@ -251,18 +252,104 @@ def test_sigkilled_cli_group_reruns_to_a_complete_output(client, region, tmp_pat
     assert len(pd.read_parquet(out / "data")) == 2400
 
 
-def test_dip_match_per_partition(client, ddf, frame):
-    pytest.importorskip("drgsim.dip.match", reason="DIP matching (issue 19) is not merged yet")
-    import drgsim.dask as dg
+DIP_COLUMNS = ("packet", "packet_kind", "aux_catalogue", "aux_class", "aux_coef",
+               "treatment_type", "dip_status", "dx_key")
+
+
+@pytest.fixture(scope="module")
+def catalogue(frame, tmp_path_factory):
+    """A catalogue built by ``dip.build`` on the years before the last, and its folder."""
     from drgsim import dip
 
     year = int(pd.to_datetime(frame["discharge_date"]).dt.year.max())
-    history = frame[pd.to_datetime(frame["discharge_date"]).dt.year < year]
-    cat, _ = dip.build(history)
-    a = by_case(dg.match(ddf, cat, client=client).compute())
-    b = by_case(dip.match(frame, catalogue=cat))
-    for col in ("packet", "packet_kind", "aux_coef", "dip_status"):
-        assert a[col].tolist() == b[col].tolist(), col
+    cat, _ = dip.build(frame[pd.to_datetime(frame["discharge_date"]).dt.year < year])
+    folder = tmp_path_factory.mktemp("dask-dip") / "catalogue"
+    dip.write_catalogue(cat, folder)
+    return cat, folder
+
+
+def same_dip(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Every DIP column equal, row for row (by case), the coefficients bit for bit."""
+    assert len(a) == len(b)
+    for col in DIP_COLUMNS:
+        if col == "aux_coef":
+            np.testing.assert_array_equal(a[col].to_numpy(float), b[col].to_numpy(float))
+        elif col == "treatment_type":  # a nullable int8: float once read back with nulls
+            assert a[col].astype("Int64").tolist() == b[col].astype("Int64").tolist(), col
+        else:
+            assert a[col].astype("string").fillna("<NA>").tolist() == \
+                b[col].astype("string").fillna("<NA>").tolist(), col
+
+
+def test_dip_match_per_partition(client, ddf, frame, catalogue):
+    import drgsim.dask as dg
+    from drgsim.dip.match import match as dip_match
+
+    cat, folder = catalogue
+    a = by_case(dg.match(ddf.repartition(npartitions=5), folder, client=client).compute())
+    b = by_case(dip_match(frame, catalogue=cat))
+    assert len(a) == len(frame)
+    assert (b["dip_status"] != "ok").any() and (b["dip_status"] == "ok").any()  # dirty rows in
+    assert (b["packet"] != "").any()
+    same_dip(a, b)
+
+
+def test_cli_group_method_dip_engine_dask_equals_the_single_path(client, region, catalogue,
+                                                                  tmp_path):
+    """``group --method dip --engine dask``: the partitioned output holds the rows the
+    single path's ``group --method dip`` writes, every DIP column equal."""
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    src = str(region[0] / "discharges")
+    folder = str(catalogue[1])
+    single, out = tmp_path / "single.parquet", tmp_path / "dask"
+    r = CliRunner().invoke(main, ["group", src, "--method", "dip", "--catalogue", folder,
+                                  "-o", str(single), "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["group", src, "--method", "dip", "--catalogue", folder,
+                                  "-o", str(out), "--engine", "dask",
+                                  "--scheduler", client.scheduler.address])
+    assert r.exit_code == 0, r.output
+    assert "matched to DIP packets" in r.output
+    got = by_case(dg_read(out))
+    ref = by_case(pd.read_parquet(single))
+    assert (ref["dip_status"] != "ok").any()
+    same_dip(got, ref)
+    side = json.loads((out / "data" / "_drgsim_provenance.json").read_text())
+    assert side["drgsim.method"] == "dip" and side["drgsim.dip_catalogue"] == folder
+    r = CliRunner().invoke(main, ["group", src, "--catalogue", folder, "-o",
+                                  str(tmp_path / "x"), "--engine", "dask",
+                                  "--scheduler", client.scheduler.address])
+    assert r.exit_code != 0 and "--catalogue is for --method dip" in r.output
+
+
+def test_build_catalogue_on_the_cluster_equals_dip_build(client, ddf, frame, region, catalogue):
+    """The gathered build gives ``dip.build``'s catalogue table for table (and the same
+    history hash), from a frame of many partitions; it gathers only the build's columns."""
+    import drgsim.dask as dg
+    from drgsim import dip
+    from drgsim.distributed.dip import build_columns
+
+    _, hosp, _ = region
+    year = int(pd.to_datetime(frame["discharge_date"]).dt.year.max())
+    cat, assigned = dg.build_catalogue(ddf.repartition(npartitions=7), hospitals=hosp,
+                                       year=year, client=client)
+    ref, ref_assigned = dip.build(frame, hospitals=hosp, year=year)
+    assert cat.meta == ref.meta
+    for name in ("packets", "levels", "aux"):
+        pd.testing.assert_frame_equal(getattr(cat, name), getattr(ref, name), obj=name)
+    assert len(cat.levels) and len(cat.aux)  # level means and aux coefficients compared
+    pd.testing.assert_frame_equal(assigned, ref_assigned)
+    cols = build_columns(list(frame.columns))
+    assert "total_cost" in cols and "diagnoses" in cols and "patient_id" not in cols
+
+
+def dg_read(out) -> pd.DataFrame:
+    import drgsim.dask as dg
+
+    return dg.read_parquet(out).compute()
 
 
 def test_cli_simulate_engine_dask_writes_the_single_process_tables(client, region, simulated,

@@ -1,6 +1,7 @@
 """drgsim on Spark gives the single-process results: grouping, a calibrated simulation and
 a settlement-only sweep to the fen (dirty rows and rows without a valid date included),
-the hospital-partition guard, and a killed write re-run to a complete output.
+the hospital-partition guard, and a killed write re-run to a complete output; DIP matching
+per batch, ``group --method dip --engine spark`` and the collected catalogue build.
 
 One local Spark session for the module (local[2], two shuffle partitions, no UI) and one
 Spark ``prepare`` shared by the simulation and sweep tests, to keep the module short. The
@@ -322,16 +323,93 @@ def test_cli_simulate_engine_spark_writes_the_single_tables(spark, region, histo
     assert cases["payment_fen"].tolist() == _by_case(ref["cases"])["payment_fen"].tolist()
 
 
-def test_dip_match_per_batch_equals_the_single_path(spark, region):
-    pytest.importorskip("drgsim.dip.match", reason="DIP matching (issue 19) is not merged yet")
+DIP_COLUMNS = ("packet", "packet_kind", "aux_catalogue", "aux_class", "aux_coef",
+               "treatment_type", "dip_status", "dx_key")
+
+
+@pytest.fixture(scope="module")
+def catalogue(region, tmp_path_factory):
+    """The region's rows, and a catalogue ``dip.build`` made of the years before the last
+    (in memory and as a folder)."""
     from drgsim import dip
-    from drgsim import spark as dsp
 
     frame = ds.dataset(region / "discharges", partitioning="hive").to_table().to_pandas()
     years = pd.to_datetime(frame["discharge_date"]).dt.year
     cat, _ = dip.build(frame[years < years.max()])
+    folder = tmp_path_factory.mktemp("spark-dip") / "catalogue"
+    dip.write_catalogue(cat, folder)
+    return frame, cat, folder
+
+
+def test_dip_match_per_batch_equals_the_single_path(spark, region, catalogue):
+    from drgsim import spark as dsp
+    from drgsim.dip.match import match as dip_match
+
+    frame, cat, folder = catalogue
     sdf = spark.read.parquet(str(region / "discharges")).repartition(3)
-    a = _by_case(dsp.dip_match(sdf, cat).toPandas())
-    b = _by_case(dip.match(frame, catalogue=cat))
-    for col in ("packet", "packet_kind", "aux_coef", "dip_status"):
-        assert a[col].astype("string").tolist() == b[col].astype("string").tolist(), col
+    out = dsp.dip_match(sdf, folder)
+    a = _by_case(out.toPandas())
+    b = _by_case(dip_match(frame, catalogue=cat))
+    assert len(a) == len(b) == 1500
+    assert (b["dip_status"] != "ok").any() and (b["packet"] != "").any()  # dirty rows in
+    for col in DIP_COLUMNS:
+        if col == "aux_coef":
+            np.testing.assert_array_equal(a[col].to_numpy(float), b[col].to_numpy(float))
+        elif col == "treatment_type":  # Spark hands a nullable int8 back as float
+            assert a[col].astype("Int64").tolist() == b[col].astype("Int64").tolist(), col
+        else:
+            assert a[col].astype("string").fillna("<NA>").tolist() == \
+                b[col].astype("string").fillna("<NA>").tolist(), col
+    assert dsp.provenance_of(out)["drgsim.method"] == "dip"
+
+
+def test_cli_group_method_dip_engine_spark_equals_the_single_path(spark, region, catalogue,
+                                                                   tmp_path):
+    """``group --method dip --engine spark`` (the active session): the year=/month= output
+    holds the rows the single path's ``group --method dip`` writes, every DIP column equal."""
+    from click.testing import CliRunner
+
+    from drgsim import spark as dsp
+    from drgsim.cli import main
+
+    _, _, folder = catalogue
+    src = str(region / "discharges")
+    single, out = tmp_path / "single.parquet", tmp_path / "spark"
+    r = CliRunner().invoke(main, ["group", src, "--method", "dip", "--catalogue", str(folder),
+                                  "-o", str(single), "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, ["group", src, "--method", "dip", "--catalogue", str(folder),
+                                  "-o", str(out), "--engine", "spark"])
+    assert r.exit_code == 0, r.output
+    got = _by_case(ds.dataset(out, partitioning="hive").to_table().to_pandas())
+    ref = _by_case(pd.read_parquet(single))
+    assert len(got) == len(ref) == 1500 and (ref["dip_status"] != "ok").any()
+    for col in DIP_COLUMNS:
+        if col == "aux_coef":
+            np.testing.assert_array_equal(got[col].to_numpy(float), ref[col].to_numpy(float))
+        elif col == "treatment_type":
+            assert got[col].astype("Int64").tolist() == ref[col].astype("Int64").tolist(), col
+        else:
+            assert got[col].astype("string").fillna("<NA>").tolist() == \
+                ref[col].astype("string").fillna("<NA>").tolist(), col
+    assert dsp.read_provenance(out)["provenance"]["drgsim.method"] == "dip"
+
+
+def test_dip_build_equals_dip_build_of_the_same_rows(spark, region, catalogue):
+    """The collected build gives ``dip.build``'s catalogue table for table (same history
+    hash) for the rows in case_id order, from any partitioning."""
+    from drgsim import dip
+    from drgsim import spark as dsp
+
+    frame = catalogue[0]
+    hosp = pd.read_parquet(region / "hospitals.parquet")
+    year = int(pd.to_datetime(frame["discharge_date"]).dt.year.max())
+    sdf = spark.read.parquet(str(region / "discharges")).repartition(3)
+    cat, assigned = dsp.dip_build(sdf, hospitals=hosp, year=year)
+    rows = frame.sort_values("case_id", kind="stable").reset_index(drop=True)
+    ref, ref_assigned = dip.build(rows, hospitals=hosp, year=year)
+    assert cat.meta == ref.meta
+    for name in ("packets", "levels", "aux"):
+        pd.testing.assert_frame_equal(getattr(cat, name), getattr(ref, name), obj=name)
+    assert len(cat.packets) and len(cat.levels)
+    pd.testing.assert_frame_equal(assigned, ref_assigned)

@@ -100,14 +100,14 @@ def group(input_path, out, scheme, translate, encoding, bad_lines, glob, sheet, 
                                      "--map": column_map, "--flags": with_flags,
                                      "--compare": compare_col, "--threads": threads,
                                      "--supervision": with_supervision,
-                                     "--policy": policy_file,
-                                     "--method dip": method == "dip",
-                                     "--catalogue": catalogue is not None})
+                                     "--policy": policy_file})
     if engine == "dask":
-        _group_dask(input_path, out, scheme, translate, with_names, scheduler)
+        _group_dask(input_path, out, scheme, translate, with_names, scheduler, method,
+                    catalogue)
         return
     if engine == "spark":
-        _group_spark(input_path, out, scheme, translate, with_names, scheduler)
+        _group_spark(input_path, out, scheme, translate, with_names, scheduler, method,
+                     catalogue)
         return
     sv = None  # supervision parameters: read and checked before any work
     try:
@@ -272,55 +272,88 @@ def _group_dip(input_path, out, scheme, translate, encoding, bad_lines, glob, sh
     _drop_stale_sidecars(out, written)
 
 
+def _engine_dip(method: str, catalogue: str | None, names: bool) -> Path | None:
+    """``--method dip`` on an engine: the catalogue folder (None: DRG grouping); the same
+    refusals as the single path."""
+    if method != "dip":
+        if catalogue is not None:
+            raise DrgsimError("--catalogue is for --method dip (the DRG grouper has no catalogue)")
+        return None
+    if names:
+        raise DrgsimError("--names: DRG options, not available with --method dip")
+    if catalogue is None:
+        raise DrgsimError("--method dip needs --catalogue DIR (a folder from drgsim dip build)")
+    from drgsim.dip.match import catalogue_folder
+
+    return catalogue_folder(catalogue)
+
+
 def _group_dask(input_path: str, out: str, scheme: str, translate: bool, names: bool,
-                scheduler: str | None) -> None:
-    """``group --engine dask``: partitioned parquet output on a Dask cluster."""
+                scheduler: str | None, method: str = "drg", catalogue: str | None = None
+                ) -> None:
+    """``group --engine dask``: partitioned parquet output on a Dask cluster (DRG groups,
+    or with ``--method dip`` the catalogue's packets)."""
     from drgsim.grouper.core import load_scheme
     from drgsim.output import check_output, fingerprint
 
     con = console()
     try:
-        check_output(out, [input_path], folder=True)
+        folder = _engine_dip(method, catalogue, names)
+        check_output(out, [input_path] + ([str(folder)] if folder else []), folder=True)
         cs = load_scheme(scheme)
         try:
             import drgsim.dask as dg
         except ImportError as exc:
             raise DrgsimError(str(exc)) from None
-        fp = fingerprint([input_path], {"command": "group", "engine": "dask",
-                                        "scheme": cs.content_hash, "translate": translate,
-                                        "names": names})
+        opts = {"command": "group", "engine": "dask", "scheme": cs.content_hash,
+                "translate": translate, "names": names}
+        if folder is not None:  # the catalogue's files are hashed as an input
+            opts["method"] = "dip"
+        fp = fingerprint([input_path] + ([folder] if folder else []), opts)
         with dg.cluster(scheduler) as client:
             ddf = dg.read_parquet(input_path)
-            res = dg.group_to_parquet(ddf, out, fp, cs, translate, names=names, client=client)
+            if folder is None:
+                res = dg.group_to_parquet(ddf, out, fp, cs, translate, names=names,
+                                          client=client)
+            else:
+                res = dg.match_to_parquet(ddf, out, fp, folder, cs, translate, client=client)
     except DrgsimError as exc:
         fail(exc)
         return
     rows = res["rows"]
-    con.print(f"[bold]{rows:,}[/] rows grouped -> {out}/ ({res['partitions']} partitions, "
+    what = "matched to DIP packets" if folder is not None else "grouped"
+    con.print(f"[bold]{rows:,}[/] rows {what} -> {out}/ ({res['partitions']} partitions, "
               f"{res['reused']} kept from an earlier run)")
     for status, n in sorted(res["status_counts"].items(), key=lambda kv: -kv[1]):
         con.print(f"  {status:<18} {n:>12,}  {n / max(rows, 1):7.2%}")
 
 
 def _group_spark(input_path: str, out: str, scheme: str, translate: bool, names: bool,
-                 master: str | None) -> None:
+                 master: str | None, method: str = "drg", catalogue: str | None = None
+                 ) -> None:
     """``group --engine spark``: year=/month= parquet written by Spark, renamed onto OUT
-    when complete, provenance in OUT/_drgsim_provenance.json."""
+    when complete, provenance in OUT/_drgsim_provenance.json (DRG groups, or with
+    ``--method dip`` the catalogue's packets)."""
     from drgsim.output import check_output
 
     try:
-        check_output(out, [input_path], folder=True)
+        folder = _engine_dip(method, catalogue, names)
+        check_output(out, [input_path] + ([str(folder)] if folder else []), folder=True)
         import drgsim.spark as dsp
 
         dsp._pyspark()  # SparkError (a DrgsimError) without pyspark
         with dsp.session(master):
-            path = dsp.group_to(dsp.read_parquet(input_path), out, scheme, translate,
-                                names=names)
+            sdf = dsp.read_parquet(input_path)
+            if folder is None:
+                path = dsp.group_to(sdf, out, scheme, translate, names=names)
+            else:
+                path = dsp.dip_match_to(sdf, out, folder, scheme, translate)
     except DrgsimError as exc:
         fail(exc)
         return
     side = dsp.read_provenance(path)
-    console().print(f"grouped -> {path}/ ({len(side['files'])} parts, provenance in "
+    what = "matched to DIP packets" if folder is not None else "grouped"
+    console().print(f"{what} -> {path}/ ({len(side['files'])} parts, provenance in "
                     f"{dsp.PROVENANCE_FILE})")
 
 

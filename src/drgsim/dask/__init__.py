@@ -13,8 +13,10 @@ partition and on the driver is :mod:`drgsim.distributed` (the single-machine fun
   the broadcast hospital-month payments.
 - Weights: given, or calibrated exactly on the driver over the history rows (the years
   before the simulated one are collected there; give weights when they do not fit).
-- :func:`match` — DIP packet matching per partition (``drgsim.dip.match``), when the DIP
-  package is installed.
+- :func:`match` / :func:`match_to_parquet` — DIP packet matching per partition
+  (:func:`drgsim.distributed.dip.match_frame`, ``drgsim.dip.match``'s Arrow path), the
+  catalogue scattered once; :func:`build_catalogue` — the DIP catalogue: the build's
+  columns gathered in input order, ``dip.build`` on the driver (no shuffle by packet key).
 
 Every function takes ``client=`` (default: the current ``distributed`` client).
 """
@@ -138,9 +140,9 @@ def group(ddf: dd.DataFrame, scheme: Any = "chs_drg_11", translate: bool = False
 
 
 def _write_grouped(df: pd.DataFrame, root: str, part: int, date_col: str | None,
-                   metadata: dict[str, str]) -> dict[str, Any]:
+                   metadata: dict[str, str], status: str = "status") -> dict[str, Any]:
     files = write_part(df, root, part, date_col, metadata)
-    return {"files": files, "status_counts": status_counts(df["status"])}
+    return {"files": files, "status_counts": status_counts(df[status])}
 
 
 def group_to_parquet(ddf: dd.DataFrame, out: str | os.PathLike[str], fingerprint: str,
@@ -151,13 +153,22 @@ def group_to_parquet(ddf: dd.DataFrame, out: str | os.PathLike[str], fingerprint
     """Group and write ``OUT/data/year=/month=/part-N.parquet`` part by part (atomic,
     fingerprinted, manifest last, :mod:`drgsim.distributed.output`); a re-run with the
     same fingerprint keeps the finished parts. Returns rows and status counts."""
-    from dask import delayed
-
     client = _client(client)
     cs, _ = scheme_on_workers(client, scheme)
     grouped = group(ddf, cs, translate, flags, names, client=client)
     prov = {**cs.provenance, "drgsim.translate": "on" if translate else "off"}
-    po = PartitionedOutput(out, fingerprint, writer="group").open()
+    return _write_parts(grouped, out, fingerprint, prov, "group", "status", date_col, client,
+                        _fail_after)
+
+
+def _write_parts(frame: dd.DataFrame, out: str | os.PathLike[str], fingerprint: str,
+                 prov: dict[str, str], writer: str, status: str, date_col: str | None,
+                 client: Client, _fail_after: int | None) -> dict[str, Any]:
+    """Write every partition of ``frame`` (a re-run keeps the finished parts), count the
+    ``status`` column, manifest last."""
+    from dask import delayed
+
+    po = PartitionedOutput(out, fingerprint, writer=writer).open()
     counts: dict[str, int] = {}
 
     def add(c: dict[str, int]) -> None:
@@ -165,13 +176,13 @@ def group_to_parquet(ddf: dd.DataFrame, out: str | os.PathLike[str], fingerprint
             counts[k] = counts.get(k, 0) + int(v)
 
     todo = {}
-    parts = grouped.to_delayed()
+    parts = frame.to_delayed()
     for i, p in enumerate(parts):
         rec = po.done(i)
         if rec is not None:
             add(rec.get("status_counts", {}))
         else:
-            todo[i] = delayed(_write_grouped)(p, str(po.path), i, date_col, prov)
+            todo[i] = delayed(_write_grouped)(p, str(po.path), i, date_col, prov, status)
     futs = client.compute(list(todo.values()))
     by_fut = {f.key: i for f, i in zip(futs, todo, strict=True)}
     finished = 0
@@ -458,30 +469,71 @@ def sweep(ddf: dd.DataFrame, scenarios: Any, draws: int | None = None, seed: int
 
 
 # ---------------------------------------------------------------------------- DIP
+def catalogue_on_workers(client: Client, catalogue: Any, scheme: Any = "chs_drg_11"
+                         ) -> tuple[Any, Any]:
+    """The DIP catalogue (read and compiled against the scheme on the driver: a malformed
+    one fails before any work) and its future, scattered once to every worker."""
+    from drgsim.distributed.dip import load_catalogue
+    from drgsim.grouper.core import load_scheme
+
+    cat = load_catalogue(catalogue, load_scheme(scheme))
+    return cat, client.scatter(cat, broadcast=True, hash=False)
+
+
+def _match_part(df: pd.DataFrame, cat: Any, cs: Any, translate: bool) -> pd.DataFrame:
+    from drgsim.distributed.dip import match_frame
+
+    return match_frame(df, cat, cs, translate, threads=1)
+
+
 def match(ddf: dd.DataFrame, catalogue: Any, scheme: Any = "chs_drg_11",
-          client: Client | None = None) -> dd.DataFrame:
-    """DIP packet matching per partition (``drgsim.dip.match``; any partition will do)."""
-    import importlib.util
+          translate: bool = False, client: Client | None = None) -> dd.DataFrame:
+    """DIP packet matching per partition (lazy), as ``drgsim.dip.match`` on an Arrow table
+    (any partitioning: a case's packet depends on its own row); scheme and catalogue
+    scattered once to the workers."""
+    from drgsim.distributed.dip import match_frame
+    from drgsim.records import check_columns
 
-    try:
-        found = importlib.util.find_spec("drgsim.dip.match") is not None
-    except ImportError:
-        found = False
-    if not found:
-        raise DistributedError("DIP matching needs drgsim.dip.match, which this installation "
-                               "lacks")
-    from drgsim import dip
-    _client(client)
-    if not hasattr(catalogue, "packets"):
-        catalogue = dip.read_catalogue(catalogue)
-    meta = dip.match(ddf._meta, catalogue=catalogue, scheme=scheme)
-    return ddf.map_partitions(_match_part, catalogue, scheme, meta=meta)
+    client = _client(client)
+    check_columns([str(c) for c in ddf.columns])
+    cs, sfut = scheme_on_workers(client, scheme)
+    cat, cfut = catalogue_on_workers(client, catalogue, cs)
+    meta = match_frame(ddf._meta, cat, cs, translate)
+    return ddf.map_partitions(_match_part, cfut, sfut, translate, meta=meta)
 
 
-def _match_part(df: pd.DataFrame, catalogue: Any, scheme: Any) -> pd.DataFrame:
-    from drgsim import dip
+def build_catalogue(ddf: dd.DataFrame, policy: Any = None, scheme: Any = "chs_drg_11",
+                    hospitals: Any = None, columns: dict[str, str] | None = None,
+                    client: Client | None = None, **build_kw: Any) -> tuple[Any, pd.DataFrame]:
+    """``drgsim.dip.build`` of a history on the cluster: only the columns the build reads
+    (:func:`drgsim.distributed.dip.build_columns`) are gathered to the driver, partitions in
+    order (the input order), and the single-machine build runs there: the same catalogue
+    as ``dip.build`` of the whole frame. The driver needs memory for those columns as a
+    pandas frame (~630 bytes a row on the synthetic region, ~170 as Arrow) and the build's
+    working arrays."""
+    from drgsim.distributed.dip import build_columns, build_gathered
 
-    return dip.match(df, catalogue=catalogue, scheme=scheme)
+    client = _client(client)
+    cols = build_columns([str(c) for c in ddf.columns], columns)
+    hist = client.compute(ddf[cols]).result()
+    return build_gathered(hist, policy=policy, scheme=scheme, hospitals=hospitals,
+                          columns=columns, **build_kw)
+
+
+def match_to_parquet(ddf: dd.DataFrame, out: str | os.PathLike[str], fingerprint: str,
+                     catalogue: Any, scheme: Any = "chs_drg_11", translate: bool = False,
+                     date_col: str | None = "discharge_date", client: Client | None = None,
+                     _fail_after: int | None = None) -> dict[str, Any]:
+    """:func:`match` written as :func:`group_to_parquet` writes (``OUT/data/year=/month=``,
+    atomic parts, manifest last, provenance sidecar); counts of ``dip_status``."""
+    from drgsim.distributed.dip import provenance
+
+    client = _client(client)
+    cs, _ = scheme_on_workers(client, scheme)
+    cat, _ = catalogue_on_workers(client, catalogue, cs)
+    matched = match(ddf, cat, cs, translate, client=client)
+    return _write_parts(matched, out, fingerprint, provenance(cat, cs, translate), "match",
+                        "dip_status", date_col, client, _fail_after)
 
 
 __all__ = [
@@ -489,7 +541,10 @@ __all__ = [
     "is_grouped",
     "group",
     "group_to_parquet",
+    "build_catalogue",
+    "catalogue_on_workers",
     "match",
+    "match_to_parquet",
     "prepare",
     "read_parquet",
     "scheme_on_workers",

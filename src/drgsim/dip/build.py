@@ -279,11 +279,16 @@ def _sha256_history(h: History) -> str:
     """sha256 over the columns the catalogue is built from (stable for the same rows)."""
     d = hashlib.sha256()
     for name in ("case_id", "diagnoses", "procedures"):
-        if name in h.table.schema.names:
-            for chunk in h.table.column(name).chunks:
-                for buf in chunk.buffers():
-                    if buf is not None:
-                        d.update(memoryview(buf))
+        if name in h.table.schema.names:  # the values, not the buffers: any chunking hashes alike
+            col = h.table.column(name)
+            chunks = [c if pa.types.is_large_string(c.type) else c.cast(pa.large_string())
+                      for c in col.chunks]
+            for c in chunks:  # the text bytes of the chunk's own slice
+                offs = np.frombuffer(c.buffers()[1], np.int64)[c.offset:c.offset + len(c) + 1]
+                if c.buffers()[2] is not None and len(offs):
+                    d.update(memoryview(c.buffers()[2])[int(offs[0]):int(offs[-1])])
+            for c in chunks:  # then every value's length (-1: null)
+                d.update(np.asarray(pc.fill_null(pc.binary_length(c), -1), np.int64).tobytes())
     for arr in (h.cost_fen, h.year, h.share_fen):
         if arr is not None:
             d.update(np.ascontiguousarray(arr).tobytes())

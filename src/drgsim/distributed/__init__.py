@@ -29,6 +29,9 @@ by hospital; ``price_partition`` per partition (keep the result on the worker); 
 ``summary()``; :func:`global_hospitals` + :func:`combine`; :func:`driver_prepared`;
 :func:`settle_driver`; broadcast :func:`payments_of`; :func:`pay_partition` per partition;
 :func:`finish_tables`. ``drgsim.dask`` is the reference implementation.
+- **DIP matching** (any partition): :func:`drgsim.distributed.dip.match_table` /
+  :func:`~drgsim.distributed.dip.match_frame` run ``drgsim.dip.match``'s Arrow path on
+  one partition with a catalogue the adapter ships once (scatter / broadcast).
 - **Output**: :mod:`drgsim.distributed.output` writes partitioned parquet
   (``year=/month=``) part by part, atomically, fingerprinted, manifest last, and the
   provenance sidecar ``_drgsim_provenance.json`` (engines that drop Arrow metadata).

@@ -15,7 +15,10 @@ for Spark's tasks is :mod:`drgsim.spark.partitions`):
   (:func:`drgsim.distributed.settle_driver`) or sweeps settlement-only scenarios; the
   payments go back in a broadcast and a second pass splits them per case
   (:func:`drgsim.distributed.pay_partition`).
-- :func:`dip_match` — DIP packet matching per batch (``drgsim.dip.match``).
+- :func:`dip_build` — the DIP catalogue: the build's columns collected, ``dip.build`` on the
+  driver.
+- :func:`dip_match` / :func:`dip_match_to` — DIP packet matching per batch
+  (:func:`drgsim.distributed.dip.match_table`, ``drgsim.dip.match``'s Arrow path).
 - :func:`write_parquet` / :func:`group_to` — partitioned parquet (``year=/month=``)
   written into a hidden temporary folder beside the target and renamed onto it when
   complete, the provenance in a sidecar ``_drgsim_provenance.json`` (Spark drops Arrow
@@ -191,22 +194,21 @@ def provenance_of(sdf: SparkDataFrame) -> dict[str, str]:
 
 
 def dip_match(
-    sdf: SparkDataFrame, catalogue: Any, scheme: Any = DEFAULT_SCHEME
+    sdf: SparkDataFrame, catalogue: Any, scheme: Any = DEFAULT_SCHEME, translate: bool = False,
+    *, threads: int = 1,
 ) -> SparkDataFrame:
-    """DIP packet matching per batch, ``drgsim.dip.match(records, catalogue=..., scheme=...)``
-    (any partitioning: a case's packet depends on its own codes only)."""
+    """DIP packet matching per batch, as ``drgsim.dip.match`` on an Arrow table (any
+    partitioning: a case's packet depends on its own row); scheme and catalogue in one
+    broadcast. The provenance is in :func:`provenance_of` of the result."""
     _pyspark()
-    try:
-        from drgsim import dip
-    except ImportError as e:
-        raise SparkError("DIP matching needs drgsim.dip (not installed in this drgsim)") from e
+    from drgsim.distributed.dip import load_catalogue, match_table, provenance
     from drgsim.grouper.core import load_scheme
+    from drgsim.records import check_columns
 
     cs = load_scheme(scheme)
-    cat = catalogue if not isinstance(catalogue, (str, os.PathLike)) else dip.read_catalogue(
-        catalogue
-    )
-    empty = dip.match(_arrow_schema(sdf).empty_table(), catalogue=cat, scheme=cs)
+    check_columns(list(sdf.columns))
+    cat = load_catalogue(catalogue, cs)  # a malformed catalogue fails here, before any task
+    empty = match_table(_arrow_schema(sdf).empty_table(), cat, cs, translate)
     out_schema = _spark_schema(empty.schema.remove_metadata())
     target = _arrow_schema_of(out_schema)
     bc = sdf.sparkSession.sparkContext.broadcast((cs, cat))
@@ -214,9 +216,34 @@ def dip_match(
     from drgsim.spark.partitions import dip_batches
 
     def run(batches):
-        return dip_batches(batches, bc, key, target)
+        return dip_batches(batches, bc, key, translate, threads, target)
 
-    return sdf.mapInArrow(run, out_schema)
+    out = sdf.mapInArrow(run, out_schema)
+    prov = provenance(cat, cs, translate)
+    absent = (empty.schema.metadata or {}).get(b"drgsim.absent_columns", b"").decode()
+    prov["drgsim.absent_columns"] = absent
+    _PROVENANCE[id(out)] = (out, prov)
+    return out
+
+
+def dip_build(
+    sdf: SparkDataFrame, policy: Any = None, scheme: Any = DEFAULT_SCHEME, hospitals: Any = None,
+    columns: dict[str, str] | None = None, *, order_by: str = "case_id", **build_kw: Any,
+) -> tuple[Any, pd.DataFrame]:
+    """``drgsim.dip.build`` of a history in Spark: only the columns the build reads
+    (:func:`drgsim.distributed.dip.build_columns`) are collected to the driver, ordered by
+    ``order_by`` (a Spark frame has no input order; the year-weighted means are float sums,
+    so the order is fixed), and the single-machine build runs there: the catalogue equals
+    ``dip.build`` of the same rows in that order. The driver needs memory for those columns."""
+    _pyspark()
+    from drgsim.distributed.dip import build_columns, build_gathered
+
+    cols = build_columns(list(sdf.columns), columns)
+    if order_by not in cols:
+        raise SparkError(f"order_by {order_by!r}: not a column the build reads ({', '.join(cols)})")
+    hist = sdf.select(*cols).orderBy(order_by).toPandas()
+    return build_gathered(hist, policy=policy, scheme=scheme, hospitals=hospitals,
+                          columns=columns, **build_kw)
 
 
 # ----------------------------------------------------------------------------- output
@@ -300,19 +327,34 @@ def group_to(
     """:func:`group` then :func:`write_parquet` partitioned by ``year``/``month`` (taken
     from the input's columns, else from ``discharge_date``; rows without a readable date
     go to Spark's ``__HIVE_DEFAULT_PARTITION__``)."""
-    F = _pyspark()
     grouped = group(sdf, scheme, translate, flags=flags, names=names)
-    prov = provenance_of(grouped)
-    cols = grouped.columns
+    return write_parquet(_year_month(grouped), out, ("year", "month"), provenance_of(grouped))
+
+
+def dip_match_to(
+    sdf: SparkDataFrame, out: str | os.PathLike[str], catalogue: Any,
+    scheme: Any = DEFAULT_SCHEME, translate: bool = False,
+) -> Path:
+    """:func:`dip_match` written as :func:`group_to` writes (``year=/month=``, atomic
+    rename, provenance sidecar naming the catalogue)."""
+    matched = dip_match(sdf, catalogue, scheme, translate)
+    return write_parquet(_year_month(matched), out, ("year", "month"), provenance_of(matched))
+
+
+def _year_month(sdf: SparkDataFrame) -> SparkDataFrame:
+    """``year``/``month`` columns for the output folders: the input's, else from
+    ``discharge_date``."""
+    F = _pyspark()
+    cols = sdf.columns
     if "year" not in cols or "month" not in cols:
         if "discharge_date" not in cols:
             raise SparkError("the records have neither year/month columns nor discharge_date")
         d = F.to_date(F.col("discharge_date"))
         if "year" not in cols:
-            grouped = grouped.withColumn("year", F.year(d))
+            sdf = sdf.withColumn("year", F.year(d))
         if "month" not in cols:
-            grouped = grouped.withColumn("month", F.month(d))
-    return write_parquet(grouped, out, ("year", "month"), prov)
+            sdf = sdf.withColumn("month", F.month(d))
+    return sdf
 
 
 # ----------------------------------------------------------------------------- pricing
@@ -576,7 +618,9 @@ def sweep(sdf: SparkDataFrame, scenarios: Any, draws: int | None = None,
 __all__ = [
     "PROVENANCE_FILE",
     "SparkError",
+    "dip_build",
     "dip_match",
+    "dip_match_to",
     "group",
     "group_to",
     "is_grouped",

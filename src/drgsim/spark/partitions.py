@@ -5,7 +5,7 @@ engine-neutral functions take, calls them (the same ones the Dask adapter calls)
 converts back to the Arrow schema Spark was promised:
 
 - grouping: :func:`drgsim.distributed.group_table` per Arrow batch;
-- DIP: ``drgsim.dip.match`` per Arrow batch;
+- DIP: :func:`drgsim.distributed.dip.match_table` per Arrow batch;
 - per hospital group: :func:`drgsim.distributed.price_partition`, then its
   ``summary()`` (pickled, one row) for the driver's reduce, or
   :func:`drgsim.distributed.pay_partition` with the broadcast payments (the case rows,
@@ -59,14 +59,15 @@ def group_batches(
         yield from _conform(t, target).to_batches()
 
 
-def dip_batches(batches: Iterator[pa.RecordBatch], bc: Any, key: str, target: pa.Schema
-                ) -> Iterator[pa.RecordBatch]:
-    """Match each Arrow batch to DIP packets with the broadcast scheme and catalogue."""
-    from drgsim import dip
+def dip_batches(batches: Iterator[pa.RecordBatch], bc: Any, key: str, translate: bool,
+                threads: int, target: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """Match each Arrow batch to DIP packets with the broadcast scheme and catalogue
+    (:func:`drgsim.distributed.dip.match_table`, ``drgsim.dip.match``'s Arrow path)."""
+    from drgsim.distributed.dip import match_table
 
     cs, cat = _cached(bc, key)
     for b in batches:
-        t = dip.match(pa.Table.from_batches([b]), catalogue=cat, scheme=cs)
+        t = match_table(pa.Table.from_batches([b]), cat, cs, translate, threads)
         yield from _conform(t, target).to_batches()
 
 

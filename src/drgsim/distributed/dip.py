@@ -1,0 +1,90 @@
+"""DIP on a distributed engine: the single path's matching, one partition at a time.
+
+Catalogue building is *gathered*, not shuffled: the columns ``drgsim.dip.build`` reads
+(:func:`build_columns`) come to the driver and the single-machine build runs there
+(:func:`build_gathered`), so the catalogue is the single path's, bit for bit. Its cost is
+the driver holding those columns of the history rows (codes, cost, dates, hospital); the
+build keys, assigns and trims in one function, with no entry point for keys computed per
+partition, so a shuffle by packet key would re-implement it.
+
+A case's packet depends on its own codes and cost only (and the catalogue), so any
+partitioning will do: each partition goes through ``drgsim.dip.match``'s Arrow path
+(:func:`drgsim.dip.match.match_arrow_result`, what ``drgsim group --method dip`` streams
+through), with a catalogue the adapter ships to the workers once (Dask: scattered;
+Spark: broadcast). Nothing here re-implements a rule.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+
+from drgsim.scheme.compiled import CompiledScheme
+
+
+def load_catalogue(catalogue: Any, scheme: CompiledScheme) -> Any:
+    """The catalogue (a folder is read and validated) compiled against ``scheme`` on the
+    driver, so a malformed catalogue fails before any partition runs."""
+    from drgsim.dip.match import _catalogue, prepare
+
+    cat = _catalogue(catalogue)
+    prepare(cat, scheme)
+    return cat
+
+
+def match_table(table: pa.Table, catalogue: Any, scheme: CompiledScheme,
+                translate: bool = False, threads: int = 1) -> pa.Table:
+    """Match one Arrow partition exactly as ``drgsim.dip.match`` matches an Arrow table."""
+    from drgsim.dip.match import match_arrow_result
+
+    return match_arrow_result(table, catalogue, scheme, translate, threads)[0]
+
+
+def match_frame(df: pd.DataFrame, catalogue: Any, scheme: CompiledScheme,
+                translate: bool = False, threads: int = 1) -> pd.DataFrame:
+    """Match one pandas partition on the Arrow path (every partition writes the same
+    parquet schema, as :func:`drgsim.distributed.group_frame`)."""
+    from drgsim.distributed.partition import _keep_arrow
+
+    out = match_table(pa.Table.from_pandas(df, preserve_index=False), catalogue, scheme,
+                      translate, threads)
+    res = out.to_pandas(types_mapper=_keep_arrow)
+    res["treatment_type"] = res["treatment_type"].astype("Int8")  # as dip.match on a frame
+    res.index = df.index
+    return res
+
+
+def build_columns(names: list[str], columns: dict[str, str] | None = None) -> list[str]:
+    """The input columns ``drgsim.dip.build`` reads (record fields, cost, patients' share,
+    discharge date or year, hospital, the malformed-row flag), in input order: what a
+    distributed build gathers to the driver, nothing else."""
+    from drgsim.inputs.sources import MALFORMED_COLUMN
+    from drgsim.pricing.cases import ALIASES, SHARE_PARTS
+    from drgsim.records import RECORD_FIELDS
+
+    want = set(RECORD_FIELDS) | set(SHARE_PARTS) | {MALFORMED_COLUMN, "year"}
+    for k in ("total_cost", "patient_share", "discharge_date", "hospital_id"):
+        want |= set(ALIASES.get(k, (k,)))
+    want |= set((columns or {}).values())
+    return [c for c in names if c in want]
+
+
+def build_gathered(history: Any, **build_kw: Any) -> tuple[Any, pd.DataFrame]:
+    """``drgsim.dip.build`` on the gathered history (one frame or table on the driver)."""
+    from drgsim.dip.build import build
+
+    if isinstance(history, pd.DataFrame):
+        history = history.reset_index(drop=True)
+    return build(history, **build_kw)
+
+
+def provenance(catalogue: Any, scheme: CompiledScheme, translate: bool) -> dict[str, str]:
+    """What a matched output records (scheme, catalogue, its history's hash)."""
+    from drgsim.dip.match import provenance as prov
+
+    return prov(catalogue, scheme, translate)
+
+
+__all__ = ["build_columns", "build_gathered", "load_catalogue", "match_frame", "match_table", "provenance"]
