@@ -186,3 +186,20 @@ def test_cells_refuse_what_they_cannot_reprice():
     with pytest.raises(CellsError, match="cap"):
         cell_points(cells, cap=cells.fixed_cap_ratio / 2)
     cell_points(cells, cap=20.0)
+
+
+@given(
+    edges=st.lists(st.one_of(st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0]),
+                             st.floats(0, 10, allow_nan=False)),
+                   min_size=0, max_size=12, unique=True),
+    rw=st.lists(st.one_of(st.floats(0, 12, allow_nan=False), st.just(float("nan")),
+                          st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.0])), max_size=40),
+)
+def test_tier_index_is_searchsorted_left(edges, rw):
+    """The few-edges shortcut for a tier lookup equals searchsorted(side="left") exactly,
+    RW on an edge (it belongs to the lower tier) and NaN included."""
+    from drgsim.pricing.cells import _tier_index
+
+    e = np.array(sorted(edges), dtype=np.float64)
+    r = np.array(rw, dtype=np.float64)
+    assert np.array_equal(_tier_index(e, r), np.searchsorted(e, r, side="left"))
