@@ -42,6 +42,7 @@ from drgsim.distributed.partition import (
     finish_tables,
     global_hospitals,
     group_frame,
+    partition_keys,
     pay_partition,
     payments_of,
     price_partition,
@@ -287,7 +288,7 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
     from drgsim.calibrate import calibrate, read_weights
     from drgsim.errors import RecordsError
     from drgsim.policy import Policy, load_policy, resolve_year
-    from drgsim.pricing.cases import FUNDS, _col
+    from drgsim.pricing.cases import FUNDS
     from drgsim.pricing.core import Weights
     from drgsim.scenarios.prepare import check_hospitals_named, check_reference_pv, read_hospitals
     from drgsim.settlement.simulate import (
@@ -317,16 +318,7 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
     hosp_df = read_hospitals(hospitals)
     region_df = read_table(region)[0] if region is not None else None
     m0 = ddf._meta
-    dcol = next((c for c in ("discharge_date", "discharge", "disch_date") if c in m0.columns),
-                None)
-    if columns and "discharge_date" in columns:
-        dcol = columns["discharge_date"]
-    if dcol is None:
-        raise RecordsError("cases lack a discharge_date column")
-    hcol = _col(m0, "hospital_id", columns)
-    if hcol is None:
-        raise RecordsError("cases lack a hospital_id column: a distributed run partitions "
-                           "by hospital")
+    dcol, hcol = partition_keys(m0, columns)
 
     from dask import delayed
 

@@ -28,6 +28,25 @@ from drgsim.settlement.core import FundSettlement, FundTotals
 ROW = "__drgsim_row"
 
 
+def partition_keys(frame: pd.DataFrame, columns: dict[str, str] | None) -> tuple[str, str]:
+    """The discharge-date and hospital columns a distributed run scans and shuffles by
+    (``frame``: the cases' columns, e.g. an empty frame of their schema); a missing one
+    is a :class:`~drgsim.errors.RecordsError` naming it."""
+    from drgsim.errors import RecordsError
+
+    dcol = next((c for c in ("discharge_date", "discharge", "disch_date") if c in frame.columns),
+                None)
+    if columns and "discharge_date" in columns:
+        dcol = columns["discharge_date"]
+    if dcol is None:
+        raise RecordsError("cases lack a discharge_date column")
+    hcol = _col(frame, "hospital_id", columns)
+    if hcol is None:
+        raise RecordsError("cases lack a hospital_id column: a distributed run partitions "
+                           "by hospital")
+    return dcol, hcol
+
+
 class DistributedError(DrgsimError):
     """A distributed run cannot give the single machine's result (partitioning, an
     unsupported route); raised before any money is computed."""

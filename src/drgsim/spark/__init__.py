@@ -416,10 +416,14 @@ def prepare(
         combine,
         driver_prepared,
     )
-    from drgsim.distributed.partition import calibration_columns, global_hospitals
+    from drgsim.distributed.partition import (
+        calibration_columns,
+        global_hospitals,
+        partition_keys,
+    )
     from drgsim.errors import RecordsError
     from drgsim.policy import Policy, load_policy, resolve_year
-    from drgsim.pricing.cases import FUNDS, _col
+    from drgsim.pricing.cases import FUNDS
     from drgsim.pricing.core import Weights
     from drgsim.scenarios.prepare import (
         check_hospitals_named,
@@ -454,16 +458,7 @@ def prepare(
     hosp_df = read_hospitals(hospitals)
     region_df = read_table(region)[0] if region is not None else None
     empty = _arrow_empty(sdf.drop(ROW, FILE))
-    dcol = next((c for c in ("discharge_date", "discharge", "disch_date") if c in sdf.columns),
-                None)
-    if columns and "discharge_date" in columns:
-        dcol = columns["discharge_date"]
-    if dcol is None:
-        raise RecordsError("cases lack a discharge_date column")
-    hcol = _col(empty, "hospital_id", columns)
-    if hcol is None:
-        raise RecordsError("cases lack a hospital_id column: a distributed run partitions "
-                           "by hospital")
+    dcol, hcol = partition_keys(empty, columns)
     sc = sdf.sparkSession.sparkContext
 
     def scan(batches):
