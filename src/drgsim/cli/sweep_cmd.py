@@ -102,6 +102,11 @@ def build_specs(scenarios: str | None, grid: tuple[str, ...], draws: int | None,
                 spec.description = s.description
                 out.append(spec)
             specs = out
+    if seed is not None and draws is None and not any(s.draws_n for s in specs):
+        # a seed with nothing drawn would be ignored: refuse it (nothing silent)
+        raise ScenarioError([Problem("--seed", None, None,
+                                     "nothing is drawn: give --draws N (or draws: in the "
+                                     "scenario file) with a behaviour distribution")])
     for s in specs:
         if draws is not None:
             s.draws_n = draws

@@ -1,0 +1,29 @@
+"""A new user's pass over the CLI: options that cannot be honoured are refused, not ignored."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from drgsim.cli import main
+from drgsim.cli.sweep_cmd import build_specs
+from drgsim.errors import ScenarioError
+
+
+def test_sweep_seed_without_draws_is_refused() -> None:
+    """--seed with nothing drawn would be silently ignored: refuse it, naming --seed."""
+    with pytest.raises(ScenarioError, match="--seed"):
+        build_specs(None, ("budget.*.growth=0.02,0.04",), None, 5, None)
+    # with draws the seed is used
+    specs = build_specs(None, ("behaviour.volume_growth=0.01,0.02",), 3, 5, None)
+    assert specs[0].seed == 5 and specs[0].draws_n == 3
+
+
+def test_sweep_seed_without_draws_cli_one_line(tmp_path) -> None:
+    cases = tmp_path / "cases.parquet"
+    pd.DataFrame({"case_id": ["1"]}).to_parquet(cases)
+    r = CliRunner().invoke(main, ["sweep", str(cases), "--grid", "budget.*.growth=0.02,0.04",
+                                  "--seed", "5", "-o", str(tmp_path / "out")])
+    assert r.exit_code != 0
+    assert "--seed" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "out").exists()
