@@ -27,3 +27,16 @@ def test_sweep_seed_without_draws_cli_one_line(tmp_path) -> None:
     assert r.exit_code != 0
     assert "--seed" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_dip_build_names_the_hospitals_file_and_missing_column(tmp_path) -> None:
+    """A hospitals table without level: the error names the file and the column."""
+    from drgsim.dip.build import _hospital_levels
+    from drgsim.errors import MissingColumnError
+
+    p = tmp_path / "region.parquet"
+    pd.DataFrame({"hospital_id": ["H1"], "fund": ["employee"]}).to_parquet(p)
+    with pytest.raises(MissingColumnError, match=r"region\.parquet: no column level"):
+        _hospital_levels(str(p))
+    assert _hospital_levels(pd.DataFrame({"hospital_id": ["H1"], "level": ["三级"]})) == \
+        {"H1": "三级"}
