@@ -40,3 +40,14 @@ def test_dip_build_names_the_hospitals_file_and_missing_column(tmp_path) -> None
         _hospital_levels(str(p))
     assert _hospital_levels(pd.DataFrame({"hospital_id": ["H1"], "level": ["三级"]})) == \
         {"H1": "三级"}
+
+
+def test_demo_drg_refuses_a_dip_policy_before_any_work(tmp_path) -> None:
+    """demo (DRG) with --policy dip_baseline ran synth, grouping and simulation and then
+    failed at the sweep; it is refused first, pointing at --method dip."""
+    out = tmp_path / "demo"
+    r = CliRunner().invoke(main, ["demo", "--policy", "dip_baseline", "-o", str(out),
+                                  "--discharges", "1000", "--hospitals", "2"])
+    assert r.exit_code != 0
+    assert "--method dip" in r.output and "Traceback" not in r.output
+    assert not (out / "region").exists()

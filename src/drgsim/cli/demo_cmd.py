@@ -61,6 +61,12 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file, method)
     root = Path(out)
     try:
         check_output(root, [policy_file], folder=True)
+        if policy_file:  # a DIP policy would fail only at the sweep, after all the work
+            from drgsim.policy import load_policy
+            pol = load_policy(policy_file)
+            if pol.method != "drg":
+                raise DrgsimError(f"policy {pol.name} is method {pol.method}: "
+                                  f"run drgsim demo --method {pol.method}")
         # OUT/manifest.json is written last: OUT/region and OUT/simulation have their own
         options = {"command": "demo", "discharges": discharges, "hospitals": hospitals,
                    "seed": seed, "scheme": scheme}
