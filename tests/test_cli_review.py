@@ -51,3 +51,21 @@ def test_demo_drg_refuses_a_dip_policy_before_any_work(tmp_path) -> None:
     assert r.exit_code != 0
     assert "--method dip" in r.output and "Traceback" not in r.output
     assert not (out / "region").exists()
+
+
+def test_demo_dip_honours_threads(tmp_path, monkeypatch) -> None:
+    """--threads was silently dropped by demo --method dip: matching must receive it."""
+    import drgsim.dip.match as dm
+
+    seen = {}
+    real = dm.match
+
+    def spy(*a, **k):
+        seen["threads"] = k.get("threads")
+        return real(*a, **k)
+
+    monkeypatch.setattr(dm, "match", spy)
+    r = CliRunner().invoke(main, ["demo", "--method", "dip", "-o", str(tmp_path / "d"),
+                                  "--discharges", "2000", "--hospitals", "3", "--threads", "1"])
+    assert "threads" in seen, r.output
+    assert seen["threads"] == 1

@@ -46,7 +46,7 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file, method)
       drgsim demo --method dip -o /tmp/dip   # synth -> DIP catalogue -> match -> settle -> sweep
     """
     if method == "dip":
-        _demo_dip(out, discharges, hospitals, seed, scheme, policy_file)
+        _demo_dip(out, discharges, hospitals, seed, scheme, policy_file, threads)
         return
     import warnings
 
@@ -150,7 +150,8 @@ DIP_SWEEP = [  # a small sweep of DIP's own parameters on the prepared DIP regio
 ]
 
 
-def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file) -> None:
+def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file,
+              threads=None) -> None:
     """``drgsim demo --method dip``: synthetic region -> DIP catalogue from the history years
     (with its report) -> matched cases -> simulation of the last year -> a small sweep."""
     import warnings
@@ -208,7 +209,7 @@ def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file) -> None:
                       f"{int(pk.get('base', pd.Series(0)).sum()):,} base, {len(pk) - n_core:,} "
                       f"comprehensive), core packets hold {core_share:.1%} of the history cases "
                       f"-> {root / 'catalogue'}")
-            matched = match(df, catalogue=cat, scheme=scheme)
+            matched = match(df, catalogue=cat, scheme=scheme, threads=threads)
             with atomic_path(root / "matched.parquet") as tmp:
                 matched.to_parquet(tmp, index=False)
             folder.record("matched.parquet")
