@@ -69,3 +69,19 @@ def test_demo_dip_honours_threads(tmp_path, monkeypatch) -> None:
                                   "--discharges", "2000", "--hospitals", "3", "--threads", "1"])
     assert "threads" in seen, r.output
     assert seen["threads"] == 1
+
+
+def test_catalogue_from_the_simulated_year_is_said(recwarn) -> None:
+    """README's flow (dip build, then simulate the latest year) scored 2025 with a catalogue
+    built from 2023-2025 without a word: in-sample scores must be warned about."""
+    from types import SimpleNamespace
+
+    from drgsim.policy import load_policy
+    from drgsim.scenarios.prepare import _check_scale
+
+    pol = load_policy("dip_baseline")
+    with pytest.warns(UserWarning, match="include the simulated year 2025"):
+        _check_scale(SimpleNamespace(meta={"years": [2023, 2024, 2025]}), pol, 2025)
+    recwarn.clear()
+    _check_scale(SimpleNamespace(meta={"years": [2022, 2023, 2024]}), pol, 2025)
+    assert not [w for w in recwarn if "simulated year" in str(w.message)]

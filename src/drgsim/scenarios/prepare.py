@@ -489,6 +489,12 @@ def _check_scale(cat: Any, pol: Policy, year: int) -> None:
             f"the DIP catalogue scores x{got} but the policy's dip.score_scale is {want}: "
             "rebuild the catalogue with this policy, or set dip.score_scale to match"
         )
+    years = (getattr(cat, "meta", None) or {}).get("years")
+    if isinstance(years, list) and years and max(int(y) for y in years) >= int(year):
+        # said aloud: scores from the simulated year's own cases are in-sample
+        warnings.warn(f"the DIP catalogue was built from years {','.join(map(str, years))}, "
+                      f"which include the simulated year {year} (in-sample scores): build "
+                      f"it with drgsim dip build --year {year}", stacklevel=2)
 
 
 def _dip_point_values(base: Prepared, cat: Any, reference_pv: dict[str, float] | None) -> None:
