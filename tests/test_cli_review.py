@@ -85,3 +85,14 @@ def test_catalogue_from_the_simulated_year_is_said(recwarn) -> None:
     recwarn.clear()
     _check_scale(SimpleNamespace(meta={"years": [2022, 2023, 2024]}), pol, 2025)
     assert not [w for w in recwarn if "simulated year" in str(w.message)]
+
+
+def test_hospitals_file_without_hospital_id_is_named(tmp_path) -> None:
+    """--hospitals region.parquet by mistake: the one-line error names the file."""
+    from drgsim.errors import RecordsError
+    from drgsim.scenarios.prepare import read_hospitals
+
+    p = tmp_path / "region.parquet"
+    pd.DataFrame({"fund": ["employee"], "year": [2025]}).to_parquet(p)
+    with pytest.raises(RecordsError, match=r"region\.parquet: .*hospital_id"):
+        read_hospitals(str(p))

@@ -317,7 +317,8 @@ def read_hospitals(hospitals: Any) -> pd.DataFrame | None:
     """The hospitals table (a frame or a file), one row per hospital_id, or None."""
     hosp_df = read_table(hospitals)[0] if hospitals is not None else None
     if hosp_df is not None and "hospital_id" not in hosp_df.columns:
-        raise RecordsError("the hospitals table lacks a hospital_id column")
+        where = "" if isinstance(hospitals, pd.DataFrame) else f"{hospitals}: "
+        raise RecordsError(f"{where}the hospitals table lacks a hospital_id column")
     if hosp_df is not None:  # a second row would be dropped silently, with its level
         n_rows = hosp_df["hospital_id"].astype("string").str.strip().value_counts()
         dups = n_rows[n_rows > 1]
