@@ -96,3 +96,11 @@ def test_hospitals_file_without_hospital_id_is_named(tmp_path) -> None:
     pd.DataFrame({"fund": ["employee"], "year": [2025]}).to_parquet(p)
     with pytest.raises(RecordsError, match=r"region\.parquet: .*hospital_id"):
         read_hospitals(str(p))
+
+
+def test_explain_help_example_keeps_its_line_break() -> None:
+    """A lone backslash in the docstring joined the DIP example's two lines with a run of
+    spaces; the example must show the continuation a shell accepts."""
+    r = CliRunner().invoke(main, ["explain", "--help"])
+    assert "K80.100x001 \\\n" in r.output
+    assert "K80.100x001    " not in r.output
