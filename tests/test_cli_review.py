@@ -104,3 +104,15 @@ def test_explain_help_example_keeps_its_line_break() -> None:
     r = CliRunner().invoke(main, ["explain", "--help"])
     assert "K80.100x001 \\\n" in r.output
     assert "K80.100x001    " not in r.output
+
+
+@pytest.mark.parametrize("cmd", ["simulate", "sweep"])
+def test_help_examples_give_the_region_the_budget_needs(cmd) -> None:
+    """The bundled policies' budgets come from the region table: an example without
+    --region stops with 'give --region' when copied as written."""
+    r = CliRunner().invoke(main, [cmd, "--help"])
+    block = r.output.split("Example:")[1].split("\n\n")[0].replace("\\\n", " ")
+    examples = [ln for ln in block.splitlines() if ln.strip().startswith("drgsim")]
+    assert examples
+    for ex in examples:
+        assert "--region" in ex, ex
