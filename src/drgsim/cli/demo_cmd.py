@@ -46,7 +46,7 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file, method)
       drgsim demo --method dip -o /tmp/dip   # synth -> DIP catalogue -> match -> settle -> sweep
     """
     if method == "dip":
-        _demo_dip(out, discharges, hospitals, seed, scheme, policy_file)
+        _demo_dip(out, discharges, hospitals, seed, scheme, policy_file, threads)
         return
     import warnings
 
@@ -61,6 +61,12 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file, method)
     root = Path(out)
     try:
         check_output(root, [policy_file], folder=True)
+        if policy_file:  # a DIP policy would fail only at the sweep, after all the work
+            from drgsim.policy import load_policy
+            pol = load_policy(policy_file)
+            if pol.method != "drg":
+                raise DrgsimError(f"policy {pol.name} is method {pol.method}: "
+                                  f"run drgsim demo --method {pol.method}")
         # OUT/manifest.json is written last: OUT/region and OUT/simulation have their own
         options = {"command": "demo", "discharges": discharges, "hospitals": hospitals,
                    "seed": seed, "scheme": scheme}
@@ -144,7 +150,8 @@ DIP_SWEEP = [  # a small sweep of DIP's own parameters on the prepared DIP regio
 ]
 
 
-def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file) -> None:
+def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file,
+              threads=None) -> None:
     """``drgsim demo --method dip``: synthetic region -> DIP catalogue from the history years
     (with its report) -> matched cases -> simulation of the last year -> a small sweep."""
     import warnings
@@ -202,7 +209,7 @@ def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file) -> None:
                       f"{int(pk.get('base', pd.Series(0)).sum()):,} base, {len(pk) - n_core:,} "
                       f"comprehensive), core packets hold {core_share:.1%} of the history cases "
                       f"-> {root / 'catalogue'}")
-            matched = match(df, catalogue=cat, scheme=scheme)
+            matched = match(df, catalogue=cat, scheme=scheme, threads=threads)
             with atomic_path(root / "matched.parquet") as tmp:
                 matched.to_parquet(tmp, index=False)
             folder.record("matched.parquet")

@@ -43,7 +43,7 @@ def explain(input_path, case_id, diagnoses, procedures, sex, age_years, age_days
       drgsim explain --sex 1 --age 67 --dx "I21.000|E11.900" --px "36.0700"
       drgsim explain grouped.parquet --case-id pub-000145 --json
       drgsim explain 首页.csv --map bingan_shouye --case-id 2024000123
-      drgsim explain --method dip --catalogue cat/ --sex 1 --age 50 --dx K80.100x001 \
+      drgsim explain --method dip --catalogue cat/ --sex 1 --age 50 --dx K80.100x001 \\
           --px "51.2300" --cost 12000
     """
     if method == "dip" or catalogue is not None or total_cost is not None:

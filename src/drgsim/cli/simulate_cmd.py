@@ -72,8 +72,10 @@ def simulate(
     \b
     Example:
       drgsim simulate grouped.parquet --hospitals hospitals.parquet --region region.parquet -o out/
-      drgsim simulate grouped.parquet --weights weights.parquet --year 2024 -o out/
-      drgsim simulate region/discharges --policy dip_baseline --catalogue cat/ -o out/  # DIP
+      drgsim simulate grouped.parquet --weights weights.parquet --year 2024 \\
+          --region region.parquet -o out/
+      drgsim simulate region/discharges --policy dip_baseline --catalogue cat/ \\
+          --region region/region.parquet -o out/    # DIP
       drgsim simulate grouped/ --engine dask --scheduler tcp://10.0.0.5:8786 \\
           --hospitals hospitals.parquet --region region.parquet -o out/
 

@@ -102,6 +102,11 @@ def build_specs(scenarios: str | None, grid: tuple[str, ...], draws: int | None,
                 spec.description = s.description
                 out.append(spec)
             specs = out
+    if seed is not None and draws is None and not any(s.draws_n for s in specs):
+        # a seed with nothing drawn would be ignored: refuse it (nothing silent)
+        raise ScenarioError([Problem("--seed", None, None,
+                                     "nothing is drawn: give --draws N (or draws: in the "
+                                     "scenario file) with a behaviour distribution")])
     for s in specs:
         if draws is not None:
             s.draws_n = draws
@@ -179,9 +184,14 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
     Example:
       drgsim sweep grouped.parquet --scenarios budget.yaml --region region.parquet -o out/
       drgsim sweep grouped.parquet --grid 'budget.*.growth=0.02,0.04,0.06' \\
-          --grid high_cost.beta=0.8,1.0 --hospitals hospitals.parquet -o out/
-      drgsim sweep grouped.parquet --scenarios my_scenarios/ --draws 200 --seed 7 -o out/
-      drgsim sweep grouped/ --engine dask --grid 'budget.*.growth=0.02,0.04' -o out/
+          --grid high_cost.beta=0.8,1.0 --hospitals hospitals.parquet \\
+          --region region.parquet -o out/
+      drgsim sweep grouped.parquet --scenarios my_scenarios/ --draws 200 --seed 7 \\
+          --region region.parquet -o out/
+      drgsim sweep region/discharges --policy dip_baseline --catalogue cat/ \\
+          --scenarios pv_floor.yaml --region region/region.parquet -o out/    # DIP
+      drgsim sweep grouped/ --engine dask --grid 'budget.*.growth=0.02,0.04' \\
+          --region region.parquet -o out/
 
     With --engine dask, CASES (parquet) are prepared per hospital partition on the cluster
     and the scenarios settled on this machine: settlement-only keys (budget, point value,

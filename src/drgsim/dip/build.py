@@ -262,16 +262,20 @@ def _hospital_levels(hospitals: Any) -> dict[str, str]:
         return {}
     if isinstance(hospitals, Mapping):
         return {str(k): str(v) for k, v in hospitals.items()}
+    where = "the hospitals table"
     if isinstance(hospitals, pa.Table):
         df = hospitals.to_pandas()
     elif isinstance(hospitals, pd.DataFrame):
         df = hospitals
     else:
         p = Path(hospitals)
+        where = str(p)
         df = pd.read_parquet(p) if p.suffix.lower() in (".parquet", ".pq") else \
             pd.read_csv(p, dtype=str, keep_default_na=False)
-    if "hospital_id" not in df.columns or "level" not in df.columns:
-        raise MissingColumnError("the hospitals table needs hospital_id and level columns")
+    missing = [c for c in ("hospital_id", "level") if c not in df.columns]
+    if missing:  # name the file and the columns: the user must know which input to fix
+        raise MissingColumnError(f"{where}: no column {', '.join(missing)} (a hospitals table "
+                                 "needs hospital_id and level)")
     return dict(zip(df["hospital_id"].astype(str), df["level"].astype(str), strict=True))
 
 

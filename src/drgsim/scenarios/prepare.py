@@ -317,7 +317,8 @@ def read_hospitals(hospitals: Any) -> pd.DataFrame | None:
     """The hospitals table (a frame or a file), one row per hospital_id, or None."""
     hosp_df = read_table(hospitals)[0] if hospitals is not None else None
     if hosp_df is not None and "hospital_id" not in hosp_df.columns:
-        raise RecordsError("the hospitals table lacks a hospital_id column")
+        where = "" if isinstance(hospitals, pd.DataFrame) else f"{hospitals}: "
+        raise RecordsError(f"{where}the hospitals table lacks a hospital_id column")
     if hosp_df is not None:  # a second row would be dropped silently, with its level
         n_rows = hosp_df["hospital_id"].astype("string").str.strip().value_counts()
         dups = n_rows[n_rows > 1]
@@ -489,6 +490,12 @@ def _check_scale(cat: Any, pol: Policy, year: int) -> None:
             f"the DIP catalogue scores x{got} but the policy's dip.score_scale is {want}: "
             "rebuild the catalogue with this policy, or set dip.score_scale to match"
         )
+    years = (getattr(cat, "meta", None) or {}).get("years")
+    if isinstance(years, list) and years and max(int(y) for y in years) >= int(year):
+        # said aloud: scores from the simulated year's own cases are in-sample
+        warnings.warn(f"the DIP catalogue was built from years {','.join(map(str, years))}, "
+                      f"which include the simulated year {year} (in-sample scores): build "
+                      f"it with drgsim dip build --year {year}", stacklevel=2)
 
 
 def _dip_point_values(base: Prepared, cat: Any, reference_pv: dict[str, float] | None) -> None:
