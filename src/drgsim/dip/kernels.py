@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from drgsim.grouper.kernels import OK, record_checks
+from drgsim.grouper.kernels import OK, record_checks, record_codes
 
 # DIP statuses (drgsim.dip.match.DIP_STATUSES); the grouper's check statuses map onto them
 ST_OK, ST_BLANK = 0, 1
@@ -119,18 +119,8 @@ def match_kernel(kt, ck, dx_ptr, dx_ids, px_ptr, px_ids, pdx, sex, age_y, age_d,
         dxbuf = np.empty(64, dtype=np.int32)
         pxbuf = np.empty(64, dtype=np.int32)
         for i in range(lo, hi):
-            d0 = dx_ptr[i]
-            nd = dx_ptr[i + 1] - d0
-            p0 = px_ptr[i]
-            npx = px_ptr[i + 1] - p0
-            if nd > dxbuf.shape[0]:
-                dxbuf = np.empty(2 * nd, dtype=np.int32)
-            if npx > pxbuf.shape[0]:
-                pxbuf = np.empty(2 * npx, dtype=np.int32)
-            for k in range(nd):
-                dxbuf[k] = dx_ids[d0 + k]
-            for k in range(npx):
-                pxbuf[k] = px_ids[p0 + k]
+            dxbuf, nd, pxbuf, npx = record_codes(dx_ptr, dx_ids, px_ptr, px_ids, i, dxbuf,
+                                                 pxbuf)
             st = record_checks(kt, dxbuf, nd, pxbuf, npx, sex[i], age_y[i], age_d[i],
                                weight[i], translate)
             if st != OK:

@@ -305,6 +305,25 @@ def group_one(kt, dx, nd, px, npx, sex, age_y, age_d, weight, los, translate, fl
     out[3] = UNGROUPABLE
 
 
+@njit(inline="always")
+def record_codes(dx_ptr, dx_ids, px_ptr, px_ids, i, dxbuf, pxbuf):
+    """Record ``i``'s diagnosis and procedure ids copied into the reusable buffers (grown
+    when too small): (dxbuf, nd, pxbuf, npx). Shared by the DRG and DIP kernels."""
+    d0 = dx_ptr[i]
+    nd = dx_ptr[i + 1] - d0
+    p0 = px_ptr[i]
+    npx = px_ptr[i + 1] - p0
+    if nd > dxbuf.shape[0]:
+        dxbuf = np.empty(2 * nd, dtype=np.int32)
+    if npx > pxbuf.shape[0]:
+        pxbuf = np.empty(2 * npx, dtype=np.int32)
+    for k in range(nd):
+        dxbuf[k] = dx_ids[d0 + k]
+    for k in range(npx):
+        pxbuf[k] = px_ids[p0 + k]
+    return dxbuf, nd, pxbuf, npx
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def group_kernel(kt, dx_ptr, dx_ids, px_ptr, px_ids, sex, age_y, age_d, weight, los,
                  translate, n_chunks, out_mdc, out_adrg, out_drg, out_status):
@@ -322,18 +341,8 @@ def group_kernel(kt, dx_ptr, dx_ids, px_ptr, px_ids, sex, age_y, age_d, weight, 
         dxbuf = np.empty(64, dtype=np.int32)
         pxbuf = np.empty(64, dtype=np.int32)
         for i in range(lo, hi):
-            d0 = dx_ptr[i]
-            nd = dx_ptr[i + 1] - d0
-            p0 = px_ptr[i]
-            npx = px_ptr[i + 1] - p0
-            if nd > dxbuf.shape[0]:
-                dxbuf = np.empty(2 * nd, dtype=np.int32)
-            if npx > pxbuf.shape[0]:
-                pxbuf = np.empty(2 * npx, dtype=np.int32)
-            for k in range(nd):
-                dxbuf[k] = dx_ids[d0 + k]
-            for k in range(npx):
-                pxbuf[k] = px_ids[p0 + k]
+            dxbuf, nd, pxbuf, npx = record_codes(dx_ptr, dx_ids, px_ptr, px_ids, i, dxbuf,
+                                                 pxbuf)
             group_one(kt, dxbuf, nd, pxbuf, npx, sex[i], age_y[i], age_d[i], weight[i],
                       los[i], translate, flags, gmask, touched, out)
             out_mdc[i] = out[0]
