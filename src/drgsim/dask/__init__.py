@@ -36,12 +36,14 @@ from drgsim.distributed.output import PartitionedOutput, write_part
 from drgsim.distributed.partition import (
     ROW,
     DistributedError,
-    PriceContext,
     combine,
+    cost_sum_count,
+    driver_context,
     driver_prepared,
     finish_tables,
     global_hospitals,
     group_frame,
+    mean_of_parts,
     partition_keys,
     pay_partition,
     payments_of,
@@ -262,15 +264,10 @@ def _before(df: pd.DataFrame, dcol: str, year: int) -> pd.DataFrame:
 
 
 def _m_all_partial(df: pd.DataFrame, dcol: str, year: int, columns: Any) -> pd.DataFrame:
-    from drgsim.pricing.cases import prepare_cases
-
     y = pd.to_datetime(df[dcol], errors="coerce").dt.year
     h = df[(y < year).to_numpy()]
-    if not len(h):
-        return pd.DataFrame({"s": [0], "n": [0]})
-    c = prepare_cases(h, columns=columns)
-    ok = (c.status == 0) & (c.pay_status == 0)
-    return pd.DataFrame({"s": [int(c.cost_fen[ok].sum())], "n": [int(ok.sum())]})
+    s, n = cost_sum_count(h, columns) if len(h) else (0, 0)
+    return pd.DataFrame({"s": [s], "n": [n]})
 
 
 def _summary(pp: Any) -> dict[str, Any]:
@@ -288,13 +285,10 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
     from drgsim.calibrate import calibrate, read_weights
     from drgsim.errors import RecordsError
     from drgsim.policy import Policy, load_policy, resolve_year
-    from drgsim.pricing.cases import FUNDS
-    from drgsim.pricing.core import Weights
-    from drgsim.scenarios.prepare import check_hospitals_named, check_reference_pv, read_hospitals
+    from drgsim.scenarios.prepare import check_hospitals_named, read_hospitals
     from drgsim.settlement.simulate import (
         GROUPER_COLUMNS,
         check_inputs,
-        needs_reference_pv,
         per_diem_categories_of,
         read_table,
     )
@@ -356,20 +350,9 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
         part = ddf.map_partitions(_m_all_partial, dcol, year, columns,
                                   meta=pd.DataFrame({"s": pd.Series([], dtype="int64"),
                                                      "n": pd.Series([], dtype="int64")})).compute()
-        n_ok = int(part["n"].sum())
-        m_all = int(part["s"].sum()) / n_ok if n_ok else None
-        w_df, w_src = read_weights(weights, pv, m_all), str(weights)
+        w_df, w_src = read_weights(weights, pv, mean_of_parts(part["s"], part["n"])), str(weights)
     clock.lap(f"weights ({w_src if w_src in ('calibrated', 'given') else 'file'})")
-    W = Weights.from_frame(w_df, pv["points"]["scale"])
-    check_reference_pv(reference_pv, pv)
-    if needs_reference_pv(pv) and reference_pv is None:
-        raise DistributedError(
-            "point_value.bounds.budgeted_pv: last_year needs last year's point value: on a "
-            "cluster give reference_pv={fund: yuan per point} (drgsim.settlement.simulate."
-            "last_year_pv of last year's cases)"
-        )
-    need_hist = any(pv["budget"][f]["source"] == "history" for f in FUNDS)
-    ctx = PriceContext(W, yp, year, dcol, hosp_df, columns, spend=need_hist)
+    ctx = driver_context(w_df, pv, yp, year, dcol, hosp_df, columns, reference_pv, "a cluster")
 
     shuffled = ddf.shuffle(hcol, npartitions=npartitions or ddf.npartitions)
     part_futs = client.compute(shuffled.to_delayed())
@@ -385,7 +368,7 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
     hids = global_hospitals(summaries, hosp_df)
     reduced = combine(summaries, hids)
     empty = m0.iloc[0:0]
-    base = driver_prepared(pol, yp, year, reduced, hids, W, w_df, w_src, weights, hosp_df,
+    base = driver_prepared(pol, yp, year, reduced, hids, ctx.W, w_df, w_src, weights, hosp_df,
                            region_df, columns, dcol, meta, reference_pv, empty)
     clock.lap("reduce on the driver")
     base._cache["dask"] = {"client": client, "parts": pp_futs, "hids": hids}

@@ -39,40 +39,7 @@ by hospital; ``price_partition`` per partition (keep the result on the worker); 
 
 from __future__ import annotations
 
-from drgsim.distributed.partition import (
-    ROW,
-    DistributedError,
-    PartitionPriced,
-    PriceContext,
-    check_disjoint,
-    combine,
-    driver_prepared,
-    finish_tables,
-    global_hospitals,
-    group_frame,
-    group_table,
-    pay_partition,
-    payments_of,
-    price_partition,
-    settle_driver,
-    status_counts,
-)
+from drgsim.distributed import partition as _partition
+from drgsim.distributed.partition import *  # noqa: F403  (the names below, one list)
 
-__all__ = [
-    "ROW",
-    "DistributedError",
-    "PartitionPriced",
-    "PriceContext",
-    "check_disjoint",
-    "combine",
-    "driver_prepared",
-    "finish_tables",
-    "global_hospitals",
-    "group_frame",
-    "group_table",
-    "pay_partition",
-    "payments_of",
-    "price_partition",
-    "settle_driver",
-    "status_counts",
-]
+__all__ = list(_partition.__all__)

@@ -505,9 +505,12 @@ __all__ = [
     "calibration_columns",
     "check_disjoint",
     "combine",
+    "cost_sum_count",
+    "driver_context",
     "driver_prepared",
     "finish_tables",
     "global_hospitals",
+    "mean_of_parts",
     "group_frame",
     "group_table",
     "pay_partition",
@@ -516,3 +519,39 @@ __all__ = [
     "settle_driver",
     "status_counts",
 ]
+
+
+def cost_sum_count(df: pd.DataFrame, columns: dict[str, str] | None) -> tuple[int, int]:
+    """Cost (fen) and count of the grouped, payable cases of one partition of history:
+    the parts of the all-case mean a published weights file without mean costs needs
+    (as ``prepare`` takes it), summed on the driver by :func:`mean_of_parts`."""
+    c = prepare_cases(df, columns=columns)
+    ok = (c.status == 0) & (c.pay_status == 0)
+    return int(c.cost_fen[ok].sum()), int(ok.sum())
+
+
+def mean_of_parts(s: Any, n: Any) -> float | None:
+    """The all-case mean (fen) from the partitions' cost sums and counts."""
+    n_ok = int(np.sum(n))
+    return int(np.sum(s)) / n_ok if n_ok else None
+
+
+def driver_context(w_df: pd.DataFrame, pv: dict, yp: YearPolicy, year: int, dcol: str,
+                   hosp_df: pd.DataFrame | None, columns: dict[str, str] | None,
+                   reference_pv: dict[str, float] | None, engine: str) -> PriceContext:
+    """What every hospital partition is priced with, fixed on the driver: the weights,
+    the reference point value checked (``budgeted_pv: last_year`` needs it given on an
+    engine), whether last year's spending is summed (budget source history)."""
+    from drgsim.scenarios.prepare import check_reference_pv
+    from drgsim.settlement.simulate import needs_reference_pv
+
+    W = Weights.from_frame(w_df, pv["points"]["scale"])
+    check_reference_pv(reference_pv, pv)
+    if needs_reference_pv(pv) and reference_pv is None:
+        raise DistributedError(
+            "point_value.bounds.budgeted_pv: last_year needs last year's point value: on "
+            f"{engine} give reference_pv={{fund: yuan per point}} (drgsim.settlement."
+            "simulate.last_year_pv of last year's cases)"
+        )
+    need_hist = any(pv["budget"][f]["source"] == "history" for f in FUNDS)
+    return PriceContext(W, yp, year, dcol, hosp_df, columns, spend=need_hist)

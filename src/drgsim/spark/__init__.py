@@ -411,29 +411,22 @@ def prepare(
     from drgsim.calibrate import calibrate, read_weights
     from drgsim.distributed import (
         ROW,
-        DistributedError,
-        PriceContext,
         combine,
         driver_prepared,
     )
     from drgsim.distributed.partition import (
         calibration_columns,
+        driver_context,
         global_hospitals,
+        mean_of_parts,
         partition_keys,
     )
     from drgsim.errors import RecordsError
     from drgsim.policy import Policy, load_policy, resolve_year
-    from drgsim.pricing.cases import FUNDS
-    from drgsim.pricing.core import Weights
-    from drgsim.scenarios.prepare import (
-        check_hospitals_named,
-        check_reference_pv,
-        read_hospitals,
-    )
+    from drgsim.scenarios.prepare import check_hospitals_named, read_hospitals
     from drgsim.settlement.simulate import (
         GROUPER_COLUMNS,
         check_inputs,
-        needs_reference_pv,
         per_diem_categories_of,
         read_table,
     )
@@ -507,19 +500,8 @@ def prepare(
 
         cols = [c for c in sdf.columns if c not in (ROW, FILE)]
         part = years(None, year - 1, False, cols).mapInArrow(m_all, "s long, n long").toPandas()
-        n_ok = int(part["n"].sum())
-        m = int(part["s"].sum()) / n_ok if n_ok else None
-        w_df, w_src = read_weights(weights, pv, m), str(weights)
-    W = Weights.from_frame(w_df, pv["points"]["scale"])
-    check_reference_pv(reference_pv, pv)
-    if needs_reference_pv(pv) and reference_pv is None:
-        raise DistributedError(
-            "point_value.bounds.budgeted_pv: last_year needs last year's point value: on "
-            "Spark give reference_pv={fund: yuan per point} (drgsim.settlement.simulate."
-            "last_year_pv of last year's cases)"
-        )
-    need_hist = any(pv["budget"][f]["source"] == "history" for f in FUNDS)
-    ctx = PriceContext(W, yp, year, dcol, hosp_df, columns, spend=need_hist)
+        w_df, w_src = read_weights(weights, pv, mean_of_parts(part["s"], part["n"])), str(weights)
+    ctx = driver_context(w_df, pv, yp, year, dcol, hosp_df, columns, reference_pv, "Spark")
     bc = sc.broadcast(ctx)
     # last year's rows link January readmissions and give last year's spending; older
     # years are not needed for pricing and stay out of the shuffle
@@ -532,7 +514,7 @@ def prepare(
     summaries = [pickle.loads(r[0]) for r in blobs]
     hids = global_hospitals(summaries, hosp_df)
     reduced = combine(summaries, hids)
-    base = driver_prepared(pol, yp, year, reduced, hids, W, w_df, w_src, weights, hosp_df,
+    base = driver_prepared(pol, yp, year, reduced, hids, ctx.W, w_df, w_src, weights, hosp_df,
                            region_df, columns, dcol, meta, reference_pv, empty)
     base._cache["spark"] = {"kept": kept, "ctx": bc, "hids": hids, "hcol": hcol,
                             "empty": empty.assign(**{ROW: np.zeros(0, np.int64)}),

@@ -109,13 +109,12 @@ def year_filter_batches(batches: Iterator[pa.RecordBatch], dcol: str, lo: int | 
 def m_all_batches(batches: Iterator[pa.RecordBatch], columns: dict[str, str] | None
                   ) -> Iterator[pa.RecordBatch]:
     """Per batch of history rows: the cost sum and count of the grouped, payable cases
-    (for a published weights file without mean costs, as prepare's all-case mean)."""
-    from drgsim.pricing.cases import prepare_cases
+    (:func:`drgsim.distributed.partition.cost_sum_count`)."""
+    from drgsim.distributed.partition import cost_sum_count
 
     for b in batches:
-        c = prepare_cases(b.to_pandas(), columns=columns)
-        ok = (c.status == 0) & (c.pay_status == 0)
-        yield pa.RecordBatch.from_pydict({"s": [int(c.cost_fen[ok].sum())], "n": [int(ok.sum())]})
+        s, n = cost_sum_count(b.to_pandas(), columns)
+        yield pa.RecordBatch.from_pydict({"s": [s], "n": [n]})
 
 
 def _priced(table: pa.Table, ctx: Any) -> Any:
