@@ -270,6 +270,22 @@ def _m_all_partial(df: pd.DataFrame, dcol: str, year: int, columns: Any) -> pd.D
     return pd.DataFrame({"s": [s], "n": [n]})
 
 
+def calibrate_weights(ddf: dd.DataFrame, yp: Any, year: int, scheme: Any, dcol: str,
+                      columns: dict[str, str] | None = None) -> pd.DataFrame:
+    """Weights calibrated exactly (``drgsim.calibrate.calibrate`` with ``yp``'s calibration
+    section) on the rows discharged before ``year`` of ``ddf`` (carrying the input-order
+    column ``ROW``); prepare and the sweep's recalibration route both call this."""
+    from drgsim.calibrate import calibrate
+    from drgsim.errors import RecordsError
+    from drgsim.settlement.simulate import per_diem_categories_of
+
+    hist = ddf.map_partitions(_before, dcol, year, meta=ddf._meta).compute()
+    hist = hist.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
+    if not len(hist):
+        raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
+    return calibrate(hist, per_diem_categories_of(yp), year, scheme=scheme, columns=columns)
+
+
 def _summary(pp: Any) -> dict[str, Any]:
     return pp.summary()
 
@@ -282,16 +298,11 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
     driver holds a :class:`~drgsim.scenarios.prepare.Prepared` of the reduced totals
     (``.simulate()``-like settlement via :func:`simulate`, ``.sweep()`` for
     settlement-only scenarios). Arguments as :func:`drgsim.prepare`."""
-    from drgsim.calibrate import calibrate, read_weights
+    from drgsim.calibrate import read_weights
     from drgsim.errors import RecordsError
     from drgsim.policy import Policy, load_policy, resolve_year
     from drgsim.scenarios.prepare import check_hospitals_named, read_hospitals
-    from drgsim.settlement.simulate import (
-        GROUPER_COLUMNS,
-        check_inputs,
-        per_diem_categories_of,
-        read_table,
-    )
+    from drgsim.settlement.simulate import GROUPER_COLUMNS, check_inputs, read_table
 
     client = _client(client)
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
@@ -337,12 +348,7 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
     check_hospitals_named(hosp_df, cur_h)
 
     if weights is None:
-        hist = ddf.map_partitions(_before, dcol, year, meta=ddf._meta).compute()
-        hist = hist.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
-        if not len(hist):
-            raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
-        w_df = calibrate(hist, per_diem_categories_of(yp), year, scheme=pol.scheme,
-                         columns=columns)
+        w_df = calibrate_weights(ddf, yp, year, pol.scheme, dcol, columns)
         w_src = "calibrated"
     elif isinstance(weights, pd.DataFrame):
         w_df, w_src = weights, "given"
@@ -517,6 +523,7 @@ __all__ = [
     "group",
     "group_to_parquet",
     "build_catalogue",
+    "calibrate_weights",
     "catalogue_on_workers",
     "match",
     "match_to_parquet",

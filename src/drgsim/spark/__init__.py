@@ -384,6 +384,35 @@ def _case_schema(empty_cases: pd.DataFrame, in_schema: pa.Schema, cid: str | Non
     return pa.schema([*fields, pa.field(BLOB, pa.binary())])
 
 
+def calibrate_weights(sdf: SparkDataFrame, yp: Any, year: int, scheme: Any, dcol: str,
+                      columns: dict[str, str] | None, empty: pd.DataFrame) -> pd.DataFrame:
+    """Weights calibrated exactly (``drgsim.calibrate.calibrate`` with ``yp``'s calibration
+    section) on the history years' rows of ``sdf`` (carrying the input-order columns
+    ``ROW`` and ``__drgsim_file``): the columns calibration reads are gathered to the
+    driver. ``prepare`` and the sweep's recalibration route both call this."""
+    from drgsim.calibrate import calibrate
+    from drgsim.distributed import ROW
+    from drgsim.distributed.partition import calibration_columns
+    from drgsim.errors import RecordsError
+    from drgsim.settlement.simulate import per_diem_categories_of
+    from drgsim.spark import partitions as P
+
+    FILE = "__drgsim_file"
+    hy = per_diem_categories_of(yp)["calibration"]["history_years"]
+    cols = [*calibration_columns(list(empty.columns), columns), ROW, FILE]
+    out = sdf.select(*cols)
+
+    def run(batches):
+        return P.year_filter_batches(batches, dcol, year - hy, year - 1, False, cols)
+
+    hist = out.mapInArrow(run, out.schema).toArrow().to_pandas()
+    if not len(hist):
+        raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
+    hist = hist.sort_values([FILE, ROW], kind="stable").drop(columns=[ROW, FILE])
+    return calibrate(hist.reset_index(drop=True), per_diem_categories_of(yp), year,
+                     scheme=scheme, columns=columns)
+
+
 def prepare(
     sdf: SparkDataFrame,
     policy: Any = None,
@@ -408,14 +437,13 @@ def prepare(
     there: the driver needs memory for them (give weights when it has not).
     """
     F = _pyspark()
-    from drgsim.calibrate import calibrate, read_weights
+    from drgsim.calibrate import read_weights
     from drgsim.distributed import (
         ROW,
         combine,
         driver_prepared,
     )
     from drgsim.distributed.partition import (
-        calibration_columns,
         driver_context,
         global_hospitals,
         mean_of_parts,
@@ -427,7 +455,6 @@ def prepare(
     from drgsim.settlement.simulate import (
         GROUPER_COLUMNS,
         check_inputs,
-        per_diem_categories_of,
         read_table,
     )
     from drgsim.spark import partitions as P
@@ -481,16 +508,7 @@ def prepare(
         return out.mapInArrow(run, schema)
 
     if weights is None:
-        hy = per_diem_categories_of(yp)["calibration"]["history_years"]
-        cols = [*calibration_columns(list(empty.columns), columns), ROW, FILE]
-        hist = years(year - hy, year - 1, False, cols).toArrow().to_pandas()
-        if not len(hist):
-            raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
-        hist = hist.sort_values([FILE, ROW], kind="stable").drop(columns=[ROW, FILE])
-        hist = hist.reset_index(drop=True)
-        w_df = calibrate(hist, per_diem_categories_of(yp), year, scheme=pol.scheme,
-                         columns=columns)
-        del hist
+        w_df = calibrate_weights(sdf, yp, year, pol.scheme, dcol, columns, empty)
         w_src = "calibrated"
     elif isinstance(weights, pd.DataFrame):
         w_df, w_src = weights, "given"
@@ -595,6 +613,7 @@ def sweep(sdf: SparkDataFrame, scenarios: Any, draws: int | None = None,
 __all__ = [
     "PROVENANCE_FILE",
     "SparkError",
+    "calibrate_weights",
     "dip_build",
     "dip_match",
     "dip_match_to",
