@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from drgsim.cli import main
+from drgsim.cli import COMMANDS, main
 
 
 def _run(args: list[str]):
@@ -59,3 +59,104 @@ def test_no_arguments_still_show_help() -> None:
     """A group without a subcommand shows its help (click's no_args_is_help), not an error."""
     r = _run(["dip"])
     assert "Usage:" in r.output and "error:" not in r.output
+
+
+# ----------------------------------------------------------------------------- 2. --scheme
+def _all_commands() -> list[list[str]]:
+    """Every command and subcommand path, e.g. ['dip', 'build']."""
+    import click
+
+    out = []
+    for name in sorted(COMMANDS):
+        cmd = main.get_command(None, name)  # type: ignore[arg-type]
+        if isinstance(cmd, click.Group):
+            out += [[name, sub] for sub in sorted(cmd.commands)]
+        out.append([name])
+    return out
+
+
+@pytest.mark.parametrize("path", _all_commands(), ids=" ".join)
+def test_every_command_help_shows_an_example(path) -> None:
+    r = _run([*path, "--help"])
+    assert r.exit_code == 0, r.output
+    assert "Example" in r.output and "drgsim " in r.output.split("Example", 1)[1], r.output
+
+
+@pytest.mark.parametrize("command", ["simulate", "sweep"])
+def test_simulate_and_sweep_take_scheme(command) -> None:
+    r = _run([command, "--help"])
+    assert "--scheme" in r.output
+
+
+@pytest.fixture(scope="module")
+def region(tmp_path_factory):
+    """A small synthetic region (2022-2025): discharges/, hospitals.parquet, region.parquet."""
+    from drgsim import synth
+
+    d = tmp_path_factory.mktemp("region") / "region"
+    synth.region(d, discharges=2500, hospitals=3, seed=3)
+    return d
+
+
+@pytest.fixture(scope="module")
+def grouped_chs(region, tmp_path_factory):
+    """The region's records grouped with chs_drg_11 (provenance says so)."""
+    from drgsim.grouper.core import load_scheme
+    from drgsim.grouper.stream import group_file
+
+    p = tmp_path_factory.mktemp("grouped") / "grouped.parquet"
+    group_file(region / "discharges", p, load_scheme("chs_drg_11"), threads=1)
+    return p
+
+
+@pytest.mark.parametrize("command", ["simulate", "sweep"])
+def test_scheme_other_than_the_cases_grouping_is_refused(grouped_chs, tmp_path, command):
+    extra = ["--grid", "budget.*.growth=0.02,0.03"] if command == "sweep" else []
+    r = _run([command, str(grouped_chs), "--scheme", "beijing_2022", *extra,
+              "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    lines = _lines(r.output)
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.output
+    assert "beijing_2022" in r.output and "CHS-DRG" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_scheme_same_as_the_cases_grouping_is_accepted(grouped_chs, tmp_path):
+    from drgsim.cli.common import policy_with_scheme
+
+    pol = policy_with_scheme(None, "chs_drg_11", str(grouped_chs))
+    assert pol.scheme == "chs_drg_11"
+
+
+def test_scheme_groups_raw_cases_and_wins_over_the_policys(tmp_path, monkeypatch) -> None:
+    """Raw records: --scheme is the scheme they are grouped with (the policy's is replaced,
+    said in a warning); without --scheme the policy file is passed unchanged."""
+    import drgsim.settlement.simulate as sim
+
+    seen = {}
+
+    def spy(cases, policy, *a, **k):
+        seen["policy"] = policy
+        raise sim.RecordsError("stop here")
+
+    monkeypatch.setattr(sim, "simulate", spy)
+    raw = tmp_path / "raw.parquet"
+    pd.DataFrame({"case_id": ["1"]}).to_parquet(raw)
+    r = _run(["simulate", str(raw), "--scheme", "beijing_2022", "-o", str(tmp_path / "o")])
+    assert "stop here" in r.output
+    assert seen["policy"].scheme == "beijing_2022" and seen["policy"].name == "baseline"
+    r = _run(["simulate", str(raw), "-o", str(tmp_path / "o")])
+    assert seen["policy"] is None
+    from drgsim.cli.common import policy_with_scheme
+
+    with pytest.warns(UserWarning, match="--scheme beijing_2022 replaces policy baseline's "
+                                          "scheme chs_drg_11"):
+        policy_with_scheme(None, "beijing_2022", str(raw))
+
+
+def test_scheme_with_grouped_flag_and_no_provenance_is_refused(tmp_path) -> None:
+    raw = tmp_path / "g.parquet"
+    pd.DataFrame({"case_id": ["1"], "drg": ["A"], "status": ["ok"]}).to_parquet(raw)
+    r = _run(["simulate", str(raw), "--grouped", "--scheme", "beijing_2022",
+              "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--grouped" in r.output, r.output

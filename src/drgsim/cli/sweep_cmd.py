@@ -14,7 +14,9 @@ from drgsim.cli.common import (
     fail,
     out_option,
     policy_option,
+    policy_with_scheme,
     scheduler_option,
+    scheme_override_option,
 )
 from drgsim.errors import DrgsimError, Problem, ScenarioError
 
@@ -151,6 +153,7 @@ def base_policy(specs: list, policy_file: str | None) -> str | None:
               help="Seed of the draws (same seed, same draws; overrides the file's).")
 @out_option
 @policy_option
+@scheme_override_option
 @click.option("--weights", "weights_file", default=None, type=click.Path(exists=True),
               help="Weights (default: calibrated on the history years).")
 @click.option("--hospitals", "hospitals_file", default=None, type=click.Path(exists=True),
@@ -173,8 +176,8 @@ def base_policy(specs: list, policy_file: str | None) -> str | None:
               help="A hospital whose change against the baseline is below this is losing.")
 @engine_option
 @scheduler_option
-def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, hospitals_file,
-          region_file, year, report, monthly, grouped, losing, catalogue_dir, engine,
+def sweep(cases, scenarios, grid, draws, seed, out, policy_file, scheme, weights_file,
+          hospitals_file, region_file, year, report, monthly, grouped, losing, catalogue_dir, engine,
           scheduler) -> None:
     """Prepare CASES once (weights, pricing, cells, budgets), settle every scenario and
     compare each hospital and fund with the baseline; write parquet tables, sweep.xlsx and
@@ -228,10 +231,13 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
         options = {"command": "sweep", "grid": list(grid), "draws": draws, "seed": seed,
                    "year": year, "report": report, "losing": losing, "grouped": grouped,
                    "monthly": monthly}
+        if scheme is not None:  # runs without --scheme keep their fingerprints
+            options["scheme"] = scheme
         fp = fingerprint(inputs, options)
         with warnings.catch_warnings(record=True) as caught, _engine(engine, scheduler) as dg:
             warnings.simplefilter("always")
-            policy = base_policy(specs, policy_file)
+            policy = policy_with_scheme(base_policy(specs, policy_file), scheme, cases,
+                                        grouped)
             for s in specs:  # a file on the default base overlays --policy (as base_policy)
                 if policy_file and s.base == "baseline":
                     s.base = policy_file
