@@ -160,3 +160,49 @@ def test_scheme_with_grouped_flag_and_no_provenance_is_refused(tmp_path) -> None
     r = _run(["simulate", str(raw), "--grouped", "--scheme", "beijing_2022",
               "-o", str(tmp_path / "o")])
     assert r.exit_code == 2 and "--grouped" in r.output, r.output
+
+
+# ----------------------------------------------------------------------------- 3. packets
+@pytest.fixture(scope="module")
+def dip_sim(region, tmp_path_factory):
+    """``drgsim simulate --policy dip_baseline`` on the small region (catalogue built from
+    the history years)."""
+    out = tmp_path_factory.mktemp("dipsim") / "sim"
+    r = _run(["simulate", str(region / "discharges"), "--policy", "dip_baseline",
+              "--region", str(region / "region.parquet"),
+              "--hospitals", str(region / "hospitals.parquet"), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    return out, r.output
+
+
+def test_dip_simulate_writes_packets_parquet(dip_sim) -> None:
+    out, printed = dip_sim
+    assert (out / "packets.parquet").is_file() and not (out / "drgs.parquet").exists()
+    assert "packets.parquet" in printed and "drgs.parquet" not in printed
+    t = pd.read_parquet(out / "packets.parquet")
+    assert "packet" in t.columns and "drg" not in t.columns
+    import json
+
+    assert "packets.parquet" in json.loads((out / "manifest.json").read_text())["files"]
+    from openpyxl import load_workbook
+
+    sheets = load_workbook(out / "summary.xlsx", read_only=True).sheetnames
+    assert "病种 packets" in sheets and "病组 drgs" not in sheets
+
+
+def test_drg_tables_keep_drgs_parquet(dip_sim, tmp_path) -> None:
+    """The same writer on a DRG run's tables (method drg) writes drgs.parquet and the
+    病组 sheet, as before."""
+    from drgsim.report import write_outputs
+
+    out, _ = dip_sim
+    tables = {p.stem: pd.read_parquet(p) for p in out.glob("*.parquet")}
+    tables["drgs"] = tables.pop("packets").rename(columns={"packet": "drg"})
+    tables["summary"].attrs = {"drgsim.method": "drg", "drgsim.policy": "baseline"}
+    paths = write_outputs(tables, tmp_path / "drg")
+    assert paths["drgs"].name == "drgs.parquet"
+    assert not (tmp_path / "drg" / "packets.parquet").exists()
+    assert "drg" in pd.read_parquet(paths["drgs"]).columns
+    from openpyxl import load_workbook
+
+    assert "病组 drgs" in load_workbook(paths["workbook"], read_only=True).sheetnames
