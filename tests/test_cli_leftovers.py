@@ -206,3 +206,57 @@ def test_drg_tables_keep_drgs_parquet(dip_sim, tmp_path) -> None:
     from openpyxl import load_workbook
 
     assert "病组 drgs" in load_workbook(paths["workbook"], read_only=True).sheetnames
+
+
+# ----------------------------------------------------------------------------- 4. DIP creep
+CREEP_DIP = """name: creep_on_dip
+base: dip_baseline
+grid:
+  budget.*.growth: [0.03, 0.05]
+behaviour:
+  volume_growth: 0.02
+  coding_creep: {dist: triangular, min: 0.01, mode: 0.02, max: 0.03}
+draws: {n: 3, seed: 7}
+"""
+
+
+def test_dip_coding_creep_is_refused_at_its_file_line_and_key(tmp_path) -> None:
+    from drgsim.errors import ScenarioError
+    from drgsim.scenarios.files import load_scenarios
+
+    f = tmp_path / "creep.yaml"
+    f.write_text(CREEP_DIP)
+    with pytest.raises(ScenarioError) as e:
+        load_scenarios(f)
+    assert str(e.value).startswith(f"{f}:7: behaviour.coding_creep: "), str(e.value)
+    assert "method dip" in str(e.value)
+    # as a grid axis, named with its line too
+    f.write_text("name: g\nbase: dip_baseline\ngrid:\n  behaviour.coding_creep: [0.01, 0.02]\n")
+    with pytest.raises(ScenarioError, match=rf"{f}:4: behaviour.coding_creep: "):
+        load_scenarios(f)
+
+
+def test_dip_coding_creep_from_a_drg_based_file_under_policy_dip(tmp_path) -> None:
+    """A file on the default base swept with --policy dip_baseline: validated against the
+    DIP policy, so refused with its file and line (before any work)."""
+    from drgsim.cli.sweep_cmd import build_specs
+    from drgsim.errors import ScenarioError
+    from drgsim.policy import bundled_policy_path
+
+    f = tmp_path / "creep.yaml"
+    f.write_text(CREEP_DIP.replace("base: dip_baseline\n", ""))
+    with pytest.raises(ScenarioError, match=rf"{f}:6: behaviour.coding_creep: "):
+        build_specs(str(f), (), None, None, str(bundled_policy_path("dip_baseline")))
+
+
+def test_cli_dip_coding_creep_one_line_before_any_work(tmp_path) -> None:
+    f = tmp_path / "creep.yaml"
+    f.write_text(CREEP_DIP)
+    cases = tmp_path / "cases.parquet"
+    pd.DataFrame({"case_id": ["1"]}).to_parquet(cases)
+    r = _run(["sweep", str(cases), "--scenarios", str(f), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    lines = _lines(r.output)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {f}:7: behaviour.coding_creep"), \
+        r.output
+    assert not (tmp_path / "o").exists()
