@@ -260,3 +260,38 @@ def test_cli_dip_coding_creep_one_line_before_any_work(tmp_path) -> None:
     assert len(lines) == 1 and lines[0].startswith(f"error: {f}:7: behaviour.coding_creep"), \
         r.output
     assert not (tmp_path / "o").exists()
+
+
+# ----------------------------------------------------------------------------- 5. build years
+def test_catalogue_years_rule() -> None:
+    """Year Y is built from the 3 years before it: all there -> nothing; some missing ->
+    a warning naming expected, missing, used and found; none -> refused."""
+    from drgsim.cli.dip_cmd import catalogue_years
+    from drgsim.errors import RecordsError
+
+    found = [2022, 2023, 2024, 2025]
+    assert catalogue_years(2025, found, [2022, 2023, 2024], 3) is None
+    assert catalogue_years(None, found, [2023, 2024, 2025], 3) is None  # default: 2026
+    msg = catalogue_years(2024, found, [2022, 2023], 3)
+    assert msg == ("the catalogue for 2024 is built from 2021–2023, but the history lacks "
+                   "2021: built from 2022–2023 (history has 2022–2025)")
+    gap = catalogue_years(2025, [2022, 2024], [2022, 2024], 3)
+    assert gap is not None and "lacks 2023" in gap and "2022, 2024" in gap
+    with pytest.raises(RecordsError, match="2027–2029.*2022–2025.*--year 2026"):
+        catalogue_years(2030, found, [2023, 2024, 2025], 3)
+
+
+def test_cli_dip_build_for_a_year_beyond_the_history_is_refused(region, tmp_path) -> None:
+    out = tmp_path / "cat"
+    r = _run(["dip", "build", str(region / "discharges"), "-o", str(out), "--year", "2030"])
+    assert r.exit_code == 2, r.output
+    assert r.output.startswith("error: --year 2030") and "2022–2025" in r.output, r.output
+    assert len(_lines(r.output)) == 1
+    assert not out.exists()
+
+
+def test_cli_dip_build_with_a_missing_year_warns(region, tmp_path) -> None:
+    r = _run(["dip", "build", str(region / "discharges"), "-o", str(tmp_path / "c"),
+              "--year", "2024"])
+    assert r.exit_code == 0, r.output
+    assert "warning: the catalogue for 2024 is built from 2021–2023" in " ".join(r.output.split())
