@@ -3,6 +3,8 @@ commands, DIP outputs named as DIP, bundled DIP scenarios, catalogue years said,
 matching from several threads at once."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -295,3 +297,93 @@ def test_cli_dip_build_with_a_missing_year_warns(region, tmp_path) -> None:
               "--year", "2024"])
     assert r.exit_code == 0, r.output
     assert "warning: the catalogue for 2024 is built from 2021–2023" in " ".join(r.output.split())
+
+
+# ----------------------------------------------------------------------------- 6. DIP files
+def _bundled() -> list:
+    from drgsim.scenarios.files import bundled_scenarios_path, load_scenario_files
+
+    return load_scenario_files(bundled_scenarios_path())
+
+
+def test_there_is_a_bundled_dip_scenario_file() -> None:
+    methods = {s.base_policy().method for s in _bundled()}
+    assert methods == {"drg", "dip"}
+
+
+@pytest.fixture(scope="module")
+def prepared(region):
+    """The small region prepared once per method (DRG: grouped and calibrated; DIP: a
+    catalogue built from the history and matched)."""
+    import warnings
+
+    import drgsim
+
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for method, pol in (("drg", "baseline"), ("dip", "dip_baseline")):
+            out[method] = drgsim.prepare(region / "discharges", policy=pol,
+                                         hospitals=region / "hospitals.parquet",
+                                         region=region / "region.parquet")
+    return out
+
+
+@pytest.mark.parametrize("spec", _bundled(), ids=lambda s: s.name)
+def test_every_bundled_scenario_file_runs_on_its_method(spec, prepared) -> None:
+    import warnings
+
+    import numpy as np
+
+    method = spec.base_policy().method
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = prepared[method].sweep(spec)
+    assert len(res.scenarios) == spec.n_scenarios
+    assert np.isfinite(res.funds["pv"].to_numpy(dtype=float)).all()
+    if spec.draws_n:
+        assert res.hospitals["draw"].nunique() == spec.draws_n
+
+
+def test_dip_files_hold_no_drg_only_keys_or_creep() -> None:
+    """Loaded against the DIP policy (method_problems), they load; a DRG-only file does not."""
+    from drgsim.errors import ScenarioError
+    from drgsim.policy import load_policy
+    from drgsim.scenarios.files import load_scenario_files
+
+    dip = load_policy("dip_baseline")
+    for s in _bundled():
+        if s.base_policy().method == "dip":
+            load_scenario_files(s.file, dip)
+        elif s.name in ("budget_and_beta", "coding_creep"):
+            with pytest.raises(ScenarioError):
+                load_scenario_files(s.file, dip)
+
+
+@pytest.mark.parametrize("name", ["budget_and_beta.yaml", "coding_creep.yaml", ""])
+def test_sweep_dip_policy_with_bundled_drg_file_points_to_the_dip_file(tmp_path, name):
+    from drgsim.scenarios.files import bundled_scenarios_path
+
+    cases = tmp_path / "cases.parquet"
+    pd.DataFrame({"case_id": ["1"]}).to_parquet(cases)
+    r = _run(["sweep", str(cases), "--policy", "dip_baseline", "--scenarios",
+              str(bundled_scenarios_path() / name), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2, r.output
+    lines = _lines(r.output)
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.output
+    assert "dip_outliers.yaml" in r.output and "method dip" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_demo_dip_sweeps_the_bundled_dip_files(tmp_path) -> None:
+    import drgsim.cli.demo_cmd as demo
+
+    assert not hasattr(demo, "DIP_SWEEP")  # the in-code list is gone
+    out = tmp_path / "d"
+    r = _run(["demo", "--method", "dip", "-o", str(out), "--discharges", "1500",
+              "--hospitals", "3"])
+    assert r.exit_code == 0, r.output
+    dip = sorted(Path(s.file).stem for s in _bundled() if s.base_policy().method == "dip")
+    assert sorted(p.name for p in (out / "sweeps").iterdir()) == dip
+    for stem in dip:
+        assert (out / "sweeps" / stem / "manifest.json").is_file()

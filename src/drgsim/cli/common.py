@@ -148,3 +148,19 @@ def policy_with_scheme(policy_file: str | None, scheme: str | None, cases: str,
         warnings.warn(f"--scheme {scheme} replaces policy {pol.name}'s scheme {pol.scheme}",
                       stacklevel=2)
     return dataclasses.replace(pol, scheme=str(scheme))
+
+
+def bundled_specs(method: str, policy=None) -> list:
+    """The bundled example scenario files for a method (drg or dip: their ``base`` policy's
+    method), validated against ``policy`` when given (its keys, its method) and then
+    overlaying it."""
+    from drgsim.scenarios.files import bundled_scenarios_path, load_scenario_files
+
+    files = [s.file for s in load_scenario_files(bundled_scenarios_path())
+             if s.base_policy().method == method]
+    if policy is None:
+        return [load_scenario_files(f)[0] for f in files]
+    specs = [load_scenario_files(f, policy)[0] for f in files]
+    for s in specs:
+        s.base = str(policy.source)
+    return specs

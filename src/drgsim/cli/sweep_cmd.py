@@ -87,7 +87,10 @@ def build_specs(scenarios: str | None, grid: tuple[str, ...], draws: int | None,
         doc = {"name": "grid", "grid": cli_axes}
         specs = [parse_scenarios(doc, "--grid", policy)]
     else:
-        specs = load_scenario_files(scenarios, policy)
+        try:
+            specs = load_scenario_files(scenarios, policy)
+        except ScenarioError as exc:
+            raise _bundled_for_drg(exc, scenarios, policy) from None
         if cli_axes:
             out = []
             for s in specs:
@@ -118,6 +121,24 @@ def build_specs(scenarios: str | None, grid: tuple[str, ...], draws: int | None,
             raise ScenarioError([Problem(s.file, None, "draws.seed",
                                          "give --seed: the same seed gives the same draws")])
     return specs
+
+
+def _bundled_for_drg(exc: ScenarioError, scenarios: str, policy) -> ScenarioError:
+    """A bundled DRG scenario file refused under a DIP policy: one line, its first problem
+    and the bundled DIP scenario files to use instead."""
+    from drgsim.cli.common import bundled_specs
+    from drgsim.scenarios.files import bundled_scenarios_path
+
+    p = Path(scenarios).resolve()
+    bundled = bundled_scenarios_path().resolve()
+    if policy is None or policy.method != "dip" or bundled not in (p, p.parent):
+        return exc
+    first = exc.problems[0]
+    more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+    dip = ", ".join(str(Path(s.file)) for s in bundled_specs("dip"))
+    return ScenarioError([Problem(first.file, first.line, first.field, (
+        f"{first.message}{more}; this bundled scenario file is for DRG: for policy "
+        f"{policy.name} (method dip) use the bundled DIP scenarios {dip}"))])
 
 
 def base_policy(specs: list, policy_file: str | None) -> str | None:
