@@ -387,3 +387,84 @@ def test_demo_dip_sweeps_the_bundled_dip_files(tmp_path) -> None:
     assert sorted(p.name for p in (out / "sweeps").iterdir()) == dip
     for stem in dip:
         assert (out / "sweeps" / stem / "manifest.json").is_file()
+
+
+# ----------------------------------------------------------------------------- 7. threads
+def _slices(region, k: int) -> list[pd.DataFrame]:
+    """The simulated year's records in k slices, each with principal and procedure codes
+    no scheme or catalogue has (so matching grows the vocabularies), distinct per slice."""
+    df = pd.read_parquet(region / "discharges")
+    df = df[pd.to_datetime(df["discharge_date"]).dt.year == 2025].reset_index(drop=True)
+    df["year"] = df["year"].astype(int)
+    df["month"] = df["month"].astype(int)
+    out = []
+    for i, part in enumerate(range(k)):
+        s = df.iloc[part::k].copy()
+        first = s["diagnoses"].str.split("|", n=1)
+        s["diagnoses"] = [f"{f[0]}Q{i}" + (f"|{f[1]}" if len(f) > 1 else "") for f in first]
+        s["procedures"] = [f"{p}|99.99{i}{j % 7}".lstrip("|") for j, p in
+                           enumerate(s["procedures"].fillna(""))]
+        out.append(s.reset_index(drop=True))
+    return out
+
+
+def test_match_from_several_threads_equals_sequential(region, monkeypatch) -> None:
+    """One catalogue object matched from several threads at once (as a Dask worker's
+    threads do): the vocabularies it grows stay consistent, each result equals matching
+    the same records one after another. A pause inside the principal extension widens the
+    window two threads would otherwise interleave in."""
+    import copy
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import drgsim.dip.match as dm
+    from drgsim import dip
+    from drgsim.settlement.simulate import read_table
+
+    hist, _ = read_table(region / "discharges")
+    hist = hist[pd.to_datetime(hist["discharge_date"]).dt.year < 2025]
+    cat, _ = dip.build(hist, policy="dip_baseline")
+    fresh = copy.deepcopy(cat)
+    slices = _slices(region, 6)
+    want = [dip.match(s, catalogue=fresh, threads=1) for s in slices]
+
+    dip.match(slices[0].head(1), catalogue=cat, threads=1)  # compiled once, then shared
+    real = dm.Prepared.principal_rows
+
+    def slow(self, codes):
+        time.sleep(0.02)
+        return real(self, codes)
+
+    monkeypatch.setattr(dm.Prepared, "principal_rows", slow)
+    start = threading.Barrier(len(slices))
+
+    def one(s):
+        start.wait()
+        return dip.match(s, catalogue=cat, threads=1)
+
+    with ThreadPoolExecutor(len(slices)) as ex:
+        got = list(ex.map(one, slices))
+    cols = ["packet", "packet_kind", "treatment_type", "dip_status", "dx_key", "aux_coef"]
+    for g, w in zip(got, want, strict=True):
+        pd.testing.assert_frame_equal(g[cols], w[cols])
+    prep = cat._dip_prepared[1]
+    assert len(prep.vocab) == len(set(prep.vocab))  # no code learnt twice
+    assert len(prep.principal) == len(prep.principal_keys) == len(prep.pdx_key)
+
+
+def test_a_compiled_catalogue_still_pickles(region) -> None:
+    """The engines ship a compiled catalogue to their workers: the lock must not stop it."""
+    import pickle
+
+    from drgsim import dip
+    from drgsim.settlement.simulate import read_table
+
+    hist, _ = read_table(region / "discharges")
+    cat, _ = dip.build(hist[pd.to_datetime(hist["discharge_date"]).dt.year < 2025],
+                       policy="dip_baseline")
+    s = _slices(region, 2)[0]
+    a = dip.match(s, catalogue=cat, threads=1)
+    back = pickle.loads(pickle.dumps(cat))
+    b = dip.match(s, catalogue=back, threads=1)
+    pd.testing.assert_frame_equal(a, b)
