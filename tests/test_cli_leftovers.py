@@ -468,3 +468,18 @@ def test_a_compiled_catalogue_still_pickles(region) -> None:
     back = pickle.loads(pickle.dumps(cat))
     b = dip.match(s, catalogue=back, threads=1)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_demo_with_a_policy_of_another_name_sweeps_the_bundled_files(tmp_path) -> None:
+    """demo --policy my.yaml (a DRG policy named otherwise) failed at the sweep, after all
+    the work: the bundled files' base was 'baseline'. They now overlay the policy given."""
+    from drgsim.policy import bundled_policy_path
+
+    pol = tmp_path / "mine.yaml"
+    pol.write_text(bundled_policy_path("baseline").read_text(encoding="utf-8")
+                   .replace("name: baseline", "name: mine", 1), encoding="utf-8")
+    out = tmp_path / "d"
+    r = _run(["demo", "-o", str(out), "--discharges", "1500", "--hospitals", "3",
+              "--policy", str(pol)])
+    assert r.exit_code == 0, r.output
+    assert (out / "sweeps" / "budget_and_beta" / "manifest.json").is_file()

@@ -11,6 +11,7 @@ from drgsim.cli.common import (
     console,
     fail,
     policy_option,
+    policy_with_scheme,
     scheme_option,
     seed_option,
     threads_option,
@@ -62,12 +63,15 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file, method)
     root = Path(out)
     try:
         check_output(root, [policy_file], folder=True)
+        pol = None
         if policy_file:  # a DIP policy would fail only at the sweep, after all the work
             from drgsim.policy import load_policy
             pol = load_policy(policy_file)
             if pol.method != "drg":
                 raise DrgsimError(f"policy {pol.name} is method {pol.method}: "
                                   f"run drgsim demo --method {pol.method}")
+        # the scenario files, validated against the policy (and overlaying it) before any work
+        specs = bundled_specs("drg", pol)
         # OUT/manifest.json is written last: OUT/region and OUT/simulation have their own
         options = {"command": "demo", "discharges": discharges, "hospitals": hospitals,
                    "seed": seed, "scheme": scheme}
@@ -97,11 +101,12 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file, method)
         import drgsim
         from drgsim.report import write_outputs
         from drgsim.report.sweep import write_sweep_outputs
-        specs = bundled_specs("drg")  # the DIP files (base dip_baseline) are demo --method dip's
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             # prepared once: the simulation and every sweep settle on it
-            base = drgsim.prepare(root / "grouped.parquet", policy=policy_file,
+            # priced with the scheme it was grouped with (said when the policy names another)
+            policy = policy_with_scheme(policy_file, scheme, str(root / "grouped.parquet"))
+            base = drgsim.prepare(root / "grouped.parquet", policy=policy,
                                   hospitals=root / "region" / "hospitals.parquet",
                                   region=root / "region" / "region.parquet")
             tables = base.simulate()
