@@ -283,8 +283,22 @@ def test_catalogue_years_rule() -> None:
         catalogue_years(2030, found, [2023, 2024, 2025], 3)
 
 
-def test_cli_dip_build_for_a_year_beyond_the_history_is_refused(region, tmp_path) -> None:
+def test_cli_dip_build_for_a_year_beyond_the_history_is_refused(region, tmp_path,
+                                                                 monkeypatch) -> None:
+    """Refused before the build (the history's dates are read alone) and again after it
+    (any input the early read cannot take)."""
+    import drgsim.cli.dip_cmd as dc
+    import drgsim.dip as dip
+
+    def no_build(*a, **k):
+        raise AssertionError("built before refusing")
+
     out = tmp_path / "cat"
+    with monkeypatch.context() as m:
+        m.setattr(dip, "build", no_build)
+        r = _run(["dip", "build", str(region / "discharges"), "-o", str(out), "--year", "2030"])
+        assert r.exit_code == 2 and "2027–2029" in r.output, r.output
+    monkeypatch.setattr(dc, "_history_years", lambda h: None)
     r = _run(["dip", "build", str(region / "discharges"), "-o", str(out), "--year", "2030"])
     assert r.exit_code == 2, r.output
     assert r.output.startswith("error: --year 2030") and "2022–2025" in r.output, r.output

@@ -70,6 +70,9 @@ def build_cmd(history, out, policy_file, year, scheme, hospitals, base_packets,
             from drgsim.policy import bundled_policy_path
 
             pol = bundled_policy_path(pol)
+        early = _history_years(history) if year is not None else None
+        if early:  # a year the history cannot build is refused before the build
+            catalogue_years(year, early, [], _n_years(pol, year, early))
         cat, assigned = build(history, policy=pol, scheme=scheme, hospitals=hospitals,
                               year=year, base_packets=base_packets,
                               treatment_table=treatment_types)
@@ -93,6 +96,28 @@ def _years(ys: list[int]) -> str:
     if ys == list(range(ys[0], ys[-1] + 1)) and len(ys) > 1:
         return f"{ys[0]}–{ys[-1]}"
     return ", ".join(str(y) for y in ys)
+
+
+def _history_years(history: str) -> list[int] | None:
+    """The history's discharge years from its date column alone (parquet file or folder);
+    None where that cannot be read cheaply (CSV, Excel, other columns: the build says)."""
+    import numpy as np
+
+    p = Path(history)
+    if not (p.is_dir() or p.suffix.lower() == ".parquet"):
+        return None
+    try:
+        import pyarrow.dataset as ds
+
+        from drgsim.dip.build import _years_of
+
+        d = ds.dataset(str(p), format="parquet", partitioning="hive" if p.is_dir() else None)
+        if "discharge_date" not in d.schema.names:
+            return None
+        y = _years_of(d.to_table(columns=["discharge_date"]).column(0))
+    except Exception:  # noqa: BLE001 - unreadable here: the build reads and names it
+        return None
+    return sorted(int(v) for v in np.unique(y) if v >= 0)
 
 
 def _n_years(policy: object, year: int | None, found: list[int]) -> int:
