@@ -84,7 +84,7 @@ def test_every_command_help_shows_an_example(path) -> None:
     assert "Example" in r.output and "drgsim " in r.output.split("Example", 1)[1], r.output
 
 
-@pytest.mark.parametrize("command", ["simulate", "sweep"])
+@pytest.mark.parametrize("command", ["simulate", "sweep", "calibrate"])
 def test_simulate_and_sweep_take_scheme(command) -> None:
     r = _run([command, "--help"])
     assert "--scheme" in r.output
@@ -111,16 +111,16 @@ def grouped_chs(region, tmp_path_factory):
     return p
 
 
-@pytest.mark.parametrize("command", ["simulate", "sweep"])
+@pytest.mark.parametrize("command", ["simulate", "sweep", "calibrate"])
 def test_scheme_other_than_the_cases_grouping_is_refused(grouped_chs, tmp_path, command):
     extra = ["--grid", "budget.*.growth=0.02,0.03"] if command == "sweep" else []
-    r = _run([command, str(grouped_chs), "--scheme", "beijing_2022", *extra,
-              "-o", str(tmp_path / "o")])
+    out = tmp_path / ("o.parquet" if command == "calibrate" else "o")
+    r = _run([command, str(grouped_chs), "--scheme", "beijing_2022", *extra, "-o", str(out)])
     assert r.exit_code == 2, r.output
     lines = _lines(r.output)
     assert len(lines) == 1 and lines[0].startswith("error: "), r.output
     assert "beijing_2022" in r.output and "CHS-DRG" in r.output
-    assert not (tmp_path / "o").exists()
+    assert not out.exists()
 
 
 def test_scheme_same_as_the_cases_grouping_is_accepted(grouped_chs, tmp_path):
