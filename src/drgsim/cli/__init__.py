@@ -91,7 +91,8 @@ def _one_line(exc: click.exceptions.ClickException) -> click.exceptions.ClickExc
     """click's errors as drgsim prints its own: ``error: message`` on one line of stderr,
     with where to read the help for usage errors; click keeps the exit code (2 for usage).
     A group called without a command keeps showing its help."""
-    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+    no_args = getattr(click.exceptions, "NoArgsIsHelpError", None)  # click >= 8.2
+    if no_args is not None and isinstance(exc, no_args):
         return exc
 
     def show(file=None) -> None:
