@@ -32,7 +32,18 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 
 
 class LazyGroup(click.Group):
-    """A click group whose subcommands are imported on first use."""
+    """A click group whose subcommands are imported on first use; click's own errors
+    (usage, bad option values) are printed in drgsim's style, one line (see :func:`_one_line`)."""
+
+    def main(self, args=None, prog_name=None, *a, **k):
+        # the program is 'drgsim' however it was started (python -c, -m, a test runner)
+        return super().main(args, prog_name or self.name, *a, **k)
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        try:  # drgsim's own options and the command name: parsed before invoke
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.ClickException as exc:
+            raise _one_line(exc) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -57,8 +68,10 @@ class LazyGroup(click.Group):
             warnings.showwarning = _one_line_warning
         try:
             return super().invoke(ctx)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.Abort):
-            raise  # click prints these itself (usage errors: one line, exit 2)
+        except click.exceptions.ClickException as exc:
+            raise _one_line(exc) from None  # click prints it with exc.show, exits with its code
+        except (click.exceptions.Exit, click.Abort):
+            raise
         except SystemExit:
             raise
         except BrokenPipeError:
@@ -72,6 +85,26 @@ class LazyGroup(click.Group):
 
 
 ISSUES = "the drgsim issue tracker"
+
+
+def _one_line(exc: click.exceptions.ClickException) -> click.exceptions.ClickException:
+    """click's errors as drgsim prints its own: ``error: message`` on one line of stderr,
+    with where to read the help for usage errors; click keeps the exit code (2 for usage).
+    A group called without a command keeps showing its help."""
+    no_args = getattr(click.exceptions, "NoArgsIsHelpError", None)  # click >= 8.2
+    if no_args is not None and isinstance(exc, no_args):
+        return exc
+
+    def show(file=None) -> None:
+        msg = " ".join(exc.format_message().split())
+        if msg[:1].isupper() and msg[1:2].islower():  # "No such option" -> "no such option"
+            msg = msg[0].lower() + msg[1:]
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        click.echo(f"error: {msg}{hint}", err=True)
+
+    exc.show = show  # type: ignore[method-assign]
+    return exc
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -113,7 +146,7 @@ def _report(exc: BaseException) -> None:
     sys.exit(1)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("drgsim", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="drgsim")
 @click.option("--debug", is_flag=True, default=False,
               help="Show the full traceback of an error (also DRGSIM_DEBUG=1).")

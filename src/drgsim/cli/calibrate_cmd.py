@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from drgsim.cli.common import console, fail, out_option, policy_option
+from drgsim.cli.common import (
+    console,
+    fail,
+    out_option,
+    policy_option,
+    policy_with_scheme,
+    scheme_override_option,
+)
 from drgsim.errors import DrgsimError
 
 
@@ -18,6 +25,7 @@ from drgsim.errors import DrgsimError
     help="Year the weights are for (default: the year after the latest in HISTORY).",
 )
 @policy_option
+@scheme_override_option
 @click.option(
     "--weights",
     "weights_file",
@@ -28,16 +36,18 @@ from drgsim.errors import DrgsimError
 @click.option(
     "--grouped", is_flag=True, help="HISTORY is grouped cases even without drgsim provenance."
 )
-def calibrate(history, out, year, policy_file, weights_file, grouped) -> None:
+def calibrate(history, out, year, policy_file, scheme, weights_file, grouped) -> None:
     """Calibrate DRG weights (n, mean, CV, RW, base points, reference mean, per-diem rate) from history.
 
-    HISTORY: grouped cases (output of 'drgsim group') or raw records (grouped on the way);
-    the years before --year are used, weighted and inflated as the policy says.
+    HISTORY: grouped cases (output of 'drgsim group') or raw records (grouped on the way
+    with --scheme, else the policy's scheme); the years before --year are used, weighted
+    and inflated as the policy says.
 
     \b
     Example:
       drgsim calibrate grouped.parquet --year 2024 -o weights.parquet
       drgsim calibrate grouped.parquet --weights published.csv -o weights.parquet
+      drgsim calibrate region/discharges --scheme beijing_2022 -o weights.parquet
     """
     import pandas as pd
 
@@ -56,7 +66,8 @@ def calibrate(history, out, year, policy_file, weights_file, grouped) -> None:
     con = console()
     try:
         check_output(out, [history, weights_file, policy_file], (".parquet", ".pq"))
-        pol = load_policy(policy_file)
+        pol = policy_with_scheme(policy_file, scheme, history, grouped)
+        pol = pol if scheme is not None else load_policy(policy_file)
         df, meta = read_table(history)
         if not (grouped or "drgsim.scheme" in meta):
             from drgsim.grouper import group

@@ -74,3 +74,93 @@ def check_engine(engine: str, scheduler: str | None, refused: dict[str, object])
         given = [k for k, v in refused.items() if v]
         if given:
             raise click.UsageError(f"{', '.join(given)}: not supported with --engine {engine}")
+
+
+# --scheme on simulate/sweep: no default, so that only a scheme the person names overrides
+# the policy's (the bundled policies name chs_drg_11)
+scheme_override_option = click.option(
+    "--scheme", default=None, metavar="NAME|PATH",
+    help="Scheme that groups (DRG) or matches (DIP) raw CASES, in place of the policy's "
+         "'scheme:' (said in a warning when they differ). Refused when CASES were grouped "
+         "with another scheme (their provenance says which).",
+)
+
+
+def cases_provenance(cases: str) -> dict[str, str]:
+    """drgsim's provenance of a cases file or folder (parquet key-value metadata, or a
+    partitioned output's sidecar); {} for CSV/Excel or records without any."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from drgsim.distributed.output import DATA, PROVENANCE
+
+    p = Path(cases)
+    if p.is_dir():
+        for side in (p / PROVENANCE, p / DATA / PROVENANCE):
+            if side.is_file():
+                return {str(k): str(v) for k, v in json.loads(side.read_text("utf-8")).items()}
+        p = next(iter(sorted(f for f in p.rglob("*.parquet")
+                             if not f.name.startswith((".", "_")))), p)
+    if p.is_file() and p.suffix.lower() == ".parquet":
+        try:
+            meta = pq.read_schema(p).metadata or {}
+        except Exception:  # noqa: BLE001 - a broken file is named later, by the reader
+            return {}
+        return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in meta.items()
+                if k.startswith(b"drgsim.")}
+    return {}
+
+
+def policy_with_scheme(policy_file: str | None, scheme: str | None, cases: str,
+                       grouped: bool = False):
+    """The policy to run with when ``--scheme`` is given: the policy's scheme replaced by it.
+
+    --scheme wins over the policy's ``scheme:`` (a warning says so when they differ);
+    CASES grouped with another scheme (provenance, or ``--grouped`` without provenance,
+    where the scheme is unknown) are refused: a run never mixes two schemes silently.
+    Without --scheme the policy file is returned unchanged.
+    """
+    if scheme is None:
+        return policy_file
+    import dataclasses
+    import warnings
+
+    from drgsim.grouper.core import load_scheme
+    from drgsim.policy import load_policy
+
+    pol = load_policy(policy_file)
+    cs = load_scheme(scheme)  # an unknown scheme: SchemeNotFoundError, one line
+    meta = cases_provenance(cases)
+    if "drgsim.scheme" in meta:
+        theirs, their_hash = meta["drgsim.scheme"], meta.get("drgsim.scheme_hash", "")
+        same = their_hash == cs.content_hash if their_hash else theirs == cs.name
+        if not same:
+            raise DrgsimError(
+                f"{cases} was grouped with scheme {theirs!r} (its provenance), not --scheme "
+                f"{scheme} ({cs.name}): drop --scheme, or group the raw records again with "
+                f"--scheme {scheme}")
+    elif grouped:
+        raise DrgsimError(f"--grouped and --scheme {scheme}: the scheme CASES were grouped "
+                          "with is unknown (no provenance); drop --scheme, or give the raw "
+                          "records")
+    if pol.scheme != str(scheme) and load_scheme(pol.scheme).content_hash != cs.content_hash:
+        warnings.warn(f"--scheme {scheme} replaces policy {pol.name}'s scheme {pol.scheme}",
+                      stacklevel=2)
+    return dataclasses.replace(pol, scheme=str(scheme))
+
+
+def bundled_specs(method: str, policy=None) -> list:
+    """The bundled example scenario files for a method (drg or dip: their ``base`` policy's
+    method), validated against ``policy`` when given (its keys, its method) and then
+    overlaying it."""
+    from drgsim.scenarios.files import bundled_scenarios_path, load_scenario_files
+
+    files = [s.file for s in load_scenario_files(bundled_scenarios_path())
+             if s.base_policy().method == method]
+    if policy is None:
+        return [load_scenario_files(f)[0] for f in files]
+    specs = [load_scenario_files(f, policy)[0] for f in files]
+    for s in specs:
+        s.base = str(policy.source)
+    return specs

@@ -7,9 +7,11 @@ from pathlib import Path
 import click
 
 from drgsim.cli.common import (
+    bundled_specs,
     console,
     fail,
     policy_option,
+    policy_with_scheme,
     scheme_option,
     seed_option,
     threads_option,
@@ -61,12 +63,15 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file, method)
     root = Path(out)
     try:
         check_output(root, [policy_file], folder=True)
+        pol = None
         if policy_file:  # a DIP policy would fail only at the sweep, after all the work
             from drgsim.policy import load_policy
             pol = load_policy(policy_file)
             if pol.method != "drg":
                 raise DrgsimError(f"policy {pol.name} is method {pol.method}: "
                                   f"run drgsim demo --method {pol.method}")
+        # the scenario files, validated against the policy (and overlaying it) before any work
+        specs = bundled_specs("drg", pol)
         # OUT/manifest.json is written last: OUT/region and OUT/simulation have their own
         options = {"command": "demo", "discharges": discharges, "hospitals": hospitals,
                    "seed": seed, "scheme": scheme}
@@ -96,13 +101,12 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file, method)
         import drgsim
         from drgsim.report import write_outputs
         from drgsim.report.sweep import write_sweep_outputs
-        from drgsim.scenarios.files import bundled_scenarios_path, load_scenario_files
-
-        specs = load_scenario_files(bundled_scenarios_path())
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             # prepared once: the simulation and every sweep settle on it
-            base = drgsim.prepare(root / "grouped.parquet", policy=policy_file,
+            # priced with the scheme it was grouped with (said when the policy names another)
+            policy = policy_with_scheme(policy_file, scheme, str(root / "grouped.parquet"))
+            base = drgsim.prepare(root / "grouped.parquet", policy=policy,
                                   hospitals=root / "region" / "hospitals.parquet",
                                   region=root / "region" / "region.parquet")
             tables = base.simulate()
@@ -141,19 +145,12 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file, method)
         fail(exc)
 
 
-DIP_SWEEP = [  # a small sweep of DIP's own parameters on the prepared DIP region
-    {"dip.outliers.high": 1.8},
-    {"dip.outliers.high": 2.5},
-    {"dip.outliers.low": 0.4},
-    {"budget.employee.growth": 0.02, "budget.resident.growth": 0.02},
-    {"point_value.basis": "total_cost"},
-]
-
-
 def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file,
               threads=None) -> None:
     """``drgsim demo --method dip``: synthetic region -> DIP catalogue from the history years
-    (with its report) -> matched cases -> simulation of the last year -> a small sweep."""
+    (with its report) -> matched cases -> simulation of the last year -> the bundled DIP
+    scenario files swept (data/scenarios/dip_*.yaml: outlier bounds, budget growth ×
+    point-value basis with volume growth drawn)."""
     import warnings
 
     import pandas as pd
@@ -180,6 +177,7 @@ def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file,
             raise DrgsimError(
                 f"demo --method dip needs drgsim.dip (catalogue building and matching): {exc}"
             ) from None
+        specs = bundled_specs("dip", pol)  # validated against the policy before any work
         check_output(root, [policy_file], folder=True)
         options = {"command": "demo", "method": "dip", "discharges": discharges,
                    "hospitals": hospitals, "seed": seed, "scheme": scheme}
@@ -221,11 +219,15 @@ def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file,
             tables = base.simulate()
             paths = write_outputs(tables, root / "simulation",
                                   fingerprint([policy_file], {**options, "part": "simulate"}))
-            res = base.sweep(DIP_SWEEP)
-            write_sweep_outputs(res, root / "sweeps" / "dip", fingerprint(
-                [policy_file], {**options, "part": "sweep"}))
+            swept = []
+            for spec in specs:
+                res = base.sweep(spec)
+                write_sweep_outputs(res, root / "sweeps" / Path(spec.file).stem, fingerprint(
+                    [policy_file, spec.file], {**options, "part": "sweep"}))
+                swept.append((spec, res))
         folder.commit({**options, "parts": ["region", "catalogue", "matched.parquet",
-                                            "simulation", "sweeps/dip"]})
+                                            "simulation",
+                                            *(f"sweeps/{Path(s.file).stem}" for s in specs)]})
         for msg in sorted({str(w.message) for w in caught}):
             con.print(f"     warning: {msg}")
         ledger_sum = int(tables["ledger"]["amount_fen"].sum())
@@ -237,8 +239,13 @@ def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file,
                   + ", ".join(sorted(p.name for p in paths.values())))
         from drgsim.cli.sweep_cmd import summary_lines
 
-        con.print(f"[bold]5. swept[/] {len(DIP_SWEEP)} DIP scenarios -> {root / 'sweeps' / 'dip'}")
-        for line in summary_lines(res):
-            con.print("   " + line, markup=False)
+        con.print("[bold]5. swept[/] the bundled DIP scenarios against the baseline "
+                  f"-> {root / 'sweeps'}/<file>/ (sweep.xlsx, parquet, plots):")
+        for spec, res in swept:
+            draws = int(res.hospitals["draw"].nunique()) if len(res.hospitals) else 1
+            con.print(f"     {spec.name}: {len(res.scenarios)} scenarios × {draws} draw(s) — "
+                      f"{spec.description}")
+            for line in summary_lines(res):
+                con.print("   " + line, markup=False)
     except DrgsimError as exc:
         fail(exc)

@@ -11,7 +11,9 @@ from drgsim.cli.common import (
     fail,
     out_option,
     policy_option,
+    policy_with_scheme,
     scheduler_option,
+    scheme_override_option,
 )
 from drgsim.errors import DrgsimError
 
@@ -20,6 +22,7 @@ from drgsim.errors import DrgsimError
 @click.argument("cases", type=click.Path(exists=True))
 @out_option
 @policy_option
+@scheme_override_option
 @click.option(
     "--weights",
     "weights_file",
@@ -59,7 +62,7 @@ from drgsim.errors import DrgsimError
 @engine_option
 @scheduler_option
 def simulate(
-    cases, out, policy_file, weights_file, hospitals_file, region_file, year, grouped,
+    cases, out, policy_file, scheme, weights_file, hospitals_file, region_file, year, grouped,
     catalogue_dir, engine, scheduler,
 ) -> None:
     """Price every case in points, derive the point value from the budget and settle each
@@ -67,13 +70,14 @@ def simulate(
     and DIR/manifest.json last (a folder without it is incomplete).
 
     CASES: output of 'drgsim group' (recognised by its provenance, or --grouped) or raw
-    records (grouped with the policy's scheme), a file or a folder.
+    records (grouped with --scheme, else the policy's scheme), a file or a folder.
 
     \b
     Example:
       drgsim simulate grouped.parquet --hospitals hospitals.parquet --region region.parquet -o out/
       drgsim simulate grouped.parquet --weights weights.parquet --year 2024 \\
           --region region.parquet -o out/
+      drgsim simulate region/discharges --scheme beijing_2022 --region region.parquet -o out/
       drgsim simulate region/discharges --policy dip_baseline --catalogue cat/ \\
           --region region/region.parquet -o out/    # DIP
       drgsim simulate grouped/ --engine dask --scheduler tcp://10.0.0.5:8786 \\
@@ -96,9 +100,13 @@ def simulate(
         inputs.append(catalogue_dir)
     try:
         check_output(out, inputs, folder=True, writes=OUTPUT_FILES)
-        fp = fingerprint(inputs, {"command": "simulate", "year": year, "grouped": grouped})
+        opts = {"command": "simulate", "year": year, "grouped": grouped}
+        if scheme is not None:  # runs without --scheme keep their fingerprints
+            opts["scheme"] = scheme
+        fp = fingerprint(inputs, opts)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            policy_file = policy_with_scheme(policy_file, scheme, cases, grouped)
             if engine == "spark":
                 tables = _simulate_spark(cases, policy_file, weights_file, hospitals_file,
                                          region_file, year, grouped, scheduler)

@@ -14,7 +14,9 @@ from drgsim.cli.common import (
     fail,
     out_option,
     policy_option,
+    policy_with_scheme,
     scheduler_option,
+    scheme_override_option,
 )
 from drgsim.errors import DrgsimError, Problem, ScenarioError
 
@@ -85,7 +87,10 @@ def build_specs(scenarios: str | None, grid: tuple[str, ...], draws: int | None,
         doc = {"name": "grid", "grid": cli_axes}
         specs = [parse_scenarios(doc, "--grid", policy)]
     else:
-        specs = load_scenario_files(scenarios, policy)
+        try:
+            specs = load_scenario_files(scenarios, policy)
+        except ScenarioError as exc:
+            raise _bundled_for_drg(exc, scenarios, policy) from None
         if cli_axes:
             out = []
             for s in specs:
@@ -116,6 +121,24 @@ def build_specs(scenarios: str | None, grid: tuple[str, ...], draws: int | None,
             raise ScenarioError([Problem(s.file, None, "draws.seed",
                                          "give --seed: the same seed gives the same draws")])
     return specs
+
+
+def _bundled_for_drg(exc: ScenarioError, scenarios: str, policy) -> ScenarioError:
+    """A bundled DRG scenario file refused under a DIP policy: one line, its first problem
+    and the bundled DIP scenario files to use instead."""
+    from drgsim.cli.common import bundled_specs
+    from drgsim.scenarios.files import bundled_scenarios_path
+
+    p = Path(scenarios).resolve()
+    bundled = bundled_scenarios_path().resolve()
+    if policy is None or policy.method != "dip" or bundled not in (p, p.parent):
+        return exc
+    first = exc.problems[0]
+    more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+    dip = ", ".join(str(Path(s.file)) for s in bundled_specs("dip"))
+    return ScenarioError([Problem(first.file, first.line, first.field, (
+        f"{first.message}{more}; this bundled scenario file is for DRG: for policy "
+        f"{policy.name} (method dip) use the bundled DIP scenarios {dip}"))])
 
 
 def base_policy(specs: list, policy_file: str | None) -> str | None:
@@ -151,6 +174,7 @@ def base_policy(specs: list, policy_file: str | None) -> str | None:
               help="Seed of the draws (same seed, same draws; overrides the file's).")
 @out_option
 @policy_option
+@scheme_override_option
 @click.option("--weights", "weights_file", default=None, type=click.Path(exists=True),
               help="Weights (default: calibrated on the history years).")
 @click.option("--hospitals", "hospitals_file", default=None, type=click.Path(exists=True),
@@ -173,8 +197,8 @@ def base_policy(specs: list, policy_file: str | None) -> str | None:
               help="A hospital whose change against the baseline is below this is losing.")
 @engine_option
 @scheduler_option
-def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, hospitals_file,
-          region_file, year, report, monthly, grouped, losing, catalogue_dir, engine,
+def sweep(cases, scenarios, grid, draws, seed, out, policy_file, scheme, weights_file,
+          hospitals_file, region_file, year, report, monthly, grouped, losing, catalogue_dir, engine,
           scheduler) -> None:
     """Prepare CASES once (weights, pricing, cells, budgets), settle every scenario and
     compare each hospital and fund with the baseline; write parquet tables, sweep.xlsx and
@@ -228,10 +252,13 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, weights_file, h
         options = {"command": "sweep", "grid": list(grid), "draws": draws, "seed": seed,
                    "year": year, "report": report, "losing": losing, "grouped": grouped,
                    "monthly": monthly}
+        if scheme is not None:  # runs without --scheme keep their fingerprints
+            options["scheme"] = scheme
         fp = fingerprint(inputs, options)
         with warnings.catch_warnings(record=True) as caught, _engine(engine, scheduler) as dg:
             warnings.simplefilter("always")
-            policy = base_policy(specs, policy_file)
+            policy = policy_with_scheme(base_policy(specs, policy_file), scheme, cases,
+                                        grouped)
             for s in specs:  # a file on the default base overlays --policy (as base_policy)
                 if policy_file and s.base == "baseline":
                     s.base = policy_file

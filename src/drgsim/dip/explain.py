@@ -121,9 +121,10 @@ def explain(record: dict | None = None, catalogue: Any = None,
         fen, ok = yuan_to_fen(pa.array([str(record["total_cost"])]))
         cost_fen = int(fen[0]) if ok[0] and fen[0] >= 0 else None
     px = split_codes(record.get("procedures"), keep_empty_field=False)
-    unknown = sorted({p for p in px if p and p not in prep.vocab_pos})
-    if unknown and not translate:  # typed as the matcher types them
-        prep.extend_vocab(unknown)
+    with prep.lock:  # the matcher may grow the same vocabulary from another thread
+        unknown = sorted({p for p in px if p and p not in prep.vocab_pos})
+        if unknown and not translate:  # typed as the matcher types them
+            prep.extend_vocab(unknown)
     m = ref.match(record, cost_fen, translate)
     case_procs = set(px)
     core = []

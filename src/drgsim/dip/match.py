@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -109,6 +110,22 @@ class Prepared:
     scheme_path: str = ""
     vocab_pos: dict[str, int] = field(default_factory=dict)
     _offset: int = 0
+
+    # The vocabularies grow while matching (codes met in records): one lock per compiled
+    # catalogue serialises the growth, so matching one catalogue object from several
+    # threads (a Dask worker's) is safe. Not pickled: the engines ship a compiled
+    # catalogue to their workers, each copy gets its own.
+    def __post_init__(self) -> None:
+        self.lock = threading.RLock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.RLock()
 
     @property
     def principal_pos(self) -> dict[str, int]:
@@ -220,15 +237,19 @@ def prepare(catalogue: Any, scheme: CompiledScheme,
     cat = _catalogue(catalogue)
     key = (scheme.content_hash, id(cat.packets), len(cat.packets),
            None if treatment is None else hash(frozenset(treatment.items())))
-    cache = getattr(cat, "_dip_prepared", None)
-    if cache is not None and cache[0] == key:
-        return cache[1]
-    p = _prepare(cat, scheme, treatment)
-    try:
-        cat._dip_prepared = (key, p)
-    except AttributeError:  # pragma: no cover - a frozen object: no cache
-        pass
+    with _PREPARE_LOCK:  # threads matching one catalogue share one compiled copy
+        cache = getattr(cat, "_dip_prepared", None)
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        p = _prepare(cat, scheme, treatment)
+        try:
+            cat._dip_prepared = (key, p)
+        except AttributeError:  # pragma: no cover - a frozen object: no cache
+            pass
     return p
+
+
+_PREPARE_LOCK = threading.Lock()
 
 
 def _bad(cat: Any, row: int | None, column: str | None, message: str) -> ValidationError:
@@ -404,13 +425,17 @@ def match_fields(fields: RecordFields, costs: tuple[np.ndarray, np.ndarray], pre
     dx_ptr, dx_ids = encode_field(fields.diagnoses, scheme, keep_empty_field=translate,
                                   threads=threads)
     # translation maps scheme ids: catalogue-only codes are then simply not in the map
+    index = None if translate else prep.index  # codes keep their ids as the vocabulary grows
     px_ptr, px_ids = encode_field(fields.procedures, scheme, keep_empty_field=False,
-                                  threads=threads, index=None if translate else prep.index)
-    if not translate and _learn_procedures(fields, px_ptr, px_ids, prep):
-        px_ptr, px_ids = encode_field(fields.procedures, scheme, keep_empty_field=False,
-                                      threads=threads, index=prep.index)
-    pdx = _principal_ids(fields, dx_ptr, dx_ids, prep)
-    ck = prep.kernel()
+                                  threads=threads, index=index)
+    with prep.lock:  # the vocabularies grow here; the kernel's arrays are a snapshot
+        if not translate:
+            _learn_procedures(fields, px_ptr, px_ids, prep)
+            if prep.index is not index and (px_ids == 0).any():  # grown, here or by a thread
+                px_ptr, px_ids = encode_field(fields.procedures, scheme, keep_empty_field=False,
+                                              threads=threads, index=prep.index)
+        pdx = _principal_ids(fields, dx_ptr, dx_ids, prep)
+        ck = prep.kernel()
     out = MatchResult(np.empty(n, np.int32), np.empty(n, np.int8), np.empty(n, np.int8),
                       np.empty(n, np.int32), np.empty(n, np.int32), np.ones(n, np.float64),
                       np.full(n, -1, np.int64))
@@ -468,7 +493,8 @@ def result_columns(res: MatchResult, prep: Prepared, cat: Any = None) -> dict[st
         aux_cls = _labels(res.aux_row, [str(x) for x in aux["class"].tolist()])
     else:
         aux_cat = aux_cls = pa.array(np.full(len(res.packet), ""), pa.string())
-    keys = prep.principal_keys
+    with prep.lock:  # a snapshot: another thread may be growing the list
+        keys = list(prep.principal_keys)
     tt = res.treatment_type
     return {
         "packet": _labels(res.packet, prep.codes),

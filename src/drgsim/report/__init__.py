@@ -235,9 +235,20 @@ def write_plots(tables: dict[str, pd.DataFrame], out_dir: str | os.PathLike[str]
     return paths
 
 
-#: every file write_outputs may write (an earlier run's file not rewritten now is removed)
-OUTPUT_FILES = (*(f"{t}.parquet" for t in PARQUET_TABLES), "summary.xlsx",
+#: every file write_outputs may write (an earlier run's file not rewritten now is removed);
+#: a DIP run's per-packet table is packets.parquet (``drgs`` in the tables, column ``packet``)
+OUTPUT_FILES = (*(f"{t}.parquet" for t in PARQUET_TABLES), "packets.parquet", "summary.xlsx",
                 "point_value_by_month.png", "payment_vs_cost.png")
+
+
+def is_dip(tables: dict[str, pd.DataFrame]) -> bool:
+    """Tables of a DIP run (the provenance's method): their per-group table is by packet."""
+    return str(tables["summary"].attrs.get("drgsim.method", "drg")) == "dip"
+
+
+def as_packets(drgs: pd.DataFrame) -> pd.DataFrame:
+    """A DIP run's ``drgs`` table as written: its key column named ``packet``."""
+    return drgs.rename(columns={"drg": "packet"})
 
 
 def write_outputs(
@@ -254,10 +265,16 @@ def write_outputs(
                           writer="simulate")
     folder.open()
     written: dict[str, Path] = {}
+    dip = is_dip(tables)
     for name in PARQUET_TABLES:
         if name in tables:
-            p = out / f"{name}.parquet"
-            write_parquet(tables[name], p, prov)
+            t = tables[name]
+            if dip and name == "drgs":  # a DIP run's table is by packet: named so
+                p = out / "packets.parquet"
+                t = as_packets(t)
+            else:
+                p = out / f"{name}.parquet"
+            write_parquet(t, p, prov)
             written[name] = p
     written["workbook"] = write_workbook(tables, out / "summary.xlsx")
     for p in write_plots(tables, out):

@@ -41,6 +41,9 @@ SHEETS = (
     ("weights", "权重 weights", "病组权重：例均费用、RW、基准点数、床日标准",
      "weights: mean cost, RW, base points, per-diem rates"),
 )
+# a DIP run's sheet for its ``drgs`` table (by packet, column ``packet``)
+DIP_SHEET = ("drgs", "病种 packets", "每个病种×基金：病例数、分值、支付、费用、高低倍率病例",
+             "per DIP packet and fund: cases, points (scores), payment, cost, outliers")
 NUMBER_FORMATS = {
     "id": "0",
     "int": "#,##0",
@@ -50,7 +53,7 @@ NUMBER_FORMATS = {
     "ratio": "0.0000",
 }
 ID_COLUMNS = {"fund", "year", "hospital_id", "hospital_name", "hospital_level", "month", "drg",
-              "key", "pay_status"}
+              "packet", "key", "pay_status"}
 EXCEL_MAX_ROWS = 1_048_576
 FUND_ZH = {"employee": "职工医保", "resident": "居民医保"}
 
@@ -369,10 +372,15 @@ def write_workbook(
     table, 术语 last. Money in yuan (two decimals); the parquet tables stay in fen."""
     info = hospital_info(tables)
     frames = []
+    summary = tables.get("summary")
+    dip = summary is not None and str(summary.attrs.get("drgsim.method", "drg")) == "dip"
     for key, name, zh, en in SHEETS:
         t = tables.get(key)
         if t is None or not len(t):
             continue
+        if dip and key == "drgs":  # by packet, as packets.parquet
+            _, name, zh, en = DIP_SHEET
+            t = t.rename(columns={"drg": "packet"})
         d = with_hospital_info(t, info) if key != "weights" else t
         frames.append((name, zh, en, d))
     p = Path(path)

@@ -721,6 +721,7 @@ def parse_scenarios(doc: Any, file: str, policy: Policy | None = None) -> Scenar
     if has_dist and seed is None and draws_n is not None:
         bad(_line(doc, "draws"), "draws.seed", "give a seed: the same seed gives the same draws")
 
+    problems += method_problems(doc, policy, file)
     spec = ScenarioSpec(str(name), str(base), sets, grid, zips, behaviour, draws_n, seed,
                         file, desc)
     if not problems and spec.n_scenarios > MAX_SCENARIOS:
@@ -731,6 +732,33 @@ def parse_scenarios(doc: Any, file: str, policy: Policy | None = None) -> Scenar
         title = f"{len(problems)} problem(s) in scenario file {file}" if len(problems) > 1 else None
         raise ScenarioError(problems, title=title)
     return spec
+
+
+def method_problems(doc: Any, policy: Policy, file: str) -> list[Problem]:
+    """Keys the base policy's method cannot honour, each at its file, line and key, so a
+    sweep refuses them before any work: under method dip, coding creep (a packet has no
+    more severe sibling) and the DRG-only sections (high_cost, low_cost, ungroupable,
+    calibration, points: DIP prices with dip.* and its catalogue)."""
+    if policy.method != "dip" or not isinstance(doc, dict):
+        return []
+    from drgsim.pricing.cells import DRG_ONLY
+    from drgsim.scenarios.behaviour import DIP_NO_CREEP
+
+    out: list[Problem] = []
+    for sec in ("set", "grid", "behaviour"):
+        node = doc.get(sec)
+        if not isinstance(node, dict):
+            continue
+        for k in node:
+            key = str(k) if sec != "behaviour" else f"behaviour.{k}"
+            if key.split(".")[:2] == ["behaviour", "coding_creep"]:
+                out.append(Problem(file, _line(node, k), key, DIP_NO_CREEP))
+            elif key.split(".")[0] in DRG_ONLY:
+                out.append(Problem(file, _line(node, k), key, (
+                    f"{key.split('.')[0]} does not apply to method dip (policy {policy.name}): "
+                    "its outliers are dip.outliers.*, a blank packet dip.blank_ratio, scores "
+                    "the catalogue's")))
+    return out
 
 
 def _grid_keys(doc: Any) -> list[str]:
@@ -806,6 +834,7 @@ __all__ = [
     "expand_range",
     "load_scenario_files",
     "load_scenarios",
+    "method_problems",
     "parse_scenarios",
     "policy_keys",
     "scenario_files",
