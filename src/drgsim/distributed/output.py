@@ -158,8 +158,13 @@ class PartitionedOutput:
         files: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
         for f in sorted(src.iterdir()):
-            if not f.is_file() or f.name.startswith((".", "_")) or f.suffix != ".parquet":
-                continue
+            if f.name.startswith((".", "_")):
+                continue  # the engine's checksums and markers
+            if not f.is_file() or f.suffix != ".parquet":
+                from drgsim.errors import OutputError
+
+                raise OutputError(f"{f}: not a parquet part; the engine wrote something "
+                                  "this output cannot record")
             name = f"{DATA}/{rel}/{f.name}"
             pf = pq.ParquetFile(f)
             rows = int(pf.metadata.num_rows)

@@ -307,8 +307,8 @@ def write_parquet(
     if target.exists() and not target.is_dir():
         raise OutputError(f"{target}: exists and is not a folder")
     fp = fingerprint or f"once-{uuid.uuid4().hex}"
+    remove_staging(target, STAGING)  # a killed run's (only drgsim's own temporary files)
     po = PartitionedOutput(target, fp, writer=writer).open()  # another writer's: refused
-    remove_staging(target, STAGING)  # a killed run's
     counts: dict[str, int] = {}
 
     def add(c: dict[str, int]) -> None:
