@@ -208,7 +208,12 @@ def test_a_run_cut_between_months_reruns_to_the_same_rows(spark, region, tmp_pat
     assert (out / ".drgsim-run.json").exists()
     assert len(list(out.glob("_parts/*.json"))) == 3
     assert not list(out.glob(".spark-*"))  # the staging folder went with the failure
+    # a SIGKILL between a file's rename and its journal entry leaves an unrecorded part:
+    # the re-run must drop it, not read its rows twice
+    kept = sorted(out.glob("data/year=*/month=*/*.parquet"))[0]
+    shutil.copy(kept, kept.parent / "part-99999-stray.c000.snappy.parquet")
     again = dsp.group_to(sdf, out, fingerprint="fp-1")
+    assert not list(out.rglob("part-99999-stray*"))
     assert again["reused"] == 3 and again["partitions"] == full["partitions"] > 3
     assert OutputFolder.complete(out, "fp-1") is not None
     assert again["rows"] == full["rows"] == 900
