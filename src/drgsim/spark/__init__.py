@@ -293,7 +293,7 @@ def write_parquet(
     replaces an earlier output of the same ``writer`` and another writer's output is
     refused (:class:`~drgsim.output.OutputFolder`), as on Dask. ``fingerprint=None``:
     a fresh one, so a re-run reuses nothing. Parts carry no Arrow metadata (Spark drops
-    it); the sidecar does.
+    it); the sidecar does (``provenance``, else :func:`provenance_of` ``sdf``).
     """
     F = _pyspark()
     from drgsim.distributed.output import NO_DATE, PartitionedOutput, remove_staging
@@ -345,7 +345,7 @@ def write_parquet(
     info: dict[str, Any] = {"partitions": len(kept) + written, "engine": "spark"}
     if status is not None:
         info["status_counts"] = counts
-    po.commit(dict(provenance or {}), info)
+    po.commit(dict(provenance if provenance is not None else provenance_of(sdf)), info)
     return {"rows": po.rows, "status_counts": counts, "partitions": len(kept) + written,
             "reused": len(kept), "path": target}
 
