@@ -1,6 +1,7 @@
 """drgsim on Spark gives the single-process results: grouping, a calibrated simulation and
 a settlement-only sweep to the fen (dirty rows and rows without a valid date included),
-the hospital-partition guard, and a killed write re-run to a complete output; DIP matching
+the hospital-partition guard, and a killed write re-run to a complete output (the output's
+layout and journal: tests/test_spark_output.py); DIP matching
 per batch, ``group --method dip --engine spark`` and the collected catalogue build.
 
 One local Spark session for the module (local[2], two shuffle partitions, no UI) and one
@@ -251,14 +252,19 @@ KILLED = textwrap.dedent(
             time.sleep(4)
             yield b
 
-    dsp.write_parquet(g.mapInArrow(slow, g.schema), sys.argv[2], provenance={"x": "y"})
+    dsp.write_parquet(g.mapInArrow(slow, g.schema), sys.argv[2], dsp.provenance_of(g),
+                      fingerprint="fp-killed", writer="group", status="status")
     print("FINISHED")
     """
 )
 
 
 def test_a_killed_group_run_reruns_to_a_complete_output(spark, region, tmp_path):
+    """SIGKILL while Spark's job writes its staging folder: no manifest, nothing under
+    OUT/data; the re-run (same fingerprint) removes the staging folder and ends complete
+    with every row. (A run cut between month folders: tests/test_spark_output.py.)"""
     from drgsim import spark as dsp
+    from drgsim.output import MANIFEST, OutputFolder
 
     out = tmp_path / "grouped"
     script = tmp_path / "killed.py"
@@ -270,38 +276,39 @@ def test_a_killed_group_run_reruns_to_a_complete_output(spark, region, tmp_path)
                             stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 240
-        # kill once Spark has started writing into the temporary folder
-        while time.time() < deadline and not any(tmp_path.glob(".grouped.*.part/_temporary")):
+        # kill once Spark has started writing into the staging folder
+        while time.time() < deadline and not any(out.glob(".spark-*.part/_temporary")):
             assert proc.poll() is None, "the run ended before it could be killed"
             time.sleep(0.2)
-        assert any(tmp_path.glob(".grouped.*.part")), "the write never started"
+        assert any(out.glob(".spark-*.part")), "the write never started"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert b"FINISHED" not in proc.stdout.read()
-    assert not out.exists()  # no half-written output under the target name
-    assert any(tmp_path.glob(".grouped.*.part"))  # the killed run's leftovers
+    assert not (out / MANIFEST).exists()  # an incomplete output never looks complete
+    assert not list(out.glob("data/**/*.parquet"))  # nothing moved into place
+    assert any(out.glob(".spark-*.part"))  # the killed run's staging folder
 
     sdf = spark.read.parquet(str(region / "discharges"))
-    dsp.group_to(sdf, out)  # the re-run
-    assert not any(tmp_path.glob(".grouped.*.part"))  # leftovers removed
+    res = dsp.group_to(sdf, out, fingerprint="fp-killed")  # the re-run
+    assert not any(out.glob(".spark-*"))  # leftovers removed
+    assert OutputFolder.complete(out, "fp-killed") is not None
+    assert res["rows"] == 1500
     side = dsp.read_provenance(out)
-    assert side["partition_by"] == ["year", "month"]
-    assert side["provenance"]["drgsim.scheme"] == "CHS-DRG"
-    assert all((out / f).exists() for f in side["files"])
-    again = ds.dataset(out, partitioning="hive").to_table().to_pandas()
+    assert side["drgsim.scheme"] == "CHS-DRG"
+    again = pd.read_parquet(out / "data")
     ref = drgsim.group(ds.dataset(region / "discharges", partitioning="hive").to_table())
     key = ["case_id", "drg", "status"]
     pd.testing.assert_frame_equal(_by_case(again[key]), _by_case(ref.to_pandas()[key]))
-    assert sorted(again["month"].unique().tolist()) == list(range(1, 13))
+    assert sorted(again["month"].dropna().unique().tolist()) == list(range(1, 13))
 
-    # a folder drgsim did not write is refused, never replaced
+    # files drgsim did not write stay, as on Dask: the output is written beside them
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "keep.txt").write_text("mine")
-    with pytest.raises(Exception, match="not a drgsim Spark output"):
-        dsp.group_to(sdf, foreign)
+    dsp.group_to(sdf, foreign)
     assert (foreign / "keep.txt").read_text() == "mine"
+    assert OutputFolder.complete(foreign) is not None
 
 
 def test_cli_simulate_engine_spark_writes_the_single_tables(spark, region, history_policy,
@@ -381,7 +388,7 @@ def test_cli_group_method_dip_engine_spark_equals_the_single_path(spark, region,
     r = CliRunner().invoke(main, ["group", src, "--method", "dip", "--catalogue", str(folder),
                                   "-o", str(out), "--engine", "spark"])
     assert r.exit_code == 0, r.output
-    got = _by_case(ds.dataset(out, partitioning="hive").to_table().to_pandas())
+    got = _by_case(ds.dataset(out / "data", partitioning="hive").to_table().to_pandas())
     ref = _by_case(pd.read_parquet(single))
     assert len(got) == len(ref) == 1500 and (ref["dip_status"] != "ok").any()
     for col in DIP_COLUMNS:
@@ -392,7 +399,8 @@ def test_cli_group_method_dip_engine_spark_equals_the_single_path(spark, region,
         else:
             assert got[col].astype("string").fillna("<NA>").tolist() == \
                 ref[col].astype("string").fillna("<NA>").tolist(), col
-    assert dsp.read_provenance(out)["provenance"]["drgsim.method"] == "dip"
+    assert dsp.read_provenance(out)["drgsim.method"] == "dip"
+    assert dsp.read_provenance(out)["drgsim.dip_catalogue"] == str(folder)
 
 
 def test_dip_build_equals_dip_build_of_the_same_rows(spark, region, catalogue):

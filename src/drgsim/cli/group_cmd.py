@@ -331,30 +331,41 @@ def _group_dask(input_path: str, out: str, scheme: str, translate: bool, names: 
 def _group_spark(input_path: str, out: str, scheme: str, translate: bool, names: bool,
                  master: str | None, method: str = "drg", catalogue: str | None = None
                  ) -> None:
-    """``group --engine spark``: year=/month= parquet written by Spark, renamed onto OUT
-    when complete, provenance in OUT/_drgsim_provenance.json (DRG groups, or with
-    ``--method dip`` the catalogue's packets)."""
-    from drgsim.output import check_output
+    """``group --engine spark``: the output of ``--engine dask`` (OUT/data/year=/month=,
+    fingerprinted journal, manifest last, provenance in OUT/data/_drgsim_provenance.json),
+    DRG groups or with ``--method dip`` the catalogue's packets; a re-run completes a
+    killed one."""
+    from drgsim.grouper.core import load_scheme
+    from drgsim.output import check_output, fingerprint
 
+    con = console()
     try:
         folder = _engine_dip(method, catalogue, names)
         check_output(out, [input_path] + ([str(folder)] if folder else []), folder=True)
+        cs = load_scheme(scheme)
         import drgsim.spark as dsp
 
         dsp._pyspark()  # SparkError (a DrgsimError) without pyspark
+        opts = {"command": "group", "engine": "spark", "scheme": cs.content_hash,
+                "translate": translate, "names": names}
+        if folder is not None:  # the catalogue's files are hashed as an input
+            opts["method"] = "dip"
+        fp = fingerprint([input_path] + ([folder] if folder else []), opts)
         with dsp.session(master):
             sdf = dsp.read_parquet(input_path)
             if folder is None:
-                path = dsp.group_to(sdf, out, scheme, translate, names=names)
+                res = dsp.group_to(sdf, out, cs, translate, names=names, fingerprint=fp)
             else:
-                path = dsp.dip_match_to(sdf, out, folder, scheme, translate)
+                res = dsp.dip_match_to(sdf, out, folder, cs, translate, fingerprint=fp)
     except DrgsimError as exc:
         fail(exc)
         return
-    side = dsp.read_provenance(path)
+    rows = res["rows"]
     what = "matched to DIP packets" if folder is not None else "grouped"
-    console().print(f"{what} -> {path}/ ({len(side['files'])} parts, provenance in "
-                    f"{dsp.PROVENANCE_FILE})")
+    con.print(f"[bold]{rows:,}[/] rows {what} -> {out}/ ({res['partitions']} month folders, "
+              f"{res['reused']} kept from an earlier run)")
+    for status, n in sorted(res["status_counts"].items(), key=lambda kv: -kv[1]):
+        con.print(f"  {status:<18} {n:>12,}  {n / max(rows, 1):7.2%}")
 
 
 def _print_counts(con, summary, what: str, unit: str) -> None:

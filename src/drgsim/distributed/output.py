@@ -11,6 +11,11 @@ then a marker ``_parts/part-NNNNN.json`` listing the partition's files, and writ
 fingerprint keeps every partition whose marker and files are intact and writes the rest,
 so it ends with the same rows as an uninterrupted run.
 
+An engine with its own commit protocol (Spark) writes a run's hive folders into a
+staging folder instead, and the driver moves each ``year=/month=`` folder's files into
+place (:meth:`PartitionedOutput.adopt`: one rename per file, then the folder's marker), so
+the units a re-run keeps are whole months.
+
 ``data/_drgsim_provenance.json`` beside the parts (readers skip ``_`` files) carries what parquet metadata carries in a
 single-machine output (drgsim version, scheme and its hash, translation, policy), because
 engines such as Spark drop Arrow schema metadata when they write.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -99,10 +105,19 @@ class PartitionedOutput:
         return self
 
     @staticmethod
-    def marker(part: int) -> str:
-        return f"_parts/part-{part:05d}.json"
+    def marker(part: int | str) -> str:
+        """The marker's name: ``_parts/part-NNNNN.json`` for a numbered partition,
+        ``_parts/KEY.json`` for a named unit (e.g. a Spark month folder)."""
+        return f"_parts/part-{part:05d}.json" if isinstance(part, int) else f"_parts/{part}.json"
 
-    def done(self, part: int) -> dict[str, Any] | None:
+    def reusable_units(self, prefix: str) -> list[str]:
+        """Keys of the named units (markers ``_parts/PREFIX*.json``) an earlier run with
+        the same fingerprint finished; :meth:`done` then checks their files."""
+        d = self.path / "_parts"
+        names = sorted(f.name for f in d.glob(f"{prefix}*.json")) if d.is_dir() else []
+        return [n[: -len(".json")] for n in names if self.folder.reusable(f"_parts/{n}")]
+
+    def done(self, part: int | str) -> dict[str, Any] | None:
         """The marker of partition ``part`` (its files kept) when an earlier run with the
         same fingerprint finished it completely, else None."""
         name = self.marker(part)
@@ -121,7 +136,7 @@ class PartitionedOutput:
         self.folder.keep(name)
         return rec
 
-    def record(self, part: int, files: list[dict[str, Any]], extra: dict | None = None) -> None:
+    def record(self, part: int | str, files: list[dict[str, Any]], extra: dict | None = None) -> None:
         """Record a partition's files (written by a worker), then its marker (with
         ``extra``, e.g. status counts, so a re-run that keeps the part still has them)."""
         for f in files:
@@ -132,6 +147,41 @@ class PartitionedOutput:
                 json.dumps({"files": files, **dict(extra or {})}, indent=1), encoding="utf-8"
             )
 
+    def adopt(self, unit: str, staged: str | os.PathLike[str], rel: str,
+               status: str | None = None, extra: dict | None = None) -> dict[str, Any]:
+        """Move the parquet files an engine wrote (and committed) into ``staged/rel``
+        (``rel`` = ``year=Y/month=M``) to ``data/rel``, each by one rename (atomic on one
+        file system), record them, then the unit's marker with their rows and ``status``
+        counts (read back from the files, so a task retried by the engine never counts
+        twice). Returns the marker's record."""
+        src = Path(staged) / rel
+        files: list[dict[str, Any]] = []
+        counts: dict[str, int] = {}
+        for f in sorted(src.iterdir()):
+            if f.name.startswith((".", "_")):
+                continue  # the engine's checksums and markers
+            if not f.is_file() or f.suffix != ".parquet":
+                from drgsim.errors import OutputError
+
+                raise OutputError(f"{f}: not a parquet part; the engine wrote something "
+                                  "this output cannot record")
+            name = f"{DATA}/{rel}/{f.name}"
+            pf = pq.ParquetFile(f)
+            rows = int(pf.metadata.num_rows)
+            if status is not None and rows:
+                from drgsim.distributed.partition import status_counts
+
+                for k, v in status_counts(pf.read(columns=[status]).column(0)
+                                          .to_numpy(zero_copy_only=False)).items():
+                    counts[k] = counts.get(k, 0) + v
+            target = self.path / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, target)
+            files.append({"name": name, "rows": rows})
+        rec = {**dict(extra or {}), **({"status_counts": counts} if status is not None else {})}
+        self.record(unit, files, rec)
+        return {"files": files, **rec}
+
     def commit(self, provenance: dict[str, str], info: dict[str, Any] | None = None) -> Path:
         """The provenance sidecar, then ``manifest.json`` last."""
         with self.folder.file(f"{DATA}/{PROVENANCE}") as tmp:
@@ -140,6 +190,14 @@ class PartitionedOutput:
                 encoding="utf-8",
             )
         return self.folder.commit({"rows": self.rows, **dict(info or {})})
+
+
+def remove_staging(path: str | os.PathLike[str], pattern: str) -> None:
+    """Remove staging folders (``pattern`` under ``path``) a killed run left behind."""
+    p = Path(path)
+    if p.is_dir():
+        for d in p.glob(pattern):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def read_provenance(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -155,6 +213,7 @@ __all__ = [
     "PROVENANCE",
     "PartitionedOutput",
     "read_provenance",
+    "remove_staging",
     "write_part",
     "year_month",
 ]

@@ -19,10 +19,11 @@ for Spark's tasks is :mod:`drgsim.spark.partitions`):
   driver.
 - :func:`dip_match` / :func:`dip_match_to` — DIP packet matching per batch
   (:func:`drgsim.distributed.dip.match_table`, ``drgsim.dip.match``'s Arrow path).
-- :func:`write_parquet` / :func:`group_to` — partitioned parquet (``year=/month=``)
-  written into a hidden temporary folder beside the target and renamed onto it when
-  complete, the provenance in a sidecar ``_drgsim_provenance.json`` (Spark drops Arrow
-  schema metadata).
+- :func:`write_parquet` / :func:`group_to` / :func:`dip_match_to` — the Dask writer's
+  layout and mechanism (:mod:`drgsim.distributed.output`): ``OUT/data/year=/month=``
+  parts moved into place month by month through the fingerprinted journal,
+  ``manifest.json`` last, the provenance in ``OUT/data/_drgsim_provenance.json`` (Spark
+  drops Arrow schema metadata).
 
 Spark needs a Java runtime (17 or 21) and ``pip install drgsim[spark]``.
 """
@@ -30,7 +31,6 @@ Spark needs a Java runtime (17 or 21) and ``pip install drgsim[spark]``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pickle
 import shutil
@@ -50,8 +50,7 @@ from drgsim.scheme.paths import DEFAULT_SCHEME
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame as SparkDataFrame
 
-PROVENANCE_FILE = "_drgsim_provenance.json"
-SIDE_FORMAT = "drgsim-spark-1"
+PROVENANCE_FILE = "_drgsim_provenance.json"  # in OUT/data (drgsim.distributed.output)
 
 
 class SparkError(DrgsimError):
@@ -107,25 +106,35 @@ def session(master: str | None = None) -> Iterator[Any]:
 
 
 def read_parquet(path: str | os.PathLike[str]) -> SparkDataFrame:
-    """A parquet file or hive folder (``year=/month=``) in the active session."""
+    """A parquet file or hive folder (``year=/month=``) in the active session; the
+    folder :func:`write_parquet` wrote (``OUT``) reads as its ``OUT/data``."""
     _pyspark()
     from pyspark.sql import SparkSession
+
+    from drgsim.distributed.output import DATA
+    from drgsim.output import MANIFEST
 
     s = SparkSession.getActiveSession()
     if s is None:
         raise SparkError("no active Spark session: use drgsim.spark.session()")
-    return s.read.parquet(str(path))
+    p = Path(path)
+    if p.is_dir() and (p / DATA).is_dir() and (p / MANIFEST).is_file():
+        p = p / DATA  # a partitioned output of group/write_parquet reads as its parts
+    return s.read.parquet(str(p))
 
 
 def is_grouped(path: str | os.PathLike[str]) -> bool:
-    """A parquet input written by ``drgsim group`` (provenance in the parquet metadata,
-    or a partitioned output's sidecar)."""
+    """A parquet input written by ``drgsim group``: provenance with a scheme in the
+    parquet metadata (single machine), or in the sidecar of a partitioned output
+    (``OUT`` or ``OUT/data``, Spark's or Dask's)."""
     import pyarrow.parquet as pq
+
+    from drgsim.distributed.output import DATA, PROVENANCE, read_provenance
 
     p = Path(path)
     if p.is_dir():
-        if (p / PROVENANCE_FILE).is_file():
-            return True
+        if (p / PROVENANCE).is_file() or (p / DATA / PROVENANCE).is_file():
+            return "drgsim.scheme" in read_provenance(p)
         first = next(iter(sorted(p.rglob("*.parquet"))), None)
         if first is None:
             return False
@@ -248,113 +257,158 @@ def dip_build(
 
 # ----------------------------------------------------------------------------- output
 
+STAGING = ".spark-*.part"  # a run's staging folder inside OUT (hidden; readers skip it)
+UNIT = "spark-"  # markers of the month folders a Spark run moved into place
+
 
 def write_parquet(
     sdf: SparkDataFrame,
     out: str | os.PathLike[str],
-    partition_by: tuple[str, ...] = ("year", "month"),
     provenance: dict[str, str] | None = None,
-) -> Path:
-    """Write ``sdf`` as partitioned parquet under the local folder ``out``, atomically.
+    *,
+    fingerprint: str | None = None,
+    writer: str = "spark.write_parquet",
+    status: str | None = None,
+    date_col: str | None = "discharge_date",
+    _fail_after: int | None = None,
+) -> dict[str, Any]:
+    """Write ``sdf`` as the Dask writer does (:mod:`drgsim.distributed.output`):
+    ``OUT/data/year=YYYY/month=MM/*.parquet`` (keys from the ``year``/``month`` columns,
+    else ``date_col``; rows without them under ``__HIVE_DEFAULT_PARTITION__``), the
+    provenance in ``OUT/data/_drgsim_provenance.json``, the journal with ``fingerprint``,
+    a marker per month folder, ``manifest.json`` last. Returns rows, ``status`` counts,
+    month folders written and kept.
 
-    Spark writes into a hidden temporary folder beside ``out`` (``.NAME.XXXX.part``);
-    the sidecar ``_drgsim_provenance.json`` (provenance, partitioning, the part files)
-    is written last, then the folder is renamed onto ``out``. A killed job leaves only
-    the temporary folder, which the next write removes: ``out`` is either the earlier
-    complete output or the new complete one. An existing ``out`` that drgsim did not
-    write (no sidecar) is refused, never replaced.
+    How: Spark writes the months still to do into a staging folder inside ``OUT``
+    (``.spark-XXXX.part``), through its own commit protocol, so a retried or speculative
+    task never leaves a second copy of its rows; only when the job has committed does the
+    driver move each month folder's files into place (one rename per file, atomic on the
+    local or mounted file system ``OUT`` must be) and record them and the month's marker
+    in the journal. Writing from the tasks straight into ``OUT`` would leave the files of
+    failed task attempts beside the good ones, and Spark's partitions are not stable
+    across runs (they follow the cluster's cores and split sizes), so a month is the unit
+    a re-run can trust. A killed run leaves no manifest; the re-run with the same
+    fingerprint keeps the months that were moved and marked, recomputes the rest (the
+    Spark job is all or nothing) and ends with the same rows. Another fingerprint
+    replaces an earlier output of the same ``writer`` and another writer's output is
+    refused (:class:`~drgsim.output.OutputFolder`), as on Dask. ``fingerprint=None``:
+    a fresh one, so a re-run reuses nothing. Parts carry no Arrow metadata (Spark drops
+    it); the sidecar does (``provenance``, else :func:`provenance_of` ``sdf``).
     """
-    _pyspark()
-    target = Path(out)
+    F = _pyspark()
+    from drgsim.distributed.output import NO_DATE, PartitionedOutput, remove_staging
+
     if "://" in str(out):
         raise SparkError(
             f"{out}: write_parquet writes to a local (or mounted) folder, where a rename is "
             "atomic; write to a path, then copy"
         )
-    if target.exists() and not (target / PROVENANCE_FILE).exists():
-        if not target.is_dir() or any(target.iterdir()):
-            raise OutputError(
-                f"{target}: exists and is not a drgsim Spark output (no {PROVENANCE_FILE}): "
-                "choose another folder"
-            )
-    missing = [c for c in partition_by if c not in sdf.columns]
-    if missing:
-        raise SparkError(f"cannot partition the output by {', '.join(missing)}: no such column")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*.part"):  # a killed run's leftovers
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.part"
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{target}: exists and is not a folder")
+    fp = fingerprint or f"once-{uuid.uuid4().hex}"
+    remove_staging(target, STAGING)  # a killed run's (only drgsim's own temporary files)
+    po = PartitionedOutput(target, fp, writer=writer).open()  # another writer's: refused
+    counts: dict[str, int] = {}
+
+    def add(c: dict[str, int]) -> None:
+        for k, v in c.items():
+            counts[k] = counts.get(k, 0) + int(v)
+
+    kept: list[str] = []
+    for key in po.reusable_units(UNIT):
+        rec = po.done(key)
+        if rec is not None:
+            kept.append(f"{rec['year']}-{rec['month']}")
+            add(rec.get("status_counts", {}))
+    keyed = _year_month(sdf, date_col)
+    if kept:
+        key = F.coalesce(F.concat(F.col("year"), F.lit("-"), F.col("month")),
+                         F.lit(f"{NO_DATE}-{NO_DATE}"))
+        keyed = keyed.where(~key.isin(kept))
+    stage = target / f".spark-{uuid.uuid4().hex[:12]}.part"
+    written = 0
     try:
-        sdf.write.mode("errorifexists").partitionBy(*partition_by).parquet(str(tmp))
-        from drgsim import __version__
-        from drgsim.output import write_text
-
-        files = sorted(
-            p.relative_to(tmp).as_posix()
-            for p in tmp.rglob("*.parquet")
-            if not any(x.startswith((".", "_")) for x in p.relative_to(tmp).parts)
-        )
-        side = {
-            "format": SIDE_FORMAT,
-            "drgsim_version": __version__,
-            "partition_by": list(partition_by),
-            "provenance": dict(provenance or {}),
-            "files": files,
-        }
-        write_text(tmp / PROVENANCE_FILE, json.dumps(side, indent=2, ensure_ascii=False) + "\n")
-        if target.exists():
-            old = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.old.part"
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+        keyed.write.mode("errorifexists").partitionBy("year", "month").parquet(str(stage))
+        for d in sorted(stage.glob("year=*/month=*")):
+            if not d.is_dir():
+                continue
+            y, m = d.parent.name.split("=", 1)[1], d.name.split("=", 1)[1]
+            rec = po.adopt(f"{UNIT}{y}-{m}", stage, f"{d.parent.name}/{d.name}", status,
+                           {"year": y, "month": m})
+            add(rec.get("status_counts", {}))
+            written += 1
+            if _fail_after is not None and written >= _fail_after:  # tests: a run cut short
+                raise SparkError(f"injected failure after {written} month folder(s)")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    info: dict[str, Any] = {"partitions": len(kept) + written, "engine": "spark"}
+    if status is not None:
+        info["status_counts"] = counts
+    po.commit(dict(provenance if provenance is not None else provenance_of(sdf)), info)
+    return {"rows": po.rows, "status_counts": counts, "partitions": len(kept) + written,
+            "reused": len(kept), "path": target}
 
 
-def read_provenance(out: str | os.PathLike[str]) -> dict[str, Any]:
-    """The sidecar of a :func:`write_parquet` output."""
-    return json.loads((Path(out) / PROVENANCE_FILE).read_text(encoding="utf-8"))
+def read_provenance(out: str | os.PathLike[str]) -> dict[str, str]:
+    """The provenance sidecar of a partitioned output (``OUT`` or ``OUT/data``), Spark's
+    or Dask's: the one reader, :func:`drgsim.distributed.output.read_provenance`."""
+    from drgsim.distributed.output import read_provenance as read
+
+    return read(out)
 
 
 def group_to(
     sdf: SparkDataFrame, out: str | os.PathLike[str], scheme: Any = DEFAULT_SCHEME,
     translate: bool = False, *, flags: bool = False, names: bool = False,
-) -> Path:
-    """:func:`group` then :func:`write_parquet` partitioned by ``year``/``month`` (taken
-    from the input's columns, else from ``discharge_date``; rows without a readable date
-    go to Spark's ``__HIVE_DEFAULT_PARTITION__``)."""
+    fingerprint: str | None = None, _fail_after: int | None = None,
+) -> dict[str, Any]:
+    """:func:`group` then :func:`write_parquet` (writer ``group``, counts of ``status``),
+    the layout of ``drgsim.dask.group_to_parquet``. Give ``fingerprint`` (the CLI hashes
+    the input files and options) so a re-run keeps the months a killed run finished."""
     grouped = group(sdf, scheme, translate, flags=flags, names=names)
-    return write_parquet(_year_month(grouped), out, ("year", "month"), provenance_of(grouped))
+    return write_parquet(grouped, out, provenance_of(grouped), fingerprint=fingerprint,
+                         writer="group", status="status", _fail_after=_fail_after)
 
 
 def dip_match_to(
     sdf: SparkDataFrame, out: str | os.PathLike[str], catalogue: Any,
-    scheme: Any = DEFAULT_SCHEME, translate: bool = False,
-) -> Path:
-    """:func:`dip_match` written as :func:`group_to` writes (``year=/month=``, atomic
-    rename, provenance sidecar naming the catalogue)."""
+    scheme: Any = DEFAULT_SCHEME, translate: bool = False, *,
+    fingerprint: str | None = None, _fail_after: int | None = None,
+) -> dict[str, Any]:
+    """:func:`dip_match` written as :func:`group_to` writes (writer ``match``, counts of
+    ``dip_status``, the sidecar naming the catalogue), as ``drgsim.dask.match_to_parquet``."""
     matched = dip_match(sdf, catalogue, scheme, translate)
-    return write_parquet(_year_month(matched), out, ("year", "month"), provenance_of(matched))
+    return write_parquet(matched, out, provenance_of(matched), fingerprint=fingerprint,
+                         writer="match", status="dip_status", _fail_after=_fail_after)
 
 
-def _year_month(sdf: SparkDataFrame) -> SparkDataFrame:
-    """``year``/``month`` columns for the output folders: the input's, else from
-    ``discharge_date``."""
+def _year_month(sdf: SparkDataFrame, date_col: str | None = "discharge_date"
+                ) -> SparkDataFrame:
+    """``year``/``month`` as the output folders' names, as
+    :func:`drgsim.distributed.output.year_month` makes them (``2023``, ``03``): from the
+    input's columns, else from ``date_col``; both null (Spark's
+    ``__HIVE_DEFAULT_PARTITION__``) when either is missing."""
     F = _pyspark()
+    from pyspark.sql.types import StringType
+
     cols = sdf.columns
-    if "year" not in cols or "month" not in cols:
-        if "discharge_date" not in cols:
-            raise SparkError("the records have neither year/month columns nor discharge_date")
-        d = F.to_date(F.col("discharge_date"))
-        if "year" not in cols:
-            sdf = sdf.withColumn("year", F.year(d))
-        if "month" not in cols:
-            sdf = sdf.withColumn("month", F.month(d))
-    return sdf
+    if "year" in cols and "month" in cols:
+        # try_cast: a value that is no number is no date, not an error (Spark 3.5 too)
+        y, m = F.expr("try_cast(`year` AS BIGINT)"), F.expr("try_cast(`month` AS BIGINT)")
+    elif date_col is not None and date_col in cols:
+        c = F.col(date_col)
+        if isinstance(sdf.schema[date_col].dataType, StringType):
+            c = F.try_to_timestamp(c)
+        d = F.to_date(c)
+        y, m = F.year(d), F.month(d)
+    else:
+        y = m = F.lit(None)
+    ok = y.isNotNull() & m.isNotNull()
+    return sdf.withColumns({
+        "year": F.when(ok, y.cast("string")),
+        "month": F.when(ok, F.lpad(m.cast("string"), 2, "0")),
+    })
 
 
 # ----------------------------------------------------------------------------- pricing
