@@ -41,6 +41,21 @@ from drgsim.settlement.simulate import (
 )
 
 
+DIP_NOT_WEIGHTS = (
+    "DIP scores come from the packet catalogue: give --catalogue (or none to build it from "
+    "the history), not weights"
+)
+
+
+def check_catalogue_method(catalogue: Any, pol: Policy) -> None:
+    """A catalogue given with a DRG policy is refused (never silently unused)."""
+    if catalogue is not None and pol.method != "dip":
+        raise RecordsError(
+            f"a DIP catalogue was given, but policy {pol.name} has method {pol.method}: "
+            "use a DIP policy (e.g. dip_baseline)"
+        )
+
+
 @dataclass
 class Prepared:
     """One simulated year prepared for settlement: cases priced, cells built, budget
@@ -179,11 +194,7 @@ def prepare(
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
     df, meta = read_table(cases)
     dip = pol.method == "dip"
-    if catalogue is not None and not dip:
-        raise RecordsError(
-            f"a DIP catalogue was given, but policy {pol.name} has method {pol.method}: "
-            "use a DIP policy (e.g. dip_baseline)"
-        )
+    check_catalogue_method(catalogue, pol)
     is_grouped = grouped
     if dip:
         is_grouped = True  # DIP matches packets below; no DRG grouping
@@ -219,10 +230,7 @@ def prepare(
     cat = cat_src = None
     if dip:
         if weights is not None:
-            raise RecordsError(
-                "DIP scores come from the packet catalogue: give --catalogue (or none to "
-                "build it from the history), not weights"
-            )
+            raise RecordsError(DIP_NOT_WEIGHTS)
         df, cat, cat_src = _dip_match(df, hist_mask, catalogue, pol, year, columns)
         current, history, prev_years = split_years(df, years, year)
     check_inputs(pv, year, int(cur_mask.sum()), years, hosp_df, region_df)
