@@ -15,7 +15,6 @@ import shutil
 import sys
 import warnings
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -153,3 +152,127 @@ def test_dask_dip_given_catalogue_equals_the_single_path(client, ddf, frame, reg
     same_point_values(base, single)
     res = dg.settle(base)
     same_tables(res, single.simulate(), res["cases"].compute())
+
+
+def test_dask_dip_settlement_only_sweep_equals_the_single_path(dask_built):
+    from drgsim.distributed import DistributedError
+
+    base, single = dask_built
+    grid = drgsim.Grid({"budget.*.growth": [0.02, 0.06], "assessment.withhold_share": [0.0, 0.1]})
+    res, ref = base.sweep(grid), single.sweep(grid)
+    assert len(res.scenarios) == 5 and (res.routes["route"] == "settlement").all()
+    for name in ("hospitals", "funds", "scenarios", "routes"):
+        pd.testing.assert_frame_equal(getattr(res, name), getattr(ref, name), obj=name)
+    with pytest.raises(DistributedError, match="settlement-only"):
+        base.sweep([{"dip.outliers.high": 2.5}])  # re-prices the cells: not on the driver
+
+
+@pytest.mark.parametrize("policy", ["baseline", "dip_baseline"])
+def test_dask_last_year_pv_without_reference_pv(client, ddf, frame, region, policy):
+    """``budgeted_pv: last_year`` and no reference_pv: last year's cases priced per
+    hospital partition, their totals settled on the driver, as the single path."""
+    import drgsim.dask as dg
+
+    _, hosp, reg = region
+    kw = {"policy": load_policy(policy).with_values(LAST_YEAR), "hospitals": hosp, "region": reg}
+    if policy == "baseline":
+        kw["weights"] = quiet(drgsim.prepare, frame, **{**kw, "policy": "baseline"}).w_df
+    base = quiet(dg.prepare, ddf, client=client, **kw)
+    single = quiet(drgsim.prepare, frame, **kw)
+    same_point_values(base, single)
+    res, ref = dg.settle(base), single.simulate()
+    assert (ref["funds"]["pv_bound"] != "").any()  # the bound binds: last year's PV matters
+    same_tables(res, ref, res["cases"].compute())
+
+
+# ---------------------------------------------------------------------------- Spark
+@pytest.fixture(scope="module")
+def spark():
+    from conftest import IN_CI
+
+    missing = [m for m, ok in (("a Java runtime", shutil.which("java")),
+                               ("pyspark", _has("pyspark"))) if not ok]
+    if missing:
+        if IN_CI:
+            pytest.fail(f"Spark tests need {' and '.join(missing)}; .ci/run installs them")
+        pytest.skip(f"Spark tests need {' and '.join(missing)}")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    s = (SparkSession.builder.master("local[2]").appName("drgsim-dip-money")
+         .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
+         .config("spark.default.parallelism", "2").getOrCreate())
+    s.sparkContext.setLogLevel("ERROR")
+    yield s
+    s.stop()
+
+
+def _has(mod: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(mod) is not None
+
+
+def spark_cases(res: dict) -> pd.DataFrame:
+    return res["cases"].toPandas()
+
+
+@pytest.fixture(scope="module")
+def spark_built(spark, frame, region, dask_built):
+    """dip_baseline on Spark, the catalogue built there from the history years."""
+    from drgsim import spark as dsp
+
+    _, hosp, reg = region
+    sdf = spark.read.parquet(str(region[0] / "discharges"))
+    base = quiet(dsp.prepare, sdf, policy="dip_baseline", hospitals=hosp, region=reg)
+    return base, dask_built[1]
+
+
+def test_spark_dip_built_catalogue_equals_the_single_path(spark_built):
+    from drgsim import spark as dsp
+
+    base, single = spark_built
+    assert base.w_src == single.w_src and base.w_src.startswith("built from")
+    same_point_values(base, single)
+    res = dsp.settle(base)
+    same_tables(res, single.simulate(), spark_cases(res))
+
+
+def test_spark_dip_settlement_only_sweep_equals_the_single_path(spark_built):
+    base, single = spark_built
+    grid = drgsim.Grid({"budget.*.growth": [0.02, 0.06]})
+    res, ref = base.sweep(grid), single.sweep(grid)
+    for name in ("hospitals", "funds", "scenarios", "routes"):
+        pd.testing.assert_frame_equal(getattr(res, name), getattr(ref, name), obj=name)
+
+
+def test_spark_dip_given_catalogue_equals_the_single_path(spark, frame, region, catalogue):
+    from drgsim import spark as dsp
+
+    _, hosp, reg = region
+    folder = catalogue[1]
+    kw = {"policy": "dip_baseline", "hospitals": hosp, "region": reg, "catalogue": folder}
+    sdf = spark.read.parquet(str(region[0] / "discharges")).repartition(3)
+    base = quiet(dsp.prepare, sdf, **kw)
+    single = quiet(drgsim.prepare, frame, **kw)
+    same_point_values(base, single)
+    res = dsp.settle(base)
+    same_tables(res, single.simulate(), spark_cases(res))
+
+
+@pytest.mark.parametrize("policy", ["baseline", "dip_baseline"])
+def test_spark_last_year_pv_without_reference_pv(spark, frame, region, catalogue, policy):
+    from drgsim import spark as dsp
+
+    _, hosp, reg = region
+    kw = {"policy": load_policy(policy).with_values(LAST_YEAR), "hospitals": hosp, "region": reg}
+    if policy == "baseline":
+        kw["weights"] = quiet(drgsim.prepare, frame, **{**kw, "policy": "baseline"}).w_df
+    else:
+        kw["catalogue"] = catalogue[1]
+    base = quiet(dsp.prepare, spark.read.parquet(str(region[0] / "discharges")), **kw)
+    single = quiet(drgsim.prepare, frame, **kw)
+    same_point_values(base, single)
+    res, ref = dsp.settle(base), single.simulate()
+    assert (ref["funds"]["pv_bound"] != "").any()
+    same_tables(res, ref, spark_cases(res))
