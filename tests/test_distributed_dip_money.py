@@ -117,14 +117,22 @@ def ddf(client, region):
 
 
 @pytest.fixture(scope="module")
-def dask_built(client, ddf, frame, region):
-    """dip_baseline (PV_b from history, the reimbursement-ratio basis with r from history),
-    the catalogue built on the cluster from the history years."""
+def single_built(frame, region):
+    """dip_baseline (PV_b from history, the reimbursement-ratio basis with r from history)
+    on one machine, the catalogue built from the history years."""
+    _, hosp, reg = region
+    return quiet(drgsim.prepare, frame, policy="dip_baseline", hospitals=hosp, region=reg)
+
+
+@pytest.fixture(scope="module")
+def dask_built(client, ddf, region, single_built):
+    """The same on the cluster, the catalogue built there."""
     import drgsim.dask as dg
 
     _, hosp, reg = region
-    kw = {"policy": "dip_baseline", "hospitals": hosp, "region": reg}
-    return quiet(dg.prepare, ddf, client=client, **kw), quiet(drgsim.prepare, frame, **kw)
+    base = quiet(dg.prepare, ddf, client=client, policy="dip_baseline", hospitals=hosp,
+                 region=reg)
+    return base, single_built
 
 
 def test_dask_dip_built_catalogue_equals_the_single_path(dask_built):
@@ -218,14 +226,14 @@ def spark_cases(res: dict) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def spark_built(spark, frame, region, dask_built):
+def spark_built(spark, region, single_built):
     """dip_baseline on Spark, the catalogue built there from the history years."""
     from drgsim import spark as dsp
 
     _, hosp, reg = region
     sdf = spark.read.parquet(str(region[0] / "discharges"))
     base = quiet(dsp.prepare, sdf, policy="dip_baseline", hospitals=hosp, region=reg)
-    return base, dask_built[1]
+    return base, single_built
 
 
 def test_spark_dip_built_catalogue_equals_the_single_path(spark_built):

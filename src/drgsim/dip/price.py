@@ -181,8 +181,8 @@ def _cell_sums(
     score: np.ndarray,
 ) -> pd.DataFrame:
     """Per hospital × year × fund: cases, Σ cost, Σ (cost − share) (integer fen, exact) and
-    Σ score (float, ``np.bincount`` adds each cell's cases one after the other in row order,
-    so a hospital's cell is the same sum whether its rows come alone or with others')."""
+    Σ score (float, ``np.bincount`` adds each cell's cases one after the other in the order
+    given, so a hospital's cell is the same sum whether its rows come alone or with others')."""
     yrs = np.asarray(year, dtype=np.int64)
     uy, yi = np.unique(yrs, return_inverse=True)
     H, Y, F = len(names) + 1, len(uy), len(FUNDS)
@@ -211,13 +211,14 @@ def history_sums(pr: Any) -> pd.DataFrame:
     """The parts of PV_b and r of the history cases priced with the simulated year's policy
     (a :class:`~drgsim.pricing.core.Priced`): per hospital × year × fund sums of the cases
     pricing pays by score (matched to a packet or blank, payable, inside the budget;
-    implausible costs held out as in the simulated year). A hospital's sums depend on its
-    own rows only, so a distributed run computes them per hospital partition and
+    implausible costs held out as in the simulated year), the scores added in case-id order.
+    A hospital's sums depend on its own rows only, in whatever order they come, so a distributed run computes them per hospital partition and
     :func:`point_values_of_sums` reduces them as the single path does."""
     c = pr.cases
     ok = pr.payable & pr.in_budget & (c.fund >= 0) & (pr.points > 0)
-    return _cell_sums(c.hospital_ids, c.hosp[ok], c.year[ok], c.fund[ok], c.cost_fen[ok],
-                      c.share_fen[ok], pr.points[ok])
+    o = c.tie_order[ok[c.tie_order]]  # case-id order: the rows' order never moves a last bit
+    return _cell_sums(c.hospital_ids, c.hosp[o], c.year[o], c.fund[o], c.cost_fen[o],
+                      c.share_fen[o], pr.points[o])
 
 
 def _by_year(sums: pd.DataFrame, f: int, col: str) -> dict[int, float | int]:
