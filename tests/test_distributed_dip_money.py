@@ -193,6 +193,38 @@ def test_dask_last_year_pv_without_reference_pv(client, ddf, frame, region, poli
     same_tables(res, ref, res["cases"].compute())
 
 
+def test_cli_simulate_and_sweep_dip_engine_dask(client, frame, region, catalogue, tmp_path):
+    """``drgsim simulate|sweep --engine dask --policy dip_baseline [--catalogue DIR]``."""
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    root, hosp, reg = region
+    src, folder = str(root / "discharges"), str(catalogue[1])
+    side = ["--hospitals", str(root / "hospitals.parquet"), "--region",
+            str(root / "region.parquet"), "--policy", "dip_baseline"]
+    eng = ["--engine", "dask", "--scheduler", client.scheduler.address]
+    out = tmp_path / "sim"
+    r = CliRunner().invoke(main, ["simulate", src, *side, "--catalogue", folder, "-o", str(out),
+                                  *eng])
+    assert r.exit_code == 0, r.output
+    ref = quiet(drgsim.simulate, frame, policy="dip_baseline", hospitals=hosp, region=reg,
+                catalogue=folder)
+    for name in ("funds", "hospitals", "ledger"):
+        pd.testing.assert_frame_equal(pd.read_parquet(out / f"{name}.parquet"), ref[name],
+                                      check_dtype=False, obj=name)
+    assert len(pd.read_parquet(out / "cases.parquet")) == len(ref["cases"])
+    out = tmp_path / "sweep"
+    r = CliRunner().invoke(main, ["sweep", src, *side, "--grid", "budget.*.growth=0.02,0.04",
+                                  "-o", str(out), *eng])
+    assert r.exit_code == 0, r.output
+    want = quiet(drgsim.prepare, frame, policy="dip_baseline", hospitals=hosp, region=reg
+                 ).sweep(drgsim.Grid({"budget.*.growth": [0.02, 0.04]}))
+    got = pd.read_parquet(out / "funds.parquet")
+    pd.testing.assert_frame_equal(got[want.funds.columns].reset_index(drop=True),
+                                  want.funds.reset_index(drop=True), check_dtype=False)
+
+
 # ---------------------------------------------------------------------------- Spark
 @pytest.fixture(scope="module")
 def spark():
