@@ -15,10 +15,13 @@ import shutil
 import sys
 import warnings
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import drgsim
 from drgsim.policy import load_policy
@@ -92,6 +95,48 @@ def same_point_values(base, single) -> None:
     assert base.reference_pv == single.reference_pv and base.reference_pv
     assert base.dip_ratio == single.dip_ratio
     assert base.prov == single.prov
+
+
+# ---------------------------------------------------------------------------- engine-free
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(2022, 2024), st.integers(0, 1),
+                          st.floats(1e-3, 1e17, allow_nan=False), st.integers(1, 10**12)),
+                min_size=1, max_size=12), st.randoms(use_true_random=False))
+def test_point_values_do_not_depend_on_the_order_of_the_hospitals(rows, rnd):
+    """PV_b and r from per-hospital sums are the same whatever order the partitions'
+    sums arrive in (scores of very different sizes: a plain float sum would differ)."""
+    from drgsim.dip.price import HISTORY_SUMS, point_values_of_sums
+
+    sums = pd.DataFrame([(f"H{i}", y, f, 1, c, c // 2, sc) for i, (y, f, sc, c)
+                         in enumerate(rows)], columns=list(HISTORY_SUMS))
+    sums = sums.astype({"fund": np.int8})
+    want = point_values_of_sums(sums, [1, 2, 7])
+    order = list(range(len(sums)))
+    rnd.shuffle(order)
+    assert point_values_of_sums(sums.iloc[order].reset_index(drop=True), [1, 2, 7]) == want
+
+
+def test_history_sums_per_hospital_in_any_row_order_reduce_to_the_whole(single_built):
+    """A hospital partition's history sums, its rows in any order, concatenated in any
+    hospital order, give the single path's PV_b and r bit for bit."""
+    from drgsim.dip.price import history_point_values, history_sums, point_values_of_sums
+    from drgsim.pricing.cases import prepare_cases
+    from drgsim.pricing.core import price
+
+    b = single_built
+    hids = b.hosp_df["hospital_id"]
+    yw = b.pv["dip"]["year_weights"]
+
+    def sums(df):
+        return history_sums(price(prepare_cases(df, hids), b.W, b.pv, b.hosp_df))
+
+    whole = history_point_values(price(prepare_cases(b.history, hids), b.W, b.pv, b.hosp_df), yw)
+    assert whole == (b.reference_pv, b.dip_ratio)
+    rng = np.random.default_rng(3)
+    parts = [sums(g.sample(frac=1.0, random_state=rng)) for _, g in
+             b.history.groupby(b.history["hospital_id"].astype(str))]
+    assert len(parts) > 2
+    assert point_values_of_sums(pd.concat(parts[::-1], ignore_index=True), yw) == whole
 
 
 # ---------------------------------------------------------------------------- Dask
