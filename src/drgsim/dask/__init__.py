@@ -17,6 +17,11 @@ partition and on the driver is :mod:`drgsim.distributed` (the single-machine fun
   (:func:`drgsim.distributed.dip.match_frame`, ``drgsim.dip.match``'s Arrow path), the
   catalogue scattered once; :func:`build_catalogue` — the DIP catalogue: the build's
   columns gathered in input order, ``dip.build`` on the driver (no shuffle by packet key).
+- DIP policies in :func:`prepare` / :func:`simulate` / :func:`sweep`: matched per
+  partition before the hospital shuffle (the catalogue given, or built from the history
+  years), weights fixed on the driver (:mod:`drgsim.distributed.dip`), PV_b and the
+  reimbursement ratio from per-hospital sums (:mod:`drgsim.distributed.history`), as is
+  last year's point value for ``budgeted_pv: last_year`` without ``reference_pv``.
 
 Every function takes ``client=`` (default: the current ``distributed`` client).
 """

@@ -40,7 +40,6 @@ from drgsim.settlement.simulate import (
     summary_table,
 )
 
-
 DIP_NOT_WEIGHTS = (
     "DIP scores come from the packet catalogue: give --catalogue (or none to build it from "
     "the history), not weights"
