@@ -361,3 +361,25 @@ def test_spark_last_year_pv_without_reference_pv(spark, frame, region, catalogue
     res, ref = dsp.settle(base), single.simulate()
     assert (ref["funds"]["pv_bound"] != "").any()
     same_tables(res, ref, spark_cases(res))
+
+
+def test_cli_simulate_dip_engine_spark(spark, frame, region, catalogue, tmp_path):
+    """``drgsim simulate --engine spark --policy dip_baseline --catalogue DIR`` (the active
+    session) writes the single path's tables."""
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    root, hosp, reg = region
+    folder, out = str(catalogue[1]), tmp_path / "sim"
+    r = CliRunner().invoke(main, [
+        "simulate", str(root / "discharges"), "--hospitals", str(root / "hospitals.parquet"),
+        "--region", str(root / "region.parquet"), "--policy", "dip_baseline", "--catalogue",
+        folder, "-o", str(out), "--engine", "spark"])
+    assert r.exit_code == 0, r.output
+    ref = quiet(drgsim.simulate, frame, policy="dip_baseline", hospitals=hosp, region=reg,
+                catalogue=folder)
+    for name in ("funds", "hospitals", "ledger"):
+        pd.testing.assert_frame_equal(pd.read_parquet(out / f"{name}.parquet"), ref[name],
+                                      check_dtype=False, obj=name)
+    assert len(pd.read_parquet(out / "cases.parquet")) == len(ref["cases"])
