@@ -385,9 +385,13 @@ def test_cli_refuses_scheduler_without_dask_and_unsupported_options(region, tmp_
     assert r.exit_code != 0 and "--map: not supported with --engine dask" in r.output
 
 
-def test_dip_policy_refused_on_the_cluster(client, ddf):
+def test_dip_policy_refuses_weights_and_a_catalogue_for_drg(client, ddf):
+    """DIP pricing on the cluster (tests/test_distributed_dip_money.py): weights are refused
+    under a DIP policy, a catalogue under a DRG one, as on one machine."""
     import drgsim.dask as dg
-    from drgsim.policy import load_policy
+    from drgsim.errors import RecordsError
 
-    with pytest.raises(DistributedError, match="DIP packet"):
-        dg.prepare(ddf, policy=load_policy("dip_baseline"), client=client)
+    with pytest.raises(RecordsError, match="not weights"):
+        dg.prepare(ddf, policy="dip_baseline", weights=pd.DataFrame(), client=client)
+    with pytest.raises(RecordsError, match="use a DIP policy"):
+        dg.prepare(ddf, catalogue="somewhere", client=client)

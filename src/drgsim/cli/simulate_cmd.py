@@ -85,9 +85,10 @@ def simulate(
 
     With --engine dask, CASES (parquet) are priced per hospital partition on the cluster
     and settled on this machine; the tables are the same as without it (the per-case
-    table is gathered here to be written).
+    table is gathered here to be written). DIP policies too (matched per partition, with
+    --catalogue or one built from the history years on the engine).
     """
-    check_engine(engine, scheduler, {"--catalogue": catalogue_dir})
+    check_engine(engine, scheduler, {})
     import warnings
 
     from drgsim.output import check_output, fingerprint
@@ -109,10 +110,10 @@ def simulate(
             policy_file = policy_with_scheme(policy_file, scheme, cases, grouped)
             if engine == "spark":
                 tables = _simulate_spark(cases, policy_file, weights_file, hospitals_file,
-                                         region_file, year, grouped, scheduler)
+                                         region_file, year, grouped, scheduler, catalogue_dir)
             elif engine == "dask":
                 tables = _simulate_dask(cases, policy_file, weights_file, hospitals_file,
-                                        region_file, year, grouped, scheduler)
+                                        region_file, year, grouped, scheduler, catalogue_dir)
             else:
                 tables = run(
                     cases,
@@ -137,7 +138,7 @@ def simulate(
 
 
 def _simulate_dask(cases, policy_file, weights_file, hospitals_file, region_file, year, grouped,
-                   scheduler):
+                   scheduler, catalogue=None):
     """``simulate --engine dask``: the same tables, priced on the cluster."""
     try:
         import drgsim.dask as dg
@@ -146,7 +147,8 @@ def _simulate_dask(cases, policy_file, weights_file, hospitals_file, region_file
     with dg.cluster(scheduler) as client:
         is_grouped = True if grouped or dg.is_grouped(cases) else False
         tables = dg.simulate(dg.read_parquet(cases), policy_file, weights_file, hospitals_file,
-                             region_file, year, grouped=is_grouped, client=client)
+                             region_file, year, grouped=is_grouped, client=client,
+                             catalogue=catalogue)
         attrs = tables["cases"].attrs
         tables["cases"] = tables["cases"].compute()
         tables["cases"].attrs = attrs
@@ -154,7 +156,7 @@ def _simulate_dask(cases, policy_file, weights_file, hospitals_file, region_file
 
 
 def _simulate_spark(cases, policy_file, weights_file, hospitals_file, region_file, year,
-                    grouped, master):
+                    grouped, master, catalogue=None):
     """``simulate --engine spark``: the same tables, priced per hospital group on Spark."""
     import drgsim.spark as dsp
 
@@ -162,7 +164,8 @@ def _simulate_spark(cases, policy_file, weights_file, hospitals_file, region_fil
     with dsp.session(master):
         is_grouped = True if grouped or dsp.is_grouped(cases) else None
         tables = dsp.simulate(dsp.read_parquet(cases), policy_file, weights_file,
-                              hospitals_file, region_file, year, grouped=is_grouped)
+                              hospitals_file, region_file, year, grouped=is_grouped,
+                              catalogue=catalogue)
         prov = dsp.provenance_of(tables["cases"])
         tables["cases"] = tables["cases"].toPandas()
         tables["cases"].attrs = prov

@@ -221,7 +221,7 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, scheme, weights
     and the scenarios settled on this machine: settlement-only keys (budget, point value,
     assessment, corridors); keys that re-price cells or rows are refused.
     """
-    check_engine(engine, scheduler, {"--catalogue": catalogue_dir})
+    check_engine(engine, scheduler, {})
     import warnings
 
     import drgsim
@@ -266,7 +266,8 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, scheme, weights
                 base = dg.prepare(dg.read_parquet(cases), policy=policy,
                                   weights=weights_file, hospitals=hospitals_file,
                                   region=region_file, year=year,
-                                  grouped=True if grouped or dg.is_grouped(cases) else False)
+                                  grouped=True if grouped or dg.is_grouped(cases) else False,
+                                  catalogue=catalogue_dir)
             else:
                 base = drgsim.prepare(cases, policy=policy,
                                       weights=weights_file, hospitals=hospitals_file,

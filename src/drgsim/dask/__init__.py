@@ -17,6 +17,11 @@ partition and on the driver is :mod:`drgsim.distributed` (the single-machine fun
   (:func:`drgsim.distributed.dip.match_frame`, ``drgsim.dip.match``'s Arrow path), the
   catalogue scattered once; :func:`build_catalogue` — the DIP catalogue: the build's
   columns gathered in input order, ``dip.build`` on the driver (no shuffle by packet key).
+- DIP policies in :func:`prepare` / :func:`simulate` / :func:`sweep`: matched per
+  partition before the hospital shuffle (the catalogue given, or built from the history
+  years), weights fixed on the driver (:mod:`drgsim.distributed.dip`), PV_b and the
+  reimbursement ratio from per-hospital sums (:mod:`drgsim.distributed.history`), as is
+  last year's point value for ``budgeted_pv: last_year`` without ``reference_pv``.
 
 Every function takes ``client=`` (default: the current ``distributed`` client).
 """
@@ -32,6 +37,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from drgsim.distributed.dip import driver_dip
 from drgsim.distributed.output import PartitionedOutput, write_part
 from drgsim.distributed.partition import (
     ROW,
@@ -293,25 +299,34 @@ def _summary(pp: Any) -> dict[str, Any]:
 def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospitals: Any = None,
             region: Any = None, year: int | None = None, columns: dict[str, str] | None = None,
             grouped: bool | None = None, reference_pv: dict[str, float] | None = None,
-            npartitions: int | None = None, client: Client | None = None) -> Any:
+            npartitions: int | None = None, client: Client | None = None,
+            catalogue: Any = None) -> Any:
     """``drgsim.prepare`` on a cluster: the priced partitions stay on the workers, the
     driver holds a :class:`~drgsim.scenarios.prepare.Prepared` of the reduced totals
     (``.simulate()``-like settlement via :func:`simulate`, ``.sweep()`` for
-    settlement-only scenarios). Arguments as :func:`drgsim.prepare`."""
+    settlement-only scenarios). Arguments as :func:`drgsim.prepare`. A DIP policy
+    (``method: dip``): rows without a ``packet`` column are matched per partition
+    (:func:`match`) with ``catalogue``, or with one built from the history years
+    (:func:`build_catalogue`); the weights are fixed on the driver
+    (:func:`drgsim.distributed.dip.driver_weights`)."""
     from drgsim.calibrate import read_weights
+    from drgsim.distributed.history import driver_history
     from drgsim.errors import RecordsError
     from drgsim.policy import Policy, load_policy, resolve_year
-    from drgsim.scenarios.prepare import check_hospitals_named, read_hospitals
+    from drgsim.scenarios.prepare import (
+        check_catalogue_method,
+        check_hospitals_named,
+        read_hospitals,
+    )
     from drgsim.settlement.simulate import GROUPER_COLUMNS, check_inputs, read_table
 
     client = _client(client)
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
-    if getattr(pol, "method", "drg") == "dip":
-        raise DistributedError(
-            f"policy {pol.name} prices by DIP packet, which the Dask path does not do yet: "
-            "match packets on the cluster (drgsim.dask.match) and price on one machine"
-        )
+    check_catalogue_method(catalogue, pol)
+    dip = pol.method == "dip"
     cols = [str(c) for c in ddf.columns]
+    if dip:
+        grouped = True  # DIP matches packets below; no DRG grouping
     if grouped is None:
         grouped = {"drg", "status"} <= set(cols)
     meta: dict[str, str] = {}
@@ -347,7 +362,13 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
     cur_h = scan.loc[scan["year"] == year, "hospital"].dropna().unique()
     check_hospitals_named(hosp_df, cur_h)
 
-    if weights is None:
+    W = cat = None
+    if dip:
+        n_hist = int(per_year[per_year.index < year].sum())
+        ddf, cat, w_src, W = _dip_weights(ddf, catalogue, weights, pol, year, dcol, columns,
+                                          n_hist, client)
+        w_df = W.table
+    elif weights is None:
         w_df = calibrate_weights(ddf, yp, year, pol.scheme, dcol, columns)
         w_src = "calibrated"
     elif isinstance(weights, pd.DataFrame):
@@ -358,7 +379,8 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
                                                      "n": pd.Series([], dtype="int64")})).compute()
         w_df, w_src = read_weights(weights, pv, mean_of_parts(part["s"], part["n"])), str(weights)
     clock.lap(f"weights ({w_src if w_src in ('calibrated', 'given') else 'file'})")
-    ctx = driver_context(w_df, pv, yp, year, dcol, hosp_df, columns, reference_pv, "a cluster")
+    ctx = driver_context(w_df, pv, yp, year, dcol, hosp_df, columns, reference_pv, "a cluster",
+                         W=W, dip=dip)
 
     shuffled = ddf.shuffle(hcol, npartitions=npartitions or ddf.npartitions)
     part_futs = client.compute(shuffled.to_delayed())
@@ -373,13 +395,56 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
     clock.lap("price + cells per partition, gather totals")
     hids = global_hospitals(summaries, hosp_df)
     reduced = combine(summaries, hids)
-    empty = m0.iloc[0:0]
+    empty = _priced_columns(ddf._meta, dip)
+    ref, ratio = driver_history(summaries, yp, year, ctx.W, cat, reference_pv, hosp_df,
+                                region_df, columns, empty, dip)
     base = driver_prepared(pol, yp, year, reduced, hids, ctx.W, w_df, w_src, weights, hosp_df,
-                           region_df, columns, dcol, meta, reference_pv, empty)
+                           region_df, columns, dcol, meta, ref, empty)
+    if dip:
+        driver_dip(base, cat, w_src, ratio)
     clock.lap("reduce on the driver")
     base._cache["dask"] = {"client": client, "parts": pp_futs, "hids": hids}
     base._cache["timings"] = clock.laps
     return base
+
+
+def _priced_columns(meta: pd.DataFrame, dip: bool) -> pd.DataFrame:
+    """A zero-row frame of the columns pricing reads (DIP: the matched ones as dip_frame
+    turns them), without the row number."""
+    from drgsim.dip.price import dip_frame
+
+    m = meta.drop(columns=[ROW]).iloc[0:0]
+    return dip_frame(m) if dip else m
+
+
+def _dip_weights(ddf: dd.DataFrame, catalogue: Any, weights: Any, pol: Any, year: int,
+                 dcol: str, columns: dict[str, str] | None, n_hist: int, client: Client
+                 ) -> tuple[dd.DataFrame, Any, str, Any]:
+    """DIP on the cluster, before pricing: the catalogue (given, or built from the history
+    years: :func:`build_catalogue`), the rows matched per partition (:func:`match`) unless
+    they carry a ``packet`` column, and the weights from every partition's keys in input
+    order. Returns (matched frame, catalogue, its source, weights)."""
+    from dask import delayed
+
+    from drgsim.distributed.dip import driver_weights, weight_keys
+    from drgsim.errors import RecordsError
+    from drgsim.scenarios.prepare import DIP_NOT_WEIGHTS, dip_catalogue
+
+    if weights is not None:
+        raise RecordsError(DIP_NOT_WEIGHTS)
+
+    def build() -> Any:
+        hist = ddf.map_partitions(_before, dcol, year, meta=ddf._meta)
+        return build_catalogue(hist, policy=pol, scheme=pol.scheme, columns=columns,
+                               client=client, year=year)[0]
+
+    matched = "packet" in ddf.columns
+    cat, src = dip_catalogue(catalogue, matched, pol, year, n_hist, build)
+    if not matched:
+        ddf = match(ddf, cat, pol.scheme, client=client)
+    keys = client.gather(client.compute([delayed(weight_keys)(p, [ROW])
+                                         for p in ddf.to_delayed()]))
+    return ddf, cat, src, driver_weights(cat, keys, [ROW])
 
 
 class _Clock:
@@ -432,12 +497,12 @@ def settle(base: Any) -> dict[str, Any]:
 def simulate(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospitals: Any = None,
              region: Any = None, year: int | None = None, columns: dict[str, str] | None = None,
              grouped: bool | None = None, reference_pv: dict[str, float] | None = None,
-             npartitions: int | None = None, client: Client | None = None
-             ) -> dict[str, Any]:
+             npartitions: int | None = None, client: Client | None = None,
+             catalogue: Any = None) -> dict[str, Any]:
     """``drgsim.simulate`` on a cluster (see the module docstring): the same tables, the
     small ones as pandas, ``cases`` as a Dask frame."""
     return settle(prepare(ddf, policy, weights, hospitals, region, year, columns, grouped,
-                          reference_pv, npartitions, client))
+                          reference_pv, npartitions, client, catalogue))
 
 
 def sweep(ddf: dd.DataFrame, scenarios: Any, draws: int | None = None, seed: int | None = None,

@@ -7,7 +7,8 @@ mean is the packet's mean at the hospital's level ``C`` (``levels.csv``; the pac
 a level has fewer than ``dip.level_min_cases``), base packets carry no hospital coefficient.
 Statuses: ``ok`` → ok; ``blank_packet`` → priced like the DRG path's ``ungroupable`` status
 (``cost / M × scale × dip.blank_ratio``); the record-check reasons keep their names.
-Point values from history: :func:`budget_point_value` (PV_b) and :func:`history_ratio` (r).
+Point values from history: :func:`budget_point_value` (PV_b) and :func:`history_ratio` (r);
+:func:`history_sums` per hospital × year × fund, reduced by :func:`point_values_of_sums`.
 """
 
 from __future__ import annotations
@@ -167,6 +168,106 @@ def _year_weights(years: np.ndarray, weights: list[float]) -> dict[int, float]:
     return {y: x / tot for y, x in zip(ys, w, strict=True)}
 
 
+HISTORY_SUMS = ("hospital", "year", "fund", "n", "cost_fen", "fund_pay_fen", "score")
+
+
+def _cell_sums(
+    names: np.ndarray,
+    hosp: np.ndarray,
+    year: np.ndarray,
+    fund: np.ndarray,
+    cost_fen: np.ndarray,
+    share_fen: np.ndarray,
+    score: np.ndarray,
+) -> pd.DataFrame:
+    """Per hospital × year × fund: cases, Σ cost, Σ (cost − share) (integer fen, exact) and
+    Σ score (float, ``np.bincount`` adds each cell's cases one after the other in the order
+    given, so a hospital's cell is the same sum whether its rows come alone or with others')."""
+    yrs = np.asarray(year, dtype=np.int64)
+    uy, yi = np.unique(yrs, return_inverse=True)
+    H, Y, F = len(names) + 1, len(uy), len(FUNDS)
+    cell = ((np.asarray(hosp, np.int64) + 1) * Y + yi) * F + np.asarray(fund, np.int64)
+    size = H * Y * F
+
+    def bc(w: np.ndarray | None) -> np.ndarray:
+        return np.bincount(cell, weights=w, minlength=size)
+
+    n = bc(None)
+    cost = np.rint(bc(np.asarray(cost_fen, np.float64))).astype(np.int64)  # < 2**53 fen
+    fpay = np.rint(bc(np.asarray(cost_fen, np.float64) - np.asarray(share_fen, np.float64)))
+    sc = bc(np.asarray(score, np.float64))
+    keep = np.flatnonzero(n > 0)
+    h, rest = np.divmod(keep, Y * F)
+    y, f = np.divmod(rest, F)
+    label = np.r_[np.array([""], dtype=object), np.asarray(names, dtype=object)]
+    return pd.DataFrame({
+        "hospital": label[h].astype(str), "year": uy[y].astype(np.int64),
+        "fund": f.astype(np.int8), "n": n[keep].astype(np.int64), "cost_fen": cost[keep],
+        "fund_pay_fen": fpay[keep].astype(np.int64), "score": sc[keep],
+    }, columns=list(HISTORY_SUMS))
+
+
+def history_sums(pr: Any) -> pd.DataFrame:
+    """The parts of PV_b and r of the history cases priced with the simulated year's policy
+    (a :class:`~drgsim.pricing.core.Priced`): per hospital × year × fund sums of the cases
+    pricing pays by score (matched to a packet or blank, payable, inside the budget;
+    implausible costs held out as in the simulated year), the scores added in case-id order.
+    A hospital's sums depend on its own rows only, in whatever order they come, so a distributed run computes them per hospital partition and
+    :func:`point_values_of_sums` reduces them as the single path does."""
+    c = pr.cases
+    ok = pr.payable & pr.in_budget & (c.fund >= 0) & (pr.points > 0)
+    o = c.tie_order[ok[c.tie_order]]  # case-id order: the rows' order never moves a last bit
+    return _cell_sums(c.hospital_ids, c.hosp[o], c.year[o], c.fund[o], c.cost_fen[o],
+                      c.share_fen[o], pr.points[o])
+
+
+def _by_year(sums: pd.DataFrame, f: int, col: str) -> dict[int, float | int]:
+    """Σ ``col`` of fund ``f`` per year across hospitals: integers exactly, the float score
+    correctly rounded (``math.fsum``), so the hospitals' order never moves a last bit."""
+    import math
+
+    s = sums[sums["fund"] == f]
+    out: dict[int, float | int] = {}
+    for y, g in s.groupby("year", sort=True):
+        v = g[col].to_numpy()
+        out[int(y)] = math.fsum(v.tolist()) if v.dtype.kind == "f" else int(v.sum())
+    return out
+
+
+def _pv_b(sums: pd.DataFrame, w: dict[int, float]) -> dict[str, float]:
+    out = {}
+    for f, name in enumerate(FUNDS):
+        cost, score = _by_year(sums, f, "cost_fen"), _by_year(sums, f, "score")
+        num = sum(w.get(y, 0.0) * cost[y] for y in sorted(cost))
+        den = sum(w.get(y, 0.0) * score[y] for y in sorted(score))
+        if den > 0:
+            out[name] = float(num) / den / 100.0
+    return out
+
+
+def _ratio(sums: pd.DataFrame, w: dict[int, float]) -> dict[str, float]:
+    out = {}
+    for f, name in enumerate(FUNDS):
+        cost, fpay = _by_year(sums, f, "cost_fen"), _by_year(sums, f, "fund_pay_fen")
+        den = sum(w.get(y, 0.0) * cost[y] for y in sorted(cost))
+        if den > 0:
+            out[name] = float(sum(w.get(y, 0.0) * fpay[y] for y in sorted(fpay))) / den
+    return out
+
+
+def point_values_of_sums(
+    sums: pd.DataFrame, year_weights: list[float]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(PV_b, r) per fund from :func:`history_sums` (of one frame, or of many hospital
+    partitions concatenated, in any order): the years present weighted by
+    ``year_weights``; a fund without scored cases is absent."""
+    s = sums[sums["n"] > 0]
+    if not len(s):
+        return {}, {}
+    w = _year_weights(s["year"].to_numpy(), year_weights)
+    return _pv_b(s, w), _ratio(s, w)
+
+
 def budget_point_value(
     cost_fen: np.ndarray,
     score: np.ndarray,
@@ -178,14 +279,11 @@ def budget_point_value(
     history cases that have a score (w = ``year_weights`` of the years present, normalised;
     ``fund``: 0 employee, 1 resident). A fund without scored cases is absent."""
     w = _year_weights(year, year_weights)
-    wy = np.array([w.get(int(y), 0.0) for y in year], dtype=np.float64)
-    out = {}
-    for f, name in enumerate(FUNDS):
-        m = (fund == f) & (score > 0)
-        den = float(np.sum(wy[m] * score[m]))
-        if den > 0:
-            out[name] = float(np.sum(wy[m] * cost_fen[m])) / den / 100.0
-    return out
+    m = (np.asarray(score) > 0) & (np.asarray(fund) >= 0)
+    z = np.zeros(int(m.sum()), np.int64)
+    sums = _cell_sums(np.array([]), z - 1, np.asarray(year)[m], np.asarray(fund)[m],
+                      np.asarray(cost_fen)[m], z, np.asarray(score)[m])
+    return _pv_b(sums, w)
 
 
 def history_ratio(
@@ -198,27 +296,15 @@ def history_ratio(
     """The reimbursement ratio r per fund (DIP.md): the history DIP cases' fund payment
     (cost − patients' share) over their total cost, years weighted like the scores."""
     w = _year_weights(year, year_weights)
-    wy = np.array([w.get(int(y), 0.0) for y in year], dtype=np.float64)
-    out = {}
-    for f, name in enumerate(FUNDS):
-        m = fund == f
-        den = float(np.sum(wy[m] * cost_fen[m]))
-        if den > 0:
-            out[name] = float(np.sum(wy[m] * (cost_fen[m] - share_fen[m]))) / den
-    return out
+    m = np.asarray(fund) >= 0
+    z = np.zeros(int(m.sum()), np.int64)
+    sums = _cell_sums(np.array([]), z - 1, np.asarray(year)[m], np.asarray(fund)[m],
+                      np.asarray(cost_fen)[m], np.asarray(share_fen)[m], z.astype(np.float64))
+    return _ratio(sums, w)
 
 
 def history_point_values(pr: Any, year_weights: list[float]) -> tuple[dict[str, float], dict[str, float]]:
     """(PV_b, r) per fund from the history cases priced with the simulated year's policy
-    (a :class:`~drgsim.pricing.core.Priced`): the cases pricing pays by score (matched to a
-    packet or blank, payable, inside the budget; implausible costs held out as in the
-    simulated year), their final scores, costs and patients' shares, years weighted."""
-    c = pr.cases
-    ok = pr.payable & pr.in_budget & (c.fund >= 0) & (pr.points > 0)
-    if not ok.any():
-        return {}, {}
-    args = (c.year[ok].astype(np.int64), c.fund[ok], year_weights)
-    cost = c.cost_fen[ok].astype(np.float64)
-    pv_b = budget_point_value(cost, pr.points[ok], *args)
-    r = history_ratio(cost, c.share_fen[ok].astype(np.float64), *args)
-    return pv_b, r
+    (a :class:`~drgsim.pricing.core.Priced`): :func:`history_sums` reduced by
+    :func:`point_values_of_sums` (the same two steps a distributed run takes)."""
+    return point_values_of_sums(history_sums(pr), year_weights)

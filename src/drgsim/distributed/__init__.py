@@ -32,6 +32,10 @@ by hospital; ``price_partition`` per partition (keep the result on the worker); 
 - **DIP matching** (any partition): :func:`drgsim.distributed.dip.match_table` /
   :func:`~drgsim.distributed.dip.match_frame` run ``drgsim.dip.match``'s Arrow path on
   one partition with a catalogue the adapter ships once (scatter / broadcast).
+- **DIP pricing** and **history-derived point values**: the weights from every partition's
+  pricing keys (:mod:`drgsim.distributed.dip`); PV_b, the reimbursement ratio and last
+  year's point value from per-hospital parts reduced on the driver
+  (:mod:`drgsim.distributed.history`).
 - **Output**: :mod:`drgsim.distributed.output` writes partitioned parquet
   (``year=/month=``) part by part, atomically, fingerprinted, manifest last, and the
   provenance sidecar ``_drgsim_provenance.json`` (engines that drop Arrow metadata).

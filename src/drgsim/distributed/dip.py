@@ -12,6 +12,15 @@ partitioning will do: each partition goes through ``drgsim.dip.match``'s Arrow p
 (:func:`drgsim.dip.match.match_arrow_result`, what ``drgsim group --method dip`` streams
 through), with a catalogue the adapter ships to the workers once (Dask: scattered;
 Spark: broadcast). Nothing here re-implements a rule.
+
+DIP pricing (``method: dip``) on an engine: matching per partition (above) before the
+hospital shuffle; the weights keyed by packet × auxiliary class are fixed on the driver
+from each partition's distinct keys in input order (:func:`weight_keys`,
+:func:`driver_weights`: :func:`drgsim.dip.price.dip_weights` of them, the single path's
+table row for row) and broadcast; each hospital partition turns its matched rows into what
+pricing reads (:func:`drgsim.dip.price.dip_frame`, in
+:func:`drgsim.distributed.price_partition`) and prices as for DRG; PV_b and the
+reimbursement ratio reduce from per-hospital sums (:mod:`drgsim.distributed.history`).
 """
 
 from __future__ import annotations
@@ -87,4 +96,46 @@ def provenance(catalogue: Any, scheme: CompiledScheme, translate: bool) -> dict[
     return prov(catalogue, scheme, translate)
 
 
-__all__ = ["build_columns", "build_gathered", "load_catalogue", "match_frame", "match_table", "provenance"]
+#: the matched columns a pricing key is made of (``dip_status`` says whether one applies)
+KEY_COLUMNS = ("packet", "aux_catalogue", "aux_class", "aux_coef", "dip_status")
+
+
+def weight_keys(df: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """One partition's matched rows that carry a pricing key (status ok), one per distinct
+    key columns' values, the first in input order (``order``: the columns giving it)."""
+    from drgsim.dip.price import dip_frame
+
+    cols = [c for c in KEY_COLUMNS if c in df.columns]
+    ok = (dip_frame(df[cols])["status"] == "ok").to_numpy()
+    k = df.loc[ok, [*cols, *order]].sort_values(order, kind="stable")
+    return k.drop_duplicates(subset=cols, keep="first")
+
+
+def driver_weights(catalogue: Any, parts: list[pd.DataFrame], order: list[str]) -> Any:
+    """The DIP weights of the whole input from the partitions' :func:`weight_keys`: their
+    rows in input order, so :func:`drgsim.dip.price.dip_weights` meets every key where the
+    single path meets it first and gives the same table, row for row (and its errors)."""
+    from drgsim.dip.price import dip_weights
+
+    k = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*KEY_COLUMNS,
+                                                                               *order])
+    cols = [c for c in KEY_COLUMNS if c in k.columns]
+    k = k.sort_values(order, kind="stable").drop_duplicates(subset=cols, keep="first")
+    return dip_weights(catalogue, k.drop(columns=order).reset_index(drop=True))
+
+
+__all__ = ["KEY_COLUMNS", "build_columns", "build_gathered", "driver_weights",
+           "load_catalogue", "match_frame", "match_table", "provenance", "weight_keys"]
+
+
+def driver_dip(base: Any, catalogue: Any, source: str, ratio: dict[str, float] | None) -> None:
+    """Give a driver's Prepared what ``drgsim.prepare`` gives a DIP run: the catalogue,
+    the reimbursement ratio per fund and their provenance."""
+    from drgsim.scenarios.prepare import dip_provenance
+
+    base.catalogue = catalogue
+    base.dip_ratio = ratio
+    dip_provenance(base.prov, source, ratio)
+
+
+__all__ += ["driver_dip"]

@@ -126,6 +126,8 @@ class PriceContext:
     hosp_df: pd.DataFrame | None = None
     columns: dict[str, str] | None = None
     spend: bool = False  # also sum last year's spending (budget source history)
+    dip: bool = False  # DIP: matched rows, priced by packet; history sums for PV_b and r
+    last_year: dict | None = None  # the last-year policy: sum last year's totals under it
 
 
 @dataclass
@@ -139,6 +141,7 @@ class PartitionPriced:
     rows: np.ndarray  # ROW of each priced case (input order), -1 when absent
     hospitals_seen: list[str]  # every hospital id in the partition's rows, any year
     spend: dict[str, int] = field(default_factory=dict)
+    history: dict[str, Any] = field(default_factory=dict)  # distributed.history's parts
 
     def summary(self) -> dict[str, Any]:
         """The small part the driver reduces (hospital × fund × month totals and sums)."""
@@ -155,6 +158,7 @@ class PartitionPriced:
             },
             "present": {name: bool((c.fund == f).any()) for f, name in enumerate(FUNDS)},
             "spend": self.spend,
+            "history": self.history,
             "hospitals_seen": self.hospitals_seen,
             "n": int(c.n),
         }
@@ -169,6 +173,10 @@ def price_partition(df: pd.DataFrame, ctx: PriceContext) -> PartitionPriced:
 
     if ROW in df.columns:
         df = df.sort_values(ROW, kind="stable")
+    if ctx.dip:  # the matched columns as pricing reads them, row by row (dip_frame)
+        from drgsim.dip.price import dip_frame
+
+        df = dip_frame(df)
     years = pd.to_datetime(df[ctx.dcol], errors="coerce").dt.year
     current, history, prev_years = split_years(df, years, ctx.year)
     back = readmission_lookback(history, ctx.dcol, ctx.year, ctx.yp)
@@ -182,7 +190,10 @@ def price_partition(df: pd.DataFrame, ctx: PriceContext) -> PartitionPriced:
     hcol = _col(df, "hospital_id", ctx.columns)
     seen = sorted({str(h) for h in df[hcol].dropna().unique()}) if hcol else []
     rows = current[ROW].to_numpy(np.int64) if ROW in current.columns else np.full(len(current), -1)
-    return PartitionPriced(pr, cells, cell_fund_totals(cells), rows, seen, spend)
+    from drgsim.distributed.history import partition_history
+
+    hist = partition_history(history, prev_years, ctx) if ctx.dip or ctx.last_year else {}
+    return PartitionPriced(pr, cells, cell_fund_totals(cells), rows, seen, spend, hist)
 
 
 
@@ -538,20 +549,19 @@ def mean_of_parts(s: Any, n: Any) -> float | None:
 
 def driver_context(w_df: pd.DataFrame, pv: dict, yp: YearPolicy, year: int, dcol: str,
                    hosp_df: pd.DataFrame | None, columns: dict[str, str] | None,
-                   reference_pv: dict[str, float] | None, engine: str) -> PriceContext:
-    """What every hospital partition is priced with, fixed on the driver: the weights,
-    the reference point value checked (``budgeted_pv: last_year`` needs it given on an
-    engine), whether last year's spending is summed (budget source history)."""
+                   reference_pv: dict[str, float] | None, engine: str,
+                   W: Weights | None = None, dip: bool = False) -> PriceContext:
+    """What every hospital partition is priced with, fixed on the driver: the weights
+    (``W``: DIP's, from the catalogue), the reference point value checked, whether last
+    year's spending is summed (budget source history), last year's totals (for
+    ``budgeted_pv: last_year`` without ``reference_pv``), DIP's history sums."""
     from drgsim.scenarios.prepare import check_reference_pv
-    from drgsim.settlement.simulate import needs_reference_pv
+    from drgsim.settlement.simulate import last_year_policy, needs_reference_pv
 
-    W = Weights.from_frame(w_df, pv["points"]["scale"])
+    if W is None:
+        W = Weights.from_frame(w_df, pv["points"]["scale"])
     check_reference_pv(reference_pv, pv)
-    if needs_reference_pv(pv) and reference_pv is None:
-        raise DistributedError(
-            "point_value.bounds.budgeted_pv: last_year needs last year's point value: on "
-            f"{engine} give reference_pv={{fund: yuan per point}} (drgsim.settlement."
-            "simulate.last_year_pv of last year's cases)"
-        )
+    last = last_year_policy(pv) if needs_reference_pv(pv) and reference_pv is None else None
     need_hist = any(pv["budget"][f]["source"] == "history" for f in FUNDS)
-    return PriceContext(W, yp, year, dcol, hosp_df, columns, spend=need_hist)
+    return PriceContext(W, yp, year, dcol, hosp_df, columns, spend=need_hist, dip=dip,
+                        last_year=last)

@@ -40,6 +40,20 @@ from drgsim.settlement.simulate import (
     summary_table,
 )
 
+DIP_NOT_WEIGHTS = (
+    "DIP scores come from the packet catalogue: give --catalogue (or none to build it from "
+    "the history), not weights"
+)
+
+
+def check_catalogue_method(catalogue: Any, pol: Policy) -> None:
+    """A catalogue given with a DRG policy is refused (never silently unused)."""
+    if catalogue is not None and pol.method != "dip":
+        raise RecordsError(
+            f"a DIP catalogue was given, but policy {pol.name} has method {pol.method}: "
+            "use a DIP policy (e.g. dip_baseline)"
+        )
+
 
 @dataclass
 class Prepared:
@@ -179,11 +193,7 @@ def prepare(
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
     df, meta = read_table(cases)
     dip = pol.method == "dip"
-    if catalogue is not None and not dip:
-        raise RecordsError(
-            f"a DIP catalogue was given, but policy {pol.name} has method {pol.method}: "
-            "use a DIP policy (e.g. dip_baseline)"
-        )
+    check_catalogue_method(catalogue, pol)
     is_grouped = grouped
     if dip:
         is_grouped = True  # DIP matches packets below; no DRG grouping
@@ -219,10 +229,7 @@ def prepare(
     cat = cat_src = None
     if dip:
         if weights is not None:
-            raise RecordsError(
-                "DIP scores come from the packet catalogue: give --catalogue (or none to "
-                "build it from the history), not weights"
-            )
+            raise RecordsError(DIP_NOT_WEIGHTS)
         df, cat, cat_src = _dip_match(df, hist_mask, catalogue, pol, year, columns)
         current, history, prev_years = split_years(df, years, year)
     check_inputs(pv, year, int(cur_mask.sum()), years, hosp_df, region_df)
@@ -305,11 +312,7 @@ def prepare(
     base.scores = hospital_scores(hosp_df, c.hospital_ids)
     base.prov = run_provenance(pol, w_df, w_src, meta, year)
     if dip:
-        base.prov["drgsim.catalogue"] = str(cat_src)
-        if base.dip_ratio:
-            base.prov["drgsim.reimbursement_ratio"] = ", ".join(
-                f"{k} {v:.6f}" for k, v in sorted(base.dip_ratio.items())
-            )
+        dip_provenance(base.prov, str(cat_src), base.dip_ratio)
     return base
 
 
@@ -427,6 +430,56 @@ def run_provenance(
     }
 
 
+def _dip_module(mod: str, what: str) -> Any:
+    """``drgsim.dip.<mod>``, or a one-line error when this installation lacks it."""
+    import importlib
+
+    from drgsim.dip.price import DipPricingError
+
+    try:
+        return importlib.import_module(f"drgsim.dip.{mod}")
+    except ImportError as e:
+        raise DipPricingError(
+            f"{what} needs drgsim.dip.{mod}, which this installation lacks ({e}): give "
+            "cases already matched (drgsim group --method dip) and their --catalogue"
+        ) from None
+
+
+def dip_catalogue(
+    catalogue: Any,
+    matched: bool,
+    pol: Policy,
+    year: int,
+    n_history: int,
+    build: Any,
+) -> tuple[Any, str]:
+    """The catalogue a DIP run prices with and its source: ``catalogue`` (a folder is
+    read); cases already ``matched`` (a ``packet`` column) need it given; else
+    ``build()`` builds one from the ``n_history`` rows before ``year`` (the single path on
+    its frame, an engine on its partitions). Its scale is checked and an in-sample
+    catalogue warned about, the same on every path."""
+    from drgsim.dip.price import DipPricingError
+
+    cat, src = catalogue, "given"
+    if isinstance(catalogue, (str, os.PathLike)):
+        reader = _dip_module("tables", "reading a DIP catalogue")
+        cat, src = reader.read_catalogue(catalogue), str(catalogue)
+    if matched and cat is None:
+        raise DipPricingError(
+            "the cases are matched to DIP packets (a packet column): give the catalogue "
+            "they were matched with (--catalogue DIR)"
+        )
+    if cat is None:
+        if not n_history:
+            raise DipPricingError(
+                f"no history before {year} to build a DIP catalogue from: give --catalogue DIR"
+            )
+        cat = build()
+        src = f"built from {n_history:,} history cases"
+    _check_scale(cat, pol, year)
+    return cat, src
+
+
 def _dip_match(
     df: pd.DataFrame,
     hist_mask: np.ndarray,
@@ -438,45 +491,19 @@ def _dip_match(
     """DIP cases as pricing reads them (:func:`drgsim.dip.price.dip_frame`) and the catalogue:
     matched cases (a ``packet`` column) are taken as they are, with their catalogue; raw
     cases are matched with ``catalogue``, or with one built from the history rows."""
-    from drgsim.dip.price import DipPricingError, dip_frame
+    from drgsim.dip.price import dip_frame
 
-    def need(mod: str, what: str) -> Any:
-        import importlib
+    def build() -> Any:
+        return _dip_module("build", "building a DIP catalogue").build(
+            df[hist_mask], policy=pol, scheme=pol.scheme, columns=columns, year=year
+        )[0]
 
-        try:
-            return importlib.import_module(f"drgsim.dip.{mod}")
-        except ImportError as e:
-            raise DipPricingError(
-                f"{what} needs drgsim.dip.{mod}, which this installation lacks ({e}): give "
-                "cases already matched (drgsim group --method dip) and their --catalogue"
-            ) from None
-
-    cat, src = catalogue, "given"
-    if isinstance(catalogue, (str, os.PathLike)):
-        cat, src = need("tables", "reading a DIP catalogue").read_catalogue(catalogue), str(
-            catalogue
-        )
-    if "packet" in df.columns:
-        if cat is None:
-            raise DipPricingError(
-                "the cases are matched to DIP packets (a packet column): give the catalogue "
-                "they were matched with (--catalogue DIR)"
-            )
-        _check_scale(cat, pol, year)
+    matched = "packet" in df.columns
+    cat, src = dip_catalogue(catalogue, matched, pol, year, int(hist_mask.sum()), build)
+    if matched:
         return dip_frame(df), cat, src
-    if cat is None:
-        hist = df[hist_mask]
-        if not len(hist):
-            raise DipPricingError(
-                f"no history before {year} to build a DIP catalogue from: give --catalogue DIR"
-            )
-        cat, _ = need("build", "building a DIP catalogue").build(
-            hist, policy=pol, scheme=pol.scheme, columns=columns, year=year
-        )
-        src = f"built from {len(hist):,} history cases"
-    _check_scale(cat, pol, year)
-    matched = need("match", "matching DIP packets").match(df, catalogue=cat, scheme=pol.scheme)
-    return dip_frame(matched), cat, src
+    match = _dip_module("match", "matching DIP packets").match
+    return dip_frame(match(df, catalogue=cat, scheme=pol.scheme)), cat, src
 
 
 def _check_scale(cat: Any, pol: Policy, year: int) -> None:
@@ -501,27 +528,49 @@ def _check_scale(cat: Any, pol: Policy, year: int) -> None:
 def _dip_point_values(base: Prepared, cat: Any, reference_pv: dict[str, float] | None) -> None:
     """PV_b (``budgeted_pv: history``) and the reimbursement ratio r per fund from the
     matched history, priced with this year's policy (so the same cases count as in the
-    simulated year: payable, inside the budget); without history rows, the catalogue's own pv_budget and
-    reimbursement_ratio (from the history it was built on) for both funds."""
-    from drgsim.dip.price import history_point_values
+    simulated year: payable, inside the budget): :func:`dip_point_values`."""
+    from drgsim.dip.price import history_sums
 
-    pv = base.pv
-    yw = pv["dip"]["year_weights"]
-    pv_b: dict[str, float] = {}
-    r: dict[str, float] = {}
+    sums = None
     if len(base.history):  # the history priced like the simulated year (same clean cases)
         hids = base.hosp_df["hospital_id"] if base.hosp_df is not None else None
         hist = prepare_cases(base.history, hids, columns=base.columns)
-        pv_b, r = history_point_values(price(hist, base.W, pv, base.hosp_df), yw)
+        sums = history_sums(price(hist, base.W, base.pv, base.hosp_df))
+    base.dip_ratio, pv_b = dip_point_values(base.pv, sums, cat)
+    if base.pv["point_value"]["bounds"]["budgeted_pv"] == "history" and reference_pv is None:
+        base.reference_pv = pv_b
+
+
+def dip_point_values(
+    pv: dict, sums: pd.DataFrame | None, cat: Any
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(r, PV_b) per fund from the history's :func:`~drgsim.dip.price.history_sums` (one
+    frame's, or every hospital partition's concatenated; None without history rows); a fund
+    the history does not give takes the catalogue's own pv_budget and reimbursement_ratio
+    (from the history it was built on)."""
+    from drgsim.dip.price import point_values_of_sums
+
+    pv_b: dict[str, float] = {}
+    r: dict[str, float] = {}
+    if sums is not None:
+        pv_b, r = point_values_of_sums(sums, pv["dip"]["year_weights"])
     meta = getattr(cat, "meta", {}) or {}
     for f in FUNDS:
         if f not in pv_b and meta.get("pv_budget") not in (None, ""):
             pv_b[f] = float(meta["pv_budget"])
         if f not in r and meta.get("reimbursement_ratio") not in (None, ""):
             r[f] = float(meta["reimbursement_ratio"])
-    base.dip_ratio = r
-    if pv["point_value"]["bounds"]["budgeted_pv"] == "history" and reference_pv is None:
-        base.reference_pv = pv_b
+    return r, pv_b
+
+
+def dip_provenance(prov: dict[str, str], source: str, ratio: dict[str, float] | None) -> None:
+    """What a DIP run's tables carry beside :func:`run_provenance`: the catalogue's source
+    and the reimbursement ratio per fund."""
+    prov["drgsim.catalogue"] = str(source)
+    if ratio:
+        prov["drgsim.reimbursement_ratio"] = ", ".join(
+            f"{k} {v:.6f}" for k, v in sorted(ratio.items())
+        )
 
 
 def check_reference_pv(reference_pv: dict[str, float] | None, pv: dict) -> None:

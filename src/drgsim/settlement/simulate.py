@@ -13,6 +13,7 @@ import pandas as pd
 
 from drgsim.errors import DrgsimError, RecordsError
 from drgsim.policy import Policy, YearPolicy
+from drgsim.policy.dated import as_year_policy
 from drgsim.pricing.cases import FUNDS, Cases
 from drgsim.pricing.core import Weights, price
 from drgsim.settlement.core import (
@@ -229,6 +230,67 @@ def history_spending(prev: Cases, weights: Weights, pv: dict, hospitals: Any = N
     return out
 
 
+def last_year_policy(pv: dict) -> dict:
+    """The policy last year's point value is settled under: ``pv`` with the point-value
+    bounds and the region corridor off."""
+    p0 = copy.deepcopy(pv)
+    p0["point_value"]["bounds"].update(floor=None, ceiling=None)
+    p0["region_corridor"]["enabled"] = False
+    return p0
+
+
+def last_year_totals(
+    prev: Cases, weights: Weights, p0: dict, year: int, hospitals: Any = None
+) -> tuple[Any, list, dict[str, bool]]:
+    """Last year's cases priced under ``p0`` (:func:`last_year_policy`): (priced, hospital ×
+    month totals per fund from their cells, per fund whether any case is payable inside
+    the budget). Per hospital, so a distributed run sums it per hospital partition."""
+    from drgsim.pricing.cells import build_cells, points_under
+    from drgsim.settlement.run import cell_fund_totals
+
+    pr = price(prev, weights, p0, hospitals)
+    cells = build_cells(pr)
+    totals = cell_fund_totals(cells, points_under(cells, pr, as_year_policy(p0, year - 1)))
+    present = {
+        name: bool((pr.payable & pr.in_budget & (prev.fund == f)).any())
+        for f, name in enumerate(FUNDS)
+    }
+    return pr, totals, present
+
+
+def last_year_settle(
+    pr: Any,
+    totals: list,
+    present: dict[str, bool],
+    p0: dict,
+    region: pd.DataFrame | None,
+    year: int,
+    ratio: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """Last year's point value per fund from its hospital × month ``totals`` (``pr``: a
+    :class:`~drgsim.pricing.core.Priced` naming the totals' hospitals), paying the region
+    table's ``drg_spending`` of ``year`` − 1."""
+    y = year - 1
+    budgets = {}
+    for name in FUNDS:
+        if not present[name]:
+            raise BudgetError(
+                f"point_value.bounds.budgeted_pv: last_year, fund {name}: no payable cases "
+                f"discharged in {y} to compute last year's point value: give the {y} cases, "
+                "or use budgeted_pv: given with budgeted_pv_yuan"
+            )
+        spent = region_spending_fen(region, name, y)
+        if spent is None or spent <= 0:
+            raise BudgetError(
+                f"point_value.bounds.budgeted_pv: last_year, fund {name}: needs the region "
+                f"table's drg_spending of fund {name} for {y} (--region), or use "
+                "budgeted_pv: given with budgeted_pv_yuan"
+            )
+        budgets[name] = Budget(spent, 0, source="region_table", base_label=f"drg_spending {y}")
+    st = settle(pr, p0, budgets, y, totals=totals, ratio=ratio)
+    return {fs.fund: float(fs.pv) for fs in st.funds}
+
+
 def last_year_pv(
     prev: Cases,
     weights: Weights,
@@ -244,31 +306,13 @@ def last_year_pv(
     Last year's (``year`` − 1) cases priced with the current weights and policy ``pv``,
     settled with the point-value bounds and the region corridor off, paying the region
     table's ``drg_spending`` of that year (what the fund spent on them). Compute it once
-    and pass it to every scenario (``simulate(..., reference_pv=...)``).
+    and pass it to every scenario (``simulate(..., reference_pv=...)``). In two steps,
+    :func:`last_year_totals` (per hospital) and :func:`last_year_settle` (global), which a
+    distributed run takes on the partitions and the driver.
     """
-    y = year - 1
-    p0 = copy.deepcopy(pv)
-    p0["point_value"]["bounds"].update(floor=None, ceiling=None)
-    p0["region_corridor"]["enabled"] = False
-    pr = price(prev, weights, p0, hospitals)
-    budgets = {}
-    for f, name in enumerate(FUNDS):
-        if not (pr.payable & pr.in_budget & (prev.fund == f)).any():
-            raise BudgetError(
-                f"point_value.bounds.budgeted_pv: last_year, fund {name}: no payable cases "
-                f"discharged in {y} to compute last year's point value: give the {y} cases, "
-                "or use budgeted_pv: given with budgeted_pv_yuan"
-            )
-        spent = region_spending_fen(region, name, y)
-        if spent is None or spent <= 0:
-            raise BudgetError(
-                f"point_value.bounds.budgeted_pv: last_year, fund {name}: needs the region "
-                f"table's drg_spending of fund {name} for {y} (--region), or use "
-                "budgeted_pv: given with budgeted_pv_yuan"
-            )
-        budgets[name] = Budget(spent, 0, source="region_table", base_label=f"drg_spending {y}")
-    st = settle(pr, p0, budgets, y, ratio=ratio)
-    return {fs.fund: float(fs.pv) for fs in st.funds}
+    p0 = last_year_policy(pv)
+    pr, totals, present = last_year_totals(prev, weights, p0, year, hospitals)
+    return last_year_settle(pr, totals, present, p0, region, year, ratio)
 
 
 def needs_reference_pv(pv: dict) -> bool:

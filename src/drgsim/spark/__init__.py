@@ -467,6 +467,45 @@ def calibrate_weights(sdf: SparkDataFrame, yp: Any, year: int, scheme: Any, dcol
                      scheme=scheme, columns=columns)
 
 
+def _dip_weights(sdf: SparkDataFrame, catalogue: Any, weights: Any, pol: Any, year: int,
+                 columns: dict[str, str] | None, n_hist: int, history: SparkDataFrame,
+                 empty: pd.DataFrame) -> tuple[SparkDataFrame, Any, str, Any]:
+    """DIP on Spark, before pricing: the catalogue (given, or built from the ``history``
+    rows by :func:`dip_build` in case-id order), the rows matched per batch
+    (:func:`dip_match`) unless they carry a ``packet`` column, and the weights from every
+    batch's keys in input order (file, row). Returns (matched frame, catalogue, its
+    source, weights)."""
+    from drgsim.distributed import ROW
+    from drgsim.distributed.dip import KEY_COLUMNS, driver_weights
+    from drgsim.errors import RecordsError
+    from drgsim.pricing.cases import _col
+    from drgsim.scenarios.prepare import DIP_NOT_WEIGHTS, dip_catalogue
+    from drgsim.spark import partitions as P
+
+    if weights is not None:
+        raise RecordsError(DIP_NOT_WEIGHTS)
+    FILE = "__drgsim_file"
+
+    def build() -> Any:
+        return dip_build(history, policy=pol, scheme=pol.scheme, columns=columns, year=year,
+                         order_by=_col(empty, "case_id", columns) or "case_id")[0]
+
+    matched = "packet" in sdf.columns
+    cat, src = dip_catalogue(catalogue, matched, pol, year, n_hist, build)
+    if not matched:
+        sdf = dip_match(sdf, cat, pol.scheme)
+    order = [FILE, ROW]
+    keyed = sdf.select(*[c for c in KEY_COLUMNS if c in sdf.columns], *order)
+    schema = keyed.schema
+    target = _arrow_schema(keyed)
+
+    def run(batches):
+        return P.key_batches(batches, order, target)
+
+    keys = keyed.mapInArrow(run, schema).toArrow().to_pandas()
+    return sdf, cat, src, driver_weights(cat, [keys], order)
+
+
 def prepare(
     sdf: SparkDataFrame,
     policy: Any = None,
@@ -477,6 +516,7 @@ def prepare(
     columns: dict[str, str] | None = None,
     grouped: bool | None = None,
     reference_pv: dict[str, float] | None = None,
+    catalogue: Any = None,
 ) -> Any:
     """``drgsim.prepare`` on Spark: a :class:`~drgsim.scenarios.prepare.Prepared` of the
     reduced hospital × fund × month totals (settle it with :func:`settle`, or
@@ -489,14 +529,22 @@ def prepare(
     :func:`drgsim.calibrate.calibrate` on the driver, over the history years' rows of the
     columns calibration reads (:func:`drgsim.distributed.calibration_columns`) gathered
     there: the driver needs memory for them (give weights when it has not).
+
+    A DIP policy (``method: dip``): rows without a ``packet`` column are matched per batch
+    (:func:`dip_match`) with ``catalogue``, or with one built from the history years
+    (:func:`dip_build`, the rows in case-id order); the weights are fixed on the driver
+    from every batch's keys in input order (:func:`drgsim.distributed.dip.driver_weights`).
     """
     F = _pyspark()
     from drgsim.calibrate import read_weights
+    from drgsim.dip.price import dip_frame
     from drgsim.distributed import (
         ROW,
         combine,
         driver_prepared,
     )
+    from drgsim.distributed.dip import driver_dip
+    from drgsim.distributed.history import driver_history
     from drgsim.distributed.partition import (
         driver_context,
         global_hospitals,
@@ -505,7 +553,11 @@ def prepare(
     )
     from drgsim.errors import RecordsError
     from drgsim.policy import Policy, load_policy, resolve_year
-    from drgsim.scenarios.prepare import check_hospitals_named, read_hospitals
+    from drgsim.scenarios.prepare import (
+        check_catalogue_method,
+        check_hospitals_named,
+        read_hospitals,
+    )
     from drgsim.settlement.simulate import (
         GROUPER_COLUMNS,
         check_inputs,
@@ -514,6 +566,10 @@ def prepare(
     from drgsim.spark import partitions as P
 
     pol = policy if isinstance(policy, Policy) else load_policy(policy)
+    check_catalogue_method(catalogue, pol)
+    dip = pol.method == "dip"
+    if dip:
+        grouped = True  # DIP matches packets below; no DRG grouping
     if grouped is None:
         grouped = {"drg", "status"} <= set(sdf.columns)
     # input order (file, then row), so each hospital's rows and calibration's history are
@@ -561,7 +617,14 @@ def prepare(
 
         return out.mapInArrow(run, schema)
 
-    if weights is None:
+    W = cat = None
+    if dip:
+        n_hist = int(per_year[per_year.index < year].sum())
+        sdf, cat, w_src, W = _dip_weights(sdf, catalogue, weights, pol, year, columns, n_hist,
+                                          years(None, year - 1, False, None), empty)
+        w_df = W.table
+        empty = _arrow_empty(sdf.drop(ROW, FILE))  # the matched columns
+    elif weights is None:
         w_df = calibrate_weights(sdf, yp, year, pol.scheme, dcol, columns, empty)
         w_src = "calibrated"
     elif isinstance(weights, pd.DataFrame):
@@ -573,11 +636,13 @@ def prepare(
         cols = [c for c in sdf.columns if c not in (ROW, FILE)]
         part = years(None, year - 1, False, cols).mapInArrow(m_all, "s long, n long").toPandas()
         w_df, w_src = read_weights(weights, pv, mean_of_parts(part["s"], part["n"])), str(weights)
-    ctx = driver_context(w_df, pv, yp, year, dcol, hosp_df, columns, reference_pv, "Spark")
+    ctx = driver_context(w_df, pv, yp, year, dcol, hosp_df, columns, reference_pv, "Spark",
+                         W=W, dip=dip)
     bc = sc.broadcast(ctx)
     # last year's rows link January readmissions and give last year's spending; older
-    # years are not needed for pricing and stay out of the shuffle
-    kept = years(year - 1, None, True, None).drop(FILE)
+    # years are not needed for pricing and stay out of the shuffle (DIP: every history
+    # year gives PV_b and r)
+    kept = (sdf if dip else years(year - 1, None, True, None)).drop(FILE)
 
     def summary(table):
         return P.summary_group(table, bc.value)
@@ -586,8 +651,13 @@ def prepare(
     summaries = [pickle.loads(r[0]) for r in blobs]
     hids = global_hospitals(summaries, hosp_df)
     reduced = combine(summaries, hids)
+    priced_cols = dip_frame(empty) if dip else empty
+    ref, ratio = driver_history(summaries, yp, year, ctx.W, cat, reference_pv, hosp_df,
+                                region_df, columns, priced_cols, dip)
     base = driver_prepared(pol, yp, year, reduced, hids, ctx.W, w_df, w_src, weights, hosp_df,
-                           region_df, columns, dcol, meta, reference_pv, empty)
+                           region_df, columns, dcol, meta, ref, priced_cols)
+    if dip:
+        driver_dip(base, cat, w_src, ratio)
     base._cache["spark"] = {"kept": kept, "ctx": bc, "hids": hids, "hcol": hcol,
                             "empty": empty.assign(**{ROW: np.zeros(0, np.int64)}),
                             "in_schema": _arrow_schema(sdf)}
@@ -646,11 +716,12 @@ def simulate(
     columns: dict[str, str] | None = None,
     grouped: bool | None = None,
     reference_pv: dict[str, float] | None = None,
+    catalogue: Any = None,
 ) -> dict[str, Any]:
     """:func:`drgsim.simulate` on Spark (see :func:`prepare`): the same tables, the small
     ones as pandas, ``cases`` a Spark DataFrame (:func:`write_parquet` writes it)."""
     return settle(prepare(sdf, policy, weights, hospitals, region, year, columns, grouped,
-                          reference_pv))
+                          reference_pv, catalogue))
 
 
 def sweep(sdf: SparkDataFrame, scenarios: Any, draws: int | None = None,

@@ -117,6 +117,18 @@ def m_all_batches(batches: Iterator[pa.RecordBatch], columns: dict[str, str] | N
         yield pa.RecordBatch.from_pydict({"s": [s], "n": [n]})
 
 
+def key_batches(batches: Iterator[pa.RecordBatch], order: list[str], target: pa.Schema
+                ) -> Iterator[pa.RecordBatch]:
+    """Per batch of matched rows, its distinct DIP pricing keys, each with its first row
+    in input order (:func:`drgsim.distributed.dip.weight_keys`)."""
+    from drgsim.distributed.dip import weight_keys
+
+    for b in batches:
+        k = weight_keys(b.to_pandas(), order)
+        t = pa.Table.from_pandas(k, preserve_index=False)
+        yield from _conform(t.select(target.names), target).to_batches()
+
+
 def _priced(table: pa.Table, ctx: Any) -> Any:
     from drgsim.distributed import price_partition
 
@@ -150,6 +162,7 @@ __all__ = [
     "BLOB",
     "dip_batches",
     "group_batches",
+    "key_batches",
     "m_all_batches",
     "pay_group",
     "scan_batches",
