@@ -172,18 +172,31 @@ def test_calibration_does_not_depend_on_row_order(hist, single):
 
 def test_per_drg_statistics_need_the_whole_drg(hist, single):
     """The partition boundary: per-DRG statistics of rows split by anything but the DRG
-    (here halves of the rows) are refused when units overlap, and the all-DRG union of
-    partition results differs from the single path when a DRG's rows are not together."""
+    are refused (halves of the rows; or by MDC, which splits the DRG seen under two MDCs
+    into units that do not overlap), while any split by DRG gives the single table."""
     from drgsim.calibrate import assemble
-    from drgsim.distributed.calibrate import spec_of
+    from drgsim.distributed.calibrate import check_whole_drgs, driver_weights, spec_of
+    from drgsim.distributed.partition import DistributedError
 
     spec = spec_of(year_policy("no_trim"), YEAR)
     rows = calibration_rows(hist, spec)
     counts = year_counts(rows, spec)
-    halves = [rows.iloc[: len(rows) // 2], rows.iloc[len(rows) // 2:]]
-    units = pd.concat([key_statistics(h, spec, counts) for h in halves], ignore_index=True)
-    with pytest.raises(ValueError, match="shuffle by DRG"):
-        assemble(units, spec, SCHEME)
+
+    def units_by(key: pd.Series) -> pd.DataFrame:
+        return pd.concat([key_statistics(g, spec, counts) for _, g in rows.groupby(key)],
+                         ignore_index=True)
+
+    halves = units_by(pd.Series(np.arange(len(rows)) * 2 // len(rows), index=rows.index))
+    by_mdc = units_by(rows["mdc"])
+    assert not by_mdc.duplicated(["drg", "adrg", "mdc", "pdcat"]).any()
+    for units in (halves, by_mdc):
+        with pytest.raises(DistributedError, match="ES23|shuffle by DRG"):
+            check_whole_drgs(units)
+        with pytest.raises(ValueError, match="shuffle by DRG"):
+            assemble(units, spec, SCHEME)
+    by_drg = units_by(rows["drg"].map(lambda d: hash(d) % 3))
+    got = driver_weights(spec, counts, 1, lambda drgs, m: by_drg, SCHEME)
+    same(got, single["no_trim"])
 
 
 # ----------------------------------------------------------------- Dask

@@ -9,6 +9,7 @@ one, then its MDC's, then the all-case one (the policy's ``fallback`` order).
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,7 +156,7 @@ UNIT_KEYS = ["drg", "adrg", "mdc", "pdcat"]
 TRIM_SUMS = ["sw", "swc", "swcc", "swl", "swln", "swd", "swdn", "swdc", "swdd", "sse"]
 #: per-diem sums per unit (eligible, plausible cases, not cost-trimmed)
 PD_SUMS = ["psw", "pswc", "pswd", "pswr"]
-UNIT_COLUMNS = [*UNIT_KEYS, "n", *TRIM_SUMS, "pn", *PD_SUMS, "pending"]
+UNIT_COLUMNS = [*UNIT_KEYS, "n", *TRIM_SUMS, "pn", *PD_SUMS, "pending", "part"]
 
 
 @dataclass(frozen=True)
@@ -356,6 +357,9 @@ def key_statistics(
                  "pswr": e * w * cost / safe_los}.items():
         units[c] = np.bincount(uid, weights=v, minlength=nu)
     units["pending"] = pending[udid]
+    # a token per call: the driver checks that each DRG's units come from one call (one
+    # partition), as a DRG's trim and means need all its rows
+    units["part"] = np.int64(secrets.randbits(62))
     return units[UNIT_COLUMNS]
 
 
@@ -373,9 +377,9 @@ def resolve_pending(units: pd.DataFrame, again: pd.DataFrame) -> pd.DataFrame:
 
 def _sorted_units(units: pd.DataFrame) -> pd.DataFrame:
     u = units.sort_values(UNIT_KEYS, kind="stable").reset_index(drop=True)
-    if u.duplicated(UNIT_KEYS).any():
-        raise ValueError("calibration units overlap: a DRG's rows were split between "
-                         "partitions (shuffle by DRG)")
+    if u.duplicated(UNIT_KEYS).any() or (u.groupby("drg")["part"].nunique() > 1).any():
+        raise ValueError("calibration units of one DRG from several partitions: a DRG's "
+                         "rows must be together (shuffle by DRG)")
     return u
 
 

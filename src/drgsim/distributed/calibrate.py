@@ -51,6 +51,7 @@ UNITS_SCHEMA = pa.schema(
     [(c, pa.string()) for c in ("drg", "adrg", "mdc", "pdcat")]
     + [("n", pa.int64())] + [(c, pa.float64()) for c in TRIM_SUMS]
     + [("pn", pa.int64())] + [(c, pa.float64()) for c in PD_SUMS] + [("pending", pa.bool_())]
+    + [("part", pa.int64())]
 )
 COUNTS_SCHEMA = pa.schema([("year", pa.int64()), ("n", pa.int64())])
 BEFORE = -1  # the ``year`` of the counts row carrying the rows discharged before the year
@@ -163,15 +164,31 @@ def driver_weights(
                            "give weights")
     if not int(np.sum(counts)):
         raise no_usable_cases(spec)
-    units = units_of(None, None)
+    units = check_whole_drgs(units_of(None, None))
     pend = pending_drgs(units)
     if pend:
-        units = resolve_pending(units, units_of(pend, all_case_mean(units, spec)))
+        again = check_whole_drgs(units_of(pend, all_case_mean(units, spec)))
+        units = resolve_pending(units, again)
     return assemble(units, spec, scheme)
+
+
+def check_whole_drgs(units: pd.DataFrame) -> pd.DataFrame:
+    """Refuse units where a DRG's rows were split between partitions (its trim and means
+    would be a part's): every DRG's units must carry one partition token."""
+    from drgsim.distributed.partition import DistributedError
+
+    split = units.groupby("drg")["part"].nunique()
+    split = split[split > 1]
+    if len(split):
+        raise DistributedError(
+            f"calibration: the rows of DRG {split.index[0]!r} (and {len(split) - 1} more) "
+            "were in several partitions; calibration needs a shuffle by DRG")
+    return units
 
 
 __all__ = [
     "BEFORE",
+    "check_whole_drgs",
     "COUNTS_SCHEMA",
     "ROWS_SCHEMA",
     "UNITS_SCHEMA",
