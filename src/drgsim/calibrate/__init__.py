@@ -228,9 +228,16 @@ def calibration_rows(
     use = (
         (c.status == 0) & (c.pay_status == 0) & np.isin(c.year, spec.years) & (c.cost_fen >= 0)
     )
-    drg = c.drg_names[c.drg[use]].astype(str)
-    adrg = c.adrg_names[c.adrg[use]].astype(str)
-    adrg = np.where(adrg == "", pd.Series(drg, dtype=object).str[:3].to_numpy(), adrg)
+    # names per distinct code (small arrays), then taken per row: no per-row string work
+    dn = np.asarray([str(x) for x in c.drg_names], dtype=object)
+    an = np.asarray([str(x) for x in c.adrg_names], dtype=object)
+    mn = np.asarray([str(x) for x in c.mdc_names], dtype=object)
+    dcode, acode = c.drg[use].astype(np.int64), c.adrg[use].astype(np.int64)
+    na = max(len(an), 1)
+    pairs, inv = np.unique(dcode * na + acode, return_inverse=True)
+    pa_, pd_ = an[pairs % na], dn[pairs // na]
+    pa_ = np.asarray([a if a != "" else d[:3] for a, d in zip(pa_, pd_, strict=True)],
+                     dtype=object)  # per distinct (DRG, ADRG) pair
     los = c.los[use].astype(np.float64)
     bad = los < 0
     if spec.max_los is not None:
@@ -238,9 +245,9 @@ def calibration_rows(
     los[bad] = np.nan  # absurd LOS: not counted
     return pd.DataFrame(
         {
-            "drg": drg.astype(object),
-            "adrg": adrg.astype(object),
-            "mdc": c.mdc_names[c.mdc[use]].astype(str).astype(object),
+            "drg": pd.Series(dn[dcode], dtype=object),
+            "adrg": pd.Series(pa_[inv.reshape(-1)], dtype=object),
+            "mdc": pd.Series(mn[c.mdc[use]], dtype=object),
             "year": c.year[use].astype(np.int64),
             "cost_fen": c.cost_fen[use].astype(np.int64),
             "los": los,
@@ -284,28 +291,42 @@ def key_statistics(
     """
     if not len(rows):
         return pd.DataFrame({c: pd.Series([], dtype=object) for c in UNIT_COLUMNS})
-    r = rows.sort_values(["drg", "adrg", "mdc", "year", "cost_fen", "los"],
-                         kind="stable", na_position="last")
-    drg = r["drg"].to_numpy(object)
-    adrg = r["adrg"].to_numpy(object)
-    mdc = r["mdc"].to_numpy(object)
-    yr = r["year"].to_numpy(np.int64)
-    cost = r["cost_fen"].to_numpy(np.int64) * (1.0 + spec.inflation) ** (spec.year - yr)
-    los = r["los"].to_numpy(np.float64)
+    # the canonical order: rows by (DRG, ADRG, MDC, year, cost, LOS), names by sorted codes
+    dcode, dnames = pd.factorize(rows["drg"].to_numpy(object), sort=True)
+    acode, anames = pd.factorize(rows["adrg"].to_numpy(object), sort=True)
+    mcode, mnames = pd.factorize(rows["mdc"].to_numpy(object), sort=True)
+    yr0 = rows["year"].to_numpy(np.int64)
+    cf0 = rows["cost_fen"].to_numpy(np.int64)
+    los0 = rows["los"].to_numpy(np.float64)
+    o = np.lexsort((los0, cf0, yr0, mcode, acode, dcode))  # NaN LOS last, as argsort
+    did = dcode[o].astype(np.int64)
+    aid, mid = acode[o].astype(np.int64), mcode[o].astype(np.int64)
+    adrg = np.asarray(anames, dtype=object)[aid]
+    mdc = np.asarray(mnames, dtype=object)[mid]
+    yr = yr0[o]
+    cost = cf0[o] * (1.0 + spec.inflation) ** (spec.year - yr)
+    los = los0[o]
     w = _year_weight_of(yr, spec, counts)
     ok = ~np.isnan(los) & (np.nan_to_num(los) >= 1)
     pdcat = per_diem_category(adrg, mdc, np.where(ok, los, -1), spec.per_diem)
     pdcat[~ok] = ""
-    # units in sorted key order (rows are sorted by DRG, so a DRG's units are adjacent)
-    ukeys = pd.DataFrame({"drg": drg, "adrg": adrg, "mdc": mdc, "pdcat": pdcat})
-    uid = ukeys.groupby(UNIT_KEYS, sort=True).ngroup().to_numpy(np.int64)
-    units = ukeys.drop_duplicates().sort_values(UNIT_KEYS, kind="stable").reset_index(drop=True)
-    nu = len(units)
-    did, dnames = pd.factorize(drg, sort=True)
-    did = did.astype(np.int64)
+    pcode, pnames = pd.factorize(pdcat, sort=True)
+    # units in sorted key order: one integer key per (DRG, ADRG, MDC, category) codes
+    na, nm, npc = len(anames), len(mnames), max(len(pnames), 1)
+    ukey = ((did * na + aid) * nm + mid) * npc + pcode.astype(np.int64)
+    ukeys, uid = np.unique(ukey, return_inverse=True)
+    uid = uid.reshape(-1).astype(np.int64)
+    nu = len(ukeys)
     nd = len(dnames)
-    udid = np.zeros(nu, np.int64)
-    udid[uid] = did  # the DRG of each unit
+    udid = ukeys // (na * nm * npc)
+    units = pd.DataFrame({
+        "drg": pd.Series(np.asarray(dnames, dtype=object)[udid], dtype=object),
+        "adrg": pd.Series(np.asarray(anames, dtype=object)[ukeys // (nm * npc) % na],
+                          dtype=object),
+        "mdc": pd.Series(np.asarray(mnames, dtype=object)[ukeys // npc % nm], dtype=object),
+        "pdcat": pd.Series(np.asarray(pnames, dtype=object)[ukeys % npc] if len(pnames)
+                           else np.full(nu, "", dtype=object), dtype=object),
+    })
 
     keep = trim_mask(did, cost, spec.trimming)
     k = keep.astype(np.float64)
