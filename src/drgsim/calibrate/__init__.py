@@ -9,6 +9,8 @@ one, then its MDC's, then the all-case one (the policy's ``fallback`` order).
 from __future__ import annotations
 
 import os
+import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,54 +64,6 @@ def scheme_drgs(scheme: str | os.PathLike[str] = "chs_drg_11") -> pd.DataFrame:
     return out[["drg", "adrg", "label"]].rename(columns={"label": "mdc"})
 
 
-def _stats(key: np.ndarray, cost: np.ndarray, w: np.ndarray, los: np.ndarray) -> pd.DataFrame:
-    """Weighted n, mean, CV, mean LOS and daily cost per key (LOS NaN = not counted)."""
-    lv = ~np.isnan(los)
-    l0 = np.where(lv, los, 0.0)
-    pdv = lv & (l0 > 0)
-    df = pd.DataFrame(
-        {
-            "key": key,
-            "c": cost,
-            "w": w,
-            "wc": w * cost,
-            "wcc": w * cost * cost,
-            "wl": np.where(lv, w * l0, 0.0),
-            "wln": np.where(lv, w, 0.0),
-            "wd": np.where(pdv, w * cost / np.maximum(l0, 1), 0.0),
-            "wdn": np.where(pdv, w, 0.0),
-            "wdc": np.where(pdv, w * cost, 0.0),
-            "wdd": np.where(pdv, w * l0, 0.0),
-        }
-    )
-    g = df.groupby("key", sort=True).agg(
-        n=("c", "size"),
-        sw=("w", "sum"),
-        swc=("wc", "sum"),
-        swcc=("wcc", "sum"),
-        swl=("wl", "sum"),
-        swln=("wln", "sum"),
-        swd=("wd", "sum"),
-        swdn=("wdn", "sum"),
-        swdc=("wdc", "sum"),
-        swdd=("wdd", "sum"),
-    )
-    mean = g["swc"] / g["sw"]
-    var = np.maximum(g["swcc"] / g["sw"] - mean * mean, 0.0)
-    return pd.DataFrame(
-        {
-            "n": g["n"],
-            "mean_cost_fen": mean,
-            "cv": np.sqrt(var) / mean,
-            "mean_los": (g["swl"] / g["swln"]).where(g["swln"] > 0),
-            # a group's own daily rate (used only when its per-diem category has none):
-            # on both bases, like the category rates
-            "per_diem_rate_fen": (g["swdc"] / g["swdd"]).where(g["swdd"] > 0),
-            "per_diem_case_rate_fen": (g["swd"] / g["swdn"]).where(g["swdn"] > 0),
-        }
-    )
-
-
 def per_diem_category(
     adrg: np.ndarray, mdc: np.ndarray, los: np.ndarray, pdm: dict
 ) -> np.ndarray:
@@ -123,42 +77,6 @@ def per_diem_category(
     in_adrg = np.isin(adrg, list(pdm["adrgs"]))
     out[in_adrg] = adrg[in_adrg]
     return out
-
-
-def per_diem_rates(
-    adrg: np.ndarray, mdc: np.ndarray, cost: np.ndarray, los: np.ndarray, w: np.ndarray, pdm: dict
-) -> pd.DataFrame:
-    """Daily rates per per-diem category from its eligible cases (``cost`` inflated, ``w``
-    the year weights; cases without a valid LOS of at least a day are left out):
-    ``per_diem_rate_fen`` = sum of w x cost / sum of w x bed-days (ratio of sums),
-    ``per_diem_case_rate_fen`` = weighted mean of cost / bed-days, and the mean cost."""
-    ok = ~np.isnan(los) & (np.nan_to_num(los) >= 1)
-    cat = per_diem_category(adrg, mdc, np.where(ok, los, -1), pdm)
-    sel = ok & (cat != "")
-    if not sel.any():
-        return pd.DataFrame(
-            columns=["n", "mean_cost_fen", "per_diem_rate_fen", "per_diem_case_rate_fen"]
-        )
-    d = pd.DataFrame(
-        {
-            "key": cat[sel],
-            "w": w[sel],
-            "wc": w[sel] * cost[sel],
-            "wd": w[sel] * los[sel],
-            "wr": w[sel] * cost[sel] / los[sel],
-        }
-    )
-    g = d.groupby("key", sort=True).agg(
-        n=("w", "size"), sw=("w", "sum"), swc=("wc", "sum"), swd=("wd", "sum"), swr=("wr", "sum")
-    )
-    return pd.DataFrame(
-        {
-            "n": g["n"],
-            "mean_cost_fen": g["swc"] / g["sw"],
-            "per_diem_rate_fen": g["swc"] / g["swd"],
-            "per_diem_case_rate_fen": g["swr"] / g["sw"],
-        }
-    )
 
 
 def trim_mask(group: np.ndarray, cost: np.ndarray, tp: dict) -> np.ndarray:
@@ -220,88 +138,374 @@ def year_case_weights(year: np.ndarray, years: list[int], weights: list[float]) 
     return out
 
 
-def calibrate(
-    history: pd.DataFrame,
-    pv: dict,
-    year: int,
-    scheme: str | os.PathLike[str] | None = "chs_drg_11",
-    columns: dict[str, str] | None = None,
-) -> pd.DataFrame:
-    """Weights for ``year`` from the history years before it (``pv``: policy at ``year``).
+# ------------------------------------------------------------------ the split calibration
+# calibrate() is four steps, each usable on its own so a distributed engine runs the same
+# code (drgsim.distributed.calibrate): (a) calibration_rows, per row on any partition;
+# (b) year_counts, integer partial counts reduced by addition; (c) key_statistics, per-DRG
+# partial sums on the rows of whole DRGs (trimming is per DRG, and every pooled level is a
+# sum over trimmed DRG rows, so a shuffle by DRG keeps what a DRG and its fallbacks need);
+# (d) assemble, the driver's weights table from those sums (O(keys), never rows).
+# Float sums run in one canonical order both paths share: rows sorted by
+# (drg, adrg, mdc, year, cost, LOS) inside a DRG, summed sequentially (np.bincount), then
+# units summed in sorted key order; so the table is bit for bit the same however the rows
+# were partitioned or ordered.
 
-    Returns one row per key and level (drg, adrg, mdc, all); ``attrs`` carry ``m_all_fen``,
-    ``scale``, ``riv`` (reduction in variance by the DRGs) and the years used.
-    """
+ROW_COLUMNS = ["drg", "adrg", "mdc", "year", "cost_fen", "los"]
+UNIT_KEYS = ["drg", "adrg", "mdc", "pdcat"]
+#: trimmed-case sums per unit (the DRG, ADRG, MDC and all-case statistics)
+TRIM_SUMS = ["sw", "swc", "swcc", "swl", "swln", "swd", "swdn", "swdc", "swdd", "sse"]
+#: per-diem sums per unit (eligible, plausible cases, not cost-trimmed)
+PD_SUMS = ["psw", "pswc", "pswd", "pswr"]
+UNIT_COLUMNS = [*UNIT_KEYS, "n", *TRIM_SUMS, "pn", *PD_SUMS, "pending", "part"]
+
+
+@dataclass(frozen=True)
+class CalSpec:
+    """What calibration reads from the policy at ``year`` (small; shipped to partitions)."""
+
+    year: int
+    years: tuple[int, ...]
+    year_weights: tuple[float, ...]
+    inflation: float
+    trimming: dict
+    max_los: float | None
+    max_cost_ratio: float | None
+    per_diem: dict
+    m_all_given: float | None  # fen, from calibration.all_case_mean_yuan
+    min_cases: int
+    fallback: tuple[str, ...]
+    scale: float
+
+
+def calibration_spec(pv: dict, year: int) -> CalSpec:
+    """The calibration parameters of policy ``pv`` for weights of ``year``."""
     cp = pv["calibration"]
-    scale = float(pv["points"]["scale"])
-    c = prepare_cases(history, columns=columns)
     hy = cp["history_years"]
-    years = list(range(year - hy, year))
     yw = list(cp["year_weights"])[-hy:]
     yw = [1.0] * (hy - len(yw)) + yw
-    use = (c.status == 0) & (c.pay_status == 0) & np.isin(c.year, years) & (c.cost_fen >= 0)
-    if not use.any():
-        raise WeightsError(
-            [Problem("<history>", None, None, f"no usable grouped cases in {years[0]}-{years[-1]}")]
-        )
-    yr = c.year[use].astype(np.int64)
-    cost = c.cost_fen[use] * (1.0 + cp["inflation"]) ** (year - yr)
-    wy = year_case_weights(yr, years, yw)
-    drg = c.drg_names[c.drg[use]].astype(str)
-    adrg = c.adrg_names[c.adrg[use]].astype(str)
-    adrg = np.where(adrg == "", pd.Series(drg).str[:3].to_numpy(), adrg)
-    mdc = c.mdc_names[c.mdc[use]].astype(str)
-    los = c.los[use].astype(np.float64)
-    max_los = pv["plausibility"]["max_los_days"]
-    los[(los < 0) | ((los > max_los) if max_los is not None else False)] = (
-        np.nan
-    )  # absurd LOS: not counted
-
-    keep = trim_mask(drg, cost, cp["trimming"])
-    cost_t, w_t, los_t = cost[keep], wy[keep], los[keep]
-    d_t, a_t, m_t = drg[keep], adrg[keep], mdc[keep]
+    m_given = None
     if cp["all_case_mean_yuan"] is not None:
-        m_all = float(yuan_to_fen(np.array([cp["all_case_mean_yuan"]]))[0][0])
-    else:
-        m_all = float((w_t * cost_t).sum() / w_t.sum())
-
-    by_drg = _stats(d_t, cost_t, w_t, los_t)
-    # per-diem rates per category, from the eligible cases: not cost-trimmed (long stays are
-    # what a trim cuts), but without the cases pricing would hold as implausible (cost above
-    # max_cost_ratio x the group's mean, LOS above max_los_days)
-    plaus = np.ones(len(cost), dtype=bool)
-    if pv["plausibility"]["max_cost_ratio"] is not None:
-        ref = by_drg["mean_cost_fen"].reindex(drg).to_numpy()
-        ref = np.where(np.isnan(ref), m_all, ref)
-        plaus = cost <= pv["plausibility"]["max_cost_ratio"] * ref
-    pd_rates = per_diem_rates(
-        adrg[plaus], mdc[plaus], cost[plaus], los[plaus], wy[plaus], pv["per_diem"]
+        m_given = float(yuan_to_fen(np.array([cp["all_case_mean_yuan"]]))[0][0])
+    return CalSpec(
+        year=int(year),
+        years=tuple(range(year - hy, year)),
+        year_weights=tuple(float(x) for x in yw),
+        inflation=float(cp["inflation"]),
+        trimming=dict(cp["trimming"]),
+        max_los=pv["plausibility"]["max_los_days"],
+        max_cost_ratio=pv["plausibility"]["max_cost_ratio"],
+        per_diem=dict(pv["per_diem"]),
+        m_all_given=m_given,
+        min_cases=int(cp["min_cases"]),
+        fallback=tuple(cp["fallback"]),
+        scale=float(pv["points"]["scale"]),
     )
-    by_adrg = _stats(a_t, cost_t, w_t, los_t)
-    by_mdc = _stats(m_t, cost_t, w_t, los_t)
-    by_all = _stats(np.array(["all"] * len(cost_t)), cost_t, w_t, los_t)
 
-    # reduction in variance explained by the DRGs (weighted, trimmed)
-    mu_g = by_drg["mean_cost_fen"].reindex(d_t).to_numpy()
-    mu = (w_t * cost_t).sum() / w_t.sum()
-    sst = (w_t * (cost_t - mu) ** 2).sum()
-    riv = float(1.0 - (w_t * (cost_t - mu_g) ** 2).sum() / sst) if sst > 0 else float("nan")
 
-    drg_map = pd.DataFrame({"drg": drg, "adrg": adrg, "mdc": mdc}).drop_duplicates("drg")
+def empty_rows() -> pd.DataFrame:
+    """A zero-row frame of :func:`calibration_rows`' columns and types."""
+    return pd.DataFrame(
+        {
+            "drg": pd.Series([], dtype=object),
+            "adrg": pd.Series([], dtype=object),
+            "mdc": pd.Series([], dtype=object),
+            "year": np.zeros(0, np.int64),
+            "cost_fen": np.zeros(0, np.int64),
+            "los": np.zeros(0, np.float64),
+        }
+    )
+
+
+def calibration_rows(
+    history: pd.DataFrame, spec: CalSpec, columns: dict[str, str] | None = None
+) -> pd.DataFrame:
+    """(a) The usable cases of any part of a history (grouped ok, payable, in the history
+    years, cost >= 0) as DRG, ADRG (the DRG's first three characters when empty), MDC,
+    year, cost in fen and LOS (NaN when absurd): row-local, so any partition can do it."""
+    if not len(history):
+        return empty_rows()
+    c = prepare_cases(history, columns=columns)
+    use = (
+        (c.status == 0) & (c.pay_status == 0) & np.isin(c.year, spec.years) & (c.cost_fen >= 0)
+    )
+    # names per distinct code (small arrays), then taken per row: no per-row string work
+    dn = np.asarray([str(x) for x in c.drg_names], dtype=object)
+    an = np.asarray([str(x) for x in c.adrg_names], dtype=object)
+    mn = np.asarray([str(x) for x in c.mdc_names], dtype=object)
+    dcode, acode = c.drg[use].astype(np.int64), c.adrg[use].astype(np.int64)
+    na = max(len(an), 1)
+    pairs, inv = np.unique(dcode * na + acode, return_inverse=True)
+    pa_, pd_ = an[pairs % na], dn[pairs // na]
+    pa_ = np.asarray([a if a != "" else d[:3] for a, d in zip(pa_, pd_, strict=True)],
+                     dtype=object)  # per distinct (DRG, ADRG) pair
+    los = c.los[use].astype(np.float64)
+    bad = los < 0
+    if spec.max_los is not None:
+        bad |= los > spec.max_los
+    los[bad] = np.nan  # absurd LOS: not counted
+    return pd.DataFrame(
+        {
+            "drg": pd.Series(dn[dcode], dtype=object),
+            "adrg": pd.Series(pa_[inv.reshape(-1)], dtype=object),
+            "mdc": pd.Series(mn[c.mdc[use]], dtype=object),
+            "year": c.year[use].astype(np.int64),
+            "cost_fen": c.cost_fen[use].astype(np.int64),
+            "los": los,
+        }
+    )
+
+
+def year_counts(rows: pd.DataFrame, spec: CalSpec) -> np.ndarray:
+    """(b) Usable cases per history year (int64, one per ``spec.years``): partial counts
+    of any partitions add up to the whole history's."""
+    yi = np.searchsorted(np.asarray(spec.years), rows["year"].to_numpy(np.int64))
+    return np.bincount(yi, minlength=len(spec.years)).astype(np.int64)[: len(spec.years)]
+
+
+def _year_weight_of(year: np.ndarray, spec: CalSpec, counts: np.ndarray) -> np.ndarray:
+    """Per-case weight ``w_y / n_y`` from the whole history's year counts."""
+    per = np.zeros(len(spec.years), dtype=np.float64)
+    for i, (wy, k) in enumerate(zip(spec.year_weights, counts, strict=True)):  # per year
+        if k:
+            per[i] = float(wy) / int(k)
+    return per[np.searchsorted(np.asarray(spec.years), year)]
+
+
+def _level_sums(ids: np.ndarray, size: int, tab: pd.DataFrame, cols: list[str]) -> dict:
+    """Sequential sums of ``tab``'s columns per level id (units in their given order)."""
+    return {c: np.bincount(ids, weights=tab[c].to_numpy(np.float64), minlength=size)
+            for c in cols}
+
+
+def key_statistics(
+    rows: pd.DataFrame, spec: CalSpec, counts: np.ndarray, m_all: float | None = None
+) -> pd.DataFrame:
+    """(c) Partial sums per unit (DRG × ADRG × MDC × per-diem category) of the rows of
+    whole DRGs (any set of them: one, a shuffle partition's, all).
+
+    Trimming is per DRG; the plausibility of a per-diem case is against its DRG's trimmed
+    mean. A DRG whose every case the trim removed has no mean: its cases are checked
+    against the all-case mean ``m_all``; without it (``None``, not given by the policy and
+    not yet reduced) its per-diem sums are left out and the unit is marked ``pending``
+    for a second call once the driver knows ``m_all``.
+    """
+    if not len(rows):
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in UNIT_COLUMNS})
+    # the canonical order: rows by (DRG, ADRG, MDC, year, cost, LOS), names by sorted codes
+    dcode, dnames = pd.factorize(rows["drg"].to_numpy(object), sort=True)
+    acode, anames = pd.factorize(rows["adrg"].to_numpy(object), sort=True)
+    mcode, mnames = pd.factorize(rows["mdc"].to_numpy(object), sort=True)
+    yr0 = rows["year"].to_numpy(np.int64)
+    cf0 = rows["cost_fen"].to_numpy(np.int64)
+    los0 = rows["los"].to_numpy(np.float64)
+    o = np.lexsort((los0, cf0, yr0, mcode, acode, dcode))  # NaN LOS last, as argsort
+    did = dcode[o].astype(np.int64)
+    aid, mid = acode[o].astype(np.int64), mcode[o].astype(np.int64)
+    adrg = np.asarray(anames, dtype=object)[aid]
+    mdc = np.asarray(mnames, dtype=object)[mid]
+    yr = yr0[o]
+    cost = cf0[o] * (1.0 + spec.inflation) ** (spec.year - yr)
+    los = los0[o]
+    w = _year_weight_of(yr, spec, counts)
+    ok = ~np.isnan(los) & (np.nan_to_num(los) >= 1)
+    pdcat = per_diem_category(adrg, mdc, np.where(ok, los, -1), spec.per_diem)
+    pdcat[~ok] = ""
+    pcode, pnames = pd.factorize(pdcat, sort=True)
+    # units in sorted key order: one integer key per (DRG, ADRG, MDC, category) codes
+    na, nm, npc = len(anames), len(mnames), max(len(pnames), 1)
+    ukey = ((did * na + aid) * nm + mid) * npc + pcode.astype(np.int64)
+    ukeys, uid = np.unique(ukey, return_inverse=True)
+    uid = uid.reshape(-1).astype(np.int64)
+    nu = len(ukeys)
+    nd = len(dnames)
+    udid = ukeys // (na * nm * npc)
+    units = pd.DataFrame({
+        "drg": pd.Series(np.asarray(dnames, dtype=object)[udid], dtype=object),
+        "adrg": pd.Series(np.asarray(anames, dtype=object)[ukeys // (nm * npc) % na],
+                          dtype=object),
+        "mdc": pd.Series(np.asarray(mnames, dtype=object)[ukeys // npc % nm], dtype=object),
+        "pdcat": pd.Series(np.asarray(pnames, dtype=object)[ukeys % npc] if len(pnames)
+                           else np.full(nu, "", dtype=object), dtype=object),
+    })
+
+    keep = trim_mask(did, cost, spec.trimming)
+    k = keep.astype(np.float64)
+    lv = ~np.isnan(los)
+    l0 = np.where(lv, los, 0.0)
+    pdv = lv & (l0 > 0)
+    kw = k * w
+    parts = {
+        "sw": kw,
+        "swc": kw * cost,
+        "swcc": kw * cost * cost,
+        "swl": np.where(lv, kw * l0, 0.0),
+        "swln": np.where(lv, kw, 0.0),
+        "swd": np.where(pdv, kw * cost / np.maximum(l0, 1), 0.0),
+        "swdn": np.where(pdv, kw, 0.0),
+        "swdc": np.where(pdv, kw * cost, 0.0),
+        "swdd": np.where(pdv, kw * l0, 0.0),
+    }
+    units["n"] = np.bincount(uid[keep], minlength=nu).astype(np.int64)
+    for c, v in parts.items():
+        units[c] = np.bincount(uid, weights=v, minlength=nu)
+    # each DRG's trimmed mean from its units' sums, in unit order (as assemble sums them)
+    dn = np.bincount(udid, weights=units["n"].to_numpy(np.float64), minlength=nd)
+    dsw = np.bincount(udid, weights=units["sw"].to_numpy(), minlength=nd)
+    dswc = np.bincount(udid, weights=units["swc"].to_numpy(), minlength=nd)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dmean = np.where(dn > 0, dswc / dsw, np.nan)
+    mu_g = dmean[did]
+    units["sse"] = np.bincount(uid, weights=np.where(keep, w * (cost - np.nan_to_num(mu_g)) ** 2,
+                                                     0.0), minlength=nu)
+    # per-diem sums: eligible cases, not cost-trimmed, but without the ones pricing would
+    # hold as implausible (cost above max_cost_ratio x the DRG's mean)
+    elig = pdcat != ""
+    pending = np.zeros(nd, dtype=bool)
+    if spec.max_cost_ratio is not None:
+        ref = mu_g
+        no_mean = np.isnan(ref)
+        m = m_all if m_all is not None else spec.m_all_given
+        if m is None:
+            pending = np.bincount(did[no_mean & elig], minlength=nd) > 0
+            ref = np.where(no_mean, np.inf, ref)  # not counted: pending below
+        else:
+            ref = np.where(no_mean, m, ref)
+        elig = elig & (cost <= spec.max_cost_ratio * ref) & ~pending[did]
+    e = elig.astype(np.float64)
+    units["pn"] = np.bincount(uid[elig], minlength=nu).astype(np.int64)
+    safe_los = np.where(elig, los, 1.0)
+    for c, v in {"psw": e * w, "pswc": e * w * cost, "pswd": e * w * safe_los,
+                 "pswr": e * w * cost / safe_los}.items():
+        units[c] = np.bincount(uid, weights=v, minlength=nu)
+    units["pending"] = pending[udid]
+    # a token per call: the driver checks that each DRG's units come from one call (one
+    # partition), as a DRG's trim and means need all its rows
+    units["part"] = np.int64(secrets.randbits(62))
+    return units[UNIT_COLUMNS]
+
+
+def pending_drgs(units: pd.DataFrame) -> list[str]:
+    """DRGs whose per-diem sums wait for the all-case mean (see :func:`key_statistics`)."""
+    return sorted(set(units.loc[units["pending"].astype(bool), "drg"]))
+
+
+def resolve_pending(units: pd.DataFrame, again: pd.DataFrame) -> pd.DataFrame:
+    """Units with the pending DRGs' units replaced by ``again`` (those DRGs' rows through
+    :func:`key_statistics` with the all-case mean)."""
+    drop = units["drg"].isin(set(again["drg"]))
+    return pd.concat([units[~drop], again], ignore_index=True)
+
+
+def _sorted_units(units: pd.DataFrame) -> pd.DataFrame:
+    u = units.sort_values(UNIT_KEYS, kind="stable").reset_index(drop=True)
+    if u.duplicated(UNIT_KEYS).any() or (u.groupby("drg")["part"].nunique() > 1).any():
+        raise ValueError("calibration units of one DRG from several partitions: a DRG's "
+                         "rows must be together (shuffle by DRG)")
+    return u
+
+
+def _level_table(u: pd.DataFrame, key: np.ndarray) -> pd.DataFrame:
+    """Weighted n, mean, CV, mean LOS and daily cost per key from trimmed unit sums (units
+    in sorted order; keys with no trimmed case left out), indexed by the sorted key."""
+    ids, names = pd.factorize(key, sort=True)
+    ids = ids.astype(np.int64)
+    g = _level_sums(ids, len(names), u, ["n", *TRIM_SUMS])
+    g = pd.DataFrame(g, index=pd.Index(names, dtype=object, name="key"))
+    g = g[g["n"] > 0]
+    mean = g["swc"] / g["sw"]
+    var = np.maximum(g["swcc"] / g["sw"] - mean * mean, 0.0)
+    return pd.DataFrame(
+        {
+            "n": g["n"].astype(np.int64),
+            "mean_cost_fen": mean,
+            "cv": np.sqrt(var) / mean,
+            "mean_los": (g["swl"] / g["swln"]).where(g["swln"] > 0),
+            # a group's own daily rate (used only when its per-diem category has none):
+            # on both bases, like the category rates
+            "per_diem_rate_fen": (g["swdc"] / g["swdd"]).where(g["swdd"] > 0),
+            "per_diem_case_rate_fen": (g["swd"] / g["swdn"]).where(g["swdn"] > 0),
+            "sse": g["sse"],
+            "sw": g["sw"],
+        }
+    )
+
+
+def all_case_mean(units: pd.DataFrame, spec: CalSpec) -> float:
+    """The all-case mean (fen): the policy's, else the year-weighted trimmed mean, summed
+    over units in sorted order."""
+    if spec.m_all_given is not None:
+        return spec.m_all_given
+    u = _sorted_units(units)
+    z = np.zeros(len(u), np.int64)
+    sw = np.bincount(z, weights=u["sw"].to_numpy(np.float64), minlength=1)[0]
+    swc = np.bincount(z, weights=u["swc"].to_numpy(np.float64), minlength=1)[0]
+    return float(swc / sw)
+
+
+def _per_diem_table(u: pd.DataFrame) -> pd.DataFrame:
+    """Daily rates per per-diem category from the units' per-diem sums (sorted order):
+    ``per_diem_rate_fen`` = sum of w x cost / sum of w x bed-days (ratio of sums),
+    ``per_diem_case_rate_fen`` = weighted mean of cost / bed-days, and the mean cost."""
+    e = u[u["pdcat"] != ""]
+    ids, names = pd.factorize(e["pdcat"].to_numpy(object), sort=True)
+    g = _level_sums(ids.astype(np.int64), len(names), e, ["pn", *PD_SUMS])
+    g = pd.DataFrame(g, index=pd.Index(names, dtype=object, name="key"))
+    g = g[g["pn"] > 0]
+    return pd.DataFrame(
+        {
+            "n": g["pn"].astype(np.int64),
+            "mean_cost_fen": g["pswc"] / g["psw"],
+            "per_diem_rate_fen": g["pswc"] / g["pswd"],
+            "per_diem_case_rate_fen": g["pswr"] / g["psw"],
+        }
+    )
+
+
+def assemble(
+    units: pd.DataFrame,
+    spec: CalSpec,
+    scheme: str | os.PathLike[str] | None = "chs_drg_11",
+) -> pd.DataFrame:
+    """(d) The weights table from the units' sums (no pending units left): one row per
+    DRG (its own statistics at ``min_cases``, else the policy's fallback order), per ADRG,
+    MDC and all-case pool, and per per-diem category. The driver holds O(keys) here."""
+    if units["pending"].astype(bool).any():
+        raise ValueError("calibration units still pending the all-case mean")
+    u = _sorted_units(units)
+    m_all = all_case_mean(u, spec)
+    scale = spec.scale
+    by_drg = _level_table(u, u["drg"].to_numpy(object))
+    by_adrg = _level_table(u, u["adrg"].to_numpy(object))
+    by_mdc = _level_table(u, u["mdc"].to_numpy(object))
+    by_all = _level_table(u, np.full(len(u), "all", dtype=object))
+    pd_rates = _per_diem_table(u)
+
+    # reduction in variance explained by the DRGs (weighted, trimmed): within-DRG sums of
+    # squares over the total, the total by the between/within decomposition (per-DRG sums)
+    mu = float(by_all["mean_cost_fen"].iloc[0]) if len(by_all) else float("nan")
+    sse = np.bincount(np.zeros(len(by_drg), np.int64), weights=by_drg["sse"].to_numpy(),
+                      minlength=1)[0]
+    between = by_drg["sw"].to_numpy() * (by_drg["mean_cost_fen"].to_numpy() - mu) ** 2
+    sst = sse + np.bincount(np.zeros(len(by_drg), np.int64), weights=between, minlength=1)[0]
+    riv = float(1.0 - sse / sst) if sst > 0 else float("nan")
+
+    # each DRG's ADRG and MDC: the first in sorted order (a DRG seen with several, in dirty
+    # data, takes its smallest), then the scheme's DRGs the history never saw
+    drg_map = u[["drg", "adrg", "mdc"]].drop_duplicates("drg")
     if scheme is not None:
         sd = scheme_drgs(scheme)
         drg_map = pd.concat([drg_map, sd[~sd["drg"].isin(drg_map["drg"])]], ignore_index=True)
     drg_map = drg_map[(drg_map["drg"] != "0000") & ~drg_map["drg"].str.endswith("QY")]
 
-    mc = cp["min_cases"]
+    mc = spec.min_cases
     pools = {"adrg": by_adrg, "mdc": by_mdc, "all": by_all}
     rows = []
-    for r in drg_map.itertuples(index=False):
+    for r in drg_map.itertuples(index=False):  # a loop over DRGs, not records
         src, st = None, None
         if r.drg in by_drg.index and by_drg.at[r.drg, "n"] >= mc:
             src, st = "drg", by_drg.loc[r.drg]
         else:
-            for fb in cp["fallback"]:
+            for fb in spec.fallback:
                 key = {"adrg": r.adrg, "mdc": r.mdc, "all": "all"}[fb]
                 tab = pools[fb]
                 if (
@@ -367,8 +571,44 @@ def calibrate(
     # the all-case mean, unrounded, in a column: the table alone reproduces the payments
     out["m_all_fen"] = float(m_all)
     out = out[WEIGHT_COLUMNS]
-    out.attrs.update({"m_all_fen": m_all, "scale": scale, "riv": riv, "years": years, "year": year})
+    out.attrs.update({"m_all_fen": m_all, "scale": scale, "riv": riv,
+                      "years": list(spec.years), "year": spec.year})
     return out
+
+
+def no_usable_cases(spec: CalSpec) -> WeightsError:
+    """The error when no history case is usable for calibration."""
+    return WeightsError(
+        [Problem("<history>", None, None,
+                 f"no usable grouped cases in {spec.years[0]}-{spec.years[-1]}")]
+    )
+
+
+def calibrate(
+    history: pd.DataFrame,
+    pv: dict,
+    year: int,
+    scheme: str | os.PathLike[str] | None = "chs_drg_11",
+    columns: dict[str, str] | None = None,
+) -> pd.DataFrame:
+    """Weights for ``year`` from the history years before it (``pv``: policy at ``year``).
+
+    Returns one row per key and level (drg, adrg, mdc, all); ``attrs`` carry ``m_all_fen``,
+    ``scale``, ``riv`` (reduction in variance by the DRGs) and the years used. The four
+    steps a distributed engine runs the same way (:mod:`drgsim.distributed.calibrate`).
+    """
+    spec = calibration_spec(pv, year)
+    rows = calibration_rows(history, spec, columns)
+    counts = year_counts(rows, spec)
+    if not counts.sum():
+        raise no_usable_cases(spec)
+    units = key_statistics(rows, spec, counts)
+    pend = pending_drgs(units)
+    if pend:
+        m_all = all_case_mean(units, spec)
+        again = key_statistics(rows[rows["drg"].isin(pend)], spec, counts, m_all)
+        units = resolve_pending(units, again)
+    return assemble(units, spec, scheme)
 
 
 def quality_summary(weights: pd.DataFrame) -> dict:

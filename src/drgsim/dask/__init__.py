@@ -11,8 +11,9 @@ partition and on the driver is :mod:`drgsim.distributed` (the single-machine fun
   settles with the single-machine functions (one settlement, or a sweep of
   settlement-only scenarios); the per-case payments are split back per partition from
   the broadcast hospital-month payments.
-- Weights: given, or calibrated exactly on the driver over the history rows (the years
-  before the simulated one are collected there; give weights when they do not fit).
+- Weights: given, or calibrated exactly by :func:`calibrate_weights`: a shuffle by DRG,
+  per-DRG partial sums per partition, the table assembled on the driver from those
+  (O(DRGs), no history rows on the driver).
 - :func:`match` / :func:`match_to_parquet` — DIP packet matching per partition
   (:func:`drgsim.distributed.dip.match_frame`, ``drgsim.dip.match``'s Arrow path), the
   catalogue scattered once; :func:`build_catalogue` — the DIP catalogue: the build's
@@ -278,18 +279,28 @@ def _m_all_partial(df: pd.DataFrame, dcol: str, year: int, columns: Any) -> pd.D
 
 def calibrate_weights(ddf: dd.DataFrame, yp: Any, year: int, scheme: Any, dcol: str,
                       columns: dict[str, str] | None = None) -> pd.DataFrame:
-    """Weights calibrated exactly (``drgsim.calibrate.calibrate`` with ``yp``'s calibration
-    section) on the rows discharged before ``year`` of ``ddf`` (carrying the input-order
-    column ``ROW``); prepare and the sweep's recalibration route both call this."""
-    from drgsim.calibrate import calibrate
-    from drgsim.errors import RecordsError
-    from drgsim.settlement.simulate import per_diem_categories_of
+    """Weights calibrated exactly (the single path's ``drgsim.calibrate.calibrate`` with
+    ``yp``'s calibration section, bit for bit) on the rows discharged before ``year``:
+    year counts reduced from the partitions, then a shuffle by DRG and per-DRG partial
+    sums per partition (:mod:`drgsim.distributed.calibrate`). The driver holds the
+    per-DRG-unit statistics (O(DRGs)), never rows. Prepare and the sweep's recalibration
+    route both call this."""
+    from drgsim.distributed import calibrate as C
 
-    hist = ddf.map_partitions(_before, dcol, year, meta=ddf._meta).compute()
-    hist = hist.sort_values(ROW, kind="stable").drop(columns=[ROW]).reset_index(drop=True)
-    if not len(hist):
-        raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
-    return calibrate(hist, per_diem_categories_of(yp), year, scheme=scheme, columns=columns)
+    spec = C.spec_of(yp, year)
+    meta = pd.DataFrame({"year": np.zeros(0, np.int64), "n": np.zeros(0, np.int64)})
+    parts = ddf.map_partitions(C.counts_frame, spec, dcol, columns, meta=meta).compute()
+    counts, before = C.reduce_counts(parts, spec)
+    counts_t = tuple(int(x) for x in counts)
+    rows = ddf.map_partitions(C.rows_frame, spec, columns, meta=C.empty_rows())
+
+    def units_of(drgs: list[str] | None, m_all: float | None) -> pd.DataFrame:
+        r = rows if drgs is None else rows[rows["drg"].isin(drgs)]
+        u = r.shuffle("drg").map_partitions(C.units_frame, spec, counts_t, m_all,
+                                            meta=C.empty_units())
+        return C.conform_units(u.compute())
+
+    return C.driver_weights(spec, counts, before, units_of, scheme)
 
 
 def _summary(pp: Any) -> dict[str, Any]:

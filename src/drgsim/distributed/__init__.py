@@ -16,15 +16,15 @@ on a partition and on the driver is here, and that is the single-machine code:
 - **Driver** (global): :func:`combine` adds the summaries onto one hospital axis, then
   :func:`driver_prepared` builds a :class:`~drgsim.scenarios.prepare.Prepared` from them,
   so the single-machine settlement (``Prepared.simulate``-like :func:`settle_driver`) and
-  sweep (``Prepared.sweep``, settlement-only scenarios) run unchanged. Calibration and
-  budgets are global: weights are calibrated on the driver over the history rows (exact),
-  or given.
+  sweep (``Prepared.sweep``, settlement-only scenarios) run unchanged. Budgets are
+  global; weights are given, or calibrated exactly by a shuffle by DRG
+  (:mod:`drgsim.distributed.calibrate`: per-DRG partial sums, the driver assembles).
 - **Per-case split back** (per hospital partition): :func:`pay_partition` with the
   broadcast hospital-month payments (:func:`payments_of`); :func:`finish_tables` puts
   its small parts (hospital indices, DRG and pay-status sums) into the driver's tables.
 
 An adapter's simulate is, in order: number the rows in input order (:data:`ROW`); find the
-year and check the inputs (driver); weights (given, or calibrated on the driver); shuffle
+year and check the inputs (driver); weights (given, or calibrated by DRG shuffle); shuffle
 by hospital; ``price_partition`` per partition (keep the result on the worker); gather
 ``summary()``; :func:`global_hospitals` + :func:`combine`; :func:`driver_prepared`;
 :func:`settle_driver`; broadcast :func:`payments_of`; :func:`pay_partition` per partition;

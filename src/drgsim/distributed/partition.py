@@ -103,8 +103,9 @@ def status_counts(status: Any) -> dict[str, int]:
 
 def calibration_columns(cols: list[str], columns: dict[str, str] | None) -> list[str]:
     """The case columns :func:`drgsim.calibrate.calibrate` reads through ``prepare_cases``
-    (grouping result, cost and patients' share, fund, dates, LOS, hospital): a driver that
-    calibrates on gathered history rows gathers these only, not the codes."""
+    (grouping result, cost and patients' share, fund, dates, LOS, hospital): what the
+    engines read for the shuffle by DRG (:mod:`drgsim.distributed.calibrate`), not the
+    codes."""
     from drgsim.pricing.cases import SHARE_PARTS
 
     empty = pd.DataFrame(columns=cols)

@@ -440,31 +440,41 @@ def _case_schema(empty_cases: pd.DataFrame, in_schema: pa.Schema, cid: str | Non
 
 def calibrate_weights(sdf: SparkDataFrame, yp: Any, year: int, scheme: Any, dcol: str,
                       columns: dict[str, str] | None, empty: pd.DataFrame) -> pd.DataFrame:
-    """Weights calibrated exactly (``drgsim.calibrate.calibrate`` with ``yp``'s calibration
-    section) on the history years' rows of ``sdf`` (carrying the input-order columns
-    ``ROW`` and ``__drgsim_file``): the columns calibration reads are gathered to the
-    driver. ``prepare`` and the sweep's recalibration route both call this."""
-    from drgsim.calibrate import calibrate
-    from drgsim.distributed import ROW
+    """Weights calibrated exactly (the single path's ``drgsim.calibrate.calibrate`` with
+    ``yp``'s calibration section, bit for bit) on the history years' rows of ``sdf``:
+    year counts reduced from ``mapInArrow``, then ``groupBy("drg").applyInArrow`` computes
+    each DRG's trimmed partial sums (:mod:`drgsim.distributed.calibrate`). The driver
+    collects the per-DRG-unit statistics (O(DRGs)), never rows. ``prepare`` and the
+    sweep's recalibration route both call this."""
+    F = _pyspark()
+    from drgsim.distributed import calibrate as C
     from drgsim.distributed.partition import calibration_columns
-    from drgsim.errors import RecordsError
-    from drgsim.settlement.simulate import per_diem_categories_of
-    from drgsim.spark import partitions as P
 
-    FILE = "__drgsim_file"
-    hy = per_diem_categories_of(yp)["calibration"]["history_years"]
-    cols = [*calibration_columns(list(empty.columns), columns), ROW, FILE]
-    out = sdf.select(*cols)
+    spec = C.spec_of(yp, year)
+    src = sdf.select(*calibration_columns(list(empty.columns), columns))
 
-    def run(batches):
-        return P.year_filter_batches(batches, dcol, year - hy, year - 1, False, cols)
+    def count(batches):
+        return C.counts_batches(batches, spec, dcol, columns)
 
-    hist = out.mapInArrow(run, out.schema).toArrow().to_pandas()
-    if not len(hist):
-        raise RecordsError(f"no history before {year} to calibrate weights on: give weights")
-    hist = hist.sort_values([FILE, ROW], kind="stable").drop(columns=[ROW, FILE])
-    return calibrate(hist.reset_index(drop=True), per_diem_categories_of(yp), year,
-                     scheme=scheme, columns=columns)
+    parts = src.mapInArrow(count, _spark_schema(C.COUNTS_SCHEMA)).toPandas()
+    counts, before = C.reduce_counts(parts, spec)
+    counts_t = tuple(int(x) for x in counts)
+
+    def rows_of(batches):
+        return C.rows_batches(batches, spec, columns)
+
+    rows = src.mapInArrow(rows_of, _spark_schema(C.ROWS_SCHEMA))
+
+    def units_of(drgs: list[str] | None, m_all: float | None) -> pd.DataFrame:
+        r = rows if drgs is None else rows.filter(F.col("drg").isin(drgs))
+
+        def stats(table):
+            return C.units_table(table, spec, counts_t, m_all)
+
+        u = r.groupBy("drg").applyInArrow(stats, _spark_schema(C.UNITS_SCHEMA))
+        return C.conform_units(u.toArrow().to_pandas())
+
+    return C.driver_weights(spec, counts, before, units_of, scheme)
 
 
 def _dip_weights(sdf: SparkDataFrame, catalogue: Any, weights: Any, pol: Any, year: int,
@@ -525,10 +535,9 @@ def prepare(
 
     Each hospital's rows (this year's, last year's, rows without a valid date) are
     priced together in one group (``groupBy(hospital).applyInArrow``) by
-    :func:`drgsim.distributed.price_partition`. ``weights=None`` calibrates exactly with
-    :func:`drgsim.calibrate.calibrate` on the driver, over the history years' rows of the
-    columns calibration reads (:func:`drgsim.distributed.calibration_columns`) gathered
-    there: the driver needs memory for them (give weights when it has not).
+    :func:`drgsim.distributed.price_partition`. ``weights=None`` calibrates exactly
+    (:func:`calibrate_weights`: a ``groupBy("drg")`` of the history years' rows, per-DRG
+    partial sums; the driver holds those, O(DRGs), never rows).
 
     A DIP policy (``method: dip``): rows without a ``packet`` column are matched per batch
     (:func:`dip_match`) with ``catalogue``, or with one built from the history years
