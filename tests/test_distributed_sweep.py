@@ -30,10 +30,12 @@ TABLES = ("scenarios", "routes", "hospitals", "funds", "months")
 
 SCENARIOS = [
     {"name": "base"},
-    {"name": "growth", "budget.*.growth": 0.05},
+    # a settlement scenario whose budget comes from last year's spending: summed on the
+    # partitions under the baseline's pricing; a recalibrated one: under its own weights
+    {"name": "growth", "budget.*.growth": 0.05, "budget.employee.source": "history"},
     {"name": "beta", "high_cost.beta": 0.8},
     {"name": "window", "readmission.days": 30, "readmission.points_factor": 0.6},
-    {"name": "inflation", "calibration.inflation": 0.06},
+    {"name": "inflation", "calibration.inflation": 0.06, "budget.resident.source": "history"},
 ]
 BEHAVIOUR = [
     {"name": "base"},
@@ -126,3 +128,93 @@ def test_dask_behaviour_draws_equal_the_single_machine(dask_base, single):
     # the draws moved the money: a test that would pass on the baseline's totals proves nothing
     f = res.funds.groupby("scenario")["points"].std()
     assert (f.loc[[1, 3]] > 0).all()
+
+
+def test_dask_chunk_never_changes_a_result(dask_base, single):
+    """Blocks of one draw: more round trips, the same money."""
+    eng = dask_base._cache["engine"]
+    before = eng.round_trips
+    res = dask_base.sweep(BEHAVIOUR, draws=DRAWS, seed=SEED, chunk=1)
+    assert eng.round_trips - before > 2 * DRAWS  # a round trip per block of one draw
+    same(res, single["draws"])
+
+
+def test_dask_hospital_in_two_partitions_is_refused(dask_base, monkeypatch):
+    eng = dask_base._cache["engine"]
+    monkeypatch.setattr(eng, "parts", eng.parts + eng.parts)  # every hospital twice
+    with pytest.raises(DistributedError, match="two partitions"):
+        dask_base.sweep([{"name": "beta", "high_cost.beta": 0.8}])
+
+
+def test_rows_not_kept_are_refused_in_one_line(dask_base):
+    import copy
+
+    base = copy.copy(dask_base)
+    base._cache = {k: v for k, v in dask_base._cache.items() if k != "engine"}
+    with pytest.raises(DistributedError, match="keep_rows=True") as e:
+        base.sweep([{"name": "beta", "high_cost.beta": 0.8}])
+    assert "\n" not in str(e.value)
+    assert len(base.sweep([{"name": "growth", "budget.*.growth": 0.05}]).scenarios) == 2
+
+
+# ---------------------------------------------------------------------------- Spark
+def _need_spark() -> None:
+    from conftest import IN_CI
+
+    missing = []
+    if shutil.which("java") is None:
+        missing.append("a Java runtime (java on PATH)")
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        missing.append("pyspark (pip install 'drgsim[spark]')")
+    if missing:
+        if IN_CI:
+            pytest.fail(f"Spark tests need {' and '.join(missing)}; .ci/run installs them")
+        pytest.skip(f"Spark tests need {' and '.join(missing)}")
+
+
+@pytest.fixture(scope="module")
+def spark():
+    _need_spark()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    s = (
+        SparkSession.builder.master("local[2]")
+        .appName("drgsim-dsweep-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .getOrCreate()
+    )
+    s.sparkContext.setLogLevel("ERROR")
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def spark_base(spark, region):
+    from drgsim import spark as dsp
+
+    out, hosp, reg = region
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return dsp.prepare(spark.read.parquet(str(out / "discharges")), hospitals=hosp,
+                           region=reg)
+
+
+def test_spark_every_route_equals_the_single_machine(spark_base, single):
+    res = spark_base.sweep(SCENARIOS, monthly=True)
+    check_routes(res)
+    same(res, single["routes"])
+
+
+def test_spark_behaviour_draws_equal_the_single_machine(spark_base, single):
+    eng = spark_base._cache["engine"]
+    before = eng.round_trips
+    res = spark_base.sweep(BEHAVIOUR, draws=DRAWS, seed=SEED, chunk=3)
+    same(res, single["draws"])
+    # passes: the beta set, then every LOS set at once; per group its blocks of 3 draws
+    # (the first doubles as the check): cells 2, beta+creep 2, one per LOS draw
+    assert eng.round_trips - before == 1 + 1 + 2 + 2 + DRAWS

@@ -384,6 +384,7 @@ def _sweep_sets(
         if sc.key in failed:
             _to_rows(sc, failed[sc.key])
         if sc.key in sets:
+            _fill_spend(base, sc, sets[sc.key])
             continue
         try:
             sets[sc.key] = _price_set(base, sc)
@@ -483,6 +484,13 @@ def _units(
                 units.append((i, d, tkey))
     units.sort(key=lambda u: (u[0], u[1]))  # scenario-major, draws in order
     return units, tsets
+
+
+def _fill_spend(base: Prepared, sc: _Scenario, ps: _PriceSet) -> None:
+    """A set shared by scenarios of different budget sources (the key is the pricing):
+    last year's spending, once one of them takes its budget from it."""
+    if not ps.spend and any(sc.yp.pv["budget"][f]["source"] == "history" for f in FUNDS):
+        ps.spend = _spend(base, ps.W if ps.W is not None else base.W, sc.yp.pv)
 
 
 def _los_of(vals: dict[str, np.ndarray], d: int) -> float:
