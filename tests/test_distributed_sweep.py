@@ -218,3 +218,79 @@ def test_spark_behaviour_draws_equal_the_single_machine(spark_base, single):
     # passes: the beta set, then every LOS set at once; per group its blocks of 3 draws
     # (the first doubles as the check): cells 2, beta+creep 2, one per LOS draw
     assert eng.round_trips - before == 1 + 1 + 2 + 2 + DRAWS
+
+
+# ---------------------------------------------------------------------------- in process
+def _in_process(frame: pd.DataFrame, parts: list[np.ndarray], w_df, reg):
+    """A distributed base without an engine process: the adapters' steps (price each
+    partition, reduce, driver_prepared) with :func:`run_job` mapped in this process."""
+    from drgsim.distributed import combine, driver_prepared, price_partition
+    from drgsim.distributed.partition import ROW, driver_context, global_hospitals
+    from drgsim.distributed.sweep import SweepEngine, run_job
+    from drgsim.policy import load_policy, resolve_year
+
+    pol = load_policy(None)
+    year = int(pd.to_datetime(frame["discharge_date"], errors="coerce").dt.year.max())
+    yp = resolve_year(pol, year)
+    ctx = driver_context(w_df, yp.pv, yp, year, "discharge_date", None, None, None, "test")
+    ctx.keep_rows = True
+    df = frame.assign(**{ROW: np.arange(len(frame))})
+    pps = [price_partition(df[m], ctx) for m in parts]
+    summaries = [p.summary() for p in pps]
+    hids = global_hospitals(summaries, None)
+    base = driver_prepared(pol, yp, year, combine(summaries, hids), hids, ctx.W, w_df, "given",
+                           w_df, None, reg, None, "discharge_date", {}, None, frame.iloc[0:0])
+
+    class InProcess(SweepEngine):
+        def map_job(self, job):
+            return [run_job(p.local, job) for p in pps]
+
+    base._cache["engine"] = InProcess(hids)
+    return base
+
+
+@pytest.fixture(scope="module")
+def no_table(region, single):
+    """Without a hospitals table each partition's hospital axis is its own hospitals."""
+    out, _, reg = region
+    frame = drgsim.group(drgsim.read_records(out / "discharges").to_pandas())
+    w = single["base"].w_df
+    h = frame["hospital_id"].astype(str)
+    parts = [h.isin(["H001", "H004"]).to_numpy(), h.isin(["H002", "H005"]).to_numpy(),
+             h.isin(["H003"]).to_numpy()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return (_in_process(frame, parts, w, reg),
+                drgsim.prepare(frame, weights=w, region=reg), frame, w, reg)
+
+
+def test_values_by_hospital_resolved_against_every_hospital(no_table):
+    """H005 is known only to its partition: each partition is given the values resolved
+    on the driver, not asked to find H005 itself."""
+    base, ref = no_table[:2]
+    ov = [{"name": "h5", "behaviour.volume_growth.by_hospital.H005":
+           {"dist": "uniform", "min": 0.0, "max": 0.1}, "behaviour.cost_inflation": 0.02,
+           "readmission.days": 20}]
+    res = base.sweep(ov, draws=3, seed=1)
+    same(res, ref.sweep(ov, draws=3, seed=1))
+    with pytest.raises(drgsim.errors.DrgsimError, match="H009"):  # absent everywhere: refused
+        base.sweep([{"behaviour.volume_growth.by_hospital.H009": 0.1}])
+
+
+def test_hospital_split_over_partitions_is_refused(no_table):
+    frame, w, reg = no_table[2:]
+    m = pd.to_datetime(frame["discharge_date"], errors="coerce").dt.month.fillna(0) <= 6
+    with pytest.raises(DistributedError, match="one partition"):
+        _in_process(frame, [m.to_numpy(), ~m.to_numpy()], w, reg)
+
+
+def test_a_partition_refusal_is_raised_on_the_driver_as_its_own_class():
+    import pickle
+
+    from drgsim.distributed.sweep import Failed
+    from drgsim.errors import Problem, ScenarioError
+
+    e = ScenarioError([Problem("behaviour", None, "los_change", "0 is outside (0, inf)")])
+    back = pickle.loads(pickle.dumps(Failed.of(e))).error
+    assert type(back) is ScenarioError and str(back) == str(e)
+    assert back.problems == e.problems

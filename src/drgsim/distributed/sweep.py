@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import pickle
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,21 +91,24 @@ class ReleaseJob:
 
 @dataclass
 class Failed:
-    """A partition's refusal (a :class:`~drgsim.errors.DrgsimError`), raised on the driver."""
+    """A partition's refusal (a :class:`~drgsim.errors.DrgsimError`): its class, args and
+    attributes cross to the driver (an exception whose ``__init__`` takes other arguments
+    than its ``args`` would not unpickle), where :attr:`error` raises it again."""
 
-    error: BaseException
+    cls: type
+    args: tuple
+    state: dict
 
+    @classmethod
+    def of(cls, e: BaseException) -> Failed:
+        return cls(type(e), tuple(e.args), dict(vars(e)))
 
-def _portable(e: DrgsimError) -> BaseException:
-    """``e`` if it survives pickling unchanged (it crosses to the driver), else its text
-    as a :class:`DistributedError`."""
-    try:
-        back = pickle.loads(pickle.dumps(e))
-        if type(back) is type(e) and str(back) == str(e):
-            return e
-    except Exception:  # noqa: BLE001 - any failure: send the text
-        pass
-    return DistributedError(str(e))
+    @property
+    def error(self) -> BaseException:
+        e = self.cls.__new__(self.cls)
+        e.args = self.args
+        vars(e).update(self.state)
+        return e
 
 
 # ---------------------------------------------------------------------------- partition
@@ -257,10 +259,10 @@ def run_job(local: Any, job: Any) -> Any:
             try:
                 out[spec.key] = _set_summary(local, spec)
             except DrgsimError as e:
-                out[spec.key] = Failed(_portable(e))
+                out[spec.key] = Failed.of(e)
         return out
     except DrgsimError as e:
-        return Failed(_portable(e))
+        return Failed.of(e)
 
 
 # ---------------------------------------------------------------------------- driver
