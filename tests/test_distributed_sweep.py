@@ -294,3 +294,29 @@ def test_a_partition_refusal_is_raised_on_the_driver_as_its_own_class():
     back = pickle.loads(pickle.dumps(Failed.of(e))).error
     assert type(back) is ScenarioError and str(back) == str(e)
     assert back.problems == e.problems
+
+
+def test_cli_sweep_engine_dask_takes_repricing_scenario_files(client, region, single, tmp_path):
+    """``drgsim sweep --engine dask`` with a scenario file that re-prices rows and draws
+    behaviour: the single machine's funds table."""
+    from click.testing import CliRunner
+
+    from drgsim.cli import main
+
+    root, _, _ = region
+    spec = tmp_path / "rows.yaml"
+    spec.write_text(
+        "name: rows\ngrid:\n  readmission.days: [20, 30]\nbehaviour:\n"
+        "  volume_growth: {dist: uniform, min: 0.0, max: 0.04}\ndraws: {n: 3, seed: 2}\n",
+        encoding="utf-8")
+    out = tmp_path / "sw"
+    r = CliRunner().invoke(main, [
+        "sweep", str(root / "discharges"), "--scenarios", str(spec),
+        "--hospitals", str(root / "hospitals.parquet"), "--region", str(root / "region.parquet"),
+        "-o", str(out), "--engine", "dask", "--scheduler", client.scheduler.address])
+    assert r.exit_code == 0, r.output
+    ref = single["base"].sweep(spec)
+    assert set(ref.routes["route"]) == {"settlement", "rows"}
+    got = pd.read_parquet(out / "funds.parquet")
+    for c in ("pv", "points", "paid_by_points_fen", "budget_fen"):
+        np.testing.assert_array_equal(got[c].to_numpy(), ref.funds[c].to_numpy(), err_msg=c)
