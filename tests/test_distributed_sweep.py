@@ -36,6 +36,9 @@ SCENARIOS = [
     {"name": "beta", "high_cost.beta": 0.8},
     {"name": "window", "readmission.days": 30, "readmission.points_factor": 0.6},
     {"name": "inflation", "calibration.inflation": 0.06, "budget.resident.source": "history"},
+    # below the short stays' points / P: the cells refuse (naming the largest ratio over
+    # every hospital, which no single partition knows) and the rows are re-priced
+    {"name": "cap", "caps.max_points_multiple": 0.3},
 ]
 BEHAVIOUR = [
     {"name": "base"},
@@ -86,7 +89,8 @@ def same(got, ref, tables=TABLES) -> None:
 
 def check_routes(res) -> None:
     assert res.scenarios["route"].tolist() == [
-        "settlement", "settlement", "cells", "rows", "recalibrate"]
+        "settlement", "settlement", "cells", "rows", "recalibrate", "rows"]
+    assert "the cells cannot re-price them (a cap of 0.3" in res.scenarios["note"].iloc[-1]
 
 
 # ---------------------------------------------------------------------------- Dask
