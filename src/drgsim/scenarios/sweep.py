@@ -14,6 +14,12 @@
 
 Each group of scenarios sharing a pricing is then settled together, vectorized over
 scenarios. Last year's point value (``budgeted_pv: last_year``) is fixed once per sweep.
+
+On a distributed preparation (``drgsim.dask`` / ``drgsim.spark``) the rows and cells stay on
+the partitions: wherever this module would touch them it asks the preparation's engine
+(``base._cache["engine"]``, :class:`drgsim.distributed.sweep.SweepEngine`), which runs this
+module's own ``_price_set`` / ``_spend`` on every partition's rows and places the totals on
+the hospital axis; behaviour draws are resolved per hospital here and priced there.
 """
 
 from __future__ import annotations
@@ -375,6 +381,8 @@ def _sweep_sets(
     monthly: bool,
     eng: Any,
 ) -> SweepResult:
+    """Price every distinct set (on a distributed run, every set at once on the
+    partitions first), build the units, budgets, settle and tabulate."""
     if eng is not None:  # every distinct set priced on the partitions in one round trip
         eng.prefetch(base, [(sc, None) for sc in scs if sc.route != "settlement"])
     # one pricing per distinct set; a cells set the cells cannot re-price goes to the rows
