@@ -134,6 +134,15 @@ def test_dask_behaviour_draws_equal_the_single_machine(dask_base, single):
     assert (f.loc[[1, 3]] > 0).all()
 
 
+def test_dask_recalibrated_los_change_equals_the_single_machine(dask_base, single):
+    """A LOS change on a recalibrated scenario re-prices the rows with its own weights."""
+    ov = [{"name": "cal+los", "calibration.inflation": 0.06, "behaviour.los_change": 0.9}]
+    res, ref = dask_base.sweep(ov), single["base"].sweep(ov)
+    same(res, ref)
+    plain = single["base"].sweep([{"name": "los", "behaviour.los_change": 0.9}])
+    assert not ref.funds["points"].equals(plain.funds["points"])  # the weights count
+
+
 def test_dask_chunk_never_changes_a_result(dask_base, single):
     """Blocks of one draw: more round trips, the same money."""
     eng = dask_base._cache["engine"]

@@ -594,7 +594,7 @@ def _set_weights(base: Prepared, sc: _Scenario) -> Weights:
                 f"scenario {sc.name!r}: the hospitals table has level(s) {', '.join(bad)} that "
                 "its coefficients.by_level does not list"
             )
-    if sc.route == "recalibrate":
+    if sc.key.startswith("cal:"):  # (a LOS change relabels the route "rows", not the key)
         eng = _engine(base)
         if eng is not None:
             w_df = eng.calibrate(sc)
