@@ -2,7 +2,7 @@
 
 One LocalCluster (2 workers, 1 thread each) per module; a small synthetic region with its
 dirty rows. Grouping, simulation (calibrated weights: exact calibration) and a
-settlement-only sweep must equal the single-process path to the fen; pricing month
+sweep must equal the single-process path to the fen; pricing month
 partitions without the hospital shuffle must differ (and is refused); a group run cut
 short re-runs to the same rows. DIP: matching per partition, ``group --method dip --engine
 dask`` and the gathered catalogue build equal the single path.
@@ -140,12 +140,14 @@ def test_sweep_function_is_prepare_then_sweep(client, ddf, region, simulated, pr
     pd.testing.assert_frame_equal(res.funds, prepared[1].sweep(grid).funds)
 
 
-def test_sweep_refuses_repricing_routes(prepared):
-    base = prepared[0]
-    with pytest.raises(DistributedError, match="settlement-only"):
-        base.sweep(drgsim.Grid({"high_cost.beta": [0.8, 1.0]}))
+def test_sweep_repricing_routes_run_on_the_partitions(prepared):
+    """Every route re-prices on the partitions (tests/test_distributed_sweep.py covers
+    them all); last year's cases themselves stay on the workers."""
+    grid = drgsim.Grid({"high_cost.beta": [0.8]})
+    res, ref = (b.sweep(grid) for b in prepared)
+    pd.testing.assert_frame_equal(res.funds, ref.funds)
     with pytest.raises(DistributedError, match="reference_pv"):
-        base.prev_cases()
+        prepared[0].prev_cases()
 
 
 def _priced(frame: pd.DataFrame, parts: list[pd.DataFrame], hosp, weights) -> dict:

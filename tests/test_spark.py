@@ -1,5 +1,5 @@
 """drgsim on Spark gives the single-process results: grouping, a calibrated simulation and
-a settlement-only sweep to the fen (dirty rows and rows without a valid date included),
+a settlement sweep to the fen (dirty rows and rows without a valid date included),
 the hospital-partition guard, and a killed write re-run to a complete output (the output's
 layout and journal: tests/test_spark_output.py); DIP matching
 per batch, ``group --method dip --engine spark`` and the collected catalogue build.
@@ -180,16 +180,13 @@ def test_calibrated_simulation_equals_the_single_path_to_the_fen(prepared):
 
 
 def test_settlement_only_sweep_equals_the_single_path(prepared):
-    from drgsim.distributed import DistributedError
-
     base, single = prepared
     grid = drgsim.Grid({"budget.*.growth": [0.02, 0.06], "assessment.withhold_share": [0.0, 0.1]})
     res, ref = base.sweep(grid), single.sweep(grid)
     assert len(res.scenarios) == 5
     for name in ("hospitals", "funds", "scenarios", "routes"):
         pd.testing.assert_frame_equal(getattr(res, name), getattr(ref, name), obj=name)
-    with pytest.raises(DistributedError, match="settlement-only"):
-        base.sweep(drgsim.Grid({"high_cost.beta": [0.8, 1.0]}))
+    # the re-pricing routes run on the executors (tests/test_distributed_sweep.py)
 
 
 def test_month_groups_without_the_hospital_shuffle_would_differ(region, single):

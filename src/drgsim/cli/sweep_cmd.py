@@ -217,9 +217,10 @@ def sweep(cases, scenarios, grid, draws, seed, out, policy_file, scheme, weights
       drgsim sweep grouped/ --engine dask --grid 'budget.*.growth=0.02,0.04' \\
           --region region.parquet -o out/
 
-    With --engine dask, CASES (parquet) are prepared per hospital partition on the cluster
-    and the scenarios settled on this machine: settlement-only keys (budget, point value,
-    assessment, corridors); keys that re-price cells or rows are refused.
+    With --engine dask or spark, CASES (parquet) are prepared per hospital partition on the
+    cluster, every re-pricing (thresholds, other pricing keys, recalibration, behaviour
+    draws) runs there too, and the scenarios are settled on this machine: the same tables
+    as without --engine. budgeted_pv: last_year needs reference_pv there (not a CLI option).
     """
     check_engine(engine, scheduler, {})
     import warnings

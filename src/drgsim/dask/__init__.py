@@ -8,8 +8,9 @@ partition and on the driver is :mod:`drgsim.distributed` (the single-machine fun
 - :func:`prepare` / :func:`simulate` / :func:`sweep` — rows numbered in input order, a
   shuffle by hospital, then per hospital partition ``prepare``'s pricing and cells
   (kept on the workers); the hospital × fund × month totals reduce to the driver, which
-  settles with the single-machine functions (one settlement, or a sweep of
-  settlement-only scenarios); the per-case payments are split back per partition from
+  settles with the single-machine functions (one settlement, or a sweep whose re-pricing
+  runs on the partitions, :mod:`drgsim.distributed.sweep`); the per-case payments are
+  split back per partition from
   the broadcast hospital-month payments.
 - Weights: given, or calibrated exactly by :func:`calibrate_weights`: a shuffle by DRG,
   per-DRG partial sums per partition, the table assembled on the driver from those
@@ -58,6 +59,7 @@ from drgsim.distributed.partition import (
     settle_driver,
     status_counts,
 )
+from drgsim.distributed.sweep import SweepEngine
 
 try:  # the extra: pip install drgsim[dask]
     import dask.dataframe as dd
@@ -311,15 +313,17 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
             region: Any = None, year: int | None = None, columns: dict[str, str] | None = None,
             grouped: bool | None = None, reference_pv: dict[str, float] | None = None,
             npartitions: int | None = None, client: Client | None = None,
-            catalogue: Any = None) -> Any:
+            catalogue: Any = None, keep_rows: bool = True) -> Any:
     """``drgsim.prepare`` on a cluster: the priced partitions stay on the workers, the
     driver holds a :class:`~drgsim.scenarios.prepare.Prepared` of the reduced totals
-    (``.simulate()``-like settlement via :func:`simulate`, ``.sweep()`` for
-    settlement-only scenarios). Arguments as :func:`drgsim.prepare`. A DIP policy
-    (``method: dip``): rows without a ``packet`` column are matched per partition
-    (:func:`match`) with ``catalogue``, or with one built from the history years
-    (:func:`build_catalogue`); the weights are fixed on the driver
-    (:func:`drgsim.distributed.dip.driver_weights`)."""
+    (``.simulate()``-like settlement via :func:`simulate`, ``.sweep()`` on every route:
+    the partitions re-price, :mod:`drgsim.distributed.sweep`). Arguments as
+    :func:`drgsim.prepare`. A DIP policy (``method: dip``): rows without a ``packet`` column
+    are matched per partition (:func:`match`) with ``catalogue``, or with one built from
+    the history years (:func:`build_catalogue`); the weights are fixed on the driver
+    (:func:`drgsim.distributed.dip.driver_weights`). ``keep_rows``: each partition also keeps its rows (this
+    year's, last year's) on its worker so a sweep can re-price them (about the rows'
+    pandas size more memory per worker; :func:`simulate` does not keep them)."""
     from drgsim.calibrate import read_weights
     from drgsim.distributed.history import driver_history
     from drgsim.errors import RecordsError
@@ -392,6 +396,7 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
     clock.lap(f"weights ({w_src if w_src in ('calibrated', 'given') else 'file'})")
     ctx = driver_context(w_df, pv, yp, year, dcol, hosp_df, columns, reference_pv, "a cluster",
                          W=W, dip=dip)
+    ctx.keep_rows = keep_rows
 
     shuffled = ddf.shuffle(hcol, npartitions=npartitions or ddf.npartitions)
     part_futs = client.compute(shuffled.to_delayed())
@@ -415,6 +420,9 @@ def prepare(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospital
         driver_dip(base, cat, w_src, ratio)
     clock.lap("reduce on the driver")
     base._cache["dask"] = {"client": client, "parts": pp_futs, "hids": hids}
+    if keep_rows:
+        base._cache["engine"] = _DaskSweep(hids, client, pp_futs, ddf, year, pol.scheme, dcol,
+                                           columns)
     base._cache["timings"] = clock.laps
     return base
 
@@ -456,6 +464,35 @@ def _dip_weights(ddf: dd.DataFrame, catalogue: Any, weights: Any, pol: Any, year
     keys = client.gather(client.compute([delayed(weight_keys)(p, [ROW])
                                          for p in ddf.to_delayed()]))
     return ddf, cat, src, driver_weights(cat, keys, [ROW])
+
+
+def _local(pp: Any) -> Any:
+    return pp.local
+
+
+def _run_job(pp: Any, job: Any) -> Any:
+    from drgsim.distributed.sweep import run_job
+
+    return run_job(pp.local, job)
+
+
+class _DaskSweep(SweepEngine):
+    """A sweep's jobs on the persisted partitions (:func:`drgsim.distributed.sweep.run_job`
+    next to each one; its re-priced sets stay in the worker's copy until the sweep ends)."""
+
+    def __init__(self, hids: np.ndarray, client: Client, parts: list[Any], ddf: dd.DataFrame,
+                 year: int, scheme: Any, dcol: str, columns: dict[str, str] | None):
+        super().__init__(hids)
+        self.client, self.parts, self.ddf = client, parts, ddf
+        self.year, self.scheme, self.dcol, self.columns = year, scheme, dcol, columns
+
+    def map_job(self, job: Any) -> list[Any]:
+        jf = self.client.scatter(job, broadcast=True, hash=False)
+        return self.client.gather([self.client.submit(_run_job, p, jf, pure=False)
+                                   for p in self.parts])
+
+    def calibrate_weights(self, yp: Any) -> pd.DataFrame:
+        return calibrate_weights(self.ddf, yp, self.year, self.scheme, self.dcol, self.columns)
 
 
 class _Clock:
@@ -513,14 +550,16 @@ def simulate(ddf: dd.DataFrame, policy: Any = None, weights: Any = None, hospita
     """``drgsim.simulate`` on a cluster (see the module docstring): the same tables, the
     small ones as pandas, ``cases`` as a Dask frame."""
     return settle(prepare(ddf, policy, weights, hospitals, region, year, columns, grouped,
-                          reference_pv, npartitions, client, catalogue))
+                          reference_pv, npartitions, client, catalogue, keep_rows=False))
 
 
 def sweep(ddf: dd.DataFrame, scenarios: Any, draws: int | None = None, seed: int | None = None,
           monthly: bool = False, chunk: int | None = None, **prepare_kw: Any) -> Any:
     """``drgsim.prepare(...).sweep(scenarios)`` on a cluster: prepared once on the workers,
-    every scenario settled on the driver. Scenarios that re-price the cells or rows are
-    refused (:class:`~drgsim.distributed.DistributedError`), before any settlement."""
+    every route (cells, rows, recalibration, behaviour draws) re-priced on the partitions
+    (:mod:`drgsim.distributed.sweep`), every scenario settled on the driver: the single
+    machine's result. A round trip per set of re-priced scenarios and per block of
+    ``chunk`` behaviour draws."""
     return prepare(ddf, **prepare_kw).sweep(scenarios, draws=draws, seed=seed, monthly=monthly,
                                            chunk=chunk)
 

@@ -16,7 +16,8 @@ on a partition and on the driver is here, and that is the single-machine code:
 - **Driver** (global): :func:`combine` adds the summaries onto one hospital axis, then
   :func:`driver_prepared` builds a :class:`~drgsim.scenarios.prepare.Prepared` from them,
   so the single-machine settlement (``Prepared.simulate``-like :func:`settle_driver`) and
-  sweep (``Prepared.sweep``, settlement-only scenarios) run unchanged. Budgets are
+  sweep (``Prepared.sweep``) run unchanged; the sweep's re-pricing (cells, rows,
+  recalibration, behaviour draws) runs on the partitions (:mod:`drgsim.distributed.sweep`). Budgets are
   global; weights are given, or calibrated exactly by a shuffle by DRG
   (:mod:`drgsim.distributed.calibrate`: per-DRG partial sums, the driver assembles).
 - **Per-case split back** (per hospital partition): :func:`pay_partition` with the

@@ -7,6 +7,7 @@ docstring for what runs where and why.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ import pyarrow as pa
 from drgsim.errors import DrgsimError
 from drgsim.policy import Policy, YearPolicy
 from drgsim.pricing.cases import FUNDS, _col, prepare_cases
-from drgsim.pricing.cells import Cells
+from drgsim.pricing.cells import Cells, build_cells
 from drgsim.pricing.core import Priced, Weights, price
 from drgsim.scheme.compiled import CompiledScheme
 from drgsim.settlement.core import FundSettlement, FundTotals
@@ -129,6 +130,7 @@ class PriceContext:
     spend: bool = False  # also sum last year's spending (budget source history)
     dip: bool = False  # DIP: matched rows, priced by packet; history sums for PV_b and r
     last_year: dict | None = None  # the last-year policy: sum last year's totals under it
+    keep_rows: bool = False  # keep the partition's rows for a sweep to re-price
 
 
 @dataclass
@@ -143,6 +145,7 @@ class PartitionPriced:
     hospitals_seen: list[str]  # every hospital id in the partition's rows, any year
     spend: dict[str, int] = field(default_factory=dict)
     history: dict[str, Any] = field(default_factory=dict)  # distributed.history's parts
+    local: Any = None  # the partition-local Prepared a sweep re-prices (keep_rows)
 
     def summary(self) -> dict[str, Any]:
         """The small part the driver reduces (hospital × fund × month totals and sums)."""
@@ -162,6 +165,8 @@ class PartitionPriced:
             "history": self.history,
             "hospitals_seen": self.hospitals_seen,
             "n": int(c.n),
+            # what decides if the cells can re-price a cap (the driver's stand-in cells)
+            "cells_cap": (float(self.cells.fixed_cap_ratio), bool(self.cells.fixed_cap_bound)),
         }
 
 
@@ -181,7 +186,7 @@ def price_partition(df: pd.DataFrame, ctx: PriceContext) -> PartitionPriced:
     years = pd.to_datetime(df[ctx.dcol], errors="coerce").dt.year
     current, history, prev_years = split_years(df, years, ctx.year)
     back = readmission_lookback(history, ctx.dcol, ctx.year, ctx.yp)
-    _, pr, cells = price_rows(current, back, ctx.W, ctx.yp, ctx.hosp_df, ctx.columns)
+    cases, pr, cells = price_rows(current, back, ctx.W, ctx.yp, ctx.hosp_df, ctx.columns)
     spend: dict[str, int] = {}
     if ctx.spend:
         prev_df = history[(prev_years == ctx.year - 1).to_numpy()]
@@ -194,7 +199,12 @@ def price_partition(df: pd.DataFrame, ctx: PriceContext) -> PartitionPriced:
     from drgsim.distributed.history import partition_history
 
     hist = partition_history(history, prev_years, ctx) if ctx.dip or ctx.last_year else {}
-    return PartitionPriced(pr, cells, cell_fund_totals(cells), rows, seen, spend, hist)
+    local = None
+    if ctx.keep_rows:
+        from drgsim.distributed.sweep import local_prepared
+
+        local = local_prepared(ctx, current, history, prev_years, back, cases, pr, cells, spend)
+    return PartitionPriced(pr, cells, cell_fund_totals(cells), rows, seen, spend, hist, local)
 
 
 
@@ -248,6 +258,7 @@ def combine(summaries: list[dict[str, Any]], hids: np.ndarray) -> dict[str, Any]
         "present": dict.fromkeys(FUNDS, False),
         "spend": {},
         "n": 0,
+        "cells_cap": (0.0, False),
     }
     for s in summaries:
         pos = idx.get_indexer([str(h) for h in s["hospital_ids"]])
@@ -263,6 +274,8 @@ def combine(summaries: list[dict[str, Any]], hids: np.ndarray) -> dict[str, Any]
         for name, v in s["spend"].items():
             out["spend"][name] = out["spend"].get(name, 0) + v
         out["n"] += s["n"]
+        r, b = s.get("cells_cap", (0.0, False))
+        out["cells_cap"] = (max(out["cells_cap"][0], r), out["cells_cap"][1] or b)
     out["totals"] = tot
     return out
 
@@ -278,11 +291,9 @@ class _OnWorkers:
         if name.startswith("__"):
             raise AttributeError(name)
         raise DistributedError(
-            f"this step needs the {self._what}, which stay on the workers of a distributed "
-            "run: the distributed sweep settles settlement-only scenarios (budget, point "
-            "value and its bounds, pre-settlement, assessment, corridors); run scenarios "
-            "that re-price cells or rows (thresholds, coefficients, behaviour, calibration) "
-            "with drgsim.prepare on one machine"
+            f"the {self._what} stay on the workers of a distributed run: the sweep re-prices "
+            "them there (drgsim.distributed.sweep), which needs the rows kept: prepare with "
+            "drgsim.dask.prepare(..., keep_rows=True) (the default) or drgsim.spark.prepare"
         )
 
 
@@ -357,8 +368,15 @@ def driver_prepared(
         meta=meta,
     )
     base.prov = run_provenance(policy, w_df, w_src, meta, year)
+    # stand-in cells: no cell, every partition's cap statistics, so the sweep refuses on
+    # the driver exactly what the single machine's cells cannot re-price
+    ratio, bound = reduced.get("cells_cap", (0.0, False))
+    meta_cells = dataclasses.replace(
+        build_cells(zero), fixed_cap_ratio=ratio, fixed_cap_bound=bound
+    )
     base._cache.update(
-        totals=reduced["totals"], all_share=dict(reduced["all_share"]), hospital_ids=hids
+        totals=reduced["totals"], all_share=dict(reduced["all_share"]), hospital_ids=hids,
+        cells_meta=meta_cells,
     )
     return base
 

@@ -1200,16 +1200,19 @@ def apply_cells_stacked(
     hosp_level: np.ndarray | None = None,
     policy: dict | YearPolicy | None = None,
     bounds: tuple[np.ndarray, np.ndarray] | None = None,
+    hv: Mapping[str, np.ndarray] | None = None,
 ) -> Totals:
     """:func:`apply_cells` of every draw of ``drawn`` at once: a :class:`Totals` whose
     arrays have a leading draw axis (draws, hfm) and (draws, hospital × fund); each draw
     equals :func:`apply_cells` of that draw to the last bit. ``bounds``: per hospital the
     smallest and largest inflation factor of every draw to come (blocks of one Monte Carlo
-    run): the cells that keep their types over that range are found once."""
+    run): the cells that keep their types over that range are found once. ``hv``: the
+    per-hospital values (:func:`hospital_values_draws`) already resolved, e.g. on a
+    distributed run's driver against every hospital (a partition holds only some)."""
     cells = bc.cells
     H = cells.n_hosp
     lv = bc.hosp_level if hosp_level is None else hosp_level
-    hv = hospital_values_draws(drawn, bc.hospital_ids, lv)
+    hv = hospital_values_draws(drawn, bc.hospital_ids, lv) if hv is None else hv
     vol, infl, creep = _factors(hv)  # (draws, H)
     if policy is None:
         thr = list(cells.built_segments)

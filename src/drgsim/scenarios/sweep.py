@@ -14,6 +14,12 @@
 
 Each group of scenarios sharing a pricing is then settled together, vectorized over
 scenarios. Last year's point value (``budgeted_pv: last_year``) is fixed once per sweep.
+
+On a distributed preparation (``drgsim.dask`` / ``drgsim.spark``) the rows and cells stay on
+the partitions: wherever this module would touch them it asks the preparation's engine
+(``base._cache["engine"]``, :class:`drgsim.distributed.sweep.SweepEngine`), which runs this
+module's own ``_price_set`` / ``_spend`` on every partition's rows and places the totals on
+the hospital axis; behaviour draws are resolved per hospital here and priced there.
 """
 
 from __future__ import annotations
@@ -124,10 +130,19 @@ class _DrawGroup:
     hosp_level: np.ndarray
     yp: YearPolicy
     bounds: tuple[np.ndarray, np.ndarray] | None = None  # per hospital, inflation range
+    memo: tuple[tuple[int, ...], Any] | None = None  # a distributed block priced in advance
 
     def totals(self, js: np.ndarray) -> Any:
-        """The behaviour module's stacked totals of the group's draws ``js``."""
+        """The behaviour module's stacked totals of the group's draws ``js``; on a
+        distributed run (``bc`` the engine's stand-in) the partitions price them, with
+        the per-hospital values resolved here against every hospital."""
+        if self.memo is not None and self.memo[0] == tuple(js.tolist()):
+            t, self.memo = self.memo[1], None
+            return t
         dv = {k: v[np.minimum(js, len(v) - 1)] for k, v in self.values.items()}
+        if hasattr(self.bc, "draw_totals"):
+            hv = self.mod.hospital_values_draws(dv, self.bc.hospital_ids, self.hosp_level)
+            return self.bc.draw_totals(hv, self.yp, self.bounds)
         return self.mod.apply_cells_stacked(self.bc, dv, self.hosp_level, self.yp, self.bounds)
 
 
@@ -338,6 +353,38 @@ def sweep(
         )
         base.reference_pv = ref
 
+    eng = _engine(base)
+    try:
+        return _sweep_sets(base, scs, names, axes, behaviours, n_draws, mod, ref, chunk,
+                           monthly, eng)
+    finally:
+        if eng is not None:
+            eng.release()  # the partitions' re-priced sets and behaviour cells
+
+
+def _engine(base: Prepared) -> Any:
+    """The distributed engine whose partitions hold ``base``'s rows and cells (None on
+    one machine): :class:`drgsim.distributed.sweep.SweepEngine`."""
+    return base._cache.get("engine")
+
+
+def _sweep_sets(
+    base: Prepared,
+    scs: list[_Scenario],
+    names: list[str],
+    axes: list[str],
+    behaviours: dict[int, tuple[Any, dict[str, np.ndarray]]],
+    n_draws: int,
+    mod: Any,
+    ref: dict[str, float] | None,
+    chunk: int | None,
+    monthly: bool,
+    eng: Any,
+) -> SweepResult:
+    """Price every distinct set (on a distributed run, every set at once on the
+    partitions first), build the units, budgets, settle and tabulate."""
+    if eng is not None:  # every distinct set priced on the partitions in one round trip
+        eng.prefetch(base, [(sc, None) for sc in scs if sc.route != "settlement"])
     # one pricing per distinct set; a cells set the cells cannot re-price goes to the rows
     sets: dict[str, _PriceSet] = {}
     failed: dict[str, str] = {}
@@ -345,6 +392,7 @@ def sweep(
         if sc.key in failed:
             _to_rows(sc, failed[sc.key])
         if sc.key in sets:
+            _fill_spend(base, sc, sets[sc.key])
             continue
         try:
             sets[sc.key] = _price_set(base, sc)
@@ -354,7 +402,7 @@ def sweep(
             if sc.key not in sets:
                 sets[sc.key] = _price_set(base, sc)
 
-    units, tsets = _units(base, scs, sets, behaviours, n_draws, mod)
+    units, tsets = _units(base, scs, sets, behaviours, n_draws, mod, chunk or CHUNK)
     budgets = _budgets(base, scs, units, tsets)
     out = _settle_all(base, scs, units, tsets, budgets, ref, chunk or CHUNK, monthly)
     return _tables(base, scs, names, axes, units, budgets, out, n_draws, monthly)
@@ -367,6 +415,7 @@ def _units(
     behaviours: dict[int, tuple[Any, dict[str, np.ndarray]]],
     n_draws: int,
     mod: Any,
+    chunk: int = CHUNK,
 ) -> tuple[list[tuple[int, int, str]], dict[str, _PriceSet]]:
     """(scenario, draw, totals key) per unit, scenario-major, and the totals per key: a
     scenario without behaviour shares its pricing set's totals in every draw; one with
@@ -376,10 +425,21 @@ def _units(
     if not behaviours:
         return [(i, 0, sc.key) for i, sc in enumerate(scs)], tsets
 
-    hosp_level = mod.hospital_levels(base.priced.cases.hospital_ids, base.hosp_df)
+    hosp_level = mod.hospital_levels(base.hospital_ids, base.hosp_df)
     creep = any(k.startswith("coding_creep") for b, _ in behaviours.values() for k in b.items)
     siblings = mod.severity_siblings(base.policy.scheme) if creep else {}
     prepared: dict[str, Any] = {}
+    eng = _engine(base)
+    if eng is not None:  # every LOS change's rows re-priced in one round trip
+        eng.prefetch(
+            base,
+            [
+                (scs[i], _los_of(v, d))
+                for i, (b, v) in behaviours.items()
+                if b.needs_rows
+                for d in range(n_draws)
+            ],
+        )
     for i, sc in enumerate(scs):
         if i not in behaviours:
             units += [(i, d, sc.key) for d in range(n_draws)]
@@ -397,23 +457,32 @@ def _units(
         for d in range(n_draws):
             pkey = sc.key
             if b.needs_rows:  # a LOS change re-prices the rows (cells hold no LOS)
-                x = float(vals["los_change"][min(d, len(vals["los_change"]) - 1)])
-                pkey = f"{sc.key}|los={x!r}"
+                x = _los_of(vals, d)
+                pkey = set_key(sc, x)
                 if pkey not in tsets:
                     tsets[pkey] = _price_set(base, sc, los=x, mod=mod)
             groups.setdefault(pkey, []).append(d)
         for pkey, ds in groups.items():
             ps = tsets[pkey]
-            if pkey not in prepared:
-                prepared[pkey] = mod.prepare_cells(ps.pr, ps.cells, ps.W, siblings, hosp_level)
+            if pkey not in prepared:  # distributed: the partitions prepare their cells
+                prepared[pkey] = (
+                    eng.draw_cells(base, pkey, sc, ps, siblings)
+                    if eng is not None
+                    else mod.prepare_cells(ps.pr, ps.cells, ps.W, siblings, hosp_level)
+                )
             idx = np.array(ds)
             dv = {k: v[np.minimum(idx, len(v) - 1)] for k, v in vals.items()}
             bc = prepared[pkey]
             g = mod.hospital_values_draws(dv, bc.hospital_ids, hosp_level, len(ds))
             fi = 1.0 + g["cost_inflation"]
             grp = _DrawGroup(mod, bc, dv, hosp_level, sc.yp, (fi.min(0), fi.max(0)))
-            grp.totals(np.zeros(1, np.int64))  # refuses what the cells cannot price, now
-            out_hf = mod._money_draws(bc.cells.outside_fen, 1.0 + g["volume_growth"])
+            if eng is None:
+                grp.totals(np.zeros(1, np.int64))  # refuses what the cells cannot price, now
+            else:  # the first block the settlement asks for, priced now (one round trip)
+                js0 = np.arange(min(chunk, len(ds)))
+                grp.memo = (tuple(js0.tolist()), grp.totals(js0))
+            cells_out = bc.outside_fen if eng is not None else bc.cells.outside_fen
+            out_hf = mod._money_draws(cells_out, 1.0 + g["volume_growth"])
             out_f = out_hf.reshape(len(ds), -1, len(FUNDS)).sum(1).tolist()
             for j, d in enumerate(ds):
                 tkey = f"{pkey}|scenario={i}|draw={d}"
@@ -423,6 +492,24 @@ def _units(
                 units.append((i, d, tkey))
     units.sort(key=lambda u: (u[0], u[1]))  # scenario-major, draws in order
     return units, tsets
+
+
+def _fill_spend(base: Prepared, sc: _Scenario, ps: _PriceSet) -> None:
+    """A set shared by scenarios of different budget sources (the key is the pricing):
+    last year's spending, once one of them takes its budget from it."""
+    if not ps.spend and any(sc.yp.pv["budget"][f]["source"] == "history" for f in FUNDS):
+        ps.spend = _spend(base, ps.W if ps.W is not None else base.W, sc.yp.pv)
+
+
+def _los_of(vals: dict[str, np.ndarray], d: int) -> float:
+    """Draw ``d``'s LOS factor (a fixed value holds in every draw)."""
+    v = vals["los_change"]
+    return float(v[min(d, len(v) - 1)])
+
+
+def set_key(sc: _Scenario, los: float | None = None) -> str:
+    """The key of the priced set a scenario (with LOS factor ``los``) shares with others."""
+    return sc.key if los is None else f"{sc.key}|los={los!r}"
 
 
 def _to_rows(sc: _Scenario, why: str) -> None:
@@ -441,40 +528,33 @@ def _behaviour_module() -> Any:
 
 
 def _price_set(
-    base: Prepared, sc: _Scenario, los: float | None = None, mod: Any = None
+    base: Prepared,
+    sc: _Scenario,
+    los: float | None = None,
+    mod: Any = None,
+    W: Weights | None = None,
 ) -> _PriceSet:
     """Totals of the scenario's pricing: the prepared cells, re-priced cells or rows
-    (``los``: the cases' LOS changed by this factor first, by the behaviour module)."""
+    (``los``: the cases' LOS changed by this factor first, by the behaviour module).
+
+    ``W``: the weights the rows are priced with, fixed by the caller (a distributed
+    partition runs this on its own rows with the driver's weights); default
+    :func:`_set_weights`. On a distributed driver the partitions price the set."""
     need_hist = any(sc.yp.pv["budget"][f]["source"] == "history" for f in FUNDS)
     keep = (base.priced, base.cells, base.W)
     if sc.route == "settlement" and los is None:
         spend = base.spend if base.spend or not need_hist else _spend(base, base.W, base.pv)
         return _PriceSet(base.fund_totals(), dict(base.outside), spend, *keep)
+    eng = _engine(base)
+    if eng is not None:  # the same code, on each partition's rows (drgsim.distributed.sweep)
+        return eng.price_set(base, sc, los)
     if sc.route == "cells" and los is None:
         pts = points_under(base.cells, base.priced, sc.yp)  # CellsError -> rows
         spend = base.spend if base.spend or not need_hist else _spend(base, base.W, base.pv)
         return _PriceSet(cell_fund_totals(base.cells, pts), dict(base.outside), spend, *keep)
     pv = sc.yp.pv
-    if base.hosp_df is not None and "level" in base.hosp_df.columns:
-        bad = unknown_levels(base.hosp_df, pv["coefficients"]["by_level"])
-        if bad:
-            raise SettlementInputError(
-                f"scenario {sc.name!r}: the hospitals table has level(s) {', '.join(bad)} that "
-                "its coefficients.by_level does not list"
-            )
-    if sc.route == "recalibrate":
-        w_df = calibrate(
-            base.history,
-            per_diem_categories_of(sc.yp),
-            base.year,
-            scheme=base.policy.scheme,
-            columns=base.columns,
-        )
-        W = Weights.from_frame(w_df, pv["points"]["scale"])
-    elif pv["points"]["scale"] != base.pv["points"]["scale"]:
-        W = Weights.from_frame(base.w_df, pv["points"]["scale"])
-    else:
-        W = base.W
+    if W is None:
+        W = _set_weights(base, sc)
     back = readmission_lookback(base.history, base.dcol, base.year, sc.yp)
     cases = base.cases
     if los is not None:  # every simulated case's LOS changed (look-back rows link only)
@@ -501,7 +581,43 @@ def _price_set(
     return _PriceSet(cell_fund_totals(cells, pts), outside, spend, pr, cells, W)
 
 
+def _set_weights(base: Prepared, sc: _Scenario) -> Weights:
+    """The weights a scenario's rows are re-priced with: recalibrated (``recalibrate``;
+    on a distributed driver through the engine's calibration), rescaled (another
+    ``points.scale``) or the prepared ones; a hospital level its coefficients do not
+    list is refused first."""
+    pv = sc.yp.pv
+    if base.hosp_df is not None and "level" in base.hosp_df.columns:
+        bad = unknown_levels(base.hosp_df, pv["coefficients"]["by_level"])
+        if bad:
+            raise SettlementInputError(
+                f"scenario {sc.name!r}: the hospitals table has level(s) {', '.join(bad)} that "
+                "its coefficients.by_level does not list"
+            )
+    if sc.key.startswith("cal:"):  # (a LOS change relabels the route "rows", not the key)
+        eng = _engine(base)
+        if eng is not None:
+            w_df = eng.calibrate(sc)
+        else:
+            w_df = calibrate(
+                base.history,
+                per_diem_categories_of(sc.yp),
+                base.year,
+                scheme=base.policy.scheme,
+                columns=base.columns,
+            )
+        return Weights.from_frame(w_df, pv["points"]["scale"])
+    if pv["points"]["scale"] != base.pv["points"]["scale"]:
+        return Weights.from_frame(base.w_df, pv["points"]["scale"])
+    return base.W
+
+
 def _spend(base: Prepared, W: Weights, pv: dict) -> dict[str, int]:
+    """Last year's fund spending under ``W`` and ``pv`` (budget source history); on a
+    distributed driver, the partitions' sums."""
+    eng = _engine(base)
+    if eng is not None:
+        return eng.spend(W, pv)
     prev = base.prev_cases()
     return history_spending(prev, W, pv, base.hosp_df) if prev is not None else {}
 

@@ -12,7 +12,8 @@ for Spark's tasks is :mod:`drgsim.spark.partitions`):
   by :func:`drgsim.distributed.price_partition`; only its summary (hospital × fund ×
   month totals and sums) reaches the driver (:func:`drgsim.distributed.combine`,
   :func:`drgsim.distributed.driver_prepared`), which settles once
-  (:func:`drgsim.distributed.settle_driver`) or sweeps settlement-only scenarios; the
+  (:func:`drgsim.distributed.settle_driver`) or sweeps (every route re-priced per group,
+  :mod:`drgsim.distributed.sweep`); the
   payments go back in a broadcast and a second pass splits them per case
   (:func:`drgsim.distributed.pay_partition`).
 - :func:`dip_build` — the DIP catalogue: the build's columns collected, ``dip.build`` on the
@@ -44,6 +45,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from drgsim.distributed.sweep import SweepEngine
 from drgsim.errors import DrgsimError, OutputError
 from drgsim.scheme.paths import DEFAULT_SCHEME
 
@@ -530,7 +532,7 @@ def prepare(
 ) -> Any:
     """``drgsim.prepare`` on Spark: a :class:`~drgsim.scenarios.prepare.Prepared` of the
     reduced hospital × fund × month totals (settle it with :func:`settle`, or
-    ``.sweep(...)`` settlement-only scenarios on the driver). Arguments as
+    ``.sweep(...)`` on every route: the executors re-price). Arguments as
     :func:`drgsim.prepare`.
 
     Each hospital's rows (this year's, last year's, rows without a valid date) are
@@ -647,6 +649,7 @@ def prepare(
         w_df, w_src = read_weights(weights, pv, mean_of_parts(part["s"], part["n"])), str(weights)
     ctx = driver_context(w_df, pv, yp, year, dcol, hosp_df, columns, reference_pv, "Spark",
                          W=W, dip=dip)
+    ctx.keep_rows = True  # a sweep's passes rebuild each group's local Prepared
     bc = sc.broadcast(ctx)
     # last year's rows link January readmissions and give last year's spending; older
     # years are not needed for pricing and stay out of the shuffle (DIP: every history
@@ -670,7 +673,47 @@ def prepare(
     base._cache["spark"] = {"kept": kept, "ctx": bc, "hids": hids, "hcol": hcol,
                             "empty": empty.assign(**{ROW: np.zeros(0, np.int64)}),
                             "in_schema": _arrow_schema(sdf)}
+    base._cache["engine"] = _SparkSweep(hids, kept, hcol, bc, sdf, year, pol.scheme, dcol,
+                                        columns, empty)
     return base
+
+
+class _SparkSweep(SweepEngine):
+    """A sweep's jobs as passes over the kept rows: each ``groupBy(hospital)
+    .applyInArrow`` re-prices the group's rows (``price_partition``) and runs
+    :func:`drgsim.distributed.sweep.run_job` on them; nothing persists between passes, so
+    every pass pays the base pricing again (about a second each on a local session)."""
+
+    def __init__(self, hids: np.ndarray, kept: Any, hcol: str, ctx: Any, sdf: Any, year: int,
+                 scheme: Any, dcol: str, columns: dict[str, str] | None, empty: pd.DataFrame):
+        super().__init__(hids)
+        self.kept, self.hcol, self.ctx, self.sdf = kept, hcol, ctx, sdf
+        self.year, self.scheme, self.dcol = year, scheme, dcol
+        self.columns, self.empty = columns, empty
+
+    def map_job(self, job: Any) -> list[Any]:
+        from drgsim.spark import partitions as P
+
+        jb = self.kept.sparkSession.sparkContext.broadcast(job)
+        ctx = self.ctx
+
+        def run(table):
+            return P.sweep_group(table, ctx.value, jb.value)
+
+        try:
+            rows = self.kept.groupBy(self.hcol).applyInArrow(run, _spark_schema(P.SUMMARY)).collect()
+        finally:
+            jb.unpersist()
+        return [pickle.loads(r[0]) for r in rows]
+
+    def calibrate_weights(self, yp: Any) -> pd.DataFrame:
+        return calibrate_weights(self.sdf, yp, self.year, self.scheme, self.dcol, self.columns,
+                                 self.empty)
+
+    def release(self) -> None:
+        """Nothing persists between passes: only the driver's sets are dropped."""
+        self.used = False
+        super().release()
 
 
 def settle(base: Any) -> dict[str, Any]:
@@ -737,9 +780,12 @@ def sweep(sdf: SparkDataFrame, scenarios: Any, draws: int | None = None,
           seed: int | None = None, monthly: bool = False, chunk: int | None = None,
           **prepare_kw: Any) -> Any:
     """``drgsim.prepare(...).sweep(scenarios)`` on Spark: prepared once (hospital groups
-    priced on the executors), every scenario settled on the driver from the reduced
-    totals. Scenarios that re-price the cells or rows are refused
-    (:class:`~drgsim.distributed.DistributedError`) before any settlement."""
+    priced on the executors), every route (cells, rows, recalibration, behaviour draws)
+    re-priced on the executors (:mod:`drgsim.distributed.sweep`), every scenario settled
+    on the driver: the single machine's result. Each re-pricing is a pass over the kept
+    rows that prices them again first: one pass for every re-priced set at once, one per
+    recalibration, and per behaviour group one per block of ``chunk`` draws (and one for
+    each LOS-change draw)."""
     return prepare(sdf, **prepare_kw).sweep(scenarios, draws=draws, seed=seed,
                                            monthly=monthly, chunk=chunk)
 

@@ -9,7 +9,8 @@ converts back to the Arrow schema Spark was promised:
 - per hospital group: :func:`drgsim.distributed.price_partition`, then its
   ``summary()`` (pickled, one row) for the driver's reduce, or
   :func:`drgsim.distributed.pay_partition` with the broadcast payments (the case rows,
-  plus one row carrying the pickled per-case parts of the tables).
+  plus one row carrying the pickled per-case parts of the tables);
+- a sweep job (:func:`drgsim.distributed.sweep.run_job`) on the group priced again.
 """
 
 from __future__ import annotations
@@ -141,6 +142,15 @@ def summary_group(table: pa.Table, ctx: Any) -> pa.Table:
     return pa.table({BLOB: [pickle.dumps(pp.summary(), protocol=5)]}, schema=SUMMARY)
 
 
+def sweep_group(table: pa.Table, ctx: Any, job: Any) -> pa.Table:
+    """One hospital group priced again, then one sweep job on its local Prepared
+    (:func:`drgsim.distributed.sweep.run_job`); the result pickled in one row."""
+    from drgsim.distributed.sweep import run_job
+
+    pp = _priced(table, ctx)
+    return pa.table({BLOB: [pickle.dumps(run_job(pp.local, job), protocol=5)]}, schema=SUMMARY)
+
+
 def pay_group(table: pa.Table, ctx: Any, pays: Any, hids: np.ndarray, schema: pa.Schema
               ) -> pa.Table:
     """One hospital group priced and paid from the broadcast hospital-month payments:
@@ -167,5 +177,6 @@ __all__ = [
     "pay_group",
     "scan_batches",
     "summary_group",
+    "sweep_group",
     "year_filter_batches",
 ]
