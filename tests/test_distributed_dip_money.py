@@ -238,6 +238,30 @@ def test_dask_last_year_pv_without_reference_pv(client, ddf, frame, region, poli
     same_tables(res, ref, res["cases"].compute())
 
 
+def _switch_to_last_year(prepare, data, frame, region):
+    """A sweep whose scenario turns on ``budgeted_pv: last_year`` on a baseline that fixed
+    no last-year point value: the engine prices last year's cases on its partitions and
+    settles them once on the driver; the sweep equals the single machine's."""
+    _, hosp, reg = region
+    kw = {"policy": "baseline", "hospitals": hosp, "region": reg}
+    kw["weights"] = quiet(drgsim.prepare, frame, **kw).w_df
+    scen = [{"name": "last_year", **LAST_YEAR}]
+    base, single = quiet(prepare, data, **kw), quiet(drgsim.prepare, frame, **kw)
+    assert base.reference_pv is None and single.reference_pv is None
+    got, want = quiet(base.sweep, scen), quiet(single.sweep, scen)
+    assert base.reference_pv == single.reference_pv and base.reference_pv
+    for name in ("scenarios", "hospitals", "funds"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(want, name), obj=name)
+    assert (want.funds["bound"] != "none").any()  # the bound binds: last year's PV matters
+
+
+def test_dask_sweep_switches_to_last_year(client, ddf, frame, region):
+    import drgsim.dask as dg
+
+    _switch_to_last_year(lambda d, **kw: dg.prepare(d, client=client, **kw), ddf, frame,
+                         region)
+
+
 def test_cli_simulate_and_sweep_dip_engine_dask(client, frame, region, catalogue, tmp_path):
     """``drgsim simulate|sweep --engine dask --policy dip_baseline [--catalogue DIR]``."""
     from click.testing import CliRunner
@@ -361,6 +385,13 @@ def test_spark_last_year_pv_without_reference_pv(spark, frame, region, catalogue
     res, ref = dsp.settle(base), single.simulate()
     assert (ref["funds"]["pv_bound"] != "").any()
     same_tables(res, ref, spark_cases(res))
+
+
+def test_spark_sweep_switches_to_last_year(spark, frame, region):
+    from drgsim import spark as dsp
+
+    _switch_to_last_year(dsp.prepare, spark.read.parquet(str(region[0] / "discharges")),
+                         frame, region)
 
 
 def test_cli_simulate_dip_engine_spark(spark, frame, region, catalogue, tmp_path):
