@@ -1,4 +1,4 @@
-"""DIP pricing, simulation and sweep on Dask and Spark, and ``budgeted_pv: last_year``
+"""DIP pricing, simulation and sweep (every route) on Dask and Spark, and ``budgeted_pv: last_year``
 without ``reference_pv`` on the engines (issue 20): every table equal to the single
 machine's to the fen, the point values (PV_b, the reimbursement ratio r, last year's point
 value) bit for bit.
@@ -207,17 +207,31 @@ def test_dask_dip_given_catalogue_equals_the_single_path(client, ddf, frame, reg
     same_tables(res, single.simulate(), res["cases"].compute())
 
 
-def test_dask_dip_settlement_only_sweep_equals_the_single_path(dask_built):
-    from drgsim.distributed import DistributedError
+# a DIP sweep on every route the engines re-price: the cells (outlier bounds), the rows
+# (the blank-packet ratio), behaviour draws (volume growth and cost inflation)
+DIP_REPRICED = [
+    {"name": "high", "dip.outliers.high": 2.5},
+    {"name": "blank", "dip.blank_ratio": 0.6},
+    {"name": "drawn", "behaviour.volume_growth": {"dist": "normal", "mean": 0.03, "sd": 0.01},
+     "behaviour.cost_inflation": 0.02},
+]
 
+
+def same_sweeps(res, ref) -> None:
+    for name in ("hospitals", "funds", "scenarios", "routes"):
+        pd.testing.assert_frame_equal(getattr(res, name), getattr(ref, name), obj=name)
+
+
+def test_dask_dip_sweep_equals_the_single_path(dask_built):
     base, single = dask_built
     grid = drgsim.Grid({"budget.*.growth": [0.02, 0.06], "assessment.withhold_share": [0.0, 0.1]})
     res, ref = base.sweep(grid), single.sweep(grid)
     assert len(res.scenarios) == 5 and (res.routes["route"] == "settlement").all()
-    for name in ("hospitals", "funds", "scenarios", "routes"):
-        pd.testing.assert_frame_equal(getattr(res, name), getattr(ref, name), obj=name)
-    with pytest.raises(DistributedError, match="settlement-only"):
-        base.sweep([{"dip.outliers.high": 2.5}])  # re-prices the cells: not on the driver
+    same_sweeps(res, ref)
+    res, ref = quiet(base.sweep, DIP_REPRICED, draws=3, seed=4), quiet(
+        single.sweep, DIP_REPRICED, draws=3, seed=4)
+    assert {"cells", "rows"} <= set(res.routes["route"])
+    same_sweeps(res, ref)
 
 
 @pytest.mark.parametrize("policy", ["baseline", "dip_baseline"])
@@ -347,12 +361,14 @@ def test_spark_dip_built_catalogue_equals_the_single_path(spark_built):
     same_tables(res, single.simulate(), spark_cases(res))
 
 
-def test_spark_dip_settlement_only_sweep_equals_the_single_path(spark_built):
+def test_spark_dip_sweep_equals_the_single_path(spark_built):
     base, single = spark_built
     grid = drgsim.Grid({"budget.*.growth": [0.02, 0.06]})
-    res, ref = base.sweep(grid), single.sweep(grid)
-    for name in ("hospitals", "funds", "scenarios", "routes"):
-        pd.testing.assert_frame_equal(getattr(res, name), getattr(ref, name), obj=name)
+    same_sweeps(base.sweep(grid), single.sweep(grid))
+    res, ref = quiet(base.sweep, DIP_REPRICED, draws=3, seed=4), quiet(
+        single.sweep, DIP_REPRICED, draws=3, seed=4)
+    assert {"cells", "rows"} <= set(res.routes["route"])
+    same_sweeps(res, ref)
 
 
 def test_spark_dip_given_catalogue_equals_the_single_path(spark, frame, region, catalogue):
