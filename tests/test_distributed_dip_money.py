@@ -1,4 +1,4 @@
-"""DIP pricing, simulation and sweep on Dask and Spark, and ``budgeted_pv: last_year``
+"""DIP pricing, simulation and sweep (every route) on Dask and Spark, and ``budgeted_pv: last_year``
 without ``reference_pv`` on the engines (issue 20): every table equal to the single
 machine's to the fen, the point values (PV_b, the reimbursement ratio r, last year's point
 value) bit for bit.
@@ -207,17 +207,31 @@ def test_dask_dip_given_catalogue_equals_the_single_path(client, ddf, frame, reg
     same_tables(res, single.simulate(), res["cases"].compute())
 
 
-def test_dask_dip_settlement_only_sweep_equals_the_single_path(dask_built):
-    from drgsim.distributed import DistributedError
+# a DIP sweep on every route the engines re-price: the cells (outlier bounds), the rows
+# (the blank-packet ratio), behaviour draws (volume growth and cost inflation)
+DIP_REPRICED = [
+    {"name": "high", "dip.outliers.high": 2.5},
+    {"name": "blank", "dip.blank_ratio": 0.6},
+    {"name": "drawn", "behaviour.volume_growth": {"dist": "normal", "mean": 0.03, "sd": 0.01},
+     "behaviour.cost_inflation": 0.02},
+]
 
+
+def same_sweeps(res, ref) -> None:
+    for name in ("hospitals", "funds", "scenarios", "routes"):
+        pd.testing.assert_frame_equal(getattr(res, name), getattr(ref, name), obj=name)
+
+
+def test_dask_dip_sweep_equals_the_single_path(dask_built):
     base, single = dask_built
     grid = drgsim.Grid({"budget.*.growth": [0.02, 0.06], "assessment.withhold_share": [0.0, 0.1]})
     res, ref = base.sweep(grid), single.sweep(grid)
     assert len(res.scenarios) == 5 and (res.routes["route"] == "settlement").all()
-    for name in ("hospitals", "funds", "scenarios", "routes"):
-        pd.testing.assert_frame_equal(getattr(res, name), getattr(ref, name), obj=name)
-    with pytest.raises(DistributedError, match="settlement-only"):
-        base.sweep([{"dip.outliers.high": 2.5}])  # re-prices the cells: not on the driver
+    same_sweeps(res, ref)
+    res, ref = quiet(base.sweep, DIP_REPRICED, draws=3, seed=4), quiet(
+        single.sweep, DIP_REPRICED, draws=3, seed=4)
+    assert {"cells", "rows"} <= set(res.routes["route"])
+    same_sweeps(res, ref)
 
 
 @pytest.mark.parametrize("policy", ["baseline", "dip_baseline"])
@@ -236,6 +250,30 @@ def test_dask_last_year_pv_without_reference_pv(client, ddf, frame, region, poli
     res, ref = dg.settle(base), single.simulate()
     assert (ref["funds"]["pv_bound"] != "").any()  # the bound binds: last year's PV matters
     same_tables(res, ref, res["cases"].compute())
+
+
+def _switch_to_last_year(prepare, data, frame, region):
+    """A sweep whose scenario turns on ``budgeted_pv: last_year`` on a baseline that fixed
+    no last-year point value: the engine prices last year's cases on its partitions and
+    settles them once on the driver; the sweep equals the single machine's."""
+    _, hosp, reg = region
+    kw = {"policy": "baseline", "hospitals": hosp, "region": reg}
+    kw["weights"] = quiet(drgsim.prepare, frame, **kw).w_df
+    scen = [{"name": "last_year", **LAST_YEAR}]
+    base, single = quiet(prepare, data, **kw), quiet(drgsim.prepare, frame, **kw)
+    assert base.reference_pv is None and single.reference_pv is None
+    got, want = quiet(base.sweep, scen), quiet(single.sweep, scen)
+    assert base.reference_pv == single.reference_pv and base.reference_pv
+    for name in ("scenarios", "hospitals", "funds"):
+        pd.testing.assert_frame_equal(getattr(got, name), getattr(want, name), obj=name)
+    assert (want.funds["bound"] != "none").any()  # the bound binds: last year's PV matters
+
+
+def test_dask_sweep_switches_to_last_year(client, ddf, frame, region):
+    import drgsim.dask as dg
+
+    _switch_to_last_year(lambda d, **kw: dg.prepare(d, client=client, **kw), ddf, frame,
+                         region)
 
 
 def test_cli_simulate_and_sweep_dip_engine_dask(client, frame, region, catalogue, tmp_path):
@@ -323,12 +361,14 @@ def test_spark_dip_built_catalogue_equals_the_single_path(spark_built):
     same_tables(res, single.simulate(), spark_cases(res))
 
 
-def test_spark_dip_settlement_only_sweep_equals_the_single_path(spark_built):
+def test_spark_dip_sweep_equals_the_single_path(spark_built):
     base, single = spark_built
     grid = drgsim.Grid({"budget.*.growth": [0.02, 0.06]})
-    res, ref = base.sweep(grid), single.sweep(grid)
-    for name in ("hospitals", "funds", "scenarios", "routes"):
-        pd.testing.assert_frame_equal(getattr(res, name), getattr(ref, name), obj=name)
+    same_sweeps(base.sweep(grid), single.sweep(grid))
+    res, ref = quiet(base.sweep, DIP_REPRICED, draws=3, seed=4), quiet(
+        single.sweep, DIP_REPRICED, draws=3, seed=4)
+    assert {"cells", "rows"} <= set(res.routes["route"])
+    same_sweeps(res, ref)
 
 
 def test_spark_dip_given_catalogue_equals_the_single_path(spark, frame, region, catalogue):
@@ -361,6 +401,13 @@ def test_spark_last_year_pv_without_reference_pv(spark, frame, region, catalogue
     res, ref = dsp.settle(base), single.simulate()
     assert (ref["funds"]["pv_bound"] != "").any()
     same_tables(res, ref, spark_cases(res))
+
+
+def test_spark_sweep_switches_to_last_year(spark, frame, region):
+    from drgsim import spark as dsp
+
+    _switch_to_last_year(dsp.prepare, spark.read.parquet(str(region[0] / "discharges")),
+                         frame, region)
 
 
 def test_cli_simulate_dip_engine_spark(spark, frame, region, catalogue, tmp_path):

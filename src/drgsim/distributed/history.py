@@ -36,14 +36,41 @@ def partition_history(history: pd.DataFrame, prev_years: pd.Series, ctx: Any) ->
         hist = prepare_cases(history, hids, columns=ctx.columns)
         out["dip_sums"] = history_sums(price(hist, ctx.W, ctx.yp.pv, ctx.hosp_df))
     if getattr(ctx, "last_year", None) is not None:
-        from drgsim.settlement.simulate import last_year_totals
-
         prev = prepare_cases(history[(prev_years == ctx.year - 1).to_numpy()], hids,
                              columns=ctx.columns)
-        _, totals, present = last_year_totals(prev, ctx.W, ctx.last_year, ctx.year, ctx.hosp_df)
-        out["last_year"] = {"hospital_ids": np.asarray(prev.hospital_ids, dtype=object),
-                            "totals": totals, "present": present}
+        out["last_year"] = last_year_part(prev, ctx.W, ctx.last_year, ctx.year, ctx.hosp_df)
     return out
+
+
+def last_year_part(prev: Any, W: Weights, p0: dict, year: int,
+                   hosp_df: pd.DataFrame | None) -> dict[str, Any]:
+    """One hospital partition's last-year cases (prepared) priced under the last-year
+    policy ``p0``: their hospital × month totals, their hospitals, which funds have a
+    payable case (:func:`drgsim.settlement.simulate.last_year_totals`)."""
+    from drgsim.settlement.simulate import last_year_totals
+
+    _, totals, present = last_year_totals(prev, W, p0, year, hosp_df)
+    return {"hospital_ids": np.asarray(prev.hospital_ids, dtype=object), "totals": totals,
+            "present": present}
+
+
+def driver_last_year(parts: list[dict[str, Any]], pv: dict, year: int, W: Weights,
+                     hosp_df: pd.DataFrame | None, region_df: pd.DataFrame | None,
+                     columns: dict[str, str] | None, empty: pd.DataFrame,
+                     ratio: dict[str, float] | None) -> dict[str, float]:
+    """Last year's point value per fund from the partitions' :func:`last_year_part`
+    (``last_year_pv`` of the single path, settled once on the driver)."""
+    from drgsim.settlement.simulate import last_year_policy, last_year_settle
+
+    if hosp_df is not None:
+        ids = pd.Series(hosp_df["hospital_id"]).astype("string").dropna().unique()
+    else:
+        ids = [h for p in parts for h in p["hospital_ids"]]
+    hids = np.asarray(sorted({str(h) for h in ids}), dtype=object)
+    present = {name: any(p["present"][name] for p in parts) for name in FUNDS}
+    p0 = last_year_policy(pv)
+    zero = price(prepare_cases(empty, list(hids), columns=columns), W, p0, hosp_df)
+    return last_year_settle(zero, _on_axis(parts, hids), present, p0, region_df, year, ratio)
 
 
 def _on_axis(parts: list[dict[str, Any]], hids: np.ndarray) -> list[FundTotals]:
@@ -80,7 +107,7 @@ def driver_history(
     (DIP), last year's point value for ``budgeted_pv: last_year`` when ``reference_pv`` is
     not given (``empty``: a zero-row frame of the priced columns, names the hospitals)."""
     from drgsim.scenarios.prepare import dip_point_values
-    from drgsim.settlement.simulate import last_year_policy, last_year_settle, needs_reference_pv
+    from drgsim.settlement.simulate import needs_reference_pv
 
     pv = yp.pv
     ref, ratio = reference_pv, None
@@ -93,16 +120,13 @@ def driver_history(
             ref = pv_b
     if needs_reference_pv(pv) and reference_pv is None:
         parts = [h["last_year"] for h in hist if "last_year" in h]
-        if hosp_df is not None:
-            ids = pd.Series(hosp_df["hospital_id"]).astype("string").dropna().unique()
-        else:
-            ids = [h for p in parts for h in p["hospital_ids"]]
-        hids = np.asarray(sorted({str(h) for h in ids}), dtype=object)
-        present = {name: any(p["present"][name] for p in parts) for name in FUNDS}
-        p0 = last_year_policy(pv)
-        zero = price(prepare_cases(empty, list(hids), columns=columns), W, p0, hosp_df)
-        ref = last_year_settle(zero, _on_axis(parts, hids), present, p0, region_df, year, ratio)
+        ref = driver_last_year(parts, pv, year, W, hosp_df, region_df, columns, empty, ratio)
     return ref, ratio
 
 
-__all__ = ["driver_history", "partition_history"]
+__all__ = [
+    "driver_history",
+    "driver_last_year",
+    "last_year_part",
+    "partition_history",
+]

@@ -85,6 +85,16 @@ class DrawJob:
 
 
 @dataclass
+class LastYearJob:
+    """Last year's cases of the partition priced under the last-year policy ``p0`` with
+    the baseline's weights (``budgeted_pv: last_year`` fixed once per sweep)."""
+
+    W: Weights
+    p0: dict
+    year: int
+
+
+@dataclass
 class ReleaseJob:
     """Drop the partition's re-priced sets and behaviour cells (the sweep ended)."""
 
@@ -252,6 +262,10 @@ def run_job(local: Any, job: Any) -> Any:
             return None
         if isinstance(job, SpendJob):
             return _spend(local, job.W, job.pv)
+        if isinstance(job, LastYearJob):
+            from drgsim.distributed.history import last_year_part
+
+            return last_year_part(local.prev_cases(), job.W, job.p0, job.year, local.hosp_df)
         if isinstance(job, DrawJob):
             return _draw_block(local, job)
         out: dict[str, Any] = {}
@@ -364,6 +378,19 @@ class SweepEngine:
         raise NotImplementedError
 
     # -- what the sweep calls
+    def last_year_pv(self, base: Any) -> dict[str, float]:
+        """Last year's point value per fund (``budgeted_pv: last_year`` in a scenario when
+        the baseline fixed none): the partitions price last year's cases, the driver
+        settles their totals (the single path's ``last_year_pv`` in two steps)."""
+        from drgsim.distributed.history import driver_last_year
+        from drgsim.settlement.simulate import last_year_policy
+
+        self.round_trips += 1
+        parts = self.map_job(LastYearJob(base.W, last_year_policy(base.pv), base.year))
+        _raise_failed(parts)
+        return driver_last_year(parts, base.pv, base.year, base.W, base.hosp_df,
+                                base.region_df, base.columns, base.current, base.dip_ratio)
+
     def calibrate(self, sc: Any) -> pd.DataFrame:
         """The recalibrate route's weights (the adapter's ``calibrate_weights``)."""
         return self.calibrate_weights(sc.yp)

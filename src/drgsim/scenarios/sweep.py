@@ -345,15 +345,17 @@ def sweep(
     for sc in scs:
         _classify(base, sc, calibrated)
 
+    eng = _engine(base)
     ref = base.reference_pv
     if ref is None and any(needs_reference_pv(s.yp.pv) for s in scs):
-        prev = base.prev_cases()  # fixed once per sweep, with the baseline's pricing
-        ref = last_year_pv(
-            prev, base.W, base.pv, base.region_df, base.year, base.hosp_df, ratio=base.dip_ratio
-        )
+        # fixed once per sweep, with the baseline's pricing (on an engine, its partitions)
+        if eng is not None:
+            ref = eng.last_year_pv(base)
+        else:
+            ref = last_year_pv(base.prev_cases(), base.W, base.pv, base.region_df, base.year,
+                               base.hosp_df, ratio=base.dip_ratio)
         base.reference_pv = ref
 
-    eng = _engine(base)
     try:
         return _sweep_sets(base, scs, names, axes, behaviours, n_draws, mod, ref, chunk,
                            monthly, eng)
