@@ -514,7 +514,7 @@ def _dip_weights(sdf: SparkDataFrame, catalogue: Any, weights: Any, pol: Any, ye
                  columns: dict[str, str] | None, n_hist: int, history: SparkDataFrame,
                  empty: pd.DataFrame) -> tuple[SparkDataFrame, Any, str, Any]:
     """DIP on Spark, before pricing: the catalogue (given, or built from the ``history``
-    rows by :func:`dip_build` in case-id order), the rows matched per batch
+    rows by :func:`dip_build`), the rows matched per batch
     (:func:`dip_match`) unless they carry a ``packet`` column, and the weights from every
     batch's keys in input order (file, row). Returns (matched frame, catalogue, its
     source, weights)."""
@@ -574,7 +574,7 @@ def prepare(
 
     A DIP policy (``method: dip``): rows without a ``packet`` column are matched per batch
     (:func:`dip_match`) with ``catalogue``, or with one built from the history years
-    (:func:`dip_build`, the rows in case-id order); the weights are fixed on the driver
+    (:func:`dip_build`); the weights are fixed on the driver
     from every batch's keys in input order (:func:`drgsim.distributed.dip.driver_weights`).
     """
     F = _pyspark()
