@@ -329,31 +329,22 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
     history years are the ``len(year_weights)`` years before it (default: the year after the
     latest in ``history``, as ``drgsim calibrate``).
     """
+    from drgsim.dip.steps import read_inputs
+
     # every table and parameter file is read and validated before the history (no work
     # is done on a history that a malformed table would stop later)
-    rules = K.read_treatment_rules(treatment_table)
-    if isinstance(policy, (str, os.PathLike)):
-        from drgsim.policy import load_policy
-
-        policy = load_policy(policy)
-    dated = policy is not None and not isinstance(policy, Mapping)  # a Policy: at the year
-    blist = None
-    if base_packets is not None or not dated:
-        src = base_packets if base_packets is not None else resolve_params(policy)["base_packets"]
-        blist = read_base_list(src)
+    st = read_inputs(policy, scheme, hospitals, columns, year=year, base_packets=base_packets,
+                     treatment_table=treatment_table)
     h = read_history(history, columns)
-    return _build(h, policy, scheme, hospitals, year, base_packets, rules, blist)
+    return _build(h, st)
 
 
-def _build(h: History, policy: Any, scheme: Any, hospitals: Any,
-           year: int | None, base_packets: Any, rules: K.TreatmentRules,
-           blist: list[str] | None) -> tuple[Catalogue, pd.DataFrame]:
+def _build(h: History, st: dict[str, Any]) -> tuple[Catalogue, pd.DataFrame]:
     """The build's steps (:mod:`drgsim.dip.steps`) on one history: the very functions a
     distributed engine runs per partition and on the driver, here on one part."""
     from drgsim.dip import steps as S
 
-    plan = S.make_plan(S.history_years(h), policy, year, base_packets, blist, rules, scheme,
-                       hospitals, None)
+    plan = S.plan_of(st, [S.history_years(h)])
     plan, unmatched = S.reduce_scans(plan, [S.scan_sums(h, plan)])
     rows = S.case_rows(h, plan)
     has_share = h.share_fen is not None

@@ -77,6 +77,38 @@ def history_years(h: Any) -> np.ndarray:
     return np.unique(h.year[h.year >= 0]).astype(np.int64)
 
 
+def read_inputs(policy: Any = None, scheme: Any = "chs_drg_11", hospitals: Any = None,
+                columns: Any = None, *, year: int | None = None, base_packets: Any = None,
+                treatment_table: Any = None) -> dict[str, Any]:
+    """What the build reads before the history: the treatment-type table, the policy, the
+    base-packet list (each validated, so a malformed table stops before any work)."""
+    import os
+    from collections.abc import Mapping
+
+    from drgsim.dip.build import read_base_list, resolve_params
+
+    rules = K.read_treatment_rules(treatment_table)
+    if isinstance(policy, (str, os.PathLike)):
+        from drgsim.policy import load_policy
+
+        policy = load_policy(policy)
+    dated = policy is not None and not isinstance(policy, Mapping)  # a Policy: at the year
+    blist = None
+    if base_packets is not None or not dated:
+        src = base_packets if base_packets is not None else resolve_params(policy)["base_packets"]
+        blist = read_base_list(src)
+    return {"policy": policy, "scheme": scheme, "hospitals": hospitals, "columns": columns,
+            "year": year, "base_packets": base_packets, "rules": rules, "blist": blist}
+
+
+def plan_of(st: dict[str, Any], years: list[Any]) -> Plan:
+    """Step 1 on the driver: the plan from every part's distinct years."""
+    seen = np.concatenate([np.asarray(y, np.int64) for y in years]) if years else \
+        np.zeros(0, np.int64)
+    return make_plan(seen, st["policy"], st["year"], st["base_packets"], st["blist"],
+                     st["rules"], st["scheme"], st["hospitals"], st["columns"])
+
+
 def make_plan(years_seen: np.ndarray, policy: Any, year: int | None, base_packets: Any,
               blist: list[str] | None, rules: K.TreatmentRules, scheme: Any, hospitals: Any,
               columns: Any) -> Plan:

@@ -16,9 +16,8 @@ match the rows against the catalogue instead).
 
 from __future__ import annotations
 
-import os
 import pickle
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
@@ -55,26 +54,7 @@ def unblob(frame: Any) -> list[Any]:
 
 # ---------------------------------------------------------------- driver setup
 
-def setup(policy: Any = None, scheme: Any = "chs_drg_11", hospitals: Any = None,
-          columns: dict[str, str] | None = None, *, year: int | None = None,
-          base_packets: Any = None, treatment_table: str | os.PathLike[str] | None = None,
-          ) -> dict[str, Any]:
-    """What ``dip.build`` reads before the history (every table validated first)."""
-    from drgsim.dip import keys as K
-    from drgsim.dip.build import read_base_list, resolve_params
-
-    rules = K.read_treatment_rules(treatment_table)
-    if isinstance(policy, (str, os.PathLike)):
-        from drgsim.policy import load_policy
-
-        policy = load_policy(policy)
-    dated = policy is not None and not isinstance(policy, Mapping)  # a Policy: at the year
-    blist = None
-    if base_packets is not None or not dated:
-        src = base_packets if base_packets is not None else resolve_params(policy)["base_packets"]
-        blist = read_base_list(src)
-    return {"policy": policy, "scheme": scheme, "hospitals": hospitals, "columns": columns,
-            "year": year, "base_packets": base_packets, "rules": rules, "blist": blist}
+setup = S.read_inputs  # what dip.build reads before the history (tables validated first)
 
 
 def has_share(names: list[str], columns: dict[str, str] | None) -> bool:
@@ -86,14 +66,7 @@ def has_share(names: list[str], columns: dict[str, str] | None) -> bool:
         any(c in names for c in SHARE_PARTS)
 
 
-def plan_of(st: dict[str, Any], years: list[Any]) -> S.Plan:
-    """Step 1 on the driver: the plan from every partition's distinct years."""
-    import numpy as np
-
-    seen = np.concatenate([np.asarray(y, np.int64) for y in years]) if years else \
-        np.zeros(0, np.int64)
-    return S.make_plan(seen, st["policy"], st["year"], st["base_packets"], st["blist"],
-                       st["rules"], st["scheme"], st["hospitals"], st["columns"])
+plan_of = S.plan_of  # step 1 on the driver
 
 
 reduce_scans = S.reduce_scans  # step 2 on the driver
