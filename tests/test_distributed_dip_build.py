@@ -1,7 +1,7 @@
 """The DIP catalogue built on Dask and Spark by a shuffle by assigned packet equals the
 single path's (``dip.build``) table for table, exactly, for version 1.0 and 2.0 keys.
 
-A hand-built history (~1,000 rows): keys of 14, 15 and 16 cases around the core
+A hand-built history (~570 rows): keys of 14, 15 and 16 cases around the core
 threshold, rare keys folding to category, prefix and chapter packets, a big packet with
 auxiliary coefficients and level means, ties in cost, dirty rows (bad cost, date, year,
 record check), a hospital no table names, patients' share. One LocalCluster (2 workers ×
