@@ -17,8 +17,8 @@ partition and on the driver is :mod:`drgsim.distributed` (the single-machine fun
   (O(DRGs), no history rows on the driver).
 - :func:`match` / :func:`match_to_parquet` — DIP packet matching per partition
   (:func:`drgsim.distributed.dip.match_frame`, ``drgsim.dip.match``'s Arrow path), the
-  catalogue scattered once; :func:`build_catalogue` — the DIP catalogue: the build's
-  columns gathered in input order, ``dip.build`` on the driver (no shuffle by packet key).
+  catalogue scattered once; :func:`build_catalogue` — the DIP catalogue by a shuffle by
+  assigned packet, per-packet statistics per partition (no history rows on the driver).
 - DIP policies in :func:`prepare` / :func:`simulate` / :func:`sweep`: matched per
   partition before the hospital shuffle (the catalogue given, or built from the history
   years), weights fixed on the driver (:mod:`drgsim.distributed.dip`), PV_b and the
@@ -601,19 +601,36 @@ def match(ddf: dd.DataFrame, catalogue: Any, scheme: Any = "chs_drg_11",
 def build_catalogue(ddf: dd.DataFrame, policy: Any = None, scheme: Any = "chs_drg_11",
                     hospitals: Any = None, columns: dict[str, str] | None = None,
                     client: Client | None = None, **build_kw: Any) -> tuple[Any, pd.DataFrame]:
-    """``drgsim.dip.build`` of a history on the cluster: only the columns the build reads
-    (:func:`drgsim.distributed.dip.build_columns`) are gathered to the driver, partitions in
-    order (the input order), and the single-machine build runs there: the same catalogue
-    as ``dip.build`` of the whole frame. The driver needs memory for those columns as a
-    pandas frame (~630 bytes a row on the synthetic region, ~170 as Arrow) and the build's
-    working arrays."""
-    from drgsim.distributed.dip import build_columns, build_gathered
+    """``drgsim.dip.build`` of a history on the cluster, by a shuffle by assigned packet
+    (:mod:`drgsim.distributed.dip_build`): years, scan and per-row keys per partition; key
+    counts reduced to the driver, which decides the packets; the rows shuffled by their
+    packet and the per-packet statistics computed per partition; the catalogue assembled
+    on the driver from those (O(keys + packets), never history rows). The catalogue equals
+    ``dip.build`` of the same rows in any order. Returns (catalogue, None): the per-row
+    assignment is not gathered (match the rows against the catalogue instead)."""
+    from drgsim.distributed import dip_build as B
+    from drgsim.distributed.dip import build_columns
 
     client = _client(client)
-    cols = build_columns([str(c) for c in ddf.columns], columns)
-    hist = client.compute(ddf[cols]).result()
-    return build_gathered(hist, policy=policy, scheme=scheme, hospitals=hospitals,
-                          columns=columns, **build_kw)
+    names = [str(c) for c in ddf.columns]
+    cols = build_columns(names, columns)
+    st = B.setup(policy, scheme, hospitals, columns, **build_kw)
+    share = B.has_share(cols, columns)
+    src = ddf[cols]
+    blobs = B.empty_blobs()
+    years = B.unblob(src.map_partitions(B.years_frame, columns, meta=blobs).compute())
+    plan = B.plan_of(st, years)
+    scans = B.unblob(src.map_partitions(B.scan_frame, plan, meta=blobs).compute())
+    plan, unmatched = B.reduce_scans(plan, scans)
+    rows = src.map_partitions(B.rows_frame, plan, meta=B.empty_rows())
+    rows = client.persist(rows)
+    reds = B.unblob(rows.map_partitions(B.reduce_frame, meta=blobs).compute())
+    plan, red, kmap, table = B.driver_keys(plan, reds, unmatched, share)
+    assigned = rows.map_partitions(B.assign_frame, kmap, meta=B.empty_assigned())
+    stats = assigned.shuffle("packet").map_partitions(B.stats_frame, plan, meta=blobs)
+    parts = B.unblob(stats.compute())
+    del rows
+    return B.driver_catalogue(plan, table, red, parts, share), None
 
 
 def match_to_parquet(ddf: dd.DataFrame, out: str | os.PathLike[str], fingerprint: str,

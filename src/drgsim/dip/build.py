@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import hashlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,11 +23,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from drgsim.calibrate import trim_mask, year_case_weights
 from drgsim.dip import keys as K
-from drgsim.dip.tables import FORMAT, Catalogue, CatalogueError
+from drgsim.dip.tables import FORMAT, Catalogue, CatalogueError  # noqa: F401 (re-exported)
 from drgsim.errors import MissingColumnError, Problem, ValidationError
-from drgsim.grouper.kernels import CHECK_FIELDS, check_reasons
+from drgsim.grouper.kernels import CHECK_FIELDS
 
 #: the build's parameters and their defaults (the ``dip:`` section of a DIP policy)
 DEFAULTS: dict[str, Any] = {
@@ -279,139 +277,6 @@ def _hospital_levels(hospitals: Any) -> dict[str, str]:
     return dict(zip(df["hospital_id"].astype(str), df["level"].astype(str), strict=True))
 
 
-def _sha256_history(h: History) -> str:
-    """sha256 over the columns the catalogue is built from (stable for the same rows)."""
-    d = hashlib.sha256()
-    for name in ("case_id", "diagnoses", "procedures"):
-        if name in h.table.schema.names:  # the values, not the buffers: any chunking hashes alike
-            col = h.table.column(name)
-            chunks = [c if pa.types.is_large_string(c.type) else c.cast(pa.large_string())
-                      for c in col.chunks]
-            for c in chunks:  # the text bytes of the chunk's own slice
-                offs = np.frombuffer(c.buffers()[1], np.int64)[c.offset:c.offset + len(c) + 1]
-                if c.buffers()[2] is not None and len(offs):
-                    d.update(memoryview(c.buffers()[2])[int(offs[0]):int(offs[-1])])
-            for c in chunks:  # then every value's length (-1: null)
-                d.update(np.asarray(pc.fill_null(pc.binary_length(c), -1), np.int64).tobytes())
-    for arr in (h.cost_fen, h.year, h.share_fen):
-        if arr is not None:
-            d.update(np.ascontiguousarray(arr).tobytes())
-    return d.hexdigest()
-
-
-# ---------------------------------------------------------------- keys and folding
-
-def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    codes, uniq = pd.factorize(pd.Series(values, dtype=object), sort=True)
-    return codes.astype(np.int64), np.asarray(uniq, dtype=object)
-
-
-@dataclass
-class Assignment:
-    """Per usable case: its packet row; and the packets table's key columns."""
-
-    packet: np.ndarray  # int64 per case, index into ``codes``
-    codes: np.ndarray  # object
-    kind: np.ndarray  # object: core | comprehensive
-    dx_key: np.ndarray
-    procs: np.ndarray
-    n_procs: np.ndarray
-    treatment: np.ndarray
-    fold: np.ndarray
-
-
-def assign_packets(dx_ids: np.ndarray, dx_all: np.ndarray, pk: K.ProcKeys, rows: np.ndarray,
-                   p: dict) -> Assignment:
-    """Give each usable case (``rows`` into the history) exactly one packet: its own key when
-    the key has ``core_threshold`` cases, else the comprehensive fold that reaches
-    ``comprehensive_min_cases``: category × type, then coarser prefix × type, then
-    chapter × type (kept whatever its size, so nothing is left over). ``dx_ids`` index the
-    distinct diagnosis keys ``dx_all`` per history row."""
-    thr, cmin = int(p["core_threshold"]), int(p["comprehensive_min_cases"])
-    dx_id, dx_names = np.asarray(dx_ids)[rows], np.asarray(dx_all, dtype=object)
-    sid = pk.set_id[rows]
-    tt = pk.treatment[rows].astype(np.int64)
-    # the key: (dx, procedure set); conservative cases key by diagnosis alone
-    key = dx_id * (int(sid.max()) + 2 if len(sid) else 1) + (sid + 1)
-    inv, uk = pd.factorize(key)  # hash-based: no sort over the cases
-    cnt = np.bincount(inv, minlength=len(uk))
-    first = np.full(len(uk), len(key), dtype=np.int64)
-    np.minimum.at(first, inv, np.arange(len(key), dtype=np.int64))
-    core_key = cnt >= thr
-    core_key &= dx_names[dx_id[first]] != ""  # an empty principal code never makes a packet
-    is_core = core_key[inv]
-    packet = np.full(len(rows), -1, dtype=np.int64)
-    # core packets: one per qualifying key, codes made for those keys only
-    ck = np.flatnonzero(core_key)
-    codes, kinds, dxk, procs, nprocs, ttype, folds = [], [], [], [], [], [], []
-    for r in first[ck]:  # over core keys (thousands), not records
-        d = str(dx_names[dx_id[r]])
-        pl = pk.codes_of(int(rows[r])) if sid[r] >= 0 else []
-        ps = "+".join(pl)
-        codes.append(d + ("/" + ps if ps else ""))
-        kinds.append("core")
-        dxk.append(d)
-        procs.append(ps)
-        nprocs.append(len(pl))
-        ttype.append(int(tt[r]) if pl else 0)
-        folds.append("")
-    kmap = np.full(len(uk), -1, dtype=np.int64)
-    kmap[ck] = np.arange(len(ck))
-    packet[is_core] = kmap[inv[is_core]]
-    # comprehensive folds
-    rest = ~is_core
-    dnames = dx_names.astype(str)
-    # a key shorter than a fold's prefix skips that fold (so labels of two folds never meet)
-    prefixes = {
-        "category": np.asarray([s[:3] if len(s) >= 3 else "" for s in dnames], dtype=object),
-        "prefix": np.asarray([s[:2] if len(s) >= 2 else "" for s in dnames], dtype=object),
-        "chapter": K.chapters(dnames),
-    }  # over the distinct keys only
-    for fold in ("category", "prefix", "chapter"):
-        if not rest.any():
-            break
-        # labels of the distinct keys, then per case by index (no per-case strings)
-        lab_of = prefixes[fold]
-        if fold != "chapter":
-            lab_of = np.where(dnames == "", "", lab_of).astype(object)
-        lid_of, gnames = _factorize(lab_of)
-        empty = np.flatnonzero(gnames == "")
-        lid = lid_of[dx_id]
-        idx = np.flatnonzero(rest & ~np.isin(lid, empty))
-        if len(idx) == 0:
-            continue
-        gid = lid[idx]
-        g = gid * 4 + tt[idx]
-        ug, ginv, gcnt = np.unique(g, return_inverse=True, return_counts=True)  # non-core only
-        keep = gcnt >= cmin if fold != "chapter" else np.ones(len(ug), bool)
-        base = len(codes)
-        kept = np.flatnonzero(keep)
-        for u in ug[kept]:  # over folds, not records
-            pre, t = str(gnames[u // 4]), int(u % 4)
-            codes.append(f"Z/{pre}/{K.TREATMENT_LETTERS[t]}")
-            kinds.append("comprehensive")
-            dxk.append(pre)
-            procs.append("")
-            nprocs.append(0)
-            ttype.append(t)
-            folds.append(fold)
-        gmap = np.full(len(ug), -1, dtype=np.int64)
-        gmap[kept] = base + np.arange(len(kept))
-        got = gmap[ginv]
-        hit = got >= 0
-        packet[idx[hit]] = got[hit]
-        rest[idx[hit]] = False
-    assert not rest.any()  # the chapter fold keeps every group
-    codes_a = np.asarray(codes, dtype=object)
-    if len(set(codes)) != len(codes):
-        dup = pd.Series(codes).loc[pd.Series(codes).duplicated()].iloc[0]
-        raise CatalogueError([Problem("<history>", None, "packet",
-                                      f"two keys make the packet code {dup!r}")])
-    return Assignment(packet, codes_a, np.asarray(kinds, object), np.asarray(dxk, object),
-                      np.asarray(procs, object), np.asarray(nprocs, np.int64),
-                      np.asarray(ttype, np.int64), np.asarray(folds, object))
-
-
 # ---------------------------------------------------------------- scores
 
 def weighted_stats(group: np.ndarray, ng: int, cost: np.ndarray, w: np.ndarray
@@ -451,25 +316,6 @@ def read_base_list(source: Any) -> list[str]:
     return df["packet"].str.strip().tolist()
 
 
-def _fit_aux(h: History, usable: np.ndarray, packet: np.ndarray, cost: np.ndarray,
-             w: np.ndarray, keep: np.ndarray, codes: np.ndarray, p: dict,
-             scheme: Any) -> tuple[pd.DataFrame | None, str]:
-    """Auxiliary coefficients by :mod:`drgsim.dip.aux` (``case_classes`` then ``fit_aux``)
-    on the usable cases, trimmed cases left out (weight 0); None when that module is absent."""
-    try:
-        from drgsim.dip.aux import case_classes, fit_aux
-    except ImportError:
-        return None, ("no auxiliary coefficients: drgsim.dip.aux is not installed in this "
-                      "build (aux.csv is written empty; every case's coefficient is 1)")
-    from drgsim.records import fields_from_table
-
-    fields = fields_from_table(h.table.filter(pa.array(usable)))
-    classes = case_classes(fields, scheme, policy={"dip": {"aux": p["aux"]}})
-    aux = fit_aux(packet, cost, np.where(keep, w, 0.0), classes, codes, params=p["aux"])
-    return aux, ("auxiliary coefficients fitted by drgsim.dip.aux on the trimmed, "
-                 "year-weighted cases")
-
-
 def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospitals: Any = None,
           columns: Mapping[str, str] | None = None, *, year: int | None = None,
           base_packets: Any = None, treatment_table: str | os.PathLike[str] | None = None,
@@ -483,207 +329,52 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
     history years are the ``len(year_weights)`` years before it (default: the year after the
     latest in ``history``, as ``drgsim calibrate``).
     """
+    from drgsim.dip.steps import read_inputs
+
     # every table and parameter file is read and validated before the history (no work
     # is done on a history that a malformed table would stop later)
-    rules = K.read_treatment_rules(treatment_table)
-    if isinstance(policy, (str, os.PathLike)):
-        from drgsim.policy import load_policy
-
-        policy = load_policy(policy)
-    dated = policy is not None and not isinstance(policy, Mapping)  # a Policy: at the year
-    blist = None
-    if base_packets is not None or not dated:
-        src = base_packets if base_packets is not None else resolve_params(policy)["base_packets"]
-        blist = read_base_list(src)
+    st = read_inputs(policy, scheme, hospitals, columns, year=year, base_packets=base_packets,
+                     treatment_table=treatment_table)
     h = read_history(history, columns)
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(1)  # sha256 releases the GIL: the history's hash runs beside
-    digest = pool.submit(_sha256_history, h)  # the build
-    try:
-        return _build(h, digest, policy, scheme, hospitals, year, base_packets, rules, blist)
-    finally:
-        pool.shutdown(wait=True)
+    return _build(h, st)
 
 
-def _build(h: History, digest: Any, policy: Any, scheme: Any, hospitals: Any,
-           year: int | None, base_packets: Any, rules: K.TreatmentRules,
-           blist: list[str] | None) -> tuple[Catalogue, pd.DataFrame]:
-    years_all = np.unique(h.year[h.year >= 0])
-    if year is None:
-        year = int(years_all.max()) + 1 if len(years_all) else None
-    p = resolve_params(policy, year)
-    if base_packets is not None:
-        p["base_packets"] = base_packets
-    info = BuildInfo(rows=h.n)
+def _build(h: History, st: dict[str, Any]) -> tuple[Catalogue, pd.DataFrame]:
+    """The build's steps (:mod:`drgsim.dip.steps`) on one history: the very functions a
+    distributed engine runs per partition and on the driver, here on one part."""
+    from drgsim.dip import steps as S
 
-    # record checks first (scheme README 4.2, as the DRG path), then money and dates
-    from drgsim.records import fields_from_table
-
-    fields = fields_from_table(h.table)
-    # the grouper's own record checks (the reason = the field that fails); a diagnoses field
-    # counts as many codes as the grouper reads in it (none only when empty)
-    n_dx = np.asarray(pc.binary_length(fields.diagnoses).fill_null(0), dtype=np.int64)
-    ints = fields.ints
-    reason = check_reasons(n_dx, ints["sex"], ints["age_years"], ints["age_days"],
-                           ints["birth_weight_g"])
-    status = np.zeros(h.n, dtype=np.int8)
-
-    def flag(mask: np.ndarray, name: str) -> None:
-        status[(status == 0) & mask] = BUILD_STATUSES.index(name)
-
-    flag(h.malformed, "malformed_row")
-    flag(reason > 0, "check_failed")
-    flag(np.isnan(h.cost_fen), "missing_cost")
-    flag(h.cost_fen < 0, "negative_cost")
-    flag(h.year < 0, "bad_date")
-    yw_all = [float(x) for x in p["year_weights"]]
-    before = years_all[years_all < year] if year is not None else years_all
-    years = [int(y) for y in before[-len(yw_all):]]
-    yw = yw_all[-len(years):] if years else []
-    flag(~np.isin(h.year, years), "outside_years")
-    usable = status == 0
-    if not usable.any():
-        raise CatalogueError([Problem("<history>", None, None,
-                                      "no usable case (every row failed a check or has no "
-                                      "cost/date)")])
-    tot = sum(yw)
-    yw = [w / tot for w in yw]
-
-    # keys
-    dx_ids, dx_all = K.dx_key_ids(fields.diagnoses, p["dx_level"], principal=True)
-    rows = np.flatnonzero(usable)
-    cost_all = np.where(usable, h.cost_fen, 0.0)
-    pk = K.proc_keys(fields.procedures, p["version"], scheme, rules, cost=cost_all,
-                     usable=usable, related_cost_share=float(p["related_cost_share"]))
-    info.unmatched_proc_codes = pk.unmatched_codes
-    a = assign_packets(dx_ids, dx_all, pk, rows, p)
-    cost = h.cost_fen[rows]
-    yr = h.year[rows]
-    w = year_case_weights(yr, years, yw)
-    keep = trim_mask(a.packet, cost, _trim_spec(p["trim"]))
-    ng = len(a.codes)
-    emptied = np.bincount(a.packet[keep], minlength=ng) == 0
-    if emptied.any():  # a trim that removes a whole packet (a narrow rule): keep it whole
-        keep |= emptied[a.packet]
-        info.notes.append(f"{int(emptied.sum())} packet(s) lost every case to the trim rule "
-                          "and are scored on all their cases")
-    n_cases = np.bincount(a.packet, minlength=ng)
-    _, mean, cv = weighted_stats(a.packet[keep], ng, cost[keep], w[keep])
-    n_trim = np.bincount(a.packet[keep], minlength=ng)
-    m_all = float((w[keep] * cost[keep]).sum() / w[keep].sum())
-    if not m_all > 0:
-        raise CatalogueError([Problem("<history>", None, "total_cost",
-                                      "the all-case mean cost is 0: no scores can be made")])
-    rw = mean / m_all
-    scale = int(p["score_scale"])
-    score = np.round(rw * scale, 4)
-
-    # base packets: listed codes that are conservative core packets here
-    if blist is None:  # a Policy object: its dip section is known only at the history's year
-        blist = read_base_list(p["base_packets"])
-    is_base = np.isin(a.codes, blist) & (a.kind == "core") & (a.procs == "")
-    info.base_missing = sorted(set(blist) - set(a.codes[is_base].tolist()))
-    packets = pd.DataFrame({
-        "packet": a.codes, "kind": a.kind, "dx_key": a.dx_key, "procs": a.procs,
-        "n_procs": a.n_procs, "treatment_type": a.treatment, "fold": a.fold,
-        "base": is_base.astype(np.int64), "n_cases": n_cases.astype(np.int64),
-        "n_trimmed": n_trim.astype(np.int64), "mean_cost_fen": mean, "rw": rw,
-        "score": score, "cv": cv,
-    })
-
-    # level means C per packet × hospital level (none for base packets)
-    lv_map = _hospital_levels(hospitals)
-    levels = pd.DataFrame(columns=["packet", "level", "n_cases", "mean_cost_fen"])
-    if lv_map:
-        lv_of = pd.Series(h.hosp_names, dtype=object).map(lv_map).to_numpy(dtype=object)
-        lnames = np.asarray(sorted({x for x in lv_of if isinstance(x, str)}), dtype=object)
-        lid_of = pd.Index(lnames).get_indexer(lv_of) if len(lv_of) else np.zeros(0, np.int64)
-        hr = h.hosp_id[rows]
-        lid = np.where(hr >= 0, lid_of[np.maximum(hr, 0)] if len(lid_of) else -1, -1)
-        known = lid >= 0
-        info.cases_unknown_hospital = int((~known).sum())
-        if known.any():
-            nl = len(lnames)
-            g = a.packet * nl + lid
-            n_l = np.bincount(g[known], minlength=ng * nl)
-            sel = keep & known
-            _, m_l, _ = weighted_stats(g[sel], ng * nl, cost[sel], w[sel])
-            ok = (n_l >= int(p["level_min_cases"])) & np.isfinite(m_l) & (m_l > 0)
-            ok &= np.repeat(~is_base, nl)
-            ids = np.flatnonzero(ok)
-            levels = pd.DataFrame({"packet": a.codes[ids // nl], "level": lnames[ids % nl],
-                                   "n_cases": n_l[ids].astype(np.int64),
-                                   "mean_cost_fen": m_l[ids]})
-    else:
-        info.notes.append("no hospitals table: no level means (every level uses the packet "
-                          "mean C)")
-
-    # auxiliary coefficients
-    aux, info.aux_note = _fit_aux(h, usable, a.packet, cost, w, keep, a.codes, p, scheme)
-    from drgsim.dip.tables import AUX_COLUMNS
-
-    if aux is None:
-        aux = pd.DataFrame(columns=list(AUX_COLUMNS))
-    elif len(aux):
-        aux = aux.sort_values(["packet", "catalogue", "class_id"], kind="stable").reset_index(
-            drop=True)
-
-    # budget point value and reimbursement ratio from the same history (DIP.md)
-    cscore = score[a.packet]
-    yw_arr = np.asarray(yw)
-    yi = np.searchsorted(np.asarray(years), yr)
-    cost_y = np.bincount(yi, weights=cost, minlength=len(years))
-    score_y = np.bincount(yi, weights=cscore, minlength=len(years))
-    pv_b = float((yw_arr * cost_y).sum() / 100.0 / (yw_arr * score_y).sum())
-    ratio = None
-    if h.share_fen is not None:
-        fund_y = np.bincount(yi, weights=cost - h.share_fen[rows], minlength=len(years))
-        ratio = float((yw_arr * fund_y).sum() / (yw_arr * cost_y).sum())
-    else:
-        info.notes.append("no patient-share columns in the history: reimbursement_ratio "
-                          "unknown (the policy must give point_value.ratio)")
-
-    from drgsim import __version__
-
-    meta = {
-        "format": FORMAT, "version": p["version"], "dx_level": p["dx_level"],
-        "score_scale": scale, "m_all_fen": m_all, "core_threshold": int(p["core_threshold"]),
-        "comprehensive_min_cases": int(p["comprehensive_min_cases"]),
-        "aux_min_cases": int(p["aux"]["min_cases"]), "level_min_cases": int(p["level_min_cases"]),
-        "years": years, "year_weights": yw, "pv_budget": pv_b, "reimbursement_ratio": ratio,
-        "built_from": digest.result(), "drgsim_version": __version__,
-    }
-    packets = packets.sort_values("packet", kind="stable").reset_index(drop=True)
-    levels = levels.sort_values(["packet", "level"], kind="stable").reset_index(drop=True)
-    cat = Catalogue(meta, packets, levels, aux)
-
+    plan = S.plan_of(st, [S.history_years(h)])
+    plan, unmatched = S.reduce_scans(plan, [S.scan_sums(h, plan)])
+    rows = S.case_rows(h, plan)
+    has_share = h.share_fen is not None
+    red = S.combine_reductions([S.reduce_rows(rows)], has_share)
+    red.unmatched = unmatched
+    plan = S.finish_plan(plan, red)
+    kmap, table = S.assign_keys(red.keys, plan.p)
+    arows = S.assign_rows(rows, kmap)
+    cat = S.assemble(plan, table, red, [S.packet_statistics(arows, plan)], has_share,
+                     S.AUX_NOTE)
     # per history row: its packet or why none
+    codes = cat.packets["packet"].to_numpy(object)
+    usable = rows["status"].to_numpy() == 0
     kinds = np.asarray(["", "core", "comprehensive", "base"], dtype=object)
-    kind_of_packet = np.where(is_base, 3, np.where(a.kind == "core", 1, 2))
-    pcode = np.full(h.n, len(a.codes), dtype=np.int64)  # the last category: "" (no packet)
-    pcode[rows] = a.packet
+    kind_of_packet = np.where(cat.packets["base"].to_numpy() == 1, 3,
+                              np.where(cat.packets["kind"].to_numpy() == "core", 1, 2))
+    at = pd.Index(codes).get_indexer(arows["packet"].to_numpy(object))
+    pcode = np.full(h.n, len(codes), dtype=np.int64)  # the last category: "" (no packet)
+    pcode[usable] = at
     kcode = np.zeros(h.n, dtype=np.int64)
-    kcode[rows] = kind_of_packet[a.packet]
+    kcode[usable] = kind_of_packet[at]
     assigned = pd.DataFrame({
         "case_id": h.case_id,
         "packet": pd.Categorical.from_codes(pcode, categories=pd.Index(
-            np.append(a.codes, ""), dtype=object)),
+            np.append(codes, ""), dtype=object)),
         "kind": pd.Categorical.from_codes(kcode, categories=kinds),
         "year": h.year,
-        "status": pd.Categorical.from_codes(status.astype(np.int64),
+        "status": pd.Categorical.from_codes(rows["status"].to_numpy(np.int64),
                                             categories=list(BUILD_STATUSES)),
-        "reason": pd.Categorical.from_codes(reason.astype(np.int64),
+        "reason": pd.Categorical.from_codes(rows["reason"].to_numpy(np.int64),
                                             categories=list(CHECK_FIELDS)),
     })
-    info.status_counts = {s: int(c) for s, c in zip(BUILD_STATUSES, np.bincount(
-        status, minlength=len(BUILD_STATUSES)), strict=True) if c}
-    info.reason_counts = {r: int(c) for r, c in zip(CHECK_FIELDS, np.bincount(
-        reason, minlength=len(CHECK_FIELDS)), strict=True) if c and r}
-    info.cost_fen = float(cost.sum())
-    info.core_cost_fen = float(cost[a.kind[a.packet] == "core"].sum())
-    cat.info = info  # type: ignore[attr-defined]
-    from drgsim.dip.report import build_report
-
-    cat.report = build_report(cat, info)
     return cat, assigned

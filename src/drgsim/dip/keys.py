@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from numba import njit
@@ -404,20 +405,11 @@ def _set_ids(n: int, row: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.
     return ptr, sid
 
 
-def proc_keys(procedures: pa.Array | pa.ChunkedArray, version: str = "1.0",
-              scheme: Any = "chs_drg_11",
-              rules: TreatmentRules | None = None, cost: np.ndarray | None = None,
-              usable: np.ndarray | None = None, related_cost_share: float = 0.10) -> ProcKeys:
-    """The procedure part of each record's packet key.
-
-    Version ``1.0``: every qualifying procedure (treatment type ≥ diagnostic), order-free,
-    deduplicated. Version ``2.0``: the main procedure (the first qualifying one listed, the
-    record's 主要手术操作) plus at most one related procedure: the other qualifying procedure
-    with the largest estimated cost share, kept when that share ≥ ``related_cost_share``
-    (see :func:`procedure_costs` for how the share is estimated: records carry no
-    per-procedure cost). ``cost``/``usable`` are needed for 2.0 (the history the estimate
-    is made from). Records whose procedures are all conservative key by diagnosis alone.
-    """
+def qualifying_pieces(procedures: pa.Array | pa.ChunkedArray, scheme: Any = "chs_drg_11",
+                      rules: TreatmentRules | None = None) -> dict[str, Any]:
+    """Each record's qualifying procedures (type ≥ diagnostic), sorted by vocabulary rank,
+    deduplicated (the earliest listed position kept), with the treatment type of each
+    record (highest over all its procedures) and the sorted vocabulary."""
     cl = split_codes(procedures)
     vocab, rank = _sorted_vocab(cl)
     types, matched = code_types(vocab, scheme, rules)
@@ -433,22 +425,97 @@ def proc_keys(procedures: pa.Array | pa.ChunkedArray, version: str = "1.0",
     row, code, pos = row[o], code[o], pos[o]
     dup = np.zeros(len(row), dtype=bool)
     dup[1:] = (row[1:] == row[:-1]) & (code[1:] == code[:-1])
-    row, code, pos = row[~dup], code[~dup], pos[~dup]
+    return {"cl": cl, "vocab": vocab, "rank": rank, "matched": matched,
+            "treatment": treatment, "row": row[~dup], "code": code[~dup], "pos": pos[~dup]}
+
+
+def unmatched_codes(q: dict[str, Any], usable: np.ndarray | None) -> np.ndarray:
+    """The distinct codes of ``usable`` records that no treatment rule matched."""
+    cl, rank, vocab = q["cl"], q["rank"], q["vocab"]
+    listed = np.ones(len(vocab), bool)
+    if usable is not None and len(rank):
+        listed[:] = False
+        listed[rank[np.asarray(usable, bool)[cl.row]]] = True
+    return vocab[~q["matched"] & listed]
+
+
+def proc_keys(procedures: pa.Array | pa.ChunkedArray, version: str = "1.0",
+              scheme: Any = "chs_drg_11",
+              rules: TreatmentRules | None = None, cost: np.ndarray | None = None,
+              usable: np.ndarray | None = None, related_cost_share: float = 0.10,
+              code_costs: Any = None) -> ProcKeys:
+    """The procedure part of each record's packet key.
+
+    Version ``1.0``: every qualifying procedure (treatment type ≥ diagnostic), order-free,
+    deduplicated. Version ``2.0``: the main procedure (the first qualifying one listed, the
+    record's 主要手术操作) plus at most one related procedure: the other qualifying procedure
+    with the largest estimated cost share, kept when that share ≥ ``related_cost_share``
+    (see :func:`procedure_costs` for how the share is estimated: records carry no
+    per-procedure cost). ``cost``/``usable`` are needed for 2.0 (the history the estimate
+    is made from), unless ``code_costs`` (code -> estimate, reduced over a whole history by
+    :func:`procedure_cost_sums` / :func:`procedure_estimates`) is given. Records whose
+    procedures are all conservative key by diagnosis alone.
+    """
+    q = qualifying_pieces(procedures, scheme, rules)
+    cl, vocab = q["cl"], q["vocab"]
+    row, code, pos = q["row"], q["code"], q["pos"]
     if version == "2.0":
-        if cost is None:
-            raise ValueError("version 2.0 keys need the history's costs (related_cost_share)")
-        use = np.ones(cl.n, bool) if usable is None else np.asarray(usable, bool)
-        rel = procedure_costs(cl.n, row, code, len(vocab), np.asarray(cost, float), use)
+        if code_costs is not None:
+            rel = pd.Series(vocab, dtype=object).map(code_costs).fillna(0.0).to_numpy(
+                np.float64) if len(vocab) else np.zeros(0)
+        else:
+            if cost is None:
+                raise ValueError("version 2.0 keys need the history's costs (related_cost_share)")
+            use = np.ones(cl.n, bool) if usable is None else np.asarray(usable, bool)
+            rel = procedure_costs(cl.n, row, code, len(vocab), np.asarray(cost, float), use)
         row, code = _main_related(row, code, pos, rel, related_cost_share)
     elif version != "1.0":
         raise ValueError(f"version {version!r}: 1.0 or 2.0")
     ptr, sid = _set_ids(cl.n, row, code)
-    listed = np.ones(len(vocab), bool)  # codes of the records the build uses (``usable``)
-    if usable is not None and len(rank):
-        listed[:] = False
-        listed[rank[np.asarray(usable, bool)[cl.row]]] = True
-    return ProcKeys(ptr, code.astype(np.int32), vocab, treatment, sid,
-                    int((~matched & listed).sum()))
+    return ProcKeys(ptr, code.astype(np.int32), vocab, q["treatment"], sid,
+                    len(unmatched_codes(q, usable)))
+
+
+def procedure_cost_sums(n: int, row: np.ndarray, code: np.ndarray, vocab: np.ndarray,
+                        cost: np.ndarray, usable: np.ndarray) -> pd.DataFrame:
+    """Partial sums for :func:`procedure_estimates`: per procedure code and number ``k``
+    of qualifying procedures of the case, the usable cases listing it (``n``) and their
+    cost sum (``s``, whole fen: exact in any order). Added up over any partitions."""
+    k = np.bincount(row, minlength=n)
+    ok = np.asarray(usable, bool)[row]
+    kk = k[row[ok]].astype(np.int64)
+    key = code[ok].astype(np.int64) * (int(kk.max()) + 1 if len(kk) else 1) + kk
+    u, inv = np.unique(key, return_inverse=True)
+    width = int(kk.max()) + 1 if len(kk) else 1
+    return pd.DataFrame({
+        "code": pd.Series(vocab[u // width] if len(u) else np.zeros(0, object), dtype=object),
+        "k": (u % width).astype(np.int64),
+        "n": np.bincount(inv.reshape(-1), minlength=len(u)).astype(np.int64),
+        "s": np.bincount(inv.reshape(-1), weights=cost[row[ok]], minlength=len(u)),
+    })
+
+
+def procedure_estimates(sums: pd.DataFrame) -> dict[str, float]:
+    """Estimated relative cost per code from (possibly many partitions') partial sums:
+    the mean cost of its cases alone (k = 1); else the mean of its equal parts (cost / k),
+    summed by k in ascending order, so any partitioning gives the same float."""
+    t = sums.groupby(["code", "k"], sort=True)[["n", "s"]].sum().reset_index()
+    if not len(t):
+        return {}
+    code_id, names = pd.factorize(t["code"].to_numpy(object), sort=True)
+    m = len(names)
+    kk = t["k"].to_numpy(np.int64)
+    n = t["n"].to_numpy(np.float64)
+    s = t["s"].to_numpy(np.float64)
+    alone = kk == 1
+    n_alone = np.bincount(code_id[alone], weights=n[alone], minlength=m)
+    s_alone = np.bincount(code_id[alone], weights=s[alone], minlength=m)
+    n_any = np.bincount(code_id, weights=n, minlength=m)
+    s_part = np.bincount(code_id, weights=s / np.maximum(kk, 1), minlength=m)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        est = np.where(n_alone > 0, s_alone / np.maximum(n_alone, 1),
+                       np.where(n_any > 0, s_part / np.maximum(n_any, 1), 0.0))
+    return dict(zip(np.asarray(names, object).tolist(), est.tolist(), strict=True))
 
 
 def procedure_costs(n: int, row: np.ndarray, code: np.ndarray, n_codes: int, cost: np.ndarray,
@@ -456,19 +523,12 @@ def procedure_costs(n: int, row: np.ndarray, code: np.ndarray, n_codes: int, cos
     """Estimated relative cost of each procedure code, from history (no per-procedure cost in
     the records): the mean cost of usable cases where it is the only qualifying procedure;
     for a code never alone, the mean cost of the cases listing it divided by their mean
-    number of qualifying procedures (its equal part). 0 for a code no usable case lists."""
-    k = np.bincount(row, minlength=n)
-    ok = usable[row]
-    alone = ok & (k[row] == 1)
-    n_alone = np.bincount(code[alone], minlength=n_codes)
-    s_alone = np.bincount(code[alone], weights=cost[row[alone]], minlength=n_codes)
-    n_any = np.bincount(code[ok], minlength=n_codes)
-    s_part = np.bincount(code[ok], weights=cost[row[ok]] / np.maximum(k[row[ok]], 1),
-                         minlength=n_codes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        est = np.where(n_alone > 0, s_alone / np.maximum(n_alone, 1),
-                       np.where(n_any > 0, s_part / np.maximum(n_any, 1), 0.0))
-    return est
+    number of qualifying procedures (its equal part). 0 for a code no usable case lists.
+    Computed from order-free partial sums (:func:`procedure_cost_sums`), as an engine does."""
+    ids = np.arange(n_codes, dtype=np.int64)
+    est = procedure_estimates(procedure_cost_sums(n, row, code, ids.astype(object),
+                                                  np.asarray(cost, float), usable))
+    return np.asarray([est.get(i, 0.0) for i in range(n_codes)], dtype=np.float64)
 
 
 def _main_related(row: np.ndarray, code: np.ndarray, pos: np.ndarray, rel: np.ndarray,

@@ -1,11 +1,9 @@
 """DIP on a distributed engine: the single path's matching, one partition at a time.
 
-Catalogue building is *gathered*, not shuffled: the columns ``drgsim.dip.build`` reads
-(:func:`build_columns`) come to the driver and the single-machine build runs there
-(:func:`build_gathered`), so the catalogue is the single path's, bit for bit. Its cost is
-the driver holding those columns of the history rows (codes, cost, dates, hospital); the
-build keys, assigns and trims in one function, with no entry point for keys computed per
-partition, so a shuffle by packet key would re-implement it.
+Catalogue building is a shuffle by assigned packet (:mod:`drgsim.distributed.dip_build`,
+running the steps of :mod:`drgsim.dip.steps` that ``drgsim.dip.build`` runs too): the
+driver holds key counts and per-packet statistics, never history rows; only the columns
+the build reads (:func:`build_columns`) are selected from the input.
 
 A case's packet depends on its own codes and cost only (and the catalogue), so any
 partitioning will do: each partition goes through ``drgsim.dip.match``'s Arrow path
@@ -68,7 +66,7 @@ def match_frame(df: pd.DataFrame, catalogue: Any, scheme: CompiledScheme,
 def build_columns(names: list[str], columns: dict[str, str] | None = None) -> list[str]:
     """The input columns ``drgsim.dip.build`` reads (record fields, cost, patients' share,
     discharge date or year, hospital, the malformed-row flag), in input order: what a
-    distributed build gathers to the driver, nothing else."""
+    distributed build selects from the input, nothing else."""
     from drgsim.inputs.sources import MALFORMED_COLUMN
     from drgsim.pricing.cases import ALIASES, SHARE_PARTS
     from drgsim.records import RECORD_FIELDS
@@ -78,15 +76,6 @@ def build_columns(names: list[str], columns: dict[str, str] | None = None) -> li
         want |= set(ALIASES.get(k, (k,)))
     want |= set((columns or {}).values())
     return [c for c in names if c in want]
-
-
-def build_gathered(history: Any, **build_kw: Any) -> tuple[Any, pd.DataFrame]:
-    """``drgsim.dip.build`` on the gathered history (one frame or table on the driver)."""
-    from drgsim.dip.build import build
-
-    if isinstance(history, pd.DataFrame):
-        history = history.reset_index(drop=True)
-    return build(history, **build_kw)
 
 
 def provenance(catalogue: Any, scheme: CompiledScheme, translate: bool) -> dict[str, str]:
@@ -124,7 +113,7 @@ def driver_weights(catalogue: Any, parts: list[pd.DataFrame], order: list[str]) 
     return dip_weights(catalogue, k.drop(columns=order).reset_index(drop=True))
 
 
-__all__ = ["KEY_COLUMNS", "build_columns", "build_gathered", "driver_weights",
+__all__ = ["KEY_COLUMNS", "build_columns", "driver_weights",
            "load_catalogue", "match_frame", "match_table", "provenance", "weight_keys"]
 
 

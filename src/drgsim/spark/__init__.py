@@ -16,8 +16,8 @@ for Spark's tasks is :mod:`drgsim.spark.partitions`):
   :mod:`drgsim.distributed.sweep`); the
   payments go back in a broadcast and a second pass splits them per case
   (:func:`drgsim.distributed.pay_partition`).
-- :func:`dip_build` — the DIP catalogue: the build's columns collected, ``dip.build`` on the
-  driver.
+- :func:`dip_build` — the DIP catalogue by a shuffle by assigned packet (per-packet statistics
+  by ``groupBy("packet").applyInArrow``; no history rows on the driver).
 - :func:`dip_match` / :func:`dip_match_to` — DIP packet matching per batch
   (:func:`drgsim.distributed.dip.match_table`, ``drgsim.dip.match``'s Arrow path).
 - :func:`write_parquet` / :func:`group_to` / :func:`dip_match_to` — the Dask writer's
@@ -241,20 +241,53 @@ def dip_build(
     sdf: SparkDataFrame, policy: Any = None, scheme: Any = DEFAULT_SCHEME, hospitals: Any = None,
     columns: dict[str, str] | None = None, *, order_by: str = "case_id", **build_kw: Any,
 ) -> tuple[Any, pd.DataFrame]:
-    """``drgsim.dip.build`` of a history in Spark: only the columns the build reads
-    (:func:`drgsim.distributed.dip.build_columns`) are collected to the driver, ordered by
-    ``order_by`` (a Spark frame has no input order; the year-weighted means are float sums,
-    so the order is fixed), and the single-machine build runs there: the catalogue equals
-    ``dip.build`` of the same rows in that order. The driver needs memory for those columns."""
+    """``drgsim.dip.build`` of a history in Spark, by a shuffle by assigned packet
+    (:mod:`drgsim.distributed.dip_build`): years, scan and per-row keys by ``mapInArrow``;
+    key counts reduced to the driver, which decides the packets; the key → packet map
+    applied per batch; ``groupBy("packet").applyInArrow`` computes each packet's
+    statistics; the catalogue assembled on the driver from those (O(keys + packets),
+    never history rows). The catalogue equals ``dip.build`` of the same rows in any
+    order, so ``order_by`` (kept for callers; still checked to be a build column) no
+    longer changes it. Returns (catalogue, None): the per-row assignment is not collected."""
     _pyspark()
-    from drgsim.distributed.dip import build_columns, build_gathered
+    from drgsim.distributed import dip_build as B
+    from drgsim.distributed.dip import build_columns
 
     cols = build_columns(list(sdf.columns), columns)
     if order_by not in cols:
         raise SparkError(f"order_by {order_by!r}: not a column the build reads ({', '.join(cols)})")
-    hist = sdf.select(*cols).orderBy(order_by).toPandas()
-    return build_gathered(hist, policy=policy, scheme=scheme, hospitals=hospitals,
-                          columns=columns, **build_kw)
+    st = B.setup(policy, scheme, hospitals, columns, **build_kw)
+    share = B.has_share(cols, columns)
+    src = sdf.select(*cols)
+    blob = _spark_schema(B.BLOB_SCHEMA)
+
+    def years_of(batches):
+        return B.blob_batches(batches, B.years_frame, columns)
+
+    plan = B.plan_of(st, B.unblob(src.mapInArrow(years_of, blob).toArrow()))
+
+    def scan_of(batches):
+        return B.blob_batches(batches, B.scan_frame, plan)
+
+    plan, unmatched = B.reduce_scans(plan, B.unblob(src.mapInArrow(scan_of, blob).toArrow()))
+    p1 = plan
+
+    def rows_of(batches):
+        return B.rows_batches(batches, p1)
+
+    rows = src.mapInArrow(rows_of, _spark_schema(B.ROWS_SCHEMA))
+    reds = B.unblob(rows.mapInArrow(B.reduce_batches, blob).toArrow())
+    plan, red, kmap, table = B.driver_keys(plan, reds, unmatched, share)
+
+    def assign_of(batches):
+        return B.assign_batches(batches, kmap)
+
+    def stats_of(t):
+        return B.stats_table(t, plan)
+
+    assigned = rows.mapInArrow(assign_of, _spark_schema(B.ASSIGNED_SCHEMA))
+    parts = B.unblob(assigned.groupBy("packet").applyInArrow(stats_of, blob).toArrow())
+    return B.driver_catalogue(plan, table, red, parts, share), None
 
 
 # ----------------------------------------------------------------------------- output
@@ -483,7 +516,7 @@ def _dip_weights(sdf: SparkDataFrame, catalogue: Any, weights: Any, pol: Any, ye
                  columns: dict[str, str] | None, n_hist: int, history: SparkDataFrame,
                  empty: pd.DataFrame) -> tuple[SparkDataFrame, Any, str, Any]:
     """DIP on Spark, before pricing: the catalogue (given, or built from the ``history``
-    rows by :func:`dip_build` in case-id order), the rows matched per batch
+    rows by :func:`dip_build`), the rows matched per batch
     (:func:`dip_match`) unless they carry a ``packet`` column, and the weights from every
     batch's keys in input order (file, row). Returns (matched frame, catalogue, its
     source, weights)."""
@@ -543,7 +576,7 @@ def prepare(
 
     A DIP policy (``method: dip``): rows without a ``packet`` column are matched per batch
     (:func:`dip_match`) with ``catalogue``, or with one built from the history years
-    (:func:`dip_build`, the rows in case-id order); the weights are fixed on the driver
+    (:func:`dip_build`); the weights are fixed on the driver
     from every batch's keys in input order (:func:`drgsim.distributed.dip.driver_weights`).
     """
     F = _pyspark()
