@@ -78,9 +78,7 @@ def _on_axis(parts: list[dict[str, Any]], hids: np.ndarray) -> list[FundTotals]:
     hospital's from its one partition, zeros from the others: its floats unchanged)."""
     H = len(hids)
     idx = pd.Index(hids)
-    tot = [FundTotals(name, np.zeros((H, 12)), np.zeros((H, 12), np.int64),
-                      np.zeros((H, 12), np.int64), np.zeros((H, 12), np.int64),
-                      np.zeros(H, np.int64)) for name in FUNDS]
+    tot = [FundTotals.zeros(name, H) for name in FUNDS]
     for p in parts:
         pos = idx.get_indexer([str(h) for h in p["hospital_ids"]])
         for t, q in zip(tot, p["totals"], strict=True):

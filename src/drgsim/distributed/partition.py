@@ -241,17 +241,7 @@ def combine(summaries: list[dict[str, Any]], hids: np.ndarray) -> dict[str, Any]
     check_disjoint(summaries)
     H = len(hids)
     idx = pd.Index(hids)
-    tot = [
-        FundTotals(
-            name,
-            np.zeros((H, 12)),
-            np.zeros((H, 12), np.int64),
-            np.zeros((H, 12), np.int64),
-            np.zeros((H, 12), np.int64),
-            np.zeros(H, np.int64),
-        )
-        for name in FUNDS
-    ]
+    tot = [FundTotals.zeros(name, H) for name in FUNDS]
     out: dict[str, Any] = {
         "outside": dict.fromkeys(FUNDS, 0),
         "all_share": dict.fromkeys(FUNDS, 0),

@@ -460,17 +460,7 @@ class SweepEngine:
             if isinstance(p, Failed):
                 return p.error
         H = len(self.hids)
-        tot = [
-            FundTotals(
-                name,
-                np.zeros((H, 12)),
-                np.zeros((H, 12), np.int64),
-                np.zeros((H, 12), np.int64),
-                np.zeros((H, 12), np.int64),
-                np.zeros(H, np.int64),
-            )
-            for name in FUNDS
-        ]
+        tot = [FundTotals.zeros(name, H) for name in FUNDS]
         outside = dict.fromkeys(FUNDS, 0)
         spend: dict[str, int] = {}
         place = _Placer(self.hids)

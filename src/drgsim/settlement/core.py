@@ -195,6 +195,12 @@ class FundTotals:
     cases: np.ndarray  # (H, 12) int64
     outside_fen: np.ndarray  # (H,) int64 paid outside the budget (carve-out)
 
+    @classmethod
+    def zeros(cls, fund: str, H: int) -> FundTotals:
+        """Zero totals of ``H`` hospitals (a distributed run adds its partitions onto them)."""
+        z = np.zeros((H, 12), np.int64)
+        return cls(fund, np.zeros((H, 12)), z.copy(), z.copy(), z.copy(), np.zeros(H, np.int64))
+
 
 @dataclass
 class FundSettlement:
