@@ -677,6 +677,12 @@ def sizing(res: dict, per_row: dict, args) -> None:
             b_row, how = grow / rows, f"at {rows:,} rows, fixed cost included"
         cores = 1 if e == "single" else args.workers
         rate = rows / s / cores
+        if len(pts) >= 2 and pts[-1][0] > pts[0][0] and pts[-1][1] > pts[0][1]:
+            per = (pts[-1][1] - pts[0][1]) / (pts[-1][0] - pts[0][0])  # s per row, marginal
+            fixed = pts[0][1] - per * pts[0][0]
+            rate = 1 / per / cores
+            log(f"  price {e}: wall ~ {fixed:.1f} s + {per * 1e6:.1f} us x rows (fit on "
+                f"{pts[0][0]:,} and {rows:,} rows); the marginal rate below")
         if e == "single":
             fits = 0.75 * 24 * gib / b_row if b_row > 0 else float("inf")
             log(f"  price single: {b_row:,.0f} B/row ({how}), {rate:,.0f} rows/s -> one "
