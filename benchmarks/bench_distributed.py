@@ -16,8 +16,9 @@ One command prints, with the machine, for each engine (``single``: this machine'
 - a 300M-row-year sizing derived from those per-row costs, labelled as an extrapolation.
 
     python benchmarks/bench_distributed.py                       # smoke: 200k rows, temp dir
-    python benchmarks/bench_distributed.py --rows 25000000 --price-rows 5000000 \\
-        --data-root /work/benchdata --budget 2700                # the issue's size
+    python benchmarks/bench_distributed.py --rows 25000000 --price-rows 1000000,5000000 \\
+        --data-root /work/benchdata --budget 2133 --timeout 900 --spark-memory 8g
+                                                    # the issue's size (README, Scale-out)
 
 Data are generated once under ``--data-root`` and reused (``drgsim.synth.region``, seed 1;
 see ``make_data``). Each engine × phase runs in its own child process (its own peak
@@ -664,8 +665,8 @@ def sizing(res: dict, per_row: dict, args) -> None:
             rate = g["rows"] / g["s"] / 2  # both cores: 2 threads / 2 workers
             peak = max(_peak(g, "worker") or _peak(g, "driver"))
             log(f"  group {e}: {rate:,.0f} rec/s per core -> 300M rows ~{year / rate / 3600:.1f} "
-                f"core-hours: ~{year / (rate * 16) / 60:.0f} min on 16 cores, "
-                f"~{year / (rate * 64) / 60:.0f} min on 64; ~{peak:,} MiB per worker (bounded "
+                f"core-hours: ~{year / (rate * 16) / 60:.1f} min on 16 cores, "
+                f"~{year / (rate * 64) / 60:.1f} min on 64; ~{peak:,} MiB per worker (bounded "
                 "by the partition, not by the year)")
     for e, pts in per_row.items():
         pts.sort()
