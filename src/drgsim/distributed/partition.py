@@ -419,7 +419,12 @@ def pay_partition(
     """Split each hospital-month payment over the partition's cases (``case_payments``,
     largest remainder, ties by case id) and the per-case parts of the tables: the cases,
     the hospitals' indices (CMI, cost and time indices), partial DRG and pay-status sums."""
-    from drgsim.settlement.run import _indices, case_payments, summarize_pay_status
+    from drgsim.settlement.run import (
+        _indices,
+        case_payments,
+        outlier_flags,
+        summarize_pay_status,
+    )
 
     pr = pp.priced
     c = pr.cases
@@ -438,7 +443,8 @@ def pay_partition(
     # the DRG table's aggregates as settlement.run.build_tables computes them, per partition
     # (plus each DRG's first row, so the combined base_points is the first in input order);
     # tests/test_dask.py compares the combined table with the single process's
-    ok = cases[cases["pay_status"] == "ok"].assign(**{ROW: pp.rows[cases["pay_status"] == "ok"]})
+    ok = outlier_flags(cases[cases["pay_status"] == "ok"]).assign(
+        **{ROW: pp.rows[cases["pay_status"] == "ok"]})
     drgs = (
         ok.groupby(["fund", "drg"], observed=True)
         .agg(
@@ -447,8 +453,8 @@ def pay_partition(
             payment_fen=("payment_fen", "sum"),
             cost_fen=("cost_fen", "sum"),
             base_points=("base_points", "first"),
-            high_cost=("case_type", lambda s: int((s == "high_cost").sum())),
-            low_cost=("case_type", lambda s: int((s == "low_cost").sum())),
+            high_cost=("_high_cost", "sum"),
+            low_cost=("_low_cost", "sum"),
             first_row=(ROW, "first"),
         )
         .reset_index()

@@ -209,6 +209,14 @@ def settle(
     return Settlement(pr, out, case_payments(pr, out), cells)
 
 
+def outlier_flags(cases: pd.DataFrame) -> pd.DataFrame:
+    """The cases with 0/1 columns ``_high_cost``/``_low_cost``, so the DRG table counts them
+    with a plain groupby sum (a Python lambda per group cost ~0.4 s on 1,800 DRGs)."""
+    t = cases["case_type"]
+    return cases.assign(_high_cost=(t == "high_cost").astype(np.int64),
+                        _low_cost=(t == "low_cost").astype(np.int64))
+
+
 def build_tables(st: Settlement) -> dict[str, pd.DataFrame]:
     """Per-case, per-hospital, per-month, per-DRG, per-fund tables and the ledger."""
     pr = st.priced
@@ -316,7 +324,7 @@ def build_tables(st: Settlement) -> dict[str, pd.DataFrame]:
     if len(months):
         months = months[months["cases"] > 0].reset_index(drop=True)
     drgs = (
-        cases[cases["pay_status"] == "ok"]
+        outlier_flags(cases[cases["pay_status"] == "ok"])
         .groupby(["fund", "drg"], observed=True)
         .agg(
             cases=("case_id", "size"),
@@ -324,8 +332,8 @@ def build_tables(st: Settlement) -> dict[str, pd.DataFrame]:
             payment_fen=("payment_fen", "sum"),
             cost_fen=("cost_fen", "sum"),
             base_points=("base_points", "first"),
-            high_cost=("case_type", lambda s: int((s == "high_cost").sum())),
-            low_cost=("case_type", lambda s: int((s == "low_cost").sum())),
+            high_cost=("_high_cost", "sum"),
+            low_cost=("_low_cost", "sum"),
         )
         .reset_index()
     )
