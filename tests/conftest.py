@@ -48,3 +48,21 @@ def chs_tables():
     from drgsim.scheme.tables import load_tables
 
     return load_tables(resolve_scheme_dir("chs_drg_11"))
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A Dask LocalCluster of 2 workers x 1 thread and its client, one per test module
+    (the distributed tests compare it with the single machine)."""
+    pytest.importorskip("distributed", reason="the dask extra is absent")
+    import warnings
+
+    from distributed import Client, LocalCluster
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lc = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+    c = Client(lc)
+    yield c
+    c.close()
+    lc.close()

@@ -32,19 +32,6 @@ TABLES = ["funds", "hospitals", "months", "ledger", "drgs", "pay_status", "summa
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lc = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
-    c = Client(lc)
-    yield c
-    c.close()
-    lc.close()
-
-
-@pytest.fixture(scope="module")
 def region(tmp_path_factory):
     out = tmp_path_factory.mktemp("dask") / "region"
     drgsim.synth.region(out, discharges=2400, hospitals=6, seed=11, workers=1)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -231,19 +230,6 @@ def test_any_partitioning_by_drg_gives_the_single_table(hist, single, seed, part
 
 
 # ----------------------------------------------------------------- Dask
-
-
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lc = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
-    c = Client(lc)
-    yield c
-    c.close()
-    lc.close()
 
 
 @pytest.mark.parametrize("name", list(POLICIES))

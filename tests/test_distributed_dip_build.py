@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -188,20 +187,6 @@ def test_a_packet_split_over_partitions_is_refused(hist):
 
 
 # ----------------------------------------------------------------- Dask
-
-
-@pytest.fixture(scope="module")
-def client():
-    pytest.importorskip("distributed", reason="the dask extra is absent")
-    from distributed import Client, LocalCluster
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lc = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
-    c = Client(lc)
-    yield c
-    c.close()
-    lc.close()
 
 
 @pytest.mark.parametrize("version", list(VERSIONS))

@@ -141,20 +141,6 @@ def test_history_sums_per_hospital_in_any_row_order_reduce_to_the_whole(single_b
 
 # ---------------------------------------------------------------------------- Dask
 @pytest.fixture(scope="module")
-def client():
-    pytest.importorskip("distributed", reason="the dask extra is absent")
-    from distributed import Client, LocalCluster
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lc = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
-    c = Client(lc)
-    yield c
-    c.close()
-    lc.close()
-
-
-@pytest.fixture(scope="module")
 def ddf(client, region):
     import drgsim.dask as dg
 

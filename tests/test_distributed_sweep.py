@@ -95,20 +95,6 @@ def check_routes(res) -> None:
 
 # ---------------------------------------------------------------------------- Dask
 @pytest.fixture(scope="module")
-def client():
-    pytest.importorskip("distributed", reason="the dask extra is absent")
-    from distributed import Client, LocalCluster
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lc = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
-    c = Client(lc)
-    yield c
-    c.close()
-    lc.close()
-
-
-@pytest.fixture(scope="module")
 def dask_base(client, region):
     import drgsim.dask as dg
 
