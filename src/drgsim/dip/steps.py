@@ -245,10 +245,14 @@ def case_rows(h: Any, plan: Plan) -> pd.DataFrame:
     cls = {c: np.zeros(h.n, np.int64) for c in CLASS_CATALOGUES}
     if usable.any():
         from drgsim.dip.aux import case_classes
-        from drgsim.records import fields_from_table
+        from drgsim.records import RecordFields
 
-        got = case_classes(fields_from_table(h.table.filter(pa.array(usable))), plan.scheme,
-                           policy={"dip": {"aux": p["aux"]}})
+        # the usable rows' fields, filtered from those already read (not a second reading)
+        keep = pa.array(usable)
+        sub = RecordFields(n=int(usable.sum()), ints={k: v[usable] for k, v in fields.ints.items()},
+                           diagnoses=fields.diagnoses.filter(keep),
+                           procedures=fields.procedures.filter(keep), missing=fields.missing)
+        got = case_classes(sub, plan.scheme, policy={"dip": {"aux": p["aux"]}})
         for c, v in got.items():
             cls[c][usable] = v
     h1, h2 = row_hashes(h)
