@@ -526,7 +526,7 @@ def decide_packets(plan: Plan, red: Reduced) -> tuple[Plan, pd.DataFrame, pd.Dat
     plan = finish_plan(plan, red)
     kmap, table = assign_keys(red.keys, plan.p)
     plan.packets = table["packet"].astype(str).tolist()
-    return plan, kmap, table
+    return plan, kmap[["key", "pid"]], table  # what every partition needs (no text)
 
 
 def assign_rows(rows: pd.DataFrame, kmap: pd.DataFrame) -> pd.DataFrame:
