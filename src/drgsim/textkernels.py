@@ -190,3 +190,80 @@ def string_buffers(field: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.frombuffer(obuf, dtype=otype, count=len(field) + 1, offset=field.offset * np.dtype(otype).itemsize)
     data = np.frombuffer(dbuf, dtype=np.uint8) if dbuf is not None else np.zeros(0, np.uint8)
     return offsets.astype(np.int64), data
+
+
+# ---------------------------------------------------------------- content hashes
+
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_FNV = np.uint64(1099511628211)
+
+
+@njit(inline="always")
+def mix64(z):
+    """splitmix64's finaliser: every input bit moves every output bit."""
+    z = (z ^ (z >> np.uint64(30))) * _M1
+    z = (z ^ (z >> np.uint64(27))) * _M2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hash_strings(offsets, data, valid, seed1, seed2, n_chunks, out1, out2):
+    """Two 64-bit hashes per string (FNV-1a over the bytes from two seeds, then the length,
+    finished by :func:`mix64`); a null (``valid`` False) hashes apart from every string."""
+    n = offsets.shape[0] - 1
+    step = (n + n_chunks - 1) // n_chunks
+    for ch in prange(n_chunks):
+        for i in range(ch * step, min(n, (ch + 1) * step)):
+            if not valid[i]:
+                out1[i] = mix64(seed1 ^ np.uint64(0x6E756C6C6E756C6C))
+                out2[i] = mix64(seed2 ^ np.uint64(0x6E756C6C6E756C6C))
+                continue
+            a = seed1
+            b = seed2
+            for k in range(offsets[i], offsets[i + 1]):
+                v = np.uint64(data[k])
+                a = (a ^ v) * _FNV
+                b = (b ^ v) * _FNV
+            ln = np.uint64(offsets[i + 1] - offsets[i])
+            out1[i] = mix64(a ^ (ln * _M1))
+            out2[i] = mix64(b ^ (ln * _M2))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def hash_words(words, seed1, seed2, out1, out2):
+    """Two 64-bit hashes per 64-bit word (numbers as their bits)."""
+    for i in prange(words.shape[0]):
+        out1[i] = mix64(words[i] ^ seed1)
+        out2[i] = mix64(mix64(words[i]) ^ seed2)
+
+
+def content_hashes(col: pa.Array | pa.ChunkedArray | np.ndarray, seed1: int, seed2: int,
+                   n_chunks: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Two uint64 hashes per value of a column, by content only: text by its UTF-8 bytes
+    (any Arrow string type, chunking or slicing; other Arrow types as their text), numbers
+    by value (NaN one value, -0.0 as 0.0)."""
+    s1, s2 = np.uint64(seed1), np.uint64(seed2)
+    if isinstance(col, np.ndarray):
+        if col.dtype.kind == "f":
+            x = np.asarray(col, np.float64)
+            words = (np.where(np.isnan(x), np.nan, x) + 0.0).view(np.uint64)
+        else:
+            words = np.ascontiguousarray(col.astype(np.int64)).view(np.uint64)
+        o1, o2 = np.empty(len(words), np.uint64), np.empty(len(words), np.uint64)
+        hash_words(words, s1, s2, o1, o2)
+        return o1, o2
+    chunks = col.chunks if isinstance(col, pa.ChunkedArray) else [col]
+    outs1, outs2 = [], []
+    for a in chunks:
+        if not (pa.types.is_string(a.type) or pa.types.is_large_string(a.type)):
+            a = a.cast(pa.string())
+        valid = np.asarray(a.is_valid().to_numpy(zero_copy_only=False), dtype=np.bool_)
+        offsets, data = string_buffers(a)
+        o1, o2 = np.empty(len(a), np.uint64), np.empty(len(a), np.uint64)
+        hash_strings(offsets, data, valid, s1, s2, n_chunks, o1, o2)
+        outs1.append(o1)
+        outs2.append(o2)
+    if not outs1:
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
+    return np.concatenate(outs1), np.concatenate(outs2)

@@ -350,8 +350,7 @@ def _build(h: History, st: dict[str, Any]) -> tuple[Catalogue, pd.DataFrame]:
     has_share = h.share_fen is not None
     red = S.combine_reductions([S.reduce_rows(rows)], has_share)
     red.unmatched = unmatched
-    plan = S.finish_plan(plan, red)
-    kmap, table = S.assign_keys(red.keys, plan.p)
+    plan, kmap, table = S.decide_packets(plan, red)
     arows = S.assign_rows(rows, kmap)
     cat = S.assemble(plan, table, red, [S.packet_statistics(arows, plan)], has_share,
                      S.AUX_NOTE)
@@ -361,7 +360,7 @@ def _build(h: History, st: dict[str, Any]) -> tuple[Catalogue, pd.DataFrame]:
     kinds = np.asarray(["", "core", "comprehensive", "base"], dtype=object)
     kind_of_packet = np.where(cat.packets["base"].to_numpy() == 1, 3,
                               np.where(cat.packets["kind"].to_numpy() == "core", 1, 2))
-    at = pd.Index(codes).get_indexer(arows["packet"].to_numpy(object))
+    at = arows["packet"].to_numpy(np.int64)  # index into the packets sorted by code
     pcode = np.full(h.n, len(codes), dtype=np.int64)  # the last category: "" (no packet)
     pcode[usable] = at
     kcode = np.zeros(h.n, dtype=np.int64)

@@ -5,13 +5,16 @@
 2. **Scan** (any partition): :func:`scan_sums` — per procedure code the partial sums of
    the version 2.0 cost estimate (whole fen, so exact in any order) and the codes no
    treatment rule matched; the driver reduces them (:func:`reduce_scans`).
-3. **Rows** (any partition): :func:`case_rows` — one row per history row: status, year,
-   cost, share, hospital level, diagnosis key, procedure set, treatment type, auxiliary
-   classes (all row-local) and two 64-bit hashes of the row; :func:`reduce_rows` — key
-   counts per (diagnosis key, procedure set, treatment type), status counts, the hash
-   sums, added up over partitions.
-4. **Driver**: :func:`assign_keys` — core packets and comprehensive folds decided from the
-   key counts (no rows); the key → packet map is applied per row (:func:`assign_rows`).
+3. **Rows** (any partition): :func:`case_rows` — one row per history row, all numbers:
+   status, year, cost, share, hospital level id, a 64-bit hash of the packet key
+   (diagnosis key, procedure set, its size, treatment type), auxiliary classes (all
+   row-local) and two 64-bit hashes of the row; the key's text rides only on the part's
+   first usable row of each key. :func:`reduce_rows` — usable rows per key hash, the
+   named keys, status counts, the hash sums, added up over partitions
+   (:func:`combine_reductions`, which refuses two keys with one hash).
+4. **Driver**: :func:`decide_packets` — core packets and comprehensive folds decided from
+   the key counts (no rows), the packets sorted by code; the key hash → packet index map
+   is applied per row (:func:`assign_rows`).
 5. **Shuffle by assigned packet**, then :func:`packet_statistics` per partition: trim,
    year-weighted mean and CV, level means, auxiliary coefficients (all per packet: a
    comprehensive packet pools many keys, so the packet, not the key, is the shuffle key),
@@ -21,8 +24,10 @@
    value and reimbursement ratio from the per-packet sums summed in packet-code order.
 
 ``built_from`` is order-free: the SHA-256 of the row count and the sums modulo 2**64 of
-two 64-bit hashes per row (case_id, diagnoses, procedures, cost, year, share), so any
-partitioning and row order of the same rows give the same value.
+two 64-bit hashes per row (case_id, diagnoses, procedures by their UTF-8 bytes; cost,
+year, share by value; :func:`drgsim.textkernels.content_hashes`), so any partitioning,
+chunking and row order of the same rows give the same value. It is a fingerprint of the
+history, not a cryptographic seal.
 """
 
 from __future__ import annotations
@@ -41,15 +46,26 @@ from drgsim.dip.tables import CatalogueError
 from drgsim.errors import Problem
 
 CLASS_CATALOGUES = ("comorbidity", "severity", "tumour", "age")
-#: the per-row frame of step 3 (column -> dtype)
+#: the per-row frame of step 3 (column -> dtype). ``key``: a 64-bit hash of the row's
+#: packet key (diagnosis key, procedure set, its size, treatment type); the key's text
+#: (``dx``, ``procs``, ``nprocs``) only on the part's first usable row of that key (null
+#: elsewhere), so rows stay numbers and the reduction still names every key.
+#: ``level``: index into ``Plan.levels`` (-1 unknown).
 ROW_DTYPES: dict[str, str] = {
-    "status": "int64", "reason": "int64", "year": "int64", "cost": "float64",
-    "share": "float64", "level": "object", "dx": "object", "procs": "object",
-    "nprocs": "int64", "tt": "int64",
+    "status": "int8", "reason": "int8", "year": "int64", "cost": "float64",
+    "share": "float64", "level": "int64", "key": "int64", "tt": "int8",
+    "dx": "object", "procs": "object", "nprocs": "int64",
     **{f"cls_{c}": "int64" for c in CLASS_CATALOGUES},
     "h1": "int64", "h2": "int64",
 }
-_KEY2 = "9f3c1e77a0b24d58"  # the second row hash's key (16 bytes, pandas' hash_key)
+#: what travels from step 4 to step 5 (the shuffle by ``packet``, an index into the
+#: packets sorted by code, ``Plan.packets``)
+ASSIGNED_DTYPES: dict[str, str] = {
+    "year": "int64", "cost": "float64", "share": "float64", "level": "int64",
+    **{f"cls_{c}": "int64" for c in CLASS_CATALOGUES}, "packet": "int64",
+}
+_SEEDS = (0x243F6A8885A308D3, 0x13198A2E03707344)  # the row hashes' seeds (pi's digits)
+_KEY_SEEDS = (0xA4093822299F31D0, 0x082EFA98EC4E6C89)
 MASK64 = (1 << 64) - 1
 
 
@@ -68,6 +84,8 @@ class Plan:
     blist: list[str] | None
     code_costs: dict[str, float] | None = None
     year_counts: list[int] = field(default_factory=list)  # usable rows per history year
+    levels: list[str] = field(default_factory=list)  # hospital levels, sorted (row ids)
+    packets: list[str] = field(default_factory=list)  # packet codes, sorted (row ids)
 
 
 # ---------------------------------------------------------------- 1 years
@@ -129,7 +147,9 @@ def make_plan(years_seen: np.ndarray, policy: Any, year: int | None, base_packet
     yw = [w / tot for w in yw] if tot else yw
     if blist is None:
         blist = read_base_list(p["base_packets"])
-    return Plan(p, year, years, yw, scheme, rules, columns, _hospital_levels(hospitals), blist)
+    lv_map = _hospital_levels(hospitals)
+    levels = sorted({str(v) for v in lv_map.values() if v != ""})
+    return Plan(p, year, years, yw, scheme, rules, columns, lv_map, blist, levels=levels)
 
 
 # ---------------------------------------------------------------- 2 scan
@@ -185,108 +205,188 @@ def reduce_scans(plan: Plan, scans: list[dict[str, Any]]) -> tuple[Plan, int]:
 
 # ---------------------------------------------------------------- 3 rows
 
-def _text(col: Any) -> np.ndarray:
-    """A column as text values (null -> a marker no text equals), for hashing."""
-    a = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    if not (pa.types.is_string(a.type) or pa.types.is_large_string(a.type)):
-        a = a.cast(pa.string())
-    v = np.asarray(a.to_numpy(zero_copy_only=False), dtype=object)
-    v[pd.isna(v)] = "\x00null"
-    return v
+def _combined(cols: list[Any], seeds: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Two 64-bit hashes per row of several columns' values (content, in column order)."""
+    from drgsim.textkernels import content_hashes
+
+    acc1 = acc2 = None
+    for i, col in enumerate(cols):
+        v1, v2 = content_hashes(col, *seeds)
+        if acc1 is None:
+            acc1, acc2 = v1, v2
+            continue
+        mul = np.uint64(1000003 + 2 * i)  # position-dependent: the pairing of values counts
+        acc1 = acc1 * mul ^ v1
+        acc2 = acc2 * mul ^ v2
+    return acc1, acc2
 
 
 def row_hashes(h: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Two 64-bit hashes per row of what the catalogue is built from (as int64)."""
-    from pandas.util import hash_array
-
-    parts: list[np.ndarray] = []
-    for name in ("case_id", "diagnoses", "procedures"):
-        if name in h.table.schema.names:
-            parts.append(_text(h.table.column(name)))
-    nums = [np.asarray(h.cost_fen, np.float64), np.asarray(h.year, np.int64)]
+    """Two 64-bit hashes per row of what the catalogue is built from (as int64): case_id,
+    diagnoses and procedures by content, cost, year and share by value, combined in that
+    order (one numba pass per column over the Arrow buffers)."""
+    cols: list[Any] = [h.table.column(name) for name in ("case_id", "diagnoses", "procedures")
+                       if name in h.table.schema.names]
+    cols += [np.asarray(h.cost_fen, np.float64), np.asarray(h.year, np.int64)]
     if h.share_fen is not None:
-        nums.append(np.asarray(h.share_fen, np.float64))
-    out = []
-    for key in ("0123456789123456", _KEY2):
-        acc = np.zeros(h.n, dtype=np.uint64)
-        for i, v in enumerate(parts + nums):
-            hv = hash_array(v, hash_key=key, categorize=False) if v.dtype == object \
-                else hash_array(v, hash_key=key)
-            acc = acc * np.uint64(1000003 + 2 * i) ^ hv  # position-dependent combination
-        out.append(acc.view(np.int64))
-    return out[0], out[1]
+        cols.append(np.asarray(h.share_fen, np.float64))
+    h1, h2 = _combined(cols, _SEEDS)
+    return h1.view(np.int64), h2.view(np.int64)
+
+
+def _set_names(pk: K.ProcKeys, rows: np.ndarray) -> pa.Array:
+    """The procedure set of each of ``rows`` as its codes joined by "+" ("" for none)."""
+    lo, hi = pk.ptr[rows], pk.ptr[rows + 1]
+    ln = hi - lo
+    off = np.zeros(len(rows) + 1, np.int32)
+    np.cumsum(ln, out=off[1:])
+    flat = np.arange(int(off[-1]), dtype=np.int64) - np.repeat(off[:-1] - lo, ln)
+    vocab = pa.array(pk.vocab.astype(str).tolist() if len(pk.vocab) else [], pa.string())
+    codes = vocab.take(pa.array(pk.codes[flat].astype(np.int64)))
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(off), codes), "+")
 
 
 def case_rows(h: Any, plan: Plan) -> pd.DataFrame:
     """Step 3: one row per history row (any partition), all row-local."""
+    from drgsim.textkernels import content_hashes
+
     status, reason, fields = _status(h, plan)
     usable = status == 0
     p = plan.p
+    n = h.n
     dx_ids, dx_all = K.dx_key_ids(fields.diagnoses, p["dx_level"], principal=True)
     cost_all = np.where(usable, h.cost_fen, 0.0)
     pk = K.proc_keys(fields.procedures, p["version"], plan.scheme, plan.rules, cost=cost_all,
                      usable=usable, related_cost_share=float(p["related_cost_share"]),
                      code_costs=plan.code_costs if p["version"] == "2.0" else None)
-    sid = pk.set_id
-    us, first = np.unique(sid, return_index=True)  # distinct sets (not records)
-    names = np.asarray(["+".join(pk.codes_of(int(r))) if s >= 0 else ""
-                        for s, r in zip(us.tolist(), first.tolist(), strict=True)], object)
-    nps = np.asarray([int(pk.ptr[r + 1] - pk.ptr[r]) if s >= 0 else 0
-                      for s, r in zip(us.tolist(), first.tolist(), strict=True)], np.int64)
-    at = np.searchsorted(us, sid)
-    procs = names[at] if h.n else np.zeros(0, object)
-    nprocs = nps[at] if h.n else np.zeros(0, np.int64)
-    dx = np.asarray(dx_all, object)[dx_ids] if h.n else np.zeros(0, object)
-    level = np.full(h.n, "", dtype=object)
-    if plan.lv_map and h.n:
-        lv_of = pd.Series(h.hosp_names, dtype=object).map(plan.lv_map).fillna("").to_numpy(object)
-        level = np.where(h.hosp_id >= 0, lv_of[np.maximum(h.hosp_id, 0)] if len(lv_of) else "",
-                         "").astype(object)
-    cls = {c: np.zeros(h.n, np.int64) for c in CLASS_CATALOGUES}
+    tt = pk.treatment.astype(np.int8)
+    # the part's distinct keys among usable rows (integers), hashed and named once each
+    at = np.flatnonzero(usable)
+    sid = pk.set_id[at]
+    combo = (dx_ids[at] * (int(sid.max(initial=-1)) + 2) + (sid + 1)) * 8 + tt[at]
+    kid, _ = pd.factorize(combo)  # ids in order of first appearance
+    seen = np.maximum.accumulate(kid) if len(kid) else kid
+    first = at[kid > np.concatenate([[-1], seen[:-1]])] if len(kid) else at
+    k_dx = np.asarray(dx_all, object)[dx_ids[first]] if len(first) else np.zeros(0, object)
+    procs_text = _set_names(pk, first)
+    k_procs = np.asarray(procs_text.to_numpy(zero_copy_only=False), dtype=object)
+    k_n = (pk.ptr[first + 1] - pk.ptr[first]).astype(np.int64)
+    dx_hash = content_hashes(pa.array(list(dx_all), pa.string()), *_KEY_SEEDS)[0]
+    khash = _combined([dx_hash[dx_ids[first]], procs_text, k_n, tt[first]], _KEY_SEEDS)[0] \
+        .view(np.int64)
+    key = np.zeros(n, np.int64)
+    key[at] = khash[kid] if len(kid) else 0
+    dx = np.full(n, None, dtype=object)
+    procs = np.full(n, None, dtype=object)
+    nprocs = np.zeros(n, np.int64)
+    dx[first], procs[first], nprocs[first] = k_dx, k_procs, k_n
+    level = np.full(n, -1, dtype=np.int64)
+    if plan.levels and n and len(h.hosp_names):
+        lid = {v: i for i, v in enumerate(plan.levels)}
+        per_h = pd.Series(h.hosp_names, dtype=object).map(plan.lv_map).map(lid) \
+            .fillna(-1).to_numpy(np.int64)
+        level = np.where(h.hosp_id >= 0, per_h[np.maximum(h.hosp_id, 0)], -1)
+    cls = {c: np.zeros(n, np.int64) for c in CLASS_CATALOGUES}
     if usable.any():
         from drgsim.dip.aux import case_classes
-        from drgsim.records import fields_from_table
+        from drgsim.records import RecordFields
 
-        got = case_classes(fields_from_table(h.table.filter(pa.array(usable))), plan.scheme,
-                           policy={"dip": {"aux": p["aux"]}})
+        # the usable rows' fields, filtered from those already read (not a second reading)
+        keep = pa.array(usable)
+        sub = RecordFields(n=len(at), ints={k: v[usable] for k, v in fields.ints.items()},
+                           diagnoses=fields.diagnoses.filter(keep),
+                           procedures=fields.procedures.filter(keep), missing=fields.missing)
+        got = case_classes(sub, plan.scheme, policy={"dip": {"aux": p["aux"]}})
         for c, v in got.items():
             cls[c][usable] = v
     h1, h2 = row_hashes(h)
-    share = h.share_fen if h.share_fen is not None else np.full(h.n, np.nan)
-    df = pd.DataFrame({
-        "status": status.astype(np.int64), "reason": np.asarray(reason, np.int64),
+    share = h.share_fen if h.share_fen is not None else np.full(n, np.nan)
+    cols = {
+        "status": status.astype(np.int8), "reason": np.asarray(reason, np.int8),
         "year": np.asarray(h.year, np.int64), "cost": np.asarray(h.cost_fen, np.float64),
-        "share": np.asarray(share, np.float64), "level": level, "dx": dx, "procs": procs,
-        "nprocs": nprocs, "tt": pk.treatment.astype(np.int64),
+        "share": np.asarray(share, np.float64), "level": level, "key": key, "tt": tt,
+        "dx": dx, "procs": procs, "nprocs": nprocs,
         **{f"cls_{c}": v for c, v in cls.items()}, "h1": h1, "h2": h2,
-    })
-    return conform_rows(df)
+    }
+    return _frame(cols, ROW_DTYPES)
 
 
-def conform_rows(df: pd.DataFrame) -> pd.DataFrame:
-    """Rows in :data:`ROW_DTYPES` (also the zero-row meta)."""
-    return pd.DataFrame({c: (df[c] if c in df else pd.Series([], dtype=t)).astype(t)
-                         for c, t in ROW_DTYPES.items()}).reset_index(drop=True)
+def _frame(cols: dict[str, Any], dtypes: dict[str, str]) -> pd.DataFrame:
+    """A frame of exactly ``dtypes`` (text stays ``object``, as engines hand it back)."""
+    return pd.DataFrame({c: pd.Series(cols[c], dtype=t) if t == "object" else
+                         np.asarray(cols[c], dtype=t) for c, t in dtypes.items()}, copy=False)
+
+
+def conform_rows(df: pd.DataFrame, dtypes: dict[str, str] | None = None) -> pd.DataFrame:
+    """Rows in :data:`ROW_DTYPES` (or ``dtypes``), whatever an engine made of them (also the
+    zero-row meta); a column ``df`` lacks is zeros (None for text)."""
+    dtypes = ROW_DTYPES if dtypes is None else dtypes
+    if list(df.columns) == list(dtypes) and all(str(df[c].dtype) == t for c, t in
+                                                dtypes.items()):
+        return df.reset_index(drop=True)
+    cols = {}
+    for c, t in dtypes.items():
+        if c not in df:
+            cols[c] = np.zeros(len(df), t) if t != "object" else np.full(len(df), None, object)
+        elif t == "object":  # nulls stay None (an engine may give NaN or pd.NA)
+            v = df[c].to_numpy(dtype=object, na_value=None)
+            cols[c] = v
+        else:
+            cols[c] = df[c].to_numpy(dtype=t)
+    return _frame(cols, dtypes)
 
 
 def reduce_rows(rows: pd.DataFrame) -> dict[str, Any]:
-    """Step 3's reduction on a rows part: key counts of usable rows, status and reason
-    counts, usable rows per year, unknown-hospital rows, the hash sums (all integers)."""
+    """Step 3's reduction on a rows part: usable rows per key hash and the text of the keys
+    named in the part, status and reason counts, usable rows per year, unknown-hospital
+    rows, the hash sums (all integers)."""
     from drgsim.dip.build import BUILD_STATUSES
     from drgsim.grouper.kernels import CHECK_FIELDS
 
     ok = rows["status"].to_numpy() == 0
-    u = rows.loc[ok]
-    keys = u.groupby(["dx", "procs", "nprocs", "tt"], sort=True).size().rename("n").reset_index()
+    kh, kn = np.unique(rows["key"].to_numpy(np.int64)[ok], return_counts=True)
+    named = rows["dx"].notna().to_numpy()
+    names = pd.DataFrame({
+        "key": rows["key"].to_numpy(np.int64)[named],
+        "dx": rows["dx"].to_numpy(object)[named], "procs": rows["procs"].to_numpy(object)[named],
+        "nprocs": rows["nprocs"].to_numpy(np.int64)[named],
+        "tt": rows["tt"].to_numpy(np.int64)[named],
+    })
     h1 = int(rows["h1"].to_numpy().view(np.uint64).sum(dtype=np.uint64))
     h2 = int(rows["h2"].to_numpy().view(np.uint64).sum(dtype=np.uint64))
+    yr, yn = np.unique(rows["year"].to_numpy(np.int64)[ok], return_counts=True)
     return {
-        "n": len(rows), "keys": keys,
+        "n": len(rows), "counts": pd.DataFrame({"key": kh, "n": kn.astype(np.int64)}),
+        "names": names,
         "status": np.bincount(rows["status"].to_numpy(np.int64), minlength=len(BUILD_STATUSES)),
         "reason": np.bincount(rows["reason"].to_numpy(np.int64), minlength=len(CHECK_FIELDS)),
-        "years": u.groupby("year").size().to_dict(),
-        "unknown_level": int((u["level"] == "").sum()), "h1": h1, "h2": h2,
+        "years": dict(zip(yr.tolist(), yn.tolist(), strict=True)),
+        "unknown_level": int((rows["level"].to_numpy()[ok] < 0).sum()), "h1": h1, "h2": h2,
     }
+
+
+def _named_keys(parts: list[dict[str, Any]]) -> pd.DataFrame:
+    """Every part's key counts added up, with each key's text (dx, procs, nprocs, tt, key,
+    n; sorted by the text). Refuses two keys with one hash (never silently merged)."""
+    counts = pd.concat([p["counts"] for p in parts], ignore_index=True)
+    counts = counts.groupby("key", sort=True)["n"].sum().reset_index()
+    names = pd.concat([p["names"] for p in parts], ignore_index=True).drop_duplicates()
+    clash = names["key"].duplicated()
+    if clash.any():
+        two = names[names["key"] == names.loc[clash, "key"].iloc[0]]
+        raise CatalogueError([Problem("<history>", None, "packet",
+                                      "two packet keys share a 64-bit hash ("
+                                      + " and ".join(f"{d}/{q}" for d, q in
+                                                     zip(two["dx"], two["procs"], strict=False))
+                                      + "); the build cannot tell them apart")])
+    keys = counts.merge(names, how="left", on="key")
+    if keys["dx"].isna().any():
+        raise CatalogueError([Problem("<history>", None, "packet",
+                                      "a key counted in the rows was named in no part")])
+    keys["dx"] = keys["dx"].astype(object)
+    keys["procs"] = keys["procs"].astype(object)
+    keys = keys.sort_values(["dx", "procs", "nprocs", "tt"], kind="stable")
+    return keys[["dx", "procs", "nprocs", "tt", "key", "n"]].reset_index(drop=True)
 
 
 @dataclass
@@ -303,8 +403,7 @@ class Reduced:
 
 def combine_reductions(parts: list[dict[str, Any]], has_share: bool) -> Reduced:
     """Add up :func:`reduce_rows` of every partition (order-free)."""
-    keys = pd.concat([p["keys"] for p in parts], ignore_index=True)
-    keys = keys.groupby(["dx", "procs", "nprocs", "tt"], sort=True)["n"].sum().reset_index()
+    keys = _named_keys(parts)
     years: dict[int, int] = {}
     for p in parts:
         for y, c in p["years"].items():
@@ -312,7 +411,7 @@ def combine_reductions(parts: list[dict[str, Any]], has_share: bool) -> Reduced:
     n = sum(int(p["n"]) for p in parts)
     h1 = sum(p["h1"] for p in parts) & MASK64
     h2 = sum(p["h2"] for p in parts) & MASK64
-    digest = hashlib.sha256(f"dip-history-v2;rows={n};share={int(has_share)};"
+    digest = hashlib.sha256(f"dip-history-v3;rows={n};share={int(has_share)};"
                             f"h1={h1:016x};h2={h2:016x}".encode()).hexdigest()
     return Reduced(n, keys, np.sum([p["status"] for p in parts], axis=0),
                    np.sum([p["reason"] for p in parts], axis=0), years,
@@ -321,60 +420,89 @@ def combine_reductions(parts: list[dict[str, Any]], has_share: bool) -> Reduced:
 
 # ---------------------------------------------------------------- 4 assignment
 
+def _first_of(gid: np.ndarray) -> np.ndarray:
+    """The first position of each id of ``gid`` (ids numbered in order of first appearance,
+    as ``pd.factorize`` gives them)."""
+    if not len(gid):
+        return np.zeros(0, np.int64)
+    seen = np.maximum.accumulate(gid)
+    return np.flatnonzero(gid > np.concatenate([[-1], seen[:-1]]))
+
+
 def assign_keys(keys: pd.DataFrame, p: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Core packets and comprehensive folds from the key counts (DIP.md "Core vs
-    comprehensive"): (key map: dx, procs, tt -> packet; packets' key columns, sorted by
-    code). A key with ``core_threshold`` cases is a core packet (its treatment type: the
-    highest among its cases); the rest fold by category × type, then a coarser prefix ×
-    type (each kept at ``comprehensive_min_cases``), then chapter × type (all kept)."""
+    comprehensive"): (key map: dx, procs, nprocs, tt, key -> packet and ``pid``, its index in
+    the packets; the packets' key columns, sorted by code). A (dx, procs) key with
+    ``core_threshold`` cases is a core packet (its treatment type: the highest among its
+    cases); the rest fold by category × type, then a coarser prefix × type (each kept at
+    ``comprehensive_min_cases``), then chapter × type (all kept). Works on integer ids of
+    the keys' text; labels are made per distinct diagnosis key."""
     thr, cmin = int(p["core_threshold"]), int(p["comprehensive_min_cases"])
     k = keys.reset_index(drop=True)
-    per_key = k.groupby(["dx", "procs", "nprocs"], sort=True).agg(
-        n=("n", "sum"), tt=("tt", "max")).reset_index()
-    core = per_key[(per_key["n"] >= thr) & (per_key["dx"] != "")]
-    codes = np.where(core["procs"] != "", core["dx"] + "/" + core["procs"], core["dx"])
+    dx = k["dx"].to_numpy(object)
+    procs = k["procs"].to_numpy(object)
+    nprocs = k["nprocs"].to_numpy(np.int64)
+    tt = k["tt"].to_numpy(np.int64)
+    n = k["n"].to_numpy(np.int64)
+    dxc, dxu = pd.factorize(dx)
+    dxu = np.asarray(dxu, dtype=object).astype(str) if len(dxu) else np.zeros(0, str)
+    prc, pru = pd.factorize(procs)
+    comp = (dxc.astype(np.int64) * (len(pru) + 1) + prc) * (int(nprocs.max(initial=0)) + 1) \
+        + nprocs
+    gid, _ = pd.factorize(comp)  # one id per (dx, procs, nprocs)
+    ng = int(gid.max(initial=-1)) + 1
+    n_g = np.bincount(gid, weights=n, minlength=ng).astype(np.int64)
+    tt_g = np.zeros(ng, np.int64)
+    np.maximum.at(tt_g, gid, tt)
+    first = _first_of(gid)
+    core_g = (n_g >= thr) & (dxu[dxc[first]] != "") if ng else np.zeros(0, bool)
+    cg = np.flatnonzero(core_g)
+    cr = first[cg]  # a row of each core key
+    c_dx, c_procs = dx[cr], procs[cr]
+    has_p = c_procs != ""
+    codes = np.where(has_p, c_dx + "/" + c_procs, c_dx) if len(cr) else np.zeros(0, object)
     packets = [pd.DataFrame({
         "packet": pd.Series(codes, dtype=object), "kind": "core",
-        "dx_key": core["dx"].to_numpy(object), "procs": core["procs"].to_numpy(object),
-        "n_procs": core["nprocs"].to_numpy(np.int64),
-        "treatment_type": np.where(core["procs"] != "", core["tt"], 0).astype(np.int64),
+        "dx_key": pd.Series(c_dx, dtype=object), "procs": pd.Series(c_procs, dtype=object),
+        "n_procs": nprocs[cr], "treatment_type": np.where(has_p, tt_g[cg], 0).astype(np.int64),
         "fold": "",
     })]
-    kmap = k.merge(core[["dx", "procs", "nprocs"]].assign(packet=codes), how="left",
-                   on=["dx", "procs", "nprocs"])
-    kmap["packet"] = kmap["packet"].astype(object)
-    rest = kmap["packet"].isna().to_numpy().copy()
-    dn = kmap["dx"].to_numpy(object).astype(str)
-    labels = {
-        "category": np.asarray([s[:3] if len(s) >= 3 else "" for s in dn], dtype=object),
-        "prefix": np.asarray([s[:2] if len(s) >= 2 else "" for s in dn], dtype=object),
-        "chapter": K.chapters(dn),
-    }  # over the distinct keys only
-    tt = kmap["tt"].to_numpy(np.int64).copy()
-    n = kmap["n"].to_numpy(np.int64)
-    pk = kmap["packet"].to_numpy(object).copy()
+    code_of_g = np.full(ng, None, dtype=object)
+    code_of_g[cg] = codes
+    pk = code_of_g[gid] if len(gid) else np.zeros(0, object)
+    rest = ~core_g[gid] if len(gid) else np.zeros(0, bool)
+    labels = {  # over the distinct diagnosis keys only
+        "category": np.asarray([s[:3] if len(s) >= 3 else "" for s in dxu], dtype=object),
+        "prefix": np.asarray([s[:2] if len(s) >= 2 else "" for s in dxu], dtype=object),
+        "chapter": K.chapters(dxu),
+    }
     for fold in ("category", "prefix", "chapter"):
         if not rest.any():
             break
         lab = labels[fold]
         if fold != "chapter":
-            lab = np.where(dn == "", "", lab).astype(object)
-        idx = np.flatnonzero(rest & (lab != ""))
+            lab = np.where(dxu == "", "", lab).astype(object)
+        lid_u, lnames = pd.factorize(lab, sort=True)
+        lnames = np.asarray(lnames, dtype=object)
+        lid = lid_u[dxc]
+        idx = np.flatnonzero(rest & (lab[dxc] != ""))
         if not len(idx):
             continue
-        g = pd.DataFrame({"lab": lab[idx], "tt": tt[idx], "n": n[idx]})
-        tot = g.groupby(["lab", "tt"], sort=True)["n"].sum()
-        kept = tot[tot >= cmin] if fold != "chapter" else tot
-        fcodes = [f"Z/{lb}/{K.TREATMENT_LETTERS[int(t)]}" for lb, t in kept.index]
+        g = lid[idx] * 4 + tt[idx]
+        tot = np.bincount(g, weights=n[idx], minlength=len(lnames) * 4).astype(np.int64)
+        present = np.bincount(g, minlength=len(lnames) * 4) > 0
+        kept = np.flatnonzero(present & ((tot >= cmin) if fold != "chapter" else True))
+        fcodes = np.asarray([f"Z/{lnames[u // 4]}/{K.TREATMENT_LETTERS[u % 4]}" for u in
+                             kept.tolist()], dtype=object)
         packets.append(pd.DataFrame({
             "packet": pd.Series(fcodes, dtype=object), "kind": "comprehensive",
-            "dx_key": pd.Series([lb for lb, _ in kept.index], dtype=object), "procs": "",
+            "dx_key": pd.Series(lnames[kept // 4], dtype=object), "procs": "",
             "n_procs": np.zeros(len(kept), np.int64),
-            "treatment_type": np.asarray([int(t) for _, t in kept.index], np.int64),
-            "fold": fold,
+            "treatment_type": (kept % 4).astype(np.int64), "fold": fold,
         }))
-        kept_df = kept.reset_index()[["lab", "tt"]].assign(code=pd.Series(fcodes, dtype=object))
-        hit = g.merge(kept_df, how="left", on=["lab", "tt"])["code"].to_numpy(object)
+        code_of = np.full(len(lnames) * 4, None, dtype=object)
+        code_of[kept] = fcodes
+        hit = code_of[g]
         has = pd.notna(hit)
         pk[idx[has]] = hit[has]
         rest[idx[has]] = False
@@ -385,21 +513,34 @@ def assign_keys(keys: pd.DataFrame, p: dict) -> tuple[pd.DataFrame, pd.DataFrame
         raise CatalogueError([Problem("<history>", None, "packet",
                                       f"two keys make the packet code "
                                       f"{table.loc[dup, 'packet'].iloc[0]!r}")])
-    kmap["packet"] = pk
     table = table.sort_values("packet", kind="stable").reset_index(drop=True)
-    return kmap[["dx", "procs", "nprocs", "tt", "packet"]], table
+    kmap = k[["dx", "procs", "nprocs", "tt", "key"]].copy()
+    kmap["packet"] = pd.Series(pk, dtype=object)
+    kmap["pid"] = pd.Index(table["packet"].to_numpy(object)).get_indexer(pk).astype(np.int64)
+    return kmap, table
+
+
+def decide_packets(plan: Plan, red: Reduced) -> tuple[Plan, pd.DataFrame, pd.DataFrame]:
+    """Step 4 on the driver: the plan with the year counts and packet codes, the key map
+    (key hash -> ``pid``, the packet's index in the sorted packets) and the packets."""
+    plan = finish_plan(plan, red)
+    kmap, table = assign_keys(red.keys, plan.p)
+    plan.packets = table["packet"].astype(str).tolist()
+    return plan, kmap[["key", "pid"]], table  # what every partition needs (no text)
 
 
 def assign_rows(rows: pd.DataFrame, kmap: pd.DataFrame) -> pd.DataFrame:
-    """Step 4 per row (any partition): the usable rows with their packet code."""
-    u = rows.loc[rows["status"].to_numpy() == 0].reset_index(drop=True)
-    m = u.merge(kmap, how="left", on=["dx", "procs", "nprocs", "tt"], sort=False)
-    if m["packet"].isna().any():
+    """Step 4 per row (any partition): the usable rows with their packet (``pid``), in
+    :data:`ASSIGNED_DTYPES`."""
+    ok = rows["status"].to_numpy() == 0
+    at = pd.Index(kmap["key"].to_numpy(np.int64)).get_indexer(rows["key"].to_numpy(np.int64)[ok])
+    if (at < 0).any():
         raise CatalogueError([Problem("<history>", None, "packet",
                                       "a key was not in the key counts (the map was made from "
                                       "other rows)")])
-    m["packet"] = m["packet"].astype(object)
-    return m
+    cols = {c: rows[c].to_numpy()[ok] for c in ASSIGNED_DTYPES if c != "packet"}
+    cols["packet"] = kmap["pid"].to_numpy(np.int64)[at]
+    return _frame(cols, ASSIGNED_DTYPES)
 
 
 # ---------------------------------------------------------------- 5 per packet
@@ -421,14 +562,23 @@ def packet_statistics(rows: pd.DataFrame, plan: Plan) -> dict[str, Any]:
     from drgsim.calibrate import trim_mask
     from drgsim.dip.aux import fit_aux
     from drgsim.dip.build import _trim_spec, weighted_stats
+    from drgsim.dip.kernels import canonical_order
 
     p = plan.p
-    pcode, codes = pd.factorize(rows["packet"].to_numpy(object), sort=True)
-    codes = np.asarray(codes, dtype=object)
+    pid = rows["packet"].to_numpy(np.int64)
+    present = np.unique(pid)  # the packets here, in code order (pids are code ranks)
+    lut = np.zeros(int(present.max(initial=-1)) + 1, np.int64)
+    lut[present] = np.arange(len(present))
+    pcode = lut[pid]
+    codes = np.asarray(plan.packets, dtype=object)[present]
     yr0 = rows["year"].to_numpy(np.int64)
     c0 = rows["cost"].to_numpy(np.float64)
     s0 = np.nan_to_num(rows["share"].to_numpy(np.float64))
-    o = np.lexsort((s0, c0, yr0, pcode))
+    ny = max(len(plan.years), 1)
+    yi0 = np.zeros(len(yr0), np.int64)  # year index into plan.years (usable rows are in it)
+    for i, y in enumerate(plan.years[1:], 1):
+        yi0[yr0 == y] = i
+    o = canonical_order(pcode * ny + yi0, c0, s0)  # by packet, year, cost, share
     packet = pcode[o].astype(np.int64)
     yr, cost, share = yr0[o], c0[o], s0[o]
     ng = len(codes)
@@ -448,8 +598,7 @@ def packet_statistics(rows: pd.DataFrame, plan: Plan) -> dict[str, Any]:
         "emptied": emptied,
     })
     # per packet × year (every usable case, as the budget point value reads them)
-    ny = max(len(plan.years), 1)
-    yi = np.searchsorted(np.asarray(plan.years, np.int64), yr)
+    yi = yi0[o]
     gy = packet * ny + yi
     years = pd.DataFrame({
         "packet": pd.Series(np.repeat(codes, ny), dtype=object),
@@ -460,12 +609,11 @@ def packet_statistics(rows: pd.DataFrame, plan: Plan) -> dict[str, Any]:
     })
     years = years[years["n"] > 0].reset_index(drop=True)
     # level means C per packet × hospital level (base packets dropped by the driver)
-    lv = rows["level"].to_numpy(object)[o]
-    known = lv != ""
+    lid = rows["level"].to_numpy(np.int64)[o]
+    known = lid >= 0
     levels = None
     if plan.lv_map and known.any():
-        lid, lnames = pd.factorize(lv, sort=True)
-        lnames = np.asarray(lnames, dtype=object)
+        lnames = np.asarray(plan.levels, dtype=object)
         nl = len(lnames)
         g = packet * nl + lid
         n_l = np.bincount(g[known], minlength=ng * nl)

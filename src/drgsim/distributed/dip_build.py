@@ -29,7 +29,7 @@ BLOB_SCHEMA = pa.schema([("blob", pa.binary())])
 #: the per-row frame's Arrow schema, and with the assigned packet
 ROWS_SCHEMA = pa.schema([(c, pa.string() if t == "object" else pa.from_numpy_dtype(t))
                          for c, t in S.ROW_DTYPES.items()])
-ASSIGNED_SCHEMA = ROWS_SCHEMA.append(pa.field("packet", pa.string()))
+ASSIGNED_SCHEMA = pa.schema([(c, pa.from_numpy_dtype(t)) for c, t in S.ASSIGNED_DTYPES.items()])
 
 
 def blob_frame(obj: Any) -> pd.DataFrame:
@@ -82,8 +82,7 @@ def driver_keys(plan: S.Plan, reductions: list[dict[str, Any]], unmatched: int,
     """Step 4 on the driver: the reduced counts, the key → packet map, the packets."""
     red = S.combine_reductions(reductions, share)
     red.unmatched = unmatched
-    plan = S.finish_plan(plan, red)
-    kmap, table = S.assign_keys(red.keys, plan.p)
+    plan, kmap, table = S.decide_packets(plan, red)
     return plan, red, kmap, table
 
 
@@ -138,20 +137,18 @@ def reduce_frame(rows: pd.DataFrame) -> pd.DataFrame:
 
 def assign_frame(rows: pd.DataFrame, kmap: pd.DataFrame) -> pd.DataFrame:
     """Step 4 per row: usable rows with their packet (the shuffle key)."""
-    out = S.assign_rows(S.conform_rows(rows), kmap)
-    return out[[*S.ROW_DTYPES, "packet"]]
+    return S.assign_rows(S.conform_rows(rows), kmap)
 
 
 def empty_assigned() -> pd.DataFrame:
-    return S.conform_rows(pd.DataFrame()).assign(packet=pd.Series([], dtype=object))
+    return S.conform_rows(pd.DataFrame(), S.ASSIGNED_DTYPES)
 
 
 def stats_frame(rows: pd.DataFrame, plan: S.Plan) -> pd.DataFrame:
     """Step 5 on the rows of whole packets (after the shuffle by packet)."""
     if not len(rows):
         return empty_blobs()
-    r = S.conform_rows(rows).assign(packet=rows["packet"].astype(object).to_numpy())
-    return blob_frame(S.packet_statistics(r, plan))
+    return blob_frame(S.packet_statistics(S.conform_rows(rows, S.ASSIGNED_DTYPES), plan))
 
 
 # ---------------------------------------------------------------- Arrow (Spark)
