@@ -155,12 +155,14 @@ def _trim_spec(tr: dict) -> dict:
 
 
 def _span(ys: list[int]) -> str:
-    """2022–2025 for consecutive years, else 2022, 2024."""
-    if not ys:
-        return "none"
-    if ys == list(range(ys[0], ys[-1] + 1)) and len(ys) > 1:
-        return f"{ys[0]}–{ys[-1]}"
-    return ", ".join(str(y) for y in ys)
+    """Sorted years in runs: 2018, 2021–2023 (2022, 2024: no run)."""
+    runs: list[list[int]] = []
+    for y in ys:
+        if runs and y == runs[-1][-1] + 1:
+            runs[-1].append(y)
+        else:
+            runs.append([y])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs) or "none"
 
 
 def catalogue_years(year: int | None, found: list[int], used: list[int], n: int) -> str | None:
