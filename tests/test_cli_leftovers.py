@@ -268,7 +268,7 @@ def test_cli_dip_coding_creep_one_line_before_any_work(tmp_path) -> None:
 def test_catalogue_years_rule() -> None:
     """Year Y is built from the 3 years before it: all there -> nothing; some missing ->
     a warning naming expected, missing, used and found; none -> refused."""
-    from drgsim.cli.dip_cmd import catalogue_years
+    from drgsim.dip.build import catalogue_years
     from drgsim.errors import RecordsError
 
     found = [2022, 2023, 2024, 2025]
@@ -279,29 +279,39 @@ def test_catalogue_years_rule() -> None:
                    "2021: built from 2022–2023 (history has 2022–2025)")
     gap = catalogue_years(2025, [2022, 2024], [2022, 2024], 3)
     assert gap is not None and "lacks 2023" in gap and "2022, 2024" in gap
-    with pytest.raises(RecordsError, match="2027–2029.*2022–2025.*--year 2026"):
+    with pytest.raises(RecordsError) as e:
         catalogue_years(2030, found, [2023, 2024, 2025], 3)
+    assert str(e.value) == ("catalogue year 2030: it is built from the 3 years before it "
+                            "(2027–2029), but the history has 2022–2025: choose year 2026 "
+                            "(built from 2023–2025) or give the history of 2027–2029")
+    with pytest.raises(RecordsError, match="2017–2019.*2022–2025: choose year 2026 .built from "
+                                           "2023–2025"):
+        catalogue_years(2020, found, [], 3)  # before the history: the hint is still 2026
+    with pytest.raises(RecordsError, match="has no dated discharge: give the history of"):
+        catalogue_years(2030, [], [], 3)
 
 
 def test_cli_dip_build_for_a_year_beyond_the_history_is_refused(region, tmp_path,
                                                                  monkeypatch) -> None:
-    """Refused before the build (the history's dates are read alone) and again after it
-    (any input the early read cannot take)."""
-    import drgsim.cli.dip_cmd as dc
-    import drgsim.dip as dip
+    """Refused before the history is read (its dates are read alone) and again after it
+    (any input the early read cannot take), in one line."""
+    import importlib
 
-    def no_build(*a, **k):
-        raise AssertionError("built before refusing")
+    db = importlib.import_module("drgsim.dip.build")  # the module (drgsim.dip.build: the function)
+
+    def no_read(*a, **k):
+        raise AssertionError("read the history before refusing")
 
     out = tmp_path / "cat"
     with monkeypatch.context() as m:
-        m.setattr(dip, "build", no_build)
+        m.setattr(db, "read_history", no_read)
         r = _run(["dip", "build", str(region / "discharges"), "-o", str(out), "--year", "2030"])
         assert r.exit_code == 2 and "2027–2029" in r.output, r.output
-    monkeypatch.setattr(dc, "_history_years", lambda h: None)
+    monkeypatch.setattr(db, "_date_years", lambda h, c: None)
     r = _run(["dip", "build", str(region / "discharges"), "-o", str(out), "--year", "2030"])
     assert r.exit_code == 2, r.output
-    assert r.output.startswith("error: --year 2030") and "2022–2025" in r.output, r.output
+    assert r.output.startswith("error: catalogue year 2030") and "2022–2025" in r.output, \
+        r.output
     assert len(_lines(r.output)) == 1
     assert not out.exists()
 

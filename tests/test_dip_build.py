@@ -300,6 +300,59 @@ def test_pv_budget_weights_years():
     assert cat.meta["pv_budget"] == pytest.approx(want, rel=1e-12)
 
 
+# ---------------------------------------------------------------- history years
+
+def _years_hist(years: list[int]) -> pd.DataFrame:
+    return hist([("K80.100", "", 1000 + 100 * i, y) for i, y in enumerate(years)
+                 for _ in range(3)])
+
+
+def test_history_with_every_year_has_no_years_note():
+    cat, _ = build(_years_hist([2021, 2022, 2023]), policy(core_threshold=1), year=2024)
+    assert cat.info.years_note == "" and "lacks" not in cat.report
+    assert cat.meta["years"] == [2021, 2022, 2023]
+
+
+def test_history_lacking_a_year_is_said_in_the_catalogue():
+    # 2024 is built from 2021–2023 (1:2:7); the history has 2020, 2021, 2023: the build
+    # takes the latest three before 2024 (2020, 2021, 2023), and says so
+    cat, _ = build(_years_hist([2020, 2021, 2023]), policy(core_threshold=1), year=2024)
+    note = ("the catalogue for 2024 is built from 2021–2023, but the history lacks 2022: "
+            "built from 2020–2021, 2023 (history has 2020–2021, 2023)")
+    assert cat.meta["years"] == [2020, 2021, 2023]
+    assert cat.info.years_note == note and note in cat.info.notes
+    assert note in cat.report.splitlines()
+    # the default year (the one after the latest) is checked the same way
+    dflt, _ = build(_years_hist([2021, 2023]), policy(core_threshold=1))
+    assert dflt.info.years_note == ("the catalogue for 2024 is built from 2021–2023, but the "
+                                    "history lacks 2022: built from 2021, 2023 (history has "
+                                    "2021, 2023)")
+
+
+def test_history_lacking_every_year_is_refused(tmp_path, monkeypatch):
+    import importlib
+
+    from drgsim.errors import RecordsError
+
+    want = ("catalogue year 2030: it is built from the 3 years before it (2027–2029), but the "
+            "history has 2021–2023: choose year 2024 (built from 2021–2023) or give the "
+            "history of 2027–2029")
+    h = _years_hist([2021, 2022, 2023])
+    with pytest.raises(RecordsError) as e:
+        build(h, policy(core_threshold=1), year=2030)
+    assert str(e.value) == want
+    f = tmp_path / "h.parquet"  # a parquet history: refused from its dates alone, same words
+    h.to_parquet(f)
+
+    def no_read(*a, **k):
+        raise AssertionError("read the whole history before refusing")
+
+    monkeypatch.setattr(importlib.import_module("drgsim.dip.build"), "read_history", no_read)
+    with pytest.raises(RecordsError) as e:
+        build(f, policy(core_threshold=1), year=2030)
+    assert str(e.value) == want
+
+
 def test_base_packets_and_no_levels(tmp_path):
     f = tmp_path / "base.csv"
     f.write_text("packet\nK80.1\nJ06.9\n", encoding="utf-8")

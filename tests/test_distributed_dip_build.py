@@ -119,10 +119,10 @@ def same(a, b) -> None:
 
 
 def local_build(frame: pd.DataFrame, policy, parts: int, order: np.ndarray,
-                packet_part=None):
+                packet_part=None, year: int = YEAR):
     """The engine's steps with pandas: rows in ``order`` cut into ``parts`` partitions;
     after the key assignment, packets to stats partitions by ``packet_part(code)``."""
-    st_ = B.setup(policy, "chs_drg_11", HOSPITALS, None, year=YEAR)
+    st_ = B.setup(policy, "chs_drg_11", HOSPITALS, None, year=year)
     cols = build_columns(list(frame.columns))
     rows_in = frame[cols].iloc[order]
     chunks = [rows_in.iloc[ix] for ix in np.array_split(np.arange(len(rows_in)), parts)]
@@ -174,6 +174,26 @@ def test_any_partitioning_and_row_order_give_the_same_catalogue(hist, single, se
     got = local_build(hist, VERSIONS[version], parts, rng.permutation(len(hist)),
                       lambda code: (hash(code) + salt) % 4)
     same(got, single[version])
+
+
+def test_steps_note_a_missing_history_year_as_the_single_path(hist):
+    """Without 2022 the catalogue for 2024 is built from the latest three years before it
+    there are (the dirty 2018 rows, 2021, 2023): the engines' steps say so in the build
+    notes as dip.build does; a year the history has none of is refused at step 1."""
+    from drgsim.errors import RecordsError
+
+    lacking = hist[~hist["discharge_date"].str.startswith("2022")].reset_index(drop=True)
+    pol = VERSIONS["v1"]
+    cat = local_build(lacking, pol, 3, np.arange(len(lacking)))
+    note = ("the catalogue for 2024 is built from 2021–2023, but the history lacks 2022: "
+            "built from 2018, 2021, 2023 (history has 2018, 2021, 2023)")
+    assert cat.meta["years"] == [2018, 2021, 2023]
+    assert cat.info.years_note == note and note in cat.report.splitlines()
+    same(cat, dip.build(lacking, policy=pol, hospitals=HOSPITALS, year=YEAR)[0])
+    assert local_build(hist, pol, 2, np.arange(len(hist))).info.years_note == ""
+    with pytest.raises(RecordsError, match="catalogue year 2030: .* history has 2018, "
+                                           "2021–2023: choose year 2024"):
+        local_build(hist, pol, 2, np.arange(len(hist)), year=2030)
 
 
 def test_a_packet_split_over_partitions_is_refused(hist):

@@ -54,8 +54,6 @@ def build_cmd(history, out, policy_file, year, scheme, hospitals, base_packets,
           --year 2025
       drgsim dip build history.parquet -o catalogue/ --policy dip_baseline
     """
-    import pandas as pd
-
     from drgsim.dip import build, write_catalogue
     from drgsim.dip.tables import FILES, REPORT
     from drgsim.errors import DrgsimError
@@ -70,90 +68,18 @@ def build_cmd(history, out, policy_file, year, scheme, hospitals, base_packets,
             from drgsim.policy import bundled_policy_path
 
             pol = bundled_policy_path(pol)
-        early = _history_years(history) if year is not None else None
-        if early:  # a year the history cannot build is refused before the build
-            catalogue_years(year, early, [], _n_years(pol, year, early))
-        cat, assigned = build(history, policy=pol, scheme=scheme, hospitals=hospitals,
-                              year=year, base_packets=base_packets,
-                              treatment_table=treatment_types)
-        found = sorted(int(y) for y in pd.unique(assigned["year"]) if y >= 0)
-        said = catalogue_years(year, found, [int(y) for y in cat.meta["years"]],
-                               _n_years(pol, year, found))
+        # the build refuses a year the history has none of (from a parquet history's dates
+        # alone, before reading it) and notes the years it lacks (dip.build.catalogue_years)
+        cat, _ = build(history, policy=pol, scheme=scheme, hospitals=hospitals, year=year,
+                       base_packets=base_packets, treatment_table=treatment_types)
         write_catalogue(cat, out)
     except DrgsimError as exc:
         fail(exc)
         return
-    if said:
-        con.print(f"warning: {said}", markup=False)
+    if cat.info.years_note:
+        con.print(f"warning: {cat.info.years_note}", markup=False)
     click.echo(cat.report, nl=False)
     con.print(f"wrote {out} ({len(cat.packets):,} packets)")
-
-
-def _years(ys: list[int]) -> str:
-    """2022–2025 for consecutive years, else 2022, 2024."""
-    if not ys:
-        return "none"
-    if ys == list(range(ys[0], ys[-1] + 1)) and len(ys) > 1:
-        return f"{ys[0]}–{ys[-1]}"
-    return ", ".join(str(y) for y in ys)
-
-
-def _history_years(history: str) -> list[int] | None:
-    """The history's discharge years from its date column alone (parquet file or folder);
-    None where that cannot be read cheaply (CSV, Excel, other columns: the build says)."""
-    import numpy as np
-
-    p = Path(history)
-    if not (p.is_dir() or p.suffix.lower() == ".parquet"):
-        return None
-    try:
-        import pyarrow.dataset as ds
-
-        from drgsim.dip.build import _years_of
-
-        d = ds.dataset(str(p), format="parquet", partitioning="hive" if p.is_dir() else None)
-        if "discharge_date" not in d.schema.names:
-            return None
-        y = _years_of(d.to_table(columns=["discharge_date"]).column(0))
-    except Exception:  # noqa: BLE001 - unreadable here: the build reads and names it
-        return None
-    return sorted(int(v) for v in np.unique(y) if v >= 0)
-
-
-def _n_years(policy: object, year: int | None, found: list[int]) -> int:
-    """How many history years the catalogue weights (len of dip year_weights, 1:2:7)."""
-    from drgsim.dip.build import resolve_params
-    from drgsim.policy import load_policy
-
-    pol = load_policy(policy) if isinstance(policy, (str, Path)) else policy
-    at = year if year is not None else (found[-1] + 1 if found else None)
-    return len(resolve_params(pol, at)["year_weights"])
-
-
-def catalogue_years(year: int | None, found: list[int], used: list[int], n: int) -> str | None:
-    """The catalogue for year Y is built from the n years before it (Y-3..Y-1 with 1:2:7).
-    None when the history has them all; a warning naming the years expected, found and
-    used when some are missing (the build weighted the latest years before Y there are);
-    refused (:class:`RecordsError`) when none of them is in the history (e.g. --year 2030
-    on 2022–2025), which would score a year from history years it does not name."""
-    from drgsim.errors import RecordsError
-
-    y = year if year is not None else (found[-1] + 1 if found else None)
-    if y is None:
-        return None
-    want = list(range(y - n, y))
-    missing = [x for x in want if x not in found]
-    if not missing:
-        return None
-    if len(missing) == len(want):
-        before = [x for x in found if x < y][-n:]
-        hint = (f"give --year {found[-1] + 1} (built from {_years(before)})" if found
-                else "give history")
-        raise RecordsError(
-            f"--year {y}: its catalogue is built from the {n} years before it ({_years(want)}), "
-            f"but the history has {_years(found)}: {hint}, or the history of {_years(want)}")
-    return (f"the catalogue for {y} is built from {_years(want)}, but the history lacks "
-            f"{_years(missing)}: built from {_years(used)} (history has {_years(found)})")
 
 
 @dip.command("validate")

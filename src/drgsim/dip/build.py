@@ -76,6 +76,8 @@ class BuildInfo:
     base_missing: list[str] = field(default_factory=list)
     aux_note: str = ""
     notes: list[str] = field(default_factory=list)
+    #: the history lacks some of the years the catalogue is built from (also in ``notes``)
+    years_note: str = ""
     cost_fen: float = 0.0
     core_cost_fen: float = 0.0
 
@@ -152,6 +154,45 @@ def _trim_spec(tr: dict) -> dict:
             "upper": float(tr["upper"])}
 
 
+def _span(ys: list[int]) -> str:
+    """Sorted years in runs: 2018, 2021–2023 (2022, 2024: no run)."""
+    runs: list[list[int]] = []
+    for y in ys:
+        if runs and y == runs[-1][-1] + 1:
+            runs[-1].append(y)
+        else:
+            runs.append([y])
+    return ", ".join(f"{r[0]}–{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs) or "none"
+
+
+def catalogue_years(year: int | None, found: list[int], used: list[int], n: int) -> str | None:
+    """The rule for the history years: the catalogue for year Y is built from the n years
+    before it (Y-3..Y-1 weighted 1:2:7; ``year`` None: the year after the latest ``found``).
+    None when the history has them all; a warning naming the years expected, missing, used
+    (the latest n before Y there are) and found when some are missing; refused
+    (:class:`~drgsim.errors.RecordsError`) when the history has none of them, which would
+    score a year from history years it does not name."""
+    from drgsim.errors import RecordsError
+
+    found = sorted(int(x) for x in found)
+    y = year if year is not None else (found[-1] + 1 if found else None)
+    if y is None:
+        return None
+    want = list(range(y - n, y))
+    missing = [x for x in want if x not in found]
+    if not missing:
+        return None
+    if len(missing) == len(want):
+        hint = (f"choose year {found[-1] + 1} (built from {_span(found[-n:])}) or give"
+                if found else "give")
+        has = _span(found) if found else "no dated discharge"
+        raise RecordsError(
+            f"catalogue year {y}: it is built from the {n} years before it ({_span(want)}), "
+            f"but the history has {has}: {hint} the history of {_span(want)}")
+    return (f"the catalogue for {y} is built from {_span(want)}, but the history lacks "
+            f"{_span(missing)}: built from {_span(used)} (history has {_span(found)})")
+
+
 # ---------------------------------------------------------------- input
 
 @dataclass
@@ -192,6 +233,28 @@ def _years_of(arr: pa.ChunkedArray | pa.Array) -> np.ndarray:
         s = pd.to_datetime(pd.Series(a.to_pandas()), errors="coerce")
         return np.where(s.isna(), -1, s.dt.year.fillna(-1)).astype(np.int64)
     return np.asarray(pc.fill_null(y, -1), dtype=np.int64)
+
+
+def _date_years(history: Any, columns: Mapping[str, str] | None) -> np.ndarray | None:
+    """The distinct discharge years of a parquet history (file or folder) from its date
+    column alone, so a catalogue year it cannot build is refused before the whole history
+    is read; None where that is not cheap (other inputs, no date column: the build reads)."""
+    if not isinstance(history, (str, os.PathLike)):
+        return None
+    p = Path(history)
+    if not (p.is_dir() or p.suffix.lower() == ".parquet"):
+        return None
+    try:
+        import pyarrow.dataset as ds
+
+        d = ds.dataset(str(p), format="parquet", partitioning="hive" if p.is_dir() else None)
+        name = _col(d.schema.names, "discharge_date", columns)
+        if name is None:
+            return None
+        y = _years_of(d.to_table(columns=[name]).column(0))
+    except Exception:  # noqa: BLE001 - unreadable here: read_history reads and names it
+        return None
+    return np.unique(y[y >= 0])
 
 
 def read_history(history: Any, columns: Mapping[str, str] | None = None) -> History:
@@ -327,14 +390,19 @@ def build(history: Any, policy: Any = None, scheme: Any = "chs_drg_11", hospital
     row built nothing: the record check's ``check_failed`` with ``reason``, a bad cost, date
     or a year outside the weighted years). ``year``: the year the catalogue is for; the
     history years are the ``len(year_weights)`` years before it (default: the year after the
-    latest in ``history``, as ``drgsim calibrate``).
+    latest in ``history``, as ``drgsim calibrate``). A history lacking some of those years
+    is said in the build notes (``cat.info.years_note``, ``cat.report``); one lacking all
+    of them is refused (:func:`catalogue_years`).
     """
-    from drgsim.dip.steps import read_inputs
+    from drgsim.dip.steps import plan_of, read_inputs
 
     # every table and parameter file is read and validated before the history (no work
     # is done on a history that a malformed table would stop later)
     st = read_inputs(policy, scheme, hospitals, columns, year=year, base_packets=base_packets,
                      treatment_table=treatment_table)
+    early = _date_years(history, columns) if year is not None else None
+    if early is not None:  # a year the history has none of is refused before reading it
+        plan_of(st, [early])
     h = read_history(history, columns)
     return _build(h, st)
 

@@ -86,6 +86,7 @@ class Plan:
     year_counts: list[int] = field(default_factory=list)  # usable rows per history year
     levels: list[str] = field(default_factory=list)  # hospital levels, sorted (row ids)
     packets: list[str] = field(default_factory=list)  # packet codes, sorted (row ids)
+    years_note: str = ""  # the history lacks some of the catalogue's years (build notes)
 
 
 # ---------------------------------------------------------------- 1 years
@@ -130,8 +131,9 @@ def plan_of(st: dict[str, Any], years: list[Any]) -> Plan:
 def make_plan(years_seen: np.ndarray, policy: Any, year: int | None, base_packets: Any,
               blist: list[str] | None, rules: K.TreatmentRules, scheme: Any, hospitals: Any,
               columns: Any) -> Plan:
-    """The build's parameters at the catalogue year and the history years (DIP.md)."""
-    from drgsim.dip.build import _hospital_levels, read_base_list, resolve_params
+    """The build's parameters at the catalogue year and the history years (DIP.md); a
+    history lacking some of the years is noted, one lacking all refused (before any work)."""
+    from drgsim.dip.build import _hospital_levels, catalogue_years, read_base_list, resolve_params
 
     years_all = np.unique(np.asarray(years_seen, np.int64))
     if year is None:
@@ -142,6 +144,7 @@ def make_plan(years_seen: np.ndarray, policy: Any, year: int | None, base_packet
     yw_all = [float(x) for x in p["year_weights"]]
     before = years_all[years_all < year] if year is not None else years_all
     years = [int(y) for y in before[-len(yw_all):]]
+    note = catalogue_years(year, years_all.tolist(), years, len(yw_all)) or ""
     yw = yw_all[-len(years):] if years else []
     tot = sum(yw)
     yw = [w / tot for w in yw] if tot else yw
@@ -149,7 +152,8 @@ def make_plan(years_seen: np.ndarray, policy: Any, year: int | None, base_packet
         blist = read_base_list(p["base_packets"])
     lv_map = _hospital_levels(hospitals)
     levels = sorted({str(v) for v in lv_map.values() if v != ""})
-    return Plan(p, year, years, yw, scheme, rules, columns, lv_map, blist, levels=levels)
+    return Plan(p, year, years, yw, scheme, rules, columns, lv_map, blist, levels=levels,
+                years_note=note)
 
 
 # ---------------------------------------------------------------- 2 scan
@@ -658,6 +662,9 @@ def assemble(plan: Plan, table: pd.DataFrame, red: Reduced, parts: list[dict[str
     p = plan.p
     info = BuildInfo(rows=red.n)
     info.unmatched_proc_codes = red.unmatched
+    if plan.years_note:  # said in the report on every path, and for a caller to print
+        info.years_note = plan.years_note
+        info.notes.append(plan.years_note)
     st = pd.concat([s["stats"] for s in parts], ignore_index=True).sort_values(
         "packet", kind="stable").reset_index(drop=True)
     assert st["packet"].tolist() == table["packet"].tolist()
