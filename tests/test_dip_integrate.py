@@ -271,3 +271,26 @@ def test_unmatched_procedure_codes_count_only_the_rows_the_build_uses():
     assert K.proc_keys(procs).unmatched_codes == 2
     assert K.proc_keys(procs, usable=[True, True, True]).unmatched_codes == 2
     assert K.proc_keys(procs, usable=[True, False, True]).unmatched_codes == 1
+
+
+def test_a_catalogue_built_for_a_run_says_the_history_year_it_lacks():
+    """prepare/simulate building its own catalogue from a history without 2022 warns (as
+    dip build does), and is quiet when the history has every year."""
+    import warnings
+
+    import drgsim
+    from drgsim.synth import SyntheticRegion
+
+    reg = SyntheticRegion(6_000, 6, (2021, 2022, 2023, 2024), seed=3, dirty_rate=0.0)
+    df = reg.discharges_table().to_pandas()
+    hosp = reg.hospitals_table().to_pandas()
+    region = reg.region_table().to_pandas()
+    year = pd.to_datetime(df["discharge_date"]).dt.year
+    with pytest.warns(UserWarning, match="the catalogue for 2024 is built from 2021–2023, "
+                                          "but the history lacks 2022"):
+        drgsim.prepare(df[year != 2022], policy="dip_baseline", hospitals=hosp, region=region,
+                       year=2024)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        drgsim.prepare(df, policy="dip_baseline", hospitals=hosp, region=region, year=2024)
+    assert not [w for w in caught if "history lacks" in str(w.message)]

@@ -476,6 +476,9 @@ def dip_catalogue(
             )
         cat = build()
         src = f"built from {n_history:,} history cases"
+        note = getattr(getattr(cat, "info", None), "years_note", "")
+        if note:  # the build weighted other years than the policy's: said, not silent
+            warnings.warn(note, stacklevel=2)
     _check_scale(cat, pol, year)
     return cat, src
 
