@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,3 +71,57 @@ def client():
     yield c
     c.close()
     lc.close()
+
+
+def _need_spark() -> None:
+    """Skip without Java or pyspark; under CI fail instead (``.ci/run`` installs both)."""
+    missing = []
+    if shutil.which("java") is None:
+        missing.append("a Java runtime (java on PATH)")
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        missing.append("pyspark (pip install 'drgsim[spark]')")
+    if missing:
+        if IN_CI:
+            pytest.fail(f"Spark tests need {' and '.join(missing)}; .ci/run installs them")
+        pytest.skip(f"Spark tests need {' and '.join(missing)}")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local Spark session (local[2], two shuffle partitions, no UI) for the whole run:
+    the JVM starts once, not once per module; stopped when the test session ends. A module
+    that needs another SQL setting sets it with :func:`spark_conf` and puts it back."""
+    _need_spark()
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers: this interpreter
+    from pyspark.sql import SparkSession
+
+    s = (
+        SparkSession.builder.master("local[2]")
+        .appName("drgsim-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .getOrCreate()
+    )
+    s.sparkContext.setLogLevel("ERROR")
+    yield s
+    s.stop()
+
+
+@contextlib.contextmanager
+def spark_conf(session: Any, settings: dict[str, str]) -> Iterator[Any]:
+    """Runtime SQL ``settings`` on the shared session for a block, the previous values (or
+    unset) restored after, so one module's setting never leaks into the next module."""
+    old = {k: session.conf.get(k, None) for k in settings}
+    for k, v in settings.items():
+        session.conf.set(k, v)
+    try:
+        yield session
+    finally:
+        for k, v in old.items():
+            if v is None:
+                session.conf.unset(k)
+            else:
+                session.conf.set(k, v)

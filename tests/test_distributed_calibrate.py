@@ -6,20 +6,15 @@ all-case pool, a DRG the percentile trim empties while its long stays are per-di
 eligible (judged against the all-case mean: the second, pending pass), per-diem MDC and
 ADRG categories, implausible costs, ties, and dirty rows (unknown status, negative or
 missing cost, bad dates, unknown fund, absurd LOS, years outside the history, empty
-ADRG, a DRG seen under two MDCs). One LocalCluster (2 workers × 1 thread) and one local
-Spark session per module.
+ADRG, a DRG seen under two MDCs). One LocalCluster (2 workers × 1 thread) per module and the
+run's one local Spark session (tests/conftest.py), here with three shuffle partitions.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import IN_CI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,20 +37,6 @@ GROUPS = [
     ("IC29", "IC2", "MDCI", 150), ("IZ19", "IZ1", "MDCI", 2), ("IU19", "IU1", "MDCI", 5),
     ("XR19", "XR1", "MDCX", 1), ("XJ19", "XJ1", "MDCX", 2),
 ]
-
-
-def _need_spark() -> None:
-    missing = []
-    if shutil.which("java") is None:
-        missing.append("a Java runtime (java on PATH)")
-    try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        missing.append("pyspark (pip install 'drgsim[spark]')")
-    if missing:
-        if IN_CI:
-            pytest.fail(f"Spark tests need {' and '.join(missing)}; .ci/run installs them")
-        pytest.skip(f"Spark tests need {' and '.join(missing)}")
 
 
 def history(seed: int = 7) -> pd.DataFrame:
@@ -264,22 +245,18 @@ def test_dask_calibrate_weights_refuse_an_empty_history(client, hist):
 
 
 @pytest.fixture(scope="module")
-def spark():
-    _need_spark()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
+def spark(spark):
+    """The shared session (tests/conftest.py) with three shuffle partitions, as this module
+    always ran its Spark tests (the others use two); put back after the module."""
+    from conftest import spark_conf
 
-    s = (
-        SparkSession.builder.master("local[2]")
-        .appName("drgsim-calibrate-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "3")
-        .config("spark.default.parallelism", "2")
-        .getOrCreate()
-    )
-    s.sparkContext.setLogLevel("ERROR")
-    yield s
-    s.stop()
+    with spark_conf(spark, {"spark.sql.shuffle.partitions": "3"}):
+        yield spark
+
+
+def test_spark_session_has_this_modules_three_shuffle_partitions(spark):
+    """The module's setting reaches the run's shared session (tests/conftest.py)."""
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "3"
 
 
 @pytest.mark.parametrize("name", ["baseline", "sd_trim", "given_mean"])

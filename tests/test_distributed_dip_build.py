@@ -5,19 +5,15 @@ A hand-built history (~570 rows): keys of 14, 15 and 16 cases around the core
 threshold, rare keys folding to category, prefix and chapter packets, a big packet with
 auxiliary coefficients and level means, ties in cost, dirty rows (bad cost, date, year,
 record check), a hospital no table names, patients' share. One LocalCluster (2 workers ×
-1 thread) and one local Spark session per module.
+1 thread) per module and the run's one local Spark session (tests/conftest.py), here
+with three shuffle partitions.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import IN_CI
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -225,37 +221,14 @@ def test_dask_build_catalogue_equals_the_single_path(client, hist, single, versi
 # ----------------------------------------------------------------- Spark
 
 
-def _need_spark() -> None:
-    missing = []
-    if shutil.which("java") is None:
-        missing.append("a Java runtime (java on PATH)")
-    try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        missing.append("pyspark (pip install 'drgsim[spark]')")
-    if missing:
-        if IN_CI:
-            pytest.fail(f"Spark tests need {' and '.join(missing)}; .ci/run installs them")
-        pytest.skip(f"Spark tests need {' and '.join(missing)}")
-
-
 @pytest.fixture(scope="module")
-def spark():
-    _need_spark()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
+def spark(spark):
+    """The shared session (tests/conftest.py) with three shuffle partitions, as this module
+    always ran its Spark tests (the others use two); put back after the module."""
+    from conftest import spark_conf
 
-    s = (
-        SparkSession.builder.master("local[2]")
-        .appName("drgsim-dip-build-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "3")
-        .config("spark.default.parallelism", "2")
-        .getOrCreate()
-    )
-    s.sparkContext.setLogLevel("ERROR")
-    yield s
-    s.stop()
+    with spark_conf(spark, {"spark.sql.shuffle.partitions": "3"}):
+        yield spark
 
 
 @pytest.mark.parametrize("version", list(VERSIONS))

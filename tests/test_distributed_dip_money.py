@@ -5,14 +5,11 @@ value) bit for bit.
 
 A small synthetic region of three years with its dirty rows, plus three simulated-year
 rows without a discharge date (paid bad_date, never dropped). One Dask LocalCluster
-(2 workers × 1 thread) and one local Spark session per module.
+(2 workers × 1 thread) per module and the run's one local Spark session (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 import warnings
 
 import numpy as np
@@ -295,31 +292,6 @@ def test_cli_simulate_and_sweep_dip_engine_dask(client, frame, region, catalogue
 
 
 # ---------------------------------------------------------------------------- Spark
-@pytest.fixture(scope="module")
-def spark():
-    from conftest import IN_CI
-
-    missing = [m for m, ok in (("a Java runtime", shutil.which("java")),
-                               ("pyspark", _has("pyspark"))) if not ok]
-    if missing:
-        if IN_CI:
-            pytest.fail(f"Spark tests need {' and '.join(missing)}; .ci/run installs them")
-        pytest.skip(f"Spark tests need {' and '.join(missing)}")
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    s = (SparkSession.builder.master("local[2]").appName("drgsim-dip-money")
-         .config("spark.ui.enabled", "false").config("spark.sql.shuffle.partitions", "2")
-         .config("spark.default.parallelism", "2").getOrCreate())
-    s.sparkContext.setLogLevel("ERROR")
-    yield s
-    s.stop()
-
-
-def _has(mod: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(mod) is not None
 
 
 def spark_cases(res: dict) -> pd.DataFrame:

@@ -7,14 +7,12 @@ a calibration key (recalibrate), behaviour draws on the cells (volume and inflat
 level, coding creep) and a LOS change (the rows per draw). ``drgsim.dask.prepare(...)
 .sweep(...)`` and ``drgsim.spark.prepare(...).sweep(...)`` must equal
 ``drgsim.prepare(...).sweep(...)`` exactly (``assert_frame_equal``: float points bit for
-bit). One Dask LocalCluster (2 workers × 1 thread) and one local Spark session per module.
+bit). One Dask LocalCluster (2 workers × 1 thread) per module and the run's one local Spark
+session (tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 import warnings
 
 import numpy as np
@@ -157,39 +155,6 @@ def test_rows_not_kept_are_refused_in_one_line(dask_base):
 
 
 # ---------------------------------------------------------------------------- Spark
-def _need_spark() -> None:
-    from conftest import IN_CI
-
-    missing = []
-    if shutil.which("java") is None:
-        missing.append("a Java runtime (java on PATH)")
-    try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        missing.append("pyspark (pip install 'drgsim[spark]')")
-    if missing:
-        if IN_CI:
-            pytest.fail(f"Spark tests need {' and '.join(missing)}; .ci/run installs them")
-        pytest.skip(f"Spark tests need {' and '.join(missing)}")
-
-
-@pytest.fixture(scope="module")
-def spark():
-    _need_spark()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    s = (
-        SparkSession.builder.master("local[2]")
-        .appName("drgsim-dsweep-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .getOrCreate()
-    )
-    s.sparkContext.setLogLevel("ERROR")
-    yield s
-    s.stop()
 
 
 @pytest.fixture(scope="module")

@@ -4,15 +4,15 @@ the hospital-partition guard, and a killed write re-run to a complete output (th
 layout and journal: tests/test_spark_output.py); DIP matching
 per batch, ``group --method dip --engine spark`` and the collected catalogue build.
 
-One local Spark session for the module (local[2], two shuffle partitions, no UI) and one
-Spark ``prepare`` shared by the simulation and sweep tests, to keep the module short. The
-tests skip only without Java or pyspark, and never under CI (``.ci/run`` installs Java).
+The run's one local Spark session (tests/conftest.py: local[2], two shuffle partitions,
+no UI) and one Spark ``prepare`` shared by the simulation and sweep tests, to keep the
+module short. The tests skip only without Java or pyspark, and never under CI (``.ci/run``
+installs Java).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,44 +27,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from conftest import IN_CI
 
 import drgsim
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _need_spark() -> None:
-    missing = []
-    if shutil.which("java") is None:
-        missing.append("a Java runtime (java on PATH)")
-    try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        missing.append("pyspark (pip install 'drgsim[spark]')")
-    if missing:
-        if IN_CI:
-            pytest.fail(f"Spark tests need {' and '.join(missing)}; .ci/run installs them")
-        pytest.skip(f"Spark tests need {' and '.join(missing)}")
-
-
-@pytest.fixture(scope="module")
-def spark():
-    _need_spark()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # workers: this interpreter
-    from pyspark.sql import SparkSession
-
-    s = (
-        SparkSession.builder.master("local[2]")
-        .appName("drgsim-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .getOrCreate()
-    )
-    s.sparkContext.setLogLevel("ERROR")
-    yield s
-    s.stop()
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +65,13 @@ def _same(got: pd.DataFrame, ref: pd.DataFrame) -> None:
         else:
             assert a.astype("string").fillna("<NA>").tolist() == \
                 b.astype("string").fillna("<NA>").tolist(), c
+
+
+def test_shared_session_is_back_on_two_shuffle_partitions(spark):
+    """A module's own setting on the run's one session (three shuffle partitions in
+    test_distributed_calibrate and test_distributed_dip_build, which run before this module)
+    is put back after it, so this module runs as it did on a session of its own."""
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "2"
 
 
 def test_group_equals_the_single_path(spark, region):

@@ -4,7 +4,7 @@ short between month folders re-runs to the rows of an uninterrupted one, another
 fingerprint replaces an output as on Dask, another writer's output is refused, and the
 input is never touched.
 
-One local Spark session for the module (local[2], as tests/test_spark.py) and one
+The run's one local Spark session (tests/conftest.py: local[2]) and one
 in-process Dask client (the Dask writer's reference output).
 """
 
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import sys
 import warnings
 from pathlib import Path
 
@@ -22,43 +20,9 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from conftest import IN_CI
 
 import drgsim
 from drgsim.output import MANIFEST, OutputFolder
-
-
-def _need_spark() -> None:
-    missing = []
-    if shutil.which("java") is None:
-        missing.append("a Java runtime (java on PATH)")
-    try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        missing.append("pyspark (pip install 'drgsim[spark]')")
-    if missing:
-        if IN_CI:
-            pytest.fail(f"Spark tests need {' and '.join(missing)}; .ci/run installs them")
-        pytest.skip(f"Spark tests need {' and '.join(missing)}")
-
-
-@pytest.fixture(scope="module")
-def spark():
-    _need_spark()
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from pyspark.sql import SparkSession
-
-    s = (
-        SparkSession.builder.master("local[2]")
-        .appName("drgsim-output-tests")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .getOrCreate()
-    )
-    s.sparkContext.setLogLevel("ERROR")
-    yield s
-    s.stop()
 
 
 @pytest.fixture(scope="module")
