@@ -208,6 +208,9 @@ class History:
     hosp_id: np.ndarray  # int64 per row into hosp_names; -1 none
     hosp_names: np.ndarray  # object
     malformed: np.ndarray  # bool
+    #: what one step derived from these rows and the next may reuse (the single path runs
+    #: the scan and the rows step on one History; an engine makes one per partition pass)
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def _col(names: list[str], name: str, columns: Mapping[str, str] | None) -> str | None:

@@ -443,7 +443,7 @@ def proc_keys(procedures: pa.Array | pa.ChunkedArray, version: str = "1.0",
               scheme: Any = "chs_drg_11",
               rules: TreatmentRules | None = None, cost: np.ndarray | None = None,
               usable: np.ndarray | None = None, related_cost_share: float = 0.10,
-              code_costs: Any = None) -> ProcKeys:
+              code_costs: Any = None, pieces: dict[str, Any] | None = None) -> ProcKeys:
     """The procedure part of each record's packet key.
 
     Version ``1.0``: every qualifying procedure (treatment type ≥ diagnostic), order-free,
@@ -454,9 +454,10 @@ def proc_keys(procedures: pa.Array | pa.ChunkedArray, version: str = "1.0",
     per-procedure cost). ``cost``/``usable`` are needed for 2.0 (the history the estimate
     is made from), unless ``code_costs`` (code -> estimate, reduced over a whole history by
     :func:`procedure_cost_sums` / :func:`procedure_estimates`) is given. Records whose
-    procedures are all conservative key by diagnosis alone.
+    procedures are all conservative key by diagnosis alone. ``pieces``: the
+    :func:`qualifying_pieces` of ``procedures`` when the caller has them already.
     """
-    q = qualifying_pieces(procedures, scheme, rules)
+    q = pieces if pieces is not None else qualifying_pieces(procedures, scheme, rules)
     cl, vocab = q["cl"], q["vocab"]
     row, code, pos = q["row"], q["code"], q["pos"]
     if version == "2.0":

@@ -159,11 +159,15 @@ def make_plan(years_seen: np.ndarray, policy: Any, year: int | None, base_packet
 # ---------------------------------------------------------------- 2 scan
 
 def _status(h: Any, plan: Plan) -> tuple[np.ndarray, np.ndarray, Any]:
-    """(status code per row, record-check reason per row, record fields)."""
+    """(status code per row, record-check reason per row, record fields); once per History
+    and history years."""
     from drgsim.dip.build import BUILD_STATUSES
     from drgsim.grouper.kernels import check_reasons
     from drgsim.records import fields_from_table
 
+    key = ("status", tuple(plan.years))
+    if key in h.memo:
+        return h.memo[key]
     fields = fields_from_table(h.table)
     n_dx = np.asarray(pc.binary_length(fields.diagnoses).fill_null(0), dtype=np.int64)
     ints = fields.ints
@@ -180,14 +184,23 @@ def _status(h: Any, plan: Plan) -> tuple[np.ndarray, np.ndarray, Any]:
     flag(h.cost_fen < 0, "negative_cost")
     flag(h.year < 0, "bad_date")
     flag(~np.isin(h.year, plan.years), "outside_years")
+    h.memo[key] = status, reason, fields
     return status, reason, fields
+
+
+def _pieces(h: Any, fields: Any, plan: Plan) -> dict[str, Any]:
+    """The qualifying procedure pieces of a History's rows (once per History and scheme)."""
+    key = ("pieces", id(plan.scheme), id(plan.rules))
+    if key not in h.memo:
+        h.memo[key] = K.qualifying_pieces(fields.procedures, plan.scheme, plan.rules)
+    return h.memo[key]
 
 
 def scan_sums(h: Any, plan: Plan) -> dict[str, Any]:
     """Step 2 on a history part: the 2.0 cost-estimate partial sums and unmatched codes."""
     status, _, fields = _status(h, plan)
     usable = status == 0
-    q = K.qualifying_pieces(fields.procedures, plan.scheme, plan.rules)
+    q = _pieces(h, fields, plan)
     sums = None
     if plan.p["version"] == "2.0":
         cost = np.where(usable, h.cost_fen, 0.0)
@@ -262,7 +275,8 @@ def case_rows(h: Any, plan: Plan) -> pd.DataFrame:
     cost_all = np.where(usable, h.cost_fen, 0.0)
     pk = K.proc_keys(fields.procedures, p["version"], plan.scheme, plan.rules, cost=cost_all,
                      usable=usable, related_cost_share=float(p["related_cost_share"]),
-                     code_costs=plan.code_costs if p["version"] == "2.0" else None)
+                     code_costs=plan.code_costs if p["version"] == "2.0" else None,
+                     pieces=_pieces(h, fields, plan))
     tt = pk.treatment.astype(np.int8)
     # the part's distinct keys among usable rows (integers), hashed and named once each
     at = np.flatnonzero(usable)
@@ -348,7 +362,8 @@ def reduce_rows(rows: pd.DataFrame) -> dict[str, Any]:
     from drgsim.grouper.kernels import CHECK_FIELDS
 
     ok = rows["status"].to_numpy() == 0
-    kh, kn = np.unique(rows["key"].to_numpy(np.int64)[ok], return_counts=True)
+    vc = pd.Series(rows["key"].to_numpy(np.int64)[ok]).value_counts(sort=False)
+    kh, kn = vc.index.to_numpy(np.int64), vc.to_numpy(np.int64)
     named = rows["dx"].notna().to_numpy()
     names = pd.DataFrame({
         "key": rows["key"].to_numpy(np.int64)[named],
@@ -358,7 +373,8 @@ def reduce_rows(rows: pd.DataFrame) -> dict[str, Any]:
     })
     h1 = int(rows["h1"].to_numpy().view(np.uint64).sum(dtype=np.uint64))
     h2 = int(rows["h2"].to_numpy().view(np.uint64).sum(dtype=np.uint64))
-    yr, yn = np.unique(rows["year"].to_numpy(np.int64)[ok], return_counts=True)
+    yv = pd.Series(rows["year"].to_numpy(np.int64)[ok]).value_counts(sort=False)
+    yr, yn = yv.index.to_numpy(np.int64), yv.to_numpy(np.int64)
     return {
         "n": len(rows), "counts": pd.DataFrame({"key": kh, "n": kn.astype(np.int64)}),
         "names": names,
@@ -371,26 +387,32 @@ def reduce_rows(rows: pd.DataFrame) -> dict[str, Any]:
 
 def _named_keys(parts: list[dict[str, Any]]) -> pd.DataFrame:
     """Every part's key counts added up, with each key's text (dx, procs, nprocs, tt, key,
-    n; sorted by the text). Refuses two keys with one hash (never silently merged)."""
+    n; by key hash). Refuses two keys with one hash (never silently merged)."""
     counts = pd.concat([p["counts"] for p in parts], ignore_index=True)
     counts = counts.groupby("key", sort=True)["n"].sum().reset_index()
-    names = pd.concat([p["names"] for p in parts], ignore_index=True).drop_duplicates()
-    clash = names["key"].duplicated()
-    if clash.any():
-        two = names[names["key"] == names.loc[clash, "key"].iloc[0]]
+    names = pd.concat([p["names"] for p in parts], ignore_index=True)
+    first = names.drop_duplicates("key").reset_index(drop=True)
+    at = pd.Index(first["key"].to_numpy(np.int64)).get_indexer(names["key"].to_numpy(np.int64))
+    same = np.ones(len(names), bool)
+    for c in ("dx", "procs", "nprocs", "tt"):  # every part's text of a key is the first's
+        same &= names[c].to_numpy(object) == first[c].to_numpy(object)[at]
+    if not same.all():
+        i = int(np.flatnonzero(~same)[0])
+        two = [names.iloc[i], first.iloc[at[i]]]
         raise CatalogueError([Problem("<history>", None, "packet",
                                       "two packet keys share a 64-bit hash ("
-                                      + " and ".join(f"{d}/{q}" for d, q in
-                                                     zip(two["dx"], two["procs"], strict=False))
+                                      + " and ".join(f"{r['dx']}/{r['procs']}" for r in two)
                                       + "); the build cannot tell them apart")])
-    keys = counts.merge(names, how="left", on="key")
-    if keys["dx"].isna().any():
+    where = pd.Index(first["key"].to_numpy(np.int64)).get_indexer(counts["key"].to_numpy(np.int64))
+    if (where < 0).any():
         raise CatalogueError([Problem("<history>", None, "packet",
                                       "a key counted in the rows was named in no part")])
-    keys["dx"] = keys["dx"].astype(object)
-    keys["procs"] = keys["procs"].astype(object)
-    keys = keys.sort_values(["dx", "procs", "nprocs", "tt"], kind="stable")
-    return keys[["dx", "procs", "nprocs", "tt", "key", "n"]].reset_index(drop=True)
+    named = first.iloc[where].reset_index(drop=True)
+    return pd.DataFrame({
+        "dx": named["dx"].to_numpy(object), "procs": named["procs"].to_numpy(object),
+        "nprocs": named["nprocs"].to_numpy(np.int64), "tt": named["tt"].to_numpy(np.int64),
+        "key": counts["key"].to_numpy(np.int64), "n": counts["n"].to_numpy(np.int64),
+    })
 
 
 @dataclass
