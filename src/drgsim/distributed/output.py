@@ -1,9 +1,11 @@
 """Partitioned parquet output of a distributed run, written part by part through drgsim.output.
 
 Layout like the synthetic region's input: ``OUT/data/year=YYYY/month=MM/part-NNNNN.parquet``
-(``OUT/data`` reads back as one dataset: ``pd.read_parquet(OUT/data)``, Dask, Spark)
-(rows without a valid date under ``year=__HIVE_DEFAULT_PARTITION__``), the ``year`` and
-``month`` columns in the path only, as hive readers expect. Each worker writes its parts
+(``OUT/data`` reads back as one dataset: ``pd.read_parquet(OUT/data)``, Dask, Spark), rows
+without a valid date under ``year=__HIVE_DEFAULT_PARTITION__`` (pandas cannot read those
+null keys yet: ``pyarrow.dataset.dataset(OUT/data, partitioning="hive")`` or
+:func:`drgsim.dask.read_parquet` do), the ``year`` and ``month`` columns in the path only,
+as hive readers expect. Each worker writes its parts
 atomically (:func:`drgsim.output.atomic_path`); the driver records them in the folder's
 journal (:class:`~drgsim.output.OutputFolder`: fingerprint of the inputs and options),
 then a marker ``_parts/part-NNNNN.json`` listing the partition's files, and writes
