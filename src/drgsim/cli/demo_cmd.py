@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -126,23 +127,33 @@ def demo(out, discharges, hospitals, seed, scheme, threads, policy_file, method)
             con.print(f"     warning: {msg}")
         con.print("[bold]3. calibrated[/] weights on the history years and [bold]simulated[/] "
                   "the last year:")
-        for _, r in tables["summary"].iterrows():
-            if not str(r["item"]).startswith("drgsim."):
-                con.print(f"     {r['item']}: {r['value']}")
+        _print_summary(con, tables)
         con.print(f"[bold]4. outputs[/] in {root / 'simulation'}: "
                   + ", ".join(sorted(p.name for p in paths.values())))
-        con.print("[bold]5. swept[/] the bundled example scenarios against the baseline "
-                  f"-> {root / 'sweeps'}/<file>/ (sweep.xlsx, parquet, plots):")
-        from drgsim.cli.sweep_cmd import summary_lines
-
-        for spec, res in swept:
-            draws = int(res.hospitals["draw"].nunique()) if len(res.hospitals) else 1
-            con.print(f"     {spec.name}: {len(res.scenarios)} scenarios × {draws} draw(s) — "
-                      f"{spec.description}")
-            for line in summary_lines(res):
-                con.print("   " + line, markup=False)
+        _print_sweeps(con, root, swept, "example scenarios")
     except DrgsimError as exc:
         fail(exc)
+
+
+def _print_summary(con: Any, tables: dict[str, Any]) -> None:
+    """The simulation's summary items (not its drgsim.* provenance rows)."""
+    for _, r in tables["summary"].iterrows():
+        if not str(r["item"]).startswith("drgsim."):
+            con.print(f"     {r['item']}: {r['value']}")
+
+
+def _print_sweeps(con: Any, root: Path, swept: list, what: str) -> None:
+    """Step 5 of a demo: each bundled scenario file swept, with its summary lines."""
+    from drgsim.cli.sweep_cmd import summary_lines
+
+    con.print(f"[bold]5. swept[/] the bundled {what} against the baseline "
+              f"-> {root / 'sweeps'}/<file>/ (sweep.xlsx, parquet, plots):")
+    for spec, res in swept:
+        draws = int(res.hospitals["draw"].nunique()) if len(res.hospitals) else 1
+        con.print(f"     {spec.name}: {len(res.scenarios)} scenarios × {draws} draw(s) — "
+                  f"{spec.description}")
+        for line in summary_lines(res):
+            con.print("   " + line, markup=False)
 
 
 def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file,
@@ -232,20 +243,9 @@ def _demo_dip(out, discharges, hospitals, seed, scheme, policy_file,
             con.print(f"     warning: {msg}")
         ledger_sum = int(tables["ledger"]["amount_fen"].sum())
         con.print(f"[bold]4. simulated[/] {year} by packet (ledger sums to {ledger_sum} fen):")
-        for _, r in tables["summary"].iterrows():
-            if not str(r["item"]).startswith("drgsim."):
-                con.print(f"     {r['item']}: {r['value']}")
+        _print_summary(con, tables)
         con.print(f"     outputs in {root / 'simulation'}: "
                   + ", ".join(sorted(p.name for p in paths.values())))
-        from drgsim.cli.sweep_cmd import summary_lines
-
-        con.print("[bold]5. swept[/] the bundled DIP scenarios against the baseline "
-                  f"-> {root / 'sweeps'}/<file>/ (sweep.xlsx, parquet, plots):")
-        for spec, res in swept:
-            draws = int(res.hospitals["draw"].nunique()) if len(res.hospitals) else 1
-            con.print(f"     {spec.name}: {len(res.scenarios)} scenarios × {draws} draw(s) — "
-                      f"{spec.description}")
-            for line in summary_lines(res):
-                con.print("   " + line, markup=False)
+        _print_sweeps(con, root, swept, "DIP scenarios")
     except DrgsimError as exc:
         fail(exc)

@@ -234,25 +234,27 @@ def _by_year(sums: pd.DataFrame, f: int, col: str) -> dict[int, float | int]:
     return out
 
 
-def _pv_b(sums: pd.DataFrame, w: dict[int, float]) -> dict[str, float]:
+def _fund_ratios(sums: pd.DataFrame, w: dict[int, float], num: str, den: str,
+                 scale: float = 1.0) -> dict[str, float]:
+    """Per fund, Σ_y w_y·``num``_y / Σ_y w_y·``den``_y / ``scale`` (years in order; funds
+    whose denominator is not positive left out)."""
     out = {}
     for f, name in enumerate(FUNDS):
-        cost, score = _by_year(sums, f, "cost_fen"), _by_year(sums, f, "score")
-        num = sum(w.get(y, 0.0) * cost[y] for y in sorted(cost))
-        den = sum(w.get(y, 0.0) * score[y] for y in sorted(score))
-        if den > 0:
-            out[name] = float(num) / den / 100.0
+        n, d = (_by_year(sums, f, c) for c in (num, den))
+        bottom = sum(w.get(y, 0.0) * d[y] for y in sorted(d))
+        if bottom > 0:
+            out[name] = float(sum(w.get(y, 0.0) * n[y] for y in sorted(n))) / bottom / scale
     return out
+
+
+def _pv_b(sums: pd.DataFrame, w: dict[int, float]) -> dict[str, float]:
+    """PV_b per fund: weighted cost (yuan) over weighted score."""
+    return _fund_ratios(sums, w, "cost_fen", "score", 100.0)
 
 
 def _ratio(sums: pd.DataFrame, w: dict[int, float]) -> dict[str, float]:
-    out = {}
-    for f, name in enumerate(FUNDS):
-        cost, fpay = _by_year(sums, f, "cost_fen"), _by_year(sums, f, "fund_pay_fen")
-        den = sum(w.get(y, 0.0) * cost[y] for y in sorted(cost))
-        if den > 0:
-            out[name] = float(sum(w.get(y, 0.0) * fpay[y] for y in sorted(fpay))) / den
-    return out
+    """The reimbursement ratio r per fund: weighted fund payments over weighted cost."""
+    return _fund_ratios(sums, w, "fund_pay_fen", "cost_fen")
 
 
 def point_values_of_sums(
