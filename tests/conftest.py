@@ -17,6 +17,31 @@ SHARED = Path(os.environ.get("DRGSIM_SHARED", REPO.parent / "shared"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def synth_region(out: Path, *, undated: str | None = None,
+                 **kw: Any) -> tuple[Path, Any, Any]:
+    """A synthetic region written to ``out`` (``drgsim.synth.region(out, **kw)``) and its
+    hospitals and region tables. ``undated``: a discharges month (``year=Y/month=M``) where
+    three rows of one hospital lose their discharge date (priced bad_date, never dropped),
+    in a region that has the synthesiser's dirty rows too."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import drgsim.synth
+
+    res = drgsim.synth.region(out, **kw)
+    if undated:
+        assert sum(res.dirt.values()) > 0
+        f = out / "discharges" / undated / "part-0.parquet"
+        t = pq.read_table(f).to_pandas()
+        rows = t.index[t["hospital_id"] == t["hospital_id"].iloc[0]][:3]
+        t.loc[rows, "discharge_date"] = None
+        pq.write_table(pa.Table.from_pandas(t, schema=pq.read_schema(f), preserve_index=False),
+                       f)
+    return out, pd.read_parquet(out / "hospitals.parquet"), pd.read_parquet(
+        out / "region.parquet")
+
+
 def shared_path(*parts: str) -> Path:
     """A path under ../shared; skips the test where it is absent, fails under CI."""
     p = SHARED.joinpath(*parts)

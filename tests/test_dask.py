@@ -24,6 +24,8 @@ import pytest
 
 pytest.importorskip("distributed", reason="the dask extra (pip install drgsim[dask]) is absent")
 
+from conftest import synth_region  # noqa: E402
+
 import drgsim  # noqa: E402
 from drgsim.distributed import DistributedError, PriceContext, combine, price_partition  # noqa: E402
 from drgsim.distributed.partition import ROW, global_hospitals  # noqa: E402
@@ -33,11 +35,8 @@ TABLES = ["funds", "hospitals", "months", "ledger", "drgs", "pay_status", "summa
 
 @pytest.fixture(scope="module")
 def region(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dask") / "region"
-    drgsim.synth.region(out, discharges=2400, hospitals=6, seed=11, workers=1)
-    hosp = pd.read_parquet(out / "hospitals.parquet")
-    reg = pd.read_parquet(out / "region.parquet")
-    return out, hosp, reg
+    return synth_region(tmp_path_factory.mktemp("dask") / "region", discharges=2400,
+                        hospitals=6, seed=11, workers=1)
 
 
 @pytest.fixture(scope="module")

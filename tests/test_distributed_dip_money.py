@@ -14,9 +14,8 @@ import warnings
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from conftest import synth_region
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,16 +31,19 @@ LAST_YEAR = {"point_value.bounds.budgeted_pv": "last_year", "point_value.bounds.
 def region(tmp_path_factory):
     """Three years (2022-2024), six hospitals, the synthesiser's dirty rows, and three
     2024 rows of one hospital without a discharge date."""
-    out = tmp_path_factory.mktemp("dipmoney") / "region"
-    res = drgsim.synth.region(out, discharges=2400, hospitals=6, years=(2022, 2023, 2024),
-                              seed=7, workers=1)
-    assert sum(res.dirt.values()) > 0
-    f = out / "discharges" / "year=2024" / "month=03" / "part-0.parquet"
-    t = pq.read_table(f).to_pandas()
-    rows = t.index[t["hospital_id"] == t["hospital_id"].iloc[0]][:3]
-    t.loc[rows, "discharge_date"] = None
-    pq.write_table(pa.Table.from_pandas(t, schema=pq.read_schema(f), preserve_index=False), f)
-    return out, pd.read_parquet(out / "hospitals.parquet"), pd.read_parquet(out / "region.parquet")
+    return synth_region(tmp_path_factory.mktemp("dipmoney") / "region", undated="year=2024/month=03",
+                        discharges=2400, hospitals=6, years=(2022, 2023, 2024), seed=7,
+                        workers=1)
+
+
+def _same_as_simulate(out, frame, hosp, reg, folder) -> None:
+    """A CLI ``simulate`` output folder holds ``drgsim.simulate``'s tables (DIP baseline)."""
+    ref = quiet(drgsim.simulate, frame, policy="dip_baseline", hospitals=hosp, region=reg,
+                catalogue=folder)
+    for name in ("funds", "hospitals", "ledger"):
+        pd.testing.assert_frame_equal(pd.read_parquet(out / f"{name}.parquet"), ref[name],
+                                      check_dtype=False, obj=name)
+    assert len(pd.read_parquet(out / "cases.parquet")) == len(ref["cases"])
 
 
 @pytest.fixture(scope="module")
@@ -274,12 +276,7 @@ def test_cli_simulate_and_sweep_dip_engine_dask(client, frame, region, catalogue
     r = CliRunner().invoke(main, ["simulate", src, *side, "--catalogue", folder, "-o", str(out),
                                   *eng])
     assert r.exit_code == 0, r.output
-    ref = quiet(drgsim.simulate, frame, policy="dip_baseline", hospitals=hosp, region=reg,
-                catalogue=folder)
-    for name in ("funds", "hospitals", "ledger"):
-        pd.testing.assert_frame_equal(pd.read_parquet(out / f"{name}.parquet"), ref[name],
-                                      check_dtype=False, obj=name)
-    assert len(pd.read_parquet(out / "cases.parquet")) == len(ref["cases"])
+    _same_as_simulate(out, frame, hosp, reg, folder)
     out = tmp_path / "sweep"
     r = CliRunner().invoke(main, ["sweep", src, *side, "--grid", "budget.*.growth=0.02,0.04",
                                   "-o", str(out), *eng])
@@ -382,9 +379,4 @@ def test_cli_simulate_dip_engine_spark(spark, frame, region, catalogue, tmp_path
         "--region", str(root / "region.parquet"), "--policy", "dip_baseline", "--catalogue",
         folder, "-o", str(out), "--engine", "spark"])
     assert r.exit_code == 0, r.output
-    ref = quiet(drgsim.simulate, frame, policy="dip_baseline", hospitals=hosp, region=reg,
-                catalogue=folder)
-    for name in ("funds", "hospitals", "ledger"):
-        pd.testing.assert_frame_equal(pd.read_parquet(out / f"{name}.parquet"), ref[name],
-                                      check_dtype=False, obj=name)
-    assert len(pd.read_parquet(out / "cases.parquet")) == len(ref["cases"])
+    _same_as_simulate(out, frame, hosp, reg, folder)

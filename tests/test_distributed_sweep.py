@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import synth_region
 
 import drgsim
 from drgsim.distributed import DistributedError
@@ -55,11 +56,8 @@ BEHAVIOUR = [
 
 @pytest.fixture(scope="module")
 def region(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dsweep") / "region"
-    drgsim.synth.region(out, discharges=2400, hospitals=5, seed=3, workers=1)
-    hosp = pd.read_parquet(out / "hospitals.parquet")
-    reg = pd.read_parquet(out / "region.parquet")
-    return out, hosp, reg
+    return synth_region(tmp_path_factory.mktemp("dsweep") / "region", discharges=2400,
+                        hospitals=5, seed=3, workers=1)
 
 
 @pytest.fixture(scope="module")

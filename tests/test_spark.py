@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 import pytest
+from conftest import synth_region
 
 import drgsim
 
@@ -37,17 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 def region(tmp_path_factory):
     """A small synthetic region (two years, dirty rows) where three simulated-year rows
     of one hospital have no discharge date (priced bad_date, never dropped)."""
-    from drgsim import synth
-
-    out = tmp_path_factory.mktemp("spark-region")
-    res = synth.region(out, discharges=1500, hospitals=4, years=(2022, 2023), seed=11)
-    assert sum(res.dirt.values()) > 0
-    f = out / "discharges" / "year=2023" / "month=03" / "part-0.parquet"
-    t = pq.read_table(f).to_pandas()
-    rows = t.index[t["hospital_id"] == t["hospital_id"].iloc[0]][:3]
-    t.loc[rows, "discharge_date"] = None
-    pq.write_table(pa.Table.from_pandas(t, schema=pq.read_schema(f), preserve_index=False), f)
-    return out
+    return synth_region(tmp_path_factory.mktemp("spark-region"), undated="year=2023/month=03",
+                        discharges=1500, hospitals=4, years=(2022, 2023), seed=11)[0]
 
 
 def _by_case(df: pd.DataFrame) -> pd.DataFrame:
